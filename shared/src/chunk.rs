@@ -1,0 +1,381 @@
+//! Chunk arithmetic and chunk names: pure functions, no I/O.
+//!
+//! Every file is cut into exactly [`CHUNKS_PER_FILE`] chunks of `ceil(size / 5)` bytes, read in
+//! order, the last ones taking what is left. For some small sizes (0-4, 6-8, 11, 12, 16 bytes) this
+//! leaves trailing chunks empty; we still keep and serve all five so that legacy downloaders, which
+//! always ask for five names, succeed.
+//!
+//! A chunk is named `<content>_<index>` with index 1..=5 (`photo.png_3`). Content names are file
+//! names: they keep their extension, never contain a path separator, and are checked here before
+//! any of them touches the file system.
+
+use std::fmt;
+use std::ops::Range;
+
+use crate::{CHUNKS_PER_FILE, MAX_CONTENT_NAME_BYTES};
+
+/// The highest chunk index: chunks are numbered 1..=5.
+#[allow(clippy::cast_possible_truncation)] // CHUNKS_PER_FILE is 5
+pub const MAX_INDEX: u8 = CHUNKS_PER_FILE as u8;
+
+/// The 1-based index of the chunk at 0-based position `i` (< 5).
+#[allow(clippy::cast_possible_truncation)] // callers pass positions below CHUNKS_PER_FILE
+fn index_at(i: usize) -> u8 {
+    i as u8 + 1
+}
+
+/// The byte range `[start, end)` of one chunk within its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkRange {
+    /// Offset of the chunk's first byte in the file.
+    pub start: u64,
+    /// Offset one past the chunk's last byte.
+    pub end: u64,
+}
+
+impl ChunkRange {
+    /// Length of the chunk in bytes (0 for the empty trailing chunks of tiny files).
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    /// Whether the chunk holds no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// The range as a `Range<u64>`.
+    pub fn as_range(&self) -> Range<u64> {
+        self.start..self.end
+    }
+}
+
+/// Size of a full chunk of a file of `file_size` bytes: `ceil(file_size / 5)`.
+pub fn chunk_len(file_size: u64) -> u64 {
+    file_size.div_ceil(CHUNKS_PER_FILE as u64)
+}
+
+/// The byte ranges of the five chunks of a file of `file_size` bytes, in order.
+pub fn chunk_ranges(file_size: u64) -> [ChunkRange; CHUNKS_PER_FILE] {
+    let len = chunk_len(file_size);
+    std::array::from_fn(|i| {
+        let start = (len * i as u64).min(file_size);
+        let end = (start + len).min(file_size);
+        ChunkRange { start, end }
+    })
+}
+
+/// Why a name was refused as a content or chunk name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// The name is empty.
+    #[error("name is empty")]
+    Empty,
+    /// The name is longer than [`MAX_CONTENT_NAME_BYTES`].
+    #[error("name is {0} bytes long, more than the {MAX_CONTENT_NAME_BYTES} allowed")]
+    TooLong(usize),
+    /// The name is `.` or `..`.
+    #[error("name is a relative path component")]
+    DotName,
+    /// The name contains a path separator, NUL or another control character.
+    #[error("name contains the forbidden character {0:?}")]
+    ForbiddenChar(char),
+    /// A chunk name without the `_<1..5>` suffix.
+    #[error("not a chunk name: expected <name>_<1..5>")]
+    NotAChunk,
+}
+
+/// Checks that `name` can be used as a content name: a plain file name that stays inside the
+/// folder it is joined to, on every platform.
+///
+/// # Errors
+/// The [`NameError`] saying what is wrong.
+pub fn validate_content_name(name: &str) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if name.len() > MAX_CONTENT_NAME_BYTES {
+        return Err(NameError::TooLong(name.len()));
+    }
+    if name == "." || name == ".." {
+        return Err(NameError::DotName);
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|&c| c == '/' || c == '\\' || c.is_control())
+    {
+        return Err(NameError::ForbiddenChar(c));
+    }
+    Ok(())
+}
+
+/// One chunk's name: the content it belongs to and its index, 1..=5.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChunkName {
+    content: String,
+    index: u8,
+}
+
+impl ChunkName {
+    /// Builds the name of chunk `index` (1..=5) of `content`.
+    ///
+    /// # Errors
+    /// [`NameError`] when the content name is not valid or the index is out of range.
+    pub fn new(content: &str, index: u8) -> Result<Self, NameError> {
+        validate_content_name(content)?;
+        if !(1..=MAX_INDEX).contains(&index) {
+            return Err(NameError::NotAChunk);
+        }
+        Ok(Self {
+            content: content.to_owned(),
+            index,
+        })
+    }
+
+    /// Parses `<content>_<index>`. The index is exactly one digit 1..=5; the content is what
+    /// precedes the last underscore and must be a valid content name.
+    ///
+    /// # Errors
+    /// [`NameError`] for anything else, including `ece.txt`, `a_6`, `_3` and `../x_1`.
+    pub fn parse(name: &str) -> Result<Self, NameError> {
+        let (content, index) = name.rsplit_once('_').ok_or(NameError::NotAChunk)?;
+        let index = match index {
+            "1" => 1,
+            "2" => 2,
+            "3" => 3,
+            "4" => 4,
+            "5" => 5,
+            _ => return Err(NameError::NotAChunk),
+        };
+        Self::new(content, index)
+    }
+
+    /// The five chunk names of `content`, in order.
+    ///
+    /// # Errors
+    /// [`NameError`] when the content name is not valid.
+    pub fn all_of(content: &str) -> Result<[ChunkName; CHUNKS_PER_FILE], NameError> {
+        validate_content_name(content)?;
+        Ok(std::array::from_fn(|i| ChunkName {
+            content: content.to_owned(),
+            index: index_at(i),
+        }))
+    }
+
+    /// The content name (`photo.png` for `photo.png_3`).
+    pub fn content(&self) -> &str {
+        &self.content
+    }
+
+    /// The 1-based index.
+    pub fn index(&self) -> u8 {
+        self.index
+    }
+
+    /// The 0-based position, for indexing arrays of five.
+    pub fn position(&self) -> usize {
+        usize::from(self.index - 1)
+    }
+}
+
+impl fmt::Display for ChunkName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}_{}", self.content, self.index)
+    }
+}
+
+/// Which of the five chunks of a content a peer holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct ChunkSet(u8);
+
+impl ChunkSet {
+    /// No chunk.
+    pub const EMPTY: ChunkSet = ChunkSet(0);
+    /// All five chunks.
+    pub const ALL: ChunkSet = ChunkSet(0b1_1111);
+
+    /// Adds chunk `index` (1..=5); other indexes are ignored.
+    pub fn insert(&mut self, index: u8) {
+        if (1..=MAX_INDEX).contains(&index) {
+            self.0 |= 1 << (index - 1);
+        }
+    }
+
+    /// Whether chunk `index` (1..=5) is present.
+    pub fn contains(&self, index: u8) -> bool {
+        (1..=MAX_INDEX).contains(&index) && self.0 & (1 << (index - 1)) != 0
+    }
+
+    /// Union of two sets.
+    pub fn union(self, other: ChunkSet) -> ChunkSet {
+        ChunkSet(self.0 | other.0)
+    }
+
+    /// Whether all five chunks are present.
+    pub fn is_complete(&self) -> bool {
+        *self == Self::ALL
+    }
+
+    /// Whether no chunk is present.
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+
+    /// How many chunks are present.
+    pub fn count(&self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    /// The present indexes, ascending.
+    pub fn indexes(&self) -> impl Iterator<Item = u8> + '_ {
+        (1..=MAX_INDEX).filter(|&i| self.contains(i))
+    }
+
+    /// Parses the five-character form written by [`Display`](fmt::Display): a digit where the
+    /// chunk is present, `-` where it is not (`12-45`).
+    pub fn parse(text: &str) -> Option<ChunkSet> {
+        if text.len() != CHUNKS_PER_FILE {
+            return None;
+        }
+        let mut set = ChunkSet::EMPTY;
+        for (i, c) in text.bytes().enumerate() {
+            let index = index_at(i);
+            match c {
+                b'-' => {}
+                c if c == b'0' + index => set.insert(index),
+                _ => return None,
+            }
+        }
+        Some(set)
+    }
+}
+
+impl fmt::Display for ChunkSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for index in 1..=MAX_INDEX {
+            if self.contains(index) {
+                write!(f, "{index}")?;
+            } else {
+                f.write_str("-")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lens(size: u64) -> Vec<u64> {
+        chunk_ranges(size).iter().map(|r| r.len()).collect()
+    }
+
+    #[test]
+    fn ranges_cover_the_file_in_order_for_every_small_size() {
+        for size in 0..200u64 {
+            let ranges = chunk_ranges(size);
+            assert_eq!(ranges[0].start, 0);
+            assert_eq!(ranges[4].end, size, "size {size}");
+            for pair in ranges.windows(2) {
+                assert_eq!(pair[0].end, pair[1].start, "size {size}");
+            }
+            for r in &ranges {
+                assert!(r.len() <= chunk_len(size));
+            }
+        }
+    }
+
+    #[test]
+    fn tiny_files_leave_trailing_chunks_empty() {
+        assert_eq!(lens(0), [0, 0, 0, 0, 0]);
+        assert_eq!(lens(1), [1, 0, 0, 0, 0]);
+        assert_eq!(lens(4), [1, 1, 1, 1, 0]);
+        assert_eq!(lens(6), [2, 2, 2, 0, 0]);
+        assert_eq!(lens(7), [2, 2, 2, 1, 0]);
+        assert_eq!(lens(16), [4, 4, 4, 4, 0]);
+        assert_eq!(lens(10), [2, 2, 2, 2, 2]);
+        assert_eq!(lens(11), [3, 3, 3, 2, 0]);
+    }
+
+    #[test]
+    fn last_chunk_takes_the_remainder_of_large_files() {
+        let size = 1024 * 1024 + 3;
+        assert_eq!(chunk_len(size), 209_716);
+        assert_eq!(lens(size), [209_716, 209_716, 209_716, 209_716, 209_715]);
+        let huge = 5 * (u32::MAX as u64) + 7;
+        assert_eq!(chunk_ranges(huge)[4].end, huge);
+    }
+
+    #[test]
+    fn chunk_name_round_trips() {
+        for text in ["photo.png_3", "ece_1", "a_b_5", "my file.tar.gz_2", "ü_4"] {
+            let name = ChunkName::parse(text).unwrap();
+            assert_eq!(name.to_string(), text);
+        }
+        let name = ChunkName::parse("a_b_5").unwrap();
+        assert_eq!(name.content(), "a_b");
+        assert_eq!(name.index(), 5);
+        assert_eq!(name.position(), 4);
+    }
+
+    #[test]
+    fn chunk_name_rejects_non_chunks_and_hostile_names() {
+        for text in [
+            "",
+            "ece",
+            "ece.txt",
+            "ece_0",
+            "ece_6",
+            "ece_10",
+            "ece_01",
+            "ece_",
+            "_3",
+            "../x_1",
+            "a/b_1",
+            "a\\b_1",
+            "..\\_1",
+            "/etc/passwd_1",
+            "x\0y_1",
+            "x\ny_2",
+            "._1",
+            ".._1",
+        ] {
+            assert!(ChunkName::parse(text).is_err(), "{text:?} accepted");
+        }
+        let long = format!("{}_1", "a".repeat(MAX_CONTENT_NAME_BYTES + 1));
+        assert!(matches!(
+            ChunkName::parse(&long),
+            Err(NameError::TooLong(_))
+        ));
+    }
+
+    #[test]
+    fn all_of_names_the_five_chunks() {
+        let names = ChunkName::all_of("x.bin").unwrap();
+        let text: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        assert_eq!(
+            text,
+            ["x.bin_1", "x.bin_2", "x.bin_3", "x.bin_4", "x.bin_5"]
+        );
+        assert!(ChunkName::all_of("..").is_err());
+    }
+
+    #[test]
+    fn chunk_set_displays_and_parses() {
+        let mut set = ChunkSet::EMPTY;
+        assert_eq!(set.to_string(), "-----");
+        set.insert(1);
+        set.insert(3);
+        set.insert(9);
+        assert_eq!(set.to_string(), "1-3--");
+        assert_eq!(set.count(), 2);
+        assert_eq!(ChunkSet::parse("1-3--"), Some(set));
+        assert_eq!(ChunkSet::parse("12345"), Some(ChunkSet::ALL));
+        assert!(ChunkSet::ALL.is_complete());
+        for bad in ["", "1234", "123456", "21345", "1x345"] {
+            assert_eq!(ChunkSet::parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(set.indexes().collect::<Vec<_>>(), [1, 3]);
+    }
+}

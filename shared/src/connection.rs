@@ -1,0 +1,470 @@
+//! Framing over a `TcpStream`: the only place where the wire protocol meets socket I/O.
+//!
+//! A [`Connection`] owns the stream behind a buffered reader. Reads that parse a message (a
+//! request on the server side, a response header on the client side) go through the buffer, so
+//! body bytes that arrived with the header are never lost; body bytes are then copied from the
+//! same buffer. Writes go straight to the socket, so the kernel can move file bytes with
+//! `sendfile`. Every read is bounded by a socket timeout: nothing here blocks forever.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use crate::protocol::{DecodeError, Request, Response, MAX_RESPONSE_HEADER};
+use crate::{CONNECT_TIMEOUT, IO_IDLE_TIMEOUT, MAX_REQUEST_BYTES};
+
+/// Why a read or write on a connection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// The peer closed the connection before sending anything.
+    #[error("peer closed the connection without sending a request")]
+    Empty,
+    /// The peer stopped sending before the message was complete.
+    #[error("peer closed the connection in the middle of a message")]
+    Truncated,
+    /// No data arrived within the timeout.
+    #[error("peer sent nothing for {0:?}")]
+    Timeout(Duration),
+    /// The message is longer than allowed.
+    #[error("message longer than {0} bytes")]
+    TooLarge(usize),
+    /// The bytes are not a valid message.
+    #[error(transparent)]
+    Malformed(#[from] DecodeError),
+    /// Another I/O error.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+fn is_timeout(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// A TCP connection with protocol-aware reads.
+pub struct Connection {
+    reader: BufReader<TcpStream>,
+    peer: SocketAddr,
+}
+
+impl Connection {
+    /// Wraps an accepted or connected stream and sets its read and write timeouts.
+    ///
+    /// # Errors
+    /// When the socket options cannot be set or the peer address is unknown.
+    pub fn new(stream: TcpStream, timeout: Duration) -> io::Result<Connection> {
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        // Requests and headers are small single writes; do not let Nagle delay them.
+        stream.set_nodelay(true)?;
+        let peer = stream.peer_addr()?;
+        Ok(Connection {
+            reader: BufReader::with_capacity(64 * 1024, stream),
+            peer,
+        })
+    }
+
+    /// Connects to a chunk server within [`CONNECT_TIMEOUT`], with [`IO_IDLE_TIMEOUT`] on reads
+    /// and writes.
+    ///
+    /// # Errors
+    /// When the server cannot be reached.
+    pub fn connect(addr: SocketAddr) -> io::Result<Connection> {
+        Self::connect_with(addr, CONNECT_TIMEOUT, IO_IDLE_TIMEOUT)
+    }
+
+    /// [`Connection::connect`] with explicit timeouts.
+    ///
+    /// # Errors
+    /// When the server cannot be reached.
+    pub fn connect_with(
+        addr: SocketAddr,
+        connect_timeout: Duration,
+        io_timeout: Duration,
+    ) -> io::Result<Connection> {
+        let stream = TcpStream::connect_timeout(&addr, connect_timeout)?;
+        Self::new(stream, io_timeout)
+    }
+
+    /// The address of the other end.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Changes the read timeout.
+    ///
+    /// # Errors
+    /// When the socket option cannot be set.
+    pub fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
+        self.reader.get_ref().set_read_timeout(Some(timeout))
+    }
+
+    /// The socket, for writing file bytes directly (the kernel may use `sendfile`).
+    pub fn stream(&mut self) -> &mut TcpStream {
+        self.reader.get_mut()
+    }
+
+    /// Server side: reads one request. Legacy clients send the JSON object without a newline and
+    /// then wait, so the object is parsed as bytes arrive, not at end of stream.
+    ///
+    /// # Errors
+    /// [`ConnectionError::Empty`] when the client closes without sending anything,
+    /// [`ConnectionError::Timeout`] when it sends nothing in time,
+    /// [`ConnectionError::TooLarge`] past [`MAX_REQUEST_BYTES`], and
+    /// [`ConnectionError::Malformed`] or [`ConnectionError::Truncated`] for bad bytes.
+    pub fn read_request(&mut self) -> Result<Request, ConnectionError> {
+        let mut buf: Vec<u8> = Vec::new();
+        let timeout = self
+            .reader
+            .get_ref()
+            .read_timeout()?
+            .unwrap_or(IO_IDLE_TIMEOUT);
+        loop {
+            let available = match self.reader.fill_buf() {
+                Ok(bytes) => bytes,
+                Err(e) if is_timeout(&e) => return Err(ConnectionError::Timeout(timeout)),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if available.is_empty() {
+                return Err(if buf.iter().all(u8::is_ascii_whitespace) {
+                    ConnectionError::Empty
+                } else {
+                    ConnectionError::Truncated
+                });
+            }
+            let take = available.len().min(MAX_REQUEST_BYTES + 1 - buf.len());
+            buf.extend_from_slice(&available[..take]);
+            self.reader.consume(take);
+            match Request::decode(&buf) {
+                Ok((request, _)) => return Ok(request),
+                Err(DecodeError::Incomplete) if buf.len() > MAX_REQUEST_BYTES => {
+                    return Err(ConnectionError::TooLarge(MAX_REQUEST_BYTES))
+                }
+                Err(DecodeError::Incomplete) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Client side: sends a request in a single write.
+    ///
+    /// # Errors
+    /// Any write error.
+    pub fn write_request(&mut self, request: &Request) -> io::Result<()> {
+        let stream = self.reader.get_mut();
+        stream.write_all(&request.encode())?;
+        stream.flush()
+    }
+
+    /// Server side: sends a response header.
+    ///
+    /// # Errors
+    /// Any write error.
+    pub fn write_response(&mut self, response: &Response) -> io::Result<()> {
+        let stream = self.reader.get_mut();
+        stream.write_all(&response.encode())?;
+        stream.flush()
+    }
+
+    /// Client side: reads one response header line.
+    ///
+    /// # Errors
+    /// [`ConnectionError::Truncated`] when the server closes first (a legacy server that does not
+    /// know the chunk, for instance), [`ConnectionError::Timeout`], [`ConnectionError::TooLarge`]
+    /// or [`ConnectionError::Malformed`].
+    pub fn read_response(&mut self) -> Result<Response, ConnectionError> {
+        let mut line = Vec::new();
+        let timeout = self
+            .reader
+            .get_ref()
+            .read_timeout()?
+            .unwrap_or(IO_IDLE_TIMEOUT);
+        loop {
+            let available = match self.reader.fill_buf() {
+                Ok(bytes) => bytes,
+                Err(e) if is_timeout(&e) => return Err(ConnectionError::Timeout(timeout)),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if available.is_empty() {
+                return Err(ConnectionError::Truncated);
+            }
+            let (take, done) = match available.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (available.len(), false),
+            };
+            line.extend_from_slice(&available[..take]);
+            self.reader.consume(take);
+            if line.len() > MAX_RESPONSE_HEADER {
+                return Err(ConnectionError::TooLarge(MAX_RESPONSE_HEADER));
+            }
+            if done {
+                return Ok(Response::decode(&line)?);
+            }
+        }
+    }
+
+    /// Client side: copies exactly `length` body bytes into `out`.
+    ///
+    /// # Errors
+    /// [`ConnectionError::Truncated`] when the server closes early, [`ConnectionError::Timeout`]
+    /// when it stalls, or a write error from `out`.
+    pub fn read_body_exact(
+        &mut self,
+        length: u64,
+        out: &mut impl Write,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64, ConnectionError> {
+        let mut remaining = length;
+        while remaining > 0 {
+            let n = self.read_some(out, remaining, progress)?;
+            match n {
+                ReadOutcome::Data(n) => remaining -= n,
+                ReadOutcome::Eof => return Err(ConnectionError::Truncated),
+                ReadOutcome::Idle(d) => return Err(ConnectionError::Timeout(d)),
+            }
+        }
+        Ok(length)
+    }
+
+    /// Client side, legacy servers: copies body bytes into `out` until the server closes.
+    /// Servers that never close are handled by silence: once some data has arrived,
+    /// `end_idle` without more ends the chunk; before any data, the connection's own read
+    /// timeout applies and is an error.
+    ///
+    /// # Errors
+    /// [`ConnectionError::Timeout`] when nothing at all arrives, or an I/O error.
+    pub fn read_body_to_end(
+        &mut self,
+        end_idle: Duration,
+        out: &mut impl Write,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64, ConnectionError> {
+        let mut total = 0u64;
+        let started = Instant::now();
+        loop {
+            match self.read_some(out, u64::MAX, progress)? {
+                ReadOutcome::Data(n) => {
+                    if total == 0 {
+                        self.set_read_timeout(end_idle)?;
+                    }
+                    total += n;
+                }
+                ReadOutcome::Eof => return Ok(total),
+                ReadOutcome::Idle(_) if total > 0 => return Ok(total),
+                ReadOutcome::Idle(_) => return Err(ConnectionError::Timeout(started.elapsed())),
+            }
+        }
+    }
+
+    fn read_some(
+        &mut self,
+        out: &mut impl Write,
+        limit: u64,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<ReadOutcome, ConnectionError> {
+        loop {
+            let available = match self.reader.fill_buf() {
+                Ok(bytes) => bytes,
+                Err(e) if is_timeout(&e) => {
+                    let d = self.reader.get_ref().read_timeout()?.unwrap_or_default();
+                    return Ok(ReadOutcome::Idle(d));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if available.is_empty() {
+                return Ok(ReadOutcome::Eof);
+            }
+            let take = usize::try_from(limit).map_or(available.len(), |l| l.min(available.len()));
+            out.write_all(&available[..take])?;
+            self.reader.consume(take);
+            progress(take as u64);
+            return Ok(ReadOutcome::Data(take as u64));
+        }
+    }
+
+    /// Half-closes the write side: the peer sees end of stream, we can still read.
+    pub fn shutdown_write(&self) {
+        let _ = self.reader.get_ref().shutdown(Shutdown::Write);
+    }
+
+    /// Reads and discards whatever is already buffered or arrives within the read timeout, up to
+    /// `limit` bytes; used before closing so the client does not get a reset.
+    pub fn drain(&mut self, limit: usize) {
+        let mut sink = [0u8; 1024];
+        let mut total = 0;
+        while total < limit {
+            match self.reader.read(&mut sink) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    }
+}
+
+enum ReadOutcome {
+    Data(u64),
+    Eof,
+    Idle(Duration),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::thread;
+
+    fn pair() -> (Connection, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = TcpStream::connect(addr).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (
+            Connection::new(server, Duration::from_millis(300)).unwrap(),
+            client,
+        )
+    }
+
+    #[test]
+    fn reads_a_request_sent_in_pieces_without_waiting_for_close() {
+        let (mut server, mut client) = pair();
+        let writer = thread::spawn(move || {
+            client.write_all(b"{\"filename\"").unwrap();
+            thread::sleep(Duration::from_millis(50));
+            client.write_all(b": \"ece_1\"}").unwrap();
+            // Keep the socket open, as a legacy client does while it waits for data.
+            thread::sleep(Duration::from_millis(200));
+            client
+        });
+        let request = server.read_request().unwrap();
+        assert_eq!(
+            request,
+            Request::LegacyChunk {
+                filename: "ece_1".into()
+            }
+        );
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn silent_client_times_out_and_closed_client_is_empty() {
+        let (mut server, client) = pair();
+        assert!(matches!(
+            server.read_request(),
+            Err(ConnectionError::Timeout(_))
+        ));
+        drop(client);
+        let (mut server, client) = pair();
+        drop(client);
+        assert!(matches!(server.read_request(), Err(ConnectionError::Empty)));
+    }
+
+    #[test]
+    fn oversized_and_junk_requests_are_refused() {
+        let (mut server, mut client) = pair();
+        let junk = thread::spawn(move || {
+            let mut long = b"{\"filename\": \"".to_vec();
+            long.extend_from_slice(&[b'a'; 10_000]);
+            let _ = client.write_all(&long);
+            client
+        });
+        assert!(matches!(
+            server.read_request(),
+            Err(ConnectionError::TooLarge(_))
+        ));
+        drop(junk.join());
+
+        let (mut server, mut client) = pair();
+        client.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        assert!(matches!(
+            server.read_request(),
+            Err(ConnectionError::Malformed(_))
+        ));
+
+        let (mut server, mut client) = pair();
+        client.write_all(b"{\"filename\": \"a").unwrap();
+        drop(client);
+        assert!(matches!(
+            server.read_request(),
+            Err(ConnectionError::Truncated)
+        ));
+    }
+
+    #[test]
+    fn header_then_body_survive_arriving_in_one_segment() {
+        let (mut server, client) = pair();
+        let mut client = Connection::new(client, Duration::from_millis(500)).unwrap();
+        let body: Vec<u8> = (0..70_000u32)
+            .map(|i| u8::try_from(i % 256).unwrap())
+            .collect();
+        let expected = body.clone();
+        let t = thread::spawn(move || {
+            let header = Response::Chunk {
+                size: body.len() as u64,
+                length: body.len() as u64,
+                sha256: crate::digest::Digest::of(&body),
+            };
+            let mut all = header.encode();
+            all.extend_from_slice(&body);
+            server.stream().write_all(&all).unwrap();
+        });
+        let Response::Chunk { length, .. } = client.read_response().unwrap() else {
+            panic!("not a chunk header")
+        };
+        let mut out = Vec::new();
+        let mut seen = 0;
+        client
+            .read_body_exact(length, &mut out, &mut |n| seen += n)
+            .unwrap();
+        assert_eq!(out, expected);
+        assert_eq!(seen, length);
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn legacy_body_ends_at_close_or_at_silence_after_data() {
+        let (mut server, client) = pair();
+        let mut client = Connection::new(client, Duration::from_millis(500)).unwrap();
+        server.stream().write_all(b"hello").unwrap();
+        drop(server);
+        let mut out = Vec::new();
+        let n = client
+            .read_body_to_end(Duration::from_millis(100), &mut out, &mut |_| {})
+            .unwrap();
+        assert_eq!((n, &out[..]), (5, &b"hello"[..]));
+
+        // A server that never closes: silence after data ends the chunk.
+        let (mut server, client) = pair();
+        let mut client = Connection::new(client, Duration::from_millis(500)).unwrap();
+        server.stream().write_all(b"abc").unwrap();
+        let mut out = Vec::new();
+        let n = client
+            .read_body_to_end(Duration::from_millis(100), &mut out, &mut |_| {})
+            .unwrap();
+        assert_eq!(n, 3);
+        // Silence before any data is an error, not an empty chunk.
+        let (_server, client) = pair();
+        let mut client = Connection::new(client, Duration::from_millis(100)).unwrap();
+        assert!(matches!(
+            client.read_body_to_end(Duration::from_millis(50), &mut Vec::new(), &mut |_| {}),
+            Err(ConnectionError::Timeout(_))
+        ));
+        drop(server);
+    }
+
+    #[test]
+    fn exact_body_reports_truncation() {
+        let (mut server, client) = pair();
+        let mut client = Connection::new(client, Duration::from_millis(500)).unwrap();
+        server.stream().write_all(b"12345").unwrap();
+        drop(server);
+        assert!(matches!(
+            client.read_body_exact(10, &mut Vec::new(), &mut |_| {}),
+            Err(ConnectionError::Truncated)
+        ));
+    }
+}

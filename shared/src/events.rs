@@ -1,0 +1,145 @@
+//! The structured lines of `server.log` and `client.log`.
+//!
+//! Each served or downloaded chunk is logged as one event: a word, then `key=value` fields.
+//! Values with spaces, quotes or `=` are JSON-quoted, so file names of any shape survive and the
+//! downloader's `history` can read the lines back.
+//!
+//! ```text
+//! 2026-11-21T18:00:01.5Z [INFO] served chunk=photo.png_3 peer=127.0.0.3:41234 bytes=209716 ms=12 outcome=ok
+//! 2026-11-21T18:00:01.6Z [INFO] fetched content="my notes.txt" chunk=3 source=127.0.0.2:5001 user=alice bytes=209716 ms=4 outcome=ok verified=yes
+//! ```
+
+use std::fmt;
+
+/// One logged event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// What happened: `served`, `fetched`, `download`.
+    pub name: String,
+    /// The fields, in order.
+    pub fields: Vec<(String, String)>,
+}
+
+impl Event {
+    /// An event with no fields yet.
+    pub fn new(name: &str) -> Event {
+        Event {
+            name: name.to_owned(),
+            fields: Vec::new(),
+        }
+    }
+
+    /// Adds a field.
+    pub fn with(mut self, key: &str, value: impl fmt::Display) -> Event {
+        self.fields.push((key.to_owned(), value.to_string()));
+        self
+    }
+
+    /// The value of the first field named `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Parses a message written by [`Display`](fmt::Display).
+    pub fn parse(message: &str) -> Option<Event> {
+        let message = message.trim();
+        let (name, mut rest) = message.split_once(' ').unwrap_or((message, ""));
+        if name.is_empty() || name.contains('=') {
+            return None;
+        }
+        let mut event = Event::new(name);
+        loop {
+            rest = rest.trim_start();
+            if rest.is_empty() {
+                return Some(event);
+            }
+            let (key, after) = rest.split_once('=')?;
+            if key.is_empty() || key.contains(char::is_whitespace) {
+                return None;
+            }
+            let (value, after) = if after.starts_with('"') {
+                let mut stream = serde_json::Deserializer::from_str(after).into_iter::<String>();
+                let value = stream.next()?.ok()?;
+                (value, &after[stream.byte_offset()..])
+            } else {
+                let end = after.find(char::is_whitespace).unwrap_or(after.len());
+                (after[..end].to_owned(), &after[end..])
+            };
+            event.fields.push((key.to_owned(), value));
+            rest = after;
+        }
+    }
+
+    /// Parses a whole log line: a timestamp, a `[LEVEL]` tag, then the event. Returns the
+    /// timestamp as written and the event; `None` for lines that are not events.
+    pub fn parse_log_line(line: &str) -> Option<(&str, Event)> {
+        let (time, rest) = line.split_once(' ')?;
+        let rest = rest.trim_start();
+        let rest = rest.strip_prefix('[')?;
+        let (_, message) = rest.split_once(']')?;
+        Some((time, Event::parse(message)?))
+    }
+}
+
+fn needs_quotes(value: &str) -> bool {
+    value.is_empty()
+        || value
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '=')
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)?;
+        for (key, value) in &self.fields {
+            if needs_quotes(value) {
+                let quoted = serde_json::to_string(value).map_err(|_| fmt::Error)?;
+                write!(f, " {key}={quoted}")?;
+            } else {
+                write!(f, " {key}={value}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_with_awkward_values() {
+        let event = Event::new("fetched")
+            .with("content", "my \"notes\" = 100%.txt")
+            .with("chunk", 3)
+            .with("user", "")
+            .with("source", "127.0.0.2:5001")
+            .with("note", "tab\tand\nnewline");
+        let text = event.to_string();
+        assert!(!text.contains('\n'));
+        assert_eq!(Event::parse(&text), Some(event.clone()));
+        assert_eq!(event.get("chunk"), Some("3"));
+        assert_eq!(event.get("missing"), None);
+    }
+
+    #[test]
+    fn log_lines_parse_and_other_lines_do_not() {
+        let line = "2026-11-21T18:00:01.5Z [INFO] served chunk=a_1 peer=127.0.0.3:4 bytes=5";
+        let (time, event) = Event::parse_log_line(line).unwrap();
+        assert_eq!(time, "2026-11-21T18:00:01.5Z");
+        assert_eq!(event.name, "served");
+        assert_eq!(event.get("bytes"), Some("5"));
+        for junk in [
+            "",
+            "hello",
+            "2026 [INFO]",
+            "x [WARN] =oops",
+            "t [INFO] a b=\"unterminated",
+        ] {
+            assert_eq!(Event::parse_log_line(junk), None, "{junk:?}");
+        }
+    }
+}

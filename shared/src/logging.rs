@@ -1,0 +1,55 @@
+//! Logger set-up for the binaries: one call to [`init`] from `main`, never from library code,
+//! which only uses the `log` macros.
+//!
+//! The terminal gets diagnostics on stderr; the program's log file (`server.log`, `client.log`)
+//! gets the same lines, appended, with RFC 3339 UTC timestamps, so that the
+//! [`events`](crate::events) in it can be read back.
+
+use std::fs::OpenOptions;
+use std::io;
+use std::path::PathBuf;
+
+use log::LevelFilter;
+use simplelog::{
+    ColorChoice, CombinedLogger, ConfigBuilder, SharedLogger, TermLogger, TerminalMode, WriteLogger,
+};
+
+/// Where log lines go.
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    /// Level of lines on stderr.
+    pub terminal: LevelFilter,
+    /// The log file and the level of lines written to it.
+    pub file: Option<(PathBuf, LevelFilter)>,
+}
+
+/// Starts the process-wide logger.
+///
+/// # Errors
+/// When the log file cannot be opened, or a logger is already set.
+pub fn init(options: LogOptions) -> io::Result<()> {
+    let config = ConfigBuilder::new()
+        .set_time_format_rfc3339()
+        .set_target_level(LevelFilter::Off)
+        .set_thread_level(LevelFilter::Off)
+        .set_location_level(LevelFilter::Off)
+        .set_level_padding(simplelog::LevelPadding::Off)
+        .build();
+    let mut loggers: Vec<Box<dyn SharedLogger>> = vec![TermLogger::new(
+        options.terminal,
+        config.clone(),
+        TerminalMode::Stderr,
+        ColorChoice::Never,
+    )];
+    if let Some((path, level)) = options.file {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
+            })?;
+        loggers.push(WriteLogger::new(level, config, file));
+    }
+    CombinedLogger::init(loggers).map_err(io::Error::other)
+}

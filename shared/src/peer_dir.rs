@@ -1,0 +1,69 @@
+//! The peer folder (`--dir`): every program's home, and the only thing they share on disk.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::{
+    CLIENT_LOG, DEFAULT_SHARE_DIR, DOWNLOADS_DIR, SERVER_LOG, TAGS_FILE, TEMP_DIR, USERNAME_FILE,
+};
+
+/// Paths inside one peer folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerDir {
+    root: PathBuf,
+}
+
+impl PeerDir {
+    /// The peer folder at `root` (not created yet: see [`PeerDir::create`]).
+    pub fn new(root: impl Into<PathBuf>) -> PeerDir {
+        PeerDir { root: root.into() }
+    }
+
+    /// Creates the folder itself if missing.
+    ///
+    /// # Errors
+    /// When it cannot be created.
+    pub fn create(&self) -> io::Result<()> {
+        std::fs::create_dir_all(&self.root)
+    }
+
+    /// The folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `temp/`: the chunk store.
+    pub fn temp(&self) -> PathBuf {
+        self.root.join(TEMP_DIR)
+    }
+
+    /// `downloads/`: finished, verified files.
+    pub fn downloads(&self) -> PathBuf {
+        self.root.join(DOWNLOADS_DIR)
+    }
+
+    /// `tags.txt`.
+    pub fn tags(&self) -> PathBuf {
+        self.root.join(TAGS_FILE)
+    }
+
+    /// `server.log`.
+    pub fn server_log(&self) -> PathBuf {
+        self.root.join(SERVER_LOG)
+    }
+
+    /// `client.log`.
+    pub fn client_log(&self) -> PathBuf {
+        self.root.join(CLIENT_LOG)
+    }
+
+    /// The stored username.
+    pub fn username_file(&self) -> PathBuf {
+        self.root.join(USERNAME_FILE)
+    }
+
+    /// `served_files/`: what the chunk server shares when no `--share` is given.
+    pub fn default_share_dir(&self) -> PathBuf {
+        self.root.join(DEFAULT_SHARE_DIR)
+    }
+}

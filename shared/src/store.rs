@@ -1,0 +1,339 @@
+//! The chunk store: the `temp/` folder of a peer, and what is known about its contents.
+//!
+//! Layout inside `temp/`:
+//! ```text
+//! photo.png_1 … photo.png_5     complete chunks: announced and served as they are
+//! .manifests/photo.png.json     the manifest of each content whose chunks are here
+//! .incoming/photo.png_3.part    a chunk being received; never announced or served
+//! ```
+//! The chunk server and the downloader write here; the announcer and chunk server read. A chunk
+//! file only ever appears by rename, so whatever has a chunk name is complete. The store holds at
+//! most one content per name: the manifest says which one.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::chunk::{ChunkName, ChunkSet};
+use crate::fsutil;
+use crate::protocol::{ContentMeta, Manifest};
+
+const MANIFESTS: &str = ".manifests";
+const INCOMING: &str = ".incoming";
+
+/// Where a content in the store came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Origin {
+    /// Split by the chunk server from a file this peer shares.
+    Shared {
+        /// The shared file.
+        path: PathBuf,
+        /// Its modification time when split; a change triggers a new split.
+        modified: SystemTime,
+    },
+    /// Downloaded from other peers.
+    Downloaded {
+        /// Whether the chunks were checked against a manifest from the content's holders
+        /// (always, between our peers) or only hashed as received (legacy peers).
+        verified: bool,
+    },
+}
+
+/// A manifest as kept in the store, with where the content came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredManifest {
+    /// The manifest served to other peers.
+    pub manifest: Manifest,
+    /// Where the content came from.
+    pub origin: Origin,
+}
+
+/// What the announcer needs: the complete chunks present, and the identity of each content that
+/// has a manifest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Chunk names present, sorted.
+    pub chunks: Vec<ChunkName>,
+    /// Size and digest of each content that has a manifest.
+    pub metas: BTreeMap<String, ContentMeta>,
+}
+
+impl Snapshot {
+    /// Which chunks of each content are present.
+    pub fn chunk_sets(&self) -> BTreeMap<&str, ChunkSet> {
+        let mut sets: BTreeMap<&str, ChunkSet> = BTreeMap::new();
+        for name in &self.chunks {
+            sets.entry(name.content()).or_default().insert(name.index());
+        }
+        sets
+    }
+}
+
+/// Why the store could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file system operation failed.
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// A manifest file is not valid JSON of the expected shape.
+    #[error("corrupt manifest {path}: {source}")]
+    CorruptManifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// The cause.
+        source: serde_json::Error,
+    },
+}
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A handle on a peer's `temp/` folder.
+#[derive(Debug, Clone)]
+pub struct ChunkStore {
+    root: PathBuf,
+}
+
+impl ChunkStore {
+    /// Opens (and creates where missing) the store at `root` (a peer's `temp/`).
+    ///
+    /// # Errors
+    /// When the folders cannot be created.
+    pub fn open(root: impl Into<PathBuf>) -> Result<ChunkStore, StoreError> {
+        let root = root.into();
+        for dir in [root.join(MANIFESTS), root.join(INCOMING)] {
+            fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        }
+        Ok(ChunkStore { root })
+    }
+
+    /// The store's folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where a complete chunk lives.
+    pub fn chunk_path(&self, name: &ChunkName) -> PathBuf {
+        self.root.join(name.to_string())
+    }
+
+    /// Where a chunk is received before it is checked and renamed to [`Self::chunk_path`].
+    pub fn incoming_path(&self, name: &ChunkName) -> PathBuf {
+        self.root.join(INCOMING).join(format!("{name}.part"))
+    }
+
+    /// The folder of chunks being received.
+    pub fn incoming_dir(&self) -> PathBuf {
+        self.root.join(INCOMING)
+    }
+
+    /// Where the manifest of `content` lives.
+    pub fn manifest_path(&self, content: &str) -> PathBuf {
+        self.root.join(MANIFESTS).join(format!("{content}.json"))
+    }
+
+    /// The complete chunks present, sorted. Files whose names are not chunk names are ignored.
+    ///
+    /// # Errors
+    /// When the folder cannot be listed.
+    pub fn list_chunks(&self) -> Result<Vec<ChunkName>, StoreError> {
+        let mut chunks = Vec::new();
+        for entry in fs::read_dir(&self.root).map_err(io_err("list", &self.root))? {
+            let Ok(entry) = entry else { continue };
+            if !entry.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
+            if let Some(name) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| ChunkName::parse(n).ok())
+            {
+                chunks.push(name);
+            }
+        }
+        chunks.sort();
+        Ok(chunks)
+    }
+
+    /// Which chunks of `content` are present.
+    pub fn chunks_of(&self, content: &str) -> ChunkSet {
+        let mut set = ChunkSet::EMPTY;
+        if let Ok(names) = ChunkName::all_of(content) {
+            for name in names {
+                if self.chunk_path(&name).is_file() {
+                    set.insert(name.index());
+                }
+            }
+        }
+        set
+    }
+
+    /// The manifest of `content`, if the store has one.
+    ///
+    /// # Errors
+    /// When the file exists but cannot be read or parsed.
+    pub fn load_manifest(&self, content: &str) -> Result<Option<StoredManifest>, StoreError> {
+        let path = self.manifest_path(content);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| StoreError::CorruptManifest { path, source }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("read", &path)(e)),
+        }
+    }
+
+    /// Writes the manifest of a content, atomically.
+    ///
+    /// # Errors
+    /// When the write fails.
+    pub fn save_manifest(&self, stored: &StoredManifest) -> Result<(), StoreError> {
+        let path = self.manifest_path(&stored.manifest.name);
+        let bytes = serde_json::to_vec_pretty(stored).unwrap_or_default();
+        fsutil::write_atomic(&path, &bytes).map_err(io_err("write", &path))
+    }
+
+    /// All manifests in the store; unreadable ones are skipped with a warning.
+    pub fn manifests(&self) -> Vec<StoredManifest> {
+        let dir = self.root.join(MANIFESTS);
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(content) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            match self.load_manifest(content) {
+                Ok(Some(m)) if m.manifest.name == content => out.push(m),
+                Ok(_) => {}
+                Err(e) => log::warn!("skipping {e}"),
+            }
+        }
+        out.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
+        out
+    }
+
+    /// Removes the chunks and manifest of `content`.
+    ///
+    /// # Errors
+    /// When a file exists but cannot be removed.
+    pub fn remove_content(&self, content: &str) -> Result<(), StoreError> {
+        if let Ok(names) = ChunkName::all_of(content) {
+            for name in names {
+                remove_if_exists(&self.chunk_path(&name))?;
+            }
+        }
+        remove_if_exists(&self.manifest_path(content))
+    }
+
+    /// What to announce: present chunks, and the identity of each content that has a manifest.
+    ///
+    /// # Errors
+    /// When the folder cannot be listed.
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let chunks = self.list_chunks()?;
+        let metas = self
+            .manifests()
+            .into_iter()
+            .map(|m| (m.manifest.name.clone(), m.manifest.meta()))
+            .collect();
+        Ok(Snapshot { chunks, metas })
+    }
+}
+
+/// Removes a file, treating "already gone" as success.
+///
+/// # Errors
+/// Any other I/O error.
+pub fn remove_if_exists(path: &Path) -> Result<(), StoreError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", path)(e)),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::Digest;
+
+    fn manifest(name: &str) -> StoredManifest {
+        StoredManifest {
+            manifest: Manifest {
+                name: name.into(),
+                size: 3,
+                sha256: Digest::of(b"abc"),
+                chunks: std::array::from_fn(|i| Digest::of(&i.to_le_bytes())),
+            },
+            origin: Origin::Downloaded { verified: true },
+        }
+    }
+
+    #[test]
+    fn lists_only_complete_chunk_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path().join("temp")).unwrap();
+        for name in ["a.txt_1", "a.txt_2", "b_5", "notes.txt", "x_9", "README"] {
+            fs::write(store.root().join(name), b"x").unwrap();
+        }
+        fs::create_dir(store.root().join("dir_1")).unwrap();
+        let part = ChunkName::parse("a.txt_3").unwrap();
+        fs::write(store.incoming_path(&part), b"partial").unwrap();
+        let listed: Vec<String> = store
+            .list_chunks()
+            .unwrap()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(listed, ["a.txt_1", "a.txt_2", "b_5"]);
+        assert_eq!(store.chunks_of("a.txt").to_string(), "12---");
+    }
+
+    #[test]
+    fn manifests_round_trip_and_feed_the_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        assert_eq!(store.load_manifest("x").unwrap(), None);
+        let m = manifest("my file.bin");
+        store.save_manifest(&m).unwrap();
+        assert_eq!(store.load_manifest("my file.bin").unwrap(), Some(m.clone()));
+        fs::write(store.root().join("my file.bin_2"), b"x").unwrap();
+        let snap = store.snapshot().unwrap();
+        assert_eq!(snap.chunks.len(), 1);
+        assert_eq!(snap.metas["my file.bin"], m.manifest.meta());
+        assert_eq!(snap.chunk_sets()["my file.bin"].to_string(), "-2---");
+        store.remove_content("my file.bin").unwrap();
+        assert_eq!(store.snapshot().unwrap(), Snapshot::default());
+    }
+
+    #[test]
+    fn corrupt_manifest_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        fs::write(store.manifest_path("bad"), b"{not json").unwrap();
+        assert!(matches!(
+            store.load_manifest("bad"),
+            Err(StoreError::CorruptManifest { .. })
+        ));
+        assert!(store.manifests().is_empty());
+    }
+}

@@ -1,0 +1,589 @@
+//! `tags.txt`: the index of who holds which chunk of which content, and where.
+//!
+//! The listener is its only writer; the downloader reads it. The file is meant to be read by
+//! people too: a header, then one aligned line per peer and content. Names are percent-encoded
+//! where they contain spaces, `%` or control characters, so every line splits on white space.
+//!
+//! ```text
+//! # tags.txt: peers and the chunks they serve. Written by `listener`; read by `downloader`.
+//! # updated 2026-11-21T18:00:00Z; an entry expires 3 announce intervals after LAST_SEEN.
+//! # USER  ADDRESS         PROTO   CONTENT    CHUNKS  SIZE     SHA256  EVERY  LAST_SEEN
+//! alice   127.0.0.2:5001  p2p/1   photo.png  12345   1048579  9f86…   60     2026-11-21T17:59:58Z
+//! ece     127.0.0.9:5001  legacy  ece        123--   -        -       60     2026-11-21T17:59:40Z
+//! ```
+//!
+//! Writes go to `tags.txt.tmp` and are renamed over `tags.txt`, so a reader sees the old file or
+//! the new one, never a torn one. Readers and the writer also take an fs2 lock on
+//! `tags.txt.lock`: a lock held on `tags.txt` itself would stay on the replaced inode.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use fs2::FileExt;
+
+use crate::chunk::ChunkSet;
+use crate::digest::Digest;
+use crate::{fsutil, EXPIRY_INTERVALS};
+
+/// Which protocol a holder's chunk server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Proto {
+    /// Only the legacy protocol: raw bytes, no verification.
+    Legacy,
+    /// Our extension, at this version.
+    P2p(u32),
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Proto::Legacy => f.write_str("legacy"),
+            Proto::P2p(v) => write!(f, "p2p/{v}"),
+        }
+    }
+}
+
+impl Proto {
+    fn parse(text: &str) -> Option<Proto> {
+        if text == "legacy" {
+            return Some(Proto::Legacy);
+        }
+        text.strip_prefix("p2p/")?.parse().ok().map(Proto::P2p)
+    }
+}
+
+/// One line of `tags.txt`: one peer's holdings of one content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagEntry {
+    /// The holder's username.
+    pub user: String,
+    /// Where the holder's chunk server answers.
+    pub addr: SocketAddr,
+    /// What that chunk server speaks.
+    pub proto: Proto,
+    /// The content name.
+    pub content: String,
+    /// Which chunks the holder announced.
+    pub chunks: ChunkSet,
+    /// Size of the whole file, when announced (never by legacy peers).
+    pub size: Option<u64>,
+    /// SHA-256 of the whole file, when announced (never by legacy peers).
+    pub sha256: Option<Digest>,
+    /// The holder's announce interval in seconds.
+    pub interval: u64,
+    /// When the holder last announced this content.
+    pub last_seen: DateTime<Utc>,
+}
+
+impl TagEntry {
+    /// When this entry stops counting: [`EXPIRY_INTERVALS`] intervals after `last_seen`.
+    pub fn expires_at(&self) -> DateTime<Utc> {
+        let secs =
+            i64::try_from(self.interval.saturating_mul(EXPIRY_INTERVALS)).unwrap_or(i64::MAX);
+        self.last_seen + chrono::Duration::try_seconds(secs).unwrap_or(chrono::Duration::MAX)
+    }
+}
+
+/// Why `tags.txt` could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum TagsError {
+    /// A line that does not have the expected fields.
+    #[error("{path}: line {line}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// Taking the lock failed.
+    #[error("cannot lock {path}: {source}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// Reading or writing failed.
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        /// "read" or "write".
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+}
+
+/// The whole of `tags.txt`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TagsIndex {
+    /// When the listener last wrote the file.
+    pub updated: Option<DateTime<Utc>>,
+    /// The entries, sorted by content, then user, then address.
+    pub entries: Vec<TagEntry>,
+}
+
+/// One content as the downloader offers it: all holders of one name and digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offer<'a> {
+    /// The content name.
+    pub name: &'a str,
+    /// The content digest; `None` for contents only legacy peers announce.
+    pub sha256: Option<Digest>,
+    /// Size, when known.
+    pub size: Option<u64>,
+    /// The holders' entries.
+    pub holders: Vec<&'a TagEntry>,
+    /// Union of the holders' chunks.
+    pub available: ChunkSet,
+}
+
+const COLUMNS: [&str; 9] = [
+    "USER",
+    "ADDRESS",
+    "PROTO",
+    "CONTENT",
+    "CHUNKS",
+    "SIZE",
+    "SHA256",
+    "EVERY",
+    "LAST_SEEN",
+];
+
+/// Percent-encodes what would break a white-space separated line.
+pub fn encode_field(text: &str) -> String {
+    if text.is_empty() {
+        return "%".to_owned();
+    }
+    if text == "-" {
+        return "%2D".to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c == '%' || c.is_whitespace() || c.is_control() || (out.is_empty() && c == '#') {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                let _ = write!(out, "%{b:02X}");
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Reverses [`encode_field`].
+pub fn decode_field(text: &str) -> Option<String> {
+    if text == "%" {
+        return Some(String::new());
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+impl TagsIndex {
+    /// Parses the text of `tags.txt`. Comment (`#`) and blank lines are skipped.
+    ///
+    /// # Errors
+    /// The line number and what is wrong with the first bad line; `path` only labels the error.
+    pub fn parse(text: &str, path: &Path) -> Result<TagsIndex, TagsError> {
+        let mut index = TagsIndex::default();
+        for (i, line) in text.lines().enumerate() {
+            let trimmed = line.trim();
+            if let Some(comment) = trimmed.strip_prefix('#') {
+                if let Some(stamp) = comment.trim().strip_prefix("updated ") {
+                    let stamp = stamp.split(';').next().unwrap_or_default();
+                    index.updated = DateTime::parse_from_rfc3339(stamp.trim())
+                        .ok()
+                        .map(|t| t.with_timezone(&Utc));
+                }
+                continue;
+            }
+            if trimmed.is_empty() {
+                continue;
+            }
+            let entry = parse_line(trimmed).map_err(|message| TagsError::Parse {
+                path: path.to_owned(),
+                line: i + 1,
+                message,
+            })?;
+            index.entries.push(entry);
+        }
+        Ok(index)
+    }
+
+    /// Reads `path` under a shared lock; a missing file is an empty index.
+    ///
+    /// # Errors
+    /// [`TagsError`] when the file cannot be locked, read or parsed.
+    pub fn load(path: &Path) -> Result<TagsIndex, TagsError> {
+        let _lock = lock(path, false)?;
+        match std::fs::read_to_string(path) {
+            Ok(text) => TagsIndex::parse(&text, path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(TagsIndex::default()),
+            Err(source) => Err(TagsError::Io {
+                action: "read",
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// Writes the index to `path` atomically (via `<path>.tmp` and a rename) under an exclusive
+    /// lock.
+    ///
+    /// # Errors
+    /// [`TagsError`] when the lock or the write fails.
+    pub fn save(&self, path: &Path) -> Result<(), TagsError> {
+        let _lock = lock(path, true)?;
+        let tmp = sibling(path, ".tmp");
+        fsutil::write_atomic_via(path, &tmp, self.to_string().as_bytes()).map_err(|source| {
+            TagsError::Io {
+                action: "write",
+                path: path.to_owned(),
+                source,
+            }
+        })
+    }
+
+    /// Sorts entries into the order the file shows them.
+    pub fn sort(&mut self) {
+        self.entries.sort_by(|a, b| {
+            (&a.content, a.sha256, &a.user, a.addr).cmp(&(&b.content, b.sha256, &b.user, b.addr))
+        });
+    }
+
+    /// Entries still valid at `now`.
+    pub fn live(&self, now: DateTime<Utc>) -> impl Iterator<Item = &TagEntry> {
+        self.entries.iter().filter(move |e| e.expires_at() > now)
+    }
+
+    /// The contents on offer at `now`: live entries grouped by name and digest, so two
+    /// different files that share a name are two offers. Sorted by name, then by how many
+    /// holders, most first.
+    pub fn offers(&self, now: DateTime<Utc>) -> Vec<Offer<'_>> {
+        let mut groups: BTreeMap<(&str, Option<Digest>), Vec<&TagEntry>> = BTreeMap::new();
+        for entry in self.live(now).filter(|e| !e.chunks.is_empty()) {
+            groups
+                .entry((entry.content.as_str(), entry.sha256))
+                .or_default()
+                .push(entry);
+        }
+        let mut offers: Vec<Offer<'_>> = groups
+            .into_iter()
+            .map(|((name, sha256), holders)| Offer {
+                name,
+                sha256,
+                size: holders.iter().find_map(|h| h.size),
+                available: holders
+                    .iter()
+                    .fold(ChunkSet::EMPTY, |acc, h| acc.union(h.chunks)),
+                holders,
+            })
+            .collect();
+        offers.sort_by(|a, b| {
+            (a.name, b.available.count(), b.holders.len(), a.sha256).cmp(&(
+                b.name,
+                a.available.count(),
+                a.holders.len(),
+                b.sha256,
+            ))
+        });
+        offers
+    }
+}
+
+fn parse_line(line: &str) -> Result<TagEntry, String> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    if fields.len() != COLUMNS.len() {
+        return Err(format!(
+            "expected {} fields, found {}",
+            COLUMNS.len(),
+            fields.len()
+        ));
+    }
+    let bad = |column: &str, value: &str| format!("bad {column} {value:?}");
+    fn optional(value: &str) -> Option<&str> {
+        (value != "-").then_some(value)
+    }
+    Ok(TagEntry {
+        user: decode_field(fields[0]).ok_or_else(|| bad("USER", fields[0]))?,
+        addr: fields[1].parse().map_err(|_| bad("ADDRESS", fields[1]))?,
+        proto: Proto::parse(fields[2]).ok_or_else(|| bad("PROTO", fields[2]))?,
+        content: decode_field(fields[3]).ok_or_else(|| bad("CONTENT", fields[3]))?,
+        chunks: ChunkSet::parse(fields[4]).ok_or_else(|| bad("CHUNKS", fields[4]))?,
+        size: optional(fields[5])
+            .map(|v| v.parse().map_err(|_| bad("SIZE", v)))
+            .transpose()?,
+        sha256: optional(fields[6])
+            .map(|v| v.parse().map_err(|_| bad("SHA256", v)))
+            .transpose()?,
+        interval: fields[7].parse().map_err(|_| bad("EVERY", fields[7]))?,
+        last_seen: DateTime::parse_from_rfc3339(fields[8])
+            .map_err(|_| bad("LAST_SEEN", fields[8]))?
+            .with_timezone(&Utc),
+    })
+}
+
+impl fmt::Display for TagsIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "# tags.txt: peers and the chunks they serve. Written by `listener`; read by `downloader`."
+        )?;
+        if let Some(updated) = self.updated {
+            writeln!(
+                f,
+                "# updated {}; an entry expires {EXPIRY_INTERVALS} announce intervals (EVERY, seconds) after LAST_SEEN.",
+                updated.to_rfc3339_opts(SecondsFormat::Secs, true)
+            )?;
+        }
+        let rows: Vec<[String; 9]> = self
+            .entries
+            .iter()
+            .map(|e| {
+                [
+                    encode_field(&e.user),
+                    e.addr.to_string(),
+                    e.proto.to_string(),
+                    encode_field(&e.content),
+                    e.chunks.to_string(),
+                    e.size.map_or("-".into(), |s| s.to_string()),
+                    e.sha256.map_or("-".into(), |d| d.to_string()),
+                    e.interval.to_string(),
+                    e.last_seen.to_rfc3339_opts(SecondsFormat::Secs, true),
+                ]
+            })
+            .collect();
+        let mut widths = COLUMNS.map(str::len);
+        widths[0] += 2; // room for the "# " before the header's first column
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let mut header = String::from("# ");
+        for (i, name) in COLUMNS.iter().enumerate() {
+            let width = if i == 0 { widths[0] - 2 } else { widths[i] };
+            let _ = write!(header, "{name:<width$}  ");
+        }
+        writeln!(f, "{}", header.trim_end())?;
+        for row in rows {
+            let mut line = String::new();
+            for (cell, width) in row.iter().zip(widths) {
+                let _ = write!(line, "{cell:<width$}  ");
+            }
+            writeln!(f, "{}", line.trim_end())?;
+        }
+        Ok(())
+    }
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// The lock guard; unlocks on drop.
+struct TagsLock(File);
+
+impl Drop for TagsLock {
+    fn drop(&mut self) {
+        let _ = FileExt::unlock(&self.0);
+    }
+}
+
+fn lock(path: &Path, exclusive: bool) -> Result<TagsLock, TagsError> {
+    let lock_path = sibling(path, ".lock");
+    let err = |source| TagsError::Lock {
+        path: lock_path.clone(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&lock_path)
+        .map_err(err)?;
+    if exclusive {
+        file.lock_exclusive().map_err(err)?;
+    } else {
+        FileExt::lock_shared(&file).map_err(err)?;
+    }
+    Ok(TagsLock(file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(user: &str, ip: &str, content: &str, sha: Option<u8>) -> TagEntry {
+        TagEntry {
+            user: user.into(),
+            addr: format!("{ip}:5001").parse().unwrap(),
+            proto: if sha.is_some() {
+                Proto::P2p(1)
+            } else {
+                Proto::Legacy
+            },
+            content: content.into(),
+            chunks: ChunkSet::ALL,
+            size: sha.map(|_| 1_048_579),
+            sha256: sha.map(|n| Digest::of(&[n])),
+            interval: 60,
+            last_seen: DateTime::parse_from_rfc3339("2026-11-21T17:59:58Z")
+                .unwrap()
+                .with_timezone(&Utc),
+        }
+    }
+
+    fn sample() -> TagsIndex {
+        let mut partial = entry("ece", "127.0.0.9", "ece", None);
+        partial.chunks = ChunkSet::parse("12-4-").unwrap();
+        TagsIndex {
+            updated: Some(Utc::now().with_nanosecond_zero()),
+            entries: vec![
+                entry("alice", "127.0.0.2", "photo.png", Some(1)),
+                entry("bob smith", "127.0.0.3", "my notes 100%.txt", Some(2)),
+                partial,
+                entry("-", "10.1.2.3", "#hash", Some(3)),
+                entry("", "10.1.2.4", "ünï\tcode", Some(3)),
+            ],
+        }
+    }
+
+    trait NanoZero {
+        fn with_nanosecond_zero(self) -> Self;
+    }
+    impl NanoZero for DateTime<Utc> {
+        fn with_nanosecond_zero(self) -> Self {
+            DateTime::from_timestamp(self.timestamp(), 0).unwrap()
+        }
+    }
+
+    #[test]
+    fn display_then_parse_round_trips() {
+        let index = sample();
+        let text = index.to_string();
+        let parsed = TagsIndex::parse(&text, Path::new("tags.txt")).unwrap();
+        assert_eq!(parsed, index, "text was:\n{text}");
+    }
+
+    #[test]
+    fn lines_are_aligned_and_readable() {
+        let text = sample().to_string();
+        assert!(text.contains("alice"));
+        assert!(text.contains("bob%20smith"));
+        assert!(text.contains("my%20notes%20100%25.txt"));
+        assert!(text.contains("12-4-"));
+        let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        let col = |l: &str| l.find("127.0.0").or_else(|| l.find("10.1.2"));
+        let first = col(lines[0]);
+        assert!(lines.iter().all(|l| col(l) == first), "{text}");
+        let header = text.lines().find(|l| l.starts_with("# USER")).unwrap();
+        assert_eq!(header.find("ADDRESS"), first, "{text}");
+    }
+
+    #[test]
+    fn field_encoding_round_trips() {
+        for s in [
+            "",
+            "-",
+            "a b",
+            "%",
+            "%20",
+            "#x",
+            "x#",
+            "tab\there",
+            "ü",
+            "a\u{85}b",
+        ] {
+            let enc = encode_field(s);
+            assert!(!enc.contains(char::is_whitespace), "{enc:?}");
+            assert_ne!(enc, "-");
+            assert_eq!(decode_field(&enc).as_deref(), Some(s), "{enc:?}");
+        }
+        assert_eq!(decode_field("%zz"), None);
+        assert_eq!(decode_field("%4"), None);
+        assert_eq!(decode_field("%FF"), None);
+    }
+
+    #[test]
+    fn bad_lines_are_reported_with_their_number() {
+        let good = sample().to_string();
+        for bad in [
+            "alice 127.0.0.2:5001 p2p/1 x 12345 1 - 60",
+            "alice nowhere p2p/1 x 12345 1 - 60 2026-11-21T17:59:58Z",
+            "alice 127.0.0.2:5001 p2p/x x 12345 1 - 60 2026-11-21T17:59:58Z",
+            "alice 127.0.0.2:5001 p2p/1 x 54321 1 - 60 2026-11-21T17:59:58Z",
+            "alice 127.0.0.2:5001 p2p/1 x 12345 big - 60 2026-11-21T17:59:58Z",
+            "alice 127.0.0.2:5001 p2p/1 x 12345 1 abc 60 2026-11-21T17:59:58Z",
+            "alice 127.0.0.2:5001 p2p/1 x 12345 1 - 60 yesterday",
+        ] {
+            let text = format!("{good}{bad}\n");
+            match TagsIndex::parse(&text, Path::new("t")) {
+                Err(TagsError::Parse { line, .. }) => assert_eq!(line, good.lines().count() + 1),
+                other => panic!("{bad:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn offers_group_by_name_and_digest_and_skip_expired() {
+        let mut index = sample();
+        let now = index.entries[0].last_seen + chrono::Duration::seconds(10);
+        // A second holder of alice's photo, and a different file with the same name.
+        index
+            .entries
+            .push(entry("carol", "127.0.0.4", "photo.png", Some(1)));
+        index
+            .entries
+            .push(entry("dave", "127.0.0.5", "photo.png", Some(9)));
+        let mut stale = entry("old", "127.0.0.6", "photo.png", Some(1));
+        stale.last_seen = now - chrono::Duration::seconds(181);
+        index.entries.push(stale);
+        let offers = index.offers(now);
+        let photos: Vec<&Offer> = offers.iter().filter(|o| o.name == "photo.png").collect();
+        assert_eq!(photos.len(), 2);
+        assert_eq!(photos[0].holders.len(), 2, "most holders first");
+        assert_eq!(photos[0].sha256, Some(Digest::of(&[1])));
+        assert_eq!(photos[1].holders[0].user, "dave");
+        let ece = offers.iter().find(|o| o.name == "ece").unwrap();
+        assert_eq!(ece.available.to_string(), "12-4-");
+        assert_eq!(ece.size, None);
+    }
+
+    #[test]
+    fn save_and_load_through_the_file_system() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tags.txt");
+        assert_eq!(TagsIndex::load(&path).unwrap(), TagsIndex::default());
+        let index = sample();
+        index.save(&path).unwrap();
+        assert_eq!(TagsIndex::load(&path).unwrap(), index);
+        assert!(!dir.path().join("tags.txt.tmp").exists());
+        assert!(dir.path().join("tags.txt.lock").exists());
+    }
+}
