@@ -1,1 +1,118 @@
-fn main() {}
+//! `downloader`: list what peers offer, download a file, show the history, or (with no
+//! subcommand) an interactive prompt.
+
+use std::io::{self, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use downloader::command::Selection;
+use downloader::Config;
+use log::LevelFilter;
+use shared::logging::{self, LogOptions};
+use shared::peer_dir::PeerDir;
+use shared::shutdown::{self, Shutdown};
+
+/// Download files from the peers on this network (reads tags.txt, written by `listener`).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// The peer folder: tags.txt is read here, chunks go to temp/, files to downloads/.
+    #[arg(long, default_value = ".", global = true)]
+    dir: PathBuf,
+    /// Log debug details on stderr.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// List the files on offer: name, size, holders, whether all 5 chunks are available.
+    List,
+    /// Download a file by name (or list number); prints its path when complete and verified.
+    Get {
+        /// The file's name as listed, or its number in `list`.
+        name: String,
+        /// Of several different files with this name, take the one whose SHA-256 starts so.
+        #[arg(long, value_name = "PREFIX")]
+        sha256: Option<String>,
+    },
+    /// Show past downloads, from client.log.
+    History,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let dir = PeerDir::new(&args.dir);
+    if let Err(e) = dir.create() {
+        eprintln!(
+            "error: cannot create the peer folder {}: {e}",
+            args.dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let interactive = args.command.is_none();
+    // At the prompt only warnings reach the terminal, so log lines do not break up the dialogue.
+    let terminal = match (args.verbose, interactive) {
+        (true, _) => LevelFilter::Debug,
+        (false, true) => LevelFilter::Error,
+        (false, false) => LevelFilter::Warn,
+    };
+    if let Err(e) = logging::init(LogOptions {
+        terminal,
+        file: Some((dir.client_log(), LevelFilter::Info)),
+    }) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
+    let shutdown = Shutdown::new();
+    if let Err(e) = shutdown::install_ctrlc_handler(&shutdown) {
+        eprintln!("error: cannot install the Ctrl-C handler: {e}");
+        return ExitCode::FAILURE;
+    }
+    let config = Config {
+        dir,
+        ..Config::default()
+    };
+
+    let result = match args.command {
+        Some(Cmd::List) => downloader::list(&config, &mut io::stdout()),
+        Some(Cmd::History) => downloader::history(&config, &mut io::stdout()),
+        Some(Cmd::Get { name, sha256 }) => {
+            // Progress goes to stderr, the path alone to stdout: `path=$(downloader get x)`.
+            downloader::get(
+                &config,
+                &Selection::parse(&name),
+                sha256.as_deref(),
+                &shutdown,
+                &mut io::stderr(),
+            )
+            .map(|outcome| println!("{}", outcome.path.display()))
+        }
+        None => {
+            if !io::stdin().is_terminal() {
+                log::debug!("standard input is not a terminal; reading commands from it");
+            }
+            downloader::interactive(
+                &config,
+                io::BufReader::new(io::stdin()),
+                &mut io::stdout(),
+                &shutdown,
+            )
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

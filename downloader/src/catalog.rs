@@ -1,0 +1,289 @@
+//! What can be downloaded: the contents on offer in `tags.txt`, grouped by name and digest, and
+//! how the user picks one.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use chrono::{DateTime, Utc};
+use shared::chunk::ChunkSet;
+use shared::digest::Digest;
+use shared::tags::{Proto, TagsIndex};
+
+use crate::command::Selection;
+use crate::format;
+
+/// A peer that holds some chunks of a content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// Its username.
+    pub user: String,
+    /// Where its chunk server answers.
+    pub addr: SocketAddr,
+    /// What its chunk server speaks.
+    pub proto: Proto,
+    /// The chunks it announced.
+    pub chunks: ChunkSet,
+}
+
+impl Holder {
+    /// `alice@127.0.0.2:5001`.
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.user, self.addr)
+    }
+}
+
+/// One downloadable content: a name, its digest when known, and its holders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The content (file) name.
+    pub name: String,
+    /// SHA-256 of the whole file; `None` when only legacy peers announce it.
+    pub sha256: Option<Digest>,
+    /// Size in bytes, when announced.
+    pub size: Option<u64>,
+    /// Its holders.
+    pub holders: Vec<Holder>,
+}
+
+impl Target {
+    /// Union of the holders' chunks.
+    pub fn available(&self) -> ChunkSet {
+        self.holders
+            .iter()
+            .fold(ChunkSet::EMPTY, |acc, h| acc.union(h.chunks))
+    }
+}
+
+/// Why a selection names no single content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectError {
+    /// No content with that name (or digest prefix) is on offer.
+    #[error("no peer offers {0:?} (see `downloader list`)")]
+    NotFound(String),
+    /// The number is not in the listing.
+    #[error("there is no item {0} in the list (1 to {1})")]
+    BadNumber(usize, usize),
+}
+
+/// The contents on offer, in listing order.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    /// The contents, sorted by name, the most available first among equal names.
+    pub targets: Vec<Target>,
+}
+
+impl Catalog {
+    /// Builds the catalog from the live entries of an index.
+    pub fn from_index(index: &TagsIndex, now: DateTime<Utc>) -> Catalog {
+        let targets = index
+            .offers(now)
+            .into_iter()
+            .map(|offer| Target {
+                name: offer.name.to_owned(),
+                sha256: offer.sha256,
+                size: offer.size,
+                holders: offer
+                    .holders
+                    .iter()
+                    .map(|e| Holder {
+                        user: e.user.clone(),
+                        addr: e.addr,
+                        proto: e.proto,
+                        chunks: e.chunks,
+                    })
+                    .collect(),
+            })
+            .collect();
+        Catalog { targets }
+    }
+
+    /// Picks a content. By name, when several different files share it, the first (most
+    /// available) wins unless `sha256_prefix` picks another; the second value counts how many
+    /// contents had that name.
+    ///
+    /// # Errors
+    /// [`SelectError`] when nothing matches.
+    pub fn select(
+        &self,
+        selection: &Selection,
+        sha256_prefix: Option<&str>,
+    ) -> Result<(&Target, usize), SelectError> {
+        match selection {
+            Selection::Number(n) => match n.checked_sub(1).and_then(|i| self.targets.get(i)) {
+                Some(target) => Ok((target, 1)),
+                None => Err(SelectError::BadNumber(*n, self.targets.len())),
+            },
+            Selection::Name(name) => {
+                let prefix = sha256_prefix.map(str::to_ascii_lowercase);
+                let matches: Vec<&Target> = self
+                    .targets
+                    .iter()
+                    .filter(|t| &t.name == name)
+                    .filter(|t| match (&prefix, t.sha256) {
+                        (None, _) => true,
+                        (Some(p), Some(d)) => d.to_string().starts_with(p.as_str()),
+                        (Some(_), None) => false,
+                    })
+                    .collect();
+                match matches.first() {
+                    Some(first) => Ok((first, matches.len())),
+                    None => Err(SelectError::NotFound(name.clone())),
+                }
+            }
+        }
+    }
+
+    /// The listing shown by `list` and at the prompt.
+    pub fn render(&self) -> String {
+        if self.targets.is_empty() {
+            return "No files on offer yet: tags.txt lists no live peer. Is the listener running?\n"
+                .to_owned();
+        }
+        let rows: Vec<[String; 6]> = self
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let available = t.available();
+                let mut users: Vec<String> = t
+                    .holders
+                    .iter()
+                    .map(|h| match h.proto {
+                        Proto::Legacy => format!("{} (legacy)", h.user),
+                        Proto::P2p(_) => h.user.clone(),
+                    })
+                    .collect();
+                users.dedup();
+                [
+                    format!("{}", i + 1),
+                    t.name.clone(),
+                    t.size.map_or("?".into(), format::size),
+                    if available.is_complete() {
+                        "5/5".into()
+                    } else {
+                        format!("{}/5 ({available})", available.count())
+                    },
+                    users.join(", "),
+                    t.sha256.map_or("unverified".into(), |d| d.short(12)),
+                ]
+            })
+            .collect();
+        let header = ["#", "NAME", "SIZE", "CHUNKS", "HOLDERS", "SHA256"];
+        let mut widths = header.map(str::len);
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let mut out = String::new();
+        for row in std::iter::once(header.map(String::from)).chain(rows) {
+            let mut line = String::new();
+            for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+                if i == 0 {
+                    let _ = write!(line, "{cell:>width$}  ");
+                } else {
+                    let _ = write!(line, "{cell:<width$}  ");
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::tags::TagEntry;
+
+    fn entry(user: &str, ip: u8, content: &str, sha: Option<u8>, chunks: &str) -> TagEntry {
+        TagEntry {
+            user: user.into(),
+            addr: SocketAddr::from(([127, 0, 0, ip], 5001)),
+            proto: if sha.is_some() {
+                Proto::P2p(1)
+            } else {
+                Proto::Legacy
+            },
+            content: content.into(),
+            chunks: ChunkSet::parse(chunks).unwrap(),
+            size: sha.map(|_| 2048),
+            sha256: sha.map(|n| Digest::of(&[n])),
+            interval: 60,
+            last_seen: Utc::now(),
+        }
+    }
+
+    fn catalog() -> Catalog {
+        let index = TagsIndex {
+            updated: None,
+            entries: vec![
+                entry("alice", 2, "notes.txt", Some(1), "12345"),
+                entry("bob", 3, "notes.txt", Some(2), "12345"),
+                entry("carol", 4, "notes.txt", Some(2), "12---"),
+                entry("ece", 9, "ece", None, "123--"),
+            ],
+        };
+        Catalog::from_index(&index, Utc::now())
+    }
+
+    #[test]
+    fn same_name_different_files_are_two_targets_most_holders_first() {
+        let c = catalog();
+        assert_eq!(c.targets.len(), 3);
+        assert_eq!(c.targets[0].name, "ece");
+        assert_eq!(c.targets[1].name, "notes.txt");
+        assert_eq!(c.targets[1].holders.len(), 2);
+        assert_eq!(c.targets[1].sha256, Some(Digest::of(&[2])));
+        assert_eq!(c.targets[2].holders[0].user, "alice");
+    }
+
+    #[test]
+    fn select_by_number_name_and_digest_prefix() {
+        let c = catalog();
+        let (t, n) = c.select(&Selection::Number(1), None).unwrap();
+        assert_eq!((t.name.as_str(), n), ("ece", 1));
+        let (t, n) = c
+            .select(&Selection::Name("notes.txt".into()), None)
+            .unwrap();
+        assert_eq!((t.sha256, n), (Some(Digest::of(&[2])), 2));
+        let alice = Digest::of(&[1]).short(6);
+        let (t, _) = c
+            .select(
+                &Selection::Name("notes.txt".into()),
+                Some(&alice.to_uppercase()),
+            )
+            .unwrap();
+        assert_eq!(t.holders[0].user, "alice");
+        assert_eq!(
+            c.select(&Selection::Number(4), None),
+            Err(SelectError::BadNumber(4, 3))
+        );
+        assert_eq!(
+            c.select(&Selection::Number(0), None),
+            Err(SelectError::BadNumber(0, 3))
+        );
+        assert!(matches!(
+            c.select(&Selection::Name("nope".into()), None),
+            Err(SelectError::NotFound(_))
+        ));
+        assert!(c
+            .select(&Selection::Name("ece".into()), Some("00"))
+            .is_err());
+    }
+
+    #[test]
+    fn listing_shows_availability_and_legacy_holders() {
+        let text = catalog().render();
+        assert!(text.contains("3/5 (123--)"), "{text}");
+        assert!(text.contains("ece (legacy)"), "{text}");
+        assert!(text.contains("bob, carol"), "{text}");
+        assert!(text.contains("unverified"), "{text}");
+        assert!(
+            text.lines().next().unwrap().starts_with("#  NAME"),
+            "{text}"
+        );
+        assert!(Catalog::default().render().contains("No files"));
+    }
+}

@@ -1,0 +1,106 @@
+//! One line typed at the interactive prompt, turned into a [`Command`]: pure parsing, no I/O.
+
+/// How the user names a content to download.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// Its number in the last listing (1-based).
+    Number(usize),
+    /// Its name.
+    Name(String),
+}
+
+/// What the user asked for at the prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Download a content.
+    Download(Selection),
+    /// Show the contents on offer again (also an empty line).
+    List,
+    /// Show the download history.
+    History,
+    /// Show the commands.
+    Help,
+    /// Leave the prompt.
+    Quit,
+}
+
+impl Command {
+    /// Parses one input line. Anything that is not a keyword is a content number or name, so a
+    /// file called `list` can still be fetched with `get list`.
+    pub fn parse(line: &str) -> Command {
+        let line = line.trim();
+        let (word, rest) = match line.split_once(char::is_whitespace) {
+            Some((word, rest)) => (word, rest.trim()),
+            None => (line, ""),
+        };
+        match (word.to_ascii_lowercase().as_str(), rest) {
+            ("", _) | ("l" | "ls" | "list" | "r" | "refresh", "") => Command::List,
+            ("h" | "history", "") => Command::History,
+            ("?" | "help", "") => Command::Help,
+            ("q" | "quit" | "exit", "") => Command::Quit,
+            ("get" | "download" | "d", rest) if !rest.is_empty() => {
+                Command::Download(Selection::parse(rest))
+            }
+            _ => Command::Download(Selection::parse(line)),
+        }
+    }
+}
+
+impl Selection {
+    /// A number when the text is all digits, else a name.
+    pub fn parse(text: &str) -> Selection {
+        match text.parse::<usize>() {
+            Ok(n) if !text.starts_with('+') => Selection::Number(n),
+            _ => Selection::Name(text.to_owned()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> Command {
+        Command::Download(Selection::Name(s.into()))
+    }
+
+    #[test]
+    fn keywords() {
+        for (line, expected) in [
+            ("", Command::List),
+            ("   ", Command::List),
+            ("list", Command::List),
+            ("LS", Command::List),
+            ("r", Command::List),
+            ("history", Command::History),
+            ("h", Command::History),
+            ("?", Command::Help),
+            ("help", Command::Help),
+            ("q", Command::Quit),
+            ("quit\n", Command::Quit),
+            ("exit", Command::Quit),
+        ] {
+            assert_eq!(Command::parse(line), expected, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn numbers_and_names() {
+        assert_eq!(Command::parse("3"), Command::Download(Selection::Number(3)));
+        assert_eq!(
+            Command::parse(" 12 "),
+            Command::Download(Selection::Number(12))
+        );
+        assert_eq!(Command::parse("photo.png"), name("photo.png"));
+        assert_eq!(Command::parse("my notes.txt"), name("my notes.txt"));
+        assert_eq!(Command::parse("+3"), name("+3"));
+        assert_eq!(
+            Command::parse("get 2"),
+            Command::Download(Selection::Number(2))
+        );
+        assert_eq!(Command::parse("get list"), name("list"));
+        assert_eq!(Command::parse("download my file"), name("my file"));
+        assert_eq!(Command::parse("get"), name("get"));
+        assert_eq!(Command::parse("list files"), name("list files"));
+    }
+}

@@ -1,0 +1,28 @@
+//! The downloader's error type.
+
+use shared::tags::TagsError;
+
+use crate::catalog::SelectError;
+use crate::download::DownloadError;
+
+/// Why a downloader command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `tags.txt` could not be read.
+    #[error(transparent)]
+    Tags(#[from] TagsError),
+    /// The requested content is not on offer.
+    #[error(transparent)]
+    Select(#[from] SelectError),
+    /// The download failed.
+    #[error(transparent)]
+    Download(#[from] DownloadError),
+    /// Reading the log or the terminal failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}

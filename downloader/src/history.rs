@@ -1,0 +1,157 @@
+//! The download history, read back from the events in `client.log`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use shared::events::Event;
+
+use crate::format;
+
+/// One finished (or failed) download as the history shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// When it ended, as logged.
+    pub time: String,
+    /// The content.
+    pub content: String,
+    /// `ok` or `failed`.
+    pub outcome: String,
+    /// Size of the file.
+    pub bytes: u64,
+    /// Whether it was verified.
+    pub verified: bool,
+    /// Where the file went.
+    pub path: String,
+    /// Chunks received per source (`user@address`).
+    pub sources: BTreeMap<String, usize>,
+    /// Failed attempts on the way.
+    pub failed_attempts: usize,
+}
+
+/// Reads the history from the text of `client.log`. Lines that are not events are skipped.
+pub fn parse(log: &str) -> Vec<Entry> {
+    let mut pending: BTreeMap<String, (BTreeMap<String, usize>, usize)> = BTreeMap::new();
+    let mut entries = Vec::new();
+    for (time, event) in log.lines().filter_map(Event::parse_log_line) {
+        let Some(content) = event.get("content") else {
+            continue;
+        };
+        match event.name.as_str() {
+            "fetched" => {
+                let (sources, failures) = pending.entry(content.to_owned()).or_default();
+                if event.get("outcome") == Some("ok") {
+                    let source = format!(
+                        "{}@{}",
+                        event.get("user").unwrap_or("?"),
+                        event.get("source").unwrap_or("?")
+                    );
+                    *sources.entry(source).or_default() += 1;
+                } else {
+                    *failures += 1;
+                }
+            }
+            "download" => {
+                let (sources, failed_attempts) = pending.remove(content).unwrap_or_default();
+                entries.push(Entry {
+                    time: time.to_owned(),
+                    content: content.to_owned(),
+                    outcome: event.get("outcome").unwrap_or("?").to_owned(),
+                    bytes: event.get("bytes").and_then(|b| b.parse().ok()).unwrap_or(0),
+                    verified: event.get("verified") == Some("yes"),
+                    path: event.get("path").unwrap_or("-").to_owned(),
+                    sources,
+                    failed_attempts,
+                });
+            }
+            _ => {}
+        }
+    }
+    entries
+}
+
+/// The history as a table.
+pub fn render(entries: &[Entry]) -> String {
+    if entries.is_empty() {
+        return "No downloads yet.\n".to_owned();
+    }
+    let mut out = String::new();
+    for e in entries {
+        let when: String = e
+            .time
+            .chars()
+            .take(19)
+            .collect::<String>()
+            .replace('T', " ");
+        let check = match (e.outcome.as_str(), e.verified) {
+            ("ok", true) => "verified",
+            ("ok", false) => "unverified",
+            _ => "",
+        };
+        let sources: Vec<String> = e
+            .sources
+            .iter()
+            .map(|(s, n)| format!("{s} ({n} chunk{})", if *n == 1 { "" } else { "s" }))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{when}  {:<6}  {}  {}  {check}",
+            e.outcome,
+            e.content,
+            format::size(e.bytes)
+        );
+        if !sources.is_empty() {
+            let _ = writeln!(out, "    from {}", sources.join(", "));
+        }
+        if e.failed_attempts > 0 {
+            let _ = writeln!(
+                out,
+                "    {} failed attempt(s) on the way",
+                e.failed_attempts
+            );
+        }
+        if e.path != "-" {
+            let _ = writeln!(out, "    saved as {}", e.path);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOG: &str = "\
+2026-11-21T18:00:00.1Z [INFO] peer folder /x
+2026-11-21T18:00:01.1Z [INFO] fetched content=\"my notes.txt\" chunk=1 source=127.0.0.2:5001 user=alice bytes=3 ms=1 outcome=ok verified=yes
+2026-11-21T18:00:01.2Z [WARN] fetched content=\"my notes.txt\" chunk=2 source=127.0.0.3:5001 user=bob bytes=0 ms=1 outcome=unreachable verified=no reason=\"cannot connect\"
+2026-11-21T18:00:01.3Z [INFO] fetched content=\"my notes.txt\" chunk=2 source=127.0.0.2:5001 user=alice bytes=3 ms=1 outcome=ok verified=yes
+2026-11-21T18:00:01.4Z [INFO] download content=\"my notes.txt\" bytes=6 sha256=ab outcome=ok verified=yes path=\"/x/downloads/my notes.txt\"
+2026-11-21T18:05:00.0Z [INFO] download content=ece bytes=0 sha256=- outcome=failed verified=no path=-
+";
+
+    #[test]
+    fn groups_chunk_events_under_their_download() {
+        let entries = parse(LOG);
+        assert_eq!(entries.len(), 2);
+        let first = &entries[0];
+        assert_eq!(first.content, "my notes.txt");
+        assert_eq!(first.sources["alice@127.0.0.2:5001"], 2);
+        assert_eq!(first.failed_attempts, 1);
+        assert!(first.verified);
+        assert_eq!(entries[1].outcome, "failed");
+        let text = render(&entries);
+        assert!(
+            text.contains("2026-11-21 18:00:01  ok      my notes.txt  6 B  verified"),
+            "{text}"
+        );
+        assert!(text.contains("alice@127.0.0.2:5001 (2 chunks)"), "{text}");
+        assert!(text.contains("failed  ece"), "{text}");
+    }
+
+    #[test]
+    fn empty_or_foreign_logs_have_no_history() {
+        assert!(parse("").is_empty());
+        assert!(parse("garbage\n[INFO]\n").is_empty());
+        assert_eq!(render(&[]), "No downloads yet.\n");
+    }
+}
