@@ -1,0 +1,344 @@
+//! In-process tests of the download engine against fake holders started in the test: honest
+//! ones, one that corrupts what it sends, one that refuses. They pin down verification and
+//! fallback without starting the other programs.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use downloader::catalog::{Holder, Target};
+use downloader::download::{self, Config, DownloadError, Progress};
+use shared::chunk::{chunk_ranges, ChunkName, ChunkSet};
+use shared::connection::Connection;
+use shared::digest::Digest;
+use shared::peer_dir::PeerDir;
+use shared::protocol::{ErrorCode, Manifest, Request, Response};
+use shared::shutdown::Shutdown;
+use shared::store::ChunkStore;
+use shared::tags::Proto;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Behaviour {
+    Honest,
+    /// Sends the right header but flips a byte in every chunk body.
+    Corrupt,
+    /// Answers every chunk request with not_found.
+    Refuse,
+}
+
+struct FakeHolder {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    served: Arc<AtomicUsize>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for FakeHolder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn manifest_of(name: &str, data: &[u8]) -> Manifest {
+    let ranges = chunk_ranges(data.len() as u64);
+    Manifest {
+        name: name.into(),
+        size: data.len() as u64,
+        sha256: Digest::of(data),
+        chunks: std::array::from_fn(|i| {
+            let r = ranges[i];
+            Digest::of(&data[r.start as usize..r.end as usize])
+        }),
+    }
+}
+
+fn start_holder(name: &str, data: Vec<u8>, behaviour: Behaviour) -> FakeHolder {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicUsize::new(0));
+    let manifest = manifest_of(name, &data);
+    let (stop2, served2) = (stop.clone(), served.clone());
+    let thread = thread::spawn(move || {
+        while !stop2.load(Ordering::SeqCst) {
+            let Ok((stream, _)) = listener.accept() else {
+                thread::sleep(Duration::from_millis(10));
+                continue;
+            };
+            stream.set_nonblocking(false).unwrap();
+            let mut conn = Connection::new(stream, Duration::from_secs(5)).unwrap();
+            let Ok(request) = conn.read_request() else {
+                continue;
+            };
+            match request {
+                Request::Manifest { .. } => {
+                    let _ = conn.write_response(&Response::Manifest(manifest.clone()));
+                }
+                Request::Chunk { filename, .. } => {
+                    if behaviour == Behaviour::Refuse {
+                        let _ = conn.write_response(&Response::Error {
+                            code: ErrorCode::NotFound,
+                            message: "no".into(),
+                        });
+                        continue;
+                    }
+                    let chunk = ChunkName::parse(&filename).unwrap();
+                    let r = chunk_ranges(data.len() as u64)[chunk.position()];
+                    let mut body = data[r.start as usize..r.end as usize].to_vec();
+                    if behaviour == Behaviour::Corrupt {
+                        if let Some(b) = body.first_mut() {
+                            *b ^= 0xff;
+                        }
+                    }
+                    let _ = conn.write_response(&Response::Chunk {
+                        size: r.len(),
+                        length: r.len(),
+                        sha256: manifest.chunks[chunk.position()],
+                    });
+                    let _ = conn.stream().write_all(&body);
+                    served2.fetch_add(1, Ordering::SeqCst);
+                }
+                Request::LegacyChunk { .. } => {}
+            }
+        }
+    });
+    FakeHolder {
+        addr,
+        stop,
+        served,
+        thread: Some(thread),
+    }
+}
+
+fn data(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+fn target(name: &str, data: &[u8], holders: &[(&str, &FakeHolder)]) -> Target {
+    Target {
+        name: name.into(),
+        sha256: Some(Digest::of(data)),
+        size: Some(data.len() as u64),
+        holders: holders
+            .iter()
+            .map(|(user, h)| Holder {
+                user: (*user).into(),
+                addr: h.addr,
+                proto: Proto::P2p(1),
+                chunks: ChunkSet::ALL,
+            })
+            .collect(),
+    }
+}
+
+fn config(dir: &std::path::Path) -> Config {
+    Config {
+        dir: PeerDir::new(dir),
+        ..Config::default()
+    }
+}
+
+#[test]
+fn chunks_come_from_both_holders_and_the_file_is_identical() {
+    let bytes = data(100_003);
+    let a = start_holder("f.bin", bytes.clone(), Behaviour::Honest);
+    let b = start_holder("f.bin", bytes.clone(), Behaviour::Honest);
+    let dir = tempfile::tempdir().unwrap();
+    let t = target("f.bin", &bytes, &[("alice", &a), ("bob", &b)]);
+    let mut events = Vec::new();
+    let outcome = download::download(&config(dir.path()), &t, &Shutdown::new(), &mut |p| {
+        events.push(p.clone())
+    })
+    .unwrap();
+    assert_eq!(std::fs::read(&outcome.path).unwrap(), bytes);
+    assert_eq!(outcome.path, dir.path().join("downloads/f.bin"));
+    assert!(outcome.verified);
+    assert_eq!(outcome.sources.len(), 2, "{:?}", outcome.sources);
+    assert_eq!(
+        a.served.load(Ordering::SeqCst) + b.served.load(Ordering::SeqCst),
+        5
+    );
+    // The chunks stay in the store, with the manifest, to be served to others.
+    let store = ChunkStore::open(dir.path().join("temp")).unwrap();
+    assert!(store.chunks_of("f.bin").is_complete());
+    assert_eq!(
+        store.load_manifest("f.bin").unwrap().unwrap().manifest,
+        manifest_of("f.bin", &bytes)
+    );
+    // Nothing partial is left behind.
+    assert_eq!(std::fs::read_dir(store.incoming_dir()).unwrap().count(), 0);
+}
+
+#[test]
+fn a_corrupting_holder_is_caught_and_avoided() {
+    let bytes = data(50_000);
+    let bad = start_holder("f.bin", bytes.clone(), Behaviour::Corrupt);
+    let good = start_holder("f.bin", bytes.clone(), Behaviour::Honest);
+    let dir = tempfile::tempdir().unwrap();
+    let t = target("f.bin", &bytes, &[("mallory", &bad), ("alice", &good)]);
+    let mut failures = Vec::new();
+    let outcome = download::download(&config(dir.path()), &t, &Shutdown::new(), &mut |p| {
+        if let Progress::AttemptFailed { holder, reason, .. } = p {
+            failures.push((holder.clone(), reason.clone()));
+        }
+    })
+    .unwrap();
+    assert_eq!(std::fs::read(&outcome.path).unwrap(), bytes);
+    assert!(!failures.is_empty());
+    assert!(failures
+        .iter()
+        .all(|(h, r)| h.starts_with("mallory@") && r.contains("wrong data")));
+    assert_eq!(
+        outcome.sources.iter().collect::<Vec<_>>(),
+        [&format!("alice@{}", good.addr)]
+    );
+    // Once caught, mallory is not asked for every remaining chunk: at most the chunks that were
+    // already in flight to it when the first bad one arrived.
+    assert!(failures.len() <= 5);
+}
+
+#[test]
+fn refusals_fall_back_and_no_holder_means_no_file() {
+    let bytes = data(1234);
+    let refusing = start_holder("x", bytes.clone(), Behaviour::Refuse);
+    let dir = tempfile::tempdir().unwrap();
+    let t = target("x", &bytes, &[("r", &refusing)]);
+    let mut unavailable = Vec::new();
+    let err = download::download(&config(dir.path()), &t, &Shutdown::new(), &mut |p| {
+        if let Progress::ChunkUnavailable { chunk } = p {
+            unavailable.push(chunk.to_string());
+        }
+    })
+    .unwrap_err();
+    assert!(matches!(err, DownloadError::Incomplete { ref missing } if missing.len() == 5));
+    assert_eq!(unavailable, ["x_1", "x_2", "x_3", "x_4", "x_5"]);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("downloads"))
+            .unwrap()
+            .count(),
+        0
+    );
+
+    // With an honest second holder the same download succeeds.
+    let honest = start_holder("x", bytes.clone(), Behaviour::Honest);
+    let t = target("x", &bytes, &[("r", &refusing), ("h", &honest)]);
+    let outcome =
+        download::download(&config(dir.path()), &t, &Shutdown::new(), &mut |_| {}).unwrap();
+    assert_eq!(std::fs::read(outcome.path).unwrap(), bytes);
+}
+
+#[test]
+fn unreachable_holders_fail_every_chunk_cleanly() {
+    // A port nobody listens on: bind, read the port, close.
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let bytes = data(10);
+    let dir = tempfile::tempdir().unwrap();
+    let t = Target {
+        holders: vec![Holder {
+            user: "gone".into(),
+            addr,
+            proto: Proto::P2p(1),
+            chunks: ChunkSet::ALL,
+        }],
+        ..target("gone.txt", &bytes, &[])
+    };
+    let err =
+        download::download(&config(dir.path()), &t, &Shutdown::new(), &mut |_| {}).unwrap_err();
+    assert!(matches!(err, DownloadError::Incomplete { .. }), "{err}");
+    assert!(!dir.path().join("downloads/gone.txt").exists());
+}
+
+#[test]
+fn a_second_download_keeps_verified_chunks_and_reuses_the_file() {
+    let bytes = data(77_777);
+    let a = start_holder("k.bin", bytes.clone(), Behaviour::Honest);
+    let dir = tempfile::tempdir().unwrap();
+    let t = target("k.bin", &bytes, &[("alice", &a)]);
+    let first = download::download(&config(dir.path()), &t, &Shutdown::new(), &mut |_| {}).unwrap();
+    let served = a.served.load(Ordering::SeqCst);
+    let mut kept = 0;
+    let second = download::download(&config(dir.path()), &t, &Shutdown::new(), &mut |p| {
+        if matches!(p, Progress::ChunkKept { .. }) {
+            kept += 1;
+        }
+    })
+    .unwrap();
+    assert_eq!(kept, 5);
+    assert_eq!(
+        a.served.load(Ordering::SeqCst),
+        served,
+        "nothing fetched again"
+    );
+    assert!(second.already_present);
+    assert_eq!(second.path, first.path);
+}
+
+#[test]
+fn a_different_file_of_the_same_name_is_not_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("downloads")).unwrap();
+    std::fs::write(dir.path().join("downloads/notes.txt"), b"mine").unwrap();
+    let bytes = data(300);
+    let a = start_holder("notes.txt", bytes.clone(), Behaviour::Honest);
+    let t = target("notes.txt", &bytes, &[("alice", &a)]);
+    let outcome =
+        download::download(&config(dir.path()), &t, &Shutdown::new(), &mut |_| {}).unwrap();
+    assert_eq!(outcome.path, dir.path().join("downloads/notes (1).txt"));
+    assert_eq!(
+        std::fs::read(dir.path().join("downloads/notes.txt")).unwrap(),
+        b"mine"
+    );
+    assert_eq!(std::fs::read(outcome.path).unwrap(), bytes);
+}
+
+#[test]
+fn a_different_content_in_the_store_is_left_alone() {
+    use shared::store::{Origin, StoredManifest};
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChunkStore::open(dir.path().join("temp")).unwrap();
+    // This peer shares its own notes.txt: its chunks and manifest are in the store.
+    let own = b"my own notes, not the network's".to_vec();
+    let own_manifest = manifest_of("notes.txt", &own);
+    let ranges = chunk_ranges(own.len() as u64);
+    for (i, chunk) in ChunkName::all_of("notes.txt").unwrap().iter().enumerate() {
+        let r = ranges[i];
+        std::fs::write(
+            store.chunk_path(chunk),
+            &own[r.start as usize..r.end as usize],
+        )
+        .unwrap();
+    }
+    let stored = StoredManifest {
+        manifest: own_manifest,
+        origin: Origin::Shared {
+            path: "/somewhere/notes.txt".into(),
+            modified: std::time::SystemTime::UNIX_EPOCH,
+        },
+    };
+    store.save_manifest(&stored).unwrap();
+
+    let theirs = data(4321);
+    let a = start_holder("notes.txt", theirs.clone(), Behaviour::Honest);
+    let t = target("notes.txt", &theirs, &[("alice", &a)]);
+    let outcome =
+        download::download(&config(dir.path()), &t, &Shutdown::new(), &mut |_| {}).unwrap();
+    assert_eq!(std::fs::read(&outcome.path).unwrap(), theirs);
+    // The store still holds, and serves, this peer's own file.
+    assert_eq!(store.load_manifest("notes.txt").unwrap(), Some(stored));
+    let mut reassembled = Vec::new();
+    for chunk in ChunkName::all_of("notes.txt").unwrap() {
+        reassembled.extend(std::fs::read(store.chunk_path(&chunk)).unwrap());
+    }
+    assert_eq!(reassembled, own);
+    assert_eq!(std::fs::read_dir(store.incoming_dir()).unwrap().count(), 0);
+}
