@@ -1,1 +1,88 @@
-fn main() {}
+//! `listener`: the command line around [`listener::run`].
+
+use std::error::Error as StdError;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use log::LevelFilter;
+
+use listener::Config;
+use shared::logging::{self, LogOptions};
+use shared::shutdown::{self, Shutdown};
+use shared::{DEFAULT_ANNOUNCE_PORT, DEFAULT_CHUNK_PORT};
+
+/// Listen for peers' announcements and keep DIR/tags.txt up to date.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// The peer folder (tags.txt is written there).
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
+    /// Local IP address to listen on.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    bind: IpAddr,
+    /// UDP port announcements arrive on (shared with other listeners on this host).
+    #[arg(long, default_value_t = DEFAULT_ANNOUNCE_PORT)]
+    port: u16,
+    /// TCP port where legacy peers, which announce no port, serve chunks.
+    #[arg(long, default_value_t = DEFAULT_CHUNK_PORT)]
+    legacy_chunk_port: u16,
+    /// Log debugging details.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let level = if args.verbose {
+        LevelFilter::Debug
+    } else {
+        LevelFilter::Info
+    };
+    if let Err(e) = logging::init(LogOptions {
+        terminal: level,
+        file: None,
+    }) {
+        eprintln!("listener: cannot start logging: {e}");
+        return ExitCode::FAILURE;
+    }
+    match start(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{}", chain(e.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn start(args: Args) -> Result<(), Box<dyn StdError>> {
+    let shutdown = Shutdown::new();
+    shutdown::install_ctrlc_handler(&shutdown)?;
+    let config = Config {
+        dir: args.dir,
+        legacy_chunk_port: args.legacy_chunk_port,
+    };
+    let bind = SocketAddr::new(args.bind, args.port);
+    let socket = shared::net::bind_udp_shared(bind)
+        .map_err(|e| format!("cannot bind a UDP socket to {bind}: {e}"))?;
+    listener::run(socket, config, shutdown)?;
+    Ok(())
+}
+
+/// The error and its causes on one line, each cause shown once even when a message already
+/// quotes its source.
+fn chain(error: &dyn StdError) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

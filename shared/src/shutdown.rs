@@ -46,8 +46,9 @@ impl Shutdown {
     }
 }
 
-/// Installs the process's Ctrl-C handler: the first press triggers `shutdown`, a second one exits
-/// at once with status 130. Only `main` calls this: a process can have one handler.
+/// Installs the process's Ctrl-C handler (also SIGTERM and SIGHUP, so `docker stop` and a
+/// closed terminal stop cleanly): the first signal triggers `shutdown`, a second one exits at
+/// once with status 130. Only `main` calls this: a process can have one handler.
 ///
 /// # Errors
 /// When a handler is already installed.

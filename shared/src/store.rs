@@ -210,7 +210,7 @@ impl ChunkStore {
         fsutil::write_atomic(&path, &bytes).map_err(io_err("write", &path))
     }
 
-    /// All manifests in the store; unreadable ones are skipped with a warning.
+    /// All manifests in the store; unreadable ones are skipped (logged at debug level).
     pub fn manifests(&self) -> Vec<StoredManifest> {
         let dir = self.root.join(MANIFESTS);
         let Ok(entries) = fs::read_dir(&dir) else {
@@ -225,7 +225,8 @@ impl ChunkStore {
             match self.load_manifest(content) {
                 Ok(Some(m)) if m.manifest.name == content => out.push(m),
                 Ok(_) => {}
-                Err(e) => log::warn!("skipping {e}"),
+                // Callers poll this every second: a warning here would repeat forever.
+                Err(e) => log::debug!("skipping {e}"),
             }
         }
         out.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));

@@ -83,9 +83,12 @@ pub struct TagEntry {
 impl TagEntry {
     /// When this entry stops counting: [`EXPIRY_INTERVALS`] intervals after `last_seen`.
     pub fn expires_at(&self) -> DateTime<Utc> {
+        // A hostile interval must not overflow the date arithmetic: saturate instead.
         let secs =
             i64::try_from(self.interval.saturating_mul(EXPIRY_INTERVALS)).unwrap_or(i64::MAX);
-        self.last_seen + chrono::Duration::try_seconds(secs).unwrap_or(chrono::Duration::MAX)
+        chrono::Duration::try_seconds(secs)
+            .and_then(|d| self.last_seen.checked_add_signed(d))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 }
 
@@ -504,6 +507,15 @@ mod tests {
         assert!(lines.iter().all(|l| col(l) == first), "{text}");
         let header = text.lines().find(|l| l.starts_with("# USER")).unwrap();
         assert_eq!(header.find("ADDRESS"), first, "{text}");
+    }
+
+    #[test]
+    fn huge_intervals_saturate_instead_of_overflowing() {
+        let mut e = entry("x", "127.0.0.2", "c", None);
+        e.interval = u64::MAX;
+        assert_eq!(e.expires_at(), DateTime::<Utc>::MAX_UTC);
+        e.interval = i64::MAX as u64 / 2;
+        assert!(e.expires_at() > e.last_seen);
     }
 
     #[test]

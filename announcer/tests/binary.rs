@@ -1,0 +1,179 @@
+//! Process-level tests: the real `announcer` binary, as a user starts it.
+
+mod support;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::{add_content, names_of, ChildGuard, Receiver, PATIENCE};
+
+fn announcer() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_announcer"))
+}
+
+/// A receiver on `0.0.0.0:<free port>`, with `SO_REUSEADDR` as a listener would have, that
+/// hears broadcasts to `127.255.255.255`.
+fn broadcast_receiver() -> (Receiver, u16) {
+    // Found without SO_REUSEADDR: the kernel may give a port-0 SO_REUSEADDR socket a port that
+    // another such socket (of a concurrent test) already holds.
+    let probe = UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))).unwrap();
+    let port = probe.local_addr().unwrap().port();
+    drop(probe);
+    let socket =
+        shared::net::bind_udp_shared(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))).unwrap();
+    (Receiver::with_socket(socket), port)
+}
+
+fn spawn(command: &mut Command) -> ChildGuard {
+    ChildGuard(
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn announcer_binary_broadcasts_from_its_bind_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = add_content(dir.path(), "song.mp3", b"la la la la la la");
+    let (receiver, port) = broadcast_receiver();
+    let _child = spawn(
+        announcer()
+            .arg("--dir")
+            .arg(dir.path())
+            .args(["--username", "alice", "--bind", "127.0.0.2"])
+            .args(["--broadcast", &format!("127.255.255.255:{port}")])
+            .args(["--chunk-port", "6123", "-v"]),
+    );
+    let got = receiver
+        .next(PATIENCE)
+        .expect("no announcement from the binary");
+    assert_eq!(got.from.ip(), IpAddr::from([127, 0, 0, 2]));
+    assert!(got.len <= shared::MAX_ANNOUNCE_DATAGRAM);
+    let a = got.announcement;
+    assert_eq!(a.username, "alice");
+    let files: Vec<String> = a.chunks().iter().map(ToString::to_string).collect();
+    assert_eq!(files, names_of("song.mp3").into_iter().collect::<Vec<_>>());
+    let ext = a.p2p.unwrap();
+    assert_eq!(ext.port, 6123);
+    assert_eq!(ext.interval, shared::DEFAULT_ANNOUNCE_INTERVAL_SECS);
+    assert_eq!(ext.contents["song.mp3"], manifest.meta());
+}
+
+#[test]
+fn announcer_binary_uses_the_stored_username_without_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(shared::USERNAME_FILE), "stored bob\n").unwrap();
+    let (receiver, port) = broadcast_receiver();
+    let _child = spawn(
+        announcer()
+            .arg("--dir")
+            .arg(dir.path())
+            .args(["--bind", "127.0.0.3"])
+            .args(["--broadcast", &format!("127.255.255.255:{port}")]),
+    );
+    let got = receiver.next(PATIENCE).expect("no announcement");
+    assert_eq!(got.from.ip(), IpAddr::from([127, 0, 0, 3]));
+    assert_eq!(got.announcement.username, "stored bob");
+}
+
+#[test]
+fn announcer_binary_falls_back_to_the_host_name_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (receiver, port) = broadcast_receiver();
+    let _child = spawn(
+        announcer()
+            .arg("--dir")
+            .arg(dir.path())
+            .args(["--bind", "127.0.0.4"])
+            .args(["--broadcast", &format!("127.255.255.255:{port}")]),
+    );
+    let got = receiver.next(PATIENCE).expect("no announcement");
+    assert!(!got.announcement.username.is_empty());
+    assert!(!dir.path().join(shared::USERNAME_FILE).exists());
+}
+
+#[test]
+fn announcer_binary_stops_cleanly_on_sigint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (receiver, port) = broadcast_receiver();
+    let mut child = spawn(
+        announcer()
+            .arg("--dir")
+            .arg(dir.path())
+            .args(["--username", "carol", "--bind", "127.0.0.5"])
+            .args(["--broadcast", &format!("127.255.255.255:{port}")]),
+    );
+    assert!(receiver.next(PATIENCE).is_some());
+    // Signal this child only, by its process id.
+    let status = Command::new("kill")
+        .args(["-INT", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let exit = loop {
+        if let Some(exit) = child.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(std::time::Instant::now() < deadline, "still running");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(exit.code(), Some(0));
+}
+
+#[test]
+fn announcer_binary_fails_with_a_clear_error_when_it_cannot_bind() {
+    let dir = tempfile::tempdir().unwrap();
+    // 192.0.2.1 (TEST-NET-1) is not an address of this host.
+    let output = announcer()
+        .arg("--dir")
+        .arg(dir.path())
+        .args(["--username", "x", "--bind", "192.0.2.1"])
+        .args(["--broadcast", "127.0.0.1:9"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot bind a UDP socket to 192.0.2.1:0"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "printed once: {stderr}");
+}
+
+#[test]
+fn announcer_binary_rejects_bad_usage_with_status_2() {
+    for args in [
+        &["--interval", "0"][..],
+        &["--port", "many"],
+        &["--bind", "nowhere"],
+    ] {
+        let output = announcer()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+    }
+}
+
+#[test]
+fn announcer_binary_refuses_an_invalid_username() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = announcer()
+        .arg("--dir")
+        .arg(dir.path())
+        .args(["--username", "", "--broadcast", "127.0.0.1:9"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("invalid username"), "{stderr}");
+}

@@ -1,0 +1,300 @@
+//! In-process tests: `listener::run` in a thread, peers broadcasting on loopback.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use shared::digest::Digest;
+use shared::protocol::{Announcement, AnnouncementExt, ContentMeta};
+use shared::tags::{Proto, TagEntry, TagsIndex};
+use support::{legacy, temp_dir, wait_until, Peer, TestListener, PATIENCE};
+
+fn ours(
+    user: &str,
+    port: u16,
+    interval: u64,
+    files: &[&str],
+    metas: &[(&str, ContentMeta)],
+) -> Announcement {
+    Announcement {
+        username: user.into(),
+        files: files.iter().map(|f| f.to_string()).collect(),
+        p2p: Some(AnnouncementExt {
+            v: shared::PROTOCOL_VERSION,
+            port,
+            interval,
+            contents: metas
+                .iter()
+                .map(|(n, m)| (n.to_string(), *m))
+                .collect::<BTreeMap<_, _>>(),
+        }),
+    }
+}
+
+fn find<'a>(tags: &'a TagsIndex, user: &str, content: &str) -> Option<&'a TagEntry> {
+    tags.entries
+        .iter()
+        .find(|e| e.user == user && e.content == content)
+}
+
+#[test]
+fn tags_file_exists_with_its_header_as_soon_as_the_listener_runs() {
+    let dir = temp_dir();
+    let listener = TestListener::start(dir.path(), 0);
+    assert!(wait_until(PATIENCE, || listener.tags_path().exists()));
+    let text = std::fs::read_to_string(listener.tags_path()).unwrap();
+    assert!(text.starts_with("# tags.txt"), "{text}");
+    assert!(text.contains("# USER"), "{text}");
+    let tags = listener.tags().unwrap();
+    assert!(tags.entries.is_empty());
+    assert!(tags.updated.is_some());
+}
+
+#[test]
+fn legacy_and_extended_peers_appear_with_their_source_addresses() {
+    let dir = temp_dir();
+    let listener = TestListener::start(dir.path(), 0);
+    let ece = Peer::new(2);
+    let alice = Peer::new(3);
+    let meta = ContentMeta {
+        size: 1_048_579,
+        sha256: Digest::of(b"photo"),
+    };
+    ece.announce(
+        listener.port,
+        &legacy("ece", &["ece_1", "ece_2", "ece_3", "ali_2", "ece.txt"]),
+    );
+    alice.announce(
+        listener.port,
+        &ours(
+            "alice",
+            6001,
+            60,
+            &["photo.png_1", "photo.png_2"],
+            &[("photo.png", meta)],
+        ),
+    );
+    let tags = listener.wait_for_tags("ece and alice", |t| {
+        find(t, "ece", "ece").is_some() && find(t, "alice", "photo.png").is_some()
+    });
+    let e = find(&tags, "ece", "ece").unwrap();
+    assert_eq!(
+        e.addr.to_string(),
+        format!("127.0.0.2:{}", listener.legacy_chunk_port)
+    );
+    assert_eq!(e.proto, Proto::Legacy);
+    assert_eq!(e.chunks.to_string(), "123--");
+    assert_eq!(e.sha256, None);
+    assert_eq!(
+        find(&tags, "ece", "ali").unwrap().chunks.to_string(),
+        "-2---"
+    );
+    assert!(
+        find(&tags, "ece", "ece.txt").is_none(),
+        "odd entries are ignored"
+    );
+    let a = find(&tags, "alice", "photo.png").unwrap();
+    assert_eq!(a.addr.to_string(), "127.0.0.3:6001");
+    assert_eq!(a.proto, Proto::P2p(shared::PROTOCOL_VERSION));
+    assert_eq!(a.chunks.to_string(), "12---");
+    assert_eq!(a.size, Some(meta.size));
+    assert_eq!(a.sha256, Some(meta.sha256));
+    assert_eq!(a.interval, 60);
+    let age = Utc::now() - a.last_seen;
+    assert!(
+        age < chrono::Duration::seconds(30),
+        "last seen {}",
+        a.last_seen
+    );
+}
+
+#[test]
+fn chunks_in_two_datagrams_and_same_named_contents_are_merged_and_kept_apart() {
+    let dir = temp_dir();
+    let listener = TestListener::start(dir.path(), 0);
+    let alice = Peer::new(2);
+    let bob = Peer::new(3);
+    let a = ContentMeta {
+        size: 10,
+        sha256: Digest::of(b"a"),
+    };
+    let b = ContentMeta {
+        size: 20,
+        sha256: Digest::of(b"b"),
+    };
+    alice.announce(
+        listener.port,
+        &ours("alice", 5001, 60, &["doc_1", "doc_2"], &[("doc", a)]),
+    );
+    alice.announce(
+        listener.port,
+        &ours(
+            "alice",
+            5001,
+            60,
+            &["doc_3", "doc_4", "doc_5"],
+            &[("doc", a)],
+        ),
+    );
+    bob.announce(
+        listener.port,
+        &ours("bob", 5001, 60, &["doc_5"], &[("doc", b)]),
+    );
+    let tags = listener.wait_for_tags("alice's complete doc and bob's doc", |t| {
+        find(t, "alice", "doc").is_some_and(|e| e.chunks.is_complete())
+            && find(t, "bob", "doc").is_some()
+    });
+    assert_eq!(tags.entries.len(), 2, "{tags}");
+    assert_eq!(
+        tags.offers(Utc::now()).len(),
+        2,
+        "two different docs on offer"
+    );
+    assert_eq!(find(&tags, "bob", "doc").unwrap().sha256, Some(b.sha256));
+}
+
+#[test]
+fn malformed_datagrams_do_not_stop_the_listener() {
+    let dir = temp_dir();
+    let listener = TestListener::start(dir.path(), 0);
+    let mallory = Peer::new(4);
+    let junk_60k = vec![b'{'; 60_000];
+    let binary: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
+    for junk in [
+        &b""[..],
+        b"not json at all",
+        b"{\"username\": 3, \"files\": []}",
+        b"{\"username\": \"x\", \"files\": \"x_1\"}",
+        b"{\"username\": \"x\", \"files\": [1, 2, null, {}]}",
+        b"{\"username\": \"x\", \"files\": [\"y_1\"], \"p2p\": {\"port\": \"many\"}}",
+        b"[\"username\", \"files\"]",
+        b"{\"username\": \"x\", \"files\": [\"../../etc/passwd_1\", \"z_9\"]}",
+        &junk_60k,
+        &binary,
+    ] {
+        mallory.send_raw(listener.port, junk);
+    }
+    let good = Peer::new(5);
+    good.announce(listener.port, &legacy("good", &["fine_1"]));
+    let tags = listener.wait_for_tags("the valid announcement", |t| {
+        find(t, "good", "fine").is_some()
+    });
+    // The only other thing that can appear: the degraded-to-legacy datagram with a bad `p2p`.
+    for e in &tags.entries {
+        assert!(
+            (e.user == "good" && e.content == "fine") || (e.user == "x" && e.content == "y"),
+            "{tags}"
+        );
+    }
+    assert_eq!(find(&tags, "x", "y").unwrap().proto, Proto::Legacy);
+    listener.stop().unwrap();
+}
+
+#[test]
+fn two_listeners_on_one_port_both_hear_an_announcement() {
+    let first_dir = temp_dir();
+    let second_dir = temp_dir();
+    let first = TestListener::start(first_dir.path(), 0);
+    let second = TestListener::start(second_dir.path(), first.port);
+    assert_eq!(first.port, second.port);
+    // Both are up once both have written their empty tags.txt.
+    assert!(wait_until(PATIENCE, || first.tags().is_some()
+        && second.tags().is_some()));
+    Peer::new(2).announce(first.port, &legacy("ece", &["shared_1"]));
+    for listener in [&first, &second] {
+        listener.wait_for_tags("ece", |t| find(t, "ece", "shared").is_some());
+    }
+}
+
+#[test]
+fn entries_expire_from_the_file_after_three_intervals() {
+    let dir = temp_dir();
+    let listener = TestListener::start(dir.path(), 0);
+    let peer = Peer::new(2);
+    // Interval 1 s: gone 3 s after the last announcement.
+    let sent = Instant::now();
+    peer.announce(listener.port, &ours("brief", 5001, 1, &["blink_1"], &[]));
+    listener.wait_for_tags("the entry", |t| find(t, "brief", "blink").is_some());
+    listener.wait_for_tags("the entry gone", |t| t.entries.is_empty());
+    let lived = sent.elapsed();
+    assert!(
+        lived >= Duration::from_millis(2500),
+        "expired after {lived:?}"
+    );
+}
+
+#[test]
+fn restarted_listener_keeps_fresh_entries_and_drops_stale_ones() {
+    let dir = temp_dir();
+    let now = Utc::now();
+    let entry = |user: &str, last_seen| TagEntry {
+        user: user.into(),
+        addr: "127.0.0.9:5001".parse().unwrap(),
+        proto: Proto::Legacy,
+        content: format!("{user}-file"),
+        chunks: shared::chunk::ChunkSet::ALL,
+        size: None,
+        sha256: None,
+        interval: 60,
+        last_seen,
+    };
+    let before = TagsIndex {
+        updated: Some(now),
+        entries: vec![
+            entry("fresh", now - chrono::Duration::seconds(10)),
+            entry("stale", now - chrono::Duration::seconds(600)),
+        ],
+    };
+    before.save(&dir.path().join(shared::TAGS_FILE)).unwrap();
+    let listener = TestListener::start(dir.path(), 0);
+    let tags = listener.wait_for_tags("a rewritten file", |t| {
+        t.updated > Some(now) || t.entries.len() == 1
+    });
+    assert_eq!(tags.entries.len(), 1, "{tags}");
+    assert_eq!(tags.entries[0].user, "fresh");
+    assert_eq!(tags.entries[0].chunks, shared::chunk::ChunkSet::ALL);
+}
+
+#[test]
+fn unreadable_tags_file_is_replaced_by_a_fresh_one() {
+    let dir = temp_dir();
+    let path = dir.path().join(shared::TAGS_FILE);
+    std::fs::write(&path, "this is not\na tags file at all\n").unwrap();
+    let listener = TestListener::start(dir.path(), 0);
+    listener.wait_for_tags("a valid file", |t| t.entries.is_empty());
+    Peer::new(2).announce(listener.port, &legacy("ece", &["x_1"]));
+    listener.wait_for_tags("ece", |t| t.entries.len() == 1);
+}
+
+#[test]
+fn run_returns_promptly_when_shut_down() {
+    let dir = temp_dir();
+    let listener = TestListener::start(dir.path(), 0);
+    assert!(wait_until(PATIENCE, || listener.tags_path().exists()));
+    let start = Instant::now();
+    listener.stop().unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn unwritable_peer_folder_is_an_error() {
+    let dir = temp_dir();
+    let file = dir.path().join("not-a-folder");
+    std::fs::write(&file, b"x").unwrap();
+    let socket = shared::net::bind_udp_shared("127.0.0.1:0".parse().unwrap()).unwrap();
+    let config = listener::Config {
+        dir: file.join("peer"),
+        ..Default::default()
+    };
+    let result = listener::run(socket, config, shared::shutdown::Shutdown::new());
+    assert!(
+        matches!(result, Err(listener::Error::CreateDir { .. })),
+        "{result:?}"
+    );
+}

@@ -1,0 +1,178 @@
+//! Helpers for the listener's integration tests: a listener running in a thread, peers that
+//! broadcast from their own loopback address, and polling without fixed sleeps.
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use shared::net::bind_udp_shared;
+use shared::protocol::Announcement;
+use shared::shutdown::Shutdown;
+use shared::tags::TagsIndex;
+use tempfile::TempDir;
+
+/// How long any single wait in these tests may take before it counts as a failure.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Polls `cond` until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A UDP port no socket uses. Found with a socket *without* `SO_REUSEADDR`: the kernel may
+/// hand a port-0 `SO_REUSEADDR` socket a port another such socket already holds, which would
+/// let two tests hear each other's broadcasts.
+pub fn free_udp_port() -> u16 {
+    let probe = UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))).unwrap();
+    probe.local_addr().unwrap().port()
+}
+
+/// A UDP socket on `0.0.0.0:<free port>`, shared (`SO_REUSEADDR`) so a listener can join it.
+pub fn shared_port_socket() -> (UdpSocket, u16) {
+    let port = free_udp_port();
+    let socket = bind_udp_shared(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))).unwrap();
+    (socket, port)
+}
+
+/// A listener running [`listener::run`] in a thread; stopped and joined on drop.
+pub struct TestListener {
+    pub port: u16,
+    pub dir: PathBuf,
+    pub legacy_chunk_port: u16,
+    shutdown: Shutdown,
+    thread: Option<JoinHandle<Result<(), listener::Error>>>,
+}
+
+impl TestListener {
+    /// Starts a listener on `0.0.0.0:<port>` (0 = a free port) writing into `dir`.
+    pub fn start(dir: &Path, port: u16) -> TestListener {
+        let port = if port == 0 { free_udp_port() } else { port };
+        let socket = bind_udp_shared(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))).unwrap();
+        let legacy_chunk_port = 7001;
+        let config = listener::Config {
+            dir: dir.to_owned(),
+            legacy_chunk_port,
+        };
+        let shutdown = Shutdown::new();
+        let stop = shutdown.clone();
+        let thread = std::thread::spawn(move || listener::run(socket, config, stop));
+        TestListener {
+            port,
+            dir: dir.to_owned(),
+            legacy_chunk_port,
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn tags_path(&self) -> PathBuf {
+        self.dir.join(shared::TAGS_FILE)
+    }
+
+    /// The current tags.txt, if it exists and parses.
+    pub fn tags(&self) -> Option<TagsIndex> {
+        read_tags(&self.tags_path())
+    }
+
+    /// Waits until tags.txt satisfies `cond`; panics showing the file if it never does.
+    pub fn wait_for_tags(&self, what: &str, mut cond: impl FnMut(&TagsIndex) -> bool) -> TagsIndex {
+        let mut last = None;
+        let ok = wait_until(PATIENCE, || {
+            last = self.tags();
+            last.as_ref().is_some_and(&mut cond)
+        });
+        assert!(
+            ok,
+            "tags.txt never showed {what}; last seen:\n{}",
+            last.map_or("(none)".to_owned(), |t| t.to_string())
+        );
+        last.unwrap()
+    }
+
+    /// Stops the listener and returns what `run` returned.
+    pub fn stop(mut self) -> Result<(), listener::Error> {
+        self.shutdown.trigger();
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for TestListener {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A temporary peer folder.
+pub fn temp_dir() -> TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// Reads and parses tags.txt; `None` if missing or unparseable.
+pub fn read_tags(path: &Path) -> Option<TagsIndex> {
+    if !path.exists() {
+        return None;
+    }
+    TagsIndex::load(path).ok()
+}
+
+/// A peer sending from its own loopback address (127.0.0.`last`).
+pub struct Peer {
+    socket: UdpSocket,
+}
+
+impl Peer {
+    pub fn new(last: u8) -> Peer {
+        let socket = bind_udp_shared(SocketAddr::from(([127, 0, 0, last], 0))).unwrap();
+        Peer { socket }
+    }
+
+    pub fn ip(&self) -> IpAddr {
+        self.socket.local_addr().unwrap().ip()
+    }
+
+    /// Broadcasts raw bytes to `127.255.255.255:port`.
+    pub fn send_raw(&self, port: u16, bytes: &[u8]) {
+        self.socket
+            .send_to(bytes, SocketAddr::from(([127, 255, 255, 255], port)))
+            .unwrap();
+    }
+
+    /// Broadcasts an announcement to `127.255.255.255:port`.
+    pub fn announce(&self, port: u16, announcement: &Announcement) {
+        self.send_raw(port, &announcement.encode());
+    }
+}
+
+/// A legacy announcement.
+pub fn legacy(user: &str, files: &[&str]) -> Announcement {
+    Announcement {
+        username: user.into(),
+        files: files.iter().map(|f| f.to_string()).collect(),
+        p2p: None,
+    }
+}
+
+/// A child process killed (through its handle) and reaped on drop.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
