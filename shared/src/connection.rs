@@ -3,8 +3,8 @@
 //! A [`Connection`] owns the stream behind a buffered reader. Reads that parse a message (a
 //! request on the server side, a response header on the client side) go through the buffer, so
 //! body bytes that arrived with the header are never lost; body bytes are then copied from the
-//! same buffer. Writes go straight to the socket, so the kernel can move file bytes with
-//! `sendfile`. Every read is bounded by a socket timeout: nothing here blocks forever.
+//! same buffer. Writes go straight to the socket, unbuffered, so large bodies are not copied
+//! twice. Every read is bounded by a socket timeout: nothing here blocks forever.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -101,7 +101,7 @@ impl Connection {
         self.reader.get_ref().set_read_timeout(Some(timeout))
     }
 
-    /// The socket, for writing file bytes directly (the kernel may use `sendfile`).
+    /// The socket, for writing body bytes directly.
     pub fn stream(&mut self) -> &mut TcpStream {
         self.reader.get_mut()
     }
