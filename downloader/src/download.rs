@@ -33,7 +33,7 @@ use shared::tags::Proto;
 use shared::CHUNKS_PER_FILE;
 
 use crate::catalog::{Holder, Target};
-use crate::fetch::{fetch_chunk, Expected, FetchError, Fetched, Job, Timeouts};
+use crate::fetch::{fetch_chunk, Expected, FetchError, Fetched, Job, Network};
 use crate::format;
 
 /// What the downloader needs to know about its environment.
@@ -41,15 +41,15 @@ use crate::format;
 pub struct Config {
     /// The peer folder.
     pub dir: PeerDir,
-    /// Network timeouts.
-    pub timeouts: Timeouts,
+    /// Source address and timeouts of connections to chunk servers.
+    pub net: Network,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             dir: PeerDir::new("."),
-            timeouts: Timeouts::default(),
+            net: Network::default(),
         }
     }
 }
@@ -230,7 +230,7 @@ pub fn download(
     });
 
     let manifest = match target.sha256 {
-        Some(digest) => match obtain_manifest(&store, target, digest, config.timeouts) {
+        Some(digest) => match obtain_manifest(&store, target, digest, config.net) {
             Some(m) => Some(m),
             None => {
                 for chunk in &names {
@@ -295,7 +295,7 @@ pub fn download(
         store: &store,
         placement: &placement,
         expected: &expected,
-        timeouts: config.timeouts,
+        net: config.net,
         cancel,
         avoid: Mutex::new(HashSet::new()),
     };
@@ -402,7 +402,7 @@ fn obtain_manifest(
     store: &ChunkStore,
     target: &Target,
     digest: Digest,
-    timeouts: Timeouts,
+    net: Network,
 ) -> Option<Manifest> {
     if let Ok(Some(stored)) = store.load_manifest(&target.name) {
         if stored.manifest.sha256 == digest {
@@ -416,7 +416,7 @@ fn obtain_manifest(
         .collect();
     holders.sort_by_key(|h| std::cmp::Reverse(h.chunks.count()));
     for holder in holders {
-        let answer = Connection::connect_with(holder.addr, timeouts.connect, timeouts.idle)
+        let answer = Connection::connect_with(holder.addr, net.bind, net.connect, net.idle)
             .map_err(|e| e.to_string())
             .and_then(|mut conn| {
                 conn.write_request(&Request::Manifest {
@@ -635,7 +635,7 @@ struct FetchContext<'a> {
     store: &'a ChunkStore,
     placement: &'a Placement,
     expected: &'a [Option<Expected>; CHUNKS_PER_FILE],
-    timeouts: Timeouts,
+    net: Network,
     cancel: &'a Shutdown,
     /// Holders caught sending wrong bytes: written by any worker, read by all, for the rest of
     /// this download.
@@ -676,7 +676,7 @@ impl FetchContext<'_> {
                 content_sha256: self.target.sha256,
                 expected,
             };
-            let result = fetch_chunk(&job, &part, self.timeouts, self.cancel);
+            let result = fetch_chunk(&job, &part, self.net, self.cancel);
             let millis = started.elapsed().as_millis();
             match result {
                 Ok(fetched) if fetched.bytes == 0 && expected.is_none() => {

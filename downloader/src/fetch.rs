@@ -7,6 +7,7 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,9 +20,11 @@ use shared::tags::Proto;
 
 use crate::catalog::Holder;
 
-/// Timeouts for talking to chunk servers.
+/// How to talk to chunk servers: source address and timeouts.
 #[derive(Debug, Clone, Copy)]
-pub struct Timeouts {
+pub struct Network {
+    /// Source address of outgoing connections; `None` lets the system choose.
+    pub bind: Option<IpAddr>,
     /// To establish a connection.
     pub connect: Duration,
     /// Longest silence during a transfer.
@@ -30,9 +33,10 @@ pub struct Timeouts {
     pub legacy_end: Duration,
 }
 
-impl Default for Timeouts {
+impl Default for Network {
     fn default() -> Self {
-        Timeouts {
+        Network {
+            bind: None,
             connect: shared::CONNECT_TIMEOUT,
             idle: shared::IO_IDLE_TIMEOUT,
             legacy_end: shared::LEGACY_END_IDLE,
@@ -182,7 +186,7 @@ pub struct Job<'a> {
 pub fn fetch_chunk(
     job: &Job<'_>,
     part: &Path,
-    timeouts: Timeouts,
+    net: Network,
     cancel: &Shutdown,
 ) -> Result<Fetched, FetchError> {
     let Job {
@@ -195,7 +199,7 @@ pub fn fetch_chunk(
     if cancel.is_triggered() {
         return Err(FetchError::Cancelled);
     }
-    let mut conn = Connection::connect_with(holder.addr, timeouts.connect, timeouts.idle)
+    let mut conn = Connection::connect_with(holder.addr, net.bind, net.connect, net.idle)
         .map_err(FetchError::Connect)?;
     let write_err = |source| FetchError::Write {
         path: part.to_owned(),
@@ -271,7 +275,7 @@ pub fn fetch_chunk(
                 filename: chunk.to_string(),
             })
             .map_err(FetchError::Send)?;
-            conn.read_body_to_end(timeouts.legacy_end, &mut out, progress)
+            conn.read_body_to_end(net.legacy_end, &mut out, progress)
                 .map_err(map_transfer)?;
             let (bytes, digest) = finish(out).map_err(write_err)?;
             if let Some(exp) = expected {

@@ -2,11 +2,13 @@
 //! subcommand) an interactive prompt.
 
 use std::io::{self, IsTerminal};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use downloader::command::Selection;
+use downloader::fetch::Network;
 use downloader::Config;
 use log::LevelFilter;
 use shared::logging::{self, LogOptions};
@@ -20,6 +22,9 @@ struct Args {
     /// The peer folder: tags.txt is read here, chunks go to temp/, files to downloads/.
     #[arg(long, default_value = ".", global = true)]
     dir: PathBuf,
+    /// Source address for connections to chunk servers (several peers on one host: 127.0.0.x).
+    #[arg(long, value_name = "IP", global = true)]
+    bind: Option<IpAddr>,
     /// Log debug details on stderr.
     #[arg(short, long, global = true)]
     verbose: bool,
@@ -74,7 +79,10 @@ fn main() -> ExitCode {
     }
     let config = Config {
         dir,
-        ..Config::default()
+        net: Network {
+            bind: args.bind,
+            ..Network::default()
+        },
     };
 
     let result = match args.command {

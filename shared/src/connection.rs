@@ -7,7 +7,9 @@
 //! twice. Every read is bounded by a socket timeout: nothing here blocks forever.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
+
+use socket2::{Domain, Protocol, Socket, Type};
 use std::time::{Duration, Instant};
 
 use crate::protocol::{DecodeError, Request, Response, MAX_RESPONSE_HEADER};
@@ -72,19 +74,31 @@ impl Connection {
     /// # Errors
     /// When the server cannot be reached.
     pub fn connect(addr: SocketAddr) -> io::Result<Connection> {
-        Self::connect_with(addr, CONNECT_TIMEOUT, IO_IDLE_TIMEOUT)
+        Self::connect_with(addr, None, CONNECT_TIMEOUT, IO_IDLE_TIMEOUT)
     }
 
-    /// [`Connection::connect`] with explicit timeouts.
+    /// [`Connection::connect`] from a chosen source address (`bind`: several peers on one host
+    /// each use their own 127.0.0.x, so servers log who really asked) and with explicit
+    /// timeouts.
     ///
     /// # Errors
-    /// When the server cannot be reached.
+    /// When the source address cannot be bound or the server cannot be reached.
     pub fn connect_with(
         addr: SocketAddr,
+        bind: Option<IpAddr>,
         connect_timeout: Duration,
         io_timeout: Duration,
     ) -> io::Result<Connection> {
-        let stream = TcpStream::connect_timeout(&addr, connect_timeout)?;
+        let stream = match bind {
+            None => TcpStream::connect_timeout(&addr, connect_timeout)?,
+            Some(ip) => {
+                let socket =
+                    Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+                socket.bind(&SocketAddr::new(ip, 0).into())?;
+                socket.connect_timeout(&addr.into(), connect_timeout)?;
+                socket.into()
+            }
+        };
         Self::new(stream, io_timeout)
     }
 

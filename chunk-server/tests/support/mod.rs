@@ -120,7 +120,7 @@ pub fn legacy_fetch(addr: SocketAddr, chunk: &str) -> Vec<u8> {
 
 /// One extended request: the response header and, for a chunk, its body.
 pub fn p2p_request(addr: SocketAddr, request: &Request) -> (Response, Vec<u8>) {
-    let mut conn = Connection::connect_with(addr, Duration::from_secs(5), CLIENT_TIMEOUT)
+    let mut conn = Connection::connect_with(addr, None, Duration::from_secs(5), CLIENT_TIMEOUT)
         .expect("connect to the server");
     conn.write_request(request).expect("send the request");
     let response = conn.read_response().expect("read the response header");
