@@ -181,6 +181,8 @@ impl Announcer {
     /// Sends the current snapshot to every target.
     fn announce(&mut self) {
         let ext = AnnouncementExt {
+            instance: None,
+            kind: Default::default(),
             v: shared::PROTOCOL_VERSION,
             port: self.config.chunk_port,
             interval: interval_secs(self.config.interval),

@@ -299,6 +299,8 @@ mod tests {
             username: user.into(),
             files: files.iter().map(|f| f.to_string()).collect(),
             p2p: Some(AnnouncementExt {
+                instance: None,
+                kind: Default::default(),
                 v: 1,
                 port,
                 interval,

@@ -22,6 +22,8 @@ fn ours(
         username: user.into(),
         files: files.iter().map(|f| f.to_string()).collect(),
         p2p: Some(AnnouncementExt {
+            instance: None,
+            kind: Default::default(),
             v: shared::PROTOCOL_VERSION,
             port,
             interval,

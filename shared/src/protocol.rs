@@ -54,6 +54,34 @@ pub struct AnnouncementExt {
     /// Size and digest of each content whose chunks this datagram lists.
     #[serde(default)]
     pub contents: BTreeMap<String, ContentMeta>,
+    /// Identifies one run of the announcing peer: a listener that sees a new instance from an
+    /// address drops what the old one announced, so a restarted peer replaces its entries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// What this datagram is for; absent means a plain announcement.
+    #[serde(default, skip_serializing_if = "Kind::is_announce")]
+    pub kind: Kind,
+}
+
+/// The purpose of an extended datagram. Legacy listeners see every kind as an announcement;
+/// queries and goodbyes carry no chunks, so to them they change nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// "These are my chunks."
+    #[default]
+    Announce,
+    /// "Announce to me now": sent by a starting listener so it sees the network at once;
+    /// announcers answer by unicast to the query's source address.
+    Query,
+    /// "I am leaving": listeners drop the sender's entries at once.
+    Goodbye,
+}
+
+impl Kind {
+    fn is_announce(&self) -> bool {
+        *self == Kind::Announce
+    }
 }
 
 /// The identity of a content: its size and the SHA-256 of the whole file.
@@ -71,8 +99,10 @@ pub struct ContentMeta {
 /// ```text
 /// {"username":"ece","files":["ece_1","ece_2"]}                        legacy
 /// {"username":"alice","files":["photo.png_1","photo.png_2"],
-///  "p2p":{"v":1,"port":5001,"interval":60,
+///  "p2p":{"v":1,"port":5001,"interval":60,"instance":"5f3c9a…",
 ///         "contents":{"photo.png":{"size":1048579,"sha256":"9f86…"}}}} ours
+/// {"username":"carol","files":[],"p2p":{…,"kind":"query"}}          ours: announce to me now
+/// {"username":"alice","files":[],"p2p":{…,"kind":"goodbye"}}        ours: forget me
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Announcement {
@@ -492,6 +522,8 @@ mod tests {
             port: 5001,
             interval: 60,
             contents: BTreeMap::new(),
+            instance: Some("a1b2".into()),
+            kind: Kind::Announce,
         }
     }
 
@@ -683,6 +715,31 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(v["username"], "alice");
         assert_eq!(v["files"][1], "photo.png_2");
+    }
+
+    #[test]
+    fn queries_and_goodbyes_round_trip_and_plain_announcements_omit_the_kind() {
+        for kind in [Kind::Query, Kind::Goodbye] {
+            let a = Announcement {
+                username: "carol".into(),
+                files: vec![],
+                p2p: Some(AnnouncementExt { kind, ..ext() }),
+            };
+            let bytes = a.encode();
+            assert_eq!(Announcement::decode(&bytes).unwrap(), a);
+            assert!(Announcement::decode(&bytes).unwrap().chunks().is_empty());
+        }
+        let plain = Announcement {
+            username: "a".into(),
+            files: vec![],
+            p2p: Some(ext()),
+        }
+        .encode();
+        assert!(!String::from_utf8(plain).unwrap().contains("kind"));
+        // A version-1 peer without instance or kind still decodes.
+        let old = br#"{"username":"x","files":[],"p2p":{"v":1,"port":1,"interval":5}}"#;
+        let ext = Announcement::decode(old).unwrap().p2p.unwrap();
+        assert_eq!((ext.kind, ext.instance), (Kind::Announce, None));
     }
 
     #[test]
