@@ -161,6 +161,7 @@ fn log_served(
     name: &ChunkName,
     peer: SocketAddr,
     proto: &str,
+    offset: Option<u64>,
     sent: u64,
     started: Instant,
     result: &io::Result<()>,
@@ -170,12 +171,17 @@ fn log_served(
     } else {
         Outcome::Error
     };
+    let mut event = Event::new("served")
+        .with("chunk", name)
+        .with("peer", peer)
+        .with("proto", proto);
+    // A resumed transfer starts mid-chunk; say where, so the log shows what was re-sent.
+    if let Some(offset) = offset {
+        event = event.with("offset", offset);
+    }
     log::info!(
         "{}",
-        Event::new("served")
-            .with("chunk", name)
-            .with("peer", peer)
-            .with("proto", proto)
+        event
             .with("bytes", sent)
             .with("ms", started.elapsed().as_millis())
             .with("outcome", outcome)
@@ -245,7 +251,15 @@ pub(crate) fn handle_connection(
                     Ok(()) => send_file(conn.stream(), &mut chunk.file, chunk.length, ctx.max_rate),
                     Err(e) => (0, Err(e)),
                 };
-                log_served(&chunk.name, peer, "p2p", sent, started, &result);
+                log_served(
+                    &chunk.name,
+                    peer,
+                    "p2p",
+                    Some(offset),
+                    sent,
+                    started,
+                    &result,
+                );
             }
             Err(refusal) => refuse_p2p(&mut conn, peer, Some(&filename), &refusal),
         },
@@ -308,7 +322,7 @@ fn serve_legacy(
     match open_chunk(&ctx.store, &name) {
         Ok((mut file, size)) => {
             let (sent, result) = send_file(conn.stream(), &mut file, size, ctx.max_rate);
-            log_served(&name, peer, "legacy", sent, started, &result);
+            log_served(&name, peer, "legacy", None, sent, started, &result);
         }
         Err(refusal) => log_refused(peer, refusal.outcome, Some(filename), &refusal.reason),
     }

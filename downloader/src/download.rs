@@ -7,9 +7,17 @@
 //!    are not re-served.
 //! 3. The five chunks are fetched in parallel, each from the least-loaded holder that has it,
 //!    falling back to the others; a chunk with a wrong hash is discarded and its sender avoided
-//!    for the rest of the download. Chunks already present and correct are kept.
+//!    for the rest of the download, and a holder that trickles is abandoned for another. Chunks
+//!    already present and correct are kept, and a chunk interrupted midway is continued from its
+//!    last byte. When a worker is done while other chunks are still in flight, it asks an idle
+//!    holder for one of them too and the first complete copy wins (endgame), so one slow peer
+//!    cannot hold the download at 98 %.
 //! 4. The file is assembled in `temp/.incoming/`, its SHA-256 checked, and only then renamed into
 //!    `downloads/`: a file there is complete, or absent.
+//!
+//! One download of a content runs at a time per peer folder: a lock file in `temp/.locks/`
+//! makes a second downloader refuse with a clear message, and lets the one holding it clean up
+//! what a crashed run left behind.
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs::{self, File};
@@ -17,9 +25,9 @@ use std::io::{self, BufWriter};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, SyncSender};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use shared::chunk::{chunk_ranges, ChunkName, NameError};
 use shared::connection::Connection;
@@ -33,7 +41,7 @@ use shared::tags::Proto;
 use shared::CHUNKS_PER_FILE;
 
 use crate::catalog::{Holder, Target};
-use crate::fetch::{fetch_chunk, Expected, FetchError, Fetched, Job, Network};
+use crate::fetch::{fetch_chunk, CancelHandle, Expected, FetchError, Fetched, Job, Network};
 use crate::format;
 
 /// What the downloader needs to know about its environment.
@@ -43,6 +51,8 @@ pub struct Config {
     pub dir: PeerDir,
     /// Source address and timeouts of connections to chunk servers.
     pub net: Network,
+    /// A chunk in flight this long may also be asked of an idle holder (endgame).
+    pub endgame_after: Duration,
 }
 
 impl Default for Config {
@@ -50,6 +60,7 @@ impl Default for Config {
         Config {
             dir: PeerDir::new("."),
             net: Network::default(),
+            endgame_after: Duration::from_secs(2),
         }
     }
 }
@@ -148,8 +159,14 @@ pub enum DownloadError {
         /// The cause.
         source: io::Error,
     },
+    /// Another downloader is fetching this content in the same peer folder.
+    #[error("another downloader is already fetching {name:?} in this peer folder; try again when it has finished")]
+    Busy {
+        /// The content.
+        name: String,
+    },
     /// Ctrl-C.
-    #[error("download cancelled")]
+    #[error("download cancelled; chunks received so far are kept for the next attempt")]
     Cancelled,
 }
 
@@ -223,6 +240,8 @@ pub fn download(
     let store = ChunkStore::open(config.dir.temp())?;
     let downloads = config.dir.downloads();
     fs::create_dir_all(&downloads).map_err(io_error("create", &downloads))?;
+    let _lock = lock_content(&store, &target.name)?;
+    clean_leftovers(&store, &target.name);
 
     on_progress(&Progress::Started {
         holders: target.holders.len(),
@@ -230,7 +249,7 @@ pub fn download(
     });
 
     let manifest = match target.sha256 {
-        Some(digest) => match obtain_manifest(&store, target, digest, config.net) {
+        Some(digest) => match obtain_manifest(&store, target, digest, &config.net) {
             Some(m) => Some(m),
             None => {
                 for chunk in &names {
@@ -261,31 +280,36 @@ pub fn download(
         None => [None; CHUNKS_PER_FILE],
     };
 
-    // Keep what is already here and correct (an earlier, interrupted download).
-    let mut results: [Option<ChunkResult>; CHUNKS_PER_FILE] = Default::default();
+    // Keep what an earlier, interrupted download left: complete chunks, and part files that
+    // were fully received but not yet renamed when it stopped.
+    let mut board = Board::default();
     for (i, chunk) in names.iter().enumerate() {
         let Some(exp) = expected[i] else { continue };
-        if let Ok((digest, len)) = File::open(placement.chunk_path(&store, chunk))
-            .and_then(|f| Digest::of_reader(io::BufReader::new(f)))
-        {
-            if digest == exp.sha256 && len == exp.len {
-                results[i] = Some(ChunkResult {
-                    fetched: Fetched {
-                        bytes: len,
-                        sha256: digest,
-                        verified: true,
-                    },
-                    source: None,
-                });
-                on_progress(&Progress::ChunkKept {
-                    index: chunk.index(),
-                });
-            }
+        let dest = placement.chunk_path(&store, chunk);
+        let part = placement.part_path(&store, chunk);
+        let kept = if file_matches(&dest, exp) {
+            true
+        } else {
+            file_matches(&part, exp) && fs::rename(&part, &dest).is_ok()
+        };
+        if kept {
+            board.results[i] = Some(ChunkResult {
+                fetched: Fetched {
+                    bytes: exp.len,
+                    resumed_from: exp.len,
+                    sha256: exp.sha256,
+                    verified: true,
+                },
+                source: None,
+            });
+            on_progress(&Progress::ChunkKept {
+                index: chunk.index(),
+            });
         }
     }
     let missing: Vec<ChunkName> = names
         .iter()
-        .filter(|c| results[c.position()].is_none())
+        .filter(|c| board.results[c.position()].is_none())
         .cloned()
         .collect();
 
@@ -296,10 +320,12 @@ pub fn download(
         placement: &placement,
         expected: &expected,
         net: config.net,
-        cancel,
+        endgame_after: config.endgame_after,
+        shutdown: cancel,
         avoid: Mutex::new(HashSet::new()),
+        board: Mutex::new(board),
     };
-    let outcomes: Vec<(ChunkName, Result<ChunkResult, WorkerError>)> = thread::scope(|scope| {
+    let failures: Vec<(ChunkName, WorkerError)> = thread::scope(|scope| {
         let (tx, rx) = mpsc::sync_channel::<Progress>(64);
         let handles: Vec<_> = missing
             .iter()
@@ -307,7 +333,13 @@ pub fn download(
             .map(|(chunk, candidates)| {
                 let tx = tx.clone();
                 let ctx = &ctx;
-                scope.spawn(move || (chunk.clone(), ctx.fetch(chunk, candidates, &tx)))
+                scope.spawn(move || {
+                    let result = ctx.fetch(chunk, candidates, &tx);
+                    if result.is_ok() {
+                        ctx.help_endgame(&tx);
+                    }
+                    (chunk.clone(), result)
+                })
             })
             .collect();
         drop(tx);
@@ -320,24 +352,33 @@ pub fn download(
                 h.join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
             })
+            .filter_map(|(chunk, result)| result.err().map(|e| (chunk, e)))
             .collect()
     });
+    let board = ctx.board.into_inner().unwrap_or_else(|p| p.into_inner());
 
+    // A worker's error matters only if no copy of its chunk arrived (an endgame duplicate may
+    // have delivered it after the worker gave up).
     let mut unavailable = Vec::new();
-    for (chunk, outcome) in outcomes {
-        match outcome {
-            Ok(result) => results[chunk.position()] = Some(result),
-            Err(WorkerError::Cancelled) => return Err(DownloadError::Cancelled),
-            Err(WorkerError::Local(e)) => {
+    for (chunk, error) in failures {
+        if board.results[chunk.position()].is_some() {
+            continue;
+        }
+        match error {
+            WorkerError::Cancelled => return Err(DownloadError::Cancelled),
+            WorkerError::Local { path, source } => {
                 log_download(target, None, "failed", false, None);
                 return Err(DownloadError::Io {
                     action: "write",
-                    path: placement.part_path(&store, &chunk),
-                    source: io::Error::other(e.to_string()),
+                    path,
+                    source,
                 });
             }
-            Err(WorkerError::Unavailable) => unavailable.push(chunk),
+            WorkerError::Unavailable => unavailable.push(chunk),
         }
+    }
+    if cancel.is_triggered() {
+        return Err(DownloadError::Cancelled);
     }
     if !unavailable.is_empty() {
         unavailable.sort();
@@ -351,12 +392,11 @@ pub fn download(
             missing: unavailable,
         });
     }
-    let results: Vec<ChunkResult> = results.into_iter().flatten().collect();
+    let results: Vec<ChunkResult> = board.results.into_iter().flatten().collect();
     let verified = manifest.is_some() && results.iter().all(|r| r.fetched.verified);
     let sources: BTreeSet<String> = results.iter().filter_map(|r| r.source.clone()).collect();
 
-    let outcome = assemble(&store, &placement, target, &names, &downloads);
-    let outcome = match outcome {
+    let outcome = match assemble(&store, &placement, target, &names, &downloads) {
         Ok((path, size, sha256, already_present)) => Outcome {
             path,
             size,
@@ -396,13 +436,84 @@ pub fn download(
     Ok(outcome)
 }
 
+/// Whether `path` holds exactly the expected chunk.
+fn file_matches(path: &Path, expected: Expected) -> bool {
+    match File::open(path) {
+        Ok(file) => {
+            file.metadata().is_ok_and(|m| m.len() == expected.len)
+                && Digest::of_reader(io::BufReader::new(file))
+                    .is_ok_and(|(digest, _)| digest == expected.sha256)
+        }
+        Err(_) => false,
+    }
+}
+
+/// Held while a content downloads: a second downloader in the same peer folder refuses.
+struct ContentLock(File);
+
+impl Drop for ContentLock {
+    fn drop(&mut self) {
+        let _ = fs2::FileExt::unlock(&self.0);
+    }
+}
+
+fn lock_content(store: &ChunkStore, name: &str) -> Result<ContentLock, DownloadError> {
+    // Lock files stay (removing one another process has open would break the lock); they are
+    // empty and kept apart from the part files.
+    let dir = store.root().join(".locks");
+    fs::create_dir_all(&dir).map_err(io_error("create", &dir))?;
+    let path = dir.join(format!("{name}.lock"));
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_error("create", &path))?;
+    match fs2::FileExt::try_lock_exclusive(&file) {
+        Ok(()) => Ok(ContentLock(file)),
+        Err(_) => Err(DownloadError::Busy {
+            name: name.to_owned(),
+        }),
+    }
+}
+
+/// Removes what a crashed download of `name` left in `temp/.incoming/`: assembled files and
+/// private folders. Part files of the store stay: they are continued. Only called under the
+/// content's lock, so nothing removed here is in use.
+fn clean_leftovers(store: &ChunkStore, name: &str) {
+    let Ok(entries) = fs::read_dir(store.incoming_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(file_name) = file_name.to_str() else {
+            continue;
+        };
+        let assembled = file_name
+            .strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .is_some_and(|rest| rest.ends_with(".download"));
+        let private = file_name
+            .split_once('-')
+            .is_some_and(|(pid, rest)| rest == name && pid.parse::<u32>().is_ok());
+        let duplicate = file_name
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.contains(".part.") && rest.starts_with('_'));
+        if assembled || duplicate {
+            let _ = fs::remove_file(entry.path());
+        } else if private {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// Gets the manifest of `target`: from the store when it already has this content, else from
 /// the first holder whose answer matches the announced digest and size.
 fn obtain_manifest(
     store: &ChunkStore,
     target: &Target,
     digest: Digest,
-    net: Network,
+    net: &Network,
 ) -> Option<Manifest> {
     if let Ok(Some(stored)) = store.load_manifest(&target.name) {
         if stored.manifest.sha256 == digest {
@@ -626,8 +737,36 @@ enum WorkerError {
     Unavailable,
     /// Ctrl-C.
     Cancelled,
-    /// A local failure (disk full): other holders would not help.
-    Local(FetchError),
+    /// A local failure (a full disk): other holders would not help.
+    Local { path: PathBuf, source: io::Error },
+}
+
+/// One fetch in progress.
+struct Flight {
+    holder: usize,
+    started: Instant,
+    handle: Arc<CancelHandle>,
+}
+
+/// The state of the five chunks, shared by the workers.
+#[derive(Default)]
+struct Board {
+    /// The copy that won, per chunk.
+    results: [Option<ChunkResult>; CHUNKS_PER_FILE],
+    /// Fetches in progress, per chunk.
+    flights: [Vec<Flight>; CHUNKS_PER_FILE],
+    /// Holders that failed each chunk during this download.
+    failed: [HashSet<usize>; CHUNKS_PER_FILE],
+}
+
+impl Board {
+    fn is_busy(&self, holder: usize) -> bool {
+        self.flights.iter().flatten().any(|f| f.holder == holder)
+    }
+
+    fn remove_flight(&mut self, position: usize, handle: &Arc<CancelHandle>) {
+        self.flights[position].retain(|f| !Arc::ptr_eq(&f.handle, handle));
+    }
 }
 
 struct FetchContext<'a> {
@@ -636,161 +775,342 @@ struct FetchContext<'a> {
     placement: &'a Placement,
     expected: &'a [Option<Expected>; CHUNKS_PER_FILE],
     net: Network,
-    cancel: &'a Shutdown,
+    endgame_after: Duration,
+    shutdown: &'a Shutdown,
     /// Holders caught sending wrong bytes: written by any worker, read by all, for the rest of
     /// this download.
     avoid: Mutex<HashSet<SocketAddr>>,
+    /// Written by every worker under its lock; read back by `download` once they are done.
+    board: Mutex<Board>,
+}
+
+/// How one attempt ended.
+enum Attempt {
+    /// This copy of the chunk is the one kept.
+    Won,
+    /// Another copy was kept first.
+    Lost,
+    /// This holder did not deliver.
+    Failed(FetchError),
 }
 
 impl FetchContext<'_> {
+    fn board(&self) -> std::sync::MutexGuard<'_, Board> {
+        self.board.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn is_avoided(&self, addr: SocketAddr) -> bool {
         self.avoid.lock().is_ok_and(|set| set.contains(&addr))
     }
 
-    /// Tries the candidates in order until one delivers the chunk.
+    fn is_done(&self, chunk: &ChunkName) -> bool {
+        self.board().results[chunk.position()].is_some()
+    }
+
+    /// The chunk's main worker: tries the planned holders in order until a copy is kept.
     fn fetch(
         &self,
         chunk: &ChunkName,
         candidates: &[usize],
         progress: &SyncSender<Progress>,
-    ) -> Result<ChunkResult, WorkerError> {
+    ) -> Result<(), WorkerError> {
         let holders = &self.target.holders;
-        let expected = self.expected[chunk.position()];
-        let part = self.placement.part_path(self.store, chunk);
-        let dest = self.placement.chunk_path(self.store, chunk);
         // A legacy server that lacks a chunk just closes, which looks like an empty chunk. Take
         // an empty answer only when no other holder sends bytes.
-        let mut empty_from: Option<&Holder> = None;
+        let mut empty_from: Option<usize> = None;
 
-        for holder in candidates.iter().map(|&h| &holders[h]) {
-            if self.cancel.is_triggered() {
+        for (n, &h) in candidates.iter().enumerate() {
+            if self.is_done(chunk) {
+                return Ok(());
+            }
+            if self.shutdown.is_triggered() {
                 return Err(WorkerError::Cancelled);
             }
-            if self.is_avoided(holder.addr) {
+            if self.is_avoided(holders[h].addr) {
                 continue;
             }
-            let started = Instant::now();
-            let job = Job {
-                holder,
-                chunk,
-                content_sha256: self.target.sha256,
-                expected,
-            };
-            let result = fetch_chunk(&job, &part, self.net, self.cancel);
-            let millis = started.elapsed().as_millis();
-            match result {
-                Ok(fetched) if fetched.bytes == 0 && expected.is_none() => {
-                    let _ = fs::remove_file(&part);
-                    empty_from.get_or_insert(holder);
-                }
-                Ok(fetched) => {
-                    if let Err(source) = fs::rename(&part, &dest) {
-                        let _ = fs::remove_file(&part);
-                        return Err(WorkerError::Local(FetchError::Write {
-                            path: dest.clone(),
-                            source,
-                        }));
+            let handle = Arc::new(CancelHandle::default());
+            {
+                let mut board = self.board();
+                board.flights[chunk.position()].push(Flight {
+                    holder: h,
+                    started: Instant::now(),
+                    handle: handle.clone(),
+                });
+            }
+            let part = self.placement.part_path(self.store, chunk);
+            let others_left = candidates[n + 1..]
+                .iter()
+                .any(|&o| !self.is_avoided(holders[o].addr));
+            match self.attempt(chunk, h, &part, true, others_left, &handle, progress) {
+                Attempt::Won | Attempt::Lost => return Ok(()),
+                Attempt::Failed(FetchError::Cancelled) => {
+                    if self.is_done(chunk) {
+                        return Ok(());
                     }
-                    self.log_fetch(
-                        chunk,
-                        holder,
-                        fetched.bytes,
-                        millis,
-                        "ok",
-                        fetched.verified,
-                        None,
-                    );
-                    let _ = progress.send(Progress::ChunkDone {
-                        index: chunk.index(),
-                        holder: holder.label(),
-                        bytes: fetched.bytes,
-                        millis,
-                        verified: fetched.verified,
-                    });
-                    return Ok(ChunkResult {
-                        fetched,
-                        source: Some(holder.label()),
-                    });
-                }
-                Err(FetchError::Cancelled) => {
-                    let _ = fs::remove_file(&part);
                     return Err(WorkerError::Cancelled);
                 }
-                Err(e @ FetchError::Write { .. }) => {
-                    let _ = fs::remove_file(&part);
-                    return Err(WorkerError::Local(e));
+                Attempt::Failed(FetchError::Write { path, source }) => {
+                    return Err(WorkerError::Local { path, source });
                 }
-                Err(e) => {
-                    let _ = fs::remove_file(&part);
-                    if e.is_bad_data() {
-                        if let Ok(mut avoid) = self.avoid.lock() {
-                            avoid.insert(holder.addr);
-                        }
-                        log::warn!(
-                            "{} sent wrong data for {chunk}; not asking it again during this download",
-                            holder.label()
-                        );
+                Attempt::Failed(FetchError::Protocol(ref reason))
+                    if reason == EMPTY_LEGACY_ANSWER =>
+                {
+                    empty_from.get_or_insert(h);
+                }
+                Attempt::Failed(_) => {}
+            }
+        }
+        if let Some(h) = empty_from {
+            if !self.is_done(chunk) {
+                return self.accept_empty(chunk, h, progress);
+            }
+        }
+        if self.is_done(chunk) {
+            Ok(())
+        } else {
+            Err(WorkerError::Unavailable)
+        }
+    }
+
+    /// One fetch of `chunk` from holder `h` into `part`, already registered as a flight.
+    #[allow(clippy::too_many_arguments)]
+    fn attempt(
+        &self,
+        chunk: &ChunkName,
+        h: usize,
+        part: &Path,
+        resume: bool,
+        abandon_slow: bool,
+        handle: &Arc<CancelHandle>,
+        progress: &SyncSender<Progress>,
+    ) -> Attempt {
+        let holder = &self.target.holders[h];
+        let position = chunk.position();
+        let expected = self.expected[position];
+        let job = Job {
+            holder,
+            chunk,
+            content_sha256: self.target.sha256,
+            expected,
+            resume,
+            abandon_slow,
+        };
+        let started = Instant::now();
+        let result = fetch_chunk(&job, part, &self.net, self.shutdown, handle);
+        let millis = started.elapsed().as_millis();
+        let mut board = self.board();
+        board.remove_flight(position, handle);
+        match result {
+            Ok(fetched) if fetched.bytes == 0 && expected.is_none() => {
+                drop(board);
+                let _ = fs::remove_file(part);
+                Attempt::Failed(FetchError::Protocol(EMPTY_LEGACY_ANSWER.into()))
+            }
+            Ok(fetched) => {
+                if board.results[position].is_some() {
+                    drop(board);
+                    let _ = fs::remove_file(part);
+                    return Attempt::Lost;
+                }
+                let dest = self.placement.chunk_path(self.store, chunk);
+                if let Err(source) = fs::rename(part, &dest) {
+                    drop(board);
+                    let _ = fs::remove_file(part);
+                    return Attempt::Failed(FetchError::Write { path: dest, source });
+                }
+                board.results[position] = Some(ChunkResult {
+                    fetched,
+                    source: Some(holder.label()),
+                });
+                // The other copies in flight are no longer needed.
+                for flight in &board.flights[position] {
+                    flight.handle.cancel();
+                }
+                drop(board);
+                self.log_fetch(chunk, holder, &fetched, millis, "ok", None);
+                let _ = progress.send(Progress::ChunkDone {
+                    index: chunk.index(),
+                    holder: holder.label(),
+                    bytes: fetched.bytes,
+                    millis,
+                    verified: fetched.verified,
+                });
+                Attempt::Won
+            }
+            Err(e) => {
+                let superseded = board.results[position].is_some();
+                if !superseded && !matches!(e, FetchError::Cancelled) {
+                    board.failed[position].insert(h);
+                }
+                drop(board);
+                // Keep a part file that can be continued (our peers, a known chunk, nothing
+                // wrong in it); anything else is discarded.
+                let resumable = matches!(holder.proto, Proto::P2p(_))
+                    && expected.is_some()
+                    && resume
+                    && !e.is_bad_data()
+                    && !superseded;
+                if !resumable {
+                    let _ = fs::remove_file(part);
+                }
+                if superseded {
+                    return Attempt::Lost;
+                }
+                if e.is_bad_data() {
+                    if let Ok(mut avoid) = self.avoid.lock() {
+                        avoid.insert(holder.addr);
                     }
-                    self.log_fetch(chunk, holder, 0, millis, e.outcome(), false, Some(&e));
+                    log::warn!(
+                        "{} sent wrong data for {chunk}; not asking it again during this download",
+                        holder.label()
+                    );
+                }
+                if !matches!(e, FetchError::Cancelled) {
+                    let failed = Fetched {
+                        bytes: 0,
+                        resumed_from: 0,
+                        sha256: Digest::of(b""),
+                        verified: false,
+                    };
+                    self.log_fetch(chunk, holder, &failed, millis, e.outcome(), Some(&e));
                     let _ = progress.send(Progress::AttemptFailed {
                         index: chunk.index(),
                         holder: holder.label(),
                         reason: e.to_string(),
                     });
                 }
+                Attempt::Failed(e)
             }
         }
-        if let Some(holder) = empty_from {
-            File::create(&dest).map_err(|source| {
-                WorkerError::Local(FetchError::Write {
-                    path: dest.clone(),
-                    source,
-                })
-            })?;
-            self.log_fetch(chunk, holder, 0, 0, "ok", false, None);
-            let _ = progress.send(Progress::ChunkDone {
-                index: chunk.index(),
-                holder: holder.label(),
-                bytes: 0,
-                millis: 0,
-                verified: false,
-            });
-            return Ok(ChunkResult {
-                fetched: Fetched {
-                    bytes: 0,
-                    sha256: Digest::of(b""),
-                    verified: false,
-                },
-                source: Some(holder.label()),
-            });
-        }
-        Err(WorkerError::Unavailable)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Endgame: while other chunks are still in flight, ask an idle holder for one of them too;
+    /// the first complete copy is kept and the other cancelled.
+    fn help_endgame(&self, progress: &SyncSender<Progress>) {
+        let holders = &self.target.holders;
+        loop {
+            if self.shutdown.is_triggered() {
+                return;
+            }
+            let pick = {
+                let mut board = self.board();
+                let in_flight = (0..CHUNKS_PER_FILE)
+                    .any(|p| board.results[p].is_none() && !board.flights[p].is_empty());
+                if !in_flight {
+                    return;
+                }
+                let mut pick = None;
+                for position in 0..CHUNKS_PER_FILE {
+                    let old_enough = board.flights[position]
+                        .iter()
+                        .any(|f| f.started.elapsed() >= self.endgame_after);
+                    if board.results[position].is_some() || !old_enough {
+                        continue;
+                    }
+                    let index = u8::try_from(position + 1).unwrap_or(u8::MAX);
+                    let idle = (0..holders.len()).find(|&h| {
+                        holders[h].chunks.contains(index)
+                            && !board.is_busy(h)
+                            && !board.failed[position].contains(&h)
+                            && !self.is_avoided(holders[h].addr)
+                    });
+                    if let Some(h) = idle {
+                        let handle = Arc::new(CancelHandle::default());
+                        board.flights[position].push(Flight {
+                            holder: h,
+                            started: Instant::now(),
+                            handle: handle.clone(),
+                        });
+                        pick = Some((position, h, handle));
+                        break;
+                    }
+                }
+                pick
+            };
+            let Some((position, h, handle)) = pick else {
+                // Nothing to duplicate yet: flights are young or no holder is idle.
+                self.shutdown.sleep(Duration::from_millis(100));
+                continue;
+            };
+            let chunk = &ChunkName::all_of(&self.target.name)
+                .map(|names| names[position].clone())
+                .unwrap_or_else(|_| unreachable!("validated at the start of the download"));
+            let base = self.placement.part_path(self.store, chunk);
+            let part = PathBuf::from(format!("{}.{h}", base.display()));
+            log::info!(
+                "endgame: also asking {} for {chunk}",
+                self.target.holders[h].label()
+            );
+            if let Attempt::Failed(FetchError::Write { .. }) =
+                self.attempt(chunk, h, &part, false, true, &handle, progress)
+            {
+                return;
+            }
+        }
+    }
+
+    /// Keeps an empty chunk from a legacy holder when no holder sent bytes for it.
+    fn accept_empty(
+        &self,
+        chunk: &ChunkName,
+        h: usize,
+        progress: &SyncSender<Progress>,
+    ) -> Result<(), WorkerError> {
+        let holder = &self.target.holders[h];
+        let dest = self.placement.chunk_path(self.store, chunk);
+        File::create(&dest).map_err(|source| WorkerError::Local {
+            path: dest.clone(),
+            source,
+        })?;
+        let fetched = Fetched {
+            bytes: 0,
+            resumed_from: 0,
+            sha256: Digest::of(b""),
+            verified: false,
+        };
+        self.board().results[chunk.position()] = Some(ChunkResult {
+            fetched,
+            source: Some(holder.label()),
+        });
+        self.log_fetch(chunk, holder, &fetched, 0, "ok", None);
+        let _ = progress.send(Progress::ChunkDone {
+            index: chunk.index(),
+            holder: holder.label(),
+            bytes: 0,
+            millis: 0,
+            verified: false,
+        });
+        Ok(())
+    }
+
     fn log_fetch(
         &self,
         chunk: &ChunkName,
         holder: &Holder,
-        bytes: u64,
+        fetched: &Fetched,
         millis: u128,
         outcome: &str,
-        verified: bool,
         error: Option<&FetchError>,
     ) {
+        let sent = fetched.bytes - fetched.resumed_from;
         let mut event = Event::new("fetched")
             .with("content", &self.target.name)
             .with("chunk", chunk.index())
             .with("source", holder.addr)
             .with("user", &holder.user)
-            .with("bytes", bytes)
+            .with("bytes", fetched.bytes);
+        if fetched.resumed_from > 0 {
+            event = event.with("resumed_from", fetched.resumed_from);
+        }
+        event = event
             .with("ms", millis)
             .with(
                 "rate_mbps",
-                format!("{:.1}", format::rate_mbps(bytes, millis)),
+                format!("{:.1}", format::rate_mbps(sent, millis)),
             )
             .with("outcome", outcome)
-            .with("verified", if verified { "yes" } else { "no" });
+            .with("verified", if fetched.verified { "yes" } else { "no" });
         if let Some(e) = error {
             event = event.with("reason", e);
             log::warn!("{event}");
@@ -799,6 +1119,9 @@ impl FetchContext<'_> {
         }
     }
 }
+
+/// The marker of an empty answer from a legacy holder (see [`FetchContext::fetch`]).
+const EMPTY_LEGACY_ANSWER: &str = "empty answer from a legacy server";
 
 #[cfg(test)]
 mod tests {

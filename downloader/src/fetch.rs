@@ -1,26 +1,32 @@
 //! Fetching one chunk from one holder into a file, checking it on the way.
 //!
 //! Our peers get an extended request and answer with a header giving the chunk's length and
-//! hash; the body is checked against the manifest's hash before the caller may use it. Legacy
-//! peers get the legacy request and are read until they close (or fall silent after sending),
-//! and what they send cannot be checked.
+//! hash; the body is checked against the manifest's hash before the caller may use it. A part
+//! file left by an interrupted transfer is continued from its last byte (the request carries
+//! the offset). Legacy peers get the legacy request and are read until they close (or fall
+//! silent after sending); what they send cannot be checked, and they always start over.
+//!
+//! Every fetch can be cancelled from another thread through its [`CancelHandle`], which also
+//! shuts the socket down so that a read blocked on a silent peer returns at once.
 
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
-use std::net::IpAddr;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::net::{IpAddr, Shutdown as SocketShutdown, TcpStream};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use shared::chunk::ChunkName;
 use shared::connection::{Connection, ConnectionError};
-use shared::digest::{Digest, HashingWriter};
+use shared::digest::{Digest, Hasher, HashingWriter};
 use shared::protocol::{ErrorCode, Request, Response};
 use shared::shutdown::Shutdown;
 use shared::tags::Proto;
 
 use crate::catalog::Holder;
 
-/// How to talk to chunk servers: source address and timeouts.
+/// How to talk to chunk servers: source address, timeouts, and when a transfer is too slow.
 #[derive(Debug, Clone, Copy)]
 pub struct Network {
     /// Source address of outgoing connections; `None` lets the system choose.
@@ -31,6 +37,11 @@ pub struct Network {
     pub idle: Duration,
     /// Silence after which a legacy server that sent data is taken to have finished.
     pub legacy_end: Duration,
+    /// A transfer that moves less than [`Network::stall_bytes`] in this long is abandoned when
+    /// another holder could send the chunk instead (a trickling peer).
+    pub stall_window: Duration,
+    /// See [`Network::stall_window`].
+    pub stall_bytes: u64,
 }
 
 impl Default for Network {
@@ -40,6 +51,8 @@ impl Default for Network {
             connect: shared::CONNECT_TIMEOUT,
             idle: shared::IO_IDLE_TIMEOUT,
             legacy_end: shared::LEGACY_END_IDLE,
+            stall_window: Duration::from_secs(10),
+            stall_bytes: 64 * 1024,
         }
     }
 }
@@ -56,11 +69,13 @@ pub struct Expected {
 /// A chunk received into the part file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fetched {
-    /// Bytes received.
+    /// Bytes of the whole chunk.
     pub bytes: u64,
-    /// Their SHA-256.
+    /// Bytes that were already in the part file and not fetched again.
+    pub resumed_from: u64,
+    /// SHA-256 of the whole chunk.
     pub sha256: Digest,
-    /// Whether they matched an [`Expected`] hash.
+    /// Whether it matched an [`Expected`] hash.
     pub verified: bool,
 }
 
@@ -87,6 +102,14 @@ pub enum FetchError {
     /// The transfer broke off.
     #[error("transfer failed: {0}")]
     Transfer(ConnectionError),
+    /// The holder sends too slowly while others could send instead.
+    #[error("too slow: {bytes} bytes in {window:?}")]
+    Stalled {
+        /// Bytes in the last window.
+        bytes: u64,
+        /// The window.
+        window: Duration,
+    },
     /// The bytes are not the chunk the manifest describes.
     #[error("wrong data: expected {expected_len} bytes with SHA-256 {expected}, got {actual_len} bytes with {actual}")]
     BadData {
@@ -107,7 +130,7 @@ pub enum FetchError {
         /// The cause.
         source: io::Error,
     },
-    /// The download was cancelled.
+    /// The fetch was cancelled (Ctrl-C, or another holder delivered the chunk first).
     #[error("cancelled")]
     Cancelled,
 }
@@ -131,6 +154,7 @@ impl FetchError {
             FetchError::Transfer(ConnectionError::Timeout(_)) => "timeout",
             FetchError::Transfer(ConnectionError::Truncated) => "truncated",
             FetchError::Transfer(_) => "transfer_failed",
+            FetchError::Stalled { .. } => "too_slow",
             FetchError::BadData { .. } => "bad_data",
             FetchError::Write { .. } => "write_failed",
             FetchError::Cancelled => "cancelled",
@@ -138,28 +162,45 @@ impl FetchError {
     }
 
     /// Whether the holder sent bytes that are provably wrong: such a holder is avoided for the
-    /// rest of the download.
+    /// rest of the download, and what it sent is discarded.
     pub fn is_bad_data(&self) -> bool {
         matches!(self, FetchError::BadData { .. })
     }
 }
 
-/// A writer that fails once the download is cancelled, so a long transfer stops promptly.
-struct Cancellable<'a, W> {
-    inner: W,
-    cancel: &'a Shutdown,
+/// Cancels one fetch from another thread.
+#[derive(Debug, Default)]
+pub struct CancelHandle {
+    cancelled: AtomicBool,
+    /// A clone of the fetch's socket, written by the fetching thread once connected, taken by
+    /// [`CancelHandle::cancel`] to shut it down.
+    stream: Mutex<Option<TcpStream>>,
 }
 
-impl<W: Write> Write for Cancellable<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.cancel.is_triggered() {
-            return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"));
+impl CancelHandle {
+    /// Stops the fetch: its next write fails and a blocked read returns.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        if let Ok(mut stream) = self.stream.lock() {
+            if let Some(stream) = stream.take() {
+                let _ = stream.shutdown(SocketShutdown::Both);
+            }
         }
-        self.inner.write(buf)
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+    /// Whether [`CancelHandle::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+
+    fn register(&self, stream: TcpStream) {
+        if let Ok(mut slot) = self.stream.lock() {
+            if self.is_cancelled() {
+                let _ = stream.shutdown(SocketShutdown::Both);
+            } else {
+                *slot = Some(stream);
+            }
+        }
     }
 }
 
@@ -175,132 +216,250 @@ pub struct Job<'a> {
     pub content_sha256: Option<Digest>,
     /// What the chunk must be, when the manifest is known.
     pub expected: Option<Expected>,
+    /// Continue a part file from its last byte when possible.
+    pub resume: bool,
+    /// Abandon the holder when it trickles (set when another holder could take over).
+    pub abandon_slow: bool,
 }
 
-/// Fetches the job's chunk from its holder into `part` (created or truncated), flushed to disk on success.
+/// The writer every received byte goes through: it stops the transfer on Ctrl-C, on
+/// cancellation, and (when asked) when the holder trickles.
+struct Guard<'a, W> {
+    inner: W,
+    shutdown: &'a Shutdown,
+    handle: &'a CancelHandle,
+    stall: Option<(Duration, u64)>,
+    window_start: Instant,
+    window_bytes: u64,
+    stalled: Option<(u64, Duration)>,
+}
+
+impl<W: Write> Write for Guard<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.shutdown.is_triggered() || self.handle.is_cancelled() {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"));
+        }
+        if let Some((window, min_bytes)) = self.stall {
+            let elapsed = self.window_start.elapsed();
+            if elapsed >= window {
+                if self.window_bytes < min_bytes {
+                    self.stalled = Some((self.window_bytes, elapsed));
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "too slow"));
+                }
+                self.window_start = Instant::now();
+                self.window_bytes = 0;
+            }
+            self.window_bytes += buf.len() as u64;
+        }
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+type Sink<'a> = HashingWriter<Guard<'a, BufWriter<File>>>;
+
+/// Fetches the job's chunk from its holder into `part`, flushed to disk on success. A part file
+/// that holds the beginning of the chunk is continued when the job allows it.
 ///
-/// With `expected`, the bytes must match it. With legacy peers the bytes are taken as they come, unverified.
+/// On failure the part file is kept when it can be continued later (our peers, a known chunk,
+/// no bad data); the caller decides what to do with it.
 ///
 /// # Errors
 /// A [`FetchError`] saying why this holder did not deliver.
 pub fn fetch_chunk(
     job: &Job<'_>,
     part: &Path,
-    net: Network,
-    cancel: &Shutdown,
+    net: &Network,
+    shutdown: &Shutdown,
+    handle: &CancelHandle,
 ) -> Result<Fetched, FetchError> {
-    let Job {
-        holder,
-        chunk,
-        content_sha256,
-        expected,
-    } = *job;
-    let progress = &mut |_| {};
-    if cancel.is_triggered() {
+    if shutdown.is_triggered() || handle.is_cancelled() {
         return Err(FetchError::Cancelled);
     }
-    let mut conn = Connection::connect_with(holder.addr, net.bind, net.connect, net.idle)
-        .map_err(FetchError::Connect)?;
+    let conn =
+        Connection::connect_with(job.holder.addr, job.holder_bind(net), net.connect, net.idle)
+            .map_err(FetchError::Connect)?;
+    if let Ok(clone) = conn.try_clone_stream() {
+        handle.register(clone);
+    }
     let write_err = |source| FetchError::Write {
         path: part.to_owned(),
         source,
     };
-    let file = File::create(part).map_err(write_err)?;
-    let mut out = HashingWriter::new(Cancellable {
-        inner: BufWriter::with_capacity(256 * 1024, file),
-        cancel,
-    });
-    let map_transfer = |e: ConnectionError| match e {
-        ConnectionError::Io(ref io) if io.kind() == io::ErrorKind::Interrupted => {
-            FetchError::Cancelled
-        }
-        e => FetchError::Transfer(e),
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(part)
+        .map_err(write_err)?;
+    let existing = file.metadata().map_err(write_err)?.len();
+    let resume_from = match (job.holder.proto, job.expected) {
+        (Proto::P2p(_), Some(exp)) if job.resume && existing < exp.len => existing,
+        _ => 0,
     };
-
-    match holder.proto {
-        Proto::P2p(_) => {
-            conn.write_request(&Request::Chunk {
-                filename: chunk.to_string(),
-                content_sha256,
-                offset: 0,
-            })
-            .map_err(FetchError::Send)?;
-            let (size, length, announced) = match conn.read_response() {
-                Ok(Response::Chunk {
-                    size,
-                    length,
-                    sha256,
-                }) => (size, length, sha256),
-                Ok(Response::Error { code, message }) => {
-                    return Err(FetchError::Refused { code, message })
-                }
-                Ok(other) => return Err(FetchError::Protocol(format!("{other:?}"))),
-                Err(e) => return Err(map_transfer(e)),
-            };
-            if length != size {
-                return Err(FetchError::Protocol(format!(
-                    "asked for the whole chunk, offered {length} of {size} bytes"
-                )));
-            }
-            if let Some(exp) = expected {
-                if size != exp.len || announced != exp.sha256 {
-                    return Err(FetchError::BadData {
-                        expected: exp.sha256,
-                        expected_len: exp.len,
-                        actual: announced,
-                        actual_len: size,
-                    });
-                }
-            }
-            conn.read_body_exact(length, &mut out, progress)
-                .map_err(map_transfer)?;
-            let (bytes, digest) = finish(out).map_err(write_err)?;
-            let target = expected.map_or((size, announced), |e| (e.len, e.sha256));
-            if (bytes, digest) != target {
-                return Err(FetchError::BadData {
-                    expected: target.1,
-                    expected_len: target.0,
-                    actual: digest,
-                    actual_len: bytes,
-                });
-            }
-            Ok(Fetched {
-                bytes,
-                sha256: digest,
-                verified: expected.is_some(),
-            })
-        }
-        Proto::Legacy => {
-            conn.write_request(&Request::LegacyChunk {
-                filename: chunk.to_string(),
-            })
-            .map_err(FetchError::Send)?;
-            conn.read_body_to_end(net.legacy_end, &mut out, progress)
-                .map_err(map_transfer)?;
-            let (bytes, digest) = finish(out).map_err(write_err)?;
-            if let Some(exp) = expected {
-                if (bytes, digest) != (exp.len, exp.sha256) {
-                    return Err(FetchError::BadData {
-                        expected: exp.sha256,
-                        expected_len: exp.len,
-                        actual: digest,
-                        actual_len: bytes,
-                    });
-                }
-            }
-            Ok(Fetched {
-                bytes,
-                sha256: digest,
-                verified: expected.is_some(),
-            })
-        }
+    let mut hasher = Hasher::default();
+    if resume_from > 0 {
+        io::copy(&mut Read::by_ref(&mut file).take(resume_from), &mut hasher).map_err(write_err)?;
+    } else {
+        file.set_len(0).map_err(write_err)?;
+    }
+    file.seek(SeekFrom::Start(resume_from)).map_err(write_err)?;
+    let out = HashingWriter::resume(
+        Guard {
+            inner: BufWriter::with_capacity(256 * 1024, file),
+            shutdown,
+            handle,
+            stall: job
+                .abandon_slow
+                .then_some((net.stall_window, net.stall_bytes)),
+            window_start: Instant::now(),
+            window_bytes: 0,
+            stalled: None,
+        },
+        hasher,
+        resume_from,
+    );
+    match job.holder.proto {
+        Proto::P2p(_) => fetch_ours(job, conn, out, resume_from, part),
+        Proto::Legacy => fetch_legacy(job, conn, out, net, part),
     }
 }
 
-fn finish(out: HashingWriter<Cancellable<'_, BufWriter<File>>>) -> io::Result<(u64, Digest)> {
+impl Job<'_> {
+    fn holder_bind(&self, net: &Network) -> Option<IpAddr> {
+        // A loopback source cannot reach another host, and the other way round: only bind
+        // when the holder is of the same kind.
+        net.bind
+            .filter(|ip| ip.is_loopback() == self.holder.addr.ip().is_loopback())
+    }
+}
+
+fn transfer_error(e: ConnectionError, out: &Sink<'_>) -> FetchError {
+    let guard = out_guard(out);
+    if let Some((bytes, window)) = guard.stalled {
+        return FetchError::Stalled { bytes, window };
+    }
+    if guard.shutdown.is_triggered() || guard.handle.is_cancelled() {
+        return FetchError::Cancelled;
+    }
+    FetchError::Transfer(e)
+}
+
+fn out_guard<'s, 'a>(out: &'s Sink<'a>) -> &'s Guard<'a, BufWriter<File>> {
+    out.get_ref()
+}
+
+fn fetch_ours(
+    job: &Job<'_>,
+    mut conn: Connection,
+    mut out: Sink<'_>,
+    offset: u64,
+    part: &Path,
+) -> Result<Fetched, FetchError> {
+    conn.write_request(&Request::Chunk {
+        filename: job.chunk.to_string(),
+        content_sha256: job.content_sha256,
+        offset,
+    })
+    .map_err(FetchError::Send)?;
+    let (size, length, announced) = match conn.read_response() {
+        Ok(Response::Chunk {
+            size,
+            length,
+            sha256,
+        }) => (size, length, sha256),
+        Ok(Response::Error { code, message }) => return Err(FetchError::Refused { code, message }),
+        Ok(other) => return Err(FetchError::Protocol(format!("{other:?}"))),
+        Err(e) => return Err(transfer_error(e, &out)),
+    };
+    if size.checked_sub(offset) != Some(length) {
+        return Err(FetchError::Protocol(format!(
+            "asked for bytes {offset}.. of the chunk, offered {length} of {size}"
+        )));
+    }
+    if let Some(exp) = job.expected {
+        if size != exp.len || announced != exp.sha256 {
+            return Err(FetchError::BadData {
+                expected: exp.sha256,
+                expected_len: exp.len,
+                actual: announced,
+                actual_len: size,
+            });
+        }
+    }
+    if let Err(e) = conn.read_body_exact(length, &mut out, &mut |_| {}) {
+        let error = transfer_error(e, &out);
+        // Keep what arrived, so the next attempt continues from there.
+        let _ = finish(out);
+        return Err(error);
+    }
+    let (bytes, digest) = finish(out).map_err(|source| FetchError::Write {
+        path: part.to_owned(),
+        source,
+    })?;
+    let target = job
+        .expected
+        .map_or((size, announced), |e| (e.len, e.sha256));
+    if (bytes, digest) != target {
+        return Err(FetchError::BadData {
+            expected: target.1,
+            expected_len: target.0,
+            actual: digest,
+            actual_len: bytes,
+        });
+    }
+    Ok(Fetched {
+        bytes,
+        resumed_from: offset,
+        sha256: digest,
+        verified: job.expected.is_some(),
+    })
+}
+
+fn fetch_legacy(
+    job: &Job<'_>,
+    mut conn: Connection,
+    mut out: Sink<'_>,
+    net: &Network,
+    part: &Path,
+) -> Result<Fetched, FetchError> {
+    conn.write_request(&Request::LegacyChunk {
+        filename: job.chunk.to_string(),
+    })
+    .map_err(FetchError::Send)?;
+    if let Err(e) = conn.read_body_to_end(net.legacy_end, &mut out, &mut |_| {}) {
+        return Err(transfer_error(e, &out));
+    }
+    let (bytes, digest) = finish(out).map_err(|source| FetchError::Write {
+        path: part.to_owned(),
+        source,
+    })?;
+    if let Some(exp) = job.expected {
+        if (bytes, digest) != (exp.len, exp.sha256) {
+            return Err(FetchError::BadData {
+                expected: exp.sha256,
+                expected_len: exp.len,
+                actual: digest,
+                actual_len: bytes,
+            });
+        }
+    }
+    Ok(Fetched {
+        bytes,
+        resumed_from: 0,
+        sha256: digest,
+        verified: job.expected.is_some(),
+    })
+}
+
+fn finish(out: Sink<'_>) -> io::Result<(u64, Digest)> {
     let bytes = out.written();
-    let (cancellable, digest) = out.finish();
-    let file = cancellable.inner.into_inner().map_err(|e| e.into_error())?;
+    let (guard, digest) = out.finish();
+    let file = guard.inner.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     Ok((bytes, digest))
 }

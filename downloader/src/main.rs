@@ -5,6 +5,7 @@ use std::io::{self, IsTerminal};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use downloader::command::Selection;
@@ -25,6 +26,13 @@ struct Args {
     /// Source address for connections to chunk servers (several peers on one host: 127.0.0.x).
     #[arg(long, value_name = "IP", global = true)]
     bind: Option<IpAddr>,
+    /// Seconds of silence after which a holder is given up (and a trickling holder is
+    /// abandoned for another when it moved under 64 KiB in this long).
+    #[arg(long, value_name = "SECS", default_value_t = shared::IO_IDLE_TIMEOUT.as_secs_f64(), global = true, value_parser = positive_secs)]
+    idle_timeout: f64,
+    /// Seconds after which a chunk still in flight is also asked of an idle holder (endgame).
+    #[arg(long, value_name = "SECS", default_value_t = 2.0, global = true, value_parser = positive_secs)]
+    endgame_after: f64,
     /// Log debug details on stderr.
     #[arg(short, long, global = true)]
     verbose: bool,
@@ -46,6 +54,13 @@ enum Cmd {
     },
     /// Show past downloads, from client.log.
     History,
+}
+
+fn positive_secs(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs < 1e9 => Ok(secs),
+        _ => Err(format!("{text:?} is not a positive number of seconds")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -77,12 +92,16 @@ fn main() -> ExitCode {
         eprintln!("error: cannot install the Ctrl-C handler: {e}");
         return ExitCode::FAILURE;
     }
+    let idle = Duration::from_secs_f64(args.idle_timeout);
     let config = Config {
         dir,
         net: Network {
             bind: args.bind,
+            idle,
+            stall_window: idle.min(Network::default().stall_window),
             ..Network::default()
         },
+        endgame_after: Duration::from_secs_f64(args.endgame_after),
     };
 
     let result = match args.command {

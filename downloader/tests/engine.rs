@@ -27,12 +27,21 @@ enum Behaviour {
     Corrupt,
     /// Answers every chunk request with not_found.
     Refuse,
+    /// Sends the header, then one byte every 100 ms.
+    Trickle,
+    /// Accepts the request and never answers.
+    Silent,
+    /// Sends at about 20 KB/s.
+    Slow,
 }
 
 struct FakeHolder {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
     served: Arc<AtomicUsize>,
+    /// Body bytes written, and the offsets asked for.
+    bytes_sent: Arc<AtomicUsize>,
+    offsets: Arc<std::sync::Mutex<Vec<u64>>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -64,55 +73,107 @@ fn start_holder(name: &str, data: Vec<u8>, behaviour: Behaviour) -> FakeHolder {
     let addr = listener.local_addr().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let served = Arc::new(AtomicUsize::new(0));
+    let bytes_sent = Arc::new(AtomicUsize::new(0));
+    let offsets = Arc::new(std::sync::Mutex::new(Vec::new()));
     let manifest = manifest_of(name, &data);
-    let (stop2, served2) = (stop.clone(), served.clone());
+    let data = Arc::new(data);
+    let (stop2, served2, sent2, offsets2) = (
+        stop.clone(),
+        served.clone(),
+        bytes_sent.clone(),
+        offsets.clone(),
+    );
     let thread = thread::spawn(move || {
+        let mut connections = Vec::new();
         while !stop2.load(Ordering::SeqCst) {
             let Ok((stream, _)) = listener.accept() else {
-                thread::sleep(Duration::from_millis(10));
+                thread::sleep(Duration::from_millis(5));
                 continue;
             };
             stream.set_nonblocking(false).unwrap();
-            let mut conn = Connection::new(stream, Duration::from_secs(5)).unwrap();
-            let Ok(request) = conn.read_request() else {
-                continue;
-            };
-            match request {
-                Request::Manifest { .. } => {
-                    let _ = conn.write_response(&Response::Manifest(manifest.clone()));
-                }
-                Request::Chunk { filename, .. } => {
-                    if behaviour == Behaviour::Refuse {
-                        let _ = conn.write_response(&Response::Error {
-                            code: ErrorCode::NotFound,
-                            message: "no".into(),
-                        });
-                        continue;
+            let (data, manifest, stop, served, sent, offsets) = (
+                data.clone(),
+                manifest.clone(),
+                stop2.clone(),
+                served2.clone(),
+                sent2.clone(),
+                offsets2.clone(),
+            );
+            // One thread per connection, so slow answers do not hold up other requests.
+            connections.push(thread::spawn(move || {
+                let mut conn = Connection::new(stream, Duration::from_secs(5)).unwrap();
+                let Ok(request) = conn.read_request() else {
+                    return;
+                };
+                match request {
+                    Request::Manifest { .. } => {
+                        let _ = conn.write_response(&Response::Manifest(manifest));
                     }
-                    let chunk = ChunkName::parse(&filename).unwrap();
-                    let r = chunk_ranges(data.len() as u64)[chunk.position()];
-                    let mut body = data[r.start as usize..r.end as usize].to_vec();
-                    if behaviour == Behaviour::Corrupt {
-                        if let Some(b) = body.first_mut() {
-                            *b ^= 0xff;
+                    Request::Chunk {
+                        filename, offset, ..
+                    } => {
+                        offsets.lock().unwrap().push(offset);
+                        match behaviour {
+                            Behaviour::Refuse => {
+                                let _ = conn.write_response(&Response::Error {
+                                    code: ErrorCode::NotFound,
+                                    message: "no".into(),
+                                });
+                                return;
+                            }
+                            Behaviour::Silent => {
+                                while !stop.load(Ordering::SeqCst) {
+                                    thread::sleep(Duration::from_millis(10));
+                                }
+                                return;
+                            }
+                            _ => {}
                         }
+                        let chunk = ChunkName::parse(&filename).unwrap();
+                        let r = chunk_ranges(data.len() as u64)[chunk.position()];
+                        let mut body = data[(r.start + offset) as usize..r.end as usize].to_vec();
+                        if behaviour == Behaviour::Corrupt {
+                            if let Some(b) = body.last_mut() {
+                                *b ^= 0xff;
+                            }
+                        }
+                        let _ = conn.write_response(&Response::Chunk {
+                            size: r.len(),
+                            length: r.len() - offset,
+                            sha256: manifest.chunks[chunk.position()],
+                        });
+                        let step = match behaviour {
+                            Behaviour::Trickle => 1,
+                            Behaviour::Slow => 2000,
+                            _ => body.len().max(1),
+                        };
+                        for piece in body.chunks(step) {
+                            if stop.load(Ordering::SeqCst)
+                                || conn.stream().write_all(piece).is_err()
+                            {
+                                return;
+                            }
+                            sent.fetch_add(piece.len(), Ordering::SeqCst);
+                            if step < body.len() {
+                                thread::sleep(Duration::from_millis(100));
+                            }
+                        }
+                        served.fetch_add(1, Ordering::SeqCst);
                     }
-                    let _ = conn.write_response(&Response::Chunk {
-                        size: r.len(),
-                        length: r.len(),
-                        sha256: manifest.chunks[chunk.position()],
-                    });
-                    let _ = conn.stream().write_all(&body);
-                    served2.fetch_add(1, Ordering::SeqCst);
+                    Request::LegacyChunk { .. } => {}
                 }
-                Request::LegacyChunk { .. } => {}
-            }
+            }));
+        }
+        for c in connections {
+            let _ = c.join();
         }
     });
     FakeHolder {
         addr,
         stop,
         served,
+        bytes_sent,
+        offsets,
         thread: Some(thread),
     }
 }
@@ -143,6 +204,15 @@ fn config(dir: &std::path::Path) -> Config {
         dir: PeerDir::new(dir),
         ..Config::default()
     }
+}
+
+/// Short timeouts, so tests of slow and silent holders take a second, not a minute.
+fn impatient(dir: &std::path::Path) -> Config {
+    let mut config = config(dir);
+    config.net.idle = Duration::from_millis(800);
+    config.net.stall_window = Duration::from_millis(600);
+    config.endgame_after = Duration::from_millis(200);
+    config
 }
 
 #[test]
@@ -341,4 +411,151 @@ fn a_different_content_in_the_store_is_left_alone() {
     }
     assert_eq!(reassembled, own);
     assert_eq!(std::fs::read_dir(store.incoming_dir()).unwrap().count(), 0);
+}
+
+#[test]
+fn an_interrupted_chunk_continues_from_its_last_byte() {
+    let bytes = data(100_000);
+    let a = start_holder("r.bin", bytes.clone(), Behaviour::Honest);
+    let dir = tempfile::tempdir().unwrap();
+    let t = target("r.bin", &bytes, &[("alice", &a)]);
+    // An earlier run got the manifest and the first 7000 bytes of chunk 2, then died.
+    let store = ChunkStore::open(dir.path().join("temp")).unwrap();
+    store
+        .save_manifest(&shared::store::StoredManifest {
+            manifest: manifest_of("r.bin", &bytes),
+            origin: shared::store::Origin::Downloaded { verified: true },
+        })
+        .unwrap();
+    let chunk2 = ChunkName::parse("r.bin_2").unwrap();
+    let r = chunk_ranges(bytes.len() as u64)[1];
+    std::fs::write(
+        store.incoming_path(&chunk2),
+        &bytes[r.start as usize..r.start as usize + 7000],
+    )
+    .unwrap();
+    let outcome =
+        download::download(&config(dir.path()), &t, &Shutdown::new(), &mut |_| {}).unwrap();
+    assert_eq!(std::fs::read(outcome.path).unwrap(), bytes);
+    let mut offsets = a.offsets.lock().unwrap().clone();
+    offsets.sort();
+    assert_eq!(offsets, [0, 0, 0, 0, 7000]);
+    assert_eq!(a.bytes_sent.load(Ordering::SeqCst), bytes.len() - 7000);
+}
+
+#[test]
+fn a_damaged_part_file_is_fetched_again_whole() {
+    let bytes = data(50_000);
+    let a = start_holder("d.bin", bytes.clone(), Behaviour::Honest);
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChunkStore::open(dir.path().join("temp")).unwrap();
+    store
+        .save_manifest(&shared::store::StoredManifest {
+            manifest: manifest_of("d.bin", &bytes),
+            origin: shared::store::Origin::Downloaded { verified: true },
+        })
+        .unwrap();
+    // Garbage where the first 5000 bytes of chunk 1 should be (a power cut, say).
+    std::fs::write(
+        store.incoming_path(&ChunkName::parse("d.bin_1").unwrap()),
+        vec![0u8; 5000],
+    )
+    .unwrap();
+    let t = target("d.bin", &bytes, &[("alice", &a)]);
+    // The resumed chunk fails its hash and is discarded; the retry fetches it whole.
+    let first = download::download(&config(dir.path()), &t, &Shutdown::new(), &mut |_| {});
+    let outcome = match first {
+        Ok(o) => o,
+        Err(_) => {
+            download::download(&config(dir.path()), &t, &Shutdown::new(), &mut |_| {}).unwrap()
+        }
+    };
+    assert_eq!(std::fs::read(outcome.path).unwrap(), bytes);
+}
+
+#[test]
+fn a_trickling_holder_is_abandoned_for_another() {
+    let bytes = data(200_000);
+    let slow = start_holder("t.bin", bytes.clone(), Behaviour::Trickle);
+    let good = start_holder("t.bin", bytes.clone(), Behaviour::Honest);
+    let dir = tempfile::tempdir().unwrap();
+    let t = target("t.bin", &bytes, &[("slow", &slow), ("good", &good)]);
+    // No endgame here: this test is about the stall rule alone.
+    let mut config = impatient(dir.path());
+    config.endgame_after = Duration::from_secs(600);
+    let mut reasons = Vec::new();
+    let outcome = download::download(&config, &t, &Shutdown::new(), &mut |p| {
+        if let Progress::AttemptFailed { reason, .. } = p {
+            reasons.push(reason.clone());
+        }
+    })
+    .unwrap();
+    assert_eq!(std::fs::read(outcome.path).unwrap(), bytes);
+    assert_eq!(slow.served.load(Ordering::SeqCst), 0);
+    assert!(
+        outcome.sources.iter().all(|s| s.starts_with("good@")),
+        "{:?}",
+        outcome.sources
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("too slow")),
+        "{reasons:?}"
+    );
+}
+
+#[test]
+fn a_silent_holder_times_out_and_the_chunk_comes_from_another() {
+    let bytes = data(30_000);
+    let silent = start_holder("s.bin", bytes.clone(), Behaviour::Silent);
+    let good = start_holder("s.bin", bytes.clone(), Behaviour::Honest);
+    let dir = tempfile::tempdir().unwrap();
+    let t = target("s.bin", &bytes, &[("silent", &silent), ("good", &good)]);
+    let outcome =
+        download::download(&impatient(dir.path()), &t, &Shutdown::new(), &mut |_| {}).unwrap();
+    assert_eq!(std::fs::read(outcome.path).unwrap(), bytes);
+    assert!(outcome.sources.iter().all(|s| s.starts_with("good@")));
+}
+
+#[test]
+fn endgame_asks_an_idle_holder_and_does_not_wait_for_a_slow_one() {
+    // 5 chunks of 40 kB: the slow holder needs ~2 s per chunk, the fast one milliseconds.
+    let bytes = data(200_000);
+    let slow = start_holder("e.bin", bytes.clone(), Behaviour::Slow);
+    let fast = start_holder("e.bin", bytes.clone(), Behaviour::Honest);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = impatient(dir.path());
+    // Slow is not trickling (20 kB/s is above the stall threshold): only the endgame helps.
+    config.net.stall_bytes = 1;
+    let t = target("e.bin", &bytes, &[("slow", &slow), ("fast", &fast)]);
+    let started = std::time::Instant::now();
+    let outcome = download::download(&config, &t, &Shutdown::new(), &mut |_| {}).unwrap();
+    let took = started.elapsed();
+    assert_eq!(std::fs::read(outcome.path).unwrap(), bytes);
+    assert_eq!(
+        slow.served.load(Ordering::SeqCst),
+        0,
+        "slow holder should have been overtaken"
+    );
+    // Behavioural bound, not a speed target: without the endgame this takes over 2 s.
+    assert!(took < Duration::from_millis(1800), "took {took:?}");
+}
+
+#[test]
+fn a_second_downloader_of_the_same_content_refuses() {
+    let bytes = data(1000);
+    let a = start_holder("l.bin", bytes.clone(), Behaviour::Honest);
+    let dir = tempfile::tempdir().unwrap();
+    let locks = dir.path().join("temp/.locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    let held = std::fs::File::create(locks.join("l.bin.lock")).unwrap();
+    fs2::FileExt::lock_exclusive(&held).unwrap();
+    let t = target("l.bin", &bytes, &[("alice", &a)]);
+    let err =
+        download::download(&config(dir.path()), &t, &Shutdown::new(), &mut |_| {}).unwrap_err();
+    assert!(matches!(err, DownloadError::Busy { .. }), "{err}");
+    assert!(err.to_string().contains("another downloader"));
+    fs2::FileExt::unlock(&held).unwrap();
+    let outcome =
+        download::download(&config(dir.path()), &t, &Shutdown::new(), &mut |_| {}).unwrap();
+    assert_eq!(std::fs::read(outcome.path).unwrap(), bytes);
 }

@@ -115,6 +115,15 @@ impl Connection {
         self.reader.get_ref().set_read_timeout(Some(timeout))
     }
 
+    /// A second handle on the socket, so another thread can shut it down to interrupt a
+    /// blocked read.
+    ///
+    /// # Errors
+    /// When the handle cannot be duplicated.
+    pub fn try_clone_stream(&self) -> io::Result<TcpStream> {
+        self.reader.get_ref().try_clone()
+    }
+
     /// The socket, for writing body bytes directly.
     pub fn stream(&mut self) -> &mut TcpStream {
         self.reader.get_mut()

@@ -130,6 +130,16 @@ impl<W: Write> HashingWriter<W> {
         }
     }
 
+    /// Wraps `inner` to continue a hash: `hasher` has already seen `written` bytes (the part of
+    /// a chunk received before an interruption).
+    pub fn resume(inner: W, hasher: Hasher, written: u64) -> Self {
+        Self {
+            inner,
+            hasher,
+            written,
+        }
+    }
+
     /// Bytes written so far.
     pub fn written(&self) -> u64 {
         self.written
@@ -138,6 +148,11 @@ impl<W: Write> HashingWriter<W> {
     /// The inner writer and the digest of everything written.
     pub fn finish(self) -> (W, Digest) {
         (self.inner, self.hasher.finish())
+    }
+
+    /// The inner writer.
+    pub fn get_ref(&self) -> &W {
+        &self.inner
     }
 
     /// The inner writer.

@@ -10,6 +10,8 @@
 //! - [`store`]: the chunk store (`temp/`) and the manifests that describe its contents.
 //! - [`peer_dir`]: where each file of a peer folder lives.
 //! - [`events`]: the structured lines of `server.log` and `client.log`.
+//! - [`queries`]: the names of the query files through which a listener asks its announcer to
+//!   answer a query; [`peers`]: the static peers of `peers.txt`.
 //! - [`fsutil`], [`net`], [`logging`], [`shutdown`]: small edges shared by every binary.
 //!
 //! The programs coordinate only through the network and the files of the peer folder, so every
@@ -25,7 +27,9 @@ pub mod fsutil;
 pub mod logging;
 pub mod net;
 pub mod peer_dir;
+pub mod peers;
 pub mod protocol;
+pub mod queries;
 pub mod shutdown;
 pub mod store;
 pub mod tags;
@@ -103,3 +107,15 @@ pub const USERNAME_FILE: &str = "username.txt";
 
 /// Name of the default folder of files to share.
 pub const DEFAULT_SHARE_DIR: &str = "served_files";
+
+/// Name of the file of static peers (`HOST[:PORT]` per line) that announcer and listener also
+/// send to, for networks broadcast cannot cross.
+pub const PEERS_FILE: &str = "peers.txt";
+
+/// Name of the folder where the listener leaves query files for the announcer
+/// ([`queries`]). Hidden: it is plumbing, not something the user looks at.
+pub const QUERIES_DIR: &str = ".queries";
+
+/// A query file older than this is deleted unanswered: the listener that asked has long since
+/// re-asked or heard the periodic announcement, and an answer now would be noise.
+pub const QUERY_FILE_MAX_AGE: Duration = Duration::from_secs(10);

@@ -73,6 +73,14 @@ pub fn parse_host_port(text: &str, default_port: u16) -> Result<SocketAddr, Stri
         .ok_or_else(|| format!("{text:?} has no IPv4 address"))
 }
 
+/// This host's name, when it can be read and is valid UTF-8.
+pub fn host_name() -> Option<String> {
+    hostname::get()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .filter(|name| !name.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

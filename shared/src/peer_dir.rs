@@ -4,7 +4,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::{
-    CLIENT_LOG, DEFAULT_SHARE_DIR, DOWNLOADS_DIR, SERVER_LOG, TAGS_FILE, TEMP_DIR, USERNAME_FILE,
+    CLIENT_LOG, DEFAULT_SHARE_DIR, DOWNLOADS_DIR, PEERS_FILE, QUERIES_DIR, SERVER_LOG, TAGS_FILE,
+    TEMP_DIR, USERNAME_FILE,
 };
 
 /// Paths inside one peer folder.
@@ -65,5 +66,15 @@ impl PeerDir {
     /// `served_files/`: what the chunk server shares when no `--share` is given.
     pub fn default_share_dir(&self) -> PathBuf {
         self.root.join(DEFAULT_SHARE_DIR)
+    }
+
+    /// `peers.txt`: static peers ([`crate::peers`]).
+    pub fn peers_file(&self) -> PathBuf {
+        self.root.join(PEERS_FILE)
+    }
+
+    /// `.queries/`: query files from the listener to the announcer ([`crate::queries`]).
+    pub fn queries_dir(&self) -> PathBuf {
+        self.root.join(QUERIES_DIR)
     }
 }
