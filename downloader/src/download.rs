@@ -226,6 +226,24 @@ pub fn plan_sources(holders: &[Holder], chunks: &[ChunkName], seed: usize) -> Ve
         .collect()
 }
 
+/// The chunks whose lengths cannot come from the chunking rule (`ceil(size / 5)` bytes each, in
+/// order, the rest in the last non-empty one): a chunk shorter than the longest before the
+/// last non-empty chunk, and empty trailing chunks when the total needs more chunks than
+/// arrived. A legacy server that closes early produces such lengths; a short last chunk
+/// cannot be told from a smaller file.
+pub fn short_legacy_chunks(lens: &[u64; CHUNKS_PER_FILE]) -> Vec<usize> {
+    let full = lens.iter().copied().max().unwrap_or(0);
+    let Some(last) = lens.iter().rposition(|&len| len > 0) else {
+        return Vec::new();
+    };
+    let mut short: Vec<usize> = (0..last).filter(|&i| lens[i] < full).collect();
+    let total: u64 = lens.iter().sum();
+    if short.is_empty() && shared::chunk::chunk_len(total) != full {
+        short.extend(last + 1..CHUNKS_PER_FILE);
+    }
+    short
+}
+
 /// Downloads `target` into the peer folder's `downloads/`.
 ///
 /// # Errors
@@ -301,6 +319,7 @@ pub fn download(
                     verified: true,
                 },
                 source: None,
+                holder: None,
             });
             on_progress(&Progress::ChunkKept {
                 index: chunk.index(),
@@ -325,36 +344,35 @@ pub fn download(
         avoid: Mutex::new(HashSet::new()),
         board: Mutex::new(board),
     };
-    let failures: Vec<(ChunkName, WorkerError)> = thread::scope(|scope| {
-        let (tx, rx) = mpsc::sync_channel::<Progress>(64);
-        let handles: Vec<_> = missing
-            .iter()
-            .zip(&plan)
-            .map(|(chunk, candidates)| {
-                let tx = tx.clone();
-                let ctx = &ctx;
-                scope.spawn(move || {
-                    let result = ctx.fetch(chunk, candidates, &tx);
-                    if result.is_ok() {
-                        ctx.help_endgame(&tx);
-                    }
-                    (chunk.clone(), result)
+    let mut failures = ctx.run_workers(&missing, &plan, on_progress);
+
+    // Legacy chunks carry no hash, but the chunking rule fixes their lengths: a chunk cut short
+    // by a server that closed early shows, and is fetched again from another holder.
+    if manifest.is_none() && failures.is_empty() {
+        let short = ctx.discard_short_legacy_chunks(&names);
+        if !short.is_empty() {
+            let replan: Vec<Vec<usize>> = short
+                .iter()
+                .map(|chunk| {
+                    let board = ctx.board();
+                    plan_sources(&target.holders, std::slice::from_ref(chunk), 0)
+                        .remove(0)
+                        .into_iter()
+                        .filter(|h| !board.failed[chunk.position()].contains(h))
+                        .collect()
                 })
-            })
-            .collect();
-        drop(tx);
-        for progress in rx {
-            on_progress(&progress);
+                .collect();
+            failures = ctx.run_workers(&short, &replan, on_progress);
+            if failures.is_empty() {
+                // Still inconsistent: better no file than a wrong one.
+                failures = ctx
+                    .discard_short_legacy_chunks(&names)
+                    .into_iter()
+                    .map(|chunk| (chunk, WorkerError::Unavailable))
+                    .collect();
+            }
         }
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .filter_map(|(chunk, result)| result.err().map(|e| (chunk, e)))
-            .collect()
-    });
+    }
     let board = ctx.board.into_inner().unwrap_or_else(|p| p.into_inner());
 
     // A worker's error matters only if no copy of its chunk arrived (an endgame duplicate may
@@ -730,6 +748,8 @@ struct ChunkResult {
     fetched: Fetched,
     /// `user@address` of the sender; `None` for a chunk kept from before.
     source: Option<String>,
+    /// The sender's index among the target's holders.
+    holder: Option<usize>,
 }
 
 enum WorkerError {
@@ -805,6 +825,70 @@ impl FetchContext<'_> {
 
     fn is_done(&self, chunk: &ChunkName) -> bool {
         self.board().results[chunk.position()].is_some()
+    }
+
+    /// Fetches `chunks` in parallel, one worker each (`plan` gives each worker's holders in
+    /// order), reporting progress as it comes; returns the workers' errors.
+    fn run_workers(
+        &self,
+        chunks: &[ChunkName],
+        plan: &[Vec<usize>],
+        on_progress: &mut dyn FnMut(&Progress),
+    ) -> Vec<(ChunkName, WorkerError)> {
+        thread::scope(|scope| {
+            let (tx, rx) = mpsc::sync_channel::<Progress>(64);
+            let handles: Vec<_> = chunks
+                .iter()
+                .zip(plan)
+                .map(|(chunk, candidates)| {
+                    let tx = tx.clone();
+                    scope.spawn(move || {
+                        let result = self.fetch(chunk, candidates, &tx);
+                        if result.is_ok() {
+                            self.help_endgame(&tx);
+                        }
+                        (chunk.clone(), result)
+                    })
+                })
+                .collect();
+            drop(tx);
+            for progress in rx {
+                on_progress(&progress);
+            }
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .filter_map(|(chunk, result)| result.err().map(|e| (chunk, e)))
+                .collect()
+        })
+    }
+
+    /// Removes the legacy chunks whose lengths break the chunking rule (see
+    /// [`short_legacy_chunks`]) and marks their senders as failed for them.
+    fn discard_short_legacy_chunks(&self, names: &[ChunkName; CHUNKS_PER_FILE]) -> Vec<ChunkName> {
+        let mut board = self.board();
+        let lens: [u64; CHUNKS_PER_FILE] =
+            std::array::from_fn(|i| board.results[i].as_ref().map_or(0, |r| r.fetched.bytes));
+        let mut discarded = Vec::new();
+        for position in short_legacy_chunks(&lens) {
+            let chunk = &names[position];
+            if let Some(result) = board.results[position].take() {
+                log::warn!(
+                    "{chunk} from {} has {} bytes, which the chunking rule rules out ({lens:?}); fetching it again",
+                    result.source.as_deref().unwrap_or("?"),
+                    result.fetched.bytes
+                );
+                if let Some(h) = result.holder {
+                    board.failed[position].insert(h);
+                }
+            }
+            let _ = fs::remove_file(self.placement.chunk_path(self.store, chunk));
+            discarded.push(chunk.clone());
+        }
+        discarded
     }
 
     /// The chunk's main worker: tries the planned holders in order until a copy is kept.
@@ -922,6 +1006,7 @@ impl FetchContext<'_> {
                 board.results[position] = Some(ChunkResult {
                     fetched,
                     source: Some(holder.label()),
+                    holder: Some(h),
                 });
                 // The other copies in flight are no longer needed.
                 for flight in &board.flights[position] {
@@ -1072,6 +1157,7 @@ impl FetchContext<'_> {
         self.board().results[chunk.position()] = Some(ChunkResult {
             fetched,
             source: Some(holder.label()),
+            holder: Some(h),
         });
         self.log_fetch(chunk, holder, &fetched, 0, "ok", None);
         let _ = progress.send(Progress::ChunkDone {
@@ -1165,6 +1251,24 @@ mod tests {
         assert_eq!(plan[4][0], 2);
         let none = plan_sources(&[], &chunks, 0);
         assert!(none.iter().all(Vec::is_empty));
+    }
+
+    #[test]
+    fn legacy_chunk_lengths_follow_the_chunking_rule() {
+        for size in 0..200u64 {
+            let lens = chunk_ranges(size).map(|r| r.len());
+            assert!(
+                short_legacy_chunks(&lens).is_empty(),
+                "size {size}: {lens:?}"
+            );
+        }
+        assert_eq!(short_legacy_chunks(&[10, 4, 10, 10, 3]), [1]);
+        assert_eq!(short_legacy_chunks(&[10, 10, 0, 10, 3]), [2]);
+        // Two full chunks and nothing else: 20 bytes would be cut 4 by 4.
+        assert_eq!(short_legacy_chunks(&[10, 10, 0, 0, 0]), [2, 3, 4]);
+        assert!(short_legacy_chunks(&[0; 5]).is_empty());
+        // A short last chunk is indistinguishable from a smaller file.
+        assert!(short_legacy_chunks(&[10, 10, 10, 10, 1]).is_empty());
     }
 
     #[test]
