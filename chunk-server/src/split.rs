@@ -163,17 +163,10 @@ pub(crate) fn split_file(
         Err(e) => return Err(read_err(e)),
     }
 
-    // Drop the old manifest first: between the renames the chunks belong to no manifest, rather
-    // than to one that describes other bytes.
-    remove_if_exists(&store.manifest_path(name))?;
-    for (part, chunk) in parts.0.iter().zip(&names) {
-        let to = store.chunk_path(chunk);
-        fs::rename(part, &to).map_err(|source| SplitError::Install {
-            from: part.clone(),
-            to,
-            source,
-        })?;
-    }
+    // Old chunks go first, then the new manifest, then the new chunks: whenever the announcer
+    // looks, every chunk it finds is described by the manifest beside it, so no peer ever sees
+    // these chunks announced without their digest, or with the digest of other bytes.
+    store.remove_content(name)?;
     let manifest = Manifest {
         name: name.to_owned(),
         size,
@@ -187,6 +180,14 @@ pub(crate) fn split_file(
             modified,
         },
     })?;
+    for (part, chunk) in parts.0.iter().zip(&names) {
+        let to = store.chunk_path(chunk);
+        fs::rename(part, &to).map_err(|source| SplitError::Install {
+            from: part.clone(),
+            to,
+            source,
+        })?;
+    }
     log::info!(
         "split {name} ({size} bytes) into {CHUNKS_PER_FILE} chunks in {} ms",
         started.elapsed().as_millis()

@@ -221,6 +221,14 @@ pub fn plan_sources(holders: &[Holder], chunks: &[ChunkName], seed: usize) -> Ve
             if let Some(&first) = candidates.first() {
                 load[first] += 1;
             }
+            // Legacy peers keep no file for the empty trailing chunks of a small file, so they
+            // never announce them; legacy downloaders ask anyway and take the empty answer. Ask
+            // them last, for chunks nobody announced (the length rule still catches a wrong
+            // empty answer).
+            if candidates.is_empty() {
+                candidates
+                    .extend((0..holders.len()).filter(|&h| holders[h].proto == Proto::Legacy));
+            }
             candidates
         })
         .collect()
@@ -1052,8 +1060,10 @@ impl FetchContext<'_> {
                     );
                 }
                 if !matches!(e, FetchError::Cancelled) {
+                    // What arrived before the failure (kept for resuming, or already discarded).
+                    let received = fs::metadata(part).map_or(0, |m| m.len());
                     let failed = Fetched {
-                        bytes: 0,
+                        bytes: received,
                         resumed_from: 0,
                         sha256: Digest::of(b""),
                         verified: false,
@@ -1251,6 +1261,18 @@ mod tests {
         assert_eq!(plan[4][0], 2);
         let none = plan_sources(&[], &chunks, 0);
         assert!(none.iter().all(Vec::is_empty));
+    }
+
+    #[test]
+    fn legacy_holders_are_asked_for_chunks_nobody_announced() {
+        let mut legacy = holder(9, "123--");
+        legacy.proto = Proto::Legacy;
+        let chunks = ChunkName::all_of("ece").unwrap();
+        let plan = plan_sources(&[legacy], &chunks, 0);
+        assert!(plan.iter().all(|c| c == &[0]), "{plan:?}");
+        // Our peers are never asked for what they did not announce.
+        let plan = plan_sources(&[holder(2, "123--")], &chunks, 0);
+        assert!(plan[3].is_empty() && plan[4].is_empty());
     }
 
     #[test]
