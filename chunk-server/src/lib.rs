@@ -160,6 +160,7 @@ pub fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> Result<
         config.shares.clone()
     };
 
+    split::remove_leftovers(&store);
     let mut sharer = Sharer::new(store.clone(), shares.clone());
     sharer.scan(&shutdown);
 

@@ -195,6 +195,33 @@ pub(crate) fn split_file(
     Ok(SplitOutcome::Done(Box::new(manifest)))
 }
 
+/// Removes what a chunk server killed mid-split left behind: `.split` files in
+/// `temp/.incoming/` and temporary manifest files. Called once at start, before the first scan,
+/// so nothing removed is in use (one chunk server per peer folder).
+pub(crate) fn remove_leftovers(store: &ChunkStore) {
+    for (dir, is_leftover) in [
+        (
+            store.incoming_dir(),
+            (|name: &str| name.ends_with(".split")) as fn(&str) -> bool,
+        ),
+        (store.manifests_dir(), |name: &str| {
+            name.starts_with('.') && name.ends_with(".tmp")
+        }),
+    ] {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_str().is_some_and(is_leftover) {
+                match fs::remove_file(entry.path()) {
+                    Ok(()) => log::info!("removed leftover {}", entry.path().display()),
+                    Err(e) => log::warn!("cannot remove leftover {}: {e}", entry.path().display()),
+                }
+            }
+        }
+    }
+}
+
 /// Whether the five chunk files of `manifest` are present with the lengths it implies.
 fn chunks_intact(store: &ChunkStore, manifest: &Manifest) -> bool {
     let Ok(names) = ChunkName::all_of(&manifest.name) else {
@@ -605,6 +632,23 @@ mod tests {
                 modified: fs::metadata(&path).unwrap().modified().unwrap()
             }
         );
+    }
+
+    #[test]
+    fn leftovers_of_a_killed_split_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path().join("temp")).unwrap();
+        let incoming = store.incoming_dir();
+        fs::write(incoming.join("big.iso_3.split"), b"half").unwrap();
+        fs::write(incoming.join("big.iso_3.part"), b"a download's").unwrap();
+        let manifests = store.manifests_dir();
+        fs::write(manifests.join(".big.iso.json.4242.tmp"), b"{").unwrap();
+        fs::write(manifests.join("keep.json"), b"{}").unwrap();
+        remove_leftovers(&store);
+        assert!(!incoming.join("big.iso_3.split").exists());
+        assert!(incoming.join("big.iso_3.part").exists());
+        assert!(!manifests.join(".big.iso.json.4242.tmp").exists());
+        assert!(manifests.join("keep.json").exists());
     }
 
     #[test]

@@ -144,6 +144,11 @@ impl ChunkStore {
         self.root.join(INCOMING)
     }
 
+    /// The folder of manifests.
+    pub fn manifests_dir(&self) -> PathBuf {
+        self.root.join(MANIFESTS)
+    }
+
     /// Where the manifest of `content` lives.
     pub fn manifest_path(&self, content: &str) -> PathBuf {
         self.root.join(MANIFESTS).join(format!("{content}.json"))
