@@ -17,7 +17,7 @@ use shared::peer_dir::PeerDir;
 use shared::shutdown::{self, Shutdown};
 use shared::{DEFAULT_ANNOUNCE_INTERVAL_SECS, DEFAULT_ANNOUNCE_PORT, DEFAULT_CHUNK_PORT};
 
-/// Announce the chunks in DIR/temp to the LAN by UDP broadcast.
+/// Announce the chunks in DIR/temp to the LAN by UDP broadcast (and to static peers by unicast).
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
@@ -35,6 +35,11 @@ struct Args {
     /// address of every up, non-loopback IPv4 interface.
     #[arg(long = "broadcast", value_name = "ADDR[:PORT]")]
     broadcast: Vec<String>,
+    /// A peer that broadcasts cannot reach, HOST[:PORT] (repeatable; PORT defaults to --port):
+    /// every announcement and the goodbye also go to it by unicast. DIR/peers.txt lists more,
+    /// one per line.
+    #[arg(long = "peer", value_name = "HOST[:PORT]")]
+    peer: Vec<String>,
     /// UDP port announcements are sent to.
     #[arg(long, default_value_t = DEFAULT_ANNOUNCE_PORT)]
     port: u16,
@@ -106,13 +111,22 @@ fn start(args: Args) -> Result<(), Box<dyn StdError>> {
             .collect::<Result<_, _>>()
             .map_err(|e| format!("bad --broadcast: {e}"))?
     };
+    let peers = args
+        .peer
+        .iter()
+        .map(|text| shared::net::parse_host_port(text, args.port))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("bad --peer: {e}"))?;
     let config = Config {
         dir: args.dir,
         username: name.name,
         targets,
+        peers,
+        peer_port: args.port,
         interval: Duration::from_secs(args.interval),
         chunk_port: args.chunk_port,
         watch: announcer::DEFAULT_WATCH,
+        instance: announcer::new_instance_id(),
     };
     let bind = SocketAddr::new(args.bind, 0);
     let socket = shared::net::bind_udp_shared(bind)

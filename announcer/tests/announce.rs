@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use announcer::Config;
+use shared::protocol::Kind;
 use shared::MAX_ANNOUNCE_DATAGRAM;
 use support::{add_content, names_of, Receiver, TestAnnouncer, PATIENCE};
 
@@ -187,5 +188,196 @@ fn unusable_peer_folder_is_an_error() {
     assert!(
         matches!(result, Err(announcer::Error::OpenStore(_))),
         "{result:?}"
+    );
+}
+
+/// The query file asking for an answer to `to`, in the peer folder `dir`.
+fn query_file(dir: &std::path::Path, to: std::net::SocketAddr) -> std::path::PathBuf {
+    let queries = dir.join(shared::QUERIES_DIR);
+    std::fs::create_dir_all(&queries).unwrap();
+    queries.join(shared::queries::query_file_name(to))
+}
+
+#[test]
+fn every_datagram_carries_this_runs_instance_and_runs_differ() {
+    let dir = tempfile::tempdir().unwrap();
+    add_content(dir.path(), "a", b"0123456789");
+    let receiver = Receiver::new();
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        let announcer = TestAnnouncer::start(Config {
+            interval: Duration::from_millis(200),
+            ..config(dir.path(), &receiver)
+        });
+        let mut seen = BTreeSet::new();
+        for _ in 0..3 {
+            let got = receiver.next(PATIENCE).expect("no announcement");
+            seen.insert(got.announcement.p2p.unwrap().instance.expect("an instance"));
+        }
+        announcer.stop().unwrap();
+        receiver.drain();
+        assert_eq!(seen.len(), 1, "one instance per run: {seen:?}");
+        instances.extend(seen);
+    }
+    assert_ne!(instances[0], instances[1]);
+}
+
+#[test]
+fn goodbye_goes_to_every_target_and_peer_on_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    add_content(dir.path(), "a", b"0123456789");
+    let broadcast = Receiver::new();
+    let peer = Receiver::new();
+    let announcer = TestAnnouncer::start(Config {
+        peers: vec![peer.addr()],
+        instance: "feedfacecafebeef".into(),
+        ..config(dir.path(), &broadcast)
+    });
+    for r in [&broadcast, &peer] {
+        let hello = r.next(PATIENCE).expect("no announcement");
+        assert_eq!(hello.announcement.chunks().len(), 5);
+    }
+    announcer.stop().unwrap();
+    for r in [&broadcast, &peer] {
+        let bye = r.next(PATIENCE).expect("no goodbye");
+        assert!(bye.len <= MAX_ANNOUNCE_DATAGRAM);
+        let a = bye.announcement;
+        assert_eq!(a.username, "alice");
+        assert!(a.files.is_empty());
+        let ext = a.p2p.unwrap();
+        assert_eq!(ext.kind, Kind::Goodbye);
+        assert_eq!(ext.port, 6001);
+        assert_eq!(ext.instance.as_deref(), Some("feedfacecafebeef"));
+        assert!(
+            r.next(Duration::from_millis(200)).is_none(),
+            "nothing after"
+        );
+    }
+}
+
+#[test]
+fn query_file_is_answered_by_unicast_with_the_whole_announcement_then_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wanted = BTreeSet::new();
+    for i in 0..40 {
+        let name = format!("a rather long content name number {i:03}.bin");
+        add_content(dir.path(), &name, name.as_bytes());
+        wanted.extend(names_of(&name));
+    }
+    let broadcast = Receiver::new();
+    let _announcer = TestAnnouncer::start(config(dir.path(), &broadcast));
+    broadcast.until_chunks(&wanted, PATIENCE);
+    let querier = Receiver::new();
+    let file = query_file(dir.path(), querier.addr());
+    let asked = Instant::now();
+    std::fs::File::create(&file).unwrap();
+    let got = querier.until_chunks(&wanted, PATIENCE);
+    assert!(
+        asked.elapsed() < Duration::from_millis(700),
+        "answered after {:?}",
+        asked.elapsed()
+    );
+    assert!(got.len() > 1, "the whole announcement: several datagrams");
+    for r in &got {
+        assert!(r.len <= MAX_ANNOUNCE_DATAGRAM);
+        assert_eq!(r.announcement.p2p.as_ref().unwrap().kind, Kind::Announce);
+    }
+    assert!(
+        support::wait_until(PATIENCE, || !file.exists()),
+        "not deleted"
+    );
+    // Answered once: nothing more comes to the querier, and the broadcast saw no answer.
+    querier.drain();
+    assert!(querier.next(Duration::from_millis(300)).is_none());
+}
+
+#[test]
+fn stale_and_misnamed_query_files_are_deleted_unanswered() {
+    let dir = tempfile::tempdir().unwrap();
+    add_content(dir.path(), "a", b"0123456789");
+    let broadcast = Receiver::new();
+    let querier = Receiver::new();
+    let stale = query_file(dir.path(), querier.addr());
+    let file = std::fs::File::create(&stale).unwrap();
+    file.set_modified(std::time::SystemTime::now() - Duration::from_secs(60))
+        .unwrap();
+    drop(file);
+    let queries = dir.path().join(shared::QUERIES_DIR);
+    let junk = [
+        "not-a-query",
+        "127.0.0.1_0",
+        "127.0.0.1_99999",
+        ".127.0.0.1_5000.tmp",
+    ];
+    for name in junk {
+        std::fs::write(queries.join(name), b"x").unwrap();
+    }
+    let _announcer = TestAnnouncer::start(config(dir.path(), &broadcast));
+    assert!(broadcast.next(PATIENCE).is_some());
+    assert!(
+        support::wait_until(PATIENCE, || std::fs::read_dir(&queries)
+            .unwrap()
+            .next()
+            .is_none()),
+        "left: {:?}",
+        std::fs::read_dir(&queries).unwrap().collect::<Vec<_>>()
+    );
+    assert!(querier.next(Duration::from_millis(300)).is_none());
+}
+
+#[test]
+fn static_peers_get_every_announcement_by_unicast() {
+    let dir = tempfile::tempdir().unwrap();
+    add_content(dir.path(), "a", b"0123456789");
+    let nowhere = Receiver::new();
+    let peer = Receiver::new();
+    let _announcer = TestAnnouncer::start(Config {
+        peers: vec![peer.addr()],
+        interval: Duration::from_millis(200),
+        ..config(dir.path(), &nowhere)
+    });
+    for _ in 0..3 {
+        let got = peer.next(PATIENCE).expect("no announcement to the peer");
+        assert_eq!(got.announcement.chunks().len(), 5);
+    }
+}
+
+#[test]
+fn peer_added_to_peers_txt_is_announced_to_within_two_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    add_content(dir.path(), "a", b"0123456789");
+    let broadcast = Receiver::new();
+    let announcer = TestAnnouncer::start(config(dir.path(), &broadcast));
+    assert!(broadcast.next(PATIENCE).is_some());
+    let peer = Receiver::new();
+    let added = Instant::now();
+    std::fs::write(
+        dir.path().join(shared::PEERS_FILE),
+        format!(
+            "# written while the announcer runs\nno such host.invalid\n{}\n",
+            peer.addr()
+        ),
+    )
+    .unwrap();
+    let got = peer.next(Duration::from_secs(5)).expect("never announced");
+    assert!(
+        added.elapsed() < Duration::from_millis(2500),
+        "took {:?}",
+        added.elapsed()
+    );
+    assert_eq!(got.announcement.chunks().len(), 5);
+    // Only the new peer got the prompt announcement; the interval is a minute.
+    assert!(broadcast.next(Duration::from_millis(300)).is_none());
+    // Removed from the file: it is not said goodbye to, unlike the broadcast.
+    std::fs::write(dir.path().join(shared::PEERS_FILE), "# nobody\n").unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    announcer.stop().unwrap();
+    let bye = broadcast
+        .next(PATIENCE)
+        .expect("no goodbye to the broadcast");
+    assert_eq!(bye.announcement.p2p.unwrap().kind, Kind::Goodbye);
+    assert!(
+        peer.next(Duration::from_millis(300)).is_none(),
+        "a removed peer was still sent to"
     );
 }

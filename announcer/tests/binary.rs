@@ -177,3 +177,19 @@ fn announcer_binary_refuses_an_invalid_username() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("invalid username"), "{stderr}");
 }
+
+#[test]
+fn announcer_binary_refuses_a_peer_it_cannot_resolve() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = announcer()
+        .arg("--dir")
+        .arg(dir.path())
+        .args(["--username", "x", "--broadcast", "127.0.0.1:9"])
+        .args(["--peer", "no such host.invalid"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("bad --peer"), "{stderr}");
+}

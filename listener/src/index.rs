@@ -9,6 +9,17 @@
 //! two peers behind one address but on different ports. Each chunk has its own last-seen time,
 //! because one content's chunks may travel in different datagrams (a peer with many contents
 //! splits its announcement), and a chunk the peer stopped announcing must drop out on its own.
+//!
+//! Our peers also say when they restart and when they leave. Every datagram of ours carries the
+//! sender's *instance* (one per run); the index remembers the last instance seen from each
+//! source IP and username, and an announcement from them with another instance first drops
+//! their `p2p` entries, so a restarted peer replaces its old entries (even under another chunk
+//! port) instead of sitting beside them until they expire, while two peers behind one address
+//! (two folders on one laptop) leave each other alone. A `goodbye` drops the sender's `p2p`
+//! entries at its port at once. And since one of our peers holds at most one content per name,
+//! a new digest for a name at an address replaces the old entry at once (a file replaced, or
+//! announced before its digest was known). Legacy entries, which carry no instance and no
+//! digest, are never touched by any of this.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -17,7 +28,7 @@ use chrono::{DateTime, Utc};
 
 use shared::chunk::ChunkSet;
 use shared::digest::Digest;
-use shared::protocol::Announcement;
+use shared::protocol::{Announcement, Kind};
 use shared::tags::{Proto, TagEntry, TagsIndex};
 use shared::{
     CHUNKS_PER_FILE, DEFAULT_ANNOUNCE_INTERVAL_SECS, EXPIRY_INTERVALS, MAX_USERNAME_BYTES,
@@ -75,10 +86,16 @@ impl Holding {
     }
 }
 
+/// Longest instance id remembered; ours are 16 hex digits, and a hostile sender must not make
+/// the index hold kilobytes per address.
+const MAX_INSTANCE_BYTES: usize = 64;
+
 /// The listener's index of holders.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Index {
     holdings: BTreeMap<Key, Holding>,
+    /// The last instance announced from each source IP and username that still has entries.
+    instances: BTreeMap<(IpAddr, String), String>,
 }
 
 impl Index {
@@ -113,9 +130,17 @@ impl Index {
         index
     }
 
-    /// Records one announcement from `source` (the datagram's source IP) received at `now`.
-    /// Legacy announcements (no `p2p` extension) name no chunk-server port: theirs is taken to be
-    /// `legacy_chunk_port`. Entries that are not chunk names are ignored.
+    /// Records one datagram from `source` (its source IP) received at `now`, according to its
+    /// kind:
+    ///
+    /// - an announcement adds or refreshes its chunks. Legacy announcements (no `p2p`
+    ///   extension) name no chunk-server port: theirs is taken to be `legacy_chunk_port`.
+    ///   Entries that are not chunk names are ignored. One of ours whose instance differs from
+    ///   the last one seen from `source` first drops every `p2p` entry of `source`: the peer
+    ///   restarted.
+    /// - a goodbye drops the `p2p` entries of `source` at the port it names, unless it comes
+    ///   from an instance other than the last one seen there (a late goodbye of a previous run).
+    /// - a query changes nothing here (answering it is the caller's business).
     ///
     /// Returns whether anything `tags.txt` shows changed (a refreshed last-seen time counts).
     pub fn apply(
@@ -125,7 +150,24 @@ impl Index {
         legacy_chunk_port: u16,
         now: DateTime<Utc>,
     ) -> bool {
+        let ip = source.to_canonical();
+        let user = sanitize_username(&announcement.username);
         let ext = announcement.p2p.as_ref();
+        let mut changed = false;
+        if let Some(ext) = ext {
+            let instance = ext.instance.as_deref().map(truncate_instance);
+            match ext.kind {
+                Kind::Query => return false,
+                Kind::Goodbye => {
+                    return self.goodbye(ip, &user, ext.port, instance);
+                }
+                Kind::Announce => {
+                    if let Some(instance) = instance {
+                        changed |= self.note_instance(ip, &user, instance);
+                    }
+                }
+            }
+        }
         let (proto, port, interval) = match ext {
             Some(ext) => (Proto::P2p(ext.v), ext.port, ext.interval),
             None => (
@@ -135,9 +177,6 @@ impl Index {
             ),
         };
         let interval = clamp_interval(interval);
-        let user = sanitize_username(&announcement.username);
-        let ip = source.to_canonical();
-        let mut changed = false;
         for chunk in announcement.chunks() {
             let meta = ext.and_then(|e| e.contents.get(chunk.content()));
             let key = Key {
@@ -146,6 +185,10 @@ impl Index {
                 content: chunk.content().to_owned(),
                 sha256: meta.map(|m| m.sha256),
             };
+            if proto != Proto::Legacy {
+                // Whatever it drops, `changed` is set below for the chunk itself.
+                self.drop_other_versions(&key);
+            }
             let holding = self.holdings.entry(key).or_insert_with(|| Holding {
                 user: user.clone(),
                 proto,
@@ -161,6 +204,69 @@ impl Index {
             changed = true;
         }
         changed
+    }
+
+    /// Records `instance` as the last one seen from `ip` as `user`; when another was seen
+    /// before, drops their `p2p` entries first. Returns whether entries were dropped.
+    fn note_instance(&mut self, ip: IpAddr, user: &str, instance: &str) -> bool {
+        let peer = (ip, user.to_owned());
+        match self.instances.get(&peer) {
+            Some(last) if last == instance => false,
+            Some(last) => {
+                log::debug!(
+                    "{user:?} at {ip} restarted (instance {last} -> {instance}): dropping its entries"
+                );
+                let dropped = self.drop_p2p(ip, Some(user), None);
+                self.instances.insert(peer, instance.to_owned());
+                dropped
+            }
+            None => {
+                self.instances.insert(peer, instance.to_owned());
+                false
+            }
+        }
+    }
+
+    /// A goodbye from `user` at `ip` for the chunk server at `port`. Returns whether entries
+    /// were dropped.
+    fn goodbye(&mut self, ip: IpAddr, user: &str, port: u16, instance: Option<&str>) -> bool {
+        let peer = (ip, user.to_owned());
+        if let (Some(said), Some(last)) = (instance, self.instances.get(&peer)) {
+            if said != last {
+                log::debug!("ignoring a goodbye from {ip} of instance {said}: {last} is running");
+                return false;
+            }
+        }
+        log::debug!("{user:?} at {ip} (port {port}) said goodbye: dropping its entries");
+        self.instances.remove(&peer);
+        self.drop_p2p(ip, None, Some(port))
+    }
+
+    /// Drops the `p2p` entries of `ip` (of `user` only, and at `port` only, when given);
+    /// returns whether any was there.
+    fn drop_p2p(&mut self, ip: IpAddr, user: Option<&str>, port: Option<u16>) -> bool {
+        let before = self.holdings.len();
+        self.holdings.retain(|key, holding| {
+            !(key.ip == ip
+                && matches!(holding.proto, Proto::P2p(_))
+                && user.is_none_or(|u| u == holding.user)
+                && port.is_none_or(|p| p == key.port))
+        });
+        self.holdings.len() != before
+    }
+
+    /// Drops the entries of the same address, port and content name as `key` but another
+    /// digest: one of our peers holds one content per name, so `key` supersedes them.
+    fn drop_other_versions(&mut self, key: &Key) -> bool {
+        let before = self.holdings.len();
+        self.holdings.retain(|other, holding| {
+            !(other.ip == key.ip
+                && other.port == key.port
+                && other.content == key.content
+                && other.sha256 != key.sha256
+                && holding.proto != Proto::Legacy)
+        });
+        self.holdings.len() != before
     }
 
     /// Forgets the chunks not re-announced within [`EXPIRY_INTERVALS`] of their holder's
@@ -186,6 +292,17 @@ impl Index {
             }
             holding.seen.iter().any(Option::is_some)
         });
+        // An address with no entry left has nothing a restart could duplicate: forget its
+        // instance, so spoofed sources cannot grow the map for ever.
+        if self.instances.len() > self.holdings.len() || changed {
+            let live: std::collections::BTreeSet<(IpAddr, &str)> = self
+                .holdings
+                .iter()
+                .map(|(k, h)| (k.ip, h.user.as_str()))
+                .collect();
+            self.instances
+                .retain(|(ip, user), _| live.contains(&(*ip, user.as_str())));
+        }
         changed
     }
 
@@ -245,6 +362,15 @@ pub fn sanitize_username(name: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// An instance id as remembered: cut to [`MAX_INSTANCE_BYTES`] on a character boundary.
+fn truncate_instance(instance: &str) -> &str {
+    let mut end = instance.len().min(MAX_INSTANCE_BYTES);
+    while !instance.is_char_boundary(end) {
+        end -= 1;
+    }
+    &instance[..end]
 }
 
 /// An announced interval as we honour it: at least one second (zero would expire at once), at
@@ -339,6 +465,202 @@ mod tests {
             .into_iter()
             .map(|(a, b, c, d, e)| [a, b, c, d, e])
             .collect()
+    }
+
+    fn run_of(
+        user: &str,
+        port: u16,
+        files: &[&str],
+        instance: Option<&str>,
+        kind: Kind,
+    ) -> Announcement {
+        let mut a = ours(user, port, 60, files, &[]);
+        let ext = a.p2p.as_mut().unwrap();
+        ext.instance = instance.map(str::to_owned);
+        ext.kind = kind;
+        a
+    }
+
+    #[test]
+    fn new_instance_from_an_address_drops_its_old_p2p_entries() {
+        let mut index = Index::new();
+        let first = run_of(
+            "alice",
+            6001,
+            &["a_1", "b_2"],
+            Some("run-1"),
+            Kind::Announce,
+        );
+        // Chunks of one run spread over two datagrams: the same instance drops nothing.
+        let first_more = run_of("alice", 6001, &["c_3"], Some("run-1"), Kind::Announce);
+        index.apply(ip(2), &first, LEGACY_PORT, t0());
+        index.apply(ip(2), &first_more, LEGACY_PORT, t0());
+        // Another peer, and a legacy program on the same address: both must survive.
+        index.apply(
+            ip(3),
+            &run_of("bob", 6001, &["a_1"], Some("bob-1"), Kind::Announce),
+            LEGACY_PORT,
+            t0(),
+        );
+        index.apply(ip(2), &legacy("ece", &["e_1"]), LEGACY_PORT, t0());
+        assert_eq!(index.len(), 5);
+        // alice restarts under another port, with fewer chunks (her username is stored, so it
+        // stays; two peers behind one address are told apart by it).
+        let second = run_of("alice", 6002, &["a_1"], Some("run-2"), Kind::Announce);
+        assert!(index.apply(ip(2), &second, LEGACY_PORT, at(1)));
+        assert_eq!(
+            as_arrays(lines(&index, at(1))),
+            vec![
+                line("alice", "127.0.0.2:6002", "p2p/1", "a", "1----"),
+                line("bob", "127.0.0.3:6001", "p2p/1", "a", "1----"),
+                line("ece", "127.0.0.2:5001", "legacy", "e", "1----"),
+            ]
+        );
+        // The new run's later datagrams add up as usual.
+        let second_more = run_of("alice", 6002, &["b_2"], Some("run-2"), Kind::Announce);
+        index.apply(ip(2), &second_more, LEGACY_PORT, at(2));
+        assert_eq!(index.len(), 4);
+    }
+
+    #[test]
+    fn announcements_without_an_instance_never_drop_anything() {
+        let mut index = Index::new();
+        index.apply(ip(2), &legacy("ece", &["e_1"]), LEGACY_PORT, t0());
+        index.apply(ip(2), &legacy("ece", &["f_1"]), LEGACY_PORT, at(1));
+        index.apply(
+            ip(2),
+            &run_of("old", 6001, &["o_1"], None, Kind::Announce),
+            LEGACY_PORT,
+            at(1),
+        );
+        index.apply(
+            ip(2),
+            &run_of("old", 6002, &["p_1"], None, Kind::Announce),
+            LEGACY_PORT,
+            at(2),
+        );
+        assert_eq!(index.len(), 4);
+        // The first instance seen from an address has nothing to replace.
+        index.apply(
+            ip(2),
+            &run_of("new", 6003, &["n_1"], Some("x"), Kind::Announce),
+            LEGACY_PORT,
+            at(3),
+        );
+        assert_eq!(index.len(), 5);
+    }
+
+    #[test]
+    fn goodbye_drops_the_p2p_entries_of_that_address_and_port_only() {
+        let mut index = Index::new();
+        let hello = run_of("alice", 6001, &["a_1", "b_1"], Some("r1"), Kind::Announce);
+        index.apply(ip(2), &hello, LEGACY_PORT, t0());
+        index.apply(ip(2), &legacy("ece", &["e_1"]), LEGACY_PORT, t0());
+        index.apply(
+            ip(3),
+            &run_of("bob", 6001, &["a_1"], Some("b1"), Kind::Announce),
+            LEGACY_PORT,
+            t0(),
+        );
+        let bye = run_of("alice", 6001, &[], Some("r1"), Kind::Goodbye);
+        assert!(index.apply(ip(2), &bye, LEGACY_PORT, at(1)));
+        assert_eq!(
+            as_arrays(lines(&index, at(1))),
+            vec![
+                line("bob", "127.0.0.3:6001", "p2p/1", "a", "1----"),
+                line("ece", "127.0.0.2:5001", "legacy", "e", "1----"),
+            ]
+        );
+        assert!(
+            !index.apply(ip(2), &bye, LEGACY_PORT, at(2)),
+            "nothing left"
+        );
+        // A goodbye for another port of that address leaves this one alone.
+        index.apply(
+            ip(3),
+            &run_of("bob", 6001, &["a_1"], Some("b1"), Kind::Announce),
+            LEGACY_PORT,
+            at(3),
+        );
+        let other_port = run_of("bob", 7001, &[], Some("b1"), Kind::Goodbye);
+        assert!(!index.apply(ip(3), &other_port, LEGACY_PORT, at(3)));
+        assert_eq!(index.len(), 2);
+        // Without an instance (or with no instance known), a goodbye is taken at its word.
+        let anonymous = run_of("bob", 6001, &[], None, Kind::Goodbye);
+        assert!(index.apply(ip(3), &anonymous, LEGACY_PORT, at(4)));
+        assert_eq!(index.len(), 1);
+    }
+
+    #[test]
+    fn late_goodbye_of_a_previous_run_is_ignored() {
+        let mut index = Index::new();
+        let run2 = run_of("alice", 6001, &["a_1"], Some("run-2"), Kind::Announce);
+        index.apply(
+            ip(2),
+            &run_of("alice", 6001, &["a_1"], Some("run-1"), Kind::Announce),
+            LEGACY_PORT,
+            t0(),
+        );
+        index.apply(ip(2), &run2, LEGACY_PORT, at(1));
+        let old_bye = run_of("alice", 6001, &[], Some("run-1"), Kind::Goodbye);
+        assert!(!index.apply(ip(2), &old_bye, LEGACY_PORT, at(2)));
+        assert_eq!(index.len(), 1);
+        let bye = run_of("alice", 6001, &[], Some("run-2"), Kind::Goodbye);
+        assert!(index.apply(ip(2), &bye, LEGACY_PORT, at(3)));
+        assert!(index.is_empty());
+    }
+
+    #[test]
+    fn queries_change_nothing() {
+        let mut index = Index::new();
+        index.apply(
+            ip(2),
+            &run_of("a", 6001, &["a_1"], Some("r1"), Kind::Announce),
+            LEGACY_PORT,
+            t0(),
+        );
+        // Even one with chunks and another instance: a query is not an announcement.
+        let query = run_of("q", 6001, &["q_1"], Some("other"), Kind::Query);
+        assert!(!index.apply(ip(2), &query, LEGACY_PORT, at(1)));
+        assert_eq!(
+            as_arrays(lines(&index, at(1))),
+            vec![line("a", "127.0.0.2:6001", "p2p/1", "a", "1----")]
+        );
+    }
+
+    #[test]
+    fn peers_announcing_every_one_to_five_seconds_expire_after_three_intervals() {
+        for interval in 1..=5i64 {
+            let mut index = Index::new();
+            let a = ours("quick", 6001, interval.unsigned_abs(), &["q_1"], &[]);
+            index.apply(ip(2), &a, LEGACY_PORT, t0());
+            assert!(!index.expire(at(3 * interval - 1)), "interval {interval}");
+            assert_eq!(index.to_tags(at(3 * interval - 1)).entries.len(), 1);
+            assert!(index.expire(at(3 * interval)), "interval {interval}");
+            assert!(index.is_empty());
+        }
+    }
+
+    #[test]
+    fn instances_of_addresses_without_entries_are_forgotten() {
+        let mut index = Index::new();
+        for last in 2..=200u8 {
+            let empty = run_of("x", 1, &[], Some(&format!("i{last}")), Kind::Announce);
+            index.apply(ip(last), &empty, LEGACY_PORT, t0());
+        }
+        index.expire(t0());
+        assert!(index.instances.is_empty());
+        let long = "i".repeat(10_000);
+        index.apply(
+            ip(2),
+            &run_of("x", 1, &["a_1"], Some(&long), Kind::Announce),
+            LEGACY_PORT,
+            t0(),
+        );
+        assert_eq!(
+            index.instances[&(ip(2), "x".to_owned())].len(),
+            MAX_INSTANCE_BYTES
+        );
     }
 
     #[test]
@@ -442,7 +764,7 @@ mod tests {
     }
 
     #[test]
-    fn one_peer_two_contents_same_name_stay_apart() {
+    fn a_new_digest_for_a_name_replaces_the_old_entry_of_that_peer() {
         let mut index = Index::new();
         let old = meta("v1", 1);
         let new = meta("v2", 2);
@@ -458,12 +780,45 @@ mod tests {
             LEGACY_PORT,
             at(10),
         );
-        assert_eq!(index.len(), 2);
-        // The old one is no longer announced and expires on its own.
-        assert!(index.expire(at(180)));
-        let tags = index.to_tags(at(180));
-        assert_eq!(tags.entries.len(), 1);
+        // One of our peers holds one content per name: the new file replaces the old at once.
+        assert_eq!(index.len(), 1);
+        let tags = index.to_tags(at(10));
         assert_eq!(tags.entries[0].sha256, Some(new.sha256));
+        // Chunks first announced before their digest was known are replaced the same way.
+        index.apply(
+            ip(3),
+            &ours("bob", 5001, 60, &["doc_1"], &[]),
+            LEGACY_PORT,
+            at(11),
+        );
+        index.apply(
+            ip(3),
+            &ours("bob", 5001, 60, &["doc_1"], &[("doc", new)]),
+            LEGACY_PORT,
+            at(12),
+        );
+        let bobs: Vec<_> = index
+            .to_tags(at(12))
+            .entries
+            .into_iter()
+            .filter(|e| e.user == "bob")
+            .collect();
+        assert_eq!(bobs.len(), 1);
+        assert_eq!(bobs[0].sha256, Some(new.sha256));
+    }
+
+    #[test]
+    fn two_peers_behind_one_address_do_not_evict_each_other() {
+        let mut index = Index::new();
+        let mut a = ours("alice", 5001, 60, &["x_1"], &[]);
+        let mut b = ours("bob", 5002, 60, &["y_1"], &[]);
+        a.p2p.as_mut().unwrap().instance = Some("aaaa".into());
+        b.p2p.as_mut().unwrap().instance = Some("bbbb".into());
+        for n in 0..3 {
+            index.apply(ip(2), &a, LEGACY_PORT, at(n));
+            index.apply(ip(2), &b, LEGACY_PORT, at(n));
+        }
+        assert_eq!(index.len(), 2);
     }
 
     #[test]

@@ -1,41 +1,63 @@
 //! The listener: hears peers' UDP announcements and keeps `DIR/tags.txt` up to date.
 //!
 //! # Layout
-//! - [`run`] is the whole program once `main` has parsed flags and bound the UDP socket: it
-//!   receives datagrams, records them in an [`Index`], expires what peers stopped announcing and
-//!   rewrites `tags.txt` when what it shows changed.
+//! - [`run`] is the whole program once `main` has parsed flags and bound the two UDP sockets:
+//!   it receives datagrams, records them in an [`Index`], expires what peers stopped announcing
+//!   and rewrites `tags.txt` when what it shows changed (at once when a peer says goodbye).
 //! - [`index`] holds the pure logic (apply, expire, render) with an injected clock.
 //!
+//! # Discovery at start-up
+//! Peers announce once a minute, so a listener that only waited would show an empty network for
+//! up to a minute. Instead, [`run`] starts by sending a *query* to its broadcast targets, its
+//! `--peer`s and the peers of `DIR/peers.txt` (three times: UDP may drop one), from a socket
+//! of its own on an ephemeral port, and keeps reading that socket too. Several listeners on
+//! one host share the announce port, and a unicast answer to a shared port reaches only one of
+//! them; the ephemeral port is this listener's alone.
+//!
+//! A query reaches the other peers' *listeners* (they own the announce port). A listener that
+//! hears one asks its own peer's announcer to answer, through the peer folder: it creates
+//! `DIR/.queries/<ip>_<port>` ([`shared::queries`]), which the announcer turns into a unicast
+//! announcement to that address.
+//!
 //! The datagram's source address names the holder; nothing in the payload is trusted for that.
-//! Any datagram, however malformed, is logged and skipped: a listener shares its port with every
-//! legacy implementation on the LAN and must outlive their mistakes. `tags.txt` itself, its
-//! format and its locking, belong to `shared::tags`.
+//! Any datagram, however malformed, is logged (at most once per source every
+//! [`MALFORMED_LOG_GAP`]) and skipped: a listener shares its port with every legacy
+//! implementation on the LAN and must outlive their mistakes. `tags.txt` itself, its format and
+//! its locking, belong to `shared::tags`.
 
 #![deny(missing_docs)]
 #![warn(clippy::cast_possible_truncation)]
 
 pub mod index;
 
+use std::collections::HashMap;
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::time::{Duration, Instant, SystemTime};
 
 use chrono::Utc;
 
 use shared::peer_dir::PeerDir;
-use shared::protocol::Announcement;
+use shared::peers::PeersFile;
+use shared::protocol::{Announcement, AnnouncementExt, Kind};
+use shared::queries::query_file_name;
 use shared::shutdown::Shutdown;
 use shared::tags::{TagsError, TagsIndex};
-use shared::{DEFAULT_CHUNK_PORT, MAX_RECEIVE_DATAGRAM};
+use shared::{
+    DEFAULT_ANNOUNCE_INTERVAL_SECS, DEFAULT_ANNOUNCE_PORT, DEFAULT_CHUNK_PORT,
+    MAX_RECEIVE_DATAGRAM, QUERY_FILE_MAX_AGE,
+};
 
 pub use index::Index;
 
-/// Longest a receive blocks before the loop looks at shutdown and expiry again.
+/// Longest a receive blocks before a reading thread looks at the stop flag again, and before
+/// the main loop looks at shutdown and expiry again.
 const RECV_TIMEOUT: Duration = Duration::from_millis(150);
 
 /// Shortest time between two writes of `tags.txt`: at most ten writes a second, however busy
-/// the network.
+/// the network. A goodbye is written at once regardless.
 const MIN_WRITE_GAP: Duration = Duration::from_millis(100);
 
 /// How long to wait before retrying a write of `tags.txt` that failed.
@@ -44,16 +66,53 @@ const WRITE_RETRY: Duration = Duration::from_secs(1);
 /// Most datagrams handled in one batch before `tags.txt` gets a chance to be written.
 const MAX_BATCH: usize = 1024;
 
+/// Datagrams the reading threads may queue for the main loop; beyond that they wait, and the
+/// kernel's socket buffer takes the overflow.
+const QUEUE_CAPACITY: usize = 4096;
+
 /// How many bytes of a malformed datagram a warning quotes.
 const EXCERPT_BYTES: usize = 60;
+
+/// A source that sends malformed datagrams is warned about at most once per this long.
+pub const MALFORMED_LOG_GAP: Duration = Duration::from_secs(10);
+
+/// When the start-up query is sent, after the start: three times, because UDP may drop the
+/// query or its answers. A listener hearing a query asks its announcer at most once per source
+/// per [`QUERY_FILE_GAP`], so the last send is spaced a little more than that after the first.
+pub const QUERY_SCHEDULE: [Duration; 3] = [
+    Duration::ZERO,
+    Duration::from_millis(300),
+    Duration::from_millis(1100),
+];
+
+/// A listener creates at most one query file per querier address per this long, so a
+/// querier (or an attacker) cannot make the announcer answer faster than that.
+pub const QUERY_FILE_GAP: Duration = Duration::from_secs(1);
+
+/// At most this many query files are created per second in all, whatever the number of
+/// queriers: bounds the unicast traffic a flood of queries can make this peer send.
+const MAX_QUERY_FILES_PER_SEC: u32 = 32;
+
+/// How often `DIR/peers.txt` is checked for changes.
+pub const PEERS_POLL: Duration = Duration::from_secs(1);
 
 /// Everything [`run`] needs, resolved by `main` (or a test) beforehand.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// The peer folder; `tags.txt` is written there.
+    /// The peer folder; `tags.txt` is written there, `peers.txt` read from there, query files
+    /// left in its `.queries/`.
     pub dir: PathBuf,
     /// The TCP port where legacy peers, which announce no port, serve chunks.
     pub legacy_chunk_port: u16,
+    /// Where the start-up query is broadcast (`--broadcast`; default: the directed broadcast
+    /// address of every interface, at the announce port).
+    pub query_targets: Vec<SocketAddr>,
+    /// Static peers (`--peer`): the start-up query also goes to each by unicast.
+    pub peers: Vec<SocketAddr>,
+    /// The UDP port of a `peers.txt` line that names none (the announce port, `--port`).
+    pub peer_port: u16,
+    /// The username sent in queries ([`query_username`]).
+    pub username: String,
 }
 
 impl Default for Config {
@@ -61,8 +120,29 @@ impl Default for Config {
         Config {
             dir: PathBuf::from("."),
             legacy_chunk_port: DEFAULT_CHUNK_PORT,
+            query_targets: shared::net::broadcast_targets(DEFAULT_ANNOUNCE_PORT),
+            peers: Vec::new(),
+            peer_port: DEFAULT_ANNOUNCE_PORT,
+            username: "anonymous".to_owned(),
         }
     }
+}
+
+/// The name a listener puts in its queries: the valid name stored in `DIR/username.txt` (as
+/// the announcer keeps it), else the host name, else `anonymous`.
+pub fn query_username(dir: &PeerDir) -> String {
+    let stored = std::fs::read_to_string(dir.username_file())
+        .ok()
+        .map(|text| text.trim().to_owned())
+        .filter(|name| {
+            !name.is_empty()
+                && name.len() <= shared::MAX_USERNAME_BYTES
+                && !name.chars().any(char::is_control)
+        });
+    let name = stored
+        .or_else(shared::net::host_name)
+        .unwrap_or_else(|| "anonymous".to_owned());
+    index::sanitize_username(&name)
 }
 
 /// Why the listener stopped.
@@ -76,7 +156,7 @@ pub enum Error {
         /// The cause.
         source: io::Error,
     },
-    /// The socket could not be configured (timeouts, blocking mode).
+    /// The socket could not be configured (timeouts).
     #[error("cannot configure the UDP socket")]
     Socket(#[source] io::Error),
     /// The first write of `tags.txt` failed: later ones would too.
@@ -84,21 +164,35 @@ pub enum Error {
     WriteTags(#[source] TagsError),
 }
 
-/// Listens on `socket` until `shutdown` is triggered, keeping `config.dir/tags.txt` current.
+/// Listens on `socket` (the shared announce port) and `query_socket` (this listener's own
+/// ephemeral port, which queries are sent from and answers arrive on) until `shutdown` is
+/// triggered, keeping `config.dir/tags.txt` current.
 ///
 /// An existing `tags.txt` is reloaded first (a file that does not parse is warned about and
 /// replaced), then written at once so that it exists with its header while the listener runs.
-/// Malformed datagrams and later write failures are logged and the loop carries on.
+/// Then the start-up query goes out (see the crate documentation). Malformed datagrams, failed
+/// sends and later write failures are logged and the loop carries on.
 ///
 /// # Errors
-/// [`Error`] when the peer folder cannot be created, the socket cannot be configured or the
+/// [`Error`] when the peer folder cannot be created, a socket cannot be configured or the
 /// first write of `tags.txt` fails.
-pub fn run(socket: UdpSocket, config: Config, shutdown: Shutdown) -> Result<(), Error> {
+pub fn run(
+    socket: UdpSocket,
+    query_socket: UdpSocket,
+    config: Config,
+    shutdown: Shutdown,
+) -> Result<(), Error> {
     let peer = PeerDir::new(&config.dir);
     peer.create().map_err(|source| Error::CreateDir {
         path: peer.root().to_owned(),
         source,
     })?;
+    for s in [&socket, &query_socket] {
+        s.set_read_timeout(Some(RECV_TIMEOUT))
+            .map_err(Error::Socket)?;
+    }
+    // Best effort: without it a send can block, which only delays the loop.
+    let _ = query_socket.set_write_timeout(Some(RECV_TIMEOUT));
     let path = peer.tags();
     let mut index = match TagsIndex::load(&path) {
         Ok(tags) => {
@@ -117,137 +211,438 @@ pub fn run(socket: UdpSocket, config: Config, shutdown: Shutdown) -> Result<(), 
         }
     };
     index.expire(Utc::now());
+    let name = |s: &UdpSocket| {
+        s.local_addr()
+            .map_or_else(|_| "?".to_owned(), |a| a.to_string())
+    };
     log::info!(
-        "listening on {}; writing {}",
-        socket
-            .local_addr()
-            .map_or_else(|_| "?".to_owned(), |a| a.to_string()),
+        "listening on {} (queries from {}); writing {}",
+        name(&socket),
+        name(&query_socket),
         path.display()
     );
     let mut writer = Writer::new(path);
     writer.write(&index).map_err(Error::WriteTags)?;
 
-    let mut receiver = Receiver {
-        socket,
-        buf: vec![0; MAX_RECEIVE_DATAGRAM],
-        legacy_chunk_port: config.legacy_chunk_port,
-        recv_error: None,
-    };
-    let mut dirty = false;
-    while !shutdown.is_triggered() {
-        let timeout = if dirty {
-            writer.wait().clamp(Duration::from_millis(1), RECV_TIMEOUT)
-        } else {
-            RECV_TIMEOUT
+    let (sender, receiver) = mpsc::sync_channel(QUEUE_CAPACITY);
+    let stop = Shutdown::new();
+    std::thread::scope(|scope| {
+        for s in [&socket, &query_socket] {
+            let sender = sender.clone();
+            let stop = &stop;
+            scope.spawn(move || read_loop(s, &sender, stop));
+        }
+        drop(sender);
+        // Stops the reading threads when the loop ends, even by a panic, which would otherwise
+        // leave the scope waiting for them for ever.
+        let _stop_readers = StopOnDrop(&stop);
+        let mut looper = Loop {
+            config: &config,
+            index,
+            writer,
+            querier: Querier::new(&query_socket, &config),
+            peers_file: PeersFile::new(peer.peers_file(), config.peer_port),
+            queries_dir: peer.queries_dir(),
+            asked: HashMap::new(),
+            asked_this_second: (Instant::now(), 0),
+            last_prune: Instant::now(),
+            ask_error: None,
+            malformed: HashMap::new(),
         };
-        match receiver.batch(&mut index, timeout) {
-            Ok(changed) => dirty |= changed,
-            Err(e) => return Err(Error::Socket(e)),
-        }
-        dirty |= index.expire(Utc::now());
-        if dirty && writer.wait().is_zero() {
-            dirty = !writer.write_logged(&index);
-        }
-    }
-    if dirty {
-        writer.write_logged(&index);
-    }
+        // The reading threads stop within one receive timeout of the loop's end.
+        looper.run(receiver, &shutdown);
+    });
     log::info!("listener stopped");
     Ok(())
 }
 
-/// Receives datagrams into the index. Only [`run`]'s thread uses it.
-struct Receiver {
-    socket: UdpSocket,
-    buf: Vec<u8>,
-    legacy_chunk_port: u16,
-    /// The last receive error warned about, so a lasting failure is logged once.
-    recv_error: Option<String>,
+/// Triggers its flag when dropped.
+struct StopOnDrop<'a>(&'a Shutdown);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.trigger();
+    }
 }
 
-impl Receiver {
-    /// Waits up to `timeout` for a datagram, then takes whatever else is already queued (up to
-    /// [`MAX_BATCH`]), so a burst of datagrams leads to one write. Returns whether the index
-    /// changed.
-    ///
-    /// # Errors
-    /// Only when the socket's timeout or blocking mode cannot be set.
-    fn batch(&mut self, index: &mut Index, timeout: Duration) -> io::Result<bool> {
-        self.socket.set_read_timeout(Some(timeout))?;
-        let mut changed = match self.receive(index) {
-            Some(changed) => changed,
-            None => return Ok(false),
-        };
-        self.socket.set_nonblocking(true)?;
-        let mut count = 1;
-        while count < MAX_BATCH {
-            match self.receive(index) {
-                Some(c) => changed |= c,
-                None => break,
-            }
-            count += 1;
-        }
-        self.socket.set_nonblocking(false)?;
-        Ok(changed)
-    }
+/// One datagram as a reading thread hands it to the main loop.
+struct Datagram {
+    bytes: Vec<u8>,
+    from: SocketAddr,
+}
 
-    /// Receives and applies one datagram; `None` when there was none to receive.
-    fn receive(&mut self, index: &mut Index) -> Option<bool> {
-        match self.socket.recv_from(&mut self.buf) {
+/// Reads `socket` until `stop` is triggered or the main loop is gone, handing each datagram
+/// to the main loop.
+fn read_loop(socket: &UdpSocket, sender: &SyncSender<Datagram>, stop: &Shutdown) {
+    let mut buf = vec![0u8; MAX_RECEIVE_DATAGRAM];
+    // The last receive error warned about, so a lasting failure is logged once.
+    let mut error: Option<String> = None;
+    while !stop.is_triggered() {
+        match socket.recv_from(&mut buf) {
             Ok((n, from)) => {
-                if self.recv_error.take().is_some() {
+                if error.take().is_some() {
                     log::info!("receiving works again");
                 }
-                Some(self.handle(index, n, from))
+                let datagram = Datagram {
+                    bytes: buf[..n].to_vec(),
+                    from,
+                };
+                if sender.send(datagram).is_err() {
+                    return;
+                }
             }
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                None
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Some(false),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                        // An ICMP "port unreachable" for an earlier query, on systems that
+                        // report it: nothing wrong with this socket.
+                        | io::ErrorKind::ConnectionRefused
+                        | io::ErrorKind::ConnectionReset
+                ) => {}
             Err(e) => {
                 let text = e.to_string();
-                if self.recv_error.as_ref() != Some(&text) {
+                if error.as_ref() != Some(&text) {
                     log::warn!("cannot receive: {text}");
-                    self.recv_error = Some(text);
+                    error = Some(text);
                 }
                 // Do not spin on a socket that keeps failing.
-                std::thread::sleep(RECV_TIMEOUT);
-                None
+                if stop.sleep(RECV_TIMEOUT) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The main loop's state. Only [`run`]'s thread touches it.
+struct Loop<'a> {
+    config: &'a Config,
+    index: Index,
+    writer: Writer,
+    querier: Querier<'a>,
+    /// `DIR/peers.txt`, polled every [`PEERS_POLL`].
+    peers_file: PeersFile,
+    /// `DIR/.queries/`.
+    queries_dir: PathBuf,
+    /// When a query file was last created for each querier address.
+    asked: HashMap<SocketAddr, Instant>,
+    /// The start of the current one-second window and how many query files it created.
+    asked_this_second: (Instant, u32),
+    /// When stale query files were last cleared away.
+    last_prune: Instant,
+    /// The last error creating a query file warned about, so a lasting failure is logged once.
+    ask_error: Option<String>,
+    /// For each source that sent malformed datagrams: when it was last warned about and how
+    /// many were skipped silently since (pruned beyond 1024 sources).
+    malformed: HashMap<IpAddr, (Instant, u64)>,
+}
+
+impl Loop<'_> {
+    fn run(&mut self, receiver: Receiver<Datagram>, shutdown: &Shutdown) {
+        self.peers_file.poll();
+        let mut start_targets = self.config.query_targets.clone();
+        add_unique(&mut start_targets, &self.config.peers);
+        add_unique(&mut start_targets, self.peers_file.peers());
+        self.querier.schedule(&start_targets, Instant::now());
+        let mut next_peers = Instant::now() + PEERS_POLL;
+        let mut dirty = false;
+        let mut urgent = false;
+        while !shutdown.is_triggered() {
+            let now = Instant::now();
+            self.querier.send_due(now);
+            if now >= next_peers {
+                next_peers = now + PEERS_POLL;
+                self.poll_peers(now);
+            }
+            let mut timeout = RECV_TIMEOUT;
+            if dirty {
+                timeout = timeout.min(self.writer.wait());
+            }
+            if let Some(due) = self.querier.next_due() {
+                timeout = timeout.min(due.saturating_duration_since(now));
+            }
+            match receiver.recv_timeout(timeout.max(Duration::from_millis(1))) {
+                Ok(first) => {
+                    let (changed, bye) = self.handle(&first);
+                    dirty |= changed;
+                    urgent |= bye;
+                    for datagram in receiver.try_iter().take(MAX_BATCH - 1) {
+                        let (changed, bye) = self.handle(&datagram);
+                        dirty |= changed;
+                        urgent |= bye;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                // Both reading threads are gone (they only stop with us): nothing more comes.
+                Err(RecvTimeoutError::Disconnected) => std::thread::sleep(timeout),
+            }
+            dirty |= self.index.expire(Utc::now());
+            if dirty && (urgent || self.writer.wait().is_zero()) {
+                dirty = !self.writer.write_logged(&self.index);
+                // A failed write is retried after WRITE_RETRY like any other.
+                urgent = false;
+            }
+        }
+        if dirty {
+            self.writer.write_logged(&self.index);
+        }
+    }
+
+    /// Re-reads `peers.txt` if it changed, and queries the peers it added.
+    fn poll_peers(&mut self, now: Instant) {
+        let before = self.peers_file.peers().to_vec();
+        if self.peers_file.poll() {
+            let added: Vec<SocketAddr> = self
+                .peers_file
+                .peers()
+                .iter()
+                .filter(|p| !before.contains(p))
+                .copied()
+                .collect();
+            if !added.is_empty() {
+                self.querier.schedule(&added, now);
             }
         }
     }
 
-    /// Decodes `buf[..n]`, sent by `from`, into the index; returns whether the index changed.
-    fn handle(&self, index: &mut Index, n: usize, from: SocketAddr) -> bool {
-        let bytes = &self.buf[..n];
-        match Announcement::decode(bytes) {
-            Ok(announcement) => {
+    /// Decodes one datagram into the index, or turns a query into a query file. Returns
+    /// whether the index changed, and whether it changed because a peer said goodbye (which
+    /// is written at once).
+    fn handle(&mut self, datagram: &Datagram) -> (bool, bool) {
+        let Datagram { bytes, from } = datagram;
+        let announcement = match Announcement::decode(bytes) {
+            Ok(announcement) => announcement,
+            Err(e) => {
+                self.warn_malformed(*from, bytes, &e.to_string());
+                return (false, false);
+            }
+        };
+        let kind = announcement.p2p.as_ref().map_or(Kind::Announce, |e| e.kind);
+        log::debug!(
+            "{from}: {:?} sent {} with {} chunks ({})",
+            announcement.username,
+            match kind {
+                Kind::Announce => "an announcement",
+                Kind::Query => "a query",
+                Kind::Goodbye => "a goodbye",
+            },
+            announcement.chunks().len(),
+            announcement
+                .p2p
+                .as_ref()
+                .map_or_else(|| "legacy".to_owned(), |e| format!("p2p/{}", e.v)),
+        );
+        if kind == Kind::Query {
+            self.ask_announcer(*from);
+            return (false, false);
+        }
+        let changed = self.index.apply(
+            from.ip(),
+            &announcement,
+            self.config.legacy_chunk_port,
+            Utc::now(),
+        );
+        (changed, changed && kind == Kind::Goodbye)
+    }
+
+    /// Logs a malformed datagram from `from`, at most once per source per
+    /// [`MALFORMED_LOG_GAP`], counting the ones skipped silently meanwhile.
+    fn warn_malformed(&mut self, from: SocketAddr, bytes: &[u8], why: &str) {
+        let now = Instant::now();
+        if self.malformed.len() > 1024 {
+            self.malformed
+                .retain(|_, (last, _)| now.duration_since(*last) < MALFORMED_LOG_GAP);
+        }
+        let skipped = match self.malformed.get_mut(&from.ip()) {
+            Some((last, skipped)) if now.duration_since(*last) < MALFORMED_LOG_GAP => {
+                *skipped += 1;
                 log::debug!(
-                    "{from}: {:?} announced {} chunks ({})",
-                    announcement.username,
-                    announcement.chunks().len(),
-                    announcement
-                        .p2p
-                        .as_ref()
-                        .map_or_else(|| "legacy".to_owned(), |e| format!("p2p/{}", e.v)),
+                    "ignoring a {}-byte datagram from {from}: {why}",
+                    bytes.len()
                 );
-                index.apply(from.ip(), &announcement, self.legacy_chunk_port, Utc::now())
+                return;
+            }
+            Some((_, skipped)) => *skipped,
+            None => 0,
+        };
+        self.malformed.insert(from.ip(), (now, 0));
+        let n = bytes.len();
+        log::warn!(
+            "ignoring a {n}-byte datagram from {from}: {why}: \"{}\"{}{}",
+            bytes[..n.min(EXCERPT_BYTES)].escape_ascii(),
+            if n > EXCERPT_BYTES { "…" } else { "" },
+            if skipped > 0 {
+                format!(
+                    " ({skipped} more malformed datagrams from {} ignored silently before this)",
+                    from.ip()
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+
+    /// Asks this peer's announcer to answer the query of `from`, by creating its query file;
+    /// at most once per querier per [`QUERY_FILE_GAP`] and [`MAX_QUERY_FILES_PER_SEC`] in all.
+    fn ask_announcer(&mut self, from: SocketAddr) {
+        let now = Instant::now();
+        if self
+            .asked
+            .get(&from)
+            .is_some_and(|t| now.duration_since(*t) < QUERY_FILE_GAP)
+        {
+            log::debug!("{from} queried again within {QUERY_FILE_GAP:?}: already asked");
+            return;
+        }
+        if now.duration_since(self.asked_this_second.0) >= Duration::from_secs(1) {
+            self.asked_this_second = (now, 0);
+        }
+        if self.asked_this_second.1 >= MAX_QUERY_FILES_PER_SEC {
+            log::debug!("too many queries this second: not answering {from}");
+            return;
+        }
+        self.asked_this_second.1 += 1;
+        self.asked
+            .retain(|_, t| now.duration_since(*t) < QUERY_FILE_GAP);
+        self.asked.insert(from, now);
+        if now.duration_since(self.last_prune) >= QUERY_FILE_MAX_AGE {
+            self.last_prune = now;
+            prune_query_files(&self.queries_dir);
+        }
+        let path = self.queries_dir.join(query_file_name(from));
+        let result = std::fs::create_dir_all(&self.queries_dir)
+            .and_then(|()| std::fs::File::create(&path).map(drop));
+        match result {
+            Ok(()) => {
+                if self.ask_error.take().is_some() {
+                    log::info!("{} writable again", self.queries_dir.display());
+                }
+                log::debug!("asked our announcer to answer {from}");
             }
             Err(e) => {
-                log::warn!(
-                    "ignoring a {n}-byte datagram from {from}: {e}: \"{}\"{}",
-                    bytes[..n.min(EXCERPT_BYTES)].escape_ascii(),
-                    if n > EXCERPT_BYTES { "…" } else { "" }
-                );
-                false
+                let text = format!("cannot create {}: {e}", path.display());
+                if self.ask_error.as_ref() != Some(&text) {
+                    log::warn!("{text}; queries go unanswered");
+                    self.ask_error = Some(text);
+                }
             }
         }
     }
+}
+
+/// Deletes the query files older than [`QUERY_FILE_MAX_AGE`], which the announcer would not
+/// answer any more: without an announcer running, they would pile up.
+fn prune_query_files(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .is_some_and(|age| age > QUERY_FILE_MAX_AGE);
+        if old {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Appends to `list` the addresses of `more` it does not hold yet.
+fn add_unique(list: &mut Vec<SocketAddr>, more: &[SocketAddr]) {
+    for addr in more {
+        if !list.contains(addr) {
+            list.push(*addr);
+        }
+    }
+}
+
+/// Sends the start-up query, on the schedule of [`QUERY_SCHEDULE`].
+struct Querier<'a> {
+    socket: &'a UdpSocket,
+    /// The query datagram; the same every time.
+    datagram: Vec<u8>,
+    /// Sends still to come: when, and to whom.
+    pending: Vec<(Instant, Vec<SocketAddr>)>,
+    /// The last send error warned about for each target, so a lasting failure is logged once.
+    send_errors: HashMap<SocketAddr, String>,
+}
+
+impl<'a> Querier<'a> {
+    fn new(socket: &'a UdpSocket, config: &Config) -> Querier<'a> {
+        Querier {
+            socket,
+            datagram: query_datagram(&config.username),
+            pending: Vec::new(),
+            send_errors: HashMap::new(),
+        }
+    }
+
+    /// Queries `targets` at each offset of [`QUERY_SCHEDULE`] from `now`.
+    fn schedule(&mut self, targets: &[SocketAddr], now: Instant) {
+        if targets.is_empty() {
+            return;
+        }
+        for offset in QUERY_SCHEDULE {
+            self.pending.push((now + offset, targets.to_vec()));
+        }
+    }
+
+    /// When the next send is due.
+    fn next_due(&self) -> Option<Instant> {
+        self.pending.iter().map(|(t, _)| *t).min()
+    }
+
+    /// Sends what is due at `now`.
+    fn send_due(&mut self, now: Instant) {
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|(t, _)| *t <= now);
+        self.pending = later;
+        for (_, targets) in due {
+            for &target in &targets {
+                match self.socket.send_to(&self.datagram, target) {
+                    Ok(_) => {
+                        if self.send_errors.remove(&target).is_some() {
+                            log::info!("sending to {target} works again");
+                        }
+                    }
+                    Err(e) => {
+                        let text = e.to_string();
+                        if self.send_errors.get(&target) != Some(&text) {
+                            log::warn!("cannot send a query to {target}: {text}");
+                            self.send_errors.insert(target, text);
+                        }
+                    }
+                }
+            }
+            let names: Vec<String> = targets.iter().map(SocketAddr::to_string).collect();
+            log::debug!("sent a query to {}", names.join(", "));
+        }
+    }
+}
+
+/// The query a listener sends: no chunks, `kind` query; the port and interval mean nothing in
+/// a query but are there for listeners that predate `kind` and read it as an (empty)
+/// announcement.
+pub fn query_datagram(username: &str) -> Vec<u8> {
+    Announcement {
+        username: index::sanitize_username(username),
+        files: Vec::new(),
+        p2p: Some(AnnouncementExt {
+            v: shared::PROTOCOL_VERSION,
+            port: 0,
+            interval: DEFAULT_ANNOUNCE_INTERVAL_SECS,
+            contents: Default::default(),
+            instance: None,
+            kind: Kind::Query,
+        }),
+    }
+    .encode()
 }
 
 /// Writes `tags.txt`, no more often than [`MIN_WRITE_GAP`].

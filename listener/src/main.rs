@@ -1,7 +1,7 @@
 //! `listener`: the command line around [`listener::run`].
 
 use std::error::Error as StdError;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -10,10 +10,11 @@ use log::LevelFilter;
 
 use listener::Config;
 use shared::logging::{self, LogOptions};
+use shared::peer_dir::PeerDir;
 use shared::shutdown::{self, Shutdown};
 use shared::{DEFAULT_ANNOUNCE_PORT, DEFAULT_CHUNK_PORT};
 
-/// Listen for peers' announcements and keep DIR/tags.txt up to date.
+/// Listen for peers' announcements and keep DIR/tags.txt up to date; query the network at start.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
@@ -26,6 +27,15 @@ struct Args {
     /// UDP port announcements arrive on (shared with other listeners on this host).
     #[arg(long, default_value_t = DEFAULT_ANNOUNCE_PORT)]
     port: u16,
+    /// Where the start-up query is broadcast, ADDR[:PORT] (repeatable; PORT defaults to
+    /// --port); default: the directed broadcast address of every up, non-loopback IPv4
+    /// interface.
+    #[arg(long = "broadcast", value_name = "ADDR[:PORT]")]
+    broadcast: Vec<String>,
+    /// A peer that broadcasts cannot reach, HOST[:PORT] (repeatable; PORT defaults to --port):
+    /// the start-up query also goes to it by unicast. DIR/peers.txt lists more, one per line.
+    #[arg(long = "peer", value_name = "HOST[:PORT]")]
+    peer: Vec<String>,
     /// TCP port where legacy peers, which announce no port, serve chunks.
     #[arg(long, default_value_t = DEFAULT_CHUNK_PORT)]
     legacy_chunk_port: u16,
@@ -60,14 +70,37 @@ fn main() -> ExitCode {
 fn start(args: Args) -> Result<(), Box<dyn StdError>> {
     let shutdown = Shutdown::new();
     shutdown::install_ctrlc_handler(&shutdown)?;
+    let resolve = |texts: &[String], flag: &str| -> Result<Vec<SocketAddr>, String> {
+        texts
+            .iter()
+            .map(|text| shared::net::parse_host_port(text, args.port))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("bad {flag}: {e}"))
+    };
+    let query_targets = if args.broadcast.is_empty() {
+        shared::net::broadcast_targets(args.port)
+    } else {
+        resolve(&args.broadcast, "--broadcast")?
+    };
+    let peers = resolve(&args.peer, "--peer")?;
     let config = Config {
+        username: listener::query_username(&PeerDir::new(&args.dir)),
         dir: args.dir,
         legacy_chunk_port: args.legacy_chunk_port,
+        query_targets,
+        peers,
+        peer_port: args.port,
     };
     let bind = SocketAddr::new(args.bind, args.port);
     let socket = shared::net::bind_udp_shared(bind)
         .map_err(|e| format!("cannot bind a UDP socket to {bind}: {e}"))?;
-    listener::run(socket, config, shutdown)?;
+    // Not shared (no SO_REUSEADDR): answers to queries come here by unicast, and the port
+    // must be this listener's alone.
+    let query_bind = SocketAddr::new(args.bind, 0);
+    let query_socket = UdpSocket::bind(query_bind)
+        .and_then(|s| s.set_broadcast(true).map(|()| s))
+        .map_err(|e| format!("cannot bind a UDP socket to {query_bind}: {e}"))?;
+    listener::run(socket, query_socket, config, shutdown)?;
     Ok(())
 }
 

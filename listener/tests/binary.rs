@@ -117,3 +117,46 @@ fn listener_binary_rejects_bad_usage_with_status_2() {
     let output = listener().args(["--port", "many"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn listener_binary_warns_about_a_malformed_flood_once_per_source() {
+    let dir = temp_dir();
+    let (_reserved, port) = shared_port_socket();
+    let log_path = dir.path().join("listener.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let _child = ChildGuard(
+        listener()
+            .arg("--dir")
+            .arg(dir.path())
+            .args(["--port", &port.to_string()])
+            .args(["--broadcast", &format!("127.255.255.255:{port}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let tags_path = dir.path().join(shared::TAGS_FILE);
+    assert!(wait_until(PATIENCE, || read_tags(&tags_path).is_some()));
+    let (noisy, other) = (Peer::new(12), Peer::new(13));
+    for i in 0..200 {
+        noisy.send_raw(port, format!("garbage {i}").as_bytes());
+    }
+    other.send_raw(port, b"{\"username\": 1}");
+    // A valid announcement after the flood: once it is listed, the flood was handled.
+    let good = Peer::new(14);
+    let seen = wait_until(PATIENCE, || {
+        good.announce(port, &legacy("good", &["ok_1"]));
+        std::thread::sleep(Duration::from_millis(50));
+        read_tags(&tags_path).is_some_and(|t| t.entries.iter().any(|e| e.user == "good"))
+    });
+    assert!(seen);
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let warnings = |ip: &str| {
+        text.lines()
+            .filter(|l| l.contains("ignoring") && l.contains(ip))
+            .count()
+    };
+    assert_eq!(warnings("127.0.0.12:"), 1, "{text}");
+    assert_eq!(warnings("127.0.0.13:"), 1, "{text}");
+}

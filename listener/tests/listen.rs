@@ -3,13 +3,15 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use shared::digest::Digest;
-use shared::protocol::{Announcement, AnnouncementExt, ContentMeta};
+use shared::protocol::{Announcement, AnnouncementExt, ContentMeta, Kind};
+use shared::queries::query_file_name;
 use shared::tags::{Proto, TagEntry, TagsIndex};
-use support::{legacy, temp_dir, wait_until, Peer, TestListener, PATIENCE};
+use support::{legacy, ours_with, temp_dir, wait_until, Peer, TestListener, PATIENCE};
 
 fn ours(
     user: &str,
@@ -225,6 +227,11 @@ fn entries_expire_from_the_file_after_three_intervals() {
         lived >= Duration::from_millis(2500),
         "expired after {lived:?}"
     );
+    // Three intervals of one second, plus the loop's wake-up and a write.
+    assert!(
+        lived < Duration::from_millis(4500),
+        "expired after {lived:?}"
+    );
 }
 
 #[test]
@@ -292,11 +299,255 @@ fn unwritable_peer_folder_is_an_error() {
     let socket = shared::net::bind_udp_shared("127.0.0.1:0".parse().unwrap()).unwrap();
     let config = listener::Config {
         dir: file.join("peer"),
+        query_targets: Vec::new(),
         ..Default::default()
     };
-    let result = listener::run(socket, config, shared::shutdown::Shutdown::new());
+    let result = listener::run(
+        socket,
+        support::query_socket(),
+        config,
+        shared::shutdown::Shutdown::new(),
+    );
     assert!(
         matches!(result, Err(listener::Error::CreateDir { .. })),
         "{result:?}"
     );
+}
+
+/// A plain socket on `127.0.0.1:<free port>` standing in for a peer's listener or announcer.
+fn test_socket() -> UdpSocket {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    socket
+}
+
+/// Every datagram `socket` receives within `window`, decoded, with when it arrived.
+fn collect(socket: &UdpSocket, window: Duration) -> Vec<(Duration, SocketAddr, Announcement)> {
+    let start = Instant::now();
+    let mut buf = vec![0u8; shared::MAX_RECEIVE_DATAGRAM];
+    let mut got = Vec::new();
+    while start.elapsed() < window {
+        if let Ok((n, from)) = socket.recv_from(&mut buf) {
+            assert!(n <= shared::MAX_ANNOUNCE_DATAGRAM, "{n} bytes");
+            got.push((
+                start.elapsed(),
+                from,
+                Announcement::decode(&buf[..n]).unwrap(),
+            ));
+        }
+    }
+    got
+}
+
+#[test]
+fn query_goes_out_three_times_from_an_ephemeral_port_to_broadcast_targets_and_peers() {
+    let dir = temp_dir();
+    let broadcast = test_socket();
+    let peer = test_socket();
+    let (b, p) = (broadcast.local_addr().unwrap(), peer.local_addr().unwrap());
+    let started = Instant::now();
+    let listener = TestListener::start_with(dir.path(), 0, |c| {
+        c.query_targets = vec![b];
+        c.peers = vec![p];
+        c.username = "carol".into();
+    });
+    for socket in [&broadcast, &peer] {
+        let got = collect(socket, Duration::from_millis(2000));
+        let times: Vec<Duration> = got.iter().map(|(t, ..)| *t).collect();
+        assert_eq!(got.len(), 3, "expected 3 queries, got them at {times:?}");
+        for (_, from, a) in &got {
+            assert_ne!(from.port(), listener.port, "sent from the shared port");
+            assert_eq!(*from, got[0].1, "always from the same socket");
+            assert_eq!(a.username, "carol");
+            assert!(a.files.is_empty());
+            assert_eq!(a.p2p.as_ref().unwrap().kind, Kind::Query);
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn queries_are_spaced_to_survive_a_lost_datagram() {
+    let dir = temp_dir();
+    let target = test_socket();
+    let t = target.local_addr().unwrap();
+    let _listener = TestListener::start_with(dir.path(), 0, |c| c.query_targets = vec![t]);
+    let got = collect(&target, Duration::from_millis(2000));
+    let times: Vec<Duration> = got.iter().map(|(t, ..)| *t).collect();
+    assert_eq!(times.len(), 3, "{times:?}");
+    // At start, then ~0.3 s and ~1.1 s later (the last one past the peers' one-second
+    // limit on query files, so a lost answer is asked for again).
+    let second = times[1] - times[0];
+    let third = times[2] - times[0];
+    assert!(
+        (Duration::from_millis(200)..Duration::from_millis(700)).contains(&second),
+        "{times:?}"
+    );
+    assert!(
+        (Duration::from_millis(1000)..Duration::from_millis(1600)).contains(&third),
+        "{times:?}"
+    );
+}
+
+#[test]
+fn a_heard_query_becomes_a_query_file_at_most_once_per_second() {
+    let dir = temp_dir();
+    let listener = TestListener::start_with(dir.path(), 0, |c| c.query_targets.clear());
+    assert!(wait_until(PATIENCE, || listener.tags().is_some()));
+    let querier = Peer::new(6);
+    let file = dir
+        .path()
+        .join(shared::QUERIES_DIR)
+        .join(query_file_name(querier.addr()));
+    let query = ours_with("dave", 0, 60, &[], None, Kind::Query);
+    querier.announce(listener.port, &query);
+    assert!(wait_until(PATIENCE, || file.exists()), "no query file");
+    let first = Instant::now();
+    std::fs::remove_file(&file).unwrap();
+    // Asked again at once (the querier's re-send): the announcer was already asked.
+    querier.announce(listener.port, &query);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!file.exists() || first.elapsed() >= Duration::from_secs(1));
+    // A second later it may ask again.
+    std::thread::sleep(Duration::from_secs(1).saturating_sub(first.elapsed()));
+    querier.announce(listener.port, &query);
+    assert!(
+        wait_until(PATIENCE, || file.exists()),
+        "no second query file"
+    );
+    // A query adds nothing to tags.txt.
+    assert!(listener.tags().unwrap().entries.is_empty());
+}
+
+#[test]
+fn answers_arriving_on_the_query_socket_are_listed() {
+    let dir = temp_dir();
+    // Stands in for a peer's listener + announcer: answers each query by unicast, from
+    // 127.0.0.1 (its own socket), to wherever the query came from.
+    let responder = test_socket();
+    let r = responder.local_addr().unwrap();
+    let listener = TestListener::start_with(dir.path(), 0, |c| c.query_targets = vec![r]);
+    let got = collect(&responder, Duration::from_millis(500));
+    let (_, querier, _) = got.first().expect("no query");
+    let answer = ours_with(
+        "erin",
+        6100,
+        60,
+        &["found.txt_2"],
+        Some("e1"),
+        Kind::Announce,
+    );
+    responder.send_to(&answer.encode(), querier).unwrap();
+    let tags = listener.wait_for_tags("erin", |t| find(t, "erin", "found.txt").is_some());
+    let e = find(&tags, "erin", "found.txt").unwrap();
+    assert_eq!(e.addr.to_string(), "127.0.0.1:6100");
+    assert_eq!(e.chunks.to_string(), "-2---");
+}
+
+#[test]
+fn goodbye_removes_a_peer_from_the_file_at_once() {
+    let dir = temp_dir();
+    let listener = TestListener::start(dir.path(), 0);
+    let alice = Peer::new(7);
+    let bob = Peer::new(8);
+    alice.announce(
+        listener.port,
+        &ours_with(
+            "alice",
+            6001,
+            60,
+            &["a_1", "b_1"],
+            Some("a1"),
+            Kind::Announce,
+        ),
+    );
+    bob.announce(
+        listener.port,
+        &ours_with("bob", 6001, 60, &["a_1"], Some("b1"), Kind::Announce),
+    );
+    listener.wait_for_tags("alice and bob", |t| t.entries.len() == 3);
+    let said = Instant::now();
+    alice.announce(
+        listener.port,
+        &ours_with("alice", 6001, 60, &[], Some("a1"), Kind::Goodbye),
+    );
+    let tags = listener.wait_for_tags("alice gone", |t| t.entries.len() == 1);
+    assert!(
+        said.elapsed() < Duration::from_millis(500),
+        "took {:?}",
+        said.elapsed()
+    );
+    assert_eq!(tags.entries[0].user, "bob");
+}
+
+#[test]
+fn restarted_peer_replaces_its_entries_even_under_another_port() {
+    let dir = temp_dir();
+    let listener = TestListener::start(dir.path(), 0);
+    let peer = Peer::new(9);
+    peer.announce(
+        listener.port,
+        &ours_with(
+            "fred",
+            6001,
+            60,
+            &["x_1", "y_1"],
+            Some("r1"),
+            Kind::Announce,
+        ),
+    );
+    listener.wait_for_tags("the first run", |t| t.entries.len() == 2);
+    peer.announce(
+        listener.port,
+        &ours_with("fred", 6002, 60, &["x_1"], Some("r2"), Kind::Announce),
+    );
+    let tags = listener.wait_for_tags("only the second run", |t| {
+        t.entries.len() == 1 && t.entries[0].addr.port() == 6002
+    });
+    assert_eq!(tags.entries[0].content, "x");
+}
+
+#[test]
+fn unicast_announcements_are_accepted() {
+    let dir = temp_dir();
+    let listener = TestListener::start(dir.path(), 0);
+    let peer = Peer::new(10);
+    let to = SocketAddr::from(([127, 0, 0, 1], listener.port));
+    peer.send_to(to, &legacy("gina", &["direct_3"]).encode());
+    let tags = listener.wait_for_tags("gina", |t| find(t, "gina", "direct").is_some());
+    assert_eq!(
+        find(&tags, "gina", "direct").unwrap().addr.ip().to_string(),
+        "127.0.0.10"
+    );
+}
+
+#[test]
+fn peer_added_to_peers_txt_after_start_is_queried() {
+    let dir = temp_dir();
+    let listener = TestListener::start_with(dir.path(), 0, |c| c.query_targets.clear());
+    assert!(wait_until(PATIENCE, || listener.tags().is_some()));
+    let peer = test_socket();
+    std::fs::write(
+        dir.path().join(shared::PEERS_FILE),
+        format!("{}   # added later\n", peer.local_addr().unwrap()),
+    )
+    .unwrap();
+    let added = Instant::now();
+    let got = collect(&peer, Duration::from_millis(3500));
+    assert!(!got.is_empty(), "never queried");
+    assert!(
+        got[0].0 < Duration::from_millis(2500),
+        "first at {:?}",
+        got[0].0
+    );
+    assert_eq!(
+        got.len(),
+        3,
+        "{:?}",
+        got.iter().map(|g| g.0).collect::<Vec<_>>()
+    );
+    assert!(added.elapsed() < PATIENCE);
+    assert_eq!(got[0].2.p2p.as_ref().unwrap().kind, Kind::Query);
 }

@@ -129,6 +129,20 @@ impl Receiver {
     }
 }
 
+/// Polls `cond` until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The five chunk names of `content`, as strings.
 pub fn names_of(content: &str) -> BTreeSet<String> {
     ChunkName::all_of(content)

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use shared::net::bind_udp_shared;
-use shared::protocol::Announcement;
+use shared::protocol::{Announcement, AnnouncementExt, Kind};
 use shared::shutdown::Shutdown;
 use shared::tags::TagsIndex;
 use tempfile::TempDir;
@@ -56,18 +56,35 @@ pub struct TestListener {
 }
 
 impl TestListener {
-    /// Starts a listener on `0.0.0.0:<port>` (0 = a free port) writing into `dir`.
+    /// Starts a listener on `0.0.0.0:<port>` (0 = a free port) writing into `dir`, querying
+    /// `127.255.255.255:<port>` at start.
     pub fn start(dir: &Path, port: u16) -> TestListener {
+        Self::start_with(dir, port, |_| {})
+    }
+
+    /// [`TestListener::start`], with `adjust` changing the configuration first (its port is
+    /// already set).
+    pub fn start_with(
+        dir: &Path,
+        port: u16,
+        adjust: impl FnOnce(&mut listener::Config),
+    ) -> TestListener {
         let port = if port == 0 { free_udp_port() } else { port };
         let socket = bind_udp_shared(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))).unwrap();
+        let query_socket = query_socket();
         let legacy_chunk_port = 7001;
-        let config = listener::Config {
+        let mut config = listener::Config {
             dir: dir.to_owned(),
             legacy_chunk_port,
+            query_targets: vec![SocketAddr::from(([127, 255, 255, 255], port))],
+            peers: Vec::new(),
+            peer_port: port,
+            username: "tester".into(),
         };
+        adjust(&mut config);
         let shutdown = Shutdown::new();
         let stop = shutdown.clone();
-        let thread = std::thread::spawn(move || listener::run(socket, config, stop));
+        let thread = std::thread::spawn(move || listener::run(socket, query_socket, config, stop));
         TestListener {
             port,
             dir: dir.to_owned(),
@@ -117,6 +134,14 @@ impl Drop for TestListener {
     }
 }
 
+/// A socket like the listener's query socket: an ephemeral port of its own (no
+/// `SO_REUSEADDR`), allowed to broadcast.
+pub fn query_socket() -> UdpSocket {
+    let socket = UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))).unwrap();
+    socket.set_broadcast(true).unwrap();
+    socket
+}
+
 /// A temporary peer folder.
 pub fn temp_dir() -> TempDir {
     tempfile::tempdir().unwrap()
@@ -156,6 +181,56 @@ impl Peer {
     pub fn announce(&self, port: u16, announcement: &Announcement) {
         self.send_raw(port, &announcement.encode());
     }
+
+    /// Sends raw bytes by unicast to `to`.
+    pub fn send_to(&self, to: SocketAddr, bytes: &[u8]) {
+        self.socket.send_to(bytes, to).unwrap();
+    }
+
+    /// This peer's socket address.
+    pub fn addr(&self) -> SocketAddr {
+        self.socket.local_addr().unwrap()
+    }
+}
+
+/// One of our announcements (the `p2p` extension), of `kind`, from run `instance`.
+pub fn ours_with(
+    user: &str,
+    port: u16,
+    interval: u64,
+    files: &[&str],
+    instance: Option<&str>,
+    kind: Kind,
+) -> Announcement {
+    Announcement {
+        username: user.into(),
+        files: files.iter().map(|f| f.to_string()).collect(),
+        p2p: Some(AnnouncementExt {
+            v: shared::PROTOCOL_VERSION,
+            port,
+            interval,
+            contents: Default::default(),
+            instance: instance.map(str::to_owned),
+            kind,
+        }),
+    }
+}
+
+/// Where the binaries of the workspace are: beside the test executable's `deps/` folder.
+/// `env!("CARGO_BIN_EXE_…")` only knows this package's own binaries.
+///
+/// # Panics
+/// When `name` was not built (run `cargo test -p announcer -p listener` or `--workspace`).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.is_file(),
+        "{} is missing: build it too (cargo test -p announcer -p listener, or --workspace)",
+        path.display()
+    );
+    path
 }
 
 /// A legacy announcement.

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Benchmark: how soon a newly started peer's listener lists a peer that is already running.
+#
+#   peer A 127.0.0.2   chunk-server + listener + announcer (--interval 60), sharing one file
+#   peer B             a listener only, started once A is up; timed until its tags.txt lists A
+#
+# A announces every 60 s, so its periodic announcements cannot explain a fast result: what makes
+# B see A is B's start-up query. It reaches A's listener (both listeners share the announce port,
+# as on one host), which leaves a query file in A's .queries/; A's announcer answers it by unicast
+# to B's query socket. Every trial starts A and B afresh in a new folder. Prints each trial and
+# the median, in milliseconds (the clock starts just before B's listener is started, and B's
+# tags.txt is polled every 10 ms).
+#
+# Usage: ./scripts/bench-discovery.sh [TRIALS]          (default 9)
+#   env: BENCH_UDP_PORT=15100 BENCH_TCP_PORT=15101 (non-default ports, so a running peer on
+#        5000/5001 is not disturbed), BENCH_TIMEOUT=20 (seconds any one wait may take),
+#        KEEP=1 keeps the temporary folder (its path is printed)
+#
+# Only the processes this script starts are ever signalled, by their PIDs.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+TRIALS=${1:-9}
+UDP_PORT=${BENCH_UDP_PORT:-15100}
+TCP_PORT=${BENCH_TCP_PORT:-15101}
+TIMEOUT=${BENCH_TIMEOUT:-20}
+KEEP=${KEEP:-0}
+BIN=target/release
+A_IP=127.0.0.2
+BROADCAST=127.255.255.255:$UDP_PORT
+FILE=shared.bin
+
+PIDS=()  # every process started and not yet stopped
+NET=""
+
+say() { printf '==> %s\n' "$*"; }
+fail() {
+    printf '\nbench-discovery failed: %s\n' "$*" >&2
+    local f
+    if [ -n "$NET" ]; then
+        for f in "$NET"/*/*/*.log; do
+            [ -s "$f" ] || continue
+            printf -- '--- %s (last lines)\n' "$f" >&2
+            tail -n 5 "$f" >&2
+        done
+    fi
+    exit 1
+}
+
+# Stops the processes we started: SIGINT (their clean shutdown), SIGKILL after 5 s.
+stop_all() {
+    local pid alive
+    [ "${#PIDS[@]}" -gt 0 ] || return 0
+    for pid in "${PIDS[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
+    for _ in $(seq 50); do
+        alive=0
+        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        [ "$alive" -eq 0 ] && break
+        sleep 0.1
+    done
+    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    wait "${PIDS[@]}" 2>/dev/null || true
+    PIDS=()
+}
+
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    stop_all
+    if [ -n "$NET" ]; then
+        if [ "$KEEP" = 1 ]; then echo "Kept $NET (KEEP=1)."; else rm -rf "$NET"; fi
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# start LOG PROGRAM ARGS...: runs a release binary in the background; its PID is the program's.
+start() {
+    local log=$1 program=$2
+    shift 2
+    "$BIN/$program" "$@" </dev/null >"$log" 2>&1 &
+    PIDS+=("$!")
+}
+
+check_alive() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -0 "$pid" 2>/dev/null || fail "a program exited early (PID $pid); see the logs below"
+    done
+}
+
+# lists DIR: whether DIR/tags.txt lists alice's $FILE with all five chunks.
+lists() {
+    [ -f "$1/tags.txt" ] &&
+        awk -v c="$FILE" '$1 == "alice" && $4 == c && $5 == "12345" { f = 1 } END { exit !f }' "$1/tags.txt"
+}
+
+port_busy() {
+    local flags=-ltn
+    [ "$1" = udp ] && flags=-lun
+    command -v ss >/dev/null 2>&1 && [ -n "$(ss -H "$flags" "sport = :$2" 2>/dev/null)" ]
+}
+
+# ---------------------------------------------------------------------------------------------
+[[ "$TRIALS" =~ ^[1-9][0-9]*$ ]] || fail "TRIALS must be a positive number, not '$TRIALS'"
+
+say "Building release binaries (chunk-server, announcer, listener)"
+cargo build --release -p chunk-server -p announcer -p listener --quiet || fail "the build failed"
+
+port_busy udp "$UDP_PORT" && fail "UDP port $UDP_PORT is in use; pick another with BENCH_UDP_PORT"
+port_busy tcp "$TCP_PORT" && fail "TCP port $TCP_PORT is in use; pick another with BENCH_TCP_PORT"
+
+NET=$(mktemp -d "${TMPDIR:-/tmp}/bench-discovery.XXXXXX")
+say "$TRIALS trials in $NET (UDP $UDP_PORT, TCP $TCP_PORT)"
+
+results=()
+for trial in $(seq "$TRIALS"); do
+    a=$NET/$trial/a b=$NET/$trial/b
+    mkdir -p "$a/served_files" "$b"
+    head -c 100000 /dev/urandom >"$a/served_files/$FILE"
+
+    start "$a/chunk-server.log" chunk-server --dir "$a" --bind "$A_IP" --port "$TCP_PORT"
+    start "$a/listener.log" listener --dir "$a" --port "$UDP_PORT" --broadcast "$BROADCAST"
+    start "$a/announcer.log" announcer --dir "$a" --bind "$A_IP" --broadcast "$BROADCAST" \
+        --port "$UDP_PORT" --interval 60 --chunk-port "$TCP_PORT" --username alice
+
+    # A is up when its own listener lists its file: split, announced, heard.
+    deadline=$((SECONDS + TIMEOUT))
+    until lists "$a"; do
+        check_alive
+        [ "$SECONDS" -lt "$deadline" ] || fail "trial $trial: peer A not up after ${TIMEOUT}s"
+        sleep 0.05
+    done
+
+    t0=$(date +%s%N)
+    start "$b/listener.log" listener --dir "$b" --port "$UDP_PORT" --broadcast "$BROADCAST"
+    until lists "$b"; do
+        if [ $((($(date +%s%N) - t0) / 1000000000)) -ge "$TIMEOUT" ]; then
+            check_alive
+            fail "trial $trial: B's tags.txt does not list A after ${TIMEOUT}s"
+        fi
+        sleep 0.01
+    done
+    ms=$((($(date +%s%N) - t0) / 1000000))
+    results+=("$ms")
+    printf '    trial %2d: %4d ms\n' "$trial" "$ms"
+    stop_all
+done
+
+median=$(printf '%s\n' "${results[@]}" | sort -n |
+    awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+printf '\n== discovery of a running peer by a new listener: median %s ms over %d trials (min %s, max %s) ==\n' \
+    "$median" "$TRIALS" "$(printf '%s\n' "${results[@]}" | sort -n | head -n 1)" \
+    "$(printf '%s\n' "${results[@]}" | sort -n | tail -n 1)"
