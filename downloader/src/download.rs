@@ -1044,10 +1044,20 @@ impl FetchContext<'_> {
                     && resume
                     && !e.is_bad_data()
                     && !superseded;
+                // What arrived before the failure, for the log.
+                let received = fs::metadata(part).map_or(0, |m| m.len());
                 if !resumable {
                     let _ = fs::remove_file(part);
                 }
                 if superseded {
+                    // Say so: a transfer cut short by a faster copy is worth seeing in the log.
+                    let lost = Fetched {
+                        bytes: received,
+                        resumed_from: 0,
+                        sha256: Digest::of(b""),
+                        verified: false,
+                    };
+                    self.log_fetch(chunk, holder, &lost, millis, "superseded", Some(&e));
                     return Attempt::Lost;
                 }
                 if e.is_bad_data() {
@@ -1060,8 +1070,6 @@ impl FetchContext<'_> {
                     );
                 }
                 if !matches!(e, FetchError::Cancelled) {
-                    // What arrived before the failure (kept for resuming, or already discarded).
-                    let received = fs::metadata(part).map_or(0, |m| m.len());
                     let failed = Fetched {
                         bytes: received,
                         resumed_from: 0,
@@ -1096,7 +1104,11 @@ impl FetchContext<'_> {
                     return;
                 }
                 let mut pick = None;
-                for position in 0..CHUNKS_PER_FILE {
+                // Chunks with the fewest copies in flight first: idle holders spread over the
+                // stuck chunks instead of all piling onto the first one.
+                let mut positions: Vec<usize> = (0..CHUNKS_PER_FILE).collect();
+                positions.sort_by_key(|&p| board.flights[p].len());
+                for position in positions {
                     let old_enough = board.flights[position]
                         .iter()
                         .any(|f| f.started.elapsed() >= self.endgame_after);
