@@ -3,7 +3,6 @@
 //! A thin wrapper: parses the flags, starts logging (stderr and `DIR/server.log`), installs the
 //! Ctrl-C handler, binds the listening socket and hands over to [`chunk_server::run`].
 
-use std::error::Error as StdError;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -85,7 +84,10 @@ fn main() -> ExitCode {
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("chunk-server: error: {}", describe(&e));
+            eprintln!(
+                "chunk-server: error: {}",
+                shared::logging::describe_error(&e)
+            );
             ExitCode::FAILURE
         }
     }
@@ -113,20 +115,4 @@ fn run(args: &Args) -> Result<(), MainError> {
     let listener = TcpListener::bind(addr).map_err(|source| MainError::Bind { addr, source })?;
     chunk_server::run(listener, config, shutdown)?;
     Ok(())
-}
-
-/// The error and its causes on one line, each cause once: some messages already quote their
-/// cause, which is then not repeated.
-fn describe(err: &dyn StdError) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let message = cause.to_string();
-        if !text.contains(&message) {
-            text.push_str(": ");
-            text.push_str(&message);
-        }
-        source = cause.source();
-    }
-    text
 }

@@ -61,7 +61,7 @@ fn main() -> ExitCode {
     match start(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log::error!("{}", chain(e.as_ref()));
+            log::error!("{}", shared::logging::describe_error(e.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -102,20 +102,4 @@ fn start(args: Args) -> Result<(), Box<dyn StdError>> {
         .map_err(|e| format!("cannot bind a UDP socket to {query_bind}: {e}"))?;
     listener::run(socket, query_socket, config, shutdown)?;
     Ok(())
-}
-
-/// The error and its causes on one line, each cause shown once even when a message already
-/// quotes its source.
-fn chain(error: &dyn StdError) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }

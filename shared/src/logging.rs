@@ -53,3 +53,50 @@ pub fn init(options: LogOptions) -> io::Result<()> {
     }
     CombinedLogger::init(loggers).map_err(io::Error::other)
 }
+
+/// An error and its causes on one line, for `main` to print once: `cannot listen on
+/// 1.2.3.4:5001: Cannot assign requested address`. A cause whose text the message already
+/// quotes is not repeated.
+pub fn describe_error(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot listen on {addr}")]
+    struct Outer {
+        addr: &'static str,
+        source: io::Error,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot open x: {0}")]
+    struct Quoting(#[source] io::Error);
+
+    #[test]
+    fn causes_are_appended_once() {
+        let e = Outer {
+            addr: "1.2.3.4:5001",
+            source: io::Error::other("address not available"),
+        };
+        assert_eq!(
+            describe_error(&e),
+            "cannot listen on 1.2.3.4:5001: address not available"
+        );
+        let quoting = Quoting(io::Error::other("denied"));
+        assert_eq!(describe_error(&quoting), "cannot open x: denied");
+    }
+}
