@@ -131,7 +131,9 @@ pub(crate) fn read_refusal(err: &ConnectionError) -> (Outcome, String) {
         ConnectionError::Malformed(_) => (Outcome::Malformed, err.to_string()),
         ConnectionError::TooLarge(_) => (Outcome::TooLarge, err.to_string()),
         ConnectionError::Truncated => (Outcome::Malformed, err.to_string()),
-        ConnectionError::Io(e) => (Outcome::Error, format!("cannot read the request: {e}")),
+        ConnectionError::Io(e) | ConnectionError::Sink(e) => {
+            (Outcome::Error, format!("cannot read the request: {e}"))
+        }
     }
 }
 

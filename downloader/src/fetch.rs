@@ -338,7 +338,7 @@ impl Job<'_> {
     }
 }
 
-fn transfer_error(e: ConnectionError, out: &Sink<'_>) -> FetchError {
+fn transfer_error(e: ConnectionError, out: &Sink<'_>, part: &Path) -> FetchError {
     let guard = out_guard(out);
     if let Some((bytes, window)) = guard.stalled {
         return FetchError::Stalled { bytes, window };
@@ -346,7 +346,13 @@ fn transfer_error(e: ConnectionError, out: &Sink<'_>) -> FetchError {
     if guard.shutdown.is_triggered() || guard.handle.is_cancelled() {
         return FetchError::Cancelled;
     }
-    FetchError::Transfer(e)
+    match e {
+        ConnectionError::Sink(source) => FetchError::Write {
+            path: part.to_owned(),
+            source,
+        },
+        e => FetchError::Transfer(e),
+    }
 }
 
 fn out_guard<'s, 'a>(out: &'s Sink<'a>) -> &'s Guard<'a, BufWriter<File>> {
@@ -374,7 +380,7 @@ fn fetch_ours(
         }) => (size, length, sha256),
         Ok(Response::Error { code, message }) => return Err(FetchError::Refused { code, message }),
         Ok(other) => return Err(FetchError::Protocol(format!("{other:?}"))),
-        Err(e) => return Err(transfer_error(e, &out)),
+        Err(e) => return Err(transfer_error(e, &out, part)),
     };
     if size.checked_sub(offset) != Some(length) {
         return Err(FetchError::Protocol(format!(
@@ -392,7 +398,7 @@ fn fetch_ours(
         }
     }
     if let Err(e) = conn.read_body_exact(length, &mut out, &mut |_| {}) {
-        let error = transfer_error(e, &out);
+        let error = transfer_error(e, &out, part);
         // Keep what arrived, so the next attempt continues from there.
         let _ = finish(out);
         return Err(error);
@@ -432,7 +438,7 @@ fn fetch_legacy(
     })
     .map_err(FetchError::Send)?;
     if let Err(e) = conn.read_body_to_end(net.legacy_end, &mut out, &mut |_| {}) {
-        return Err(transfer_error(e, &out));
+        return Err(transfer_error(e, &out, part));
     }
     let (bytes, digest) = finish(out).map_err(|source| FetchError::Write {
         path: part.to_owned(),

@@ -33,7 +33,11 @@ pub enum ConnectionError {
     /// The bytes are not a valid message.
     #[error(transparent)]
     Malformed(#[from] DecodeError),
-    /// Another I/O error.
+    /// Writing received bytes to the caller's sink failed (a full disk, say): not the peer's
+    /// fault, and no other peer would do better.
+    #[error("cannot store the received bytes: {0}")]
+    Sink(io::Error),
+    /// Another I/O error on the socket.
     #[error(transparent)]
     Io(#[from] io::Error),
 }
@@ -303,7 +307,8 @@ impl Connection {
                 return Ok(ReadOutcome::Eof);
             }
             let take = usize::try_from(limit).map_or(available.len(), |l| l.min(available.len()));
-            out.write_all(&available[..take])?;
+            out.write_all(&available[..take])
+                .map_err(ConnectionError::Sink)?;
             self.reader.consume(take);
             progress(take as u64);
             return Ok(ReadOutcome::Data(take as u64));
