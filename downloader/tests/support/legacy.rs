@@ -53,6 +53,9 @@ pub enum Mode {
     /// Keeps the connection open after sending, until the server is dropped, as some real
     /// servers do.
     NeverClose,
+    /// Like [`Mode::Close`], except that chunk `n` (a request for `<content>_<n>`) is cut to
+    /// its first half before the close, as a server that closes early would do.
+    TruncateChunk(u8),
 }
 
 /// A legacy chunk server on `ip:<ephemeral>`, serving the files of one folder. Stops on drop.
@@ -64,6 +67,27 @@ pub struct LegacyServer {
 }
 
 impl LegacyServer {
+    /// Serves `folder` on an already bound `listener` (e.g. one of several servers sharing a
+    /// port on different IPs, as legacy peers all use the same port) in a background thread.
+    pub fn from_listener(listener: TcpListener, folder: &Path, mode: Mode) -> LegacyServer {
+        let addr = listener.local_addr().expect("legacy server address");
+        listener.set_nonblocking(true).expect("non-blocking accept");
+        let stop = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let accept_thread = {
+            let stop = Arc::clone(&stop);
+            let requests = Arc::clone(&requests);
+            let folder = folder.to_owned();
+            std::thread::spawn(move || accept_loop(&listener, &folder, mode, &stop, &requests))
+        };
+        LegacyServer {
+            addr,
+            stop,
+            requests,
+            accept_thread: Some(accept_thread),
+        }
+    }
+
     /// Binds `ip:0` and serves `folder` in a background thread.
     pub fn start(ip: Ipv4Addr, folder: &Path, mode: Mode) -> LegacyServer {
         let listener = TcpListener::bind((ip, 0))
@@ -160,7 +184,12 @@ fn serve_one(
     let path = filename
         .filter(|f| !f.is_empty() && !f.contains(['/', '\\']) && f != "." && f != "..")
         .map(|f| folder.join(f));
-    if let Some(bytes) = path.and_then(|p| fs::read(p).ok()) {
+    if let Some(mut bytes) = path.and_then(|p| fs::read(p).ok()) {
+        if let (Mode::TruncateChunk(n), Some(name)) = (mode, filename_of(&text)) {
+            if name.rsplit('_').next() == Some(n.to_string().as_str()) {
+                bytes.truncate(bytes.len() / 2);
+            }
+        }
         stream.write_all(&bytes)?;
         stream.flush()?;
         if mode == Mode::NeverClose {
@@ -276,4 +305,35 @@ pub fn legacy_listen_once(port: u16, timeout: Duration) -> Vec<Heard> {
             Err(e) => panic!("receive on UDP port {port}: {e}"),
         }
     }
+}
+
+/// The `filename` of a legacy request, if it has one.
+fn filename_of(request: &str) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(request)
+        .ok()
+        .and_then(|v| v.get("filename")?.as_str().map(str::to_owned))
+}
+
+/// Binds one listener per IP of `ips`, all on the same TCP port (legacy peers all serve on one
+/// well-known port, which the listener's `--legacy-chunk-port` names).
+///
+/// # Panics
+/// When no common free port is found after many tries.
+pub fn bind_same_port(ips: &[Ipv4Addr]) -> Vec<TcpListener> {
+    for _ in 0..100 {
+        let first = TcpListener::bind((ips[0], 0))
+            .unwrap_or_else(|e| panic!("bind a TCP port on {}: {e}", ips[0]));
+        let port = first.local_addr().expect("bound address").port();
+        let mut listeners = vec![first];
+        for ip in &ips[1..] {
+            match TcpListener::bind((*ip, port)) {
+                Ok(l) => listeners.push(l),
+                Err(_) => break,
+            }
+        }
+        if listeners.len() == ips.len() {
+            return listeners;
+        }
+    }
+    panic!("no TCP port free on every one of {ips:?}");
 }

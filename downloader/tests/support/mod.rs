@@ -873,3 +873,31 @@ pub fn assert_fetched_all(client: &Peer, content: &str) -> (Vec<Event>, Event) {
     });
     (fetched, download)
 }
+
+// ----- Additions for e2e_resume.rs and e2e_bad_peers.rs (nothing above depends on them) -----
+
+impl RunningDownloader {
+    /// Kills it with SIGKILL (if it still runs) and reaps it; its exit status, which says
+    /// whether the signal or an earlier exit of its own ended it.
+    pub fn kill(mut self) -> ExitStatus {
+        kill_and_reap(&mut self.child)
+            .unwrap_or_else(|e| panic!("cannot kill `{}`: {e}", self.command))
+    }
+
+    /// The command line, for messages.
+    pub fn command(&self) -> &str {
+        &self.command
+    }
+
+    /// What it printed so far (or in all, once it exited), with `status`.
+    pub fn output_so_far(&self, status: ExitStatus) -> Output {
+        self.read_output(status)
+    }
+}
+
+/// Regular files under `dir`, recursively, with their sizes (none when `dir` does not exist).
+pub fn files_under(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut files = Vec::new();
+    list_files(dir, &mut files);
+    files
+}

@@ -1,0 +1,684 @@
+//! Holders that misbehave: one that sends wrong bytes under a correct header, one that accepts
+//! and never answers, one that trickles, and a legacy server that closes early. Beside an honest
+//! holder, the download still yields the exact file, and the bad holder is dropped.
+//!
+//! The bad holders of our protocol are fakes in this process: they announce over UDP like our
+//! announcer (their own 127.0.0.x, the `p2p` extension with the real content's size and digest)
+//! and answer manifest requests with the real manifest, so the downloader has every reason to
+//! trust them until their bytes prove otherwise.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use shared::chunk::{chunk_ranges, ChunkName, ChunkSet};
+use shared::connection::Connection;
+use shared::digest::Digest;
+use shared::protocol::{
+    Announcement, AnnouncementExt, ErrorCode, Kind, Manifest, Request, Response,
+};
+use shared::tags::TagEntry;
+use support::legacy::{bind_same_port, legacy_announce, legacy_split, LegacyServer, Mode};
+use support::*;
+
+/// How a fake holder answers chunk requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Behaviour {
+    /// The right header (size and SHA-256 of the real chunk), then the chunk's bytes inverted.
+    Corrupt,
+    /// Accepts the connection, reads the request, never answers.
+    Silent,
+    /// The right header, then the right bytes at 100 bytes/s.
+    Trickle,
+}
+
+/// A holder of `content` that speaks our protocol and misbehaves as told. Stops on drop.
+struct FakePeer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    /// Every request received, in order, with when it was read.
+    requests: Arc<Mutex<Vec<(Instant, Request)>>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl FakePeer {
+    fn start(
+        net: &TestNet,
+        user: &str,
+        content: &str,
+        data: Vec<u8>,
+        behaviour: Behaviour,
+    ) -> FakePeer {
+        let ip = net.next_ip();
+        let data = Arc::new(data);
+        let ranges = chunk_ranges(data.len() as u64);
+        let manifest = Manifest {
+            name: content.to_owned(),
+            size: data.len() as u64,
+            sha256: Digest::of(&data),
+            chunks: std::array::from_fn(|i| {
+                let r = ranges[i].as_range();
+                Digest::of(&data[r.start as usize..r.end as usize])
+            }),
+        };
+        let listener = TcpListener::bind((ip, 0)).expect("fake peer: bind TCP");
+        listener.set_nonblocking(true).expect("non-blocking accept");
+        let addr = listener.local_addr().expect("fake peer address");
+        let stop = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+
+        let announcer = {
+            let stop = Arc::clone(&stop);
+            let announcement = Announcement {
+                username: user.to_owned(),
+                files: (1..=5).map(|i| format!("{content}_{i}")).collect(),
+                p2p: Some(AnnouncementExt {
+                    v: shared::PROTOCOL_VERSION,
+                    port: addr.port(),
+                    interval: ANNOUNCE_INTERVAL_SECS,
+                    contents: BTreeMap::from([(content.to_owned(), manifest.meta())]),
+                    instance: None,
+                    kind: Kind::Announce,
+                }),
+            }
+            .encode();
+            let socket = shared::net::bind_udp_shared(SocketAddr::from((ip, 0)))
+                .expect("fake peer: bind UDP");
+            let target = net.broadcast();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let _ = socket.send_to(&announcement, target);
+                    for _ in 0..20 {
+                        if stop.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            })
+        };
+
+        let server = {
+            let stop = Arc::clone(&stop);
+            let requests = Arc::clone(&requests);
+            std::thread::spawn(move || {
+                let mut handlers = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            let stop = Arc::clone(&stop);
+                            let requests = Arc::clone(&requests);
+                            let data = Arc::clone(&data);
+                            let manifest = manifest.clone();
+                            handlers.push(std::thread::spawn(move || {
+                                serve(stream, behaviour, &data, &manifest, &requests, &stop);
+                            }));
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+                for h in handlers {
+                    let _ = h.join();
+                }
+            })
+        };
+        FakePeer {
+            addr,
+            stop,
+            requests,
+            threads: vec![announcer, server],
+        }
+    }
+
+    /// The chunk requests received: (chunk name, offset).
+    fn chunk_requests(&self) -> Vec<(String, u64)> {
+        self.timed_chunk_requests()
+            .into_iter()
+            .map(|(_, name, offset)| (name, offset))
+            .collect()
+    }
+
+    /// The chunk requests received, with when each was read.
+    fn timed_chunk_requests(&self) -> Vec<(Instant, String, u64)> {
+        self.requests
+            .lock()
+            .map(|r| {
+                r.iter()
+                    .filter_map(|(at, req)| match req {
+                        Request::Chunk {
+                            filename, offset, ..
+                        } => Some((*at, filename.clone(), *offset)),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for FakePeer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Sleeps until `stop`, at most `max`, in small steps.
+fn idle(stop: &AtomicBool, max: Duration) {
+    let until = Instant::now() + max;
+    while !stop.load(Ordering::SeqCst) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn serve(
+    stream: TcpStream,
+    behaviour: Behaviour,
+    data: &[u8],
+    manifest: &Manifest,
+    requests: &Mutex<Vec<(Instant, Request)>>,
+    stop: &AtomicBool,
+) {
+    let _ = stream.set_nonblocking(false);
+    let Ok(mut conn) = Connection::new(stream, Duration::from_secs(5)) else {
+        return;
+    };
+    let Ok(request) = conn.read_request() else {
+        return;
+    };
+    if let Ok(mut r) = requests.lock() {
+        r.push((Instant::now(), request.clone()));
+    }
+    if behaviour == Behaviour::Silent {
+        // Hold the connection open, say nothing.
+        idle(stop, Duration::from_secs(120));
+        return;
+    }
+    match request {
+        Request::Manifest { .. } => {
+            let _ = conn.write_response(&Response::Manifest(manifest.clone()));
+        }
+        Request::Chunk {
+            filename, offset, ..
+        } => {
+            let chunk = ChunkName::parse(&filename)
+                .ok()
+                .filter(|c| c.content() == manifest.name);
+            let Some(chunk) = chunk else {
+                let _ = conn.write_response(&Response::Error {
+                    code: ErrorCode::NotFound,
+                    message: format!("no chunk {filename} here"),
+                });
+                return;
+            };
+            let range = chunk_ranges(manifest.size)[chunk.position()].as_range();
+            let bytes = &data[range.start as usize..range.end as usize];
+            let offset = usize::try_from(offset)
+                .unwrap_or(usize::MAX)
+                .min(bytes.len());
+            let header = Response::Chunk {
+                size: bytes.len() as u64,
+                length: (bytes.len() - offset) as u64,
+                sha256: manifest.chunks[chunk.position()],
+            };
+            if conn.write_response(&header).is_err() {
+                return;
+            }
+            let body = &bytes[offset..];
+            match behaviour {
+                Behaviour::Corrupt => {
+                    let flipped: Vec<u8> = body.iter().map(|b| !b).collect();
+                    let _ = conn.stream().write_all(&flipped);
+                }
+                Behaviour::Trickle => {
+                    for piece in body.chunks(10) {
+                        if stop.load(Ordering::SeqCst) || conn.stream().write_all(piece).is_err() {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+                Behaviour::Silent => unreachable!(),
+            }
+        }
+        Request::LegacyChunk { .. } => {}
+    }
+    conn.shutdown_write();
+    idle(stop, Duration::from_millis(500));
+}
+
+/// Waits until `viewer`'s tags.txt lists `user` at `addr` with all five chunks of `content`
+/// identified by `sha256`.
+fn wait_for_entry_at(
+    net: &TestNet,
+    viewer: &Peer,
+    addr: SocketAddr,
+    user: &str,
+    content: &str,
+    sha256: Digest,
+) -> TagEntry {
+    net.wait_until(
+        WAIT,
+        &format!(
+            "{}/tags.txt lists {user} at {addr} with {content} ({sha256})",
+            viewer.name
+        ),
+        || {
+            let tags = viewer.tags()?;
+            tags.entries
+                .iter()
+                .find(|e| {
+                    e.user == user
+                        && e.addr == addr
+                        && e.content == content
+                        && e.chunks == ChunkSet::ALL
+                        && e.sha256 == Some(sha256)
+                })
+                .cloned()
+                .ok_or_else(|| format!("tags.txt is:\n{tags}"))
+        },
+    )
+}
+
+const CONTENT: &str = "report.pdf";
+/// 5 MiB: five chunks of 1 MiB, far beyond what a trickle of 100 bytes/s could ever deliver.
+const SIZE: usize = 5 << 20;
+
+/// The fields are dropped in order: the fake and the peers (their programs) before the network
+/// (its folder).
+struct Scene {
+    mallory: FakePeer,
+    c: Peer,
+    a: Peer,
+    original: std::path::PathBuf,
+    #[allow(dead_code)] // held for its drop: the folder goes last
+    net: TestNet,
+}
+
+/// alice (real programs) and mallory (a fake that misbehaves as told) both offer `report.pdf`;
+/// carol's listener knows both.
+fn scene(behaviour: Behaviour, seed: u64, server_args: &[&str]) -> Scene {
+    let net = TestNet::new(Duration::from_secs(120));
+    let mut a = net.peer("a");
+    let mut c = net.peer("c");
+    let data = random_bytes(SIZE, seed);
+    let original = a.share_dir().join(CONTENT);
+    fs::write(&original, &data).expect("write the shared file");
+    let digest = Digest::of(&data);
+    a.start_chunk_server(&[], server_args);
+    a.start_announcer("alice", ANNOUNCE_INTERVAL_SECS);
+    let mallory = FakePeer::start(&net, "mallory", CONTENT, data, behaviour);
+    c.start_listener(&[]);
+    net.wait_for_entry(&c, &a, "alice", CONTENT, digest);
+    wait_for_entry_at(&net, &c, mallory.addr, "mallory", CONTENT, digest);
+    Scene {
+        mallory,
+        c,
+        a,
+        original,
+        net,
+    }
+}
+
+/// Every `fetched ... outcome=ok` of the content came from alice.
+fn assert_all_chunks_from(c: &Peer, a: &Peer) {
+    let (fetched, done) = assert_fetched_all(c, CONTENT);
+    for event in &fetched {
+        assert_eq!(
+            (event.get("user"), event.get("source")),
+            (Some("alice"), Some(a.chunk_addr().to_string().as_str())),
+            "{event}"
+        );
+        assert_eq!(event.get("verified"), Some("yes"), "{event}");
+    }
+    assert_eq!(done.get("verified"), Some("yes"), "{done}");
+}
+
+/// alice's chunk server sends one chunk at a time, at 1 MiB/s: 1 s per chunk, the others wait.
+const ONE_AT_A_TIME: &[&str] = &["--max-rate", "1048576", "--max-connections", "1"];
+
+#[test]
+fn corrupting_peer_is_caught_avoided_and_the_file_is_exact() {
+    // alice sends one chunk at a time and the endgame starts early, so when alice's first chunk
+    // is done, the others have long been in flight and the endgame looks for an idle holder to
+    // ask as well: mallory would be that holder if she were not avoided once caught.
+    let s = scene(Behaviour::Corrupt, 0xBAD, ONE_AT_A_TIME);
+    let out = s.c.downloader(&["--endgame-after", "0.3", "get", CONTENT]);
+    assert_success(&out, "download beside a corrupting peer");
+    assert_same_file(&s.original, &printed_path(&out, &s.c.dir));
+    assert_all_chunks_from(&s.c, &s.a);
+
+    let events = s.c.client_events();
+    let all = show_events(&events);
+    let mallory_addr = s.mallory.addr.to_string();
+    let caught = matching(
+        &events,
+        "fetched",
+        &[
+            ("content", CONTENT),
+            ("user", "mallory"),
+            ("source", &mallory_addr),
+            ("outcome", "bad_data"),
+        ],
+    );
+    assert!(
+        !caught.is_empty(),
+        "client.log should record mallory's wrong bytes as outcome=bad_data:\n{all}"
+    );
+    let asked = s.mallory.timed_chunk_requests();
+    assert!(
+        !asked.is_empty(),
+        "mallory was never asked for a chunk: the test proves nothing\n{all}"
+    );
+    let names: Vec<&str> = asked.iter().map(|(_, n, _)| n.as_str()).collect();
+    // Once caught, mallory is not asked again: only the requests of the first wave (at most one
+    // per chunk, all sent together when the download starts), never the same chunk twice, and
+    // nothing later (the endgame would come a second after, when alice's first chunk is done).
+    let mut per_chunk: HashMap<&str, usize> = HashMap::new();
+    for name in &names {
+        *per_chunk.entry(name).or_default() += 1;
+    }
+    assert!(
+        per_chunk.values().all(|&n| n == 1) && asked.len() <= 5,
+        "mallory was asked {names:?}: a chunk twice, or more than the five first requests\n{all}"
+    );
+    let first = asked[0].0;
+    let late: Vec<(Duration, &str)> = asked
+        .iter()
+        .map(|(at, name, _)| (at.duration_since(first), name.as_str()))
+        .filter(|(after, _)| *after > Duration::from_millis(400))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "mallory was asked again after being caught: {late:?} after the first request\n{all}"
+    );
+    assert_eq!(
+        caught.len(),
+        asked.len(),
+        "every chunk mallory sent was caught:\n{all}"
+    );
+    // Nothing mallory sent is left behind.
+    let parts: Vec<_> = files_under(&s.c.temp_dir().join(".incoming"));
+    assert!(
+        parts.is_empty(),
+        "temp/.incoming should be empty: {parts:?}"
+    );
+}
+
+#[test]
+fn silent_peer_is_given_up_and_the_file_is_exact() {
+    let s = scene(Behaviour::Silent, 0x51E, &[]);
+    let started = Instant::now();
+    // No endgame: only the idle timeout can free the chunks first asked of mallory.
+    let out = s.c.downloader(&[
+        "--idle-timeout",
+        "2",
+        "--endgame-after",
+        "600",
+        "get",
+        CONTENT,
+    ]);
+    let took = started.elapsed();
+    assert_success(&out, "download beside a silent peer");
+    assert_same_file(&s.original, &printed_path(&out, &s.c.dir));
+    assert_all_chunks_from(&s.c, &s.a);
+    let asked = s.mallory.chunk_requests();
+    assert!(
+        !asked.is_empty(),
+        "mallory was never asked for a chunk: the test proves nothing"
+    );
+    let events = s.c.client_events();
+    let timeouts = matching(
+        &events,
+        "fetched",
+        &[
+            ("user", "mallory"),
+            ("source", &s.mallory.addr.to_string()),
+            ("outcome", "timeout"),
+        ],
+    );
+    assert_eq!(
+        timeouts.len(),
+        asked.len(),
+        "each chunk asked of the silent mallory ({asked:?}) should end in outcome=timeout:\n{}",
+        show_events(&events)
+    );
+    assert!(
+        took < Duration::from_secs(12),
+        "with --idle-timeout 2 the silent peer should cost about 2 s, not {took:?}\n{}",
+        describe_output(&out)
+    );
+}
+
+#[test]
+fn trickling_peer_is_abandoned_and_the_file_is_exact() {
+    let s = scene(Behaviour::Trickle, 0x7C1, &[]);
+    let started = Instant::now();
+    let out = s.c.downloader(&["--idle-timeout", "2", "get", CONTENT]);
+    let took = started.elapsed();
+    assert_success(&out, "download beside a trickling peer");
+    assert_same_file(&s.original, &printed_path(&out, &s.c.dir));
+    assert_all_chunks_from(&s.c, &s.a);
+    let asked = s.mallory.chunk_requests();
+    assert!(
+        !asked.is_empty(),
+        "mallory was never asked for a chunk: the test proves nothing"
+    );
+    // A 1 MiB chunk at 100 bytes/s takes three hours: only abandoning mallory (stall detection)
+    // or asking alice as well (endgame) finishes in seconds.
+    assert!(
+        took < Duration::from_secs(30),
+        "the download took {took:?} beside a trickling peer\n{}",
+        describe_output(&out)
+    );
+    let events = s.c.client_events();
+    let too_slow = matching(
+        &events,
+        "fetched",
+        &[
+            ("user", "mallory"),
+            ("source", &s.mallory.addr.to_string()),
+            ("outcome", "too_slow"),
+        ],
+    );
+    let log = fs::read_to_string(s.c.dir.join(shared::CLIENT_LOG)).unwrap_or_default();
+    let endgame = log
+        .lines()
+        .any(|l| l.contains("endgame: also asking alice"));
+    assert!(
+        !too_slow.is_empty() || endgame,
+        "client.log shows neither outcome=too_slow for mallory nor the endgame asking alice:\n{log}"
+    );
+}
+
+#[test]
+fn trickling_peer_is_abandoned_by_stall_detection_and_alice_continues_its_bytes() {
+    let s = scene(Behaviour::Trickle, 0x7C2, &[]);
+    let started = Instant::now();
+    // No endgame: only the stall window (which follows --idle-timeout) can drop mallory.
+    let out = s.c.downloader(&[
+        "--idle-timeout",
+        "2",
+        "--endgame-after",
+        "600",
+        "get",
+        CONTENT,
+    ]);
+    let took = started.elapsed();
+    assert_success(&out, "download beside a trickling peer, without endgame");
+    assert_same_file(&s.original, &printed_path(&out, &s.c.dir));
+    assert_all_chunks_from(&s.c, &s.a);
+    assert!(
+        took < Duration::from_secs(12),
+        "a 2 s stall window should drop mallory in about 2 s, not {took:?}\n{}",
+        describe_output(&out)
+    );
+    let asked = s.mallory.chunk_requests();
+    let events = s.c.client_events();
+    let all = show_events(&events);
+    let too_slow = matching(
+        &events,
+        "fetched",
+        &[
+            ("user", "mallory"),
+            ("source", &s.mallory.addr.to_string()),
+            ("outcome", "too_slow"),
+        ],
+    );
+    assert!(
+        !asked.is_empty() && too_slow.len() == asked.len(),
+        "each chunk asked of mallory ({asked:?}) should end in outcome=too_slow:\n{all}"
+    );
+    // The right bytes mallory trickled stay in the part file, and alice sends only the rest.
+    wait_for_served_all(&s.net, &s.a, CONTENT);
+    let served = s.a.server_events();
+    for event in &too_slow {
+        let chunk = event.get("chunk").expect("chunk");
+        let kept = event.get("bytes").expect("bytes");
+        let name = format!("{CONTENT}_{chunk}");
+        let from_alice = matching(&served, "served", &[("chunk", &name), ("outcome", "ok")]);
+        assert_eq!(from_alice.len(), 1, "{}", show_events(&served));
+        assert_eq!(
+            from_alice[0].get("offset"),
+            Some(kept),
+            "alice should continue {name} after the {kept} bytes mallory sent: {}",
+            from_alice[0]
+        );
+        let fetched = matching(
+            &events,
+            "fetched",
+            &[("chunk", chunk), ("user", "alice"), ("outcome", "ok")],
+        );
+        assert_eq!(fetched.len(), 1, "{all}");
+        assert_ne!(
+            kept, "0",
+            "10 bytes every 100 ms for 2 s: mallory's part should hold bytes: {event}"
+        );
+        assert_eq!(fetched[0].get("resumed_from"), Some(kept), "{}", fetched[0]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A legacy server that closes early
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn legacy_chunk_cut_short_is_detected_and_fetched_from_the_other_legacy_peer() {
+    let net = TestNet::new(Duration::from_secs(90));
+    let honest_ip = net.next_ip();
+    let cutter_ip = net.next_ip();
+    let folder = net.folder("legacy-peers");
+    let original = folder.join("thesis.pdf");
+    write_random_file(&original, (1 << 20) + 3, 0x7E5);
+    let chunks_dir = folder.join("chunks");
+    let (content, chunks) = legacy_split(&original, &chunks_dir);
+    assert_eq!((content.as_str(), chunks.len()), ("thesis", 5));
+
+    // Legacy peers all serve on one port; the listener is told which.
+    let mut listeners = bind_same_port(&[honest_ip, cutter_ip]).into_iter();
+    let honest = LegacyServer::from_listener(listeners.next().unwrap(), &chunks_dir, Mode::Close);
+    let cutter = LegacyServer::from_listener(
+        listeners.next().unwrap(),
+        &chunks_dir,
+        Mode::TruncateChunk(2),
+    );
+    let port = honest.addr().port();
+
+    let mut c = net.peer("c");
+    c.start_listener(&["--legacy-chunk-port", &port.to_string()]);
+    // The honest peer announces chunks 1 and 2, the cutter chunks 2 to 5. Chunk 1 can only come
+    // from the honest peer, so the downloader, spreading chunks over holders, asks the cutter
+    // first for chunk 2 whatever its tie-breaking: the cut is always met, never dodged by luck.
+    let honest_files: Vec<String> = chunks[..2].to_vec();
+    let cutter_files: Vec<String> = chunks[1..].to_vec();
+    let mut last_sent: Option<Instant> = None;
+    net.wait_until(WAIT, "carol's tags.txt lists both legacy peers", || {
+        if last_sent.is_none_or(|t| t.elapsed() > Duration::from_millis(500)) {
+            legacy_announce(honest_ip, net.broadcast(), "hugo", &honest_files);
+            legacy_announce(cutter_ip, net.broadcast(), "cutter", &cutter_files);
+            last_sent = Some(Instant::now());
+        }
+        let tags = c.tags()?;
+        let has = |user: &str, addr: SocketAddr, set: &str| {
+            tags.entries.iter().any(|e| {
+                e.user == user
+                    && e.addr == addr
+                    && e.content == "thesis"
+                    && Some(e.chunks) == ChunkSet::parse(set)
+            })
+        };
+        (has("hugo", honest.addr(), "12---") && has("cutter", cutter.addr(), "-2345"))
+            .then_some(())
+            .ok_or_else(|| format!("tags.txt is:\n{tags}"))
+    });
+
+    let out = c.downloader(&["get", "thesis"]);
+    assert_success(
+        &out,
+        "download from two legacy peers, one cutting chunk 2 short",
+    );
+    assert_same_file(&original, &printed_path(&out, &c.dir));
+
+    let asked_for = |server: &LegacyServer, chunk: &str| {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.contains(&format!("\"{chunk}\"")))
+            .count()
+    };
+    assert_eq!(
+        asked_for(&cutter, "thesis_2"),
+        1,
+        "the cutter should be asked for thesis_2 once (first, then avoided): {:?}",
+        cutter.requests()
+    );
+    assert_eq!(
+        asked_for(&honest, "thesis_2"),
+        1,
+        "the honest peer should be asked for thesis_2 after the cut was detected: {:?}",
+        honest.requests()
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("thesis_2") && stderr.contains("chunking rule"),
+        "the downloader should warn that thesis_2 broke the chunking rule\n{}",
+        describe_output(&out)
+    );
+    let events = c.client_events();
+    let from_honest = matching(
+        &events,
+        "fetched",
+        &[
+            ("content", "thesis"),
+            ("chunk", "2"),
+            ("source", &honest.addr().to_string()),
+            ("outcome", "ok"),
+        ],
+    );
+    assert_eq!(from_honest.len(), 1, "{}", show_events(&events));
+    let full = fs::metadata(chunks_dir.join("thesis_2"))
+        .expect("chunk 2")
+        .len();
+    assert_eq!(
+        from_honest[0].get("bytes"),
+        Some(full.to_string().as_str()),
+        "{}",
+        from_honest[0]
+    );
+    let done = matching(
+        &events,
+        "download",
+        &[("content", "thesis"), ("outcome", "ok")],
+    );
+    assert_eq!(done.len(), 1, "{}", show_events(&events));
+    assert_eq!(done[0].get("verified"), Some("no"), "{}", done[0]);
+}

@@ -1,0 +1,830 @@
+//! Crashes and contention at the process level: a downloader killed with SIGKILL resumes where
+//! its bytes on disk end, never refetching a complete chunk and never leaving a partial file in
+//! `downloads/`; two downloaders of one content in one peer folder do not both run; a full disk
+//! fails cleanly; a chunk server killed while splitting splits again on restart and leaves no
+//! `.split` files behind.
+
+mod support;
+
+use std::fs;
+use std::net::IpAddr;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use shared::chunk::chunk_ranges;
+use shared::events::Event;
+use support::*;
+
+// ---------------------------------------------------------------------------------------------
+// A downloader killed with SIGKILL, then run again
+// ---------------------------------------------------------------------------------------------
+
+/// 10 MiB: five chunks of 2 MiB.
+const RESUME_SIZE: u64 = 10 << 20;
+const RESUME_CONTENT: &str = "film.bin";
+/// 1 MiB/s per connection and two connections at a time: chunks arrive two by two, 2 s each,
+/// so that there is a moment when some chunks are complete and others are mid-way.
+const RESUME_RATE: &str = "1048576";
+const RESUME_CONNECTIONS: &str = "2";
+
+/// When to kill the downloader.
+#[derive(Debug, Clone, Copy)]
+enum KillPoint {
+    /// As soon as the first `.part` file exists.
+    FirstPart,
+    /// Once at least one chunk is complete in `temp/` and another has bytes in its `.part` file
+    /// (but is not near its end, so that the kill cannot fall between the server's last write
+    /// and the downloader's reading it).
+    MidChunks,
+}
+
+/// What the downloader's chunk store holds of the content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct StoreState {
+    /// `temp/<content>_<i>` exists (only a verified chunk is renamed there).
+    complete: [bool; 5],
+    /// Size of `temp/.incoming/<content>_<i>.part`, when it exists.
+    part: [Option<u64>; 5],
+}
+
+impl StoreState {
+    fn read(peer: &Peer, content: &str) -> StoreState {
+        let temp = peer.temp_dir();
+        StoreState {
+            complete: std::array::from_fn(|i| temp.join(format!("{content}_{}", i + 1)).is_file()),
+            part: std::array::from_fn(|i| {
+                fs::metadata(
+                    temp.join(".incoming")
+                        .join(format!("{content}_{}.part", i + 1)),
+                )
+                .ok()
+                .map(|m| m.len())
+            }),
+        }
+    }
+
+    /// Bytes of an incomplete chunk already on disk (0 when none), by chunk position.
+    fn resumable(&self, i: usize) -> u64 {
+        if self.complete[i] {
+            0
+        } else {
+            self.part[i].unwrap_or(0)
+        }
+    }
+
+    fn reached(&self, point: KillPoint, lens: &[u64; 5]) -> bool {
+        match point {
+            KillPoint::FirstPart => self.part.iter().any(Option::is_some),
+            KillPoint::MidChunks => {
+                let some_complete = self.complete.iter().any(|&c| c);
+                let in_flight: Vec<u64> = (0..5)
+                    .filter(|&i| !self.complete[i])
+                    .filter_map(|i| self.part[i])
+                    .collect();
+                let some_mid_way = (0..5).any(|i| !self.complete[i] && self.resumable(i) > 0);
+                let none_near_end = (0..5)
+                    .filter(|&i| !self.complete[i])
+                    .all(|i| self.resumable(i) < lens[i] * 3 / 4);
+                some_complete && !in_flight.is_empty() && some_mid_way && none_near_end
+            }
+        }
+    }
+}
+
+/// Files in `downloads/` (there must be none until a download succeeds).
+fn downloads_of(peer: &Peer) -> Vec<(PathBuf, u64)> {
+    files_under(&peer.downloads_dir())
+}
+
+/// One run of the downloader, bound to its own source IP so that the chunk server's log tells
+/// the runs apart (`served ... peer=<ip>:<port>`).
+struct Run {
+    ip: IpAddr,
+    /// The store right after the run was killed; `None` for the final run.
+    after_kill: Option<StoreState>,
+}
+
+fn served_by_run<'a>(events: &'a [Event], chunk: &str, ip: IpAddr) -> Vec<&'a Event> {
+    matching(events, "served", &[("chunk", chunk)])
+        .into_iter()
+        .filter(|e| {
+            e.get("peer")
+                .and_then(|p| p.parse::<std::net::SocketAddr>().ok())
+                .is_some_and(|p| p.ip() == ip)
+        })
+        .collect()
+}
+
+fn field_u64(event: &Event, key: &str) -> u64 {
+    event
+        .get(key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no numeric {key}= in {event}"))
+}
+
+/// alice shares a 10 MiB file through a slow chunk server; carol's downloader is killed with
+/// SIGKILL at each of `kills` in turn (each kill in a new run), then run once more to the end.
+fn killed_downloader_resumes(kills: &[KillPoint]) {
+    let net = TestNet::new(Duration::from_secs(200));
+    let mut a = net.peer("a");
+    let mut c = net.peer("c");
+    let (original, digest) = a.write_share(RESUME_CONTENT, RESUME_SIZE, 0xF11E);
+    a.start_chunk_server(
+        &[],
+        &[
+            "--max-rate",
+            RESUME_RATE,
+            "--max-connections",
+            RESUME_CONNECTIONS,
+        ],
+    );
+    a.start_announcer("alice", ANNOUNCE_INTERVAL_SECS);
+    c.start_listener(&[]);
+    net.wait_for_entry(&c, &a, "alice", RESUME_CONTENT, digest);
+    let lens = chunk_ranges(RESUME_SIZE).map(|r| r.len());
+    let names: Vec<String> = (1..=5).map(|i| format!("{RESUME_CONTENT}_{i}")).collect();
+
+    let mut runs: Vec<Run> = Vec::new();
+    for (k, &point) in kills.iter().enumerate() {
+        let ip = IpAddr::V4(net.next_ip());
+        let ip_text = ip.to_string();
+        let mut download = c.spawn_downloader(&["--bind", &ip_text, "get", RESUME_CONTENT]);
+        let deadline = Instant::now() + WAIT;
+        let poll = match point {
+            KillPoint::FirstPart => Duration::from_millis(2),
+            KillPoint::MidChunks => Duration::from_millis(20),
+        };
+        loop {
+            let files = downloads_of(&c);
+            assert!(
+                files.is_empty(),
+                "run {} ({point:?}): downloads/ holds {files:?} while the download is still \
+                 running",
+                k + 1
+            );
+            let state = StoreState::read(&c, RESUME_CONTENT);
+            if state.reached(point, &lens) {
+                break;
+            }
+            if !download.is_running() {
+                let status = download.kill();
+                panic!(
+                    "run {}: the downloader exited ({status}) before reaching {point:?}; last \
+                     store state {state:?}; raise RESUME_SIZE or lower RESUME_RATE",
+                    k + 1
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run {}: {point:?} not reached within {WAIT:?}; store state {state:?}",
+                k + 1
+            );
+            std::thread::sleep(poll);
+        }
+        let command = download.command().to_owned();
+        let status = download.kill();
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "`{command}` should have been killed by SIGKILL at {point:?}, but exited: {status}"
+        );
+        // Only now, with the process gone, is what is on disk final.
+        let state = StoreState::read(&c, RESUME_CONTENT);
+        eprintln!("run {} killed at {point:?}; store: {state:?}", k + 1);
+        let files = downloads_of(&c);
+        assert!(
+            files.is_empty(),
+            "after SIGKILL at {point:?} (run {}), downloads/ must hold no file, but holds \
+             {files:?}",
+            k + 1
+        );
+        if let KillPoint::MidChunks = point {
+            assert!(
+                state.complete.iter().any(|&x| x) && (0..5).any(|i| state.resumable(i) > 0),
+                "the kill should leave a complete chunk and a partial one: {state:?}"
+            );
+        }
+        runs.push(Run {
+            ip,
+            after_kill: Some(state),
+        });
+    }
+
+    let ip = IpAddr::V4(net.next_ip());
+    let ip_text = ip.to_string();
+    let out = c
+        .spawn_downloader(&["--bind", &ip_text, "get", RESUME_CONTENT])
+        .wait(DOWNLOADER_TIMEOUT);
+    assert_success(&out, "the download after the kill(s)");
+    let path = printed_path(&out, &c.dir);
+    assert_same_file(&original, &path);
+    assert_eq!(
+        path.canonicalize().ok(),
+        c.downloads_dir().join(RESUME_CONTENT).canonicalize().ok(),
+        "{}",
+        describe_output(&out)
+    );
+    let files = downloads_of(&c);
+    assert_eq!(
+        files.len(),
+        1,
+        "downloads/ should hold exactly the file: {files:?}"
+    );
+    runs.push(Run {
+        ip,
+        after_kill: None,
+    });
+
+    // The chunks the last kill left complete are taken as they are.
+    let last = runs[runs.len() - 2]
+        .after_kill
+        .clone()
+        .expect("a killed run precedes the final one");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for i in (0..5).filter(|&i| last.complete[i]) {
+        assert!(
+            stderr.contains(&format!("chunk {}/5 already here", i + 1)),
+            "the final run should keep chunk {} from before\n{}",
+            i + 1,
+            describe_output(&out)
+        );
+    }
+
+    // Every request the killed runs made has been logged by the server (a killed transfer is
+    // logged when the server's next write fails), and the final run's five.
+    let events = net.wait_until(
+        WAIT,
+        "alice's server.log has every chunk served ok and an entry for each killed transfer \
+         that left bytes on disk",
+        || {
+            let events = a.server_events();
+            for name in &names {
+                if matching(&events, "served", &[("chunk", name), ("outcome", "ok")]).is_empty() {
+                    return Err(format!("no ok for {name}:\n{}", show_events(&events)));
+                }
+            }
+            for (r, run) in runs.iter().enumerate() {
+                let Some(state) = &run.after_kill else {
+                    continue;
+                };
+                let previous = r.checked_sub(1).and_then(|p| runs[p].after_kill.as_ref());
+                for (i, name) in names.iter().enumerate() {
+                    let before = previous.map_or(0, |s| s.resumable(i));
+                    let grew = state.resumable(i) > before;
+                    if grew && served_by_run(&events, name, run.ip).is_empty() {
+                        return Err(format!(
+                            "no served {name} for run {} ({}):\n{}",
+                            r + 1,
+                            run.ip,
+                            show_events(&events)
+                        ));
+                    }
+                }
+            }
+            Ok(events)
+        },
+    );
+    let all = show_events(&events);
+
+    for (i, name) in names.iter().enumerate() {
+        // Each chunk crossed the network in full exactly once.
+        let ok = matching(&events, "served", &[("chunk", name), ("outcome", "ok")]);
+        assert_eq!(
+            ok.len(),
+            1,
+            "{name} should be served with outcome=ok exactly once over the whole test:\n{all}"
+        );
+
+        for (r, run) in runs.iter().enumerate() {
+            let Some(state) = &run.after_kill else {
+                continue;
+            };
+            let next = &runs[r + 1];
+            let later: Vec<&Event> = runs[r + 1..]
+                .iter()
+                .flat_map(|later| served_by_run(&events, name, later.ip))
+                .collect();
+            if state.complete[i] {
+                // A complete chunk is never asked for again.
+                assert!(
+                    later.is_empty(),
+                    "{name} was complete when run {} was killed, yet was requested again: \
+                     {later:?}\nall events:\n{all}",
+                    r + 1
+                );
+                continue;
+            }
+            let on_disk = state.resumable(i);
+            let asked = served_by_run(&events, name, next.ip);
+            if next.after_kill.is_none() {
+                assert_eq!(
+                    asked.len(),
+                    1,
+                    "the final run should ask for {name} exactly once:\n{all}"
+                );
+            }
+            // The next request continues exactly where the bytes on disk end.
+            if let Some(first) = asked.first() {
+                assert_eq!(
+                    field_u64(first, "offset"),
+                    on_disk,
+                    "after run {} was killed with {on_disk} bytes of {name} on disk, the next \
+                     request should start there: {first}\nall events:\n{all}",
+                    r + 1
+                );
+                if next.after_kill.is_none() {
+                    assert_eq!(first.get("outcome"), Some("ok"), "{first}");
+                    assert_eq!(field_u64(first, "bytes"), lens[i] - on_disk, "{first}");
+                }
+            }
+            // What the killed run was sent and did not get onto disk is all that was re-sent.
+            let previous = r.checked_sub(1).and_then(|p| runs[p].after_kill.as_ref());
+            let before = previous.map_or(0, |s| s.resumable(i));
+            if on_disk > before {
+                let killed = served_by_run(&events, name, run.ip);
+                assert_eq!(
+                    killed.len(),
+                    1,
+                    "run {} should have asked once for {name}:\n{all}",
+                    r + 1
+                );
+                let (offset, bytes) = (
+                    field_u64(killed[0], "offset"),
+                    field_u64(killed[0], "bytes"),
+                );
+                assert_eq!(offset, before, "{}", killed[0]);
+                assert!(
+                    offset + bytes >= on_disk,
+                    "{} bytes of {name} on disk, but the server sent only up to byte {}: {}",
+                    on_disk,
+                    offset + bytes,
+                    killed[0]
+                );
+                let resent = offset + bytes - on_disk;
+                assert!(
+                    resent <= 1 << 20,
+                    "{resent} bytes of {name} were sent to the killed run beyond what reached \
+                     its disk (socket buffers and the writer's buffer should hold far less): {}",
+                    killed[0]
+                );
+            }
+        }
+    }
+
+    // client.log: one successful fetch per chunk over the whole test, and the resumed ones say
+    // from where.
+    let client = c.client_events();
+    let client_all = show_events(&client);
+    let mut resumed_any = false;
+    for (i, _) in names.iter().enumerate() {
+        let chunk = (i + 1).to_string();
+        let ok = matching(
+            &client,
+            "fetched",
+            &[
+                ("content", RESUME_CONTENT),
+                ("chunk", &chunk),
+                ("outcome", "ok"),
+            ],
+        );
+        assert_eq!(
+            ok.len(),
+            1,
+            "client.log: chunk {chunk} should be fetched once:\n{client_all}"
+        );
+        assert_eq!(ok[0].get("verified"), Some("yes"), "{}", ok[0]);
+        assert_eq!(field_u64(ok[0], "bytes"), lens[i], "{}", ok[0]);
+        if !last.complete[i] {
+            let on_disk = last.resumable(i);
+            if on_disk > 0 {
+                resumed_any = true;
+                assert_eq!(
+                    ok[0].get("resumed_from"),
+                    Some(on_disk.to_string().as_str()),
+                    "chunk {chunk} resumed from the {on_disk} bytes on disk:\n{client_all}"
+                );
+            } else {
+                assert_eq!(ok[0].get("resumed_from"), None, "{}", ok[0]);
+            }
+        }
+    }
+    if kills.iter().any(|k| matches!(k, KillPoint::MidChunks)) {
+        assert!(resumed_any, "no chunk was resumed:\n{client_all}");
+    }
+    let done = matching(
+        &client,
+        "download",
+        &[("content", RESUME_CONTENT), ("outcome", "ok")],
+    );
+    assert_eq!(done.len(), 1, "{client_all}");
+    assert_eq!(done[0].get("sha256"), Some(digest.to_string().as_str()));
+    assert_eq!(done[0].get("verified"), Some("yes"));
+}
+
+#[test]
+fn downloader_killed_mid_chunk_resumes_without_fetching_anything_twice() {
+    killed_downloader_resumes(&[KillPoint::MidChunks]);
+}
+
+#[test]
+fn downloader_killed_at_start_and_again_mid_chunk_resumes_each_time() {
+    killed_downloader_resumes(&[KillPoint::FirstPart, KillPoint::MidChunks]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Two downloaders of one content in one peer folder
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn second_downloader_of_the_same_content_in_the_same_folder_refuses() {
+    let net = TestNet::new(Duration::from_secs(120));
+    let mut a = net.peer("a");
+    let mut c = net.peer("c");
+    let (original, digest) = a.write_share("album.zip", 10 << 20, 0xA1B);
+    // About 2 s per download: the first is still running when the second starts.
+    a.start_chunk_server(&[], &["--max-rate", RESUME_RATE]);
+    a.start_announcer("alice", ANNOUNCE_INTERVAL_SECS);
+    c.start_listener(&[]);
+    net.wait_for_entry(&c, &a, "alice", "album.zip", digest);
+
+    let first = c.spawn_downloader(&["get", "album.zip"]);
+    let second = c.spawn_downloader(&["get", "album.zip"]);
+    let outs = [
+        first.wait(DOWNLOADER_TIMEOUT),
+        second.wait(DOWNLOADER_TIMEOUT),
+    ];
+    let succeeded: Vec<&std::process::Output> =
+        outs.iter().filter(|o| o.status.success()).collect();
+    let both = format!(
+        "first:\n{}\n\nsecond:\n{}",
+        describe_output(&outs[0]),
+        describe_output(&outs[1])
+    );
+    assert_eq!(
+        succeeded.len(),
+        1,
+        "exactly one of two simultaneous downloaders should succeed\n{both}"
+    );
+    let winner = succeeded[0];
+    let loser = outs
+        .iter()
+        .find(|o| !o.status.success())
+        .expect("one failed");
+    assert_eq!(loser.status.code(), Some(1), "{both}");
+    assert!(
+        String::from_utf8_lossy(&loser.stderr).contains("another downloader"),
+        "the refused downloader should say another downloader is running\n{both}"
+    );
+    assert!(
+        loser.stdout.is_empty(),
+        "the refused downloader must print no path\n{both}"
+    );
+    assert_same_file(&original, &printed_path(winner, &c.dir));
+    let files = downloads_of(&c);
+    assert_eq!(
+        files.len(),
+        1,
+        "downloads/ should hold the one file: {files:?}"
+    );
+    // The refused one disturbed nothing: every chunk crossed the network once.
+    wait_for_served_all(&net, &a, "album.zip");
+    let events = a.server_events();
+    for i in 1..=5 {
+        let name = format!("album.zip_{i}");
+        let served = matching(&events, "served", &[("chunk", &name)]);
+        assert_eq!(
+            served.len(),
+            1,
+            "{name} should be requested once:\n{}",
+            show_events(&events)
+        );
+    }
+    // And the lock is released: a third run finds the file already there.
+    let again = c.downloader(&["get", "album.zip"]);
+    assert_success(&again, "a third get after both finished");
+    assert_same_file(&original, &printed_path(&again, &c.dir));
+}
+
+// ---------------------------------------------------------------------------------------------
+// A full disk
+// ---------------------------------------------------------------------------------------------
+
+/// A tmpfs mounted for the test; unmounted on drop (also when the test panics).
+struct TmpfsMount {
+    path: PathBuf,
+}
+
+impl TmpfsMount {
+    /// Mounts a tmpfs of `size` (`mount -o size=`) on `path`, or says why it cannot.
+    fn mount(path: &Path, size: &str) -> Result<TmpfsMount, String> {
+        let uid = fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("Uid:"))
+                    .and_then(|l| l.split_whitespace().nth(2).map(str::to_owned))
+            })
+            .unwrap_or_else(|| "?".into());
+        if uid != "0" {
+            return Err(format!("not running as root (effective uid {uid})"));
+        }
+        fs::create_dir_all(path).map_err(|e| format!("create {}: {e}", path.display()))?;
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "mount -t tmpfs failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(TmpfsMount {
+            path: path.to_owned(),
+        })
+    }
+
+    /// Changes its size in place, keeping its files.
+    fn resize(&self, size: &str) {
+        let out = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.path)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "remount {} with size={size}: {}",
+            self.path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let umount = |lazy: bool| {
+            let mut cmd = Command::new("umount");
+            if lazy {
+                cmd.arg("-l");
+            }
+            cmd.arg(&self.path).output()
+        };
+        match umount(false) {
+            Ok(out) if out.status.success() => {}
+            other => {
+                eprintln!(
+                    "umount {} failed ({other:?}); detaching it lazily",
+                    self.path.display()
+                );
+                let _ = umount(true);
+            }
+        }
+    }
+}
+
+/// Whether the error the downloader ended with (its `error:` line and the causes under it), not
+/// merely a progress line before it, names the local write failure.
+fn no_space_message(output: &std::process::Output) -> bool {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let error: String = stderr
+        .lines()
+        .skip_while(|l| !l.starts_with("error:"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    error.contains("No space left") || error.contains("cannot write")
+}
+
+/// 15 MiB: five chunks of 3 MiB, each larger than the 2 MiB disk, so that the disk fills while
+/// chunk bodies are arriving, whatever the timing (no chunk can be complete when it fills).
+const FULL_DISK_SIZE: u64 = 15 << 20;
+
+#[test]
+fn full_disk_fails_cleanly_then_resumes_when_space_is_freed() {
+    let net = TestNet::new(Duration::from_secs(120));
+    let mut a = net.peer("a");
+    let mut c = net.peer("c");
+    // carol's chunk store is a 2 MiB tmpfs; downloads/ stays on the ordinary disk, so the last
+    // step (temp/.incoming → downloads/) also crosses file systems.
+    let mount = match TmpfsMount::mount(&c.temp_dir(), "2m") {
+        Ok(m) => m,
+        Err(reason) => {
+            eprintln!("skipping full-disk test: {reason}");
+            return;
+        }
+    };
+    let (original, digest) = a.write_share("backup.tar", FULL_DISK_SIZE, 0xD15C);
+    a.start_chunk_server(&[], &[]);
+    a.start_announcer("alice", ANNOUNCE_INTERVAL_SECS);
+    c.start_listener(&[]);
+    net.wait_for_entry(&c, &a, "alice", "backup.tar", digest);
+
+    // 1. The chunks do not fit.
+    let out = c.downloader(&["get", "backup.tar"]);
+    assert!(
+        !out.status.success() && out.stdout.is_empty(),
+        "a download onto a full disk must fail and print no path\n{}",
+        describe_output(&out)
+    );
+    assert!(
+        no_space_message(&out),
+        "the error the downloader ends with should name the local write failure (a full disk \
+         is not the peers' fault)\n{}",
+        describe_output(&out)
+    );
+    let files = downloads_of(&c);
+    assert!(files.is_empty(), "downloads/ must hold no file: {files:?}");
+
+    // 2. The chunks fit, the assembled copy beside them does not.
+    mount.resize("24m");
+    let out = c.downloader(&["get", "backup.tar"]);
+    assert!(
+        !out.status.success() && out.stdout.is_empty(),
+        "with room for the chunks but not for the assembled file, the download must fail\n{}",
+        describe_output(&out)
+    );
+    assert!(
+        no_space_message(&out),
+        "the error the downloader ends with should name the local write failure\n{}",
+        describe_output(&out)
+    );
+    let files = downloads_of(&c);
+    assert!(files.is_empty(), "downloads/ must hold no file: {files:?}");
+    let leftovers: Vec<_> = files_under(&c.temp_dir().join(".incoming"))
+        .into_iter()
+        .filter(|(p, _)| p.to_string_lossy().ends_with(".download"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "the failed assembly must be removed: {leftovers:?}"
+    );
+    let state = StoreState::read(&c, "backup.tar");
+    assert!(
+        state.complete.iter().all(|&x| x),
+        "all five chunks fit in 24 MiB and should be kept for the next attempt: {state:?}\n{}",
+        describe_output(&out)
+    );
+
+    // 3. With room, the download completes from what is already there.
+    mount.resize("40m");
+    let out = c.downloader(&["get", "backup.tar"]);
+    assert_success(&out, "the download once the disk has room");
+    assert_same_file(&original, &printed_path(&out, &c.dir));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("already here").count(),
+        5,
+        "the five chunks received before should be kept\n{}",
+        describe_output(&out)
+    );
+    let events = c.client_events();
+    let failed = matching(
+        &events,
+        "download",
+        &[("content", "backup.tar"), ("outcome", "failed")],
+    );
+    assert_eq!(
+        failed.len(),
+        2,
+        "two failed downloads in client.log:\n{}",
+        show_events(&events)
+    );
+    drop(mount);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A chunk server killed while splitting
+// ---------------------------------------------------------------------------------------------
+
+/// `.split` files in `temp/.incoming/`.
+fn split_files(peer: &Peer) -> Vec<(PathBuf, u64)> {
+    files_under(&peer.temp_dir().join(".incoming"))
+        .into_iter()
+        .filter(|(p, _)| p.to_string_lossy().ends_with(".split"))
+        .collect()
+}
+
+/// Starts `peer`'s chunk server with `args` and kills it (SIGKILL) as soon as a `.split` file
+/// has bytes; returns the `.split` files it left.
+fn kill_chunk_server_mid_split(
+    net: &TestNet,
+    peer: &mut Peer,
+    shares: &[&Path],
+) -> Vec<(PathBuf, u64)> {
+    peer.start_chunk_server(shares, &[]);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if split_files(peer).iter().any(|(_, len)| *len > 0) {
+            break;
+        }
+        peer.check_running(Program::ChunkServer)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            Instant::now() < deadline,
+            "no .split file with bytes appeared within {WAIT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    peer.stop(Program::ChunkServer);
+    let left = split_files(peer);
+    assert!(
+        !left.is_empty(),
+        "the chunk server should have been killed mid-split (no .split files after the kill; \
+         the split finished first?): {:?}",
+        files_under(&peer.temp_dir())
+    );
+    let _ = net;
+    left
+}
+
+#[test]
+fn chunk_server_killed_mid_split_splits_again_and_serves_correct_chunks() {
+    let net = TestNet::new(Duration::from_secs(300));
+    let mut a = net.peer("a");
+    let mut c = net.peer("c");
+    let (original, digest) = a.write_share("disk.img", 200 << 20, 0x5B17);
+
+    let left = kill_chunk_server_mid_split(&net, &mut a, &[]);
+    eprintln!("killed mid-split; left: {left:?}");
+    let installed: Vec<_> = (1..=5)
+        .filter(|i| a.temp_dir().join(format!("disk.img_{i}")).exists())
+        .collect();
+    eprintln!("chunks installed at the kill: {installed:?}");
+
+    // Restart: it splits again.
+    a.start_chunk_server(&[], &[]);
+    a.start_announcer("alice", ANNOUNCE_INTERVAL_SECS);
+    c.start_listener(&[]);
+    net.wait_for_entry(&c, &a, "alice", "disk.img", digest);
+    net.wait_until(
+        WAIT,
+        "the restarted chunk server has split disk.img",
+        || {
+            a.check_running(Program::ChunkServer)?;
+            let log = fs::read_to_string(a.dir.join(shared::SERVER_LOG)).unwrap_or_default();
+            let done = log.lines().any(|l| l.contains("split disk.img ("));
+            let all = (1..=5).all(|i| a.temp_dir().join(format!("disk.img_{i}")).is_file());
+            (done && all)
+                .then_some(())
+                .ok_or_else(|| format!("split logged: {done}, five chunks: {all}"))
+        },
+    );
+    let leftovers = split_files(&a);
+    assert!(
+        leftovers.is_empty(),
+        "after the restarted chunk server finished splitting, .split files remain in \
+         temp/.incoming: {leftovers:?}"
+    );
+
+    let out = c.downloader(&["get", "disk.img"]);
+    assert_success(&out, "download from the restarted chunk server");
+    assert_same_file(&original, &printed_path(&out, &c.dir));
+    let (fetched, _) = assert_fetched_all(&c, "disk.img");
+    for event in &fetched {
+        assert_eq!(event.get("verified"), Some("yes"), "{event}");
+    }
+    assert!(split_files(&a).is_empty(), "{:?}", split_files(&a));
+}
+
+#[test]
+fn leftovers_of_a_killed_split_are_removed_even_when_the_file_is_no_longer_shared() {
+    let net = TestNet::new(Duration::from_secs(240));
+    let mut a = net.peer("a");
+    let big = net.root().join("elsewhere").join("old.iso");
+    write_random_file(&big, 200 << 20, 0x1507);
+    let left = kill_chunk_server_mid_split(&net, &mut a, &[big.as_path()]);
+    eprintln!("killed mid-split; left: {left:?}");
+    // The big file is gone; the server now shares a small one.
+    fs::remove_file(&big).expect("remove the big file");
+    let (small, small_digest) = a.write_share("small.txt", 1000, 3);
+    a.start_chunk_server(&[], &[]);
+    net.wait_until(
+        WAIT,
+        "the restarted chunk server has split small.txt",
+        || {
+            a.check_running(Program::ChunkServer)?;
+            a.temp_dir()
+                .join("small.txt_5")
+                .is_file()
+                .then_some(())
+                .ok_or_else(|| "not yet".to_owned())
+        },
+    );
+    let leftovers = split_files(&a);
+    assert!(
+        leftovers.is_empty(),
+        "the restarted chunk server left the killed split's files in temp/.incoming: \
+         {leftovers:?}"
+    );
+    // It works as usual.
+    let mut c = net.peer("c");
+    a.start_announcer("alice", ANNOUNCE_INTERVAL_SECS);
+    c.start_listener(&[]);
+    net.wait_for_entry(&c, &a, "alice", "small.txt", small_digest);
+    let out = c.downloader(&["get", "small.txt"]);
+    assert_success(&out, "download of small.txt");
+    assert_same_file(&small, &printed_path(&out, &c.dir));
+}
