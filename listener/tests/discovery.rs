@@ -399,7 +399,7 @@ fn varied_announcement(i: usize) -> Announcement {
     let user = users[i % users.len()];
     let content = contents[(i / 3) % contents.len()];
     let files: Vec<String> = (1..=5)
-        .filter(|c| (i + c) % 3 != 0)
+        .filter(|c| !(i + c).is_multiple_of(3))
         .map(|c| format!("{content}_{c}"))
         .collect();
     let files: Vec<&str> = files.iter().map(String::as_str).collect();
