@@ -21,6 +21,7 @@
 //! and subnets.
 
 mod netns_support;
+mod support;
 
 use std::fs;
 use std::net::Ipv4Addr;

@@ -27,7 +27,6 @@
 use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -37,9 +36,16 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use shared::chunk::ChunkSet;
-use shared::digest::{Digest, Hasher};
+use shared::digest::Digest;
 use shared::events::Event;
 use shared::tags::{TagEntry, TagsIndex};
+
+// The helpers the loopback e2e harness already has are reused, not copied.
+pub use crate::support::{
+    assert_same_file, assert_success, describe_output, printed_path, read_events, show_events,
+    wait_until, write_random_file,
+};
+use crate::support::{kill_and_reap, list_files, tail};
 
 /// How often every wait polls its condition.
 pub const POLL: Duration = Duration::from_millis(50);
@@ -1094,170 +1100,8 @@ impl Drop for RunningDownloader {
     }
 }
 
-/// Kills `child` if it still runs and reaps it; its exit status.
-fn kill_and_reap(child: &mut Child) -> std::io::Result<ExitStatus> {
-    if let Ok(None) = child.try_wait() {
-        let _ = child.kill();
-    }
-    child.wait()
-}
-
 // ---------------------------------------------------------------------------------------------
 // Small helpers (after tests/support/mod.rs).
-
-/// Status, stdout and stderr of a finished program, for failure messages.
-pub fn describe_output(output: &Output) -> String {
-    format!(
-        "status: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// Panics unless the program exited 0.
-pub fn assert_success(output: &Output, what: &str) {
-    assert!(
-        output.status.success(),
-        "{what}: expected exit status 0\n{}",
-        describe_output(output)
-    );
-}
-
-/// The path `downloader get` printed as the last line of stdout, resolved against `dir`.
-pub fn printed_path(output: &Output, dir: &Path) -> PathBuf {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let last = stdout
-        .lines()
-        .map(str::trim)
-        .rfind(|l| !l.is_empty())
-        .unwrap_or_else(|| panic!("no path printed on stdout\n{}", describe_output(output)));
-    dir.join(last)
-}
-
-/// Polls `cond` every [`POLL`] until it returns `Ok` or `deadline` passes.
-///
-/// # Panics
-/// On timeout, with `what` and the last `Err` description `cond` gave.
-pub fn wait_until<T>(
-    deadline: Instant,
-    what: &str,
-    mut cond: impl FnMut() -> Result<T, String>,
-) -> T {
-    let start = Instant::now();
-    loop {
-        match cond() {
-            Ok(value) => return value,
-            Err(seen) if Instant::now() >= deadline => panic!(
-                "timed out after {:?} waiting until {what}\nlast seen: {seen}",
-                start.elapsed()
-            ),
-            Err(_) => std::thread::sleep(POLL),
-        }
-    }
-}
-
-/// Reads the events of a log file (none if it does not exist yet).
-pub fn read_events(path: &Path) -> Vec<Event> {
-    fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| Event::parse_log_line(line).map(|(_, event)| event))
-        .collect()
-}
-
-/// The events named `name` whose fields include every `(key, value)` of `fields`.
-pub fn matching<'a>(events: &'a [Event], name: &str, fields: &[(&str, &str)]) -> Vec<&'a Event> {
-    events
-        .iter()
-        .filter(|e| e.name == name && fields.iter().all(|(k, v)| e.get(k) == Some(*v)))
-        .collect()
-}
-
-/// The events, one per line, for failure messages.
-pub fn show_events(events: &[Event]) -> String {
-    events.iter().map(|e| format!("  {e}\n")).collect()
-}
-
-/// Writes `size` deterministic pseudo-random bytes (xorshift from `seed`) to `path`, in 1 MiB
-/// blocks, and returns their digest.
-pub fn write_random_file(path: &Path, size: u64, seed: u64) -> Digest {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).expect("create parent folder");
-    }
-    let mut file = File::create(path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
-    let mut hasher = Hasher::default();
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut block = vec![0u8; 1 << 20];
-    let mut left = size;
-    while left > 0 {
-        let n = usize::try_from(left.min(block.len() as u64)).expect("block fits usize");
-        for word in block[..n].chunks_mut(8) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            word.copy_from_slice(&state.to_le_bytes()[..word.len()]);
-        }
-        file.write_all(&block[..n]).expect("write random file");
-        hasher.update(&block[..n]);
-        left -= n as u64;
-    }
-    hasher.finish()
-}
-
-/// SHA-256 and size of a file, streamed.
-pub fn file_digest(path: &Path) -> (Digest, u64) {
-    let file = File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    Digest::of_reader(BufReader::new(file))
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
-
-/// Panics unless `actual` has the same size and SHA-256 as `expected`.
-pub fn assert_same_file(expected: &Path, actual: &Path) {
-    assert!(
-        actual.is_file(),
-        "expected a file at {} (a copy of {})",
-        actual.display(),
-        expected.display()
-    );
-    let (want, want_len) = file_digest(expected);
-    let (got, got_len) = file_digest(actual);
-    assert!(
-        want == got && want_len == got_len,
-        "file contents differ\n  expected: {} ({want_len} bytes, sha256 {want})\n  \
-         actual:   {} ({got_len} bytes, sha256 {got})",
-        expected.display(),
-        actual.display(),
-    );
-}
-
-/// Files under `dir`, recursively, with their sizes.
-fn list_files(dir: &Path, out: &mut Vec<(PathBuf, u64)>) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    let mut entries: Vec<_> = entries.flatten().collect();
-    entries.sort_by_key(|e| e.path());
-    for entry in entries {
-        let path = entry.path();
-        match entry.metadata() {
-            Ok(m) if m.is_dir() => list_files(&path, out),
-            Ok(m) => out.push((path, m.len())),
-            Err(_) => {}
-        }
-    }
-}
-
-/// The last `max` bytes of a text file.
-pub fn tail(path: &Path, max: usize) -> String {
-    let text = fs::read(path).unwrap_or_default();
-    let start = text.len().saturating_sub(max);
-    let mut s = String::from_utf8_lossy(&text[start..]).into_owned();
-    if start > 0 {
-        s.insert(0, '…');
-    }
-    s
-}
 
 #[cfg(test)]
 mod tests {

@@ -523,7 +523,7 @@ impl Drop for RunningDownloader {
 }
 
 /// Kills `child` if it still runs and reaps it; its exit status.
-fn kill_and_reap(child: &mut Child) -> std::io::Result<ExitStatus> {
+pub fn kill_and_reap(child: &mut Child) -> std::io::Result<ExitStatus> {
     if let Ok(None) = child.try_wait() {
         let _ = child.kill();
     }
@@ -770,7 +770,7 @@ fn small_diff(expected: &Path, actual: &Path) -> String {
 }
 
 /// Files under `dir`, recursively, with their sizes.
-fn list_files(dir: &Path, out: &mut Vec<(PathBuf, u64)>) {
+pub fn list_files(dir: &Path, out: &mut Vec<(PathBuf, u64)>) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
@@ -787,7 +787,7 @@ fn list_files(dir: &Path, out: &mut Vec<(PathBuf, u64)>) {
 }
 
 /// The last `max` bytes of a text file.
-fn tail(path: &Path, max: usize) -> String {
+pub fn tail(path: &Path, max: usize) -> String {
     let text = fs::read(path).unwrap_or_default();
     let start = text.len().saturating_sub(max);
     let mut s = String::from_utf8_lossy(&text[start..]).into_owned();
