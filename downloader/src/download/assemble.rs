@@ -1,0 +1,152 @@
+//! The last step of a download: the chunks concatenated into one file, its SHA-256 checked,
+//! and the file moved into `downloads/` under a name that never overwrites a different file.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter};
+use std::path::{Path, PathBuf};
+
+use shared::chunk::ChunkName;
+use shared::digest::{Digest, HashingWriter};
+use shared::store::ChunkStore;
+use shared::CHUNKS_PER_FILE;
+
+use super::{io_error, DownloadError, Placement};
+use crate::catalog::Target;
+
+/// Concatenates the chunks into `temp/.incoming/`, checks the digest, and moves the file into
+/// `downloads/` under a name that does not overwrite a different file.
+pub(super) fn assemble(
+    store: &ChunkStore,
+    placement: &Placement,
+    target: &Target,
+    names: &[ChunkName; CHUNKS_PER_FILE],
+    downloads: &Path,
+) -> Result<(PathBuf, u64, Digest, bool), DownloadError> {
+    let assembly =
+        store
+            .incoming_dir()
+            .join(format!("{}.{}.download", target.name, std::process::id()));
+    let result = (|| {
+        let file = File::create(&assembly).map_err(io_error("create", &assembly))?;
+        let mut out = HashingWriter::new(BufWriter::with_capacity(256 * 1024, file));
+        for chunk in names {
+            let path = placement.chunk_path(store, chunk);
+            let mut input = File::open(&path).map_err(io_error("read", &path))?;
+            io::copy(&mut input, &mut out).map_err(io_error("write", &assembly))?;
+        }
+        let size = out.written();
+        let (writer, digest) = out.finish();
+        let file = writer
+            .into_inner()
+            .map_err(|e| io_error("write", &assembly)(e.into_error()))?;
+        file.sync_all().map_err(io_error("write", &assembly))?;
+        if let Some(expected) = target.sha256 {
+            if digest != expected {
+                return Err(DownloadError::WholeFileMismatch {
+                    expected,
+                    actual: digest,
+                });
+            }
+        }
+        let (dest, already_present) = destination(downloads, &target.name, digest)?;
+        if already_present {
+            let _ = fs::remove_file(&assembly);
+        } else {
+            move_into_place(&assembly, &dest)?;
+        }
+        Ok((dest, size, digest, already_present))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&assembly);
+    }
+    result
+}
+
+/// `downloads/<name>`, or `downloads/<stem> (n).<ext>` when a different file has that name.
+/// The flag says an identical file is already there.
+pub(super) fn destination(
+    downloads: &Path,
+    name: &str,
+    digest: Digest,
+) -> Result<(PathBuf, bool), DownloadError> {
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => (stem, Some(ext)),
+        _ => (name, None),
+    };
+    for n in 0u32.. {
+        let candidate = match (n, ext) {
+            (0, _) => name.to_owned(),
+            (n, Some(ext)) => format!("{stem} ({n}).{ext}"),
+            (n, None) => format!("{stem} ({n})"),
+        };
+        let path = downloads.join(candidate);
+        match File::open(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((path, false)),
+            Err(e) => return Err(io_error("read", &path)(e)),
+            Ok(file) => {
+                let (existing, _) =
+                    Digest::of_reader(io::BufReader::new(file)).map_err(io_error("read", &path))?;
+                if existing == digest {
+                    return Ok((path, true));
+                }
+            }
+        }
+    }
+    unreachable!("u32 names run out")
+}
+
+pub(super) fn move_into_place(from: &Path, to: &Path) -> Result<(), DownloadError> {
+    if fs::rename(from, to).is_ok() {
+        shared::fsutil::sync_parent(to);
+        return Ok(());
+    }
+    // `downloads/` may be on another file system: copy beside the target, then rename.
+    let tmp = to.with_file_name(format!(
+        ".{}.{}.tmp",
+        to.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    let copied = fs::copy(from, &tmp)
+        .and_then(|_| File::open(&tmp)?.sync_all())
+        .and_then(|()| fs::rename(&tmp, to));
+    let _ = fs::remove_file(from);
+    if let Err(e) = copied {
+        let _ = fs::remove_file(&tmp);
+        return Err(io_error("write", to)(e));
+    }
+    shared::fsutil::sync_parent(to);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destination_never_overwrites_a_different_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Digest::of(b"new");
+        let (p, same) = destination(dir.path(), "notes.txt", d).unwrap();
+        assert_eq!(
+            (p.file_name().unwrap().to_str().unwrap(), same),
+            ("notes.txt", false)
+        );
+        fs::write(dir.path().join("notes.txt"), b"old").unwrap();
+        let (p, same) = destination(dir.path(), "notes.txt", d).unwrap();
+        assert_eq!(
+            (p.file_name().unwrap().to_str().unwrap(), same),
+            ("notes (1).txt", false)
+        );
+        fs::write(dir.path().join("notes (1).txt"), b"new").unwrap();
+        let (p, same) = destination(dir.path(), "notes.txt", d).unwrap();
+        assert_eq!(
+            (p.file_name().unwrap().to_str().unwrap(), same),
+            ("notes (1).txt", true)
+        );
+        let (p, _) = destination(dir.path(), ".bashrc", d).unwrap();
+        assert_eq!(p.file_name().unwrap(), ".bashrc");
+        fs::write(dir.path().join("ece"), b"x").unwrap();
+        let (p, _) = destination(dir.path(), "ece", d).unwrap();
+        assert_eq!(p.file_name().unwrap(), "ece (1)");
+    }
+}
