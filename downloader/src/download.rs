@@ -23,7 +23,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use shared::chunk::{chunk_ranges, ChunkName, NameError};
@@ -351,6 +351,7 @@ pub fn download(
         endgame_after: config.endgame_after,
         shutdown: cancel,
         avoid: Mutex::new(HashSet::new()),
+        changed: Condvar::new(),
         board: Mutex::new(board),
     };
     let mut failures = ctx.run_workers(&missing, &plan, on_progress);

@@ -9,7 +9,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -82,6 +82,8 @@ pub(super) struct FetchContext<'a> {
     /// Holders caught sending wrong bytes: written by any worker, read by all, for the rest of
     /// this download.
     pub(super) avoid: Mutex<HashSet<SocketAddr>>,
+    /// Signalled whenever a flight ends, so idle endgame helpers need not poll.
+    pub(super) changed: Condvar,
     /// Written by every worker under its lock; read back by `download` once they are done.
     pub(super) board: Mutex<Board>,
 }
@@ -270,6 +272,8 @@ impl FetchContext<'_> {
         let millis = started.elapsed().as_millis();
         let mut board = self.board();
         board.remove_flight(position, handle);
+        // A flight ended: endgame helpers waiting for one look again.
+        self.changed.notify_all();
         match result {
             Ok(fetched) if fetched.bytes == 0 && expected.is_none() => {
                 drop(board);
@@ -410,11 +414,15 @@ impl FetchContext<'_> {
                         break;
                     }
                 }
+                if pick.is_none() {
+                    // Nothing to duplicate yet (flights are young, or no holder is idle): wait
+                    // until a flight ends, or a little, for the flights to age.
+                    let _ = self.changed.wait_timeout(board, Duration::from_millis(100));
+                    continue;
+                }
                 pick
             };
             let Some((position, h, handle)) = pick else {
-                // Nothing to duplicate yet: flights are young or no holder is idle.
-                self.shutdown.sleep(Duration::from_millis(100));
                 continue;
             };
             let chunk = &ChunkName::all_of(&self.target.name)
