@@ -43,7 +43,7 @@ use shared::tags::{TagEntry, TagsIndex};
 // The helpers the loopback e2e harness already has are reused, not copied.
 pub use crate::support::{
     assert_same_file, assert_success, describe_output, printed_path, read_events, show_events,
-    wait_until, write_random_file,
+    wait_until, write_random_file, Program, WAIT,
 };
 use crate::support::{kill_and_reap, list_files, tail};
 
@@ -57,55 +57,6 @@ pub const ANNOUNCE_INTERVAL_SECS: u64 = 2;
 pub const ANNOUNCE_PORT: u16 = shared::DEFAULT_ANNOUNCE_PORT;
 /// See [`ANNOUNCE_PORT`].
 pub const CHUNK_PORT: u16 = shared::DEFAULT_CHUNK_PORT;
-
-/// Default bound on waiting for something to appear (an index entry, a log line).
-pub const WAIT: Duration = Duration::from_secs(30);
-
-/// The four programs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Program {
-    /// `announcer`
-    Announcer,
-    /// `listener`
-    Listener,
-    /// `chunk-server`
-    ChunkServer,
-    /// `downloader`
-    Downloader,
-}
-
-impl Program {
-    /// The binary's name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Program::Announcer => "announcer",
-            Program::Listener => "listener",
-            Program::ChunkServer => "chunk-server",
-            Program::Downloader => "downloader",
-        }
-    }
-
-    /// The binary, beside the test executable's `deps/` folder (absolute: `ip netns exec`
-    /// runs it from anywhere).
-    ///
-    /// # Panics
-    /// When it has not been built.
-    pub fn path(self) -> PathBuf {
-        let exe = std::env::current_exe().expect("path of the test executable");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test executable lives in target/<profile>/deps/");
-        let path = profile_dir.join(format!("{}{}", self.name(), std::env::consts::EXE_SUFFIX));
-        assert!(
-            path.is_file(),
-            "binary {} not found: run `cargo test --workspace` (or `cargo build --workspace` \
-             first), which builds every program before the tests run",
-            path.display()
-        );
-        path
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Whether the tests can run at all.
