@@ -8,11 +8,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use log::LevelFilter;
 
 use announcer::username::{self, Origin};
 use announcer::Config;
-use shared::logging::{self, LogOptions};
+use shared::logging;
 use shared::peer_dir::PeerDir;
 use shared::shutdown::{self, Shutdown};
 use shared::{DEFAULT_ANNOUNCE_INTERVAL_SECS, DEFAULT_ANNOUNCE_PORT, DEFAULT_CHUNK_PORT};
@@ -57,25 +56,8 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let level = if args.verbose {
-        LevelFilter::Debug
-    } else {
-        LevelFilter::Info
-    };
-    if let Err(e) = logging::init(LogOptions {
-        terminal: level,
-        file: None,
-    }) {
-        eprintln!("announcer: cannot start logging: {e}");
-        return ExitCode::FAILURE;
-    }
-    match start(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            log::error!("{}", shared::logging::describe_error(e.as_ref()));
-            ExitCode::FAILURE
-        }
-    }
+    let verbose = args.verbose;
+    logging::run_terminal_program("announcer", verbose, || start(args))
 }
 
 fn start(args: Args) -> Result<(), Box<dyn StdError>> {

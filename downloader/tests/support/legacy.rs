@@ -92,22 +92,7 @@ impl LegacyServer {
     pub fn start(ip: Ipv4Addr, folder: &Path, mode: Mode) -> LegacyServer {
         let listener = TcpListener::bind((ip, 0))
             .unwrap_or_else(|e| panic!("legacy server cannot bind {ip}: {e}"));
-        let addr = listener.local_addr().expect("legacy server address");
-        listener.set_nonblocking(true).expect("non-blocking accept");
-        let stop = Arc::new(AtomicBool::new(false));
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let accept_thread = {
-            let stop = Arc::clone(&stop);
-            let requests = Arc::clone(&requests);
-            let folder = folder.to_owned();
-            std::thread::spawn(move || accept_loop(&listener, &folder, mode, &stop, &requests))
-        };
-        LegacyServer {
-            addr,
-            stop,
-            requests,
-            accept_thread: Some(accept_thread),
-        }
+        Self::from_listener(listener, folder, mode)
     }
 
     /// Where it listens.
