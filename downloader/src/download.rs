@@ -167,7 +167,7 @@ pub enum DownloadError {
         name: String,
     },
     /// Ctrl-C.
-    #[error("download cancelled; chunks received so far are kept for the next attempt")]
+    #[error("download cancelled; the chunks and partial chunks received so far are kept: run the same command again to resume")]
     Cancelled,
 }
 

@@ -26,3 +26,10 @@ pub enum Error {
         source: std::io::Error,
     },
 }
+
+impl Error {
+    /// Whether the command stopped because the user asked it to (Ctrl-C, SIGTERM).
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, Error::Download(DownloadError::Cancelled))
+    }
+}

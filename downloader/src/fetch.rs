@@ -237,7 +237,9 @@ struct Guard<'a, W> {
 impl<W: Write> Write for Guard<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.shutdown.is_triggered() || self.handle.is_cancelled() {
-            return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"));
+            // Not `ErrorKind::Interrupted`: `write_all` retries that kind for ever, which turned
+            // Ctrl-C into a busy loop. The caller reads the flags to report a cancellation.
+            return Err(io::Error::other("cancelled"));
         }
         if let Some((window, min_bytes)) = self.stall {
             let elapsed = self.window_start.elapsed();

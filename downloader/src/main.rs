@@ -134,7 +134,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", logging::describe_error(&e));
-            ExitCode::FAILURE
+            // Stopped by a signal: say so in the status too (130 for Ctrl-C, 143 for SIGTERM).
+            shutdown
+                .exit_status()
+                .filter(|_| e.is_cancelled())
+                .map_or(ExitCode::FAILURE, ExitCode::from)
         }
     }
 }

@@ -26,6 +26,9 @@ use crate::catalog::{Holder, Target};
 use crate::fetch::{fetch_chunk, CancelHandle, Expected, FetchError, Fetched, Job, Network};
 use crate::format;
 
+/// How often the thread that reports progress looks at the Ctrl-C flag.
+const CANCEL_POLL: Duration = Duration::from_millis(50);
+
 pub(super) struct ChunkResult {
     pub(super) fetched: Fetched,
     /// `user@address` of the sender; `None` for a chunk kept from before.
@@ -136,8 +139,19 @@ impl FetchContext<'_> {
                 })
                 .collect();
             drop(tx);
-            for progress in rx {
-                on_progress(&progress);
+            // Wake up now and then to pass Ctrl-C on to the transfers: a read blocked on a
+            // silent holder only returns when its socket is shut down.
+            let mut cancelled = false;
+            loop {
+                match rx.recv_timeout(CANCEL_POLL) {
+                    Ok(progress) => on_progress(&progress),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+                if self.shutdown.is_triggered() && !cancelled {
+                    cancelled = true;
+                    self.cancel_all_flights();
+                }
             }
             handles
                 .into_iter()
@@ -148,6 +162,15 @@ impl FetchContext<'_> {
                 .filter_map(|(chunk, result)| result.err().map(|e| (chunk, e)))
                 .collect()
         })
+    }
+
+    /// Cancels every fetch in flight, and wakes the endgame helpers so they see the flag.
+    fn cancel_all_flights(&self) {
+        let board = self.board();
+        for flight in board.flights.iter().flatten() {
+            flight.handle.cancel();
+        }
+        self.changed.notify_all();
     }
 
     /// Removes the legacy chunks whose lengths break the chunking rule (see

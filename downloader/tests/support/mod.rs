@@ -477,6 +477,11 @@ pub struct RunningDownloader {
 }
 
 impl RunningDownloader {
+    /// Its process id, to send it a signal.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether it is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
