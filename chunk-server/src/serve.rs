@@ -28,7 +28,7 @@ use shared::connection::{Connection, ConnectionError};
 use shared::digest::Digest;
 use shared::events::Event;
 use shared::protocol::{ErrorCode, Manifest, Request, Response};
-use shared::store::ChunkStore;
+use shared::store::{ChunkStore, Origin};
 use shared::{IO_IDLE_TIMEOUT, REQUEST_TIMEOUT};
 
 /// Buffer of an unthrottled transfer: few system calls, little memory per connection.
@@ -333,6 +333,11 @@ fn serve_legacy(
 /// Opens a complete chunk of the store; returns it with its length.
 fn open_chunk(store: &ChunkStore, name: &ChunkName) -> Result<(File, u64), Refusal> {
     let not_found = || Refusal::new(Outcome::NotFound, format!("no chunk {name} here"));
+    // A download whose whole file is not verified yet is not passed on: its manifest may be
+    // forged.
+    if !store.is_servable(name.content()) {
+        return Err(not_found());
+    }
     let file = match File::open(store.chunk_path(name)) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(not_found()),
@@ -461,6 +466,7 @@ fn prepare_manifest(
     let stored = store
         .load_manifest(content)
         .map_err(|e| Refusal::new(Outcome::Error, e.to_string()))?
+        .filter(|stored| stored.origin != Origin::Downloading)
         .ok_or_else(|| Refusal::new(Outcome::NotFound, "no such content here"))?;
     match content_sha256 {
         Some(wanted) if wanted != stored.manifest.sha256 => Err(Refusal::new(

@@ -317,7 +317,7 @@ impl Sharer {
                         report.unchanged.push(name.clone());
                         continue;
                     }
-                    Origin::Downloaded { .. } => log::info!(
+                    Origin::Downloaded { .. } | Origin::Downloading => log::info!(
                         "shared file {} replaces the downloaded content {name}",
                         candidate.path.display()
                     ),

@@ -23,6 +23,9 @@ pub struct Holder {
     pub proto: Proto,
     /// The chunks it announced.
     pub chunks: ChunkSet,
+    /// The root digest of the manifest it announced, when it announced one: the manifest it
+    /// vouches for.
+    pub root: Option<Digest>,
 }
 
 impl Holder {
@@ -90,6 +93,7 @@ impl Catalog {
                         addr: e.addr,
                         proto: e.proto,
                         chunks: e.chunks,
+                        root: e.root,
                     })
                     .collect(),
             })
@@ -210,6 +214,7 @@ mod tests {
             chunks: ChunkSet::parse(chunks).unwrap(),
             size: sha.map(|_| 2048),
             sha256: sha.map(|n| Digest::of(&[n])),
+            root: sha.map(|n| Digest::of(&[n, n])),
             interval: 60,
             last_seen: Utc::now(),
         }

@@ -27,11 +27,10 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use shared::chunk::{chunk_ranges, ChunkName, NameError};
-use shared::connection::Connection;
 use shared::digest::Digest;
 use shared::events::Event;
 use shared::peer_dir::PeerDir;
-use shared::protocol::{Manifest, Request, Response};
+use shared::protocol::Manifest;
 use shared::shutdown::Shutdown;
 use shared::store::{remove_if_exists, ChunkStore, Origin, StoreError, StoredManifest};
 use shared::tags::Proto;
@@ -40,9 +39,11 @@ use shared::CHUNKS_PER_FILE;
 use crate::catalog::{Holder, Target};
 use crate::fetch::{Expected, Fetched, Network};
 mod assemble;
+mod manifest;
 mod workers;
 
 use assemble::assemble;
+use manifest::NoManifest;
 use workers::{Board, ChunkResult, FetchContext, WorkerError};
 
 /// What the downloader needs to know about its environment.
@@ -131,7 +132,7 @@ pub struct Outcome {
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
     /// Some chunks could not be had from any online holder.
-    #[error("{} of {CHUNKS_PER_FILE} chunks could not be downloaded from online peers", missing.len())]
+    #[error("{} of {CHUNKS_PER_FILE} chunks could not be downloaded from online peers; what did arrive is kept in temp/, and running the same command again continues from there", missing.len())]
     Incomplete {
         /// The chunks missing.
         missing: Vec<ChunkName>,
@@ -255,6 +256,11 @@ pub fn short_legacy_chunks(lens: &[u64; CHUNKS_PER_FILE]) -> Vec<usize> {
 
 /// Downloads `target` into the peer folder's `downloads/`.
 ///
+/// For a content with a digest, a manifest whose chunks all verify but whose whole file does
+/// not match is rolled back (its manifest and every chunk fetched under it), and the download
+/// starts again with a manifest of another root, from other holders: a forged manifest costs
+/// one round, blames nobody it did not come from, and never stays.
+///
 /// # Errors
 /// [`DownloadError`]; chunks already received stay in the store for the next attempt.
 pub fn download(
@@ -275,10 +281,24 @@ pub fn download(
         verified: target.sha256.is_some(),
     });
 
-    let manifest = match target.sha256 {
-        Some(digest) => match obtain_manifest(&store, target, digest, &config.net) {
-            Some(m) => Some(m),
-            None => {
+    let Some(digest) = target.sha256 else {
+        return download_with(config, target, None, &names, &store, cancel, on_progress);
+    };
+    let mut rejected: HashSet<Digest> = HashSet::new();
+    let mut skip: HashSet<usize> = HashSet::new();
+    loop {
+        let obtained = match manifest::obtain(
+            &store,
+            target,
+            digest,
+            &config.net,
+            &rejected,
+            &skip,
+            cancel,
+        ) {
+            Ok(obtained) => obtained,
+            Err(NoManifest::Cancelled) => return Err(DownloadError::Cancelled),
+            Err(NoManifest::Unavailable) => {
                 for chunk in &names {
                     on_progress(&Progress::ChunkUnavailable {
                         chunk: chunk.clone(),
@@ -289,12 +309,79 @@ pub fn download(
                     missing: names.to_vec(),
                 });
             }
-        },
-        None => None,
-    };
-    let placement = choose_placement(&store, target, manifest.as_ref())?;
+        };
+        let root = obtained.manifest.root();
+        // Only the holders that vouch for this manifest are asked for chunks, and held to it.
+        let round = Target {
+            holders: target
+                .holders
+                .iter()
+                .filter(|h| manifest::vouched_by(h, root))
+                .cloned()
+                .collect(),
+            ..target.clone()
+        };
+        let provisional = !obtained.trusted;
+        let result = download_with(
+            config,
+            &round,
+            Some(&obtained),
+            &names,
+            &store,
+            cancel,
+            on_progress,
+        );
+        match result {
+            Err(DownloadError::WholeFileMismatch { expected, actual }) if provisional => {
+                let from = obtained
+                    .from
+                    .map_or("an earlier run".to_owned(), |h| target.holders[h].label());
+                log::warn!(
+                    "the manifest of {:?} from {from} (root {}) verified every chunk, but the \
+                     whole file has SHA-256 {actual}, not {expected}: discarding it and every \
+                     chunk fetched under it, and asking the other holders",
+                    target.name,
+                    root.short(16)
+                );
+                roll_back(&store, &target.name, &names)?;
+                rejected.insert(root);
+                skip.extend(obtained.from);
+            }
+            other => return other,
+        }
+    }
+}
 
-    let expected: [Option<Expected>; CHUNKS_PER_FILE] = match &manifest {
+/// Removes the manifest, the chunks and the part files of `name`: what a manifest that failed
+/// the whole-file check left in the store.
+fn roll_back(
+    store: &ChunkStore,
+    name: &str,
+    names: &[ChunkName; CHUNKS_PER_FILE],
+) -> Result<(), DownloadError> {
+    store.remove_content(name)?;
+    for chunk in names {
+        remove_if_exists(&store.incoming_path(chunk))?;
+    }
+    clean_leftovers(store, name);
+    Ok(())
+}
+
+/// One download round: under `manifest` (for contents with a digest) or none (legacy).
+fn download_with(
+    config: &Config,
+    target: &Target,
+    obtained: Option<&manifest::Obtained>,
+    names: &[ChunkName; CHUNKS_PER_FILE],
+    store: &ChunkStore,
+    cancel: &Shutdown,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<Outcome, DownloadError> {
+    let downloads = config.dir.downloads();
+    let manifest = obtained.map(|o| &o.manifest);
+    let placement = choose_placement(store, target, obtained)?;
+
+    let expected: [Option<Expected>; CHUNKS_PER_FILE] = match manifest {
         Some(m) => {
             let ranges = chunk_ranges(m.size);
             std::array::from_fn(|i| {
@@ -312,8 +399,8 @@ pub fn download(
     let mut board = Board::default();
     for (i, chunk) in names.iter().enumerate() {
         let Some(exp) = expected[i] else { continue };
-        let dest = placement.chunk_path(&store, chunk);
-        let part = placement.part_path(&store, chunk);
+        let dest = placement.chunk_path(store, chunk);
+        let part = placement.part_path(store, chunk);
         let kept = if file_matches(&dest, exp) {
             true
         } else {
@@ -342,11 +429,20 @@ pub fn download(
         .collect();
 
     let plan = plan_sources(&target.holders, &missing, std::process::id() as usize);
+    let root = manifest.map(Manifest::root);
     let ctx = FetchContext {
         target,
-        store: &store,
+        store,
         placement: &placement,
         expected: &expected,
+        // A holder is blamed for wrong bytes only when it announced the root of this very
+        // manifest: then its bytes contradict what it vouched for. Others (older peers that
+        // announce no root) merely failed that chunk.
+        vouching: target
+            .holders
+            .iter()
+            .map(|h| obtained.is_some_and(|o| o.trusted) || (root.is_some() && h.root == root))
+            .collect(),
         net: config.net,
         endgame_after: config.endgame_after,
         shutdown: cancel,
@@ -359,7 +455,7 @@ pub fn download(
     // Legacy chunks carry no hash, but the chunking rule fixes their lengths: a chunk cut short
     // by a server that closed early shows, and is fetched again from another holder.
     if manifest.is_none() && failures.is_empty() {
-        let short = ctx.discard_short_legacy_chunks(&names);
+        let short = ctx.discard_short_legacy_chunks(names);
         if !short.is_empty() {
             let replan: Vec<Vec<usize>> = short
                 .iter()
@@ -376,7 +472,7 @@ pub fn download(
             if failures.is_empty() {
                 // Still inconsistent: better no file than a wrong one.
                 failures = ctx
-                    .discard_short_legacy_chunks(&names)
+                    .discard_short_legacy_chunks(names)
                     .into_iter()
                     .map(|chunk| (chunk, WorkerError::Unavailable))
                     .collect();
@@ -424,7 +520,7 @@ pub fn download(
     let verified = manifest.is_some() && results.iter().all(|r| r.fetched.verified);
     let sources: BTreeSet<String> = results.iter().filter_map(|r| r.source.clone()).collect();
 
-    let outcome = match assemble(&store, &placement, target, &names, &downloads) {
+    let outcome = match assemble(store, &placement, target, names, &downloads) {
         Ok((path, size, sha256, already_present)) => Outcome {
             path,
             size,
@@ -439,13 +535,14 @@ pub fn download(
         }
     };
 
-    match (&placement, &manifest) {
+    match (&placement, manifest) {
         (Placement::Private(dir), _) => {
             let _ = fs::remove_dir_all(dir);
         }
         (Placement::Store, None) => {
-            // A legacy content: record what we received, so we can serve and announce it
-            // with a digest from now on.
+            // A legacy content: record what we received, so that we can serve it to our peers
+            // with chunk digests; it is announced without a file digest (legacy style), since
+            // nothing vouched for it.
             let chunks: [Digest; CHUNKS_PER_FILE] =
                 std::array::from_fn(|i| results[i].fetched.sha256);
             store.save_manifest(&StoredManifest {
@@ -458,7 +555,13 @@ pub fn download(
                 origin: Origin::Downloaded { verified: false },
             })?;
         }
-        (Placement::Store, Some(_)) => {}
+        (Placement::Store, Some(m)) => {
+            // The whole file matched: from now on this peer vouches for the content.
+            store.save_manifest(&StoredManifest {
+                manifest: m.clone(),
+                origin: Origin::Downloaded { verified: true },
+            })?;
+        }
     }
     log_download(target, Some(&outcome), "ok", verified, Some(&outcome.path));
     Ok(outcome)
@@ -535,63 +638,10 @@ fn clean_leftovers(store: &ChunkStore, name: &str) {
     }
 }
 
-/// Gets the manifest of `target`: from the store when it already has this content, else from
-/// the first holder whose answer matches the announced digest and size.
-fn obtain_manifest(
-    store: &ChunkStore,
-    target: &Target,
-    digest: Digest,
-    net: &Network,
-) -> Option<Manifest> {
-    if let Ok(Some(stored)) = store.load_manifest(&target.name) {
-        if stored.manifest.sha256 == digest {
-            return Some(stored.manifest);
-        }
-    }
-    let mut holders: Vec<&Holder> = target
-        .holders
-        .iter()
-        .filter(|h| matches!(h.proto, Proto::P2p(_)))
-        .collect();
-    holders.sort_by_key(|h| std::cmp::Reverse(h.chunks.count()));
-    for holder in holders {
-        let answer = Connection::connect_with(holder.addr, net.bind, net.connect, net.idle)
-            .map_err(|e| e.to_string())
-            .and_then(|mut conn| {
-                conn.write_request(&Request::Manifest {
-                    content: target.name.clone(),
-                    content_sha256: Some(digest),
-                })
-                .map_err(|e| e.to_string())?;
-                conn.read_response().map_err(|e| e.to_string())
-            });
-        match answer {
-            Ok(Response::Manifest(m))
-                if m.name == target.name
-                    && m.sha256 == digest
-                    && target.size.is_none_or(|s| s == m.size) =>
-            {
-                return Some(m)
-            }
-            Ok(other) => log::warn!(
-                "{} answered the manifest request for {:?} with {other:?}",
-                holder.label(),
-                target.name
-            ),
-            Err(e) => log::warn!(
-                "cannot get the manifest of {:?} from {}: {e}",
-                target.name,
-                holder.label()
-            ),
-        }
-    }
-    None
-}
-
 fn choose_placement(
     store: &ChunkStore,
     target: &Target,
-    manifest: Option<&Manifest>,
+    obtained: Option<&manifest::Obtained>,
 ) -> Result<Placement, DownloadError> {
     let existing = match store.load_manifest(&target.name) {
         Ok(existing) => existing,
@@ -600,19 +650,31 @@ fn choose_placement(
             None
         }
     };
-    let legacy_cache = |m: &StoredManifest| m.origin == Origin::Downloaded { verified: false };
+    let manifest = obtained.map(|o| &o.manifest);
+    // What the store holds may be replaced: an unverified download, or a legacy cache.
+    let replaceable = |m: &StoredManifest| {
+        matches!(
+            m.origin,
+            Origin::Downloading | Origin::Downloaded { verified: false }
+        )
+    };
     let shared_in_store = match (manifest, &existing) {
-        (Some(m), Some(e)) => e.manifest.sha256 == m.sha256,
-        (Some(_), None) => true,
-        (None, Some(e)) => legacy_cache(e),
-        (None, None) => true,
+        (Some(m), Some(e)) => e.manifest.sha256 == m.sha256 || replaceable(e),
+        (None, Some(e)) => replaceable(e) && e.origin != Origin::Downloading,
+        (_, None) => true,
     };
     if shared_in_store {
-        match (manifest, &existing) {
-            (Some(m), None) => store.save_manifest(&StoredManifest {
-                manifest: m.clone(),
-                origin: Origin::Downloaded { verified: true },
-            })?,
+        match (obtained, &existing) {
+            (Some(o), existing) if existing.as_ref().is_none_or(|e| e.manifest != o.manifest) => {
+                store.save_manifest(&StoredManifest {
+                    manifest: o.manifest.clone(),
+                    origin: if o.trusted {
+                        Origin::Downloaded { verified: true }
+                    } else {
+                        Origin::Downloading
+                    },
+                })?;
+            }
             (None, Some(_)) => remove_if_exists(&store.manifest_path(&target.name))?,
             _ => {}
         }
@@ -660,6 +722,7 @@ mod tests {
             addr: SocketAddr::from(([127, 0, 0, ip], 5001)),
             proto: Proto::P2p(1),
             chunks: ChunkSet::parse(chunks).unwrap(),
+            root: None,
         }
     }
 

@@ -11,7 +11,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
-use std::net::{IpAddr, Shutdown as SocketShutdown, TcpStream};
+use std::net::{IpAddr, Shutdown as SocketShutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -35,6 +35,9 @@ pub struct Network {
     pub connect: Duration,
     /// Longest silence during a transfer.
     pub idle: Duration,
+    /// How long a holder of ours may take to answer a request with its header, counted from
+    /// the request: a holder that accepts and then says nothing is given up this soon.
+    pub first_byte: Duration,
     /// Silence after which a legacy server that sent data is taken to have finished.
     pub legacy_end: Duration,
     /// A transfer that moves less than [`Network::stall_bytes`] in this long is abandoned when
@@ -50,10 +53,23 @@ impl Default for Network {
             bind: None,
             connect: shared::CONNECT_TIMEOUT,
             idle: shared::IO_IDLE_TIMEOUT,
+            first_byte: FIRST_BYTE_TIMEOUT,
             legacy_end: shared::LEGACY_END_IDLE,
             stall_window: Duration::from_secs(10),
             stall_bytes: 64 * 1024,
         }
+    }
+}
+
+/// Default of [`Network::first_byte`]: our chunk servers answer at once, from a local file.
+pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Network {
+    /// The source address for a connection to `holder`: `bind`, unless it is a loopback
+    /// address and the holder is not (or the other way round), which could never connect.
+    pub fn source_for(&self, holder: SocketAddr) -> Option<IpAddr> {
+        self.bind
+            .filter(|ip| ip.is_loopback() == holder.ip().is_loopback())
     }
 }
 
@@ -88,6 +104,9 @@ pub enum FetchError {
     /// The request could not be sent.
     #[error("cannot send the request: {0}")]
     Send(io::Error),
+    /// The holder accepted the connection and the request, and said nothing in time.
+    #[error("no answer within {0:?}")]
+    Silent(Duration),
     /// The holder refused the request.
     #[error("refused ({code:?}): {message}")]
     Refused {
@@ -141,6 +160,7 @@ impl FetchError {
         match self {
             FetchError::Connect(_) => "unreachable",
             FetchError::Send(_) => "send_failed",
+            FetchError::Silent(_) => "timeout",
             FetchError::Refused {
                 code: ErrorCode::NotFound,
                 ..
@@ -159,6 +179,12 @@ impl FetchError {
             FetchError::Write { .. } => "write_failed",
             FetchError::Cancelled => "cancelled",
         }
+    }
+
+    /// Whether the holder is unreachable or does not answer at all: it is skipped for the
+    /// rest of the download rather than asked again for every chunk.
+    pub fn is_unresponsive(&self) -> bool {
+        matches!(self, FetchError::Connect(_) | FetchError::Silent(_))
     }
 
     /// Whether the holder sent bytes that are provably wrong: such a holder is avoided for the
@@ -193,7 +219,7 @@ impl CancelHandle {
         self.cancelled.load(Ordering::SeqCst)
     }
 
-    fn register(&self, stream: TcpStream) {
+    pub(crate) fn register(&self, stream: TcpStream) {
         if let Ok(mut slot) = self.stream.lock() {
             if self.is_cancelled() {
                 let _ = stream.shutdown(SocketShutdown::Both);
@@ -281,9 +307,13 @@ pub fn fetch_chunk(
     if shutdown.is_triggered() || handle.is_cancelled() {
         return Err(FetchError::Cancelled);
     }
-    let conn =
-        Connection::connect_with(job.holder.addr, job.holder_bind(net), net.connect, net.idle)
-            .map_err(FetchError::Connect)?;
+    let conn = Connection::connect_with(
+        job.holder.addr,
+        net.source_for(job.holder.addr),
+        net.connect,
+        net.idle,
+    )
+    .map_err(FetchError::Connect)?;
     if let Ok(clone) = conn.try_clone_stream() {
         handle.register(clone);
     }
@@ -326,17 +356,8 @@ pub fn fetch_chunk(
         resume_from,
     );
     match job.holder.proto {
-        Proto::P2p(_) => fetch_ours(job, conn, out, resume_from, part),
+        Proto::P2p(_) => fetch_ours(job, net, conn, out, resume_from, part),
         Proto::Legacy => fetch_legacy(job, conn, out, net, part),
-    }
-}
-
-impl Job<'_> {
-    fn holder_bind(&self, net: &Network) -> Option<IpAddr> {
-        // A loopback source cannot reach another host, and the other way round: only bind
-        // when the holder is of the same kind.
-        net.bind
-            .filter(|ip| ip.is_loopback() == self.holder.addr.ip().is_loopback())
     }
 }
 
@@ -363,6 +384,7 @@ fn out_guard<'s, 'a>(out: &'s Sink<'a>) -> &'s Guard<'a, BufWriter<File>> {
 
 fn fetch_ours(
     job: &Job<'_>,
+    net: &Network,
     mut conn: Connection,
     mut out: Sink<'_>,
     offset: u64,
@@ -374,7 +396,14 @@ fn fetch_ours(
         offset,
     })
     .map_err(FetchError::Send)?;
-    let (size, length, announced) = match conn.read_response() {
+    // Our servers answer at once: a holder that accepts and then says nothing is given up
+    // after the first-byte deadline, not the longer idle timeout of a running transfer.
+    let header = conn
+        .set_read_timeout(net.first_byte.min(net.idle))
+        .map_err(FetchError::Send)
+        .map(|()| conn.read_response());
+    conn.set_read_timeout(net.idle).map_err(FetchError::Send)?;
+    let (size, length, announced) = match header? {
         Ok(Response::Chunk {
             size,
             length,
@@ -382,6 +411,12 @@ fn fetch_ours(
         }) => (size, length, sha256),
         Ok(Response::Error { code, message }) => return Err(FetchError::Refused { code, message }),
         Ok(other) => return Err(FetchError::Protocol(format!("{other:?}"))),
+        Err(ConnectionError::Timeout(waited)) => {
+            return match transfer_error(ConnectionError::Timeout(waited), &out, part) {
+                FetchError::Transfer(_) => Err(FetchError::Silent(waited)),
+                other => Err(other),
+            }
+        }
         Err(e) => return Err(transfer_error(e, &out, part)),
     };
     if size.checked_sub(offset) != Some(length) {

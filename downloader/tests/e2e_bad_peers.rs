@@ -682,3 +682,52 @@ fn legacy_chunk_cut_short_is_detected_and_fetched_from_the_other_legacy_peer() {
     assert_eq!(done.len(), 1, "{}", show_events(&events));
     assert_eq!(done[0].get("verified"), Some("no"), "{}", done[0]);
 }
+
+#[test]
+fn six_silent_holders_beside_one_honest_holder_cost_seconds_not_minutes() {
+    let net = TestNet::new(Duration::from_secs(120));
+    let mut a = net.peer("a");
+    let mut c = net.peer("c");
+    let data = random_bytes(1 << 20, 0x5A1);
+    let original = a.share_dir().join(CONTENT);
+    fs::write(&original, &data).expect("write the shared file");
+    let digest = Digest::of(&data);
+    // The silent ones sort before "zoe", in case holders are asked in name order.
+    let silent: Vec<FakePeer> = (1..=6)
+        .map(|i| {
+            FakePeer::start(
+                &net,
+                &format!("mute{i}"),
+                CONTENT,
+                data.clone(),
+                Behaviour::Silent,
+            )
+        })
+        .collect();
+    a.start_chunk_server(&[], &[]);
+    a.start_announcer("zoe", ANNOUNCE_INTERVAL_SECS);
+    c.start_listener(&[]);
+    net.wait_for_entry(&c, &a, "zoe", CONTENT, digest);
+    for (i, fake) in silent.iter().enumerate() {
+        wait_for_entry_at(
+            &net,
+            &c,
+            fake.addr,
+            &format!("mute{}", i + 1),
+            CONTENT,
+            digest,
+        );
+    }
+    let started = Instant::now();
+    let out = c.downloader(&["get", CONTENT]);
+    let took = started.elapsed();
+    assert_success(&out, "download beside six silent holders");
+    assert_same_file(&original, &printed_path(&out, &c.dir));
+    eprintln!("download beside six silent holders took {took:?}");
+    // Asked one after another with the 15 s idle timeout, the manifest alone took 90 s.
+    assert!(
+        took < Duration::from_secs(10),
+        "six silent holders should cost seconds, not {took:?}\n{}",
+        describe_output(&out)
+    );
+}

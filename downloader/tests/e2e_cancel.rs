@@ -72,7 +72,10 @@ fn cancelled_download_stops_at_once(signal: &str, expected_status: i32) {
     assert!(files_under(&c.downloads_dir()).is_empty());
     let kept: u64 = files_under(&c.temp_dir())
         .iter()
-        .filter(|(p, _)| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(CONTENT)))
+        .filter(|(p, _)| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(CONTENT))
+        })
         .map(|(_, len)| len)
         .sum();
     assert!(kept > 0, "received bytes should be kept in temp/");

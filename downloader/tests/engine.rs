@@ -183,6 +183,7 @@ fn data(len: usize) -> Vec<u8> {
 }
 
 fn target(name: &str, data: &[u8], holders: &[(&str, &FakeHolder)]) -> Target {
+    let root = manifest_of(name, data).root();
     Target {
         name: name.into(),
         sha256: Some(Digest::of(data)),
@@ -194,6 +195,7 @@ fn target(name: &str, data: &[u8], holders: &[(&str, &FakeHolder)]) -> Target {
                 addr: h.addr,
                 proto: Proto::P2p(1),
                 chunks: ChunkSet::ALL,
+                root: Some(root),
             })
             .collect(),
     }
@@ -319,6 +321,7 @@ fn unreachable_holders_fail_every_chunk_cleanly() {
             addr,
             proto: Proto::P2p(1),
             chunks: ChunkSet::ALL,
+            root: None,
         }],
         ..target("gone.txt", &bytes, &[])
     };

@@ -54,6 +54,8 @@ struct Holding {
     user: String,
     proto: Proto,
     size: Option<u64>,
+    /// The root digest of the holder's manifest, when announced.
+    root: Option<Digest>,
     interval: u64,
     /// When each chunk (by position) was last announced; `None` when it never was or expired.
     seen: [Option<DateTime<Utc>>; CHUNKS_PER_FILE],
@@ -119,6 +121,7 @@ impl Index {
                 user: sanitize_username(&entry.user),
                 proto: entry.proto,
                 size: entry.size,
+                root: entry.root,
                 interval: clamp_interval(entry.interval),
                 seen: [None; CHUNKS_PER_FILE],
             });
@@ -193,12 +196,14 @@ impl Index {
                 user: user.clone(),
                 proto,
                 size: None,
+                root: None,
                 interval,
                 seen: [None; CHUNKS_PER_FILE],
             });
             holding.user.clone_from(&user);
             holding.proto = proto;
             holding.size = meta.map(|m| m.size);
+            holding.root = meta.and_then(|m| m.root);
             holding.interval = interval;
             holding.seen[chunk.position()] = Some(now);
             changed = true;
@@ -332,6 +337,7 @@ impl Index {
                     chunks,
                     size: holding.size,
                     sha256: key.sha256,
+                    root: holding.root,
                     interval: holding.interval,
                     last_seen: last_seen?,
                 })
@@ -411,6 +417,7 @@ mod tests {
         ContentMeta {
             size,
             sha256: Digest::of(seed.as_bytes()),
+            root: Some(Digest::of(format!("root of {seed}").as_bytes())),
         }
     }
 

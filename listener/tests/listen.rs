@@ -65,6 +65,7 @@ fn legacy_and_extended_peers_appear_with_their_source_addresses() {
     let meta = ContentMeta {
         size: 1_048_579,
         sha256: Digest::of(b"photo"),
+        root: None,
     };
     ece.announce(
         listener.port,
@@ -123,10 +124,12 @@ fn chunks_in_two_datagrams_and_same_named_contents_are_merged_and_kept_apart() {
     let a = ContentMeta {
         size: 10,
         sha256: Digest::of(b"a"),
+        root: None,
     };
     let b = ContentMeta {
         size: 20,
         sha256: Digest::of(b"b"),
+        root: None,
     };
     alice.announce(
         listener.port,
@@ -246,6 +249,7 @@ fn restarted_listener_keeps_fresh_entries_and_drops_stale_ones() {
         chunks: shared::chunk::ChunkSet::ALL,
         size: None,
         sha256: None,
+        root: None,
         interval: 60,
         last_seen,
     };

@@ -196,7 +196,9 @@ impl Connection {
         stream.flush()
     }
 
-    /// Client side: reads one response header line.
+    /// Client side: reads one response header line. The whole line must arrive within the
+    /// connection's read timeout, counted from this call: a server that trickles its header a
+    /// byte at a time cannot stretch it out.
     ///
     /// # Errors
     /// [`ConnectionError::Truncated`] when the server closes first (a legacy server that does not
@@ -209,7 +211,25 @@ impl Connection {
             .get_ref()
             .read_timeout()?
             .unwrap_or(IO_IDLE_TIMEOUT);
+        let deadline = Instant::now() + timeout;
+        let result = self.read_response_until(&mut line, timeout, deadline);
+        // Body reads that follow get the per-read timeout back.
+        self.set_read_timeout(timeout)?;
+        result
+    }
+
+    fn read_response_until(
+        &mut self,
+        line: &mut Vec<u8>,
+        timeout: Duration,
+        deadline: Instant,
+    ) -> Result<Response, ConnectionError> {
         loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(ConnectionError::Timeout(timeout));
+            }
+            self.set_read_timeout(remaining)?;
             let available = match self.reader.fill_buf() {
                 Ok(bytes) => bytes,
                 Err(e) if is_timeout(&e) => return Err(ConnectionError::Timeout(timeout)),
@@ -229,7 +249,7 @@ impl Connection {
                 return Err(ConnectionError::TooLarge(MAX_RESPONSE_HEADER));
             }
             if done {
-                return Ok(Response::decode(&line)?);
+                return Ok(Response::decode(line)?);
             }
         }
     }
@@ -482,6 +502,35 @@ mod tests {
             Err(ConnectionError::Timeout(_))
         ));
         drop(server);
+    }
+
+    #[test]
+    fn a_header_trickled_a_byte_at_a_time_times_out_as_a_whole() {
+        let (server, client) = pair();
+        let mut client = Connection::new(client, Duration::from_millis(300)).unwrap();
+        let header = Response::Error {
+            code: crate::protocol::ErrorCode::NotFound,
+            message: "slowly".into(),
+        }
+        .encode();
+        let trickle = thread::spawn(move || {
+            let mut stream = server.reader.into_inner();
+            for byte in header {
+                if stream.write_all(&[byte]).is_err() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let started = Instant::now();
+        // Each byte comes well within the 300 ms timeout; the whole header would take 3 s.
+        assert!(matches!(
+            client.read_response(),
+            Err(ConnectionError::Timeout(_))
+        ));
+        assert!(started.elapsed() < Duration::from_secs(2));
+        drop(client);
+        trickle.join().unwrap();
     }
 
     #[test]

@@ -30,6 +30,11 @@ impl Digest {
         Ok((hasher.finish(), n))
     }
 
+    /// The 32 bytes of the digest.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     /// The first `n` hex digits, for compact display.
     pub fn short(&self, n: usize) -> String {
         let mut s = self.to_string();

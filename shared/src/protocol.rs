@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::chunk::ChunkName;
-use crate::digest::Digest;
+use crate::digest::{Digest, Hasher};
 use crate::{CHUNKS_PER_FILE, MAX_ANNOUNCE_DATAGRAM, PROTOCOL_VERSION};
 
 /// Why bytes could not be decoded into a message.
@@ -84,13 +84,19 @@ impl Kind {
     }
 }
 
-/// The identity of a content: its size and the SHA-256 of the whole file.
+/// The identity of a content: its size, the SHA-256 of the whole file and the root digest of
+/// its manifest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ContentMeta {
     /// Size of the whole file in bytes.
     pub size: u64,
     /// SHA-256 of the whole file.
     pub sha256: Digest,
+    /// [`Manifest::root`] of the announcer's manifest: a downloader takes a manifest from a
+    /// holder only when it hashes to the root that holder announced, and holds every holder to
+    /// the root it announced. Absent from peers older than this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<Digest>,
 }
 
 /// One announcement datagram.
@@ -258,13 +264,32 @@ pub struct Manifest {
     pub chunks: [Digest; CHUNKS_PER_FILE],
 }
 
+/// Domain separation of [`Manifest::root`], so the root can never equal the digest of a file.
+const MANIFEST_ROOT_DOMAIN: &[u8] = b"p2p manifest root v1\0";
+
 impl Manifest {
     /// The content's identity as announced.
     pub fn meta(&self) -> ContentMeta {
         ContentMeta {
             size: self.size,
             sha256: self.sha256,
+            root: Some(self.root()),
         }
+    }
+
+    /// The root digest that commits to this manifest's size and five chunk digests: SHA-256 of
+    /// a fixed domain string, the size as 8 big-endian bytes, and the five chunk digests in
+    /// order. The file's SHA-256 cannot vouch for chunk digests before the whole file is
+    /// here; the root, announced beside it, does: a manifest with other chunk digests has
+    /// another root.
+    pub fn root(&self) -> Digest {
+        let mut hasher = Hasher::default();
+        hasher.update(MANIFEST_ROOT_DOMAIN);
+        hasher.update(&self.size.to_be_bytes());
+        for chunk in &self.chunks {
+            hasher.update(chunk.as_bytes());
+        }
+        hasher.finish()
     }
 }
 
@@ -743,6 +768,32 @@ mod tests {
     }
 
     #[test]
+    fn the_manifest_root_commits_to_size_and_every_chunk_digest() {
+        let m = manifest();
+        assert_eq!(m.meta().root, Some(m.root()));
+        assert_ne!(m.root(), m.sha256);
+        let mut other_size = m.clone();
+        other_size.size += 1;
+        assert_ne!(other_size.root(), m.root());
+        for i in 0..CHUNKS_PER_FILE {
+            let mut forged = m.clone();
+            forged.chunks[i] = digest(200);
+            assert_ne!(forged.root(), m.root(), "chunk {i}");
+        }
+        // The name is not part of it: the same bytes under another name have the same root.
+        let renamed = Manifest {
+            name: "other".into(),
+            ..m.clone()
+        };
+        assert_eq!(renamed.root(), m.root());
+        // An announcement of a peer without roots still decodes.
+        let old = br#"{"username":"x","files":["a_1"],"p2p":{"v":1,"port":1,"interval":5,
+            "contents":{"a":{"size":3,"sha256":"0000000000000000000000000000000000000000000000000000000000000000"}}}}"#;
+        let ext = Announcement::decode(old).unwrap().p2p.unwrap();
+        assert_eq!(ext.contents["a"].root, None);
+    }
+
+    #[test]
     fn broken_extension_degrades_to_legacy() {
         let a =
             Announcement::decode(br#"{"username":"x","files":["a_1"],"p2p":{"v":"?"}}"#).unwrap();
@@ -782,6 +833,7 @@ mod tests {
                     ContentMeta {
                         size: 1 << 40,
                         sha256: Digest::of(n.content().as_bytes()),
+                        root: Some(Digest::of(n.content().as_bytes())),
                     },
                 )
             })

@@ -36,12 +36,28 @@ pub enum Origin {
         /// Its modification time when split; a change triggers a new split.
         modified: SystemTime,
     },
-    /// Downloaded from other peers.
+    /// Downloaded from other peers, complete and assembled.
     Downloaded {
-        /// Whether the chunks were checked against a manifest from the content's holders
-        /// (always, between our peers) or only hashed as received (legacy peers).
+        /// Whether the whole file matched the SHA-256 its holders announced (always, between
+        /// our peers), or it came only from legacy peers and was only hashed as received: such
+        /// a content is announced without a digest, legacy style, so nobody downstream takes
+        /// it for verified.
         verified: bool,
     },
+    /// Being downloaded: the manifest came from a holder and matches the root that holder
+    /// announced, but the whole file has not been verified yet. Until it is, the content's
+    /// chunks are neither announced nor served: a forged manifest must not spread.
+    Downloading,
+}
+
+impl Origin {
+    /// Whether this peer vouches for the content's digest when announcing it.
+    pub fn vouches(&self) -> bool {
+        matches!(
+            self,
+            Origin::Shared { .. } | Origin::Downloaded { verified: true }
+        )
+    }
 }
 
 /// A manifest as kept in the store, with where the content came from.
@@ -251,15 +267,40 @@ impl ChunkStore {
         remove_if_exists(&self.manifest_path(content))
     }
 
-    /// What to announce: present chunks, and the identity of each content that has a manifest.
+    /// Whether the chunks of `content` may be served and announced: not while a download of it
+    /// is unverified ([`Origin::Downloading`]).
+    pub fn is_servable(&self, content: &str) -> bool {
+        !matches!(
+            self.load_manifest(content),
+            Ok(Some(StoredManifest {
+                origin: Origin::Downloading,
+                ..
+            }))
+        )
+    }
+
+    /// What to announce: the chunks present, except those of contents still being downloaded
+    /// under an unverified manifest, and the identity of each content this peer vouches for
+    /// ([`Origin::vouches`]); contents downloaded from legacy peers only are announced without
+    /// one.
     ///
     /// # Errors
     /// When the folder cannot be listed.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        let chunks = self.list_chunks()?;
-        let metas = self
-            .manifests()
+        let manifests = self.manifests();
+        let unverified: Vec<&str> = manifests
+            .iter()
+            .filter(|m| m.origin == Origin::Downloading)
+            .map(|m| m.manifest.name.as_str())
+            .collect();
+        let chunks = self
+            .list_chunks()?
             .into_iter()
+            .filter(|c| !unverified.contains(&c.content()))
+            .collect();
+        let metas = manifests
+            .iter()
+            .filter(|m| m.origin.vouches())
             .map(|m| (m.manifest.name.clone(), m.manifest.meta()))
             .collect();
         Ok(Snapshot { chunks, metas })
@@ -312,6 +353,28 @@ mod tests {
             .collect();
         assert_eq!(listed, ["a.txt_1", "a.txt_2", "b_5"]);
         assert_eq!(store.chunks_of("a.txt").to_string(), "12---");
+    }
+
+    #[test]
+    fn the_snapshot_hides_unverified_downloads_and_the_digest_of_legacy_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let mut downloading = manifest("poison.bin");
+        downloading.origin = Origin::Downloading;
+        let mut legacy = manifest("ece");
+        legacy.origin = Origin::Downloaded { verified: false };
+        let verified = manifest("good.bin");
+        for m in [&downloading, &legacy, &verified] {
+            store.save_manifest(m).unwrap();
+            fs::write(store.root().join(format!("{}_1", m.manifest.name)), b"x").unwrap();
+        }
+        let snap = store.snapshot().unwrap();
+        let listed: Vec<String> = snap.chunks.iter().map(|c| c.to_string()).collect();
+        assert_eq!(listed, ["ece_1", "good.bin_1"]);
+        assert_eq!(snap.metas.keys().collect::<Vec<_>>(), ["good.bin"]);
+        assert!(!store.is_servable("poison.bin"));
+        assert!(store.is_servable("ece") && store.is_servable("good.bin"));
+        assert!(store.is_servable("absent"));
     }
 
     #[test]

@@ -74,6 +74,9 @@ pub struct TagEntry {
     pub size: Option<u64>,
     /// SHA-256 of the whole file, when announced (never by legacy peers).
     pub sha256: Option<Digest>,
+    /// Root digest of the holder's manifest ([`crate::protocol::Manifest::root`]), when
+    /// announced: the manifest this holder vouches for.
+    pub root: Option<Digest>,
     /// The holder's announce interval in seconds.
     pub interval: u64,
     /// When the holder last announced this content.
@@ -149,7 +152,7 @@ pub struct Offer<'a> {
     pub available: ChunkSet,
 }
 
-const COLUMNS: [&str; 9] = [
+const COLUMNS: [&str; 10] = [
     "USER",
     "ADDRESS",
     "PROTO",
@@ -157,6 +160,7 @@ const COLUMNS: [&str; 9] = [
     "CHUNKS",
     "SIZE",
     "SHA256",
+    "ROOT",
     "EVERY",
     "LAST_SEEN",
 ];
@@ -341,9 +345,12 @@ fn parse_line(line: &str) -> Result<TagEntry, String> {
         sha256: optional(fields[6])
             .map(|v| v.parse().map_err(|_| bad("SHA256", v)))
             .transpose()?,
-        interval: fields[7].parse().map_err(|_| bad("EVERY", fields[7]))?,
-        last_seen: DateTime::parse_from_rfc3339(fields[8])
-            .map_err(|_| bad("LAST_SEEN", fields[8]))?
+        root: optional(fields[7])
+            .map(|v| v.parse().map_err(|_| bad("ROOT", v)))
+            .transpose()?,
+        interval: fields[8].parse().map_err(|_| bad("EVERY", fields[8]))?,
+        last_seen: DateTime::parse_from_rfc3339(fields[9])
+            .map_err(|_| bad("LAST_SEEN", fields[9]))?
             .with_timezone(&Utc),
     })
 }
@@ -361,7 +368,7 @@ impl fmt::Display for TagsIndex {
                 updated.to_rfc3339_opts(SecondsFormat::Secs, true)
             )?;
         }
-        let rows: Vec<[String; 9]> = self
+        let rows: Vec<[String; 10]> = self
             .entries
             .iter()
             .map(|e| {
@@ -373,6 +380,7 @@ impl fmt::Display for TagsIndex {
                     e.chunks.to_string(),
                     e.size.map_or("-".into(), |s| s.to_string()),
                     e.sha256.map_or("-".into(), |d| d.to_string()),
+                    e.root.map_or("-".into(), |d| d.to_string()),
                     e.interval.to_string(),
                     e.last_seen.to_rfc3339_opts(SecondsFormat::Secs, true),
                 ]
@@ -455,6 +463,7 @@ mod tests {
             chunks: ChunkSet::ALL,
             size: sha.map(|_| 1_048_579),
             sha256: sha.map(|n| Digest::of(&[n])),
+            root: sha.map(|n| Digest::of(&[n, n])),
             interval: 60,
             last_seen: DateTime::parse_from_rfc3339("2026-11-21T17:59:58Z")
                 .unwrap()

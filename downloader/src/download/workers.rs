@@ -69,6 +69,15 @@ impl Board {
         self.flights.iter().flatten().any(|f| f.holder == holder)
     }
 
+    /// How many chunks `holder` delivered in this download.
+    fn delivered(&self, holder: usize) -> usize {
+        self.results
+            .iter()
+            .flatten()
+            .filter(|r| r.holder == Some(holder))
+            .count()
+    }
+
     fn remove_flight(&mut self, position: usize, handle: &Arc<CancelHandle>) {
         self.flights[position].retain(|f| !Arc::ptr_eq(&f.handle, handle));
     }
@@ -82,6 +91,9 @@ pub(super) struct FetchContext<'a> {
     pub(super) net: Network,
     pub(super) endgame_after: Duration,
     pub(super) shutdown: &'a Shutdown,
+    /// Per holder: whether it vouches for the manifest in use (announced its root, or the
+    /// manifest is one this peer verified before), so that wrong bytes from it are its fault.
+    pub(super) vouching: Vec<bool>,
     /// Holders caught sending wrong bytes: written by any worker, read by all, for the rest of
     /// this download.
     pub(super) avoid: Mutex<HashSet<SocketAddr>>,
@@ -213,7 +225,7 @@ impl FetchContext<'_> {
         // an empty answer only when no other holder sends bytes.
         let mut empty_from: Option<usize> = None;
 
-        for (n, &h) in candidates.iter().enumerate() {
+        for &h in candidates {
             if self.is_done(chunk) {
                 return Ok(());
             }
@@ -233,10 +245,9 @@ impl FetchContext<'_> {
                 });
             }
             let part = self.placement.part_path(self.store, chunk);
-            let others_left = candidates[n + 1..]
-                .iter()
-                .any(|&o| !self.is_avoided(holders[o].addr));
-            match self.attempt(chunk, h, &part, true, others_left, &handle, progress) {
+            // The minimum rate holds for every holder, the last one too: a holder that
+            // trickles would otherwise keep the download going for ever.
+            match self.attempt(chunk, h, &part, true, true, &handle, progress) {
                 Attempt::Won | Attempt::Lost => return Ok(()),
                 Attempt::Failed(FetchError::Cancelled) => {
                     if self.is_done(chunk) {
@@ -364,7 +375,13 @@ impl FetchContext<'_> {
                     self.log_fetch(chunk, holder, &lost, millis, "superseded", Some(&e));
                     return Attempt::Lost;
                 }
-                if e.is_bad_data() {
+                let blamed = e.is_bad_data() && self.vouching.get(h).copied().unwrap_or(false);
+                if e.is_unresponsive() {
+                    if let Ok(mut avoid) = self.avoid.lock() {
+                        avoid.insert(holder.addr);
+                    }
+                }
+                if blamed {
                     if let Ok(mut avoid) = self.avoid.lock() {
                         avoid.insert(holder.addr);
                     }
@@ -380,7 +397,14 @@ impl FetchContext<'_> {
                         sha256: Digest::of(b""),
                         verified: false,
                     };
-                    self.log_fetch(chunk, holder, &failed, millis, e.outcome(), Some(&e));
+                    // Bytes that contradict a manifest the holder never vouched for prove
+                    // nothing against it.
+                    let outcome = if e.is_bad_data() && !blamed {
+                        "unconfirmed_mismatch"
+                    } else {
+                        e.outcome()
+                    };
+                    self.log_fetch(chunk, holder, &failed, millis, outcome, Some(&e));
                     let _ = progress.send(Progress::AttemptFailed {
                         index: chunk.index(),
                         holder: holder.label(),
@@ -420,12 +444,15 @@ impl FetchContext<'_> {
                         continue;
                     }
                     let index = u8::try_from(position + 1).unwrap_or(u8::MAX);
-                    let idle = (0..holders.len()).find(|&h| {
-                        holders[h].chunks.contains(index)
-                            && !board.is_busy(h)
-                            && !board.failed[position].contains(&h)
-                            && !self.is_avoided(holders[h].addr)
-                    });
+                    // Holders that have delivered first: an untried one may be silent.
+                    let idle = (0..holders.len())
+                        .filter(|&h| {
+                            holders[h].chunks.contains(index)
+                                && !board.is_busy(h)
+                                && !board.failed[position].contains(&h)
+                                && !self.is_avoided(holders[h].addr)
+                        })
+                        .max_by_key(|&h| (board.delivered(h), std::cmp::Reverse(h)));
                     if let Some(h) = idle {
                         let handle = Arc::new(CancelHandle::default());
                         board.flights[position].push(Flight {
