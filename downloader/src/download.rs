@@ -610,7 +610,8 @@ fn lock_content(store: &ChunkStore, name: &str) -> Result<ContentLock, DownloadE
 
 /// Removes what a crashed download of `name` left in `temp/.incoming/`: assembled files and
 /// private folders. Part files of the store stay: they are continued. Only called under the
-/// content's lock, so nothing removed here is in use.
+/// content's lock, so nothing removed here is in use. Leftovers are recognised by their exact
+/// shape ([`Leftover::of`]), never by prefix: `a`'s cleanup must not touch `a.b`'s files.
 fn clean_leftovers(store: &ChunkStore, name: &str) {
     let Ok(entries) = fs::read_dir(store.incoming_dir()) else {
         return;
@@ -620,21 +621,49 @@ fn clean_leftovers(store: &ChunkStore, name: &str) {
         let Some(file_name) = file_name.to_str() else {
             continue;
         };
-        let assembled = file_name
-            .strip_prefix(name)
-            .and_then(|rest| rest.strip_prefix('.'))
-            .is_some_and(|rest| rest.ends_with(".download"));
-        let private = file_name
-            .split_once('-')
-            .is_some_and(|(pid, rest)| rest == name && pid.parse::<u32>().is_ok());
-        let duplicate = file_name
-            .strip_prefix(name)
-            .is_some_and(|rest| rest.contains(".part.") && rest.starts_with('_'));
-        if assembled || duplicate {
-            let _ = fs::remove_file(entry.path());
-        } else if private {
-            let _ = fs::remove_dir_all(entry.path());
+        match Leftover::of(file_name, name) {
+            Some(Leftover::Assembly | Leftover::Duplicate) => {
+                let _ = fs::remove_file(entry.path());
+            }
+            Some(Leftover::PrivateDir) => {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+            None => {}
         }
+    }
+}
+
+/// What a download of a content leaves in `temp/.incoming/` when it is killed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leftover {
+    /// `<name>.<pid>.download`: the file being assembled.
+    Assembly,
+    /// `<name>_<1-5>.part.<holder>`: an endgame copy of a chunk.
+    Duplicate,
+    /// `<pid>-<name>`: the private folder of a download that could not use the store.
+    PrivateDir,
+}
+
+impl Leftover {
+    /// Which leftover of content `name` the entry `file_name` is, if any.
+    fn of(file_name: &str, name: &str) -> Option<Leftover> {
+        let is_number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if let Some((pid, rest)) = file_name.split_once('-') {
+            if is_number(pid) && rest == name {
+                return Some(Leftover::PrivateDir);
+            }
+        }
+        if let Some((content, pid)) = file_name
+            .strip_suffix(".download")
+            .and_then(|rest| rest.rsplit_once('.'))
+        {
+            if content == name && is_number(pid) {
+                return Some(Leftover::Assembly);
+            }
+        }
+        let (chunk, holder) = file_name.rsplit_once(".part.")?;
+        let chunk = ChunkName::parse(chunk).ok()?;
+        (chunk.content() == name && is_number(holder)).then_some(Leftover::Duplicate)
     }
 }
 
@@ -766,6 +795,32 @@ mod tests {
         // Our peers are never asked for what they did not announce.
         let plan = plan_sources(&[holder(2, "123--")], &chunks, 0);
         assert!(plan[3].is_empty() && plan[4].is_empty());
+    }
+
+    #[test]
+    fn leftovers_are_recognised_exactly_never_by_prefix() {
+        let of = |file: &str| Leftover::of(file, "a");
+        assert_eq!(of("a.123.download"), Some(Leftover::Assembly));
+        assert_eq!(of("a_3.part.2"), Some(Leftover::Duplicate));
+        assert_eq!(of("77-a"), Some(Leftover::PrivateDir));
+        // Another content's files, however alike.
+        for other in [
+            "a.b.123.download",
+            "a.b_3.part.2",
+            "a_1_2.part.3",
+            "77-a.b",
+            "ab.123.download",
+            "a_3.part",
+            "a_3.part.x",
+            "a.download",
+            "x-a",
+        ] {
+            assert_eq!(of(other), None, "{other}");
+        }
+        assert_eq!(
+            Leftover::of("a.b.99.download", "a.b"),
+            Some(Leftover::Assembly)
+        );
     }
 
     #[test]

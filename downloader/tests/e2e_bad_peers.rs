@@ -37,6 +37,10 @@ enum Behaviour {
     Silent,
     /// The right header, then the right bytes at 100 bytes/s.
     Trickle,
+    /// Announces the real content's name, size and SHA-256 with the root of a manifest of its
+    /// own garbage, answers manifest requests with that manifest, and serves the garbage,
+    /// which matches it chunk by chunk: only the whole-file check can tell.
+    ForgeManifest,
 }
 
 /// A holder of `content` that speaks our protocol and misbehaves as told. Stops on drop.
@@ -57,12 +61,18 @@ impl FakePeer {
         behaviour: Behaviour,
     ) -> FakePeer {
         let ip = net.next_ip();
+        let real_sha256 = Digest::of(&data);
+        let data = if behaviour == Behaviour::ForgeManifest {
+            data.iter().map(|b| b.wrapping_add(1)).collect()
+        } else {
+            data
+        };
         let data = Arc::new(data);
         let ranges = chunk_ranges(data.len() as u64);
         let manifest = Manifest {
             name: content.to_owned(),
             size: data.len() as u64,
-            sha256: Digest::of(&data),
+            sha256: real_sha256,
             chunks: std::array::from_fn(|i| {
                 let r = ranges[i].as_range();
                 Digest::of(&data[r.start as usize..r.end as usize])
@@ -246,6 +256,9 @@ fn serve(
                         }
                         std::thread::sleep(Duration::from_millis(100));
                     }
+                }
+                Behaviour::ForgeManifest => {
+                    let _ = conn.stream().write_all(body);
                 }
                 Behaviour::Silent => unreachable!(),
             }
@@ -730,4 +743,88 @@ fn six_silent_holders_beside_one_honest_holder_cost_seconds_not_minutes() {
         "six silent holders should cost seconds, not {took:?}\n{}",
         describe_output(&out)
     );
+}
+
+#[test]
+fn a_forged_manifest_is_rolled_back_blames_nobody_and_never_spreads() {
+    let net = TestNet::new(Duration::from_secs(150));
+    let mut a = net.peer("a");
+    let mut c = net.peer("c");
+    let data = random_bytes(1 << 20, 0xF0F);
+    let original = a.share_dir().join(CONTENT);
+    fs::write(&original, &data).expect("write the shared file");
+    let digest = Digest::of(&data);
+    a.start_chunk_server(&[], &[]);
+    a.start_announcer("alice", ANNOUNCE_INTERVAL_SECS);
+    c.start_listener(&[]);
+    net.wait_for_entry(&c, &a, "alice", CONTENT, digest);
+    // alice's chunk server goes away (her announcer goes on): the forger is the only holder
+    // that answers, so the download must take its manifest, and fail the whole-file check.
+    a.stop(Program::ChunkServer);
+    let mallory = FakePeer::start(
+        &net,
+        "mallory",
+        CONTENT,
+        data.clone(),
+        Behaviour::ForgeManifest,
+    );
+    wait_for_entry_at(&net, &c, mallory.addr, "mallory", CONTENT, digest);
+
+    let out = c.downloader(&["get", CONTENT]);
+    assert!(
+        !out.status.success(),
+        "nothing genuine could be had: the download must fail\n{}",
+        describe_output(&out)
+    );
+    assert!(files_under(&c.downloads_dir()).is_empty());
+    // The forged manifest and everything fetched under it are gone: nothing to announce or
+    // serve, nothing that would be taken for verified next time.
+    let store = shared::store::ChunkStore::open(c.temp_dir()).unwrap();
+    assert_eq!(store.load_manifest(CONTENT).unwrap(), None);
+    let snapshot = store.snapshot().unwrap();
+    assert!(
+        snapshot.chunks.is_empty() && snapshot.metas.is_empty(),
+        "the store still offers {snapshot:?}"
+    );
+    let events = c.client_events();
+    assert!(
+        matching(
+            &events,
+            "fetched",
+            &[("user", "alice"), ("outcome", "bad_data")]
+        )
+        .is_empty(),
+        "alice was blamed on the word of the forged manifest:\n{}",
+        show_events(&events)
+    );
+
+    // alice is back: the next run gets the genuine file, from her alone, and blames her for
+    // nothing.
+    a.start_chunk_server(&[], &[]);
+    let out = c.downloader(&["get", CONTENT]);
+    assert_success(&out, "the download once alice serves again");
+    assert_same_file(&original, &printed_path(&out, &c.dir));
+    let events = c.client_events();
+    assert!(
+        matching(
+            &events,
+            "fetched",
+            &[("user", "alice"), ("outcome", "bad_data")]
+        )
+        .is_empty(),
+        "alice was blamed:\n{}",
+        show_events(&events)
+    );
+
+    // A fourth peer that only ever hears carol gets the genuine file from her.
+    drop(mallory);
+    a.stop_all();
+    c.start_chunk_server(&[], &[]);
+    c.start_announcer("carol", ANNOUNCE_INTERVAL_SECS);
+    let mut d = net.peer("d");
+    d.start_listener(&[]);
+    net.wait_for_entry(&d, &c, "carol", CONTENT, digest);
+    let out = d.downloader(&["get", CONTENT]);
+    assert_success(&out, "the fourth peer's download from carol");
+    assert_same_file(&original, &printed_path(&out, &d.dir));
 }

@@ -308,14 +308,17 @@ impl TagsIndex {
                 holders,
             })
             .collect();
-        offers.sort_by(|a, b| {
-            (a.name, b.available.count(), b.holders.len(), a.sha256).cmp(&(
-                b.name,
-                a.available.count(),
-                a.holders.len(),
-                b.sha256,
-            ))
-        });
+        // Per name: complete offers first, then verified ones (a legacy copy is unverifiable),
+        // then the most available, the most held.
+        let rank = |o: &Offer<'_>| {
+            (
+                std::cmp::Reverse(o.available.is_complete()),
+                std::cmp::Reverse(o.sha256.is_some()),
+                std::cmp::Reverse(o.available.count()),
+                std::cmp::Reverse(o.holders.len()),
+            )
+        };
+        offers.sort_by(|a, b| (a.name, rank(a), a.sha256).cmp(&(b.name, rank(b), b.sha256)));
         offers
     }
 }
@@ -594,6 +597,25 @@ mod tests {
         let ece = offers.iter().find(|o| o.name == "ece").unwrap();
         assert_eq!(ece.available.to_string(), "12-4-");
         assert_eq!(ece.size, None);
+    }
+
+    #[test]
+    fn a_verified_copy_is_preferred_to_an_equally_available_legacy_one() {
+        let mut index = TagsIndex::default();
+        let legacy = entry("ece", "127.0.0.9", "song.mp3", None);
+        let ours = entry("alice", "127.0.0.2", "song.mp3", Some(3));
+        let now = ours.last_seen + chrono::Duration::seconds(10);
+        index.entries = vec![legacy.clone(), ours];
+        let offers = index.offers(now);
+        assert_eq!(offers[0].sha256, Some(Digest::of(&[3])), "{offers:?}");
+        // Even a legacy copy with more holders comes second...
+        index
+            .entries
+            .push(entry("bob", "127.0.0.10", "song.mp3", None));
+        assert!(index.offers(now)[0].sha256.is_some());
+        // ...but a complete copy beats an incomplete verified one.
+        index.entries[1].chunks = ChunkSet::parse("12---").unwrap();
+        assert_eq!(index.offers(now)[0].sha256, None);
     }
 
     #[test]
