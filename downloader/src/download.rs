@@ -33,7 +33,6 @@ use shared::peer_dir::PeerDir;
 use shared::protocol::Manifest;
 use shared::shutdown::Shutdown;
 use shared::store::{remove_if_exists, ChunkStore, Origin, StoreError, StoredManifest};
-use shared::tags::Proto;
 use shared::CHUNKS_PER_FILE;
 
 use crate::catalog::{Holder, Target};
@@ -167,6 +166,18 @@ pub enum DownloadError {
         /// The content.
         name: String,
     },
+    /// The content is larger than the downloader accepts.
+    #[error(
+        "{name:?} is announced as {size} bytes, more than the {max} bytes accepted (--max-size)"
+    )]
+    TooLarge {
+        /// The content.
+        name: String,
+        /// Its announced size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
     /// Ctrl-C.
     #[error("download cancelled; the chunks and partial chunks received so far are kept: run the same command again to resume")]
     Cancelled,
@@ -223,14 +234,8 @@ pub fn plan_sources(holders: &[Holder], chunks: &[ChunkName], seed: usize) -> Ve
             if let Some(&first) = candidates.first() {
                 load[first] += 1;
             }
-            // Legacy peers keep no file for the empty trailing chunks of a small file, so they
-            // never announce them; legacy downloaders ask anyway and take the empty answer. Ask
-            // them last, for chunks nobody announced (the length rule still catches a wrong
-            // empty answer).
-            if candidates.is_empty() {
-                candidates
-                    .extend((0..holders.len()).filter(|&h| holders[h].proto == Proto::Legacy));
-            }
+            // Nobody is asked for a chunk it did not announce: some legacy servers crash on
+            // that (the download takes unannounced trailing chunks of a legacy file as empty).
             candidates
         })
         .collect()
@@ -280,6 +285,15 @@ pub fn download(
         holders: target.holders.len(),
         verified: target.sha256.is_some(),
     });
+    let max = config.net.limits.max_size;
+    if let Some(size) = target.size.filter(|&size| size > max) {
+        log_download(target, None, "failed", false, None);
+        return Err(DownloadError::TooLarge {
+            name: target.name.clone(),
+            size,
+            max,
+        });
+    }
 
     let Some(digest) = target.sha256 else {
         return download_with(config, target, None, &names, &store, cancel, on_progress);
@@ -367,8 +381,33 @@ fn roll_back(
     Ok(())
 }
 
-/// One download round: under `manifest` (for contents with a digest) or none (legacy).
+/// One download round: under `manifest` (for contents with a digest) or none (legacy). A
+/// legacy round that fails leaves nothing behind: what arrived is unverifiable, and would
+/// otherwise be announced and served.
 fn download_with(
+    config: &Config,
+    target: &Target,
+    obtained: Option<&manifest::Obtained>,
+    names: &[ChunkName; CHUNKS_PER_FILE],
+    store: &ChunkStore,
+    cancel: &Shutdown,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<Outcome, DownloadError> {
+    let result = download_round(config, target, obtained, names, store, cancel, on_progress);
+    if obtained.is_none()
+        && result.is_err()
+        && !store.load_manifest(&target.name).is_ok_and(|m| m.is_some())
+    {
+        for chunk in names {
+            let _ = remove_if_exists(&store.chunk_path(chunk));
+            let _ = remove_if_exists(&store.incoming_path(chunk));
+        }
+    }
+    result
+}
+
+/// See [`download_with`].
+fn download_round(
     config: &Config,
     target: &Target,
     obtained: Option<&manifest::Obtained>,
@@ -427,6 +466,35 @@ fn download_with(
         .filter(|c| board.results[c.position()].is_none())
         .cloned()
         .collect();
+
+    if let Some(m) = manifest {
+        let ranges = chunk_ranges(m.size);
+        let need: u64 = missing.iter().map(|c| ranges[c.position()].len()).sum();
+        check_free_space(store.root(), need, config.net.limits.min_free).inspect_err(|_| {
+            log_download(target, None, "failed", false, None);
+        })?;
+    }
+    // Legacy peers keep no file for the empty trailing chunks of a small file, so nobody
+    // announces them, and some legacy servers crash when asked for a chunk they lack: such
+    // chunks are taken as empty without asking; the chunking rule checks that afterwards.
+    let (missing, implied_empty): (Vec<ChunkName>, Vec<ChunkName>) =
+        missing.into_iter().partition(|c| {
+            manifest.is_some() || target.holders.iter().any(|h| h.chunks.contains(c.index()))
+        });
+    for chunk in &implied_empty {
+        let path = placement.chunk_path(store, chunk);
+        File::create(&path).map_err(io_error("create", &path))?;
+        board.results[chunk.position()] = Some(ChunkResult {
+            fetched: Fetched {
+                bytes: 0,
+                resumed_from: 0,
+                sha256: Digest::of(b""),
+                verified: false,
+            },
+            source: None,
+            holder: None,
+        });
+    }
 
     let plan = plan_sources(&target.holders, &missing, std::process::id() as usize);
     let root = manifest.map(Manifest::root);
@@ -517,6 +585,18 @@ fn download_with(
         });
     }
     let results: Vec<ChunkResult> = board.results.into_iter().flatten().collect();
+    if manifest.is_none() && results.iter().all(|r| r.fetched.bytes == 0) {
+        // Legacy peers cannot announce chunks of an empty file (they keep no empty chunk
+        // files): five empty answers are servers that closed without sending anything.
+        log::warn!(
+            "every holder of {:?} answered with nothing; no file is made of that",
+            target.name
+        );
+        log_download(target, None, "failed", false, None);
+        return Err(DownloadError::Incomplete {
+            missing: names.to_vec(),
+        });
+    }
     let verified = manifest.is_some() && results.iter().all(|r| r.fetched.verified);
     let sources: BTreeSet<String> = results.iter().filter_map(|r| r.source.clone()).collect();
 
@@ -565,6 +645,25 @@ fn download_with(
     }
     log_download(target, Some(&outcome), "ok", verified, Some(&outcome.path));
     Ok(outcome)
+}
+
+/// Fails with a "No space left" error unless `need` bytes fit on the disk of `dir` with
+/// `min_free` to spare.
+fn check_free_space(dir: &Path, need: u64, min_free: u64) -> Result<(), DownloadError> {
+    match fs2::available_space(dir) {
+        Ok(free) if free < need.saturating_add(min_free) => Err(DownloadError::Io {
+            action: "write",
+            path: dir.to_owned(),
+            source: io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!(
+                    "No space left on device for this download: {need} bytes needed, {free} free, \
+                     {min_free} to be kept free (--min-free)"
+                ),
+            ),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Whether `path` holds exactly the expected chunk.
@@ -743,6 +842,7 @@ fn log_download(
 mod tests {
     use super::*;
     use shared::chunk::ChunkSet;
+    use shared::tags::Proto;
     use std::net::SocketAddr;
 
     fn holder(ip: u8, chunks: &str) -> Holder {
@@ -786,13 +886,13 @@ mod tests {
     }
 
     #[test]
-    fn legacy_holders_are_asked_for_chunks_nobody_announced() {
+    fn nobody_is_asked_for_a_chunk_it_did_not_announce() {
         let mut legacy = holder(9, "123--");
         legacy.proto = Proto::Legacy;
         let chunks = ChunkName::all_of("ece").unwrap();
         let plan = plan_sources(&[legacy], &chunks, 0);
-        assert!(plan.iter().all(|c| c == &[0]), "{plan:?}");
-        // Our peers are never asked for what they did not announce.
+        assert_eq!(plan[..3], [[0], [0], [0]], "{plan:?}");
+        assert!(plan[3].is_empty() && plan[4].is_empty(), "{plan:?}");
         let plan = plan_sources(&[holder(2, "123--")], &chunks, 0);
         assert!(plan[3].is_empty() && plan[4].is_empty());
     }

@@ -45,6 +45,8 @@ pub struct Network {
     pub stall_window: Duration,
     /// See [`Network::stall_window`].
     pub stall_bytes: u64,
+    /// Size and disk limits.
+    pub limits: Limits,
 }
 
 impl Default for Network {
@@ -57,7 +59,49 @@ impl Default for Network {
             legacy_end: shared::LEGACY_END_IDLE,
             stall_window: Duration::from_secs(10),
             stall_bytes: 64 * 1024,
+            limits: Limits::default(),
         }
+    }
+}
+
+/// The error of a disk about to fill: `free` bytes left, `min_free` to be kept.
+pub fn no_space(free: u64, min_free: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::StorageFull,
+        format!("No space left on device for this download: {free} bytes free, {min_free} to be kept free (--min-free)"),
+    )
+}
+
+/// How much a download may take: the largest content accepted and the free space to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest content accepted, in bytes: a content announced larger is refused, and no chunk
+    /// of unknown length (legacy peers) may exceed a fifth of it.
+    pub max_size: u64,
+    /// Bytes that must stay free on the disk of `temp/`: checked before a download and while
+    /// chunks arrive.
+    pub min_free: u64,
+}
+
+/// Default of [`Limits::max_size`]: 64 GiB.
+pub const DEFAULT_MAX_SIZE: u64 = 64 << 30;
+
+/// Default of [`Limits::min_free`]: 64 MiB.
+pub const DEFAULT_MIN_FREE: u64 = 64 << 20;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_size: DEFAULT_MAX_SIZE,
+            min_free: DEFAULT_MIN_FREE,
+        }
+    }
+}
+
+impl Limits {
+    /// The longest chunk of the largest content accepted.
+    pub fn max_chunk_len(&self) -> u64 {
+        shared::chunk::chunk_len(self.max_size)
     }
 }
 
@@ -104,6 +148,13 @@ pub enum FetchError {
     /// The request could not be sent.
     #[error("cannot send the request: {0}")]
     Send(io::Error),
+    /// The holder sent (or announced) more than the chunk can hold: more than the manifest
+    /// says, or more than a fifth of the largest content accepted.
+    #[error("sent more than the {limit} bytes the chunk can hold")]
+    TooLarge {
+        /// The most the chunk may hold.
+        limit: u64,
+    },
     /// The holder accepted the connection and the request, and said nothing in time.
     #[error("no answer within {0:?}")]
     Silent(Duration),
@@ -161,6 +212,7 @@ impl FetchError {
             FetchError::Connect(_) => "unreachable",
             FetchError::Send(_) => "send_failed",
             FetchError::Silent(_) => "timeout",
+            FetchError::TooLarge { .. } => "too_large",
             FetchError::Refused {
                 code: ErrorCode::NotFound,
                 ..
@@ -258,10 +310,39 @@ struct Guard<'a, W> {
     window_start: Instant,
     window_bytes: u64,
     stalled: Option<(u64, Duration)>,
+    /// Bytes of the chunk so far (those resumed from included) and the most it may have.
+    written: u64,
+    max_len: u64,
+    oversized: bool,
+    /// Where free space is watched, how much must stay free, and when to look next.
+    space: &'a Path,
+    min_free: u64,
+    next_space_check: u64,
+    low_space: Option<u64>,
 }
+
+/// Free space is looked at again after this many bytes received.
+const SPACE_CHECK_EVERY: u64 = 8 << 20;
 
 impl<W: Write> Write for Guard<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let after = self.written + buf.len() as u64;
+        if after > self.max_len {
+            // A holder that sends more than the chunk can hold is stopped here, before the
+            // bytes reach the disk.
+            self.oversized = true;
+            return Err(io::Error::other("chunk too large"));
+        }
+        if after >= self.next_space_check {
+            self.next_space_check = after + SPACE_CHECK_EVERY;
+            if let Ok(free) = fs2::available_space(self.space) {
+                if free < self.min_free + buf.len() as u64 {
+                    self.low_space = Some(free);
+                    return Err(io::Error::other("low on disk space"));
+                }
+            }
+        }
+        self.written = after;
         if self.shutdown.is_triggered() || self.handle.is_cancelled() {
             // Not `ErrorKind::Interrupted`: `write_all` retries that kind for ever, which turned
             // Ctrl-C into a busy loop. The caller reads the flags to report a cancellation.
@@ -351,6 +432,13 @@ pub fn fetch_chunk(
             window_start: Instant::now(),
             window_bytes: 0,
             stalled: None,
+            written: resume_from,
+            max_len: job.expected.map_or(net.limits.max_chunk_len(), |e| e.len),
+            oversized: false,
+            space: part.parent().unwrap_or(part),
+            min_free: net.limits.min_free,
+            next_space_check: resume_from,
+            low_space: None,
         },
         hasher,
         resume_from,
@@ -365,6 +453,17 @@ fn transfer_error(e: ConnectionError, out: &Sink<'_>, part: &Path) -> FetchError
     let guard = out_guard(out);
     if let Some((bytes, window)) = guard.stalled {
         return FetchError::Stalled { bytes, window };
+    }
+    if guard.oversized {
+        return FetchError::TooLarge {
+            limit: guard.max_len,
+        };
+    }
+    if let Some(free) = guard.low_space {
+        return FetchError::Write {
+            path: part.to_owned(),
+            source: no_space(free, guard.min_free),
+        };
     }
     if guard.shutdown.is_triggered() || guard.handle.is_cancelled() {
         return FetchError::Cancelled;
@@ -423,6 +522,10 @@ fn fetch_ours(
         return Err(FetchError::Protocol(format!(
             "asked for bytes {offset}.. of the chunk, offered {length} of {size}"
         )));
+    }
+    let max_len = out_guard(&out).max_len;
+    if size > max_len {
+        return Err(FetchError::TooLarge { limit: max_len });
     }
     if let Some(exp) = job.expected {
         if size != exp.len || announced != exp.sha256 {

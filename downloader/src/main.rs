@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use downloader::command::Selection;
-use downloader::fetch::Network;
+use downloader::fetch::{Limits, Network};
 use downloader::Config;
 use log::LevelFilter;
 use shared::logging::{self, LogOptions};
@@ -33,6 +33,13 @@ struct Args {
     /// Seconds after which a chunk still in flight is also asked of an idle holder (endgame).
     #[arg(long, value_name = "SECS", default_value_t = 2.0, global = true, value_parser = positive_secs)]
     endgame_after: f64,
+    /// Largest file accepted, in bytes (suffixes K, M, G, T: powers of 1024); a file announced
+    /// larger is refused, and a legacy peer cannot send more than a fifth of it per chunk.
+    #[arg(long, value_name = "BYTES", default_value = "64G", global = true, value_parser = parse_bytes)]
+    max_size: u64,
+    /// Free space to keep on the disk of temp/, checked before and while downloading.
+    #[arg(long, value_name = "BYTES", default_value = "64M", global = true, value_parser = parse_bytes)]
+    min_free: u64,
     /// Log debug details on stderr.
     #[arg(short, long, global = true)]
     verbose: bool,
@@ -54,6 +61,29 @@ enum Cmd {
     },
     /// Show past downloads, from client.log.
     History,
+}
+
+/// `123`, `10K`, `64M`, `1G`, `2T` (powers of 1024).
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, shift) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("{text:?}: unknown unit {c:?} (use K, M, G or T)")),
+            };
+            (&text[..i], shift)
+        }
+        _ => (text, 0),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1u64 << shift))
+        .ok_or_else(|| format!("{text:?} is not a number of bytes"))
 }
 
 fn positive_secs(text: &str) -> Result<f64, String> {
@@ -99,6 +129,10 @@ fn main() -> ExitCode {
             bind: args.bind,
             idle,
             stall_window: idle.min(Network::default().stall_window),
+            limits: Limits {
+                max_size: args.max_size,
+                min_free: args.min_free,
+            },
             ..Network::default()
         },
         endgame_after: Duration::from_secs_f64(args.endgame_after),

@@ -623,7 +623,7 @@ fn full_disk_fails_cleanly_then_resumes_when_space_is_freed() {
     net.wait_for_entry(&c, &a, "alice", "backup.tar", digest);
 
     // 1. The chunks do not fit.
-    let out = c.downloader(&["get", "backup.tar"]);
+    let out = c.downloader(&["--min-free", "0", "get", "backup.tar"]);
     assert!(
         !out.status.success() && out.stdout.is_empty(),
         "a download onto a full disk must fail and print no path\n{}",
@@ -640,7 +640,7 @@ fn full_disk_fails_cleanly_then_resumes_when_space_is_freed() {
 
     // 2. The chunks fit, the assembled copy beside them does not.
     mount.resize("24m");
-    let out = c.downloader(&["get", "backup.tar"]);
+    let out = c.downloader(&["--min-free", "0", "get", "backup.tar"]);
     assert!(
         !out.status.success() && out.stdout.is_empty(),
         "with room for the chunks but not for the assembled file, the download must fail\n{}",
@@ -670,7 +670,7 @@ fn full_disk_fails_cleanly_then_resumes_when_space_is_freed() {
 
     // 3. With room, the download completes from what is already there.
     mount.resize("40m");
-    let out = c.downloader(&["get", "backup.tar"]);
+    let out = c.downloader(&["--min-free", "0", "get", "backup.tar"]);
     assert_success(&out, "the download once the disk has room");
     assert_same_file(&original, &printed_path(&out, &c.dir));
     let stderr = String::from_utf8_lossy(&out.stderr);

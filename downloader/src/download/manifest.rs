@@ -134,7 +134,16 @@ fn race(
                 let slot = candidates.iter().position(|&c| c == h).unwrap_or(0);
                 let holder = &target.holders[h];
                 match ask(holder, &target.name, digest, net, &handles[slot]) {
-                    Ok(m) if acceptable(&m, target, holder, digest, rejected) => {
+                    Ok(m)
+                        if acceptable(
+                            &m,
+                            target,
+                            holder,
+                            digest,
+                            rejected,
+                            net.limits.max_size,
+                        ) =>
+                    {
                         let _ = tx.send((h, m));
                     }
                     Ok(m) => log::warn!(
@@ -185,11 +194,13 @@ fn acceptable(
     holder: &Holder,
     digest: Digest,
     rejected: &HashSet<Digest>,
+    max_size: u64,
 ) -> bool {
     let root = m.root();
     m.name == target.name
         && m.sha256 == digest
         && target.size.is_none_or(|s| s == m.size)
+        && m.size <= max_size
         && vouched_by(holder, root)
         && !rejected.contains(&root)
 }

@@ -238,6 +238,21 @@ impl FetchContext<'_> {
             let handle = Arc::new(CancelHandle::default());
             {
                 let mut board = self.board();
+                // One request at a time to a legacy server: many of them serve one connection
+                // at a time, and some crash when asked for several at once.
+                while holders[h].proto == Proto::Legacy
+                    && board.is_busy(h)
+                    && !self.shutdown.is_triggered()
+                    && board.results[chunk.position()].is_none()
+                {
+                    board = self
+                        .changed
+                        .wait_timeout(board, Duration::from_millis(100))
+                        .map_or_else(|p| p.into_inner().0, |(b, _)| b);
+                }
+                if board.results[chunk.position()].is_some() {
+                    return Ok(());
+                }
                 board.flights[chunk.position()].push(Flight {
                     holder: h,
                     started: Instant::now(),
