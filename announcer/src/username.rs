@@ -13,6 +13,7 @@ use std::io::{self, BufRead, Write};
 use std::path::PathBuf;
 
 use shared::peer_dir::PeerDir;
+use shared::text::UnsafeText;
 use shared::MAX_USERNAME_BYTES;
 
 /// Name used when even the host name cannot be read.
@@ -60,8 +61,10 @@ pub enum Problem {
     Empty,
     /// More than [`MAX_USERNAME_BYTES`] bytes.
     TooLong,
-    /// A control character (newline, tab, escape…), which would garble logs and `tags.txt`.
-    ControlChar,
+    /// A character a terminal would obey or not show (newline, escape, a bidi control, a
+    /// zero-width space…) or a flood of combining marks: it would garble logs and listings, and
+    /// our listeners refuse it.
+    Unshowable(UnsafeText),
 }
 
 impl fmt::Display for Problem {
@@ -69,7 +72,7 @@ impl fmt::Display for Problem {
         match self {
             Problem::Empty => f.write_str("it is empty"),
             Problem::TooLong => write!(f, "it is longer than {MAX_USERNAME_BYTES} bytes"),
-            Problem::ControlChar => f.write_str("it contains a control character"),
+            Problem::Unshowable(e) => write!(f, "it {e}"),
         }
     }
 }
@@ -105,10 +108,8 @@ pub fn validate(name: &str) -> Result<(), Problem> {
         Err(Problem::Empty)
     } else if name.len() > MAX_USERNAME_BYTES {
         Err(Problem::TooLong)
-    } else if name.chars().any(char::is_control) {
-        Err(Problem::ControlChar)
     } else {
-        Ok(())
+        shared::text::validate(name).map_err(Problem::Unshowable)
     }
 }
 
@@ -203,7 +204,11 @@ fn host_name() -> String {
     let raw = hostname::get()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut name: String = raw.trim().chars().filter(|c| !c.is_control()).collect();
+    let mut name: String = raw
+        .trim()
+        .chars()
+        .filter(|&c| !shared::text::must_escape(c))
+        .collect();
     if name.len() > MAX_USERNAME_BYTES {
         let mut end = MAX_USERNAME_BYTES;
         while !name.is_char_boundary(end) {
@@ -259,7 +264,11 @@ mod tests {
         for (bad, problem) in [
             ("", Problem::Empty),
             (long.as_str(), Problem::TooLong),
-            ("a\nb", Problem::ControlChar),
+            ("a\nb", Problem::Unshowable(UnsafeText::Hidden('\n'))),
+            (
+                "mal\u{202e}yrol",
+                Problem::Unshowable(UnsafeText::Hidden('\u{202e}')),
+            ),
         ] {
             match resolve(Some(bad), &peer, no_terminal()) {
                 Err(UsernameError::InvalidFlag { problem: p, .. }) => assert_eq!(p, problem),

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use shared::chunk::ChunkSet;
 use shared::digest::Digest;
 use shared::tags::{Proto, TagsIndex};
+use shared::text::terminal_safe;
 
 use crate::command::Selection;
 use crate::format;
@@ -149,18 +150,19 @@ impl Catalog {
             .enumerate()
             .map(|(i, t)| {
                 let available = t.available();
+                // Names come from the network (through tags.txt): shown, never obeyed.
                 let mut users: Vec<String> = t
                     .holders
                     .iter()
                     .map(|h| match h.proto {
-                        Proto::Legacy => format!("{} (legacy)", h.user),
-                        Proto::P2p(_) => h.user.clone(),
+                        Proto::Legacy => format!("{} (legacy)", terminal_safe(&h.user)),
+                        Proto::P2p(_) => terminal_safe(&h.user).into_owned(),
                     })
                     .collect();
                 users.dedup();
                 [
                     format!("{}", i + 1),
-                    t.name.clone(),
+                    terminal_safe(&t.name).into_owned(),
                     t.size.map_or("?".into(), format::size),
                     if available.is_complete() {
                         "5/5".into()
@@ -276,6 +278,31 @@ mod tests {
         assert!(c
             .select(&Selection::Name("ece".into()), Some("00"))
             .is_err());
+    }
+
+    #[test]
+    fn listing_escapes_what_a_terminal_would_obey() {
+        let flood = format!("z{}", "\u{301}".repeat(40));
+        let index = TagsIndex {
+            updated: None,
+            entries: vec![
+                entry("mal\u{202e}lory", 2, "gnp.\u{202e}exe", Some(1), "12345"),
+                entry("eve\u{1b}[31m", 3, "bell\u{7}\nline", None, "12345"),
+                entry("zw\u{200b}j", 4, &flood, Some(2), "12345"),
+                entry("José", 5, "Résumé 日本語 🎉.pdf", Some(3), "12345"),
+            ],
+        };
+        let text = Catalog::from_index(&index, Utc::now()).render();
+        for c in ['\u{202e}', '\u{1b}', '\u{7}', '\u{200b}'] {
+            assert!(!text.contains(c), "{c:?} raw in:\n{text}");
+        }
+        assert_eq!(text.lines().count(), 5, "one line per item:\n{text}");
+        assert!(!text.contains(&"\u{301}".repeat(9)), "{text}");
+        assert!(text.contains("gnp.\\u{202e}exe"), "{text}");
+        assert!(text.contains("mal\\u{202e}lory"), "{text}");
+        assert!(text.contains("bell\\u{7}\\u{a}line"), "{text}");
+        assert!(text.contains("Résumé 日本語 🎉.pdf"), "{text}");
+        assert!(text.contains("José"), "{text}");
     }
 
     #[test]

@@ -678,33 +678,78 @@ fn file_matches(path: &Path, expected: Expected) -> bool {
     }
 }
 
-/// Held while a content downloads: a second downloader in the same peer folder refuses.
-struct ContentLock(File);
+/// Held while a content downloads: a second downloader in the same peer folder refuses. The
+/// lock file is removed when the download ends, so `temp/.locks/` does not fill up.
+///
+/// Removing a lock file is safe only with care: another process may have opened it (and so
+/// hold its inode) without having locked it yet. Hence the file is removed while still locked,
+/// and whoever locks a file checks afterwards that its path still names that very file, else
+/// it locked a removed inode and starts over ([`lock_opened`]).
+struct ContentLock {
+    file: File,
+    path: PathBuf,
+}
 
 impl Drop for ContentLock {
     fn drop(&mut self) {
-        let _ = fs2::FileExt::unlock(&self.0);
+        let _ = fs::remove_file(&self.path);
+        let _ = fs2::FileExt::unlock(&self.file);
     }
 }
 
+/// How many times a lock is tried again after finding its file removed under it: each retry
+/// means another run ended in between, so a handful is plenty.
+const LOCK_RETRIES: usize = 16;
+
 fn lock_content(store: &ChunkStore, name: &str) -> Result<ContentLock, DownloadError> {
-    // Lock files stay (removing one another process has open would break the lock); they are
-    // empty and kept apart from the part files.
     let dir = store.root().join(".locks");
     fs::create_dir_all(&dir).map_err(io_error("create", &dir))?;
     let path = dir.join(format!("{name}.lock"));
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io_error("create", &path))?;
-    match fs2::FileExt::try_lock_exclusive(&file) {
-        Ok(()) => Ok(ContentLock(file)),
-        Err(_) => Err(DownloadError::Busy {
-            name: name.to_owned(),
-        }),
+    for _ in 0..LOCK_RETRIES {
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_error("create", &path))?;
+        if let Some(lock) = lock_opened(file, &path, name)? {
+            return Ok(lock);
+        }
     }
+    Err(DownloadError::Busy {
+        name: name.to_owned(),
+    })
+}
+
+/// Locks `file`, opened from `path`, the lock file of content `name`: `Ok(None)` when the file
+/// was removed (or replaced) before the lock was ours, so the caller must open `path` again.
+///
+/// # Errors
+/// [`DownloadError::Busy`] when another process holds the lock.
+fn lock_opened(file: File, path: &Path, name: &str) -> Result<Option<ContentLock>, DownloadError> {
+    if fs2::FileExt::try_lock_exclusive(&file).is_err() {
+        return Err(DownloadError::Busy {
+            name: name.to_owned(),
+        });
+    }
+    let same = match (file.metadata(), fs::metadata(path)) {
+        (Ok(locked), Ok(named)) => same_file(&locked, &named),
+        _ => false,
+    };
+    if !same {
+        // Not ours to remove: unlock by dropping, and let the caller start over.
+        return Ok(None);
+    }
+    Ok(Some(ContentLock {
+        file,
+        path: path.to_owned(),
+    }))
+}
+
+/// Whether two metadata describe one file (device and inode).
+fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    (a.dev(), a.ino()) == (b.dev(), b.ino())
 }
 
 /// Removes what a crashed download of `name` left in `temp/.incoming/`: assembled files and
@@ -921,6 +966,41 @@ mod tests {
             Leftover::of("a.b.99.download", "a.b"),
             Some(Leftover::Assembly)
         );
+    }
+
+    #[test]
+    fn lock_files_are_removed_and_a_removed_one_is_never_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path().join("temp")).unwrap();
+        let locks = store.root().join(".locks");
+        let path = locks.join("a.b.lock");
+        let first = lock_content(&store, "a.b").unwrap();
+        assert!(path.exists());
+        assert!(matches!(
+            lock_content(&store, "a.b"),
+            Err(DownloadError::Busy { name }) if name == "a.b"
+        ));
+        // Another run opened the file, and is about to lock it, when the first one ends.
+        let late = fs::File::open(&path).unwrap();
+        drop(first);
+        assert!(
+            !path.exists(),
+            "the lock file is removed when the lock ends"
+        );
+        // A third run takes the lock under a new file...
+        let third = lock_content(&store, "a.b").unwrap();
+        // ... and the late one, locking the removed file, sees that it is not the lock.
+        assert!(lock_opened(late, &path, "a.b").unwrap().is_none());
+        assert!(
+            path.exists(),
+            "the late run must not remove the third run's file"
+        );
+        assert!(matches!(
+            lock_content(&store, "a.b"),
+            Err(DownloadError::Busy { .. })
+        ));
+        drop(third);
+        assert_eq!(fs::read_dir(&locks).unwrap().count(), 0);
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use shared::events::Event;
+use shared::text::terminal_safe;
 
 use crate::format;
 
@@ -69,7 +70,8 @@ pub fn parse(log: &str) -> Vec<Entry> {
     entries
 }
 
-/// The history as a table.
+/// The history as a table. Every field read from the log is shown [`terminal_safe`]: names and
+/// users came from the network, and the log may have been edited.
 pub fn render(entries: &[Entry]) -> String {
     if entries.is_empty() {
         return "No downloads yet.\n".to_owned();
@@ -82,6 +84,7 @@ pub fn render(entries: &[Entry]) -> String {
             .take(19)
             .collect::<String>()
             .replace('T', " ");
+        let when = terminal_safe(&when);
         let check = match (e.outcome.as_str(), e.verified) {
             ("ok", true) => "verified",
             ("ok", false) => "unverified",
@@ -90,13 +93,16 @@ pub fn render(entries: &[Entry]) -> String {
         let sources: Vec<String> = e
             .sources
             .iter()
-            .map(|(s, n)| format!("{s} ({n} chunk{})", if *n == 1 { "" } else { "s" }))
+            .map(|(s, n)| {
+                let s = terminal_safe(s);
+                format!("{s} ({n} chunk{})", if *n == 1 { "" } else { "s" })
+            })
             .collect();
         let _ = writeln!(
             out,
             "{when}  {:<6}  {}  {}  {check}",
-            e.outcome,
-            e.content,
+            terminal_safe(&e.outcome),
+            terminal_safe(&e.content),
             format::size(e.bytes)
         );
         if !sources.is_empty() {
@@ -110,7 +116,7 @@ pub fn render(entries: &[Entry]) -> String {
             );
         }
         if e.path != "-" {
-            let _ = writeln!(out, "    saved as {}", e.path);
+            let _ = writeln!(out, "    saved as {}", terminal_safe(&e.path));
         }
     }
     out
@@ -146,6 +152,29 @@ mod tests {
         );
         assert!(text.contains("alice@127.0.0.2:5001 (2 chunks)"), "{text}");
         assert!(text.contains("failed  ece"), "{text}");
+    }
+
+    #[test]
+    fn names_from_the_log_are_shown_escaped() {
+        // As the downloader logs them: JSON escapes inside quotes, which parse back to the raw
+        // characters; and a hand-edited line with them raw.
+        let log = "\
+2026-11-21T18:00:01.1Z [INFO] fetched content=\"gnp.\\u202eexe\" chunk=1 source=127.0.0.2:5001 user=\"mal\\u001b[31mlory\" bytes=3 ms=1 outcome=ok verified=yes
+2026-11-21T18:00:01.4Z [INFO] download content=\"gnp.\\u202eexe\" bytes=6 sha256=ab outcome=ok verified=yes path=\"/x/downloads/gnp.\\u202eexe\\nfake\"
+2026-11-21T18:05:00.0Z [INFO] download content=bell\u{7}\u{9b}x bytes=0 sha256=- outcome=fail\u{1b}[2J verified=no path=-
+";
+        let entries = parse(log);
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].content, "gnp.\u{202e}exe");
+        let text = render(&entries);
+        for c in ['\u{202e}', '\u{1b}', '\u{7}', '\u{9b}'] {
+            assert!(!text.contains(c), "{c:?} raw in:\n{text}");
+        }
+        assert!(text.contains("ok      gnp.\\u{202e}exe"), "{text}");
+        assert!(text.contains("mal\\u{1b}[31mlory@127.0.0.2:5001"), "{text}");
+        assert!(text.contains("gnp.\\u{202e}exe\\u{a}fake"), "{text}");
+        assert!(text.contains("bell\\u{7}\\u{9b}x"), "{text}");
+        assert_eq!(text.lines().count(), 4, "{text}");
     }
 
     #[test]

@@ -24,6 +24,7 @@ use std::time::Duration;
 use chrono::Utc;
 use shared::shutdown::Shutdown;
 use shared::tags::TagsIndex;
+use shared::text::terminal_safe;
 
 use crate::catalog::Catalog;
 use crate::command::{Command, Selection};
@@ -87,18 +88,22 @@ pub fn get(
         |d| format!("sha256 {}", d.short(16)),
     );
     let size = target.size.map_or("size unknown".to_owned(), format::size);
-    let _ = writeln!(
+    say(
         ui,
-        "Downloading {} ({size}, {digest}) from {} holder(s); chunks available: {available}",
-        target.name,
-        target.holders.len(),
+        &format!(
+            "Downloading {} ({size}, {digest}) from {} holder(s); chunks available: {available}",
+            target.name,
+            target.holders.len(),
+        ),
     );
     if same_name > 1 {
-        let _ = writeln!(
+        say(
             ui,
-            "Note: {same_name} different files are named {:?}; taking the most available one. \
-             Use --sha256 PREFIX (or the list number) to pick another.",
-            target.name
+            &format!(
+                "Note: {same_name} different files are named \"{}\"; taking the most available \
+                 one. Use --sha256 PREFIX (or the list number) to pick another.",
+                target.name
+            ),
         );
     }
     let mut report = |p: &Progress| {
@@ -125,7 +130,8 @@ pub fn get(
                 format!("CHUNK {chunk} CANNOT BE DOWNLOADED FROM ONLINE PEERS.")
             }
         };
-        let _ = writeln!(ui, "{line}");
+        // Holders' names and their error messages come from the network.
+        say(ui, &line);
     };
     let outcome = download::download(config, target, cancel, &mut report)?;
     let check = if outcome.verified {
@@ -134,13 +140,18 @@ pub fn get(
         "unverified: legacy peers send no checksums".to_owned()
     };
     if outcome.already_present {
-        let _ = writeln!(ui, "Already downloaded: {}", outcome.path.display());
+        say(
+            ui,
+            &format!("Already downloaded: {}", outcome.path.display()),
+        );
     }
-    let _ = writeln!(
+    say(
         ui,
-        "Done: {} ({}), {check}.",
-        outcome.path.display(),
-        format::size(outcome.size)
+        &format!(
+            "Done: {} ({}), {check}.",
+            outcome.path.display(),
+            format::size(outcome.size)
+        ),
     );
     Ok(outcome)
 }
@@ -203,7 +214,7 @@ pub fn interactive(
             Command::Help => write_out(out, HELP)?,
             Command::History => {
                 if let Err(e) = history(config, out) {
-                    write_out(out, &format!("error: {e}\n"))?;
+                    write_line(out, &format!("error: {e}"))?;
                 }
             }
             Command::Download(selection) => {
@@ -216,7 +227,7 @@ pub fn interactive(
                             target.sha256.map(|d| d.to_string()),
                         ),
                         Err(_) => {
-                            write_out(out, &format!("There is no item {n}; type 'list'.\n"))?;
+                            write_line(out, &format!("There is no item {n}; type 'list'."))?;
                             continue;
                         }
                     },
@@ -228,7 +239,7 @@ pub fn interactive(
                         write_out(out, "Download cancelled.\n")?;
                         return Ok(());
                     }
-                    Err(e) => write_out(out, &format!("Download failed: {e}\n"))?,
+                    Err(e) => write_line(out, &format!("Download failed: {e}"))?,
                 }
             }
         }
@@ -242,7 +253,7 @@ fn show_catalog(config: &Config, out: &mut dyn Write) -> Result<Catalog, Error> 
             Ok(catalog)
         }
         Err(e) => {
-            write_out(out, &format!("error: {e}\n"))?;
+            write_line(out, &format!("error: {e}"))?;
             Ok(Catalog::default())
         }
     }
@@ -255,6 +266,17 @@ const HELP: &str = "\
   history       show past downloads (from client.log)
   quit          leave (also Ctrl-C or end of input)
 ";
+
+/// Writes one line for the user, [`terminal_safe`]: it may quote names and messages from the
+/// network or `tags.txt`.
+fn write_line(out: &mut dyn Write, line: &str) -> Result<(), Error> {
+    write_out(out, &format!("{}\n", terminal_safe(line)))
+}
+
+/// [`write_line`] for progress, where a terminal that went away must not stop the download.
+fn say(ui: &mut dyn Write, line: &str) {
+    let _ = writeln!(ui, "{}", terminal_safe(line));
+}
 
 fn write_out(out: &mut dyn Write, text: &str) -> Result<(), Error> {
     out.write_all(text.as_bytes())

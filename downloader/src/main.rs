@@ -150,6 +150,8 @@ fn main() -> ExitCode {
                 &shutdown,
                 &mut io::stderr(),
             )
+            // The path as it is, for scripts: the content name in it passed
+            // `validate_content_name`, so it holds nothing a terminal would obey.
             .map(|outcome| println!("{}", outcome.path.display()))
         }
         None => {
@@ -167,7 +169,11 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", logging::describe_error(&e));
+            // Errors quote names and peers' messages: shown, never obeyed.
+            eprintln!(
+                "error: {}",
+                shared::text::terminal_safe(&logging::describe_error(&e))
+            );
             // Stopped by a signal: say so in the status too (130 for Ctrl-C, 143 for SIGTERM).
             shutdown
                 .exit_status()

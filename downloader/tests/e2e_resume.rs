@@ -505,6 +505,9 @@ fn second_downloader_of_the_same_content_in_the_same_folder_refuses() {
     let again = c.downloader(&["get", "album.zip"]);
     assert_success(&again, "a third get after both finished");
     assert_same_file(&original, &printed_path(&again, &c.dir));
+    // Lock files do not pile up: each run removes its own when it ends.
+    let locks = files_under(&c.temp_dir().join(".locks"));
+    assert!(locks.is_empty(), "temp/.locks should be empty: {locks:?}");
 }
 
 // ---------------------------------------------------------------------------------------------

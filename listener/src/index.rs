@@ -352,12 +352,13 @@ impl Index {
     }
 }
 
-/// A peer's username made safe to show: control characters replaced by U+FFFD and the whole
-/// cut to [`MAX_USERNAME_BYTES`] on a character boundary. An empty name stays empty.
+/// A peer's username made safe to show: control, bidi and invisible characters
+/// ([`must_escape`](shared::text::must_escape)) replaced by U+FFFD and the whole cut to
+/// [`MAX_USERNAME_BYTES`] on a character boundary. An empty name stays empty.
 pub fn sanitize_username(name: &str) -> String {
     let mut out = String::with_capacity(name.len().min(MAX_USERNAME_BYTES));
     for c in name.chars() {
-        let c = if c.is_control() {
+        let c = if shared::text::must_escape(c) {
             char::REPLACEMENT_CHARACTER
         } else {
             c
@@ -1034,6 +1035,10 @@ alice 127.0.0.2:5001 legacy x -2--- - - 60 2026-11-21T18:00:30Z
         assert_eq!(
             sanitize_username("a\nb\tc\u{1b}[31m"),
             "a\u{fffd}b\u{fffd}c\u{fffd}[31m"
+        );
+        assert_eq!(
+            sanitize_username("mal\u{202e}yrol\u{200b}"),
+            "mal\u{fffd}yrol\u{fffd}"
         );
         let long = "é".repeat(MAX_USERNAME_BYTES);
         let cut = sanitize_username(&long);

@@ -137,7 +137,7 @@ pub fn query_username(dir: &PeerDir) -> String {
         .filter(|name| {
             !name.is_empty()
                 && name.len() <= shared::MAX_USERNAME_BYTES
-                && !name.chars().any(char::is_control)
+                && shared::text::validate(name).is_ok()
         });
     let name = stored
         .or_else(shared::net::host_name)
@@ -437,6 +437,13 @@ impl Loop<'_> {
         );
         if kind == Kind::Query {
             self.ask_announcer(*from);
+            return (false, false);
+        }
+        // A name a terminal would obey, or not show, must not reach tags.txt and from there the
+        // downloader's listing: a datagram under such a username is refused whole. (Chunk
+        // names are checked one by one: `ChunkName::parse` skips the unsafe ones.)
+        if let Err(e) = shared::text::validate(&announcement.username) {
+            self.warn_malformed(*from, bytes, &format!("the username {e}"));
             return (false, false);
         }
         let changed = self.index.apply(

@@ -12,6 +12,7 @@
 use std::fmt;
 use std::ops::Range;
 
+use crate::text::{self, UnsafeText};
 use crate::{CHUNKS_PER_FILE, MAX_CONTENT_NAME_BYTES};
 
 /// The highest chunk index: chunks are numbered 1..=5.
@@ -77,16 +78,21 @@ pub enum NameError {
     /// The name is `.` or `..`.
     #[error("name is a relative path component")]
     DotName,
-    /// The name contains a path separator, NUL or another control character.
+    /// The name contains a path separator.
     #[error("name contains the forbidden character {0:?}")]
     ForbiddenChar(char),
+    /// The name holds a control, bidi or invisible character, or a flood of combining marks:
+    /// it could not be shown as it is ([`text::validate`]).
+    #[error("name {0}")]
+    Unsafe(#[from] UnsafeText),
     /// A chunk name without the `_<1..5>` suffix.
     #[error("not a chunk name: expected <name>_<1..5>")]
     NotAChunk,
 }
 
 /// Checks that `name` can be used as a content name: a plain file name that stays inside the
-/// folder it is joined to, on every platform.
+/// folder it is joined to, on every platform, and that a terminal shows as it is (no control,
+/// bidi or invisible character, no flood of combining marks: [`text::validate`]).
 ///
 /// # Errors
 /// The [`NameError`] saying what is wrong.
@@ -100,12 +106,10 @@ pub fn validate_content_name(name: &str) -> Result<(), NameError> {
     if name == "." || name == ".." {
         return Err(NameError::DotName);
     }
-    if let Some(c) = name
-        .chars()
-        .find(|&c| c == '/' || c == '\\' || c.is_control())
-    {
+    if let Some(c) = name.chars().find(|&c| c == '/' || c == '\\') {
         return Err(NameError::ForbiddenChar(c));
     }
+    text::validate(name)?;
     Ok(())
 }
 
@@ -340,8 +344,34 @@ mod tests {
             "x\ny_2",
             "._1",
             ".._1",
+            "esc\u{1b}[31m_1",
+            "del\u{7f}_1",
+            "csi\u{9b}_1",
+            "gnp.\u{202e}exe_1",
+            "iso\u{2066}late_1",
+            "zero\u{200b}width_1",
+            "bom\u{feff}_1",
+            "line\u{2028}sep_1",
+            "\u{301}stray_1",
         ] {
             assert!(ChunkName::parse(text).is_err(), "{text:?} accepted");
+        }
+        let flood = format!("z{}_1", "\u{301}".repeat(40));
+        assert_eq!(
+            ChunkName::parse(&flood),
+            Err(NameError::Unsafe(UnsafeText::MarkFlood))
+        );
+        assert_eq!(
+            validate_content_name("a\u{202e}b"),
+            Err(NameError::Unsafe(UnsafeText::Hidden('\u{202e}')))
+        );
+        for fine in [
+            "Résumé.pdf_1",
+            "日本語.txt_2",
+            "🎉 party.png_3",
+            "e\u{301}t\u{301}e\u{301}_4",
+        ] {
+            assert!(ChunkName::parse(fine).is_ok(), "{fine:?} refused");
         }
         let long = format!("{}_1", "a".repeat(MAX_CONTENT_NAME_BYTES + 1));
         assert!(matches!(

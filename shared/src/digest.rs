@@ -10,7 +10,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest as _, Sha256};
 
-/// A SHA-256 digest, written as 64 lowercase hex digits.
+/// A SHA-256 digest, written (and parsed) as exactly 64 lowercase hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest([u8; 32]);
 
@@ -58,21 +58,36 @@ impl fmt::Debug for Digest {
     }
 }
 
-/// The text was not 64 hex digits.
+/// The text was not 64 lowercase hex digits.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a SHA-256 digest: expected 64 hex digits")]
+#[error("not a SHA-256 digest: expected 64 lowercase hex digits")]
 pub struct ParseDigestError;
+
+/// The value of one lowercase hex digit.
+fn hex_digit(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    }
+}
 
 impl FromStr for Digest {
     type Err = ParseDigestError;
 
+    /// Accepts exactly the form [`Display`](fmt::Display) writes: 64 lowercase hex digits. No
+    /// sign (`u8::from_str_radix` would take `+e`), no upper case, so that one digest has one
+    /// spelling everywhere (on the wire, in `tags.txt`, in logs) and text comparisons hold.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.len() != 64 || !s.is_ascii() {
+        let bytes = s.as_bytes();
+        if bytes.len() != 64 {
             return Err(ParseDigestError);
         }
         let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| ParseDigestError)?;
+        for (byte, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+            let high = hex_digit(pair[0]).ok_or(ParseDigestError)?;
+            let low = hex_digit(pair[1]).ok_or(ParseDigestError)?;
+            *byte = high << 4 | low;
         }
         Ok(Digest(out))
     }
@@ -198,13 +213,19 @@ mod tests {
     fn hex_round_trips_and_rejects_junk() {
         let d: Digest = EMPTY.parse().unwrap();
         assert_eq!(d.to_string(), EMPTY);
-        assert_eq!(EMPTY.to_uppercase().parse::<Digest>().unwrap(), d);
         for bad in [
             "",
             "e3b0",
             &EMPTY[1..],
             &format!("{EMPTY}0"),
             &EMPTY.replace('e', "g"),
+            // Exactly 64 lowercase hex digits: no sign, no upper case, no spaces.
+            &format!("+e{}", &EMPTY[2..]),
+            &format!("-0{}", &EMPTY[2..]),
+            &format!("+{}", &EMPTY[1..]),
+            &format!(" e{}", &EMPTY[2..]),
+            &EMPTY.to_uppercase(),
+            &format!("E{}", &EMPTY[1..]),
         ] {
             assert!(bad.parse::<Digest>().is_err(), "{bad}");
         }

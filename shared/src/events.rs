@@ -2,14 +2,17 @@
 //!
 //! Each served or downloaded chunk is logged as one event: a word, then `key=value` fields.
 //! Values with spaces, quotes or `=` are JSON-quoted, so file names of any shape survive and the
-//! downloader's `history` can read the lines back.
+//! downloader's `history` can read the lines back; inside the quotes, control, bidi and
+//! invisible characters are `\uXXXX` escapes, so a line shows on a terminal as it is.
 //!
 //! ```text
 //! 2026-11-21T18:00:01.5Z [INFO] served chunk=photo.png_3 peer=127.0.0.3:41234 bytes=209716 ms=12 outcome=ok
 //! 2026-11-21T18:00:01.6Z [INFO] fetched content="my notes.txt" chunk=3 source=127.0.0.2:5001 user=alice bytes=209716 ms=4 outcome=ok verified=yes
 //! ```
 
-use std::fmt;
+use std::fmt::{self, Write as _};
+
+use crate::text;
 
 /// One logged event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,18 +91,40 @@ fn needs_quotes(value: &str) -> bool {
     value.is_empty()
         || value
             .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '=')
+            .any(|c| c.is_whitespace() || c == '"' || c == '=')
+        || text::validate(value).is_err()
+}
+
+/// Writes `value` as a JSON string in which every character a terminal must not see raw
+/// ([`text::scan`]) is a `\uXXXX` escape: values often come from the network (a requested
+/// chunk name, a holder's message), and the log is read with `cat` and `tail -f`. Any JSON
+/// reader, [`Event::parse`] included, gets the value back exactly.
+fn write_quoted(f: &mut fmt::Formatter<'_>, value: &str) -> fmt::Result {
+    f.write_char('"')?;
+    for (c, escape) in text::scan(value) {
+        match c {
+            '"' => f.write_str("\\\"")?,
+            '\\' => f.write_str("\\\\")?,
+            c if escape => {
+                for unit in c.encode_utf16(&mut [0; 2]) {
+                    write!(f, "\\u{unit:04x}")?;
+                }
+            }
+            c => f.write_char(c)?,
+        }
+    }
+    f.write_char('"')
 }
 
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.name)?;
         for (key, value) in &self.fields {
+            write!(f, " {key}=")?;
             if needs_quotes(value) {
-                let quoted = serde_json::to_string(value).map_err(|_| fmt::Error)?;
-                write!(f, " {key}={quoted}")?;
+                write_quoted(f, value)?;
             } else {
-                write!(f, " {key}={value}")?;
+                f.write_str(value)?;
             }
         }
         Ok(())
@@ -123,6 +148,45 @@ mod tests {
         assert_eq!(Event::parse(&text), Some(event.clone()));
         assert_eq!(event.get("chunk"), Some("3"));
         assert_eq!(event.get("missing"), None);
+    }
+
+    #[test]
+    fn values_from_the_network_are_escaped_and_read_back_exactly() {
+        let flood = format!("z{}", "\u{301}".repeat(20));
+        for value in [
+            "esc\u{1b}[31mred",
+            "bell\u{7}",
+            "del\u{7f}",
+            "csi\u{9b}2J",
+            "gnp.\u{202e}exe",
+            "zero\u{200b}width",
+            "line\u{2028}para\u{2029}",
+            "tag\u{e0041}",
+            "\u{301}stray",
+            flood.as_str(),
+            "back\\slash \"quoted\" \u{202e}",
+        ] {
+            let event = Event::new("refused").with("chunk", value).with("n", 1);
+            let text = event.to_string();
+            assert!(
+                matches!(text::terminal_safe(&text), std::borrow::Cow::Borrowed(_)),
+                "{value:?} logged as {text:?}"
+            );
+            assert_eq!(Event::parse(&text), Some(event), "{text}");
+        }
+        assert_eq!(
+            Event::new("x").with("c", "a\u{202e}b").to_string(),
+            "x c=\"a\\u202eb\""
+        );
+        assert_eq!(
+            Event::new("x").with("c", "\u{e0041}").to_string(),
+            "x c=\"\\udb40\\udc41\""
+        );
+        // Plain Unicode stays readable, unquoted.
+        assert_eq!(
+            Event::new("x").with("c", "Résumé_日本語🎉").to_string(),
+            "x c=Résumé_日本語🎉"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! - [`store`]: the chunk store (`temp/`) and the manifests that describe its contents.
 //! - [`peer_dir`]: where each file of a peer folder lives.
 //! - [`events`]: the structured lines of `server.log` and `client.log`.
+//! - [`text`]: which characters never reach a terminal raw, and how they are escaped.
 //! - [`queries`]: the names of the query files through which a listener asks its announcer to
 //!   answer a query; [`peers`]: the static peers of `peers.txt`.
 //! - [`fsutil`], [`net`], [`logging`], [`shutdown`]: small edges shared by every binary.
@@ -33,6 +34,7 @@ pub mod queries;
 pub mod shutdown;
 pub mod store;
 pub mod tags;
+pub mod text;
 
 use std::time::Duration;
 

@@ -3,16 +3,21 @@
 //!
 //! The terminal gets diagnostics on stderr; the program's log file (`server.log`, `client.log`)
 //! gets the same lines, appended, with RFC 3339 UTC timestamps, so that the
-//! [`events`](crate::events) in it can be read back.
+//! [`events`](crate::events) in it can be read back. Both get every message
+//! [`terminal_safe`]: what a line quotes from the network is shown, never obeyed.
 
+use std::borrow::Cow;
 use std::fs::OpenOptions;
 use std::io;
 use std::path::PathBuf;
 
-use log::LevelFilter;
+use log::{LevelFilter, Log, Metadata, Record};
 use simplelog::{
-    ColorChoice, CombinedLogger, ConfigBuilder, SharedLogger, TermLogger, TerminalMode, WriteLogger,
+    ColorChoice, CombinedLogger, Config, ConfigBuilder, SharedLogger, TermLogger, TerminalMode,
+    WriteLogger,
 };
+
+use crate::text::terminal_safe;
 
 /// Where log lines go.
 #[derive(Debug, Clone)]
@@ -35,12 +40,12 @@ pub fn init(options: LogOptions) -> io::Result<()> {
         .set_location_level(LevelFilter::Off)
         .set_level_padding(simplelog::LevelPadding::Off)
         .build();
-    let mut loggers: Vec<Box<dyn SharedLogger>> = vec![TermLogger::new(
+    let mut loggers: Vec<Box<dyn SharedLogger>> = vec![TerminalSafe::wrap(TermLogger::new(
         options.terminal,
         config.clone(),
         TerminalMode::Stderr,
         ColorChoice::Never,
-    )];
+    ))];
     if let Some((path, level)) = options.file {
         let file = OpenOptions::new()
             .create(true)
@@ -49,9 +54,65 @@ pub fn init(options: LogOptions) -> io::Result<()> {
             .map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
             })?;
-        loggers.push(WriteLogger::new(level, config, file));
+        loggers.push(TerminalSafe::wrap(WriteLogger::new(level, config, file)));
     }
     CombinedLogger::init(loggers).map_err(io::Error::other)
+}
+
+/// Hands every record on to the inner logger with its message made [`terminal_safe`]. Log
+/// lines quote what came from the network (names, a peer's error message); the terminal shows
+/// them, and so does a log file read with `cat` or `tail -f`, so neither may carry an escape
+/// sequence or a bidi control raw. Event values are already escaped the JSON way
+/// ([`events`](crate::events)), which this leaves alone.
+struct TerminalSafe(Box<dyn SharedLogger>);
+
+impl TerminalSafe {
+    fn wrap(inner: Box<dyn SharedLogger>) -> Box<dyn SharedLogger> {
+        Box::new(TerminalSafe(inner))
+    }
+}
+
+impl Log for TerminalSafe {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if !self.0.enabled(record.metadata()) {
+            return;
+        }
+        let message = record.args().to_string();
+        match terminal_safe(&message) {
+            Cow::Borrowed(_) => self.0.log(record),
+            Cow::Owned(safe) => self.0.log(
+                &Record::builder()
+                    .metadata(record.metadata().clone())
+                    .args(format_args!("{safe}"))
+                    .module_path(record.module_path())
+                    .file(record.file())
+                    .line(record.line())
+                    .build(),
+            ),
+        }
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
+}
+
+impl SharedLogger for TerminalSafe {
+    fn level(&self) -> LevelFilter {
+        self.0.level()
+    }
+
+    fn config(&self) -> Option<&Config> {
+        self.0.config()
+    }
+
+    fn as_log(self: Box<Self>) -> Box<dyn Log> {
+        self
+    }
 }
 
 /// The whole `main` of a program that logs to the terminal only: starts logging (debug level
@@ -126,5 +187,33 @@ mod tests {
         );
         let quoting = Quoting(io::Error::other("denied"));
         assert_eq!(describe_error(&quoting), "cannot open x: denied");
+    }
+
+    #[test]
+    fn every_line_logged_is_terminal_safe() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let inner = WriteLogger::new(LevelFilter::Info, Config::default(), file.reopen().unwrap());
+        let logger = TerminalSafe(inner);
+        let log = |message: &str| {
+            logger.log(
+                &Record::builder()
+                    .level(log::Level::Warn)
+                    .args(format_args!("{message}"))
+                    .build(),
+            );
+        };
+        log("refused \u{1b}]0;owned\u{7} from \u{202e}evil");
+        log("plain Résumé 日本語");
+        logger.flush();
+        let written = std::fs::read_to_string(file.path()).unwrap();
+        assert!(
+            written.contains("refused \\u{1b}]0;owned\\u{7} from \\u{202e}evil\n"),
+            "{written:?}"
+        );
+        assert!(written.contains("plain Résumé 日本語\n"), "{written:?}");
+        assert!(
+            !written.contains(['\u{1b}', '\u{7}', '\u{202e}']),
+            "{written:?}"
+        );
     }
 }

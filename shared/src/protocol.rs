@@ -13,6 +13,7 @@
 //! `docs/PROTOCOL.md` documents every message with examples; this module is its executable form.
 
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +62,20 @@ pub struct AnnouncementExt {
     /// What this datagram is for; absent means a plain announcement.
     #[serde(default, skip_serializing_if = "Kind::is_announce")]
     pub kind: Kind,
+}
+
+/// The versions of our extension this build speaks: today only [`PROTOCOL_VERSION`].
+pub const KNOWN_VERSIONS: RangeInclusive<u32> = 1..=PROTOCOL_VERSION;
+
+impl AnnouncementExt {
+    /// Whether a listener can use this extension: a query of any version (it only asks for an
+    /// answer at its source address); anything else only at a version we speak and with a
+    /// chunk-server port other than 0. An extension that is not usable counts as absent, like
+    /// an unreadable one: the datagram is read as a legacy announcement, and nothing of it
+    /// reaches `tags.txt` as `p2p/4000000000` or port 0.
+    fn is_usable(&self) -> bool {
+        self.kind == Kind::Query || (KNOWN_VERSIONS.contains(&self.v) && self.port != 0)
+    }
 }
 
 /// The purpose of an extended datagram. Legacy listeners see every kind as an announcement;
@@ -155,7 +170,8 @@ impl Announcement {
             .collect();
         let p2p = object
             .get("p2p")
-            .and_then(|v| serde_json::from_value::<AnnouncementExt>(v.clone()).ok());
+            .and_then(|v| serde_json::from_value::<AnnouncementExt>(v.clone()).ok())
+            .filter(AnnouncementExt::is_usable);
         Ok(Announcement {
             username,
             files,
@@ -799,6 +815,28 @@ mod tests {
             Announcement::decode(br#"{"username":"x","files":["a_1"],"p2p":{"v":"?"}}"#).unwrap();
         assert_eq!(a.p2p, None);
         assert_eq!(a.chunks().len(), 1);
+    }
+
+    #[test]
+    fn unknown_versions_and_port_0_degrade_to_legacy() {
+        for text in [
+            r#"{"username":"x","files":["a_1"],"p2p":{"v":4000000000,"port":5001,"interval":60}}"#,
+            r#"{"username":"x","files":["a_1"],"p2p":{"v":0,"port":5001,"interval":60}}"#,
+            r#"{"username":"x","files":["a_1"],"p2p":{"v":2,"port":5001,"interval":60}}"#,
+            r#"{"username":"x","files":["a_1"],"p2p":{"v":1,"port":0,"interval":60}}"#,
+            r#"{"username":"x","files":[],"p2p":{"v":1,"port":0,"interval":60,"kind":"goodbye"}}"#,
+        ] {
+            let a = Announcement::decode(text.as_bytes()).unwrap();
+            assert_eq!(a.p2p, None, "{text}");
+        }
+        // A query names no port of its own, whatever its version.
+        for v in [1, 7] {
+            let text = format!(
+                r#"{{"username":"x","files":[],"p2p":{{"v":{v},"port":0,"interval":60,"kind":"query"}}}}"#
+            );
+            let a = Announcement::decode(text.as_bytes()).unwrap();
+            assert_eq!(a.p2p.map(|e| e.kind), Some(Kind::Query), "{text}");
+        }
     }
 
     #[test]

@@ -26,8 +26,10 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, SecondsFormat, Utc};
 use fs2::FileExt;
 
-use crate::chunk::ChunkSet;
+use crate::chunk::{validate_content_name, ChunkSet};
 use crate::digest::Digest;
+use crate::protocol::KNOWN_VERSIONS;
+use crate::text::{self, terminal_safe};
 use crate::{fsutil, EXPIRY_INTERVALS};
 
 /// Which protocol a holder's chunk server speaks.
@@ -49,11 +51,17 @@ impl fmt::Display for Proto {
 }
 
 impl Proto {
+    /// Parses `legacy` or `p2p/<v>` with `v` a version we speak ([`KNOWN_VERSIONS`]), written
+    /// as [`Display`](fmt::Display) writes it (no sign, no leading zero). The listener records
+    /// no other version (an announcement with another counts as legacy), so `p2p/0` or
+    /// `p2p/4000000000` can only come from a hand-edited or corrupt file.
     fn parse(text: &str) -> Option<Proto> {
         if text == "legacy" {
             return Some(Proto::Legacy);
         }
-        text.strip_prefix("p2p/")?.parse().ok().map(Proto::P2p)
+        let digits = text.strip_prefix("p2p/")?;
+        let v: u32 = digits.parse().ok()?;
+        (KNOWN_VERSIONS.contains(&v) && digits == v.to_string()).then_some(Proto::P2p(v))
     }
 }
 
@@ -165,7 +173,7 @@ const COLUMNS: [&str; 10] = [
     "LAST_SEEN",
 ];
 
-/// Percent-encodes what would break a white-space separated line.
+/// Percent-encodes what would break a white-space separated line, or a terminal showing it.
 pub fn encode_field(text: &str) -> String {
     if text.is_empty() {
         return "%".to_owned();
@@ -175,7 +183,7 @@ pub fn encode_field(text: &str) -> String {
     }
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if c == '%' || c.is_whitespace() || c.is_control() || (out.is_empty() && c == '#') {
+        if c == '%' || c.is_whitespace() || text::must_escape(c) || (out.is_empty() && c == '#') {
             let mut buf = [0u8; 4];
             for b in c.encode_utf8(&mut buf).bytes() {
                 let _ = write!(out, "%{b:02X}");
@@ -229,11 +237,13 @@ impl TagsIndex {
             if trimmed.is_empty() {
                 continue;
             }
-            let entry = parse_line(trimmed).map_err(|message| TagsError::Parse {
-                path: path.to_owned(),
-                line: i + 1,
-                message,
-            })?;
+            let entry = parse_line(trimmed)
+                .and_then(check_entry)
+                .map_err(|message| TagsError::Parse {
+                    path: path.to_owned(),
+                    line: i + 1,
+                    message,
+                })?;
             index.entries.push(entry);
         }
         Ok(index)
@@ -356,6 +366,28 @@ fn parse_line(line: &str) -> Result<TagEntry, String> {
             .map_err(|_| bad("LAST_SEEN", fields[9]))?
             .with_timezone(&Utc),
     })
+}
+
+/// What [`parse_line`] cannot see field by field: a name that a terminal would not show as it
+/// is, or that no peer could hold, and a port nobody serves on. The listener writes no such
+/// line; a hand-edited or hostile `tags.txt` must not bring one to the downloader's terminal.
+fn check_entry(entry: TagEntry) -> Result<TagEntry, String> {
+    if entry.addr.port() == 0 {
+        return Err(format!("bad ADDRESS {}: port 0", entry.addr));
+    }
+    if let Err(e) = text::validate(&entry.user) {
+        return Err(format!(
+            "USER \"{}\" refused: it {e}",
+            terminal_safe(&entry.user)
+        ));
+    }
+    if let Err(e) = validate_content_name(&entry.content) {
+        return Err(format!(
+            "CONTENT \"{}\" refused: {e}",
+            terminal_safe(&entry.content)
+        ));
+    }
+    Ok(entry)
 }
 
 impl fmt::Display for TagsIndex {
@@ -484,7 +516,7 @@ mod tests {
                 entry("bob smith", "127.0.0.3", "my notes 100%.txt", Some(2)),
                 partial,
                 entry("-", "10.1.2.3", "#hash", Some(3)),
-                entry("", "10.1.2.4", "ünï\tcode", Some(3)),
+                entry("", "10.1.2.4", "ünï code", Some(3)),
             ],
         }
     }
@@ -572,6 +604,68 @@ mod tests {
                 other => panic!("{bad:?} gave {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn hostile_names_ports_and_versions_are_refused() {
+        let line = |user: &str, addr: &str, proto: &str, content: &str| {
+            format!("{user} {addr} {proto} {content} 12345 1 - 60 2026-11-21T17:59:58Z\n")
+        };
+        let good = line("alice", "127.0.0.2:5001", "p2p/1", "x");
+        TagsIndex::parse(&good, Path::new("t")).expect("the good line parses");
+        let flood = format!("z{}", "%CC%81".repeat(40));
+        for bad in [
+            // Names a terminal would obey, or not show.
+            line("alice", "127.0.0.2:5001", "p2p/1", "%1B[31mred"),
+            line("alice", "127.0.0.2:5001", "p2p/1", "bell%07"),
+            line("alice", "127.0.0.2:5001", "p2p/1", "new%0Aline"),
+            line("alice", "127.0.0.2:5001", "p2p/1", "gnp.%E2%80%AEexe"),
+            line("alice", "127.0.0.2:5001", "p2p/1", "gnp.\u{202e}exe"),
+            line("alice", "127.0.0.2:5001", "p2p/1", "zero%E2%80%8Bwidth"),
+            line("alice", "127.0.0.2:5001", "p2p/1", &flood),
+            line("%1B]0;pwned%07", "127.0.0.2:5001", "p2p/1", "x"),
+            line("a%E2%81%A6b", "127.0.0.2:5001", "p2p/1", "x"),
+            line("a%C2%9Bb", "127.0.0.2:5001", "p2p/1", "x"),
+            // Names no peer can hold.
+            line("alice", "127.0.0.2:5001", "p2p/1", "%"),
+            line("alice", "127.0.0.2:5001", "p2p/1", ".."),
+            line("alice", "127.0.0.2:5001", "p2p/1", "a/b"),
+            // Nobody serves on port 0.
+            line("alice", "127.0.0.2:0", "p2p/1", "x"),
+            line("alice", "127.0.0.2:0", "legacy", "x"),
+            // Versions we do not know.
+            line("alice", "127.0.0.2:5001", "p2p/4000000000", "x"),
+            line("alice", "127.0.0.2:5001", "p2p/0", "x"),
+            line("alice", "127.0.0.2:5001", "p2p/2", "x"),
+            line("alice", "127.0.0.2:5001", "p2p/+1", "x"),
+            line("alice", "127.0.0.2:5001", "p2p/01", "x"),
+        ] {
+            let text = format!("{good}{bad}");
+            match TagsIndex::parse(&text, Path::new("t")) {
+                Err(TagsError::Parse { line, message, .. }) => {
+                    assert_eq!(line, 2, "{bad:?}");
+                    assert!(
+                        !message.contains(['\u{1b}', '\u{7}', '\n', '\u{202e}']),
+                        "the message must be safe to print: {message:?}"
+                    );
+                }
+                other => panic!("{bad:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn plain_unicode_names_are_kept() {
+        let mut index = sample();
+        index.entries.push(entry(
+            "José 山田 🎉",
+            "127.0.0.7",
+            "Résumé – 日本語 ❤️ 👍🏽.pdf",
+            Some(4),
+        ));
+        let text = index.to_string();
+        assert!(text.contains("Résumé%20–%20日本語%20❤️%20👍🏽.pdf"), "{text}");
+        assert_eq!(TagsIndex::parse(&text, Path::new("t")).unwrap(), index);
     }
 
     #[test]
