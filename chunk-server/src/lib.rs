@@ -74,6 +74,13 @@ pub const DEFAULT_MIN_RATE: u64 = 1024;
 /// Default window of [`DEFAULT_MIN_RATE`], in seconds.
 pub const DEFAULT_MIN_RATE_WINDOW_SECS: u64 = 10;
 
+/// Connections the kernel may hold completed but not yet accepted. The accept loop drains the
+/// queue at once, but sleeps up to [`ACCEPT_POLL`] when it is empty; a burst of connections
+/// (a flood) arriving meanwhile must not overflow it, or the kernel drops SYNs, honest ones
+/// included, and their clients retry only after a second or more. The standard library's
+/// default is 128; the kernel caps this at `net.core.somaxconn` (4096 on current Linux).
+pub const LISTEN_BACKLOG: i32 = 1024;
+
 /// How long the accept loop sleeps when no connection is waiting before it looks again, and
 /// at the shutdown flag.
 const ACCEPT_POLL: Duration = Duration::from_millis(20);
@@ -186,6 +193,22 @@ fn reap_until(workers: &mut Vec<Worker>, deadline: Instant) -> bool {
         }
         thread::sleep(ACCEPT_POLL);
     }
+}
+
+/// Binds the listening socket at `addr` with a [`LISTEN_BACKLOG`]-long accept queue (and, as
+/// the standard library does, `SO_REUSEADDR` on Unix, so a restart need not wait for old
+/// connections to time out).
+///
+/// # Errors
+/// When the address cannot be bound (in use, not local).
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
 }
 
 /// Runs the chunk server on `listener` until `shutdown` is triggered.

@@ -4,7 +4,7 @@
 //! Ctrl-C handler, binds the listening socket and hands over to [`chunk_server::run`].
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -142,7 +142,7 @@ fn run(args: &Args) -> Result<(), MainError> {
     install_ctrlc_handler(&shutdown).map_err(|e| MainError::CtrlC(e.to_string()))?;
     let config = args.to_config();
     let addr = SocketAddr::new(args.bind, args.port);
-    let listener = TcpListener::bind(addr).map_err(|source| MainError::Bind { addr, source })?;
+    let listener = chunk_server::bind(addr).map_err(|source| MainError::Bind { addr, source })?;
     chunk_server::run(listener, config, shutdown)?;
     Ok(())
 }
