@@ -4,7 +4,7 @@
 //! Ctrl-C handler, binds the listening socket and hands over to [`chunk_server::run`].
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -13,11 +13,14 @@ use clap::builder::RangedU64ValueParser;
 use clap::Parser;
 use log::LevelFilter;
 
-use chunk_server::{Config, DEFAULT_MAX_CONNECTIONS, DEFAULT_RESCAN_SECS};
+use chunk_server::{
+    Config, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING, DEFAULT_MAX_PER_IP, DEFAULT_MIN_RATE,
+    DEFAULT_MIN_RATE_WINDOW_SECS, DEFAULT_RESCAN_SECS,
+};
 use shared::logging::{self, LogOptions};
 use shared::peer_dir::PeerDir;
 use shared::shutdown::{install_ctrlc_handler, Shutdown};
-use shared::DEFAULT_CHUNK_PORT;
+use shared::{DEFAULT_CHUNK_PORT, REQUEST_TIMEOUT};
 
 /// Shares files with LAN peers: splits each into 5 chunks and serves the chunks over TCP.
 #[derive(Debug, Parser)]
@@ -40,13 +43,35 @@ struct Args {
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_RESCAN_SECS,
           value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
     rescan: u64,
-    /// Most connections served at once; later ones wait.
+    /// Most answers sent at once; a complete request waits up to 10 s for a free slot, then is
+    /// refused as busy. Clients still sending their request do not count here.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS,
           value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     max_connections: usize,
+    /// Most connections still sending their request (or waiting for a slot); more are closed
+    /// at once.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PENDING,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    max_pending: usize,
+    /// Most connections from one source address at once; more are closed at once.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PER_IP,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    max_per_ip: usize,
+    /// Seconds from accepting a connection by which its whole request must have arrived.
+    #[arg(long, value_name = "SECS", default_value_t = REQUEST_TIMEOUT.as_secs(),
+          value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
+    request_timeout: u64,
     /// Highest send rate per connection, in bytes per second; 0 for unlimited.
     #[arg(long, value_name = "BYTES_PER_SEC", default_value_t = 0)]
     max_rate: u64,
+    /// Clients that read an answer slower than this, in bytes per second over
+    /// --min-rate-window seconds of waiting for them, are dropped; 0 for no floor.
+    #[arg(long, value_name = "BYTES_PER_SEC", default_value_t = DEFAULT_MIN_RATE)]
+    min_rate: u64,
+    /// The window of --min-rate, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_MIN_RATE_WINDOW_SECS,
+          value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
+    min_rate_window: u64,
     /// Log debug messages on stderr.
     #[arg(short, long)]
     verbose: bool,
@@ -59,7 +84,12 @@ impl Args {
             shares: self.shares.clone(),
             rescan: Duration::from_secs(self.rescan),
             max_connections: self.max_connections,
+            max_pending: self.max_pending,
+            max_per_ip: self.max_per_ip,
+            request_timeout: Duration::from_secs(self.request_timeout),
             max_rate: (self.max_rate > 0).then_some(self.max_rate),
+            min_rate: (self.min_rate > 0).then_some(self.min_rate),
+            min_rate_window: Duration::from_secs(self.min_rate_window),
         }
     }
 }
@@ -112,7 +142,7 @@ fn run(args: &Args) -> Result<(), MainError> {
     install_ctrlc_handler(&shutdown).map_err(|e| MainError::CtrlC(e.to_string()))?;
     let config = args.to_config();
     let addr = SocketAddr::new(args.bind, args.port);
-    let listener = TcpListener::bind(addr).map_err(|source| MainError::Bind { addr, source })?;
+    let listener = chunk_server::bind(addr).map_err(|source| MainError::Bind { addr, source })?;
     chunk_server::run(listener, config, shutdown)?;
     Ok(())
 }

@@ -10,13 +10,21 @@
 //! Every outcome is logged as one `served` or `refused` event ([`Event`]) with the fields
 //! `docs/ARCHITECTURE.md` lists. A request name only ever reaches the file system after
 //! [`ChunkName::parse`] or [`validate_content_name`] accepted it, and then only through the
-//! store's path functions, so no request can name a file outside `temp/`.
+//! store's path functions, so no request can name a file outside `temp/`; and a name there is
+//! only read when it is a regular file itself, never through a symbolic link
+//! ([`fsutil::open_regular`]).
 //!
-//! This module neither accepts connections nor limits how many run at once: [`crate::run`] does.
-//! Failures here concern one client and are logged, never returned.
+//! Hostile clients are bounded at each step: the whole request must arrive within the request
+//! deadline, counted from accept; an answer waits at most [`SLOT_WAIT`] for a transfer slot
+//! ([`crate::admission`]); and a client that reads an answer slower than the [`RateFloor`]
+//! is dropped (`too_slow`). No request makes the server hash a chunk it hashed before
+//! ([`DigestCache`]).
+//!
+//! This module neither accepts connections nor counts them: [`crate::run`] and
+//! [`crate::admission`] do. Failures here concern one client and are logged, never returned.
 
 use std::fmt;
-use std::fs::File;
+use std::fs::{File, Metadata};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,9 +35,14 @@ use shared::chunk::{chunk_ranges, validate_content_name, ChunkName};
 use shared::connection::{Connection, ConnectionError};
 use shared::digest::Digest;
 use shared::events::Event;
+use shared::fsutil::{self, OpenError};
 use shared::protocol::{ErrorCode, Manifest, Request, Response};
-use shared::store::{ChunkStore, Origin};
-use shared::{IO_IDLE_TIMEOUT, REQUEST_TIMEOUT};
+use shared::shutdown::Shutdown;
+use shared::store::{ChunkStore, Origin, StoreError};
+use shared::IO_IDLE_TIMEOUT;
+
+use crate::admission::Ticket;
+use crate::digest_cache::DigestCache;
 
 /// Buffer of an unthrottled transfer: few system calls, little memory per connection.
 const SEND_BUFFER: usize = 128 * 1024;
@@ -48,13 +61,46 @@ const DRAIN_LIMIT: usize = 64 * 1024;
 /// Longest raw request name copied into a log line.
 const MAX_LOGGED_NAME: usize = 256;
 
+/// How long a complete request waits for a transfer slot before it is refused as `busy`.
+/// Shorter than the clients' idle timeout ([`IO_IDLE_TIMEOUT`]), so they get the refusal
+/// rather than time out.
+pub(crate) const SLOT_WAIT: Duration = Duration::from_secs(10);
+
+/// The slowest a client may read an answer: at least `bytes_per_sec` on average over each
+/// `window` of time the server spends waiting for the client's socket to take more. Only that
+/// waiting counts, never the pauses of our own `--max-rate` throttle or disk reads, so the
+/// throttle cannot make an honest client look slow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RateFloor {
+    /// Bytes per second.
+    pub(crate) bytes_per_sec: u64,
+    /// Over how much waiting the rate is measured.
+    pub(crate) window: Duration,
+}
+
+impl RateFloor {
+    /// Bytes the client must take in one window.
+    fn min_bytes(&self) -> u64 {
+        let bytes = u128::from(self.bytes_per_sec) * self.window.as_millis() / 1000;
+        u64::try_from(bytes).unwrap_or(u64::MAX)
+    }
+}
+
 /// What serving one connection needs, shared by every handler thread.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct ServeContext {
     /// The chunk store; handlers only read from it.
     pub(crate) store: ChunkStore,
     /// Per-connection send rate in bytes per second; `None` for as fast as possible.
     pub(crate) max_rate: Option<u64>,
+    /// Clients reading slower than this are dropped; `None` for no floor.
+    pub(crate) min_rate: Option<RateFloor>,
+    /// The whole request must have arrived this long after accept.
+    pub(crate) request_timeout: Duration,
+    /// Digests of chunks no manifest describes.
+    pub(crate) digests: DigestCache,
+    /// The server's shutdown flag: waits and long hashes end when it is set.
+    pub(crate) shutdown: Shutdown,
 }
 
 /// The `outcome` field of `served` and `refused` events.
@@ -68,6 +114,9 @@ pub(crate) enum Outcome {
     TooLarge,
     Timeout,
     Empty,
+    TooManyConnections,
+    Busy,
+    TooSlow,
     Error,
 }
 
@@ -82,6 +131,9 @@ impl Outcome {
             Outcome::TooLarge => "too_large",
             Outcome::Timeout => "timeout",
             Outcome::Empty => "empty",
+            Outcome::TooManyConnections => "too_many_connections",
+            Outcome::Busy => "busy",
+            Outcome::TooSlow => "too_slow",
             Outcome::Error => "error",
         }
     }
@@ -114,7 +166,13 @@ impl Refusal {
             Outcome::BadRequest | Outcome::Malformed | Outcome::TooLarge => ErrorCode::BadRequest,
             Outcome::NotFound => ErrorCode::NotFound,
             Outcome::WrongContent => ErrorCode::WrongContent,
-            Outcome::Ok | Outcome::Timeout | Outcome::Empty | Outcome::Error => ErrorCode::Internal,
+            Outcome::Ok
+            | Outcome::Timeout
+            | Outcome::Empty
+            | Outcome::TooManyConnections
+            | Outcome::Busy
+            | Outcome::TooSlow
+            | Outcome::Error => ErrorCode::Internal,
         };
         Response::Error {
             code,
@@ -127,7 +185,10 @@ impl Refusal {
 pub(crate) fn read_refusal(err: &ConnectionError) -> (Outcome, String) {
     match err {
         ConnectionError::Empty => (Outcome::Empty, err.to_string()),
-        ConnectionError::Timeout(_) => (Outcome::Timeout, err.to_string()),
+        ConnectionError::Timeout(waited) => (
+            Outcome::Timeout,
+            format!("no complete request {waited:.1?} after the connection was accepted"),
+        ),
         ConnectionError::Malformed(_) => (Outcome::Malformed, err.to_string()),
         ConnectionError::TooLarge(_) => (Outcome::TooLarge, err.to_string()),
         ConnectionError::Truncated => (Outcome::Malformed, err.to_string()),
@@ -149,7 +210,8 @@ fn loggable(raw: &str) -> String {
     format!("{}…", &raw[..end])
 }
 
-fn log_refused(peer: SocketAddr, outcome: Outcome, chunk: Option<&str>, reason: &str) {
+/// Logs one `refused` event.
+pub(crate) fn log_refused(peer: SocketAddr, outcome: Outcome, chunk: Option<&str>, reason: &str) {
     let mut event = Event::new("refused")
         .with("peer", peer)
         .with("outcome", outcome);
@@ -159,6 +221,38 @@ fn log_refused(peer: SocketAddr, outcome: Outcome, chunk: Option<&str>, reason: 
     log::info!("{}", event.with("reason", reason));
 }
 
+/// Why sending an answer's body stopped early.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// The client read less than the [`RateFloor`] asks.
+    TooSlow {
+        /// Bytes it took in the last window.
+        moved: u64,
+        /// The time spent waiting for it in that window.
+        waited: Duration,
+        /// What it should have taken.
+        required: u64,
+    },
+    /// The file or the socket failed (the client went away, say).
+    Io(io::Error),
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::TooSlow {
+                moved,
+                waited,
+                required,
+            } => write!(
+                f,
+                "the client took {moved} bytes in {waited:.1?} of waiting, fewer than {required}"
+            ),
+            SendError::Io(e) => e.fmt(f),
+        }
+    }
+}
+
 fn log_served(
     name: &ChunkName,
     peer: SocketAddr,
@@ -166,12 +260,12 @@ fn log_served(
     offset: Option<u64>,
     sent: u64,
     started: Instant,
-    result: &io::Result<()>,
+    result: &Result<(), SendError>,
 ) {
-    let outcome = if result.is_ok() {
-        Outcome::Ok
-    } else {
-        Outcome::Error
+    let outcome = match result {
+        Ok(()) => Outcome::Ok,
+        Err(SendError::TooSlow { .. }) => Outcome::TooSlow,
+        Err(SendError::Io(_)) => Outcome::Error,
     };
     let mut event = Event::new("served")
         .with("chunk", name)
@@ -181,27 +275,32 @@ fn log_served(
     if let Some(offset) = offset {
         event = event.with("offset", offset);
     }
-    log::info!(
-        "{}",
-        event
-            .with("bytes", sent)
-            .with("ms", started.elapsed().as_millis())
-            .with("outcome", outcome)
-    );
+    event = event
+        .with("bytes", sent)
+        .with("ms", started.elapsed().as_millis())
+        .with("outcome", outcome);
+    if let Err(e @ SendError::TooSlow { .. }) = result {
+        event = event.with("reason", e);
+    }
+    log::info!("{event}");
     if let Err(e) = result {
         log::debug!("sending {name} to {peer} stopped after {sent} bytes: {e}");
     }
 }
 
-/// Serves one accepted connection to the end. `busy` is set once a valid request has been read,
-/// so that shutdown can tell transfers in progress from clients that have not asked anything.
+/// Serves one accepted connection to the end: reads its request by `accepted` plus the request
+/// deadline, waits for a transfer slot (moving `ticket` from pending to transferring), answers.
+/// `transferring` is set once the answer starts, so that shutdown can tell transfers in
+/// progress from clients that have not asked anything or wait for a slot.
 pub(crate) fn handle_connection(
     stream: TcpStream,
     peer: SocketAddr,
+    accepted: Instant,
+    mut ticket: Ticket,
     ctx: &ServeContext,
-    busy: &AtomicBool,
+    transferring: &AtomicBool,
 ) {
-    let mut conn = match Connection::new(stream, REQUEST_TIMEOUT) {
+    let mut conn = match Connection::new(stream, ctx.request_timeout) {
         Ok(conn) => conn,
         Err(e) => {
             log_refused(
@@ -213,7 +312,7 @@ pub(crate) fn handle_connection(
             return;
         }
     };
-    let request = match conn.read_request() {
+    let request = match conn.read_request_until(accepted + ctx.request_timeout) {
         Ok(request) => request,
         Err(e) => {
             let (outcome, reason) = read_refusal(&e);
@@ -225,7 +324,26 @@ pub(crate) fn handle_connection(
             return;
         }
     };
-    busy.store(true, Ordering::SeqCst);
+    if !ticket.start_transfer(Instant::now() + SLOT_WAIT, &ctx.shutdown) {
+        let reason = if ctx.shutdown.is_triggered() {
+            "busy: the server is shutting down".to_owned()
+        } else {
+            format!("busy: no transfer slot freed within {SLOT_WAIT:?}")
+        };
+        let refusal = Refusal::new(Outcome::Busy, reason);
+        match &request {
+            Request::LegacyChunk { filename } => {
+                log_refused(peer, refusal.outcome, Some(filename), &refusal.reason);
+            }
+            Request::Chunk { filename, .. } => {
+                refuse_p2p(&mut conn, peer, Some(filename), &refusal);
+            }
+            Request::Manifest { .. } => refuse_p2p(&mut conn, peer, None, &refusal),
+        }
+        close(&mut conn);
+        return;
+    }
+    transferring.store(true, Ordering::SeqCst);
     let timeouts = conn
         .set_read_timeout(IO_IDLE_TIMEOUT)
         .and_then(|()| conn.stream().set_write_timeout(Some(IO_IDLE_TIMEOUT)));
@@ -239,19 +357,23 @@ pub(crate) fn handle_connection(
         return;
     }
     let started = Instant::now();
-    match request {
-        Request::LegacyChunk { filename } => {
-            serve_legacy(&mut conn, peer, &filename, ctx, started);
-        }
+    let result = match request {
+        Request::LegacyChunk { filename } => serve_legacy(&mut conn, peer, &filename, ctx, started),
         Request::Chunk {
             filename,
             content_sha256,
             offset,
-        } => match prepare_chunk(&ctx.store, &filename, content_sha256, offset) {
+        } => match prepare_chunk(ctx, &filename, content_sha256, offset) {
             Ok(mut chunk) => {
                 let (sent, result) = match conn.write_response(&chunk.header) {
-                    Ok(()) => send_file(conn.stream(), &mut chunk.file, chunk.length, ctx.max_rate),
-                    Err(e) => (0, Err(e)),
+                    Ok(()) => send_file(
+                        conn.stream(),
+                        &mut chunk.file,
+                        chunk.length,
+                        ctx.max_rate,
+                        ctx.min_rate,
+                    ),
+                    Err(e) => (0, Err(SendError::Io(e))),
                 };
                 log_served(
                     &chunk.name,
@@ -262,32 +384,45 @@ pub(crate) fn handle_connection(
                     started,
                     &result,
                 );
+                result
             }
-            Err(refusal) => refuse_p2p(&mut conn, peer, Some(&filename), &refusal),
+            Err(refusal) => {
+                refuse_p2p(&mut conn, peer, Some(&filename), &refusal);
+                Ok(())
+            }
         },
         Request::Manifest {
             content,
             content_sha256,
-        } => match prepare_manifest(&ctx.store, &content, content_sha256) {
-            Ok(manifest) => {
-                let size = manifest.size;
-                match conn.write_response(&Response::Manifest(manifest)) {
-                    Ok(()) => {
-                        log::debug!("sent the manifest of {content} ({size} bytes) to {peer}")
+        } => {
+            match prepare_manifest(&ctx.store, &content, content_sha256) {
+                Ok(manifest) => {
+                    let size = manifest.size;
+                    match conn.write_response(&Response::Manifest(manifest)) {
+                        Ok(()) => {
+                            log::debug!("sent the manifest of {content} ({size} bytes) to {peer}")
+                        }
+                        Err(e) => {
+                            log::debug!("cannot send the manifest of {content} to {peer}: {e}")
+                        }
                     }
-                    Err(e) => log::debug!("cannot send the manifest of {content} to {peer}: {e}"),
+                }
+                Err(refusal) => {
+                    let refusal = Refusal {
+                        reason: format!("manifest of {}: {}", loggable(&content), refusal.reason),
+                        ..refusal
+                    };
+                    refuse_p2p(&mut conn, peer, None, &refusal);
                 }
             }
-            Err(refusal) => {
-                let refusal = Refusal {
-                    reason: format!("manifest of {}: {}", loggable(&content), refusal.reason),
-                    ..refusal
-                };
-                refuse_p2p(&mut conn, peer, None, &refusal);
-            }
-        },
+            Ok(())
+        }
+    };
+    if matches!(result, Err(SendError::TooSlow { .. })) {
+        abort(&conn);
+    } else {
+        close(&mut conn);
     }
-    close(&mut conn);
 }
 
 /// Closes gracefully: end of stream first, then a short wait for the client to close, reading
@@ -296,6 +431,14 @@ fn close(conn: &mut Connection) {
     conn.shutdown_write();
     if conn.set_read_timeout(CLOSE_LINGER).is_ok() {
         conn.drain(DRAIN_LIMIT);
+    }
+}
+
+/// Drops a client at once with a reset: the bytes still queued for it in the kernel are
+/// discarded rather than kept (megabytes, for a client that reads nothing) until it reads them.
+fn abort(conn: &Connection) {
+    if let Ok(stream) = conn.try_clone_stream() {
+        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
     }
 }
 
@@ -312,48 +455,59 @@ fn serve_legacy(
     filename: &str,
     ctx: &ServeContext,
     started: Instant,
-) {
+) -> Result<(), SendError> {
     let name = match ChunkName::parse(filename) {
         Ok(name) => name,
         Err(e) => {
             let reason = format!("invalid chunk name: {e}");
             log_refused(peer, Outcome::BadRequest, Some(filename), &reason);
-            return;
+            return Ok(());
         }
     };
     match open_chunk(&ctx.store, &name) {
-        Ok((mut file, size)) => {
-            let (sent, result) = send_file(conn.stream(), &mut file, size, ctx.max_rate);
+        Ok((mut file, meta)) => {
+            let (sent, result) = send_file(
+                conn.stream(),
+                &mut file,
+                meta.len(),
+                ctx.max_rate,
+                ctx.min_rate,
+            );
             log_served(&name, peer, "legacy", None, sent, started, &result);
+            result
         }
-        Err(refusal) => log_refused(peer, refusal.outcome, Some(filename), &refusal.reason),
+        Err(refusal) => {
+            log_refused(peer, refusal.outcome, Some(filename), &refusal.reason);
+            Ok(())
+        }
     }
 }
 
-/// Opens a complete chunk of the store; returns it with its length.
-fn open_chunk(store: &ChunkStore, name: &ChunkName) -> Result<(File, u64), Refusal> {
-    let not_found = || Refusal::new(Outcome::NotFound, format!("no chunk {name} here"));
+/// Opens a complete chunk of the store, only if its name there is a regular file: a symbolic
+/// link planted in `temp/` (`x_1 -> /etc/passwd`) or a FIFO is refused as missing, with the
+/// reason logged. Returns the file and its metadata.
+fn open_chunk(store: &ChunkStore, name: &ChunkName) -> Result<(File, Metadata), Refusal> {
     // A download whose whole file is not verified yet is not passed on: its manifest may be
     // forged.
     if !store.is_servable(name.content()) {
-        return Err(not_found());
+        return Err(Refusal::new(
+            Outcome::NotFound,
+            format!("no chunk {name} here: its download is not verified yet"),
+        ));
     }
-    let file = match File::open(store.chunk_path(name)) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(not_found()),
-        Err(e) => {
-            return Err(Refusal::new(
-                Outcome::Error,
-                format!("cannot open chunk {name}: {e}"),
-            ))
-        }
-    };
-    match file.metadata() {
-        Ok(meta) if meta.is_file() => Ok((file, meta.len())),
-        Ok(_) => Err(not_found()),
-        Err(e) => Err(Refusal::new(
+    match fsutil::open_regular(&store.chunk_path(name)) {
+        Ok(opened) => Ok(opened),
+        Err(OpenError::Missing) => Err(Refusal::new(
+            Outcome::NotFound,
+            format!("no chunk {name} here"),
+        )),
+        Err(why @ (OpenError::SymbolicLink | OpenError::NotRegular)) => Err(Refusal::new(
+            Outcome::NotFound,
+            format!("no chunk {name} here: its name in the store is {why}"),
+        )),
+        Err(OpenError::Io(e)) => Err(Refusal::new(
             Outcome::Error,
-            format!("cannot read chunk {name}: {e}"),
+            format!("cannot open chunk {name}: {e}"),
         )),
     }
 }
@@ -370,16 +524,21 @@ struct PreparedChunk {
 /// Checks an extended chunk request against the store, in the order the protocol gives the
 /// errors: name, presence, content digest, offset.
 fn prepare_chunk(
-    store: &ChunkStore,
+    ctx: &ServeContext,
     filename: &str,
     content_sha256: Option<Digest>,
     offset: u64,
 ) -> Result<PreparedChunk, Refusal> {
+    let store = &ctx.store;
     let name = ChunkName::parse(filename)
         .map_err(|e| Refusal::new(Outcome::BadRequest, format!("invalid chunk name: {e}")))?;
-    let (mut file, size) = open_chunk(store, &name)?;
+    let (mut file, meta) = open_chunk(store, &name)?;
+    let size = meta.len();
     let stored = match store.load_manifest(name.content()) {
         Ok(stored) => stored,
+        Err(e @ StoreError::NotAFile { .. }) => {
+            return Err(Refusal::new(Outcome::NotFound, e.to_string()));
+        }
         Err(e) if content_sha256.is_some() => {
             return Err(Refusal::new(Outcome::Error, e.to_string()));
         }
@@ -389,11 +548,10 @@ fn prepare_chunk(
         }
     };
     // A manifest that implies another length for this chunk does not describe the file (the
-    // content is being replaced right now, for instance).
-    let described = stored
-        .as_ref()
-        .map(|s| &s.manifest)
-        .filter(|m| chunk_ranges(m.size)[name.position()].len() == size);
+    // content is being replaced right now, for instance), nor does one of another name.
+    let described = stored.as_ref().map(|s| &s.manifest).filter(|m| {
+        m.name == name.content() && chunk_ranges(m.size)[name.position()].len() == size
+    });
     if let Some(wanted) = content_sha256 {
         match (&stored, described) {
             (None, _) => {
@@ -434,11 +592,11 @@ fn prepare_chunk(
     }
     let sha256 = match described {
         Some(manifest) => manifest.chunks[name.position()],
-        None => {
-            Digest::of_reader(&mut file)
-                .map_err(|e| Refusal::new(Outcome::Error, format!("cannot read {name}: {e}")))?
-                .0
-        }
+        // Hashed once per version of the file, never once per request.
+        None => ctx
+            .digests
+            .digest_of(&mut file, &meta, &ctx.shutdown)
+            .map_err(|e| Refusal::new(Outcome::Error, format!("cannot read {name}: {e}")))?,
     };
     file.seek(SeekFrom::Start(offset))
         .map_err(|e| Refusal::new(Outcome::Error, format!("cannot read {name}: {e}")))?;
@@ -463,11 +621,29 @@ fn prepare_manifest(
 ) -> Result<Manifest, Refusal> {
     validate_content_name(content)
         .map_err(|e| Refusal::new(Outcome::BadRequest, format!("invalid content name: {e}")))?;
-    let stored = store
-        .load_manifest(content)
-        .map_err(|e| Refusal::new(Outcome::Error, e.to_string()))?
-        .filter(|stored| stored.origin != Origin::Downloading)
-        .ok_or_else(|| Refusal::new(Outcome::NotFound, "no such content here"))?;
+    let stored = match store.load_manifest(content) {
+        Ok(Some(stored)) if stored.origin != Origin::Downloading => stored,
+        Ok(Some(_)) => {
+            return Err(Refusal::new(
+                Outcome::NotFound,
+                "no such content here: its download is not verified yet",
+            ))
+        }
+        Ok(None) => return Err(Refusal::new(Outcome::NotFound, "no such content here")),
+        Err(e @ StoreError::NotAFile { .. }) => {
+            return Err(Refusal::new(Outcome::NotFound, e.to_string()))
+        }
+        Err(e) => return Err(Refusal::new(Outcome::Error, e.to_string())),
+    };
+    if stored.manifest.name != content {
+        return Err(Refusal::new(
+            Outcome::NotFound,
+            format!(
+                "the manifest file of {content} describes {}",
+                loggable(&stored.manifest.name)
+            ),
+        ));
+    }
     match content_sha256 {
         Some(wanted) if wanted != stored.manifest.sha256 => Err(Refusal::new(
             Outcome::WrongContent,
@@ -481,9 +657,96 @@ fn prepare_manifest(
     }
 }
 
+/// Whether a socket error is a timeout rather than a failure.
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Writes to a client while keeping count of how fast it takes the bytes; see [`RateFloor`].
+struct WriteWatch {
+    floor: Option<RateFloor>,
+    /// Bytes the socket took in the current window.
+    moved: u64,
+    /// Time spent inside `write` in the current window.
+    waited: Duration,
+    /// When the socket last took a byte.
+    last_progress: Instant,
+}
+
+impl WriteWatch {
+    fn new(floor: Option<RateFloor>) -> WriteWatch {
+        WriteWatch {
+            floor,
+            moved: 0,
+            waited: Duration::ZERO,
+            last_progress: Instant::now(),
+        }
+    }
+
+    /// The socket write timeout: short enough that a client that takes nothing is measured
+    /// within a window.
+    fn write_timeout(&self) -> Duration {
+        self.floor
+            .map_or(IO_IDLE_TIMEOUT, |f| f.window.min(IO_IDLE_TIMEOUT))
+            .max(Duration::from_millis(1))
+    }
+
+    /// Writes all of `data`, adding each byte the socket takes to `sent`.
+    fn write_all(
+        &mut self,
+        stream: &mut TcpStream,
+        mut data: &[u8],
+        sent: &mut u64,
+    ) -> Result<(), SendError> {
+        while !data.is_empty() {
+            let started = Instant::now();
+            let result = stream.write(data);
+            self.waited += started.elapsed();
+            match result {
+                Ok(0) => return Err(SendError::Io(io::ErrorKind::WriteZero.into())),
+                Ok(n) => {
+                    data = &data[n..];
+                    *sent += n as u64;
+                    self.moved += n as u64;
+                    self.last_progress = Instant::now();
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) => {
+                    if self.last_progress.elapsed() >= IO_IDLE_TIMEOUT {
+                        return Err(SendError::Io(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("the client took nothing for {IO_IDLE_TIMEOUT:?}"),
+                        )));
+                    }
+                }
+                Err(e) => return Err(SendError::Io(e)),
+            }
+            if let Some(floor) = self.floor {
+                if self.waited >= floor.window {
+                    let required = floor.min_bytes();
+                    if self.moved < required {
+                        return Err(SendError::TooSlow {
+                            moved: self.moved,
+                            waited: self.waited,
+                            required,
+                        });
+                    }
+                    self.moved = 0;
+                    self.waited = Duration::ZERO;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Sends `length` bytes of `file`, from its current position, to `stream`, at most `max_rate`
-/// bytes per second when given. Returns how many bytes were handed to the socket (a lower bound
-/// when the transfer failed) and how the transfer ended.
+/// bytes per second when given, dropping a client that reads slower than `min_rate`. Returns
+/// how many bytes were handed to the socket (a lower bound when the transfer failed) and how
+/// the transfer ended.
 ///
 /// This is a plain read/write loop through one buffer rather than `io::copy`: the standard
 /// library no longer uses `sendfile` from a file to a socket (its `safe_kernel_copy` refuses,
@@ -494,7 +757,8 @@ pub(crate) fn send_file(
     file: &mut File,
     length: u64,
     max_rate: Option<u64>,
-) -> (u64, io::Result<()>) {
+    min_rate: Option<RateFloor>,
+) -> (u64, Result<(), SendError>) {
     let rate = max_rate.filter(|&r| r > 0);
     // Throttled: about ten steps a second, so that the sleeps between them stay short.
     let step = match rate {
@@ -503,6 +767,10 @@ pub(crate) fn send_file(
         }
         None => SEND_BUFFER,
     };
+    let mut watch = WriteWatch::new(min_rate.filter(|f| f.bytes_per_sec > 0));
+    if let Err(e) = stream.set_write_timeout(Some(watch.write_timeout())) {
+        return (0, Err(SendError::Io(e)));
+    }
     let mut buf = vec![0u8; usize::try_from(length).map_or(step, |l| l.min(step))];
     let step = buf.len();
     let started = Instant::now();
@@ -518,12 +786,11 @@ pub(crate) fn send_file(
             } else {
                 e
             };
+            return (sent, Err(SendError::Io(e)));
+        }
+        if let Err(e) = watch.write_all(stream, &buf[..want], &mut sent) {
             return (sent, Err(e));
         }
-        if let Err(e) = stream.write_all(&buf[..want]) {
-            return (sent, Err(e));
-        }
-        sent += want as u64;
         // Sleep until the bytes so far are due at `rate`: the average never exceeds it.
         if let Some(due) = rate.and_then(|rate| started.checked_add(due_after(sent, rate))) {
             let now = Instant::now();
@@ -551,7 +818,7 @@ mod tests {
     fn read_errors_map_to_the_documented_outcomes() {
         let cases = [
             (ConnectionError::Empty, "empty"),
-            (ConnectionError::Timeout(REQUEST_TIMEOUT), "timeout"),
+            (ConnectionError::Timeout(Duration::from_secs(5)), "timeout"),
             (
                 ConnectionError::Malformed(DecodeError::Malformed("x".into())),
                 "malformed",
@@ -625,7 +892,7 @@ mod tests {
                 client.read_to_end(&mut got).unwrap();
                 got
             });
-            let (sent, result) = send_file(&mut server, &mut source, 2_500_000, rate);
+            let (sent, result) = send_file(&mut server, &mut source, 2_500_000, rate, None);
             result.unwrap();
             drop(server);
             assert_eq!(sent, 2_500_000);
@@ -643,9 +910,72 @@ mod tests {
         for rate in [None, Some(1_000_000)] {
             let (mut server, _client) = socket_pair();
             source.seek(SeekFrom::Start(0)).unwrap();
-            let (sent, result) = send_file(&mut server, &mut source, 20, rate);
+            let (sent, result) = send_file(&mut server, &mut source, 20, rate, None);
             assert!(result.is_err(), "rate {rate:?}");
             assert!(sent <= 10);
         }
+    }
+
+    #[test]
+    fn a_client_that_takes_nothing_is_dropped_as_too_slow() {
+        // Far more than the socket buffers hold, so the writes must wait for the client.
+        let source = tempfile::tempfile().unwrap();
+        source.set_len(64 * 1024 * 1024).unwrap();
+        let (mut server, _client) = socket_pair();
+        let floor = RateFloor {
+            bytes_per_sec: 1_000_000,
+            window: Duration::from_millis(200),
+        };
+        let started = Instant::now();
+        let (sent, result) = send_file(
+            &mut server,
+            &mut source.try_clone().unwrap(),
+            64 * 1024 * 1024,
+            None,
+            Some(floor),
+        );
+        assert!(
+            matches!(result, Err(SendError::TooSlow { .. })),
+            "{result:?} after {sent} bytes"
+        );
+        assert!(sent < 64 * 1024 * 1024);
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn our_own_throttle_never_counts_against_the_client() {
+        // Throttled to 20 kB/s, far below a floor of 1 MB/s: only waiting on the socket counts,
+        // and a client that reads at once never makes the server wait.
+        let mut source = tempfile::tempfile().unwrap();
+        source.write_all(&[7u8; 30_000]).unwrap();
+        source.seek(SeekFrom::Start(0)).unwrap();
+        let (mut server, mut client) = socket_pair();
+        let reader = thread::spawn(move || {
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).unwrap();
+            got.len()
+        });
+        let floor = RateFloor {
+            bytes_per_sec: 1_000_000,
+            window: Duration::from_millis(100),
+        };
+        let (sent, result) = send_file(&mut server, &mut source, 30_000, Some(20_000), Some(floor));
+        assert!(result.is_ok(), "{result:?}");
+        drop(server);
+        assert_eq!((sent, reader.join().unwrap()), (30_000, 30_000));
+    }
+
+    #[test]
+    fn the_floor_asks_its_rate_over_its_window() {
+        let floor = RateFloor {
+            bytes_per_sec: 1024,
+            window: Duration::from_secs(10),
+        };
+        assert_eq!(floor.min_bytes(), 10_240);
+        let tiny = RateFloor {
+            bytes_per_sec: u64::MAX,
+            window: Duration::from_secs(u64::MAX / 1000),
+        };
+        assert_eq!(tiny.min_bytes(), u64::MAX);
     }
 }

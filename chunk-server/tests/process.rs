@@ -5,114 +5,19 @@ mod support;
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::Duration;
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
 
+use shared::connection::Connection;
 use shared::digest::Digest;
-use shared::events::Event;
 use shared::protocol::{Request, Response};
-use support::{chunk_files, connect, legacy_fetch, p2p_request, pattern, send_raw, wait_until};
-
-const BIN: &str = env!("CARGO_BIN_EXE_chunk-server");
-
-/// A port free a moment ago: bind port 0, note the port, release it.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The running binary; killed (by its handle) and reaped on drop.
-struct ServerProcess {
-    child: Child,
-    addr: SocketAddr,
-    dir: PathBuf,
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl ServerProcess {
-    fn log_text(&self) -> String {
-        fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
-    }
-
-    fn stderr_text(&self) -> String {
-        fs::read_to_string(self.dir.join("stderr.txt")).unwrap_or_default()
-    }
-
-    /// The events logged so far.
-    fn events(&self) -> Vec<Event> {
-        self.log_text()
-            .lines()
-            .filter_map(|l| Event::parse_log_line(l).map(|(_, e)| e))
-            .collect()
-    }
-
-    /// Waits for an event with all of `fields`; panics with the log when none comes.
-    fn expect_event(&self, name: &str, fields: &[(&str, &str)]) {
-        let found = wait_until(Duration::from_secs(15), || {
-            self.events()
-                .iter()
-                .any(|e| e.name == name && fields.iter().all(|(k, v)| e.get(k) == Some(*v)))
-        });
-        assert!(
-            found,
-            "no `{name}` event with {fields:?} in server.log:\n{}",
-            self.log_text()
-        );
-    }
-
-    /// Waits for the process to exit by itself.
-    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let mut status = None;
-        wait_until(timeout, || {
-            status = self.child.try_wait().unwrap();
-            status.is_some()
-        });
-        status
-    }
-}
-
-/// Starts the binary on a free loopback port with `dir` as its peer folder (stderr goes to
-/// `dir/stderr.txt`) and waits until it logs that it listens.
-fn start(dir: &Path, extra: &[&str]) -> ServerProcess {
-    fs::create_dir_all(dir).unwrap();
-    let port = free_port();
-    let child = Command::new(BIN)
-        .arg("--dir")
-        .arg(dir)
-        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(File::create(dir.join("stderr.txt")).unwrap())
-        .spawn()
-        .expect("start chunk-server");
-    let mut server = ServerProcess {
-        child,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        dir: dir.to_owned(),
-    };
-    let ready = wait_until(Duration::from_secs(20), || {
-        server.log_text().contains("listening on")
-            || server.child.try_wait().ok().flatten().is_some()
-    });
-    assert!(
-        ready && server.child.try_wait().unwrap().is_none(),
-        "chunk-server did not start; stderr:\n{}",
-        server.stderr_text()
-    );
-    server
-}
+use support::{
+    chunk_files, connect, legacy_fetch, p2p_request, pattern, send_raw, start, wait_until,
+    ServerProcess, BIN,
+};
 
 #[test]
 fn binary_logs_served_and_refused_events_and_survives_junk() {
@@ -298,6 +203,135 @@ fn interrupt_stops_the_binary_cleanly() {
     assert!(server.log_text().contains("stopped"));
 }
 
+/// The chunk server must stop within this long of the first SIGTERM or Ctrl-C, whatever it is
+/// doing (`docker stop` waits 10 s before it kills).
+const STOP_BOUND: Duration = Duration::from_secs(3);
+
+/// Sends SIGTERM and checks that the process exits by itself, with status 0, within
+/// [`STOP_BOUND`].
+fn assert_stops_in_time(server: &mut ServerProcess, state: &str) {
+    let signalled = Instant::now();
+    server.signal("TERM");
+    let exit = server.wait_exit(Duration::from_secs(15));
+    let took = signalled.elapsed();
+    eprintln!("{state}: stopped {took:?} after SIGTERM");
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "{state}: exit {exit:?} after {took:?}; stderr:\n{}",
+        server.stderr_text()
+    );
+    assert!(
+        took < STOP_BOUND,
+        "{state}: stopping took {took:?}\n{}",
+        server.log_text()
+    );
+}
+
+/// A peer folder whose share holds `big.bin`, sparse, of `size` bytes.
+fn share_sparse(dir: &Path, size: u64) {
+    let share = dir.join("served_files");
+    fs::create_dir_all(&share).unwrap();
+    File::create(share.join("big.bin"))
+        .unwrap()
+        .set_len(size)
+        .unwrap();
+}
+
+/// Connects from `from` and sends `request`; the connection is left open.
+fn send_from(server: &ServerProcess, from: [u8; 4], request: &[u8]) -> Connection {
+    let mut conn = Connection::connect_with(
+        server.addr,
+        Some(IpAddr::V4(Ipv4Addr::from(from))),
+        Duration::from_secs(5),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    conn.stream().write_all(request).unwrap();
+    conn
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_an_idle_server_in_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = start(tmp.path(), &[]);
+    assert_stops_in_time(&mut server, "idle");
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_the_server_in_time_during_throttled_transfers() {
+    let tmp = tempfile::tempdir().unwrap();
+    share_sparse(tmp.path(), 50_000_000);
+    let mut server = start(tmp.path(), &["--max-rate", "100000"]);
+    // One client reads as fast as the throttle lets it (a 10 MB chunk at 100 kB/s: 100 s);
+    // another asks for a chunk and never reads it, so the server's writes block.
+    let mut reading = send_from(&server, [127, 0, 0, 7], br#"{"filename": "big.bin_1"}"#);
+    let reader = thread::spawn(move || {
+        let mut sink = Vec::new();
+        let _ = reading.read_body_to_end(Duration::from_secs(20), &mut sink, &mut |_| {});
+    });
+    let _stalled = send_from(&server, [127, 0, 0, 8], br#"{"filename": "big.bin_2"}"#);
+    thread::sleep(Duration::from_millis(500));
+    assert_stops_in_time(&mut server, "during throttled transfers");
+    reader.join().unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_the_server_in_time_during_a_slowloris_attack() {
+    let tmp = tempfile::tempdir().unwrap();
+    share_sparse(tmp.path(), 1_000_000);
+    let mut server = start(tmp.path(), &[]);
+    let mut attackers: Vec<Connection> = (0..70u8)
+        .map(|i| send_from(&server, [127, 0, 0, 20 + i % 5], b"{\"filename\""))
+        .collect();
+    thread::sleep(Duration::from_millis(500));
+    for conn in &mut attackers {
+        let _ = conn.stream().write_all(b" ");
+    }
+    assert_stops_in_time(&mut server, "during a slowloris attack");
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_the_server_in_time_during_the_split_of_a_large_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = start(tmp.path(), &["--rescan", "1"]);
+    // Dropped in after start: the rescan thread splits it.
+    share_sparse(tmp.path(), 600_000_000);
+    let incoming = tmp.path().join("temp").join(".incoming");
+    let splitting = wait_until(Duration::from_secs(10), || {
+        fs::read_dir(&incoming)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false)
+    });
+    assert!(splitting, "the split did not start:\n{}", server.log_text());
+    assert_stops_in_time(&mut server, "during a split");
+    // The interrupted split left nothing half-done.
+    assert_eq!(fs::read_dir(&incoming).unwrap().count(), 0);
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_the_server_in_time_while_it_hashes_a_large_chunk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = start(tmp.path(), &[]);
+    // A chunk no manifest describes (from a legacy peer, say): answering an extended request
+    // for it needs its digest. Sparse: 8 GiB that cost no disk.
+    File::create(tmp.path().join("temp").join("huge.bin_1"))
+        .unwrap()
+        .set_len(8 << 30)
+        .unwrap();
+    let _asking = send_from(
+        &server,
+        [127, 0, 0, 7],
+        br#"{"filename":"huge.bin_1","p2p":{"v":1}}"#,
+    );
+    thread::sleep(Duration::from_millis(500));
+    assert_stops_in_time(&mut server, "while hashing a large chunk");
+}
+
 #[test]
 fn busy_port_fails_with_status_1_and_names_the_address() {
     let tmp = tempfile::tempdir().unwrap();
@@ -332,7 +366,12 @@ fn help_lists_every_flag() {
         "--share",
         "--rescan",
         "--max-connections",
+        "--max-pending",
+        "--max-per-ip",
+        "--request-timeout",
         "--max-rate",
+        "--min-rate",
+        "--min-rate-window",
         "--verbose",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help:\n{help}");

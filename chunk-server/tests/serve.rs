@@ -4,7 +4,7 @@
 mod support;
 
 use std::fs;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -323,20 +323,27 @@ fn hostile_requests_get_nothing_and_never_reach_outside_the_store() {
 }
 
 #[test]
-fn newcomers_wait_for_a_free_slot_at_the_connection_limit() {
-    let data = pattern(777);
+fn a_silent_client_takes_no_transfer_slot_and_requests_wait_for_one() {
+    let data = pattern(1_000_000);
     let (dir, mut config) = peer_with(&[("a.bin", &data)]);
     config.max_connections = 1;
+    // The 200 000-byte chunk 1 takes two seconds to send.
+    config.max_rate = Some(100_000);
     let server = start_chunk_server(config);
 
-    // The silent client takes the only slot: connections are accepted in order.
+    // Silent, and connected first: it must not hold the only transfer slot.
     let silent = connect(server.addr);
-    let mut waiting = connect(server.addr);
-    std::io::Write::write_all(&mut waiting, br#"{"filename": "a.bin_2"}"#).unwrap();
-    waiting
-        .set_read_timeout(Some(Duration::from_millis(600)))
-        .unwrap();
+    let mut first = connect(server.addr);
+    first.write_all(br#"{"filename": "a.bin_1"}"#).unwrap();
     let mut byte = [0u8; 1];
+    first.read_exact(&mut byte).unwrap();
+
+    // The only slot is taken by the first transfer: the second request waits for it.
+    let mut waiting = connect(server.addr);
+    waiting.write_all(br#"{"filename": "a.bin_2"}"#).unwrap();
+    waiting
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     match waiting.read(&mut byte) {
         Err(e)
             if matches!(
@@ -345,15 +352,15 @@ fn newcomers_wait_for_a_free_slot_at_the_connection_limit() {
             ) => {}
         other => panic!("served while the only slot was taken: {other:?}"),
     }
-    // Freeing the slot lets the waiting request through.
-    drop(silent);
+    let mut rest = read_until_close(&mut first).unwrap();
+    rest.insert(0, byte[0]);
+    assert!(rest == chunk_files(dir.path(), "a.bin")[0]);
+    // The slot freed: the waiting request goes through, and the silent client never mattered.
     waiting
         .set_read_timeout(Some(support::CLIENT_TIMEOUT))
         .unwrap();
-    assert_eq!(
-        read_until_close(&mut waiting).unwrap(),
-        chunk_files(dir.path(), "a.bin")[1]
-    );
+    assert!(read_until_close(&mut waiting).unwrap() == chunk_files(dir.path(), "a.bin")[1]);
+    drop(silent);
 }
 
 #[test]

@@ -133,25 +133,45 @@ impl Connection {
         self.reader.get_mut()
     }
 
-    /// Server side: reads one request. Legacy clients send the JSON object without a newline and
-    /// then wait, so the object is parsed as bytes arrive, not at end of stream.
+    /// Server side: reads one request, which must be complete within the connection's read
+    /// timeout as a whole (see [`Connection::read_request_until`]).
     ///
     /// # Errors
-    /// [`ConnectionError::Empty`] when the client closes without sending anything,
-    /// [`ConnectionError::Timeout`] when it sends nothing in time,
-    /// [`ConnectionError::TooLarge`] past [`MAX_REQUEST_BYTES`], and
-    /// [`ConnectionError::Malformed`] or [`ConnectionError::Truncated`] for bad bytes.
+    /// As [`Connection::read_request_until`].
     pub fn read_request(&mut self) -> Result<Request, ConnectionError> {
-        let mut buf: Vec<u8> = Vec::new();
         let timeout = self
             .reader
             .get_ref()
             .read_timeout()?
             .unwrap_or(IO_IDLE_TIMEOUT);
+        self.read_request_until(Instant::now() + timeout)
+    }
+
+    /// Server side: reads one request, which must be complete by `deadline`. Legacy clients send
+    /// the JSON object without a newline and then wait, so the object is parsed as bytes arrive,
+    /// not at end of stream. The deadline bounds the whole request, not each read: a client
+    /// that sends one byte of white space at a time is cut off like a silent one.
+    ///
+    /// # Errors
+    /// [`ConnectionError::Empty`] when the client closes without sending anything,
+    /// [`ConnectionError::Timeout`] when the request is not complete by `deadline`,
+    /// [`ConnectionError::TooLarge`] past [`MAX_REQUEST_BYTES`], and
+    /// [`ConnectionError::Malformed`] or [`ConnectionError::Truncated`] for bad bytes.
+    pub fn read_request_until(&mut self, deadline: Instant) -> Result<Request, ConnectionError> {
+        let started = Instant::now();
+        let mut buf: Vec<u8> = Vec::new();
         loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ConnectionError::Timeout(started.elapsed()));
+            }
+            // Each read may only wait for what is left of the deadline.
+            self.set_read_timeout(left)?;
             let available = match self.reader.fill_buf() {
                 Ok(bytes) => bytes,
-                Err(e) if is_timeout(&e) => return Err(ConnectionError::Timeout(timeout)),
+                Err(e) if is_timeout(&e) => {
+                    return Err(ConnectionError::Timeout(started.elapsed()))
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e.into()),
             };
@@ -409,6 +429,30 @@ mod tests {
         let (mut server, client) = pair();
         drop(client);
         assert!(matches!(server.read_request(), Err(ConnectionError::Empty)));
+    }
+
+    #[test]
+    fn a_request_trickling_in_is_cut_off_at_the_deadline_for_the_whole_request() {
+        let (mut server, mut client) = pair();
+        let trickle = thread::spawn(move || {
+            // Each byte comes well within the 300 ms read timeout; the request never ends.
+            let _ = client.write_all(b"{\"filename\"");
+            for _ in 0..20 {
+                thread::sleep(Duration::from_millis(100));
+                if client.write_all(b" ").is_err() {
+                    break;
+                }
+            }
+        });
+        let started = Instant::now();
+        let result = server.read_request_until(started + Duration::from_millis(500));
+        assert!(
+            matches!(result, Err(ConnectionError::Timeout(_))),
+            "{result:?}"
+        );
+        assert!(started.elapsed() < Duration::from_millis(1500));
+        drop(server);
+        trickle.join().unwrap();
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! Small file-system helpers for the rule every program follows: a file another program may
-//! read appears complete under its final name, or not at all.
+//! Small file-system helpers for the rules every program follows: a file another program may
+//! read appears complete under its final name, or not at all; and what a program reads from its
+//! own store is a regular file there, never something a symbolic link points to.
 
-use std::fs::{self, File};
+use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -52,9 +53,99 @@ pub fn sync_parent(path: &Path) {
     }
 }
 
+/// Why [`open_regular`] gave no file.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Nothing of that name.
+    #[error("no such file")]
+    Missing,
+    /// The name is a symbolic link. Our programs never make links in their stores, so one was
+    /// planted there (`temp/x_1 -> /etc/passwd`): it is not followed.
+    #[error("a symbolic link, not followed")]
+    SymbolicLink,
+    /// A folder, a FIFO, a device or a socket: never something to serve or parse.
+    #[error("not a regular file")]
+    NotRegular,
+    /// Another I/O error.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Opens `path` for reading only if it is a regular file itself: a symbolic link as its last
+/// component is refused rather than followed (`O_NOFOLLOW`), and a FIFO is refused rather than
+/// waited on (`O_NONBLOCK` makes the open return at once; it changes nothing for reads of a
+/// regular file). The checks are made on the opened file, so the name cannot be swapped between
+/// a check and the open. Returns the file and its metadata.
+///
+/// # Errors
+/// [`OpenError`] says why there is no file to read.
+pub fn open_regular(path: &Path) -> Result<(File, Metadata), OpenError> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let file = match options.open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(OpenError::Missing),
+        // What O_NOFOLLOW answers for a link.
+        #[cfg(unix)]
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(OpenError::SymbolicLink),
+        Err(e) => return Err(OpenError::Io(e)),
+    };
+    // Without O_NOFOLLOW (not on Unix), the name is checked after the open instead.
+    #[cfg(not(unix))]
+    if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(OpenError::SymbolicLink);
+    }
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(OpenError::NotRegular);
+    }
+    Ok((file, meta))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn open_regular_refuses_links_folders_and_fifos() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        fs::write(&target, b"secret").unwrap();
+        let (_, meta) = open_regular(&target).unwrap();
+        assert_eq!(meta.len(), 6);
+
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(matches!(open_regular(&link), Err(OpenError::SymbolicLink)));
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink(dir.path().join("nothing"), &dangling).unwrap();
+        assert!(matches!(
+            open_regular(&dangling),
+            Err(OpenError::SymbolicLink)
+        ));
+        assert!(matches!(
+            open_regular(&dir.path().join("nothing")),
+            Err(OpenError::Missing)
+        ));
+        assert!(matches!(
+            open_regular(dir.path()),
+            Err(OpenError::NotRegular)
+        ));
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // Returns at once instead of waiting for a writer.
+        assert!(matches!(open_regular(&fifo), Err(OpenError::NotRegular)));
+    }
 
     #[test]
     fn write_atomic_replaces_and_leaves_no_temporary() {

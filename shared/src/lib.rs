@@ -78,8 +78,9 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// How long a connect to a chunk server may take before the holder counts as unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long the chunk server waits for a client's request before dropping the connection, so a
-/// silent client cannot hold a worker.
+/// How long after accepting a connection the chunk server waits for the client's whole request
+/// before dropping it, so a silent client, or one that trickles its request a byte at a time,
+/// cannot hold a worker (`chunk-server --request-timeout`).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long either side of a transfer may go without progress before giving up.

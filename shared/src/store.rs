@@ -12,14 +12,14 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
 use crate::chunk::{ChunkName, ChunkSet};
-use crate::fsutil;
+use crate::fsutil::{self, OpenError};
 use crate::protocol::{ContentMeta, Manifest};
 
 const MANIFESTS: &str = ".manifests";
@@ -102,6 +102,15 @@ pub enum StoreError {
         path: PathBuf,
         /// The cause.
         source: io::Error,
+    },
+    /// The manifest's name in the store is a symbolic link or a special file: planted there,
+    /// since the programs write only regular files. It is never followed or read.
+    #[error("ignoring {path}: {why}")]
+    NotAFile {
+        /// The manifest's path.
+        path: PathBuf,
+        /// What it is.
+        why: OpenError,
     },
     /// A manifest file is not valid JSON of the expected shape.
     #[error("corrupt manifest {path}: {source}")]
@@ -209,16 +218,22 @@ impl ChunkStore {
     /// The manifest of `content`, if the store has one.
     ///
     /// # Errors
-    /// When the file exists but cannot be read or parsed.
+    /// When the file exists but cannot be read or parsed, or is not a regular file
+    /// ([`StoreError::NotAFile`]: a symbolic link is never followed).
     pub fn load_manifest(&self, content: &str) -> Result<Option<StoredManifest>, StoreError> {
         let path = self.manifest_path(content);
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|source| StoreError::CorruptManifest { path, source }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err("read", &path)(e)),
-        }
+        let mut file = match fsutil::open_regular(&path) {
+            Ok((file, _)) => file,
+            Err(OpenError::Missing) => return Ok(None),
+            Err(OpenError::Io(e)) => return Err(io_err("read", &path)(e)),
+            Err(why) => return Err(StoreError::NotAFile { path, why }),
+        };
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(io_err("read", &path))?;
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| StoreError::CorruptManifest { path, source })
     }
 
     /// Writes the manifest of a content, atomically.
@@ -392,6 +407,24 @@ mod tests {
         assert_eq!(snap.chunk_sets()["my file.bin"].to_string(), "-2---");
         store.remove_content("my file.bin").unwrap();
         assert_eq!(store.snapshot().unwrap(), Snapshot::default());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_manifest_that_is_a_symbolic_link_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path().join("temp")).unwrap();
+        let outside = dir.path().join("outside.json");
+        fs::write(&outside, serde_json::to_vec(&manifest("x")).unwrap()).unwrap();
+        std::os::unix::fs::symlink(&outside, store.manifest_path("x")).unwrap();
+        assert!(matches!(
+            store.load_manifest("x"),
+            Err(StoreError::NotAFile {
+                why: OpenError::SymbolicLink,
+                ..
+            })
+        ));
+        assert!(store.manifests().is_empty());
     }
 
     #[test]
