@@ -2,7 +2,10 @@
 //!
 //! The listener is its only writer; the downloader reads it. The file is meant to be read by
 //! people too: a header, then one aligned line per peer and content. Names are percent-encoded
-//! where they contain spaces, `%` or control characters, so every line splits on white space.
+//! where they contain spaces, `%` or characters never shown raw ([`text::must_escape`]), so
+//! every line splits on white space. A reader refuses a line whose names a terminal could not
+//! show as they are, whose port is 0, or whose version we do not speak: whatever the file holds,
+//! nothing in it reaches the downloader's terminal raw.
 //!
 //! ```text
 //! # tags.txt: peers and the chunks they serve. Written by `listener`; read by `downloader`.
