@@ -612,7 +612,7 @@ mod tests {
     #[test]
     fn hostile_names_ports_and_versions_are_refused() {
         let line = |user: &str, addr: &str, proto: &str, content: &str| {
-            format!("{user} {addr} {proto} {content} 12345 1 - 60 2026-11-21T17:59:58Z\n")
+            format!("{user} {addr} {proto} {content} 12345 1 - - 60 2026-11-21T17:59:58Z\n")
         };
         let good = line("alice", "127.0.0.2:5001", "p2p/1", "x");
         TagsIndex::parse(&good, Path::new("t")).expect("the good line parses");
