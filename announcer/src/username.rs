@@ -13,6 +13,7 @@ use std::io::{self, BufRead, Write};
 use std::path::PathBuf;
 
 use shared::peer_dir::PeerDir;
+use shared::protocol::QUERY_USERNAME;
 use shared::MAX_USERNAME_BYTES;
 
 /// Name used when even the host name cannot be read.
@@ -62,6 +63,8 @@ pub enum Problem {
     TooLong,
     /// A control character (newline, tab, escape…), which would garble logs and `tags.txt`.
     ControlChar,
+    /// The name queries are sent under ([`QUERY_USERNAME`]), never a peer's.
+    Reserved,
 }
 
 impl fmt::Display for Problem {
@@ -70,6 +73,7 @@ impl fmt::Display for Problem {
             Problem::Empty => f.write_str("it is empty"),
             Problem::TooLong => write!(f, "it is longer than {MAX_USERNAME_BYTES} bytes"),
             Problem::ControlChar => f.write_str("it contains a control character"),
+            Problem::Reserved => write!(f, "{QUERY_USERNAME:?} is the name queries are sent under"),
         }
     }
 }
@@ -107,6 +111,8 @@ pub fn validate(name: &str) -> Result<(), Problem> {
         Err(Problem::TooLong)
     } else if name.chars().any(char::is_control) {
         Err(Problem::ControlChar)
+    } else if name == QUERY_USERNAME {
+        Err(Problem::Reserved)
     } else {
         Ok(())
     }
@@ -211,7 +217,7 @@ fn host_name() -> String {
         }
         name.truncate(end);
     }
-    if name.is_empty() {
+    if validate(&name).is_err() {
         FALLBACK_USERNAME.to_owned()
     } else {
         name
@@ -348,5 +354,23 @@ mod tests {
         assert_eq!(validate(&max), Ok(()));
         assert_eq!(validate(&format!("{max}é")), Err(Problem::TooLong));
         assert_eq!(validate("ünïcödé ok"), Ok(()));
+    }
+
+    #[test]
+    fn the_name_queries_are_sent_under_is_refused() {
+        assert_eq!(validate(QUERY_USERNAME), Err(Problem::Reserved));
+        let dir = tempfile::tempdir().unwrap();
+        let peer = PeerDir::new(dir.path());
+        assert!(matches!(
+            resolve::<&[u8], Vec<u8>>(Some(QUERY_USERNAME), &peer, None),
+            Err(UsernameError::InvalidFlag {
+                problem: Problem::Reserved,
+                ..
+            })
+        ));
+        // Stored by hand, it counts as absent.
+        std::fs::write(peer.username_file(), format!("{QUERY_USERNAME}\n")).unwrap();
+        let got = resolve::<&[u8], Vec<u8>>(None, &peer, None).unwrap();
+        assert_ne!(got.name, QUERY_USERNAME);
     }
 }
