@@ -79,7 +79,7 @@ pub(crate) fn read_loop(
     // The last receive error warned about, so a lasting failure is logged once.
     let mut error: Option<String> = None;
     while !stop.is_triggered() {
-        drops.report_if_due(Instant::now(), source_rate);
+        drops.report_if_due(Instant::now(), source_rate, false);
         match socket.recv_from(&mut buf) {
             Ok((n, from)) => {
                 if error.take().is_some() {
@@ -104,7 +104,7 @@ pub(crate) fn read_loop(
                         queued.taken(n);
                         drops.queue_full += 1;
                     }
-                    Err(TrySendError::Disconnected(_)) => return,
+                    Err(TrySendError::Disconnected(_)) => break,
                 }
             }
             Err(e)
@@ -126,11 +126,13 @@ pub(crate) fn read_loop(
                 }
                 // Do not spin on a socket that keeps failing.
                 if stop.sleep(RECV_TIMEOUT) {
-                    return;
+                    break;
                 }
             }
         }
     }
+    // What was dropped since the last warning is not lost.
+    drops.report_if_due(Instant::now(), source_rate, true);
 }
 
 /// A token bucket per source address: `rate` bytes per second, up to [`SOURCE_BURST_SECS`]
@@ -223,14 +225,16 @@ impl Drops {
         }
     }
 
-    /// Warns about what was dropped, if anything was and the last warning is old enough.
-    fn report_if_due(&mut self, now: Instant, source_rate: u64) {
+    /// Warns about what was dropped, if anything was and the last warning is old enough (or
+    /// regardless of that, when `last`: the thread is ending).
+    fn report_if_due(&mut self, now: Instant, source_rate: u64, last: bool) {
         if self.over_rate == 0 && self.queue_full == 0 {
             return;
         }
-        if self
-            .last_report
-            .is_some_and(|t| now.duration_since(t) < DROP_LOG_GAP)
+        if !last
+            && self
+                .last_report
+                .is_some_and(|t| now.duration_since(t) < DROP_LOG_GAP)
         {
             return;
         }

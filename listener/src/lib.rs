@@ -232,14 +232,20 @@ pub fn run(
     );
     let writer = TagsWriter::start(path.clone()).map_err(Error::Thread)?;
     writer.submit(index.to_tags(Utc::now()));
-    match writer.wait_outcome(&shutdown) {
+    match writer.wait_outcome(&shutdown, writer::FIRST_WRITE_WAIT) {
         Some(Err(e)) => {
             writer.finish(Duration::ZERO);
             return Err(Error::WriteTags(e));
         }
         Some(Ok(n)) => log::debug!("wrote {n} entries to {}", path.display()),
-        // Stopped before the first write was done (a reader holding the lock, say).
-        None => {}
+        // Stopping already, or the write is stuck: a reader holding the lock, say. The
+        // writer keeps at it; its outcome is checked in the loop.
+        None if shutdown.is_triggered() => {}
+        None => log::warn!(
+            "{} not written after {:?} (is a reader holding its lock?): listening meanwhile",
+            path.display(),
+            writer::FIRST_WRITE_WAIT
+        ),
     }
 
     let (sender, receiver) = mpsc::sync_channel(intake::QUEUE_CAPACITY);
@@ -369,13 +375,14 @@ impl Loop<'_> {
                 next_expire = now + EXPIRE_EVERY;
                 dirty |= self.index.expire(Utc::now());
             }
-            self.report_refusals(now);
+            self.report_refusals(now, false);
             dirty |= !self.check_write();
             if dirty && self.writer().is_some_and(|w| w.ready(now)) {
                 self.submit();
                 dirty = false;
             }
         }
+        self.report_refusals(Instant::now(), true);
         dirty |= !self.check_write();
         if let Some(writer) = self.writer.take() {
             if dirty {
@@ -428,13 +435,15 @@ impl Loop<'_> {
         }
     }
 
-    /// Logs what the index limits refused, at most once per [`LIMIT_LOG_GAP`].
-    fn report_refusals(&mut self, now: Instant) {
+    /// Logs what the index limits refused, at most once per [`LIMIT_LOG_GAP`] (unless `last`:
+    /// the loop is ending).
+    fn report_refusals(&mut self, now: Instant, last: bool) {
         self.refused.add(self.index.take_refusals());
         if self.refused.is_empty()
-            || self
-                .refusals_reported
-                .is_some_and(|t| now.duration_since(t) < LIMIT_LOG_GAP)
+            || (!last
+                && self
+                    .refusals_reported
+                    .is_some_and(|t| now.duration_since(t) < LIMIT_LOG_GAP))
         {
             return;
         }

@@ -32,6 +32,11 @@ pub const WRITE_BYTES_PER_SEC: u64 = 2 * 1024 * 1024;
 /// How long to wait before retrying a write that failed.
 pub const WRITE_RETRY: Duration = Duration::from_secs(1);
 
+/// How long a starting listener waits for its first write (which tells whether `tags.txt` can
+/// be written at all) before it starts listening anyway, the write still pending (a reader may
+/// hold the lock).
+pub const FIRST_WRITE_WAIT: Duration = Duration::from_secs(5);
+
 /// How long a stopping listener waits for its last write (for instance while a reader holds
 /// the lock of `tags.txt`) before it leaves without it.
 pub const FINAL_WRITE_WAIT: Duration = Duration::from_millis(1500);
@@ -126,8 +131,14 @@ impl TagsWriter {
         self.shared.lock().outcome.take()
     }
 
-    /// Waits for the result of the write submitted last, or until `shutdown` is triggered.
-    pub(crate) fn wait_outcome(&self, shutdown: &Shutdown) -> Option<Result<usize, TagsError>> {
+    /// Waits for the result of the write submitted last, at most `patience`, or until
+    /// `shutdown` is triggered.
+    pub(crate) fn wait_outcome(
+        &self,
+        shutdown: &Shutdown,
+        patience: Duration,
+    ) -> Option<Result<usize, TagsError>> {
+        let deadline = Instant::now() + patience;
         let mut state = self.shared.lock();
         loop {
             if !state.busy {
@@ -135,7 +146,7 @@ impl TagsWriter {
                     return Some(outcome);
                 }
             }
-            if shutdown.is_triggered() || state.done {
+            if shutdown.is_triggered() || state.done || Instant::now() >= deadline {
                 return None;
             }
             state = self
@@ -243,7 +254,7 @@ mod tests {
         let writer = TagsWriter::start(path.clone()).unwrap();
         assert!(writer.ready(Instant::now()));
         writer.submit(TagsIndex::default());
-        let outcome = writer.wait_outcome(&Shutdown::new());
+        let outcome = writer.wait_outcome(&Shutdown::new(), Duration::from_secs(10));
         assert!(matches!(outcome, Some(Ok(0))));
         assert!(path.exists());
         assert!(!writer.ready(Instant::now()), "the pause after a write");
@@ -257,7 +268,7 @@ mod tests {
         let writer = TagsWriter::start(dir.path().join("missing/tags.txt")).unwrap();
         writer.submit(TagsIndex::default());
         assert!(matches!(
-            writer.wait_outcome(&Shutdown::new()),
+            writer.wait_outcome(&Shutdown::new(), Duration::from_secs(10)),
             Some(Err(_))
         ));
         assert!(writer.finish(Duration::from_secs(5)));

@@ -219,6 +219,12 @@ fn listener_binary_stops_within_three_seconds_of_sigterm_during_a_flood() {
     let sent = flood.stop();
     eprintln!("{sent} flood datagrams; stopped after {took:?}");
     assert!(took.is_some_and(|t| t < STOP_BOUND), "took {took:?}");
+    // The limits were hit and said so, in a warning when first hit and one with the counts
+    // since then when stopping (at most one per 10 s), not once per datagram.
+    let log = std::fs::read_to_string(dir.path().join("listener.log")).unwrap();
+    let count = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+    assert!((1..=2).contains(&count("limits reached")), "{log}");
+    assert!((1..=2).contains(&count("dropped")), "{log}");
 }
 
 #[test]
