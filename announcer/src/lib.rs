@@ -19,7 +19,9 @@
 //! peer's listener leaves a file in `DIR/.queries/` naming the querier's address
 //! ([`shared::queries`]), and [`run`], polling that folder every [`QUERY_POLL`], sends the whole
 //! announcement there by unicast and deletes the file. That is what lets a new peer see the
-//! network in well under a second instead of waiting up to an interval.
+//! network in well under a second instead of waiting up to an interval. Answers are bounded
+//! ([`budget`]): a few per querying address, and [`Config::answer_rate`] bytes per second in
+//! all, so forged queries cannot turn this peer into an amplifier aimed at someone else.
 //!
 //! This crate owns no wire format and no store layout: both are in `shared`. It only decides
 //! *when* and *where* to announce and copes with the network saying no.
@@ -27,6 +29,7 @@
 #![deny(missing_docs)]
 #![warn(clippy::cast_possible_truncation)]
 
+pub mod budget;
 pub mod username;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -36,6 +39,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use budget::{AnswerBudget, Refusal};
 use shared::chunk::ChunkName;
 use shared::digest::Digest;
 use shared::peer_dir::PeerDir;
@@ -61,6 +65,9 @@ pub const PEERS_POLL: Duration = Duration::from_secs(1);
 /// Most query files answered in one poll, so a flood of them cannot stall the loop; the rest
 /// wait for the next poll.
 const MAX_ANSWERS_PER_POLL: usize = 64;
+
+/// Queries left unanswered because of the [`budget`] are logged at most once per this long.
+pub const UNANSWERED_LOG_GAP: Duration = Duration::from_secs(10);
 
 /// Longest the loop sleeps before looking at the shutdown flag again.
 const TICK: Duration = Duration::from_millis(100);
@@ -93,6 +100,9 @@ pub struct Config {
     pub watch: Duration,
     /// This run's identity, sent in every datagram ([`new_instance_id`]).
     pub instance: String,
+    /// Bytes per second of answers to queries, all queriers together
+    /// (`--max-answer-rate`; 0 = no limit). See [`budget`].
+    pub answer_rate: u64,
 }
 
 impl Default for Config {
@@ -107,6 +117,7 @@ impl Default for Config {
             chunk_port: DEFAULT_CHUNK_PORT,
             watch: DEFAULT_WATCH,
             instance: new_instance_id(),
+            answer_rate: budget::DEFAULT_ANSWER_RATE,
         }
     }
 }
@@ -229,6 +240,13 @@ struct Announcer {
     send_errors: HashMap<SocketAddr, String>,
     /// Chunks already reported as too big to announce.
     dropped: HashSet<ChunkName>,
+    /// What answers to queries may still cost.
+    budget: AnswerBudget,
+    /// Queries left unanswered since that was last logged: over the per-address limit, over
+    /// the bytes per second.
+    unanswered: (u64, u64),
+    /// When unanswered queries were last logged.
+    unanswered_logged: Option<Instant>,
 }
 
 impl Announcer {
@@ -241,7 +259,6 @@ impl Announcer {
     ) -> Self {
         Announcer {
             socket,
-            config,
             store,
             peers_file,
             queries_dir,
@@ -251,6 +268,10 @@ impl Announcer {
             undeletable: HashMap::new(),
             send_errors: HashMap::new(),
             dropped: HashSet::new(),
+            budget: AnswerBudget::new(config.answer_rate, Instant::now()),
+            config,
+            unanswered: (0, 0),
+            unanswered_logged: None,
         }
     }
 
@@ -376,8 +397,9 @@ impl Announcer {
     }
 
     /// Answers the query files in `DIR/.queries/`: each gets the whole announcement by
-    /// unicast, then is deleted. Files older than [`QUERY_FILE_MAX_AGE`] are deleted
-    /// unanswered, and names that are not query files are deleted with a debug line.
+    /// unicast, within the [`budget`], then is deleted. Files older than
+    /// [`QUERY_FILE_MAX_AGE`] and queries over the budget are deleted unanswered, and names
+    /// that are not query files are deleted with a debug line.
     fn answer_queries(&mut self) {
         let entries = match std::fs::read_dir(&self.queries_dir) {
             Ok(entries) => {
@@ -420,11 +442,24 @@ impl Announcer {
                 self.delete(path, modified);
                 continue;
             }
+            match self.budget.allow(addr.ip(), Instant::now()) {
+                Ok(()) => {}
+                Err(refusal) => {
+                    log::debug!("not answering the query of {addr}: {refusal:?} limit");
+                    match refusal {
+                        Refusal::PerAddress => self.unanswered.0 += 1,
+                        Refusal::Bytes => self.unanswered.1 += 1,
+                    }
+                    self.delete(path, modified);
+                    continue;
+                }
+            }
             if datagrams.is_none() {
                 datagrams = Some(self.datagrams());
             }
             let answer = datagrams.as_deref().unwrap_or_default();
             self.send_all(answer, &[addr]);
+            self.budget.spent(answer.iter().map(Vec::len).sum());
             log::debug!(
                 "answered the query of {addr} with {} datagrams",
                 answer.len()
@@ -432,6 +467,32 @@ impl Announcer {
             self.delete(path, modified);
         }
         self.undeletable.retain(|path, _| seen.contains(path));
+        self.report_unanswered();
+    }
+
+    /// Logs the queries left unanswered by the [`budget`], at most once per
+    /// [`UNANSWERED_LOG_GAP`].
+    fn report_unanswered(&mut self) {
+        let (per_address, bytes) = self.unanswered;
+        if per_address + bytes == 0
+            || self
+                .unanswered_logged
+                .is_some_and(|t| t.elapsed() < UNANSWERED_LOG_GAP)
+        {
+            return;
+        }
+        log::warn!(
+            "left {} queries unanswered: {per_address} over {} answers per address (then one \
+             every {:?}), {bytes} over {} bytes/s of answers (at most one such warning every \
+             {}s)",
+            per_address + bytes,
+            budget::ANSWERS_PER_IP_BURST,
+            budget::ANSWER_PER_IP_REFILL,
+            self.config.answer_rate,
+            UNANSWERED_LOG_GAP.as_secs()
+        );
+        self.unanswered = (0, 0);
+        self.unanswered_logged = Some(Instant::now());
     }
 
     /// Deletes a handled query file; one that cannot be deleted is remembered, so it is not

@@ -13,6 +13,7 @@ use announcer::username::{self, Origin};
 use announcer::Config;
 use shared::logging;
 use shared::peer_dir::PeerDir;
+use shared::protocol::MAX_ANNOUNCE_INTERVAL_SECS;
 use shared::shutdown::{self, Shutdown};
 use shared::{DEFAULT_ANNOUNCE_INTERVAL_SECS, DEFAULT_ANNOUNCE_PORT, DEFAULT_CHUNK_PORT};
 
@@ -42,13 +43,18 @@ struct Args {
     /// UDP port announcements are sent to.
     #[arg(long, default_value_t = DEFAULT_ANNOUNCE_PORT)]
     port: u16,
-    /// Seconds between periodic announcements.
+    /// Seconds between periodic announcements (at most 600: listeners honour no longer
+    /// interval).
     #[arg(long, default_value_t = DEFAULT_ANNOUNCE_INTERVAL_SECS,
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..=MAX_ANNOUNCE_INTERVAL_SECS))]
     interval: u64,
     /// TCP port of our chunk server, announced to our peers.
     #[arg(long, default_value_t = DEFAULT_CHUNK_PORT)]
     chunk_port: u16,
+    /// Bytes per second of answers to other peers' queries, all together (0 = no limit); each
+    /// address also gets at most 4 answers at once, then one a second.
+    #[arg(long, value_name = "BYTES_PER_SEC", default_value_t = announcer::budget::DEFAULT_ANSWER_RATE)]
+    max_answer_rate: u64,
     /// Log debugging details.
     #[arg(short, long)]
     verbose: bool,
@@ -109,6 +115,7 @@ fn start(args: Args) -> Result<(), Box<dyn StdError>> {
         chunk_port: args.chunk_port,
         watch: announcer::DEFAULT_WATCH,
         instance: announcer::new_instance_id(),
+        answer_rate: args.max_answer_rate,
     };
     let bind = SocketAddr::new(args.bind, 0);
     let socket = shared::net::bind_udp_shared(bind)

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 
 use shared::peer_dir::PeerDir;
 use shared::text::UnsafeText;
+use shared::protocol::QUERY_USERNAME;
 use shared::MAX_USERNAME_BYTES;
 
 /// Name used when even the host name cannot be read.
@@ -65,6 +66,8 @@ pub enum Problem {
     /// zero-width space…) or a flood of combining marks: it would garble logs and listings, and
     /// our listeners refuse it.
     Unshowable(UnsafeText),
+    /// The name queries are sent under ([`QUERY_USERNAME`]), never a peer's.
+    Reserved,
 }
 
 impl fmt::Display for Problem {
@@ -73,6 +76,7 @@ impl fmt::Display for Problem {
             Problem::Empty => f.write_str("it is empty"),
             Problem::TooLong => write!(f, "it is longer than {MAX_USERNAME_BYTES} bytes"),
             Problem::Unshowable(e) => write!(f, "it {e}"),
+            Problem::Reserved => write!(f, "{QUERY_USERNAME:?} is the name queries are sent under"),
         }
     }
 }
@@ -108,6 +112,8 @@ pub fn validate(name: &str) -> Result<(), Problem> {
         Err(Problem::Empty)
     } else if name.len() > MAX_USERNAME_BYTES {
         Err(Problem::TooLong)
+    } else if name == QUERY_USERNAME {
+        Err(Problem::Reserved)
     } else {
         shared::text::validate(name).map_err(Problem::Unshowable)
     }
@@ -216,7 +222,7 @@ fn host_name() -> String {
         }
         name.truncate(end);
     }
-    if name.is_empty() {
+    if validate(&name).is_err() {
         FALLBACK_USERNAME.to_owned()
     } else {
         name
@@ -357,5 +363,23 @@ mod tests {
         assert_eq!(validate(&max), Ok(()));
         assert_eq!(validate(&format!("{max}é")), Err(Problem::TooLong));
         assert_eq!(validate("ünïcödé ok"), Ok(()));
+    }
+
+    #[test]
+    fn the_name_queries_are_sent_under_is_refused() {
+        assert_eq!(validate(QUERY_USERNAME), Err(Problem::Reserved));
+        let dir = tempfile::tempdir().unwrap();
+        let peer = PeerDir::new(dir.path());
+        assert!(matches!(
+            resolve::<&[u8], Vec<u8>>(Some(QUERY_USERNAME), &peer, None),
+            Err(UsernameError::InvalidFlag {
+                problem: Problem::Reserved,
+                ..
+            })
+        ));
+        // Stored by hand, it counts as absent.
+        std::fs::write(peer.username_file(), format!("{QUERY_USERNAME}\n")).unwrap();
+        let got = resolve::<&[u8], Vec<u8>>(None, &peer, None).unwrap();
+        assert_ne!(got.name, QUERY_USERNAME);
     }
 }

@@ -381,3 +381,94 @@ fn peer_added_to_peers_txt_is_announced_to_within_two_seconds() {
         "a removed peer was still sent to"
     );
 }
+
+/// Sockets standing in for queriers, one per address of `ips` (`127.0.0.<last>`), each on a
+/// port of its own.
+fn queriers(ips: &[u8]) -> Vec<std::net::UdpSocket> {
+    ips.iter()
+        .map(|&last| {
+            let s = std::net::UdpSocket::bind(std::net::SocketAddr::from(([127, 0, 0, last], 0)))
+                .unwrap();
+            s.set_nonblocking(true).unwrap();
+            s
+        })
+        .collect()
+}
+
+/// Reads every socket of `sockets` for `window`; returns the bytes each received.
+fn bytes_received(sockets: &[std::net::UdpSocket], window: Duration) -> Vec<usize> {
+    let mut got = vec![0; sockets.len()];
+    let mut buf = vec![0u8; shared::MAX_RECEIVE_DATAGRAM];
+    let deadline = Instant::now() + window;
+    while Instant::now() < deadline {
+        let mut idle = true;
+        for (socket, total) in sockets.iter().zip(got.iter_mut()) {
+            while let Ok((n, _)) = socket.recv_from(&mut buf) {
+                *total += n;
+                idle = false;
+            }
+        }
+        if idle {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    got
+}
+
+/// Issue 7, defect 9: forged queries naming one address on many ports must not make the
+/// announcer answer each of them (the listener's limit is per port, so rotating ports
+/// bypassed it).
+#[test]
+fn queries_from_one_address_are_answered_a_few_times_a_second_whatever_their_ports() {
+    let dir = tempfile::tempdir().unwrap();
+    add_content(dir.path(), "a", b"0123456789");
+    let broadcast = Receiver::new();
+    let _announcer = TestAnnouncer::start(config(dir.path(), &broadcast));
+    broadcast.until_chunks(&names_of("a"), PATIENCE);
+    let sockets = queriers(&[1; 20]);
+    for s in &sockets {
+        std::fs::File::create(query_file(dir.path(), s.local_addr().unwrap())).unwrap();
+    }
+    let got = bytes_received(&sockets, Duration::from_millis(1500));
+    let answered = got.iter().filter(|&&n| n > 0).count();
+    assert!(answered >= 1, "nobody answered");
+    assert!(
+        answered <= 5,
+        "{answered} of 20 ports of one address answered within 1.5 s"
+    );
+}
+
+/// Issue 7, defect 9: whatever the number of querying addresses, answers are bounded in bytes
+/// per second.
+#[test]
+fn answers_to_queries_are_bounded_in_bytes_per_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wanted = BTreeSet::new();
+    for i in 0..200 {
+        let name = format!("content-{i:04}.bin");
+        add_content(dir.path(), &name, name.as_bytes());
+        wanted.extend(names_of(&name));
+    }
+    let broadcast = Receiver::new();
+    let _announcer = TestAnnouncer::start(config(dir.path(), &broadcast));
+    let answer: usize = broadcast
+        .until_chunks(&wanted, PATIENCE)
+        .iter()
+        .map(|r| r.len)
+        .sum();
+    let ips: Vec<u8> = (40..60).collect();
+    let sockets = queriers(&ips);
+    let window = Duration::from_secs(1);
+    for s in &sockets {
+        std::fs::File::create(query_file(dir.path(), s.local_addr().unwrap())).unwrap();
+    }
+    let got = bytes_received(&sockets, window);
+    let total: usize = got.iter().sum();
+    let rate = usize::try_from(announcer::budget::DEFAULT_ANSWER_RATE).unwrap();
+    // The budget starts full (one second's worth), refills for the window, and the answer
+    // that overdraws it is sent whole.
+    let bound = rate + rate * 11 / 10 + answer;
+    eprintln!("answer of {answer} bytes; {total} bytes answered in {window:?}; bound {bound}");
+    assert!(total >= answer, "not even one answer: {got:?}");
+    assert!(total <= bound, "{total} bytes answered in {window:?}");
+}

@@ -151,6 +151,8 @@ fn announcer_binary_fails_with_a_clear_error_when_it_cannot_bind() {
 fn announcer_binary_rejects_bad_usage_with_status_2() {
     for args in [
         &["--interval", "0"][..],
+        // Listeners honour at most 600 s (shared::protocol::MAX_ANNOUNCE_INTERVAL_SECS).
+        &["--interval", "601"],
         &["--port", "many"],
         &["--bind", "nowhere"],
     ] {
@@ -192,4 +194,85 @@ fn announcer_binary_refuses_a_peer_it_cannot_resolve() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("bad --peer"), "{stderr}");
+}
+
+/// Sends SIGTERM to `child` (by its process id) and returns how long it took to exit, or
+/// `None` if it is still running after [`PATIENCE`].
+fn time_to_exit_after_sigterm(child: &mut ChildGuard) -> Option<Duration> {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let signalled = std::time::Instant::now();
+    while signalled.elapsed() < PATIENCE {
+        if child.0.try_wait().unwrap().is_some() {
+            return Some(signalled.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// The bound of issue 7, defect 1: a program stops within 3 s of the first SIGTERM.
+const STOP_BOUND: Duration = Duration::from_secs(3);
+
+#[test]
+fn announcer_binary_stops_within_three_seconds_of_sigterm_when_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let (receiver, port) = broadcast_receiver();
+    let mut child = spawn(
+        announcer()
+            .arg("--dir")
+            .arg(dir.path())
+            .args(["--username", "idle", "--bind", "127.0.0.6"])
+            .args(["--broadcast", &format!("127.255.255.255:{port}")]),
+    );
+    assert!(receiver.next(PATIENCE).is_some());
+    let took = time_to_exit_after_sigterm(&mut child);
+    assert!(took.is_some_and(|t| t < STOP_BOUND), "took {took:?}");
+}
+
+#[test]
+fn announcer_binary_stops_within_three_seconds_of_sigterm_while_answering_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..300 {
+        let name = format!("a long content name to make big answers {i:04}.bin");
+        add_content(dir.path(), &name, name.as_bytes());
+    }
+    let (receiver, port) = broadcast_receiver();
+    let mut child = spawn(
+        announcer()
+            .arg("--dir")
+            .arg(dir.path())
+            .args(["--username", "busy", "--bind", "127.0.0.7"])
+            .args(["--broadcast", &format!("127.255.255.255:{port}")]),
+    );
+    assert!(receiver.next(PATIENCE).is_some());
+    // Queries keep coming, from many addresses and ports (where nobody listens).
+    let queries = dir.path().join(shared::QUERIES_DIR);
+    std::fs::create_dir_all(&queries).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let asker = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for _ in 0..50 {
+                    let last = u8::try_from(2 + n % 200).unwrap();
+                    let port = u16::try_from(20_000 + n % 40_000).unwrap();
+                    let to = SocketAddr::from(([127, 0, 0, last], port));
+                    let name = shared::queries::query_file_name(to);
+                    let _ = std::fs::File::create(queries.join(name));
+                    n += 1;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    let took = time_to_exit_after_sigterm(&mut child);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    asker.join().unwrap();
+    assert!(took.is_some_and(|t| t < STOP_BOUND), "took {took:?}");
 }

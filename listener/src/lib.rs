@@ -3,8 +3,21 @@
 //! # Layout
 //! - [`run`] is the whole program once `main` has parsed flags and bound the two UDP sockets:
 //!   it receives datagrams, records them in an [`Index`], expires what peers stopped announcing
-//!   and rewrites `tags.txt` when what it shows changed (at once when a peer says goodbye).
-//! - [`index`] holds the pure logic (apply, expire, render) with an injected clock.
+//!   and has `tags.txt` rewritten when what it shows changed.
+//! - [`index`] holds the pure logic (apply, expire, render) with an injected clock, and the
+//!   limits that keep it small.
+//! - [`intake`] is the reading threads, which drop what a source sends beyond its byte rate;
+//!   [`writer`] writes `tags.txt` on a thread of its own, at a bounded rate.
+//!
+//! # Under a flood
+//! A host on the LAN may send datagrams as fast as its link allows, each naming thousands of
+//! invented chunks. The listener stays responsive because every stage is bounded: a source's
+//! bytes per second ([`intake`]), what waits in the queue, the time one batch of datagrams may
+//! take before the loop looks at shutdown and `tags.txt` again ([`MAX_BATCH_TIME`]), the cost
+//! of one datagram (it touches only what it names), the size of the index ([`index::Limits`]),
+//! and the rate `tags.txt` is written at ([`writer`]). An honest peer announcing meanwhile is
+//! listed within a second. What the limits refuse is logged, at most once every
+//! [`LIMIT_LOG_GAP`].
 //!
 //! # Discovery at start-up
 //! Peers announce once a minute, so a listener that only waited would show an empty network for
@@ -29,46 +42,49 @@
 #![warn(clippy::cast_possible_truncation)]
 
 pub mod index;
+pub mod intake;
+pub mod writer;
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime};
 
 use chrono::Utc;
 
 use shared::peer_dir::PeerDir;
 use shared::peers::PeersFile;
-use shared::protocol::{Announcement, AnnouncementExt, Kind};
+use shared::protocol::{Announcement, AnnouncementExt, Kind, QUERY_USERNAME};
 use shared::queries::query_file_name;
 use shared::shutdown::Shutdown;
 use shared::tags::{TagsError, TagsIndex};
 use shared::{
-    DEFAULT_ANNOUNCE_INTERVAL_SECS, DEFAULT_ANNOUNCE_PORT, DEFAULT_CHUNK_PORT,
-    MAX_RECEIVE_DATAGRAM, QUERY_FILE_MAX_AGE,
+    DEFAULT_ANNOUNCE_INTERVAL_SECS, DEFAULT_ANNOUNCE_PORT, DEFAULT_CHUNK_PORT, QUERY_FILE_MAX_AGE,
 };
 
 pub use index::Index;
+use index::{Limits, Refusals};
+use intake::{Datagram, QueuedBytes};
+use writer::TagsWriter;
 
 /// Longest a receive blocks before a reading thread looks at the stop flag again, and before
 /// the main loop looks at shutdown and expiry again.
 const RECV_TIMEOUT: Duration = Duration::from_millis(150);
 
-/// Shortest time between two writes of `tags.txt`: at most ten writes a second, however busy
-/// the network. A goodbye is written at once regardless.
-const MIN_WRITE_GAP: Duration = Duration::from_millis(100);
-
-/// How long to wait before retrying a write of `tags.txt` that failed.
-const WRITE_RETRY: Duration = Duration::from_secs(1);
-
-/// Most datagrams handled in one batch before `tags.txt` gets a chance to be written.
+/// Most datagrams handled in one batch before shutdown, expiry and `tags.txt` get a look.
 const MAX_BATCH: usize = 1024;
 
-/// Datagrams the reading threads may queue for the main loop; beyond that they wait, and the
-/// kernel's socket buffer takes the overflow.
-const QUEUE_CAPACITY: usize = 4096;
+/// Longest one batch of datagrams may take: under a flood the loop still looks at shutdown
+/// and writes `tags.txt` several times a second.
+pub const MAX_BATCH_TIME: Duration = Duration::from_millis(100);
+
+/// How often entries are expired (which visits the whole index).
+pub const EXPIRE_EVERY: Duration = Duration::from_secs(1);
+
+/// What the index limits refused is logged at most once per this long.
+pub const LIMIT_LOG_GAP: Duration = Duration::from_secs(10);
 
 /// How many bytes of a malformed datagram a warning quotes.
 const EXCERPT_BYTES: usize = 60;
@@ -111,8 +127,12 @@ pub struct Config {
     pub peers: Vec<SocketAddr>,
     /// The UDP port of a `peers.txt` line that names none (the announce port, `--port`).
     pub peer_port: u16,
-    /// The username sent in queries ([`query_username`]).
-    pub username: String,
+    /// How big the index may grow (`--max-entries`, `--max-entries-per-source`,
+    /// `--max-chunks-per-datagram`).
+    pub limits: Limits,
+    /// Bytes per second one source address may send before its datagrams are dropped
+    /// unread (`--max-source-rate`; 0 = no limit). See [`intake`].
+    pub source_rate: u64,
 }
 
 impl Default for Config {
@@ -123,26 +143,10 @@ impl Default for Config {
             query_targets: shared::net::broadcast_targets(DEFAULT_ANNOUNCE_PORT),
             peers: Vec::new(),
             peer_port: DEFAULT_ANNOUNCE_PORT,
-            username: "anonymous".to_owned(),
+            limits: Limits::default(),
+            source_rate: intake::DEFAULT_SOURCE_RATE,
         }
     }
-}
-
-/// The name a listener puts in its queries: the valid name stored in `DIR/username.txt` (as
-/// the announcer keeps it), else the host name, else `anonymous`.
-pub fn query_username(dir: &PeerDir) -> String {
-    let stored = std::fs::read_to_string(dir.username_file())
-        .ok()
-        .map(|text| text.trim().to_owned())
-        .filter(|name| {
-            !name.is_empty()
-                && name.len() <= shared::MAX_USERNAME_BYTES
-                && shared::text::validate(name).is_ok()
-        });
-    let name = stored
-        .or_else(shared::net::host_name)
-        .unwrap_or_else(|| "anonymous".to_owned());
-    index::sanitize_username(&name)
 }
 
 /// Why the listener stopped.
@@ -159,6 +163,9 @@ pub enum Error {
     /// The socket could not be configured (timeouts).
     #[error("cannot configure the UDP socket")]
     Socket(#[source] io::Error),
+    /// The thread that writes `tags.txt` could not be started.
+    #[error("cannot start the thread that writes tags.txt")]
+    Thread(#[source] io::Error),
     /// The first write of `tags.txt` failed: later ones would too.
     #[error("cannot write the index")]
     WriteTags(#[source] TagsError),
@@ -171,7 +178,9 @@ pub enum Error {
 /// An existing `tags.txt` is reloaded first (a file that does not parse is warned about and
 /// replaced), then written at once so that it exists with its header while the listener runs.
 /// Then the start-up query goes out (see the crate documentation). Malformed datagrams, failed
-/// sends and later write failures are logged and the loop carries on.
+/// sends and later write failures are logged and the loop carries on. Once `shutdown` is
+/// triggered, `run` returns within about two seconds whatever the state: the last write of
+/// `tags.txt` is abandoned after [`writer::FINAL_WRITE_WAIT`].
 ///
 /// # Errors
 /// [`Error`] when the peer folder cannot be created, a socket cannot be configured or the
@@ -203,11 +212,11 @@ pub fn run(
                     path.display()
                 );
             }
-            Index::from_tags(&tags)
+            Index::from_tags_with(&tags, config.limits)
         }
         Err(e) => {
             log::warn!("{e}; starting with an empty index");
-            Index::new()
+            Index::with_limits(config.limits)
         }
     };
     index.expire(Utc::now());
@@ -221,16 +230,33 @@ pub fn run(
         name(&query_socket),
         path.display()
     );
-    let mut writer = Writer::new(path);
-    writer.write(&index).map_err(Error::WriteTags)?;
+    let writer = TagsWriter::start(path.clone()).map_err(Error::Thread)?;
+    writer.submit(index.to_tags(Utc::now()));
+    match writer.wait_outcome(&shutdown, writer::FIRST_WRITE_WAIT) {
+        Some(Err(e)) => {
+            writer.finish(Duration::ZERO);
+            return Err(Error::WriteTags(e));
+        }
+        Some(Ok(n)) => log::debug!("wrote {n} entries to {}", path.display()),
+        // Stopping already, or the write is stuck: a reader holding the lock, say. The
+        // writer keeps at it; its outcome is checked in the loop.
+        None if shutdown.is_triggered() => {}
+        None => log::warn!(
+            "{} not written after {:?} (is a reader holding its lock?): listening meanwhile",
+            path.display(),
+            writer::FIRST_WRITE_WAIT
+        ),
+    }
 
-    let (sender, receiver) = mpsc::sync_channel(QUEUE_CAPACITY);
+    let (sender, receiver) = mpsc::sync_channel(intake::QUEUE_CAPACITY);
+    let queued = QueuedBytes::default();
     let stop = Shutdown::new();
     std::thread::scope(|scope| {
         for s in [&socket, &query_socket] {
             let sender = sender.clone();
-            let stop = &stop;
-            scope.spawn(move || read_loop(s, &sender, stop));
+            let (stop, queued) = (&stop, &queued);
+            let rate = config.source_rate;
+            scope.spawn(move || intake::read_loop(s, &sender, queued, rate, stop));
         }
         drop(sender);
         // Stops the reading threads when the loop ends, even by a panic, which would otherwise
@@ -239,8 +265,13 @@ pub fn run(
         let mut looper = Loop {
             config: &config,
             index,
-            writer,
-            querier: Querier::new(&query_socket, &config),
+            writer: Some(writer),
+            write_error: None,
+            tags_path: path.clone(),
+            queued: &queued,
+            refused: Refusals::default(),
+            refusals_reported: None,
+            querier: Querier::new(&query_socket),
             peers_file: PeersFile::new(peer.peers_file(), config.peer_port),
             queries_dir: peer.queries_dir(),
             asked: HashMap::new(),
@@ -265,63 +296,21 @@ impl Drop for StopOnDrop<'_> {
     }
 }
 
-/// One datagram as a reading thread hands it to the main loop.
-struct Datagram {
-    bytes: Vec<u8>,
-    from: SocketAddr,
-}
-
-/// Reads `socket` until `stop` is triggered or the main loop is gone, handing each datagram
-/// to the main loop.
-fn read_loop(socket: &UdpSocket, sender: &SyncSender<Datagram>, stop: &Shutdown) {
-    let mut buf = vec![0u8; MAX_RECEIVE_DATAGRAM];
-    // The last receive error warned about, so a lasting failure is logged once.
-    let mut error: Option<String> = None;
-    while !stop.is_triggered() {
-        match socket.recv_from(&mut buf) {
-            Ok((n, from)) => {
-                if error.take().is_some() {
-                    log::info!("receiving works again");
-                }
-                let datagram = Datagram {
-                    bytes: buf[..n].to_vec(),
-                    from,
-                };
-                if sender.send(datagram).is_err() {
-                    return;
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                        // An ICMP "port unreachable" for an earlier query, on systems that
-                        // report it: nothing wrong with this socket.
-                        | io::ErrorKind::ConnectionRefused
-                        | io::ErrorKind::ConnectionReset
-                ) => {}
-            Err(e) => {
-                let text = e.to_string();
-                if error.as_ref() != Some(&text) {
-                    log::warn!("cannot receive: {text}");
-                    error = Some(text);
-                }
-                // Do not spin on a socket that keeps failing.
-                if stop.sleep(RECV_TIMEOUT) {
-                    return;
-                }
-            }
-        }
-    }
-}
-
 /// The main loop's state. Only [`run`]'s thread touches it.
 struct Loop<'a> {
     config: &'a Config,
     index: Index,
-    writer: Writer,
+    /// The `tags.txt` writer; taken when the loop ends.
+    writer: Option<TagsWriter>,
+    /// The last write error warned about, so a lasting failure is logged once.
+    write_error: Option<String>,
+    tags_path: PathBuf,
+    /// Bytes waiting in the queue from the reading threads.
+    queued: &'a QueuedBytes,
+    /// What the index limits refused since it was last logged.
+    refused: Refusals,
+    /// When that was last logged.
+    refusals_reported: Option<Instant>,
     querier: Querier<'a>,
     /// `DIR/peers.txt`, polled every [`PEERS_POLL`].
     peers_file: PeersFile,
@@ -348,8 +337,8 @@ impl Loop<'_> {
         add_unique(&mut start_targets, self.peers_file.peers());
         self.querier.schedule(&start_targets, Instant::now());
         let mut next_peers = Instant::now() + PEERS_POLL;
+        let mut next_expire = Instant::now() + EXPIRE_EVERY;
         let mut dirty = false;
-        let mut urgent = false;
         while !shutdown.is_triggered() {
             let now = Instant::now();
             self.querier.send_due(now);
@@ -359,36 +348,133 @@ impl Loop<'_> {
             }
             let mut timeout = RECV_TIMEOUT;
             if dirty {
-                timeout = timeout.min(self.writer.wait());
+                if let Some(wait) = self.writer().and_then(|w| w.wait(now)) {
+                    timeout = timeout.min(wait);
+                }
             }
             if let Some(due) = self.querier.next_due() {
                 timeout = timeout.min(due.saturating_duration_since(now));
             }
             match receiver.recv_timeout(timeout.max(Duration::from_millis(1))) {
                 Ok(first) => {
-                    let (changed, bye) = self.handle(&first);
-                    dirty |= changed;
-                    urgent |= bye;
+                    let batch = Instant::now();
+                    dirty |= self.handle(&first);
                     for datagram in receiver.try_iter().take(MAX_BATCH - 1) {
-                        let (changed, bye) = self.handle(&datagram);
-                        dirty |= changed;
-                        urgent |= bye;
+                        dirty |= self.handle(&datagram);
+                        if batch.elapsed() >= MAX_BATCH_TIME {
+                            break;
+                        }
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 // Both reading threads are gone (they only stop with us): nothing more comes.
                 Err(RecvTimeoutError::Disconnected) => std::thread::sleep(timeout),
             }
-            dirty |= self.index.expire(Utc::now());
-            if dirty && (urgent || self.writer.wait().is_zero()) {
-                dirty = !self.writer.write_logged(&self.index);
-                // A failed write is retried after WRITE_RETRY like any other.
-                urgent = false;
+            let now = Instant::now();
+            if now >= next_expire {
+                next_expire = now + EXPIRE_EVERY;
+                dirty |= self.index.expire(Utc::now());
+            }
+            self.report_refusals(now, false);
+            dirty |= !self.check_write();
+            if dirty && self.writer().is_some_and(|w| w.ready(now)) {
+                self.submit();
+                dirty = false;
             }
         }
-        if dirty {
-            self.writer.write_logged(&self.index);
+        self.report_refusals(Instant::now(), true);
+        dirty |= !self.check_write();
+        if let Some(writer) = self.writer.take() {
+            if dirty {
+                writer.submit(self.index.to_tags(Utc::now()));
+            }
+            if !writer.finish(writer::FINAL_WRITE_WAIT) {
+                log::warn!(
+                    "{} could not be written within {:?} (is a reader holding its lock?): \
+                     stopping without its last update",
+                    self.tags_path.display(),
+                    writer::FINAL_WRITE_WAIT
+                );
+            }
         }
+    }
+
+    fn writer(&self) -> Option<&TagsWriter> {
+        self.writer.as_ref()
+    }
+
+    /// Hands the writer a snapshot of the index.
+    fn submit(&self) {
+        if let Some(writer) = self.writer() {
+            writer.submit(self.index.to_tags(Utc::now()));
+        }
+    }
+
+    /// Logs the outcome of the last write, if one came in; returns `false` when it failed (the
+    /// index must be written again; the writer waits [`writer::WRITE_RETRY`] first).
+    fn check_write(&mut self) -> bool {
+        let Some(outcome) = self.writer().and_then(TagsWriter::take_outcome) else {
+            return true;
+        };
+        match outcome {
+            Ok(entries) => {
+                if self.write_error.take().is_some() {
+                    log::info!("{} written again", self.tags_path.display());
+                }
+                log::debug!("wrote {entries} entries to {}", self.tags_path.display());
+                true
+            }
+            Err(e) => {
+                let text = e.to_string();
+                if self.write_error.as_ref() != Some(&text) {
+                    log::warn!("{text}; will retry");
+                    self.write_error = Some(text);
+                }
+                false
+            }
+        }
+    }
+
+    /// Logs what the index limits refused, at most once per [`LIMIT_LOG_GAP`] (unless `last`:
+    /// the loop is ending).
+    fn report_refusals(&mut self, now: Instant, last: bool) {
+        self.refused.add(self.index.take_refusals());
+        if self.refused.is_empty()
+            || (!last
+                && self
+                    .refusals_reported
+                    .is_some_and(|t| now.duration_since(t) < LIMIT_LOG_GAP))
+        {
+            return;
+        }
+        let limits = self.index.limits();
+        let r = std::mem::take(&mut self.refused);
+        let mut parts = Vec::new();
+        if r.long_datagrams > 0 {
+            parts.push(format!(
+                "{} datagrams listed more than {} chunks (the rest was ignored)",
+                r.long_datagrams, limits.max_chunks_per_datagram
+            ));
+        }
+        if r.over_source > 0 {
+            parts.push(format!(
+                "{} new entries refused: their address already had {}",
+                r.over_source, limits.max_entries_per_source
+            ));
+        }
+        if r.over_total > 0 || r.evicted > 0 {
+            parts.push(format!(
+                "the index is full ({} entries): {} new entries refused, {} evicted from the \
+                 biggest sources",
+                limits.max_entries, r.over_total, r.evicted
+            ));
+        }
+        log::warn!(
+            "limits reached: {} (at most one such warning every {}s)",
+            parts.join("; "),
+            LIMIT_LOG_GAP.as_secs()
+        );
+        self.refusals_reported = Some(now);
     }
 
     /// Re-reads `peers.txt` if it changed, and queries the peers it added.
@@ -409,50 +495,47 @@ impl Loop<'_> {
     }
 
     /// Decodes one datagram into the index, or turns a query into a query file. Returns
-    /// whether the index changed, and whether it changed because a peer said goodbye (which
-    /// is written at once).
-    fn handle(&mut self, datagram: &Datagram) -> (bool, bool) {
+    /// whether the index changed.
+    fn handle(&mut self, datagram: &Datagram) -> bool {
         let Datagram { bytes, from } = datagram;
+        self.queued.taken(bytes.len());
         let announcement = match Announcement::decode(bytes) {
             Ok(announcement) => announcement,
             Err(e) => {
                 self.warn_malformed(*from, bytes, &e.to_string());
-                return (false, false);
+                return false;
             }
         };
-        let kind = announcement.p2p.as_ref().map_or(Kind::Announce, |e| e.kind);
+        let ext = index::readable_extension(&announcement);
+        let kind = ext.map_or(Kind::Announce, |e| e.kind);
         log::debug!(
-            "{from}: {:?} sent {} with {} chunks ({})",
+            "{from}: {:?} sent {} listing {} files ({})",
             announcement.username,
             match kind {
                 Kind::Announce => "an announcement",
                 Kind::Query => "a query",
                 Kind::Goodbye => "a goodbye",
             },
-            announcement.chunks().len(),
-            announcement
-                .p2p
-                .as_ref()
-                .map_or_else(|| "legacy".to_owned(), |e| format!("p2p/{}", e.v)),
+            announcement.files.len(),
+            ext.map_or_else(|| "legacy".to_owned(), |e| format!("p2p/{}", e.v)),
         );
         if kind == Kind::Query {
             self.ask_announcer(*from);
-            return (false, false);
+            return false;
         }
         // A name a terminal would obey, or not show, must not reach tags.txt and from there the
         // downloader's listing: a datagram under such a username is refused whole. (Chunk
         // names are checked one by one: `ChunkName::parse` skips the unsafe ones.)
         if let Err(e) = shared::text::validate(&announcement.username) {
             self.warn_malformed(*from, bytes, &format!("the username {e}"));
-            return (false, false);
+            return false;
         }
-        let changed = self.index.apply(
+        self.index.apply(
             from.ip(),
             &announcement,
             self.config.legacy_chunk_port,
             Utc::now(),
-        );
-        (changed, changed && kind == Kind::Goodbye)
+        )
     }
 
     /// Logs a malformed datagram from `from`, at most once per source per
@@ -580,10 +663,10 @@ struct Querier<'a> {
 }
 
 impl<'a> Querier<'a> {
-    fn new(socket: &'a UdpSocket, config: &Config) -> Querier<'a> {
+    fn new(socket: &'a UdpSocket) -> Querier<'a> {
         Querier {
             socket,
-            datagram: query_datagram(&config.username),
+            datagram: query_datagram(),
             pending: Vec::new(),
             send_errors: HashMap::new(),
         }
@@ -635,10 +718,12 @@ impl<'a> Querier<'a> {
 
 /// The query a listener sends: no chunks, `kind` query; the port and interval mean nothing in
 /// a query but are there for listeners that predate `kind` and read it as an (empty)
-/// announcement.
-pub fn query_datagram(username: &str) -> Vec<u8> {
+/// announcement. Its username is [`QUERY_USERNAME`], never this peer's: a legacy listener that
+/// shows the last datagram of each username would otherwise show this peer holding nothing
+/// until its next announcement. (Our announcers answer a query whatever its username.)
+pub fn query_datagram() -> Vec<u8> {
     Announcement {
-        username: index::sanitize_username(username),
+        username: QUERY_USERNAME.to_owned(),
         files: Vec::new(),
         p2p: Some(AnnouncementExt {
             v: shared::PROTOCOL_VERSION,
@@ -650,68 +735,4 @@ pub fn query_datagram(username: &str) -> Vec<u8> {
         }),
     }
     .encode()
-}
-
-/// Writes `tags.txt`, no more often than [`MIN_WRITE_GAP`].
-struct Writer {
-    path: PathBuf,
-    /// When the next write may happen.
-    next: Instant,
-    /// The last write error warned about, so a lasting failure is logged once.
-    error: Option<String>,
-}
-
-impl Writer {
-    fn new(path: PathBuf) -> Writer {
-        Writer {
-            path,
-            next: Instant::now(),
-            error: None,
-        }
-    }
-
-    /// How long until a write is allowed.
-    fn wait(&self) -> Duration {
-        self.next.saturating_duration_since(Instant::now())
-    }
-
-    fn write(&mut self, index: &Index) -> Result<(), TagsError> {
-        let tags = index.to_tags(Utc::now());
-        let result = tags.save(&self.path);
-        self.next = Instant::now()
-            + if result.is_ok() {
-                MIN_WRITE_GAP
-            } else {
-                WRITE_RETRY
-            };
-        if result.is_ok() {
-            log::debug!(
-                "wrote {} entries to {}",
-                tags.entries.len(),
-                self.path.display()
-            );
-        }
-        result
-    }
-
-    /// [`Writer::write`], warning about a failure (once while it lasts); returns whether the
-    /// file was written.
-    fn write_logged(&mut self, index: &Index) -> bool {
-        match self.write(index) {
-            Ok(()) => {
-                if self.error.take().is_some() {
-                    log::info!("{} written again", self.path.display());
-                }
-                true
-            }
-            Err(e) => {
-                let text = e.to_string();
-                if self.error.as_ref() != Some(&text) {
-                    log::warn!("{text}; will retry");
-                    self.error = Some(text);
-                }
-                false
-            }
-        }
-    }
 }

@@ -7,9 +7,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use listener::index::{
+    Limits, DEFAULT_MAX_CHUNKS_PER_DATAGRAM, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_ENTRIES_PER_SOURCE,
+};
+use listener::intake::DEFAULT_SOURCE_RATE;
 use listener::Config;
 use shared::logging;
-use shared::peer_dir::PeerDir;
 use shared::shutdown::{self, Shutdown};
 use shared::{DEFAULT_ANNOUNCE_PORT, DEFAULT_CHUNK_PORT};
 
@@ -38,6 +41,23 @@ struct Args {
     /// TCP port where legacy peers, which announce no port, serve chunks.
     #[arg(long, default_value_t = DEFAULT_CHUNK_PORT)]
     legacy_chunk_port: u16,
+    /// Most entries (lines of tags.txt) in all; when full, a new entry from a smaller source
+    /// evicts one of the biggest source's.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_ENTRIES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_entries: usize,
+    /// Most entries from one source address.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_ENTRIES_PER_SOURCE,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_entries_per_source: usize,
+    /// Most chunk names taken from one datagram; the rest of it is ignored.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CHUNKS_PER_DATAGRAM,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_chunks_per_datagram: usize,
+    /// Bytes per second one source address may send; beyond that its datagrams are dropped
+    /// unread (0 = no limit).
+    #[arg(long, value_name = "BYTES_PER_SEC", default_value_t = DEFAULT_SOURCE_RATE)]
+    max_source_rate: u64,
     /// Log debugging details.
     #[arg(short, long)]
     verbose: bool,
@@ -66,12 +86,17 @@ fn start(args: Args) -> Result<(), Box<dyn StdError>> {
     };
     let peers = resolve(&args.peer, "--peer")?;
     let config = Config {
-        username: listener::query_username(&PeerDir::new(&args.dir)),
         dir: args.dir,
         legacy_chunk_port: args.legacy_chunk_port,
         query_targets,
         peers,
         peer_port: args.port,
+        limits: Limits {
+            max_entries: args.max_entries,
+            max_entries_per_source: args.max_entries_per_source,
+            max_chunks_per_datagram: args.max_chunks_per_datagram,
+        },
+        source_rate: args.max_source_rate,
     };
     let bind = SocketAddr::new(args.bind, args.port);
     let socket = shared::net::bind_udp_shared(bind)

@@ -2,11 +2,13 @@
 
 mod support;
 
+use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use shared::protocol::{Announcement, Kind};
 use support::{
-    legacy, read_tags, shared_port_socket, temp_dir, wait_until, ChildGuard, Peer, PATIENCE,
+    legacy, read_tags, shared_port_socket, temp_dir, wait_until, ChildGuard, Flood, Peer, PATIENCE,
 };
 
 fn listener() -> Command {
@@ -159,4 +161,128 @@ fn listener_binary_warns_about_a_malformed_flood_once_per_source() {
     };
     assert_eq!(warnings("127.0.0.12:"), 1, "{text}");
     assert_eq!(warnings("127.0.0.13:"), 1, "{text}");
+}
+
+/// `listener --dir <dir> --port <port> [extra]`, its stderr in `dir/listener.log`.
+fn spawn_listener(dir: &std::path::Path, port: u16, extra: &[&str]) -> ChildGuard {
+    let log = std::fs::File::create(dir.join("listener.log")).unwrap();
+    ChildGuard(
+        listener()
+            .arg("--dir")
+            .arg(dir)
+            .args(["--port", &port.to_string()])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Sends SIGTERM to `child` (by its process id) and returns how long it took to exit, or
+/// `None` if it is still running after [`PATIENCE`].
+fn time_to_exit_after_sigterm(child: &mut ChildGuard) -> Option<Duration> {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let signalled = std::time::Instant::now();
+    wait_until(PATIENCE, || child.0.try_wait().unwrap().is_some()).then(|| signalled.elapsed())
+}
+
+/// The bound of issue 7, defect 1: a program stops within 3 s of the first SIGTERM.
+const STOP_BOUND: Duration = Duration::from_secs(3);
+
+#[test]
+fn listener_binary_stops_within_three_seconds_of_sigterm_when_idle() {
+    let dir = temp_dir();
+    let (_reserved, port) = shared_port_socket();
+    let mut child = spawn_listener(dir.path(), port, &[]);
+    let tags_path = dir.path().join(shared::TAGS_FILE);
+    assert!(wait_until(PATIENCE, || read_tags(&tags_path).is_some()));
+    let took = time_to_exit_after_sigterm(&mut child);
+    assert!(took.is_some_and(|t| t < STOP_BOUND), "took {took:?}");
+}
+
+#[test]
+fn listener_binary_stops_within_three_seconds_of_sigterm_during_a_flood() {
+    let dir = temp_dir();
+    let (_reserved, port) = shared_port_socket();
+    let mut child = spawn_listener(dir.path(), port, &[]);
+    let tags_path = dir.path().join(shared::TAGS_FILE);
+    assert!(wait_until(PATIENCE, || read_tags(&tags_path).is_some()));
+    let flood = Flood::start(port, &[21, 22, 23, 24], 60_000);
+    std::thread::sleep(Duration::from_secs(2));
+    let took = time_to_exit_after_sigterm(&mut child);
+    let sent = flood.stop();
+    eprintln!("{sent} flood datagrams; stopped after {took:?}");
+    assert!(took.is_some_and(|t| t < STOP_BOUND), "took {took:?}");
+    // The limits were hit and said so, in a warning when first hit and one with the counts
+    // since then when stopping (at most one per 10 s), not once per datagram.
+    let log = std::fs::read_to_string(dir.path().join("listener.log")).unwrap();
+    let count = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+    assert!((1..=2).contains(&count("limits reached")), "{log}");
+    assert!((1..=2).contains(&count("dropped")), "{log}");
+}
+
+#[test]
+fn listener_binary_stops_within_three_seconds_of_sigterm_while_a_reader_holds_the_tags_lock() {
+    use fs2::FileExt;
+    let dir = temp_dir();
+    let (_reserved, port) = shared_port_socket();
+    let mut child = spawn_listener(dir.path(), port, &[]);
+    let tags_path = dir.path().join(shared::TAGS_FILE);
+    assert!(wait_until(PATIENCE, || read_tags(&tags_path).is_some()));
+    // A reader (a downloader, say) that takes the lock and does not let go.
+    let lock = std::fs::File::open(dir.path().join("tags.txt.lock")).unwrap();
+    lock.lock_shared().unwrap();
+    // Something to write: the listener now waits for the lock.
+    let peer = Peer::new(25);
+    for _ in 0..3 {
+        peer.announce(port, &legacy("ece", &["waiting_1"]));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let took = time_to_exit_after_sigterm(&mut child);
+    FileExt::unlock(&lock).unwrap();
+    assert!(took.is_some_and(|t| t < STOP_BOUND), "took {took:?}");
+}
+
+/// Issue 7, defect 17: the start-up query must not change what a legacy listener that keeps
+/// the last datagram of each username shows for this peer.
+#[test]
+fn the_start_up_query_leaves_a_legacy_listeners_view_of_this_peer_alone() {
+    let dir = temp_dir();
+    std::fs::write(dir.path().join(shared::USERNAME_FILE), "alice\n").unwrap();
+    let target = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    target
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let (_reserved, port) = shared_port_socket();
+    let _child = spawn_listener(
+        dir.path(),
+        port,
+        &["--broadcast", &target.local_addr().unwrap().to_string()],
+    );
+    let mut buf = vec![0u8; shared::MAX_RECEIVE_DATAGRAM];
+    let mut query = None;
+    assert!(wait_until(PATIENCE, || {
+        if let Ok((n, _)) = target.recv_from(&mut buf) {
+            query = Announcement::decode(&buf[..n]).ok();
+        }
+        query.is_some()
+    }));
+    let query = query.unwrap();
+    assert_eq!(query.p2p.as_ref().unwrap().kind, Kind::Query);
+    assert_ne!(query.username, "alice", "the query speaks for alice");
+    // A legacy listener: the last datagram of each username is what it shows.
+    let mut legacy_view: HashMap<String, Vec<String>> = HashMap::new();
+    let alices = legacy("alice", &["notes.txt_1", "notes.txt_2"]);
+    for datagram in [&alices, &query] {
+        // What a legacy listener reads: `username` and `files`, nothing else.
+        let seen = Announcement::decode(&datagram.encode()).unwrap();
+        legacy_view.insert(seen.username, seen.files);
+    }
+    assert_eq!(legacy_view["alice"], alices.files);
 }

@@ -11,7 +11,9 @@ use shared::digest::Digest;
 use shared::protocol::{Announcement, AnnouncementExt, ContentMeta, Kind};
 use shared::queries::query_file_name;
 use shared::tags::{Proto, TagEntry, TagsIndex};
-use support::{legacy, ours_with, temp_dir, wait_until, Peer, TestListener, PATIENCE};
+use support::{
+    legacy, ours_with, temp_dir, time_to_listing, wait_until, Flood, Peer, TestListener, PATIENCE,
+};
 
 fn ours(
     user: &str,
@@ -355,7 +357,6 @@ fn query_goes_out_three_times_from_an_ephemeral_port_to_broadcast_targets_and_pe
     let listener = TestListener::start_with(dir.path(), 0, |c| {
         c.query_targets = vec![b];
         c.peers = vec![p];
-        c.username = "carol".into();
     });
     for socket in [&broadcast, &peer] {
         let got = collect(socket, Duration::from_millis(2000));
@@ -364,7 +365,7 @@ fn query_goes_out_three_times_from_an_ephemeral_port_to_broadcast_targets_and_pe
         for (_, from, a) in &got {
             assert_ne!(from.port(), listener.port, "sent from the shared port");
             assert_eq!(*from, got[0].1, "always from the same socket");
-            assert_eq!(a.username, "carol");
+            assert_eq!(a.username, shared::protocol::QUERY_USERNAME);
             assert!(a.files.is_empty());
             assert_eq!(a.p2p.as_ref().unwrap().kind, Kind::Query);
         }
@@ -554,4 +555,82 @@ fn peer_added_to_peers_txt_after_start_is_queried() {
     );
     assert!(added.elapsed() < PATIENCE);
     assert_eq!(got[0].2.p2p.as_ref().unwrap().kind, Kind::Query);
+}
+
+/// The listener under a flood (issue 7, defect 4): thousands of new chunks per datagram from
+/// four addresses. An honest peer must still be listed quickly, and the index stays bounded.
+#[test]
+fn an_honest_peer_is_listed_within_seconds_during_a_flood_and_the_index_stays_bounded() {
+    let dir = temp_dir();
+    let listener = TestListener::start(dir.path(), 0);
+    assert!(wait_until(PATIENCE, || listener.tags().is_some()));
+    let flood = Flood::start(listener.port, &[5, 6, 7, 8], 60_000);
+    // Let the flood reach the listener first.
+    std::thread::sleep(Duration::from_secs(1));
+    let honest = Peer::new(9);
+    let took = time_to_listing(
+        &honest,
+        listener.port,
+        &legacy("honest", &["honest.txt_1"]),
+        &listener.tags_path(),
+        "honest",
+        Duration::from_secs(3),
+    );
+    let tags = listener.tags().unwrap_or_default();
+    let sent = flood.stop();
+    eprintln!(
+        "{sent} flood datagrams; honest peer listed after {took:?}; {} entries",
+        tags.entries.len()
+    );
+    assert!(took.is_some(), "the honest peer was not listed within 3 s");
+    assert!(
+        tags.entries.len() <= listener::index::DEFAULT_MAX_ENTRIES,
+        "{} entries",
+        tags.entries.len()
+    );
+    for last in [5, 6, 7, 8] {
+        let from_source = tags
+            .entries
+            .iter()
+            .filter(|e| e.addr.ip() == std::net::IpAddr::from([127, 0, 0, last]))
+            .count();
+        assert!(
+            from_source <= listener::index::DEFAULT_MAX_ENTRIES_PER_SOURCE,
+            "{from_source} entries from 127.0.0.{last}"
+        );
+    }
+}
+
+/// Forged control datagrams (issue 7, defect 9): from alice's own address, a goodbye without
+/// her instance and an empty announcement of a new instance must not erase her.
+#[test]
+fn forged_goodbyes_and_empty_new_instances_do_not_erase_a_peer() {
+    let dir = temp_dir();
+    let listener = TestListener::start(dir.path(), 0);
+    let alice = Peer::new(17);
+    let mallory = Peer::new(17); // same source address, another port
+    let marker = Peer::new(18);
+    alice.announce(
+        listener.port,
+        &ours_with("alice", 6001, 60, &["a_1"], Some("a1"), Kind::Announce),
+    );
+    listener.wait_for_tags("alice", |t| find(t, "alice", "a").is_some());
+    for (n, forged) in [
+        ours_with("alice", 6001, 60, &[], None, Kind::Goodbye),
+        ours_with("alice", 6001, 60, &[], Some("forged"), Kind::Goodbye),
+        ours_with("alice", 6001, 60, &[], Some("forged"), Kind::Announce),
+    ]
+    .iter()
+    .enumerate()
+    {
+        mallory.announce(listener.port, forged);
+        // Once the marker is listed, the forged datagram before it was handled.
+        let content = format!("m{n}");
+        marker.announce(listener.port, &legacy("marker", &[&format!("{content}_1")]));
+        let tags = listener.wait_for_tags("the marker", |t| find(t, "marker", &content).is_some());
+        assert!(
+            find(&tags, "alice", "a").is_some(),
+            "forged datagram {n} erased alice:\n{tags}"
+        );
+    }
 }

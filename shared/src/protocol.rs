@@ -99,6 +99,16 @@ impl Kind {
     }
 }
 
+/// The username every query is sent under: never a real peer's name (our announcers refuse
+/// it), so a legacy listener that shows the last datagram of each username files a query's
+/// empty `files` under it and keeps showing the querying peer's own announcement.
+pub const QUERY_USERNAME: &str = "(query)";
+
+/// Longest announce interval a listener honours, in seconds (ten minutes): a longer one is
+/// taken at this value, so a peer cannot stay listed for days after it left. Our announcers
+/// refuse a longer `--interval`.
+pub const MAX_ANNOUNCE_INTERVAL_SECS: u64 = 600;
+
 /// The identity of a content: its size, the SHA-256 of the whole file and the root digest of
 /// its manifest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

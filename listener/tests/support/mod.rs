@@ -79,7 +79,7 @@ impl TestListener {
             query_targets: vec![SocketAddr::from(([127, 255, 255, 255], port))],
             peers: Vec::new(),
             peer_port: port,
-            username: "tester".into(),
+            ..listener::Config::default()
         };
         adjust(&mut config);
         let shutdown = Shutdown::new();
@@ -250,4 +250,114 @@ impl Drop for ChildGuard {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A hostile flood: threads sending, from several loopback addresses, announcements of ours
+/// of about `bytes` bytes each, every one naming thousands of chunks never seen before.
+/// Stopped on drop.
+pub struct Flood {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<JoinHandle<u64>>,
+}
+
+impl Flood {
+    /// Floods `127.255.255.255:port` from `127.0.0.<last>` for each of `sources` (one thread
+    /// per source), each sending bursts of 20 datagrams every 5 ms.
+    pub fn start(port: u16, sources: &[u8], bytes: usize) -> Flood {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let threads = sources
+            .iter()
+            .map(|&last| {
+                let stop = std::sync::Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    let peer = Peer::new(last);
+                    let mut sent = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        for _ in 0..20 {
+                            peer.send_raw_lossy(port, &flood_datagram(last, sent, bytes));
+                            sent += 1;
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    sent
+                })
+            })
+            .collect();
+        Flood { stop, threads }
+    }
+
+    /// Stops the flood; returns how many datagrams were sent.
+    pub fn stop(mut self) -> u64 {
+        self.stop_threads()
+    }
+
+    fn stop_threads(&mut self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.threads.drain(..).map(|t| t.join().unwrap_or(0)).sum()
+    }
+}
+
+impl Drop for Flood {
+    fn drop(&mut self) {
+        self.stop_threads();
+    }
+}
+
+/// One flood datagram of about `bytes` bytes: an announcement of ours from user `flood<tag>`
+/// listing chunk 1 of as many new contents as fit.
+pub fn flood_datagram(tag: u8, seq: u64, bytes: usize) -> Vec<u8> {
+    let mut files = Vec::new();
+    let mut size = 150;
+    let mut n = 0u32;
+    while size < bytes {
+        let name = format!("junk{tag}-{seq}-{n}_1");
+        size += name.len() + 3;
+        files.push(name);
+        n += 1;
+    }
+    let files: Vec<&str> = files.iter().map(String::as_str).collect();
+    ours_with(
+        &format!("flood{tag}"),
+        6001,
+        60,
+        &files,
+        None,
+        Kind::Announce,
+    )
+    .encode()
+}
+
+impl Peer {
+    /// [`Peer::send_raw`], ignoring a failed send (a flood does not care).
+    pub fn send_raw_lossy(&self, port: u16, bytes: &[u8]) {
+        let _ = self
+            .socket
+            .send_to(bytes, SocketAddr::from(([127, 255, 255, 255], port)));
+    }
+}
+
+/// Sends `announcement` from `peer` every 200 ms until tags.txt at `path` lists `user`
+/// (as a real peer would repeat itself), for at most `limit`; returns how long it took.
+pub fn time_to_listing(
+    peer: &Peer,
+    port: u16,
+    announcement: &Announcement,
+    path: &Path,
+    user: &str,
+    limit: Duration,
+) -> Option<Duration> {
+    let start = Instant::now();
+    let mut last_sent: Option<Instant> = None;
+    while start.elapsed() < limit {
+        if last_sent.is_none_or(|t| t.elapsed() >= Duration::from_millis(200)) {
+            peer.announce(port, announcement);
+            last_sent = Some(Instant::now());
+        }
+        if read_tags(path).is_some_and(|t| t.entries.iter().any(|e| e.user == user)) {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
 }

@@ -1,0 +1,161 @@
+//! How much the announcer may answer queries: per querying address, and in bytes per second.
+//!
+//! A query is one small datagram, and its answer is the whole announcement, which can be a
+//! hundred datagrams: answering every query would let anyone who forges the source address of
+//! queries aim that traffic at a victim. Listeners create at most one query file per querier
+//! *port* per second, so a forger rotating ports is not slowed by that; the announcer
+//! therefore also limits:
+//!
+//! - answers to one IP address, whatever its ports: [`ANSWERS_PER_IP_BURST`] at once, then one
+//!   per [`ANSWER_PER_IP_REFILL`] (several peers on one host may query within a second);
+//! - the bytes of all answers together: [`DEFAULT_ANSWER_RATE`] bytes per second
+//!   (`announcer --max-answer-rate`), a second's worth at once. An answer is sent whole when
+//!   any budget is left, so the average stays within the rate.
+//!
+//! A query over either limit is not answered (its file is deleted): the querier asks again
+//! (three times at start) or hears the next periodic announcement.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// Default of `announcer --max-answer-rate`: bytes per second of answers to queries.
+pub const DEFAULT_ANSWER_RATE: u64 = 128 * 1024;
+
+/// Answers one IP address may get at once.
+pub const ANSWERS_PER_IP_BURST: u32 = 4;
+
+/// After its burst, one IP address gets one more answer per this long.
+pub const ANSWER_PER_IP_REFILL: Duration = Duration::from_secs(1);
+
+/// Most querying addresses remembered; beyond that, those with a full budget are forgotten.
+const MAX_TRACKED_QUERIERS: usize = 1024;
+
+/// Why a query was not answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Its address had its answers for now.
+    PerAddress,
+    /// The bytes per second of all answers were spent.
+    Bytes,
+}
+
+/// The budgets of answers to queries.
+pub(crate) struct AnswerBudget {
+    /// Bytes per second; 0 means no limit.
+    rate: u64,
+    /// Bytes that may be sent now (negative after an answer bigger than what was left).
+    bytes: f64,
+    bytes_at: Instant,
+    /// Answers each address may get now, and since when that is counted.
+    per_ip: HashMap<IpAddr, (f64, Instant)>,
+}
+
+impl AnswerBudget {
+    pub(crate) fn new(rate: u64, now: Instant) -> AnswerBudget {
+        AnswerBudget {
+            rate,
+            #[allow(clippy::cast_precision_loss)] // rates far below 2^52
+            bytes: rate as f64,
+            bytes_at: now,
+            per_ip: HashMap::new(),
+        }
+    }
+
+    /// Whether an answer to `ip` may be sent at `now`; if so, it is counted against `ip`
+    /// (its bytes are counted by [`AnswerBudget::spent`] once sent).
+    pub(crate) fn allow(&mut self, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
+        if self.rate > 0 {
+            #[allow(clippy::cast_precision_loss)]
+            let rate = self.rate as f64;
+            let elapsed = now.saturating_duration_since(self.bytes_at).as_secs_f64();
+            self.bytes = (self.bytes + elapsed * rate).min(rate);
+            self.bytes_at = now;
+            if self.bytes <= 0.0 {
+                return Err(Refusal::Bytes);
+            }
+        }
+        if self.per_ip.len() >= MAX_TRACKED_QUERIERS && !self.per_ip.contains_key(&ip) {
+            self.per_ip
+                .retain(|_, (answers, at)| refilled(*answers, *at, now) < burst());
+            if self.per_ip.len() >= MAX_TRACKED_QUERIERS {
+                self.per_ip.clear();
+            }
+        }
+        let (answers, at) = self.per_ip.entry(ip).or_insert((burst(), now));
+        *answers = refilled(*answers, *at, now);
+        *at = now;
+        if *answers < 1.0 {
+            return Err(Refusal::PerAddress);
+        }
+        *answers -= 1.0;
+        Ok(())
+    }
+
+    /// An answer of `bytes` bytes was sent.
+    pub(crate) fn spent(&mut self, bytes: usize) {
+        if self.rate > 0 {
+            #[allow(clippy::cast_precision_loss)]
+            let bytes = bytes as f64;
+            self.bytes -= bytes;
+        }
+    }
+}
+
+fn burst() -> f64 {
+    f64::from(ANSWERS_PER_IP_BURST)
+}
+
+/// The answers an address has at `now`, having had `answers` at `at`.
+fn refilled(answers: f64, at: Instant, now: Instant) -> f64 {
+    let elapsed = now.saturating_duration_since(at).as_secs_f64();
+    (answers + elapsed / ANSWER_PER_IP_REFILL.as_secs_f64()).min(burst())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([127, 0, 0, last])
+    }
+
+    #[test]
+    fn one_address_gets_its_burst_then_one_answer_a_second() {
+        let t0 = Instant::now();
+        let mut budget = AnswerBudget::new(0, t0);
+        for _ in 0..ANSWERS_PER_IP_BURST {
+            assert_eq!(budget.allow(ip(2), t0), Ok(()));
+        }
+        assert_eq!(budget.allow(ip(2), t0), Err(Refusal::PerAddress));
+        assert_eq!(budget.allow(ip(3), t0), Ok(()), "another address");
+        let later = t0 + ANSWER_PER_IP_REFILL;
+        assert_eq!(budget.allow(ip(2), later), Ok(()));
+        assert_eq!(budget.allow(ip(2), later), Err(Refusal::PerAddress));
+    }
+
+    #[test]
+    fn answers_stop_when_the_bytes_are_spent_and_resume_as_they_refill() {
+        let t0 = Instant::now();
+        let mut budget = AnswerBudget::new(1000, t0);
+        assert_eq!(budget.allow(ip(2), t0), Ok(()));
+        // An answer bigger than the budget is sent whole, and overdraws it.
+        budget.spent(1500);
+        assert_eq!(budget.allow(ip(3), t0), Err(Refusal::Bytes));
+        let t1 = t0 + Duration::from_millis(400);
+        assert_eq!(budget.allow(ip(3), t1), Err(Refusal::Bytes), "still -100");
+        let t2 = t0 + Duration::from_millis(600);
+        assert_eq!(budget.allow(ip(3), t2), Ok(()));
+    }
+
+    #[test]
+    fn forged_addresses_cannot_grow_the_table_for_ever() {
+        let now = Instant::now();
+        let mut budget = AnswerBudget::new(0, now);
+        for n in 0..5 * MAX_TRACKED_QUERIERS {
+            let ip = IpAddr::from(u32::try_from(n).unwrap().to_be_bytes());
+            let _ = budget.allow(ip, now);
+            assert!(budget.per_ip.len() <= MAX_TRACKED_QUERIERS);
+        }
+    }
+}
