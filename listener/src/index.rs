@@ -18,8 +18,9 @@
 //! index is bounded ([`Limits`]): a datagram adds at most [`Limits::max_chunks_per_datagram`]
 //! chunks, a source address holds at most [`Limits::max_entries_per_source`] entries, and the
 //! whole index at most [`Limits::max_entries`]. When it is full, a new entry from an address
-//! holding fewer entries than the biggest holder evicts one of the biggest holder's, so a flood
-//! from a few addresses cannot keep a new honest peer out. What was refused is counted
+//! holding fewer entries than the biggest holder (by two, or none at all) evicts one of the
+//! biggest holder's, so a flood from a few addresses cannot keep a new honest peer out, and a
+//! flood from many settles into fair shares. What was refused is counted
 //! ([`Index::take_refusals`]) for the caller to log.
 //!
 //! # Restarts and goodbyes
@@ -448,8 +449,10 @@ impl Index {
         listed
     }
 
-    /// Whether a new entry from `ip` may be added, making room for it if the index is full and
-    /// `ip` holds fewer entries than the biggest source (whose first entry is then evicted).
+    /// Whether a new entry from `ip` may be added, making room for it if the index is full
+    /// and `ip` holds none, or at least two fewer than the biggest source (whose first entry is
+    /// then evicted). Sources within one entry of each other leave each other alone, so a
+    /// flood from many addresses settles into fair shares instead of evicting back and forth.
     fn admit(&mut self, ip: IpAddr) -> bool {
         let mine = self.count(ip);
         if mine >= self.limits.max_entries_per_source {
@@ -460,7 +463,7 @@ impl Index {
             return true;
         }
         if let Some(&(biggest, victim)) = self.by_size.last() {
-            if biggest > mine && victim != ip {
+            if victim != ip && (mine == 0 || biggest > mine + 1) {
                 let first = self
                     .holdings
                     .range(Key::first_of(victim)..)
@@ -1495,6 +1498,36 @@ alice 127.0.0.2:5001 legacy x -2--- - - 60 2026-11-21T18:00:30Z
             .entries
             .iter()
             .any(|e| e.user == "ece" && e.content == "honest"));
+    }
+
+    #[test]
+    fn a_full_index_is_shared_fairly_and_then_stops_changing() {
+        let mut index = Index::with_limits(Limits {
+            max_entries: 10,
+            max_entries_per_source: 10,
+            max_chunks_per_datagram: 512,
+        });
+        index.apply(ip(5), &many("a", "a", 10), LEGACY_PORT, t0());
+        assert_eq!(index.len(), 10);
+        index.apply(ip(6), &many("b", "b", 10), LEGACY_PORT, at(1));
+        let count = |index: &Index, last: u8| {
+            index
+                .to_tags(at(1))
+                .entries
+                .iter()
+                .filter(|e| e.addr.ip() == ip(last))
+                .count()
+        };
+        assert_eq!((count(&index, 5), count(&index, 6)), (5, 5));
+        let refused = index.take_refusals();
+        assert_eq!((refused.evicted, refused.over_total), (5, 5));
+        // At fair shares, more invented names change nothing: no eviction back and forth.
+        assert!(!index.apply(ip(5), &many("a", "a2-", 10), LEGACY_PORT, at(2)));
+        assert!(!index.apply(ip(6), &many("b", "b2-", 10), LEGACY_PORT, at(2)));
+        assert_eq!(index.take_refusals().evicted, 0);
+        // A newcomer always gets in.
+        assert!(index.apply(ip(9), &legacy("ece", &["e_1"]), LEGACY_PORT, at(3)));
+        assert_eq!(index.len(), 10);
     }
 
     #[test]

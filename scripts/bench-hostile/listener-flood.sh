@@ -12,7 +12,8 @@
 #   FLOOD_SECS       how long the flood lasts (default 20)
 #   FLOOD_RATE       flood datagrams per second, all sources together (default 2000)
 #   FLOOD_BYTES      size of each flood datagram (default 64000)
-#   FLOOD_SOURCES    how many flooding addresses, 127.0.0.21 and up (default 4)
+#   FLOOD_SOURCES    how many flooding addresses, 127.0.0.21 and up (default 4, at most 200;
+#                    the honest peer is 127.0.0.20)
 #   KEEP=1           keep the work folder (tags.txt, the listener's log)
 #
 # Only 127.0.0.x addresses are used. Bounded: the flood lasts FLOOD_SECS, the honest peer is
@@ -26,7 +27,8 @@ SECS=${FLOOD_SECS:-20}
 RATE=${FLOOD_RATE:-2000}
 BYTES=${FLOOD_BYTES:-64000}
 SOURCES=${FLOOD_SOURCES:-4}
-HONEST_IP=127.0.0.29
+(( SOURCES >= 1 && SOURCES <= 200 )) || { echo "FLOOD_SOURCES must be 1..200" >&2; exit 2; }
+HONEST_IP=127.0.0.20
 
 if [[ -z "${BIN_DIR:-}" ]]; then
     (cd "$ROOT" && cargo build --release -p listener >&2)
