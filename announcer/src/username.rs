@@ -13,8 +13,8 @@ use std::io::{self, BufRead, Write};
 use std::path::PathBuf;
 
 use shared::peer_dir::PeerDir;
-use shared::text::UnsafeText;
 use shared::protocol::QUERY_USERNAME;
+use shared::text::UnsafeText;
 use shared::MAX_USERNAME_BYTES;
 
 /// Name used when even the host name cannot be read.
