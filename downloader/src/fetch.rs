@@ -609,3 +609,26 @@ fn finish(out: Sink<'_>) -> io::Result<(u64, Digest)> {
     file.sync_all()?;
     Ok((bytes, digest))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_loopback_bind_is_used_only_towards_loopback_holders() {
+        let net = Network {
+            bind: Some(IpAddr::from([127, 0, 0, 3])),
+            ..Network::default()
+        };
+        let local = SocketAddr::from(([127, 0, 0, 2], 5001));
+        let remote = SocketAddr::from(([10, 77, 0, 11], 5001));
+        assert_eq!(net.source_for(local), net.bind);
+        assert_eq!(net.source_for(remote), None);
+        let lan = Network {
+            bind: Some(IpAddr::from([10, 77, 0, 12])),
+            ..Network::default()
+        };
+        assert_eq!(lan.source_for(remote), lan.bind);
+        assert_eq!(lan.source_for(local), None);
+    }
+}

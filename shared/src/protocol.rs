@@ -386,6 +386,19 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// Whether `bytes` stop inside a number that a digit would continue (`-`, `1.`, `1e`, `1e+`).
+/// serde_json reports such a cut as an invalid number, not as the end of input, when the number
+/// is in a value it skips (an unknown key inside `p2p`); the server decodes requests as bytes
+/// arrive, so a valid request split at that byte must count as incomplete.
+fn ends_inside_a_number(bytes: &[u8]) -> bool {
+    if !matches!(bytes.last(), Some(b'-' | b'+' | b'.' | b'e' | b'E')) {
+        return false;
+    }
+    let mut longer = bytes.to_vec();
+    longer.push(b'0');
+    Request::decode(&longer) == Err(DecodeError::Incomplete)
+}
+
 impl Request {
     /// The JSON bytes of this request. Clients send them in one write: legacy servers read a
     /// request with a single `recv(1024)`.
@@ -435,6 +448,9 @@ impl Request {
         let mut stream = serde_json::Deserializer::from_slice(bytes).into_iter::<RequestWire>();
         let wire = match stream.next() {
             None => return Err(DecodeError::Incomplete),
+            Some(Err(e)) if !e.is_eof() && ends_inside_a_number(bytes) => {
+                return Err(DecodeError::Incomplete)
+            }
             Some(Err(e)) => return Err(DecodeError::from_json(&e)),
             Some(Ok(wire)) => wire,
         };
@@ -672,6 +688,41 @@ mod tests {
                     String::from_utf8_lossy(&bytes)
                 );
             }
+        }
+    }
+
+    #[test]
+    fn request_cut_inside_a_number_of_an_unknown_field_is_incomplete() {
+        // Found by the `request_decode` fuzz target: unknown keys inside `p2p` are skipped, and
+        // serde_json reported a number cut short there (`-`, `1.`, `1e`, `1e+`) as malformed,
+        // so a valid request split across TCP segments at that byte was refused.
+        for bytes in [
+            &br#"{"filename":"3","p2p":{"v":11,"et":-1}}"#[..],
+            br#"{"filename":"a_1","p2p":{"v":1,"later":-2.5e+3}}"#,
+            br#"{"p2p":{"v":1,"manifest":"a","later":[1.5,-7E-2]}}"#,
+        ] {
+            let (request, used) = Request::decode(bytes).unwrap();
+            assert_eq!(used, bytes.len());
+            for cut in 0..bytes.len() {
+                assert_eq!(
+                    Request::decode(&bytes[..cut]),
+                    Err(DecodeError::Incomplete),
+                    "cut at {cut} of {} ({request:?})",
+                    String::from_utf8_lossy(bytes)
+                );
+            }
+        }
+        // A number that is wrong where it stands stays malformed.
+        for junk in [
+            &br#"{"filename":"a_1","p2p":{"v":1,"later":-x"#[..],
+            br#"{"filename":"a_1","p2p":{"v":1,"later":1.}"#,
+            br#"{"filename":"a_1","p2p":{"v":1,"later":--"#,
+        ] {
+            assert!(
+                matches!(Request::decode(junk), Err(DecodeError::Malformed(_))),
+                "{:?} not malformed",
+                String::from_utf8_lossy(junk)
+            );
         }
     }
 

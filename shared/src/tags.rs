@@ -26,7 +26,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, SubsecRound, Utc};
 use fs2::FileExt;
 
 use crate::chunk::{validate_content_name, ChunkSet};
@@ -231,9 +231,7 @@ impl TagsIndex {
             if let Some(comment) = trimmed.strip_prefix('#') {
                 if let Some(stamp) = comment.trim().strip_prefix("updated ") {
                     let stamp = stamp.split(';').next().unwrap_or_default();
-                    index.updated = DateTime::parse_from_rfc3339(stamp.trim())
-                        .ok()
-                        .map(|t| t.with_timezone(&Utc));
+                    index.updated = parse_time(stamp.trim());
                 }
                 continue;
             }
@@ -365,9 +363,7 @@ fn parse_line(line: &str) -> Result<TagEntry, String> {
             .map(|v| v.parse().map_err(|_| bad("ROOT", v)))
             .transpose()?,
         interval: fields[8].parse().map_err(|_| bad("EVERY", fields[8]))?,
-        last_seen: DateTime::parse_from_rfc3339(fields[9])
-            .map_err(|_| bad("LAST_SEEN", fields[9]))?
-            .with_timezone(&Utc),
+        last_seen: parse_time(fields[9]).ok_or_else(|| bad("LAST_SEEN", fields[9]))?,
     })
 }
 
@@ -391,6 +387,17 @@ fn check_entry(entry: TagEntry) -> Result<TagEntry, String> {
         ));
     }
     Ok(entry)
+}
+
+/// An RFC 3339 time as the file holds it: whole seconds in UTC. A fraction is dropped (the
+/// listener writes none), and a time whose UTC year RFC 3339 cannot write (an offset pushing
+/// `0000-01-01` or `9999-12-31` across the range) is refused, so that every time read prints
+/// back to one that reads the same.
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    let time = DateTime::parse_from_rfc3339(text).ok()?.with_timezone(&Utc);
+    (0..=9999)
+        .contains(&time.year())
+        .then(|| time.trunc_subsecs(0))
 }
 
 impl fmt::Display for TagsIndex {
@@ -539,6 +546,36 @@ mod tests {
         let text = index.to_string();
         let parsed = TagsIndex::parse(&text, Path::new("tags.txt")).unwrap();
         assert_eq!(parsed, index, "text was:\n{text}");
+    }
+
+    #[test]
+    fn every_parsed_index_prints_back_to_itself() {
+        // Found by the `tags_parse` fuzz target: the file holds whole seconds in UTC, but the
+        // parser took fractions (dropped when printed) and offsets that put the time in a UTC
+        // year RFC 3339 cannot write (printed as `-0001-…` or `+10000-…`, which no reader
+        // parses, so one such line made the whole file unreadable for the downloader).
+        let text = "# updated 2026-11-21T18:00:04.3Z; ...\n\
+                    alice 127.0.0.2:5001 p2p/1 x 12345 1 - 60 2026-11-21T18:59:58.5+01:00\n";
+        let index = TagsIndex::parse(text, Path::new("t")).unwrap();
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        assert_eq!(index.updated, Some(at("2026-11-21T18:00:04Z")));
+        assert_eq!(index.entries[0].last_seen, at("2026-11-21T17:59:58Z"));
+        let printed = index.to_string();
+        assert_eq!(TagsIndex::parse(&printed, Path::new("t")).unwrap(), index);
+
+        for stamp in ["0000-01-01T00:00:00+00:01", "9999-12-31T23:59:59-00:01"] {
+            let line = format!("alice 127.0.0.2:5001 p2p/1 x 12345 1 - 60 {stamp}\n");
+            assert!(
+                matches!(
+                    TagsIndex::parse(&line, Path::new("t")),
+                    Err(TagsError::Parse { line: 1, .. })
+                ),
+                "{stamp} accepted"
+            );
+            let header = format!("# updated {stamp}; ...\n");
+            let index = TagsIndex::parse(&header, Path::new("t")).unwrap();
+            assert_eq!(index.updated, None, "{stamp} accepted");
+        }
     }
 
     #[test]
