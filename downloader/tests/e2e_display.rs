@@ -229,7 +229,7 @@ fn write_tags(peer: &Peer, lines: &[(&str, SocketAddr, &str, &str, &str, &str)])
     let mut text = String::from("# tags.txt written by hand\n");
     for (user, addr, proto, content, size, sha) in lines {
         text.push_str(&format!(
-            "{user} {addr} {proto} {content} 12345 {size} {sha} 60 {now}\n"
+            "{user} {addr} {proto} {content} 12345 {size} {sha} - 60 {now}\n"
         ));
     }
     fs::write(peer.dir.join(shared::TAGS_FILE), text).expect("write tags.txt");

@@ -1332,8 +1332,8 @@ mod tests {
     #[test]
     fn reloading_merges_duplicate_lines() {
         let text = "\
-alice 127.0.0.2:5001 legacy x 1---- - - 60 2026-11-21T18:00:00Z
-alice 127.0.0.2:5001 legacy x -2--- - - 60 2026-11-21T18:00:30Z
+alice 127.0.0.2:5001 legacy x 1---- - - - 60 2026-11-21T18:00:00Z
+alice 127.0.0.2:5001 legacy x -2--- - - - 60 2026-11-21T18:00:30Z
 ";
         let tags = TagsIndex::parse(text, Path::new("t")).unwrap();
         let index = Index::from_tags(&tags);

@@ -555,7 +555,7 @@ mod tests {
         // year RFC 3339 cannot write (printed as `-0001-…` or `+10000-…`, which no reader
         // parses, so one such line made the whole file unreadable for the downloader).
         let text = "# updated 2026-11-21T18:00:04.3Z; ...\n\
-                    alice 127.0.0.2:5001 p2p/1 x 12345 1 - 60 2026-11-21T18:59:58.5+01:00\n";
+                    alice 127.0.0.2:5001 p2p/1 x 12345 1 - - 60 2026-11-21T18:59:58.5+01:00\n";
         let index = TagsIndex::parse(text, Path::new("t")).unwrap();
         let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
         assert_eq!(index.updated, Some(at("2026-11-21T18:00:04Z")));
@@ -630,13 +630,14 @@ mod tests {
     fn bad_lines_are_reported_with_their_number() {
         let good = sample().to_string();
         for bad in [
-            "alice 127.0.0.2:5001 p2p/1 x 12345 1 - 60",
-            "alice nowhere p2p/1 x 12345 1 - 60 2026-11-21T17:59:58Z",
-            "alice 127.0.0.2:5001 p2p/x x 12345 1 - 60 2026-11-21T17:59:58Z",
-            "alice 127.0.0.2:5001 p2p/1 x 54321 1 - 60 2026-11-21T17:59:58Z",
-            "alice 127.0.0.2:5001 p2p/1 x 12345 big - 60 2026-11-21T17:59:58Z",
-            "alice 127.0.0.2:5001 p2p/1 x 12345 1 abc 60 2026-11-21T17:59:58Z",
-            "alice 127.0.0.2:5001 p2p/1 x 12345 1 - 60 yesterday",
+            "alice 127.0.0.2:5001 p2p/1 x 12345 1 - - 60",
+            "alice nowhere p2p/1 x 12345 1 - - 60 2026-11-21T17:59:58Z",
+            "alice 127.0.0.2:5001 p2p/x x 12345 1 - - 60 2026-11-21T17:59:58Z",
+            "alice 127.0.0.2:5001 p2p/1 x 54321 1 - - 60 2026-11-21T17:59:58Z",
+            "alice 127.0.0.2:5001 p2p/1 x 12345 big - - 60 2026-11-21T17:59:58Z",
+            "alice 127.0.0.2:5001 p2p/1 x 12345 1 abc - 60 2026-11-21T17:59:58Z",
+            "alice 127.0.0.2:5001 p2p/1 x 12345 1 - abc 60 2026-11-21T17:59:58Z",
+            "alice 127.0.0.2:5001 p2p/1 x 12345 1 - - 60 yesterday",
         ] {
             let text = format!("{good}{bad}\n");
             match TagsIndex::parse(&text, Path::new("t")) {
