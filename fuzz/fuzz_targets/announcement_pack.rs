@@ -67,9 +67,11 @@ impl RawInput {
         for (content, meta) in &self.other_metas {
             metas.insert(content.clone(), meta.to_meta());
         }
+        // Only an extension a listener reads back is packed here: the version we speak and a
+        // port a chunk server can have (others decode as legacy, by design).
         let ext = self.ext.map(|e| AnnouncementExt {
-            v: e.v,
-            port: e.port,
+            v: shared::PROTOCOL_VERSION,
+            port: e.port.max(1),
             interval: e.interval,
             contents: BTreeMap::new(),
             instance: e.instance,
