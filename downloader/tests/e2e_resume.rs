@@ -831,3 +831,47 @@ fn leftovers_of_a_killed_split_are_removed_even_when_the_file_is_no_longer_share
     assert_success(&out, "download of small.txt");
     assert_same_file(&small, &printed_path(&out, &c.dir));
 }
+
+#[test]
+fn cleaning_up_after_one_content_never_touches_another_contents_files() {
+    let net = TestNet::new(Duration::from_secs(60));
+    let mut a = net.peer("a");
+    let mut c = net.peer("c");
+    let (original, digest) = a.write_share("a", 50_000, 0xC1EA);
+    a.start_chunk_server(&[], &[]);
+    a.start_announcer("alice", ANNOUNCE_INTERVAL_SECS);
+    c.start_listener(&[]);
+    net.wait_for_entry(&c, &a, "alice", "a", digest);
+
+    // What downloads of other contents have in flight in carol's temp/.incoming/: `a.b` being
+    // assembled by process 4242, and an endgame copy of chunk 2 of a content named `a_1`. Their
+    // names begin with `a`, but they are not `a`'s.
+    let incoming = c.temp_dir().join(".incoming");
+    fs::create_dir_all(&incoming).unwrap();
+    let others = ["a.b.4242.download", "a_1_2.part.3", "4242-a.b"];
+    for name in &others[..2] {
+        fs::write(incoming.join(name), b"in flight").unwrap();
+    }
+    fs::create_dir_all(incoming.join(others[2])).unwrap();
+    // And what a crashed download of `a` itself left: these go.
+    let own = ["a.4243.download", "a_3.part.1"];
+    for name in own {
+        fs::write(incoming.join(name), b"left over").unwrap();
+    }
+
+    let out = c.downloader(&["get", "a"]);
+    assert_success(&out, "the download of a");
+    assert_same_file(&original, &printed_path(&out, &c.dir));
+    for name in others {
+        assert!(
+            incoming.join(name).exists(),
+            "`get a` removed {name}, which belongs to another download"
+        );
+    }
+    for name in own {
+        assert!(
+            !incoming.join(name).exists(),
+            "`get a` should remove its own leftover {name}"
+        );
+    }
+}

@@ -395,3 +395,28 @@ fn routed_host_reached_only_through_peer() {
     d.lists_no_host(b.ip)
         .expect("dave's tags.txt should not list bob, who was not queried");
 }
+
+/// `--bind 127.0.0.x` (as several peers on one host use) while the holder is another host: the
+/// loopback source is dropped for that holder, for the manifest request as for the chunks, so
+/// the download goes through instead of failing to connect.
+#[test]
+fn a_loopback_bind_does_not_stop_a_download_from_another_host() {
+    let Some(lab) = lab_or_skip("loopback-bind", Duration::from_secs(90)) else {
+        return;
+    };
+    let (_, hosts) = lab.lan(&["alice", "carol"]);
+    let [a, c] = [0, 1].map(|i| std::rc::Rc::clone(&hosts[i]));
+    let (original, digest) = a.write_share("notes.bin", 300_000, 12);
+    for host in &hosts {
+        host.start_all(&host.name);
+    }
+    lab.wait_for_entry(&c, &a, "alice", "notes.bin", digest);
+    let out = c
+        .spawn_downloader(&["--bind", "127.0.0.1", "get", "notes.bin"])
+        .wait(Duration::from_secs(60));
+    assert_success(
+        &out,
+        "carol downloads with --bind 127.0.0.1 from alice's host",
+    );
+    assert_same_file(&original, &printed_path(&out, &c.dir));
+}
