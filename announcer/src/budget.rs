@@ -15,9 +15,10 @@
 //! A query over either limit is not answered (its file is deleted): the querier asks again
 //! (three times at start) or hears the next periodic announcement.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
+
+use shared::ratelimit::{PerAddress, TokenBucket};
 
 /// Default of `announcer --max-answer-rate`: bytes per second of answers to queries.
 pub const DEFAULT_ANSWER_RATE: u64 = 128 * 1024;
@@ -42,74 +43,51 @@ pub(crate) enum Refusal {
 
 /// The budgets of answers to queries.
 pub(crate) struct AnswerBudget {
-    /// Bytes per second; 0 means no limit.
-    rate: u64,
-    /// Bytes that may be sent now (negative after an answer bigger than what was left).
-    bytes: f64,
-    bytes_at: Instant,
-    /// Answers each address may get now, and since when that is counted.
-    per_ip: HashMap<IpAddr, (f64, Instant)>,
+    /// Bytes of answers; `None` for no limit.
+    bytes: Option<TokenBucket>,
+    /// Answers per querying address.
+    per_ip: PerAddress,
 }
 
 impl AnswerBudget {
+    /// Budgets of `rate` bytes per second of answers (0: no limit, a second's worth at once),
+    /// and of [`ANSWERS_PER_IP_BURST`] answers per address, one more per
+    /// [`ANSWER_PER_IP_REFILL`].
+    #[allow(clippy::cast_precision_loss)] // rates far below 2^52
     pub(crate) fn new(rate: u64, now: Instant) -> AnswerBudget {
         AnswerBudget {
-            rate,
-            #[allow(clippy::cast_precision_loss)] // rates far below 2^52
-            bytes: rate as f64,
-            bytes_at: now,
-            per_ip: HashMap::new(),
+            bytes: (rate > 0).then(|| TokenBucket::new(rate as f64, rate as f64, now)),
+            per_ip: PerAddress::new(
+                1.0 / ANSWER_PER_IP_REFILL.as_secs_f64(),
+                f64::from(ANSWERS_PER_IP_BURST),
+                MAX_TRACKED_QUERIERS,
+            ),
         }
     }
 
     /// Whether an answer to `ip` may be sent at `now`; if so, it is counted against `ip`
     /// (its bytes are counted by [`AnswerBudget::spent`] once sent).
     pub(crate) fn allow(&mut self, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
-        if self.rate > 0 {
-            #[allow(clippy::cast_precision_loss)]
-            let rate = self.rate as f64;
-            let elapsed = now.saturating_duration_since(self.bytes_at).as_secs_f64();
-            self.bytes = (self.bytes + elapsed * rate).min(rate);
-            self.bytes_at = now;
-            if self.bytes <= 0.0 {
+        if let Some(bytes) = &mut self.bytes {
+            if bytes.tokens(now) <= 0.0 {
                 return Err(Refusal::Bytes);
             }
         }
-        if self.per_ip.len() >= MAX_TRACKED_QUERIERS && !self.per_ip.contains_key(&ip) {
-            self.per_ip
-                .retain(|_, (answers, at)| refilled(*answers, *at, now) < burst());
-            if self.per_ip.len() >= MAX_TRACKED_QUERIERS {
-                self.per_ip.clear();
-            }
+        if self.per_ip.try_take(ip, 1.0, now) {
+            Ok(())
+        } else {
+            Err(Refusal::PerAddress)
         }
-        let (answers, at) = self.per_ip.entry(ip).or_insert((burst(), now));
-        *answers = refilled(*answers, *at, now);
-        *at = now;
-        if *answers < 1.0 {
-            return Err(Refusal::PerAddress);
-        }
-        *answers -= 1.0;
-        Ok(())
     }
 
-    /// An answer of `bytes` bytes was sent.
+    /// An answer of `bytes` bytes was sent: whole, even beyond what was left, so the budget may
+    /// be overdrawn and the next answers wait until it is paid back.
+    #[allow(clippy::cast_precision_loss)]
     pub(crate) fn spent(&mut self, bytes: usize) {
-        if self.rate > 0 {
-            #[allow(clippy::cast_precision_loss)]
-            let bytes = bytes as f64;
-            self.bytes -= bytes;
+        if let Some(budget) = &mut self.bytes {
+            budget.take(bytes as f64);
         }
     }
-}
-
-fn burst() -> f64 {
-    f64::from(ANSWERS_PER_IP_BURST)
-}
-
-/// The answers an address has at `now`, having had `answers` at `at`.
-fn refilled(answers: f64, at: Instant, now: Instant) -> f64 {
-    let elapsed = now.saturating_duration_since(at).as_secs_f64();
-    (answers + elapsed / ANSWER_PER_IP_REFILL.as_secs_f64()).min(burst())
 }
 
 #[cfg(test)]
@@ -155,7 +133,7 @@ mod tests {
         for n in 0..5 * MAX_TRACKED_QUERIERS {
             let ip = IpAddr::from(u32::try_from(n).unwrap().to_be_bytes());
             let _ = budget.allow(ip, now);
-            assert!(budget.per_ip.len() <= MAX_TRACKED_QUERIERS);
+            assert!(budget.per_ip.tracked() <= MAX_TRACKED_QUERIERS);
         }
     }
 }

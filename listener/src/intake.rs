@@ -13,7 +13,7 @@
 //!
 //! What was dropped is logged in one line at most every [`DROP_LOG_GAP`].
 
-use std::collections::HashMap;
+use shared::ratelimit::PerAddress;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -137,65 +137,26 @@ pub(crate) fn read_loop(
 
 /// A token bucket per source address: `rate` bytes per second, up to [`SOURCE_BURST_SECS`]
 /// seconds' worth saved up. A rate of 0 means no limit.
-pub(crate) struct SourceRates {
-    rate: u64,
-    buckets: HashMap<IpAddr, Bucket>,
-}
-
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
+pub(crate) struct SourceRates(Option<PerAddress>);
 
 impl SourceRates {
+    #[allow(clippy::cast_precision_loss)] // rates far below 2^52
     pub(crate) fn new(rate: u64) -> SourceRates {
-        SourceRates {
-            rate,
-            buckets: HashMap::new(),
-        }
-    }
-
-    #[allow(clippy::cast_precision_loss)] // rates and sizes far below 2^52
-    fn burst(&self) -> f64 {
-        self.rate.saturating_mul(SOURCE_BURST_SECS) as f64
+        SourceRates((rate > 0).then(|| {
+            PerAddress::new(
+                rate as f64,
+                rate.saturating_mul(SOURCE_BURST_SECS) as f64,
+                MAX_TRACKED_SOURCES,
+            )
+        }))
     }
 
     /// Whether `ip` may send a datagram of `bytes` bytes at `now`; if so, it is counted.
     #[allow(clippy::cast_precision_loss)]
     pub(crate) fn allow(&mut self, ip: IpAddr, bytes: usize, now: Instant) -> bool {
-        if self.rate == 0 {
-            return true;
-        }
-        if self.buckets.len() >= MAX_TRACKED_SOURCES && !self.buckets.contains_key(&ip) {
-            self.forget_idle(now);
-        }
-        let (rate, burst) = (self.rate as f64, self.burst());
-        let bucket = self.buckets.entry(ip).or_insert(Bucket {
-            tokens: burst,
-            at: now,
-        });
-        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
-        bucket.at = now;
-        let bytes = bytes as f64;
-        if bucket.tokens >= bytes {
-            bucket.tokens -= bytes;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Forgets the sources whose bucket has filled up again (they are as good as new); if
-    /// that is not enough (a flood of spoofed addresses), forgets them all.
-    #[allow(clippy::cast_precision_loss)]
-    fn forget_idle(&mut self, now: Instant) {
-        let (rate, burst) = (self.rate as f64, self.burst());
-        self.buckets.retain(|_, b| {
-            b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate < burst
-        });
-        if self.buckets.len() >= MAX_TRACKED_SOURCES {
-            self.buckets.clear();
+        match &mut self.0 {
+            None => true,
+            Some(per_ip) => per_ip.try_take(ip, bytes as f64, now),
         }
     }
 }
@@ -315,7 +276,10 @@ mod tests {
         for n in 0..3 * MAX_TRACKED_SOURCES {
             let ip = IpAddr::from(u32::try_from(n).unwrap().to_be_bytes());
             rates.allow(ip, 100, now);
-            assert!(rates.buckets.len() <= MAX_TRACKED_SOURCES);
+            assert!(rates
+                .0
+                .as_ref()
+                .is_some_and(|r| r.tracked() <= MAX_TRACKED_SOURCES));
         }
     }
 }

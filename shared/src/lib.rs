@@ -13,6 +13,7 @@
 //! - [`text`]: which characters never reach a terminal raw, and how they are escaped.
 //! - [`queries`]: the names of the query files through which a listener asks its announcer to
 //!   answer a query; [`peers`]: the static peers of `peers.txt`.
+//! - [`ratelimit`]: token buckets, per source address and overall.
 //! - [`fsutil`], [`net`], [`logging`], [`shutdown`]: small edges shared by every binary.
 //!
 //! The programs coordinate only through the network and the files of the peer folder, so every
@@ -31,6 +32,7 @@ pub mod peer_dir;
 pub mod peers;
 pub mod protocol;
 pub mod queries;
+pub mod ratelimit;
 pub mod shutdown;
 pub mod store;
 pub mod tags;
