@@ -313,15 +313,7 @@ pub fn download(
             Ok(obtained) => obtained,
             Err(NoManifest::Cancelled) => return Err(DownloadError::Cancelled),
             Err(NoManifest::Unavailable) => {
-                for chunk in &names {
-                    on_progress(&Progress::ChunkUnavailable {
-                        chunk: chunk.clone(),
-                    });
-                }
-                log_download(target, None, "failed", false, None);
-                return Err(DownloadError::Incomplete {
-                    missing: names.to_vec(),
-                });
+                return Err(unavailable(target, names.to_vec(), on_progress))
             }
         };
         let root = obtained.manifest.root();
@@ -551,7 +543,7 @@ fn download_round(
 
     // A worker's error matters only if no copy of its chunk arrived (an endgame duplicate may
     // have delivered it after the worker gave up).
-    let mut unavailable = Vec::new();
+    let mut undelivered = Vec::new();
     for (chunk, error) in failures {
         if board.results[chunk.position()].is_some() {
             continue;
@@ -566,23 +558,14 @@ fn download_round(
                     source,
                 });
             }
-            WorkerError::Unavailable => unavailable.push(chunk),
+            WorkerError::Unavailable => undelivered.push(chunk),
         }
     }
     if cancel.is_triggered() {
         return Err(DownloadError::Cancelled);
     }
-    if !unavailable.is_empty() {
-        unavailable.sort();
-        for chunk in &unavailable {
-            on_progress(&Progress::ChunkUnavailable {
-                chunk: chunk.clone(),
-            });
-        }
-        log_download(target, None, "failed", false, None);
-        return Err(DownloadError::Incomplete {
-            missing: unavailable,
-        });
+    if !undelivered.is_empty() {
+        return Err(unavailable(target, undelivered, on_progress));
     }
     let results: Vec<ChunkResult> = board.results.into_iter().flatten().collect();
     if manifest.is_none() && results.iter().all(|r| r.fetched.bytes == 0) {
@@ -592,10 +575,7 @@ fn download_round(
             "every holder of {:?} answered with nothing; no file is made of that",
             target.name
         );
-        log_download(target, None, "failed", false, None);
-        return Err(DownloadError::Incomplete {
-            missing: names.to_vec(),
-        });
+        return Err(unavailable(target, names.to_vec(), on_progress));
     }
     let verified = manifest.is_some() && results.iter().all(|r| r.fetched.verified);
     let sources: BTreeSet<String> = results.iter().filter_map(|r| r.source.clone()).collect();
@@ -645,6 +625,23 @@ fn download_round(
     }
     log_download(target, Some(&outcome), "ok", verified, Some(&outcome.path));
     Ok(outcome)
+}
+
+/// Reports `missing` chunks as the legacy programs did (`CHUNK … CANNOT BE DOWNLOADED FROM
+/// ONLINE PEERS.`), logs the failed download, and returns its error.
+fn unavailable(
+    target: &Target,
+    mut missing: Vec<ChunkName>,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> DownloadError {
+    missing.sort();
+    for chunk in &missing {
+        on_progress(&Progress::ChunkUnavailable {
+            chunk: chunk.clone(),
+        });
+    }
+    log_download(target, None, "failed", false, None);
+    DownloadError::Incomplete { missing }
 }
 
 /// Fails with a "No space left" error unless `need` bytes fit on the disk of `dir` with
