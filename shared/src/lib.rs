@@ -68,7 +68,8 @@ pub const MAX_RECEIVE_DATAGRAM: usize = 65_536;
 pub const MAX_REQUEST_BYTES: usize = 4096;
 
 /// Longest content name we share or accept, in bytes. Keeps a chunk name plus the announcement
-/// envelope inside one datagram.
+/// envelope inside one datagram, except for names of characters JSON must escape (a name of
+/// 200 `"` doubles): `Announcement::pack` leaves out and reports what cannot fit.
 pub const MAX_CONTENT_NAME_BYTES: usize = 200;
 
 /// Longest username we announce or accept, in bytes.

@@ -203,8 +203,8 @@ impl Announcement {
     /// The chunks of one content stay in one datagram when they fit, and a datagram carries the
     /// `contents` entry of every content it lists. With no chunks at all, one datagram with an
     /// empty `files` is still produced, so the peer stays visible. A chunk that cannot fit even
-    /// alone (only possible with an oversized username) is left out and returned in the second
-    /// list.
+    /// alone (a long username, or a long name of `"`s, which JSON escaping doubles) is left out
+    /// and returned in the second list.
     pub fn pack(
         username: &str,
         ext: Option<&AnnouncementExt>,
@@ -842,6 +842,34 @@ mod tests {
         let old = br#"{"username":"x","files":[],"p2p":{"v":1,"port":1,"interval":5}}"#;
         let ext = Announcement::decode(old).unwrap().p2p.unwrap();
         assert_eq!((ext.kind, ext.instance), (Kind::Announce, None));
+    }
+
+    #[test]
+    fn the_documented_root_of_numbers_txt_is_the_one_computed() {
+        // docs/PROTOCOL.md's running example: `seq 1 100000 > numbers.txt`.
+        let data: Vec<u8> = (1..=100_000u32)
+            .flat_map(|i| format!("{i}\n").into_bytes())
+            .collect();
+        let ranges = crate::chunk::chunk_ranges(data.len() as u64);
+        let m = Manifest {
+            name: "numbers.txt".into(),
+            size: data.len() as u64,
+            sha256: Digest::of(&data),
+            chunks: std::array::from_fn(|i| {
+                let r = ranges[i].as_range();
+                Digest::of(
+                    &data[usize::try_from(r.start).unwrap()..usize::try_from(r.end).unwrap()],
+                )
+            }),
+        };
+        assert_eq!(
+            m.sha256.to_string(),
+            "b2bc7d3f8b652d2ec96865b68ad8f80e22cca174abe1aed7889e242a747d590f"
+        );
+        assert_eq!(
+            m.root().to_string(),
+            "388078cc9899f7c8213ffc2845cad1b5e39191e5c34f4fd6213ba847378354ac"
+        );
     }
 
     #[test]
