@@ -358,16 +358,23 @@ pub fn download(
     }
 }
 
-/// Removes the manifest, the chunks and the part files of `name`: what a manifest that failed
-/// the whole-file check left in the store.
+/// Removes what a manifest that failed the whole-file check left: its manifest, chunks and part
+/// files in the store when the download used the store, or the private folder it used because
+/// the store holds another content of that name, which stays untouched.
 fn roll_back(
     store: &ChunkStore,
     name: &str,
     names: &[ChunkName; CHUNKS_PER_FILE],
 ) -> Result<(), DownloadError> {
-    store.remove_content(name)?;
-    for chunk in names {
-        remove_if_exists(&store.incoming_path(chunk))?;
+    if let Ok(Some(StoredManifest {
+        origin: Origin::Downloading,
+        ..
+    })) = store.load_manifest(name)
+    {
+        store.remove_content(name)?;
+        for chunk in names {
+            remove_if_exists(&store.incoming_path(chunk))?;
+        }
     }
     clean_leftovers(store, name);
     Ok(())

@@ -828,3 +828,43 @@ fn a_forged_manifest_is_rolled_back_blames_nobody_and_never_spreads() {
     assert_success(&out, "the fourth peer's download from carol");
     assert_same_file(&original, &printed_path(&out, &d.dir));
 }
+
+#[test]
+fn rolling_back_a_forged_manifest_keeps_this_peers_own_file_of_the_same_name() {
+    let net = TestNet::new(Duration::from_secs(90));
+    let mut a = net.peer("a");
+    let mut c = net.peer("c");
+    let data = random_bytes(300_000, 0xF1F);
+    fs::write(a.share_dir().join(CONTENT), &data).expect("write alice's file");
+    let digest = Digest::of(&data);
+    // carol shares a different file under the same name.
+    let (_, own_digest) = c.write_share(CONTENT, 200_000, 0x0C);
+    c.start_chunk_server(&[], &[]);
+    a.start_chunk_server(&[], &[]);
+    a.start_announcer("alice", ANNOUNCE_INTERVAL_SECS);
+    c.start_listener(&[]);
+    net.wait_for_entry(&c, &a, "alice", CONTENT, digest);
+    a.stop(Program::ChunkServer);
+    let mallory = FakePeer::start(&net, "mallory", CONTENT, data, Behaviour::ForgeManifest);
+    wait_for_entry_at(&net, &c, mallory.addr, "mallory", CONTENT, digest);
+    let store = shared::store::ChunkStore::open(c.temp_dir()).unwrap();
+    net.wait_until(WAIT, "carol's own file split", || {
+        match store.load_manifest(CONTENT) {
+            Ok(Some(m)) if m.manifest.sha256 == own_digest => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+
+    let out = c.downloader(&["get", CONTENT]);
+    assert!(!out.status.success(), "{}", describe_output(&out));
+    let kept = store
+        .load_manifest(CONTENT)
+        .unwrap()
+        .expect("carol's manifest");
+    assert_eq!(kept.manifest.sha256, own_digest);
+    assert!(
+        store.chunks_of(CONTENT).is_complete(),
+        "carol's own chunks were removed with the forged download"
+    );
+    drop(mallory);
+}
