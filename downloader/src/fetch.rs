@@ -40,8 +40,8 @@ pub struct Network {
     pub first_byte: Duration,
     /// Silence after which a legacy server that sent data is taken to have finished.
     pub legacy_end: Duration,
-    /// A transfer that moves less than [`Network::stall_bytes`] in this long is abandoned when
-    /// another holder could send the chunk instead (a trickling peer).
+    /// A transfer that moves less than [`Network::stall_bytes`] in this long is abandoned (a
+    /// trickling peer): for another holder when there is one, else the download fails.
     pub stall_window: Duration,
     /// See [`Network::stall_window`].
     pub stall_bytes: u64,
@@ -296,8 +296,6 @@ pub struct Job<'a> {
     pub expected: Option<Expected>,
     /// Continue a part file from its last byte when possible.
     pub resume: bool,
-    /// Abandon the holder when it trickles (set when another holder could take over).
-    pub abandon_slow: bool,
 }
 
 /// The writer every received byte goes through: it stops the transfer on Ctrl-C, on
@@ -306,7 +304,8 @@ struct Guard<'a, W> {
     inner: W,
     shutdown: &'a Shutdown,
     handle: &'a CancelHandle,
-    stall: Option<(Duration, u64)>,
+    /// The minimum rate: at least this many bytes per window of time.
+    stall: (Duration, u64),
     window_start: Instant,
     window_bytes: u64,
     stalled: Option<(u64, Duration)>,
@@ -348,18 +347,17 @@ impl<W: Write> Write for Guard<'_, W> {
             // Ctrl-C into a busy loop. The caller reads the flags to report a cancellation.
             return Err(io::Error::other("cancelled"));
         }
-        if let Some((window, min_bytes)) = self.stall {
-            let elapsed = self.window_start.elapsed();
-            if elapsed >= window {
-                if self.window_bytes < min_bytes {
-                    self.stalled = Some((self.window_bytes, elapsed));
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "too slow"));
-                }
-                self.window_start = Instant::now();
-                self.window_bytes = 0;
+        let (window, min_bytes) = self.stall;
+        let elapsed = self.window_start.elapsed();
+        if elapsed >= window {
+            if self.window_bytes < min_bytes {
+                self.stalled = Some((self.window_bytes, elapsed));
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "too slow"));
             }
-            self.window_bytes += buf.len() as u64;
+            self.window_start = Instant::now();
+            self.window_bytes = 0;
         }
+        self.window_bytes += buf.len() as u64;
         self.inner.write(buf)
     }
 
@@ -426,9 +424,9 @@ pub fn fetch_chunk(
             inner: BufWriter::with_capacity(256 * 1024, file),
             shutdown,
             handle,
-            stall: job
-                .abandon_slow
-                .then_some((net.stall_window, net.stall_bytes)),
+            // Every holder must keep up the minimum rate, the only one too: a holder that
+            // trickles would otherwise keep the download going for ever.
+            stall: (net.stall_window, net.stall_bytes),
             window_start: Instant::now(),
             window_bytes: 0,
             stalled: None,
@@ -497,12 +495,11 @@ fn fetch_ours(
     .map_err(FetchError::Send)?;
     // Our servers answer at once: a holder that accepts and then says nothing is given up
     // after the first-byte deadline, not the longer idle timeout of a running transfer.
-    let header = conn
-        .set_read_timeout(net.first_byte.min(net.idle))
-        .map_err(FetchError::Send)
-        .map(|()| conn.read_response());
+    conn.set_read_timeout(net.first_byte.min(net.idle))
+        .map_err(FetchError::Send)?;
+    let header = conn.read_response();
     conn.set_read_timeout(net.idle).map_err(FetchError::Send)?;
-    let (size, length, announced) = match header? {
+    let (size, length, announced) = match header {
         Ok(Response::Chunk {
             size,
             length,

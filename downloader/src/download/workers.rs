@@ -260,9 +260,7 @@ impl FetchContext<'_> {
                 });
             }
             let part = self.placement.part_path(self.store, chunk);
-            // The minimum rate holds for every holder, the last one too: a holder that
-            // trickles would otherwise keep the download going for ever.
-            match self.attempt(chunk, h, &part, true, true, &handle, progress) {
+            match self.attempt(chunk, h, &part, true, &handle, progress) {
                 Attempt::Won | Attempt::Lost => return Ok(()),
                 Attempt::Failed(FetchError::Cancelled) => {
                     if self.is_done(chunk) {
@@ -301,7 +299,6 @@ impl FetchContext<'_> {
         h: usize,
         part: &Path,
         resume: bool,
-        abandon_slow: bool,
         handle: &Arc<CancelHandle>,
         progress: &SyncSender<Progress>,
     ) -> Attempt {
@@ -314,7 +311,6 @@ impl FetchContext<'_> {
             content_sha256: self.target.sha256,
             expected,
             resume,
-            abandon_slow,
         };
         let started = Instant::now();
         let result = fetch_chunk(&job, part, &self.net, self.shutdown, handle);
@@ -500,7 +496,7 @@ impl FetchContext<'_> {
                 self.target.holders[h].label()
             );
             if let Attempt::Failed(FetchError::Write { .. }) =
-                self.attempt(chunk, h, &part, false, true, &handle, progress)
+                self.attempt(chunk, h, &part, false, &handle, progress)
             {
                 return;
             }
