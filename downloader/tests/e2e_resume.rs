@@ -875,3 +875,72 @@ fn cleaning_up_after_one_content_never_touches_another_contents_files() {
         );
     }
 }
+
+/// A legacy holder (no length, no digest) that sends for ever, onto a 24 MiB disk with
+/// `--min-free 16M`: the free-space check while receiving stops the download when less than
+/// 16 MiB is left, long before the disk is full, and the unverifiable bytes are removed.
+#[test]
+fn free_space_is_watched_while_receiving_a_chunk_of_unknown_length() {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let net = TestNet::new(Duration::from_secs(60));
+    let mut c = net.peer("c");
+    let mount = match TmpfsMount::mount(&c.temp_dir(), "24m") {
+        Ok(m) => m,
+        Err(reason) => {
+            eprintln!("skipping free-space test: {reason}");
+            return;
+        }
+    };
+    // The endless legacy server: reads the request, then sends zeros until the client leaves.
+    let ip = net.next_ip();
+    let listener = std::net::TcpListener::bind((ip, 0)).expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    listener.set_nonblocking(true).expect("non-blocking");
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let Ok((mut stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                let _ = stream.set_nonblocking(false);
+                let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+                let mut request = [0u8; 1024];
+                let _ = stream.read(&mut request);
+                let zeros = vec![0u8; 64 * 1024];
+                while !stop.load(Ordering::SeqCst) && stream.write_all(&zeros).is_ok() {}
+            }
+        })
+    };
+    c.start_listener(&["--legacy-chunk-port", &port.to_string()]);
+    let files: Vec<String> = (1..=5).map(|i| format!("endless_{i}")).collect();
+    net.wait_until(WAIT, "tags.txt lists the endless legacy holder", || {
+        support::legacy::legacy_announce(ip, net.broadcast(), "ece", &files);
+        let tags = c.tags()?;
+        if tags.entries.iter().any(|e| e.content == "endless") {
+            Ok(())
+        } else {
+            Err(format!("tags.txt is:\n{tags}"))
+        }
+    });
+    let out = c.downloader(&["--min-free", "16M", "get", "endless"]);
+    stop.store(true, Ordering::SeqCst);
+    let _ = server.join();
+    assert!(!out.status.success(), "{}", describe_output(&out));
+    assert!(
+        no_space_message(&out),
+        "the error should name the disk, not the peer\n{}",
+        describe_output(&out)
+    );
+    let free = fs2::available_space(c.temp_dir()).expect("free space");
+    assert!(
+        free > 20 << 20,
+        "the unverifiable bytes should be gone: {free} bytes free of 24 MiB"
+    );
+    drop(mount);
+}
