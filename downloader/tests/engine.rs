@@ -33,6 +33,8 @@ enum Behaviour {
     Silent,
     /// Sends at about 20 KB/s.
     Slow,
+    /// Claims a chunk of 10^15 bytes, and sends zeros until the client leaves.
+    Huge,
 }
 
 struct FakeHolder {
@@ -124,6 +126,21 @@ fn start_holder(name: &str, data: Vec<u8>, behaviour: Behaviour) -> FakeHolder {
                             Behaviour::Silent => {
                                 while !stop.load(Ordering::SeqCst) {
                                     thread::sleep(Duration::from_millis(10));
+                                }
+                                return;
+                            }
+                            Behaviour::Huge => {
+                                let huge = 1_000_000_000_000_000;
+                                let _ = conn.write_response(&Response::Chunk {
+                                    size: huge,
+                                    length: huge - offset,
+                                    sha256: Digest::of(b"whatever"),
+                                });
+                                let zeros = vec![0u8; 64 * 1024];
+                                while !stop.load(Ordering::SeqCst)
+                                    && conn.stream().write_all(&zeros).is_ok()
+                                {
+                                    sent.fetch_add(zeros.len(), Ordering::SeqCst);
                                 }
                                 return;
                             }
@@ -561,4 +578,39 @@ fn a_second_downloader_of_the_same_content_refuses() {
     let outcome =
         download::download(&config(dir.path()), &t, &Shutdown::new(), &mut |_| {}).unwrap();
     assert_eq!(std::fs::read(outcome.path).unwrap(), bytes);
+}
+
+#[test]
+fn a_holder_claiming_a_huge_chunk_of_an_unverified_content_is_refused_before_its_bytes() {
+    let bytes = data(10_000);
+    let h = start_holder("big.bin", bytes.clone(), Behaviour::Huge);
+    let dir = tempfile::tempdir().unwrap();
+    // A holder of ours offering a content nobody vouched for: no digest, no size, no manifest.
+    let t = Target {
+        sha256: None,
+        size: None,
+        ..target("big.bin", &bytes, &[("mallory", &h)])
+    };
+    let err = download::download(&config(dir.path()), &t, &Shutdown::new(), &mut |_| {})
+        .expect_err("a 10^15-byte chunk is no chunk");
+    assert!(matches!(err, DownloadError::Incomplete { .. }), "{err}");
+    let stored: u64 = walk(dir.path()).iter().map(|(_, n)| n).sum();
+    assert!(
+        stored < 1 << 20,
+        "{stored} bytes written from the huge holder"
+    );
+}
+
+/// Every file under `dir`, with its length.
+fn walk(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        match entry.metadata() {
+            Ok(m) if m.is_dir() => out.extend(walk(&path)),
+            Ok(m) => out.push((path, m.len())),
+            Err(_) => {}
+        }
+    }
+    out
 }
