@@ -219,9 +219,17 @@ impl Placement {
 }
 
 /// Orders each chunk's holders: first the least-loaded holder that has it, so the chunks are
-/// spread over the holders, then the others as fallbacks. `seed` rotates ties so that several
-/// downloaders do not all start with the same holder.
-pub fn plan_sources(holders: &[Holder], chunks: &[ChunkName], seed: usize) -> Vec<Vec<usize>> {
+/// spread over the holders, then the others as fallbacks. Among equally loaded holders,
+/// `proven` (the holder that just answered the manifest request) comes first, so at least one
+/// chunk goes to a holder known to answer, and frees it early to help with the others
+/// (endgame); `seed` rotates the other ties so that several downloaders do not all start with
+/// the same holder.
+pub fn plan_sources(
+    holders: &[Holder],
+    chunks: &[ChunkName],
+    seed: usize,
+    proven: Option<usize>,
+) -> Vec<Vec<usize>> {
     let mut load = vec![0usize; holders.len()];
     let n = holders.len().max(1);
     chunks
@@ -230,7 +238,7 @@ pub fn plan_sources(holders: &[Holder], chunks: &[ChunkName], seed: usize) -> Ve
             let mut candidates: Vec<usize> = (0..holders.len())
                 .filter(|&h| holders[h].chunks.contains(chunk.index()))
                 .collect();
-            candidates.sort_by_key(|&h| (load[h], (h + n - seed % n) % n));
+            candidates.sort_by_key(|&h| (load[h], Some(h) != proven, (h + n - seed % n) % n));
             if let Some(&first) = candidates.first() {
                 load[first] += 1;
             }
@@ -495,7 +503,16 @@ fn download_round(
         });
     }
 
-    let plan = plan_sources(&target.holders, &missing, std::process::id() as usize);
+    // The holder that sent the manifest, as an index among this round's holders.
+    let proven = obtained
+        .and_then(|o| o.from_addr)
+        .and_then(|addr| target.holders.iter().position(|h| h.addr == addr));
+    let plan = plan_sources(
+        &target.holders,
+        &missing,
+        std::process::id() as usize,
+        proven,
+    );
     let root = manifest.map(Manifest::root);
     let ctx = FetchContext {
         target,
@@ -528,7 +545,7 @@ fn download_round(
                 .iter()
                 .map(|chunk| {
                     let board = ctx.board();
-                    plan_sources(&target.holders, std::slice::from_ref(chunk), 0)
+                    plan_sources(&target.holders, std::slice::from_ref(chunk), 0, None)
                         .remove(0)
                         .into_iter()
                         .filter(|h| !board.failed[chunk.position()].contains(h))
@@ -908,11 +925,11 @@ mod tests {
     fn plan_spreads_chunks_over_holders_and_keeps_fallbacks() {
         let holders = [holder(2, "12345"), holder(3, "12345")];
         let chunks = ChunkName::all_of("f").unwrap();
-        let plan = plan_sources(&holders, &chunks, 0);
+        let plan = plan_sources(&holders, &chunks, 0, None);
         let firsts: Vec<usize> = plan.iter().map(|c| c[0]).collect();
         assert_eq!(firsts, [0, 1, 0, 1, 0]);
         assert!(plan.iter().all(|c| c.len() == 2));
-        let rotated: Vec<usize> = plan_sources(&holders, &chunks, 1)
+        let rotated: Vec<usize> = plan_sources(&holders, &chunks, 1, None)
             .iter()
             .map(|c| c[0])
             .collect();
@@ -920,17 +937,27 @@ mod tests {
     }
 
     #[test]
+    fn the_holder_that_sent_the_manifest_gets_a_chunk_first() {
+        let holders: Vec<Holder> = (2..9).map(|ip| holder(ip, "12345")).collect();
+        let chunks = ChunkName::all_of("f").unwrap();
+        for seed in 0..7 {
+            let plan = plan_sources(&holders, &chunks, seed, Some(6));
+            assert_eq!(plan[0][0], 6, "seed {seed}: {plan:?}");
+        }
+    }
+
+    #[test]
     fn plan_only_names_holders_of_each_chunk() {
         let holders = [holder(2, "12---"), holder(3, "--345"), holder(4, "1---5")];
         let chunks = ChunkName::all_of("f").unwrap();
-        let plan = plan_sources(&holders, &chunks, 0);
+        let plan = plan_sources(&holders, &chunks, 0, None);
         assert_eq!(plan[0].len(), 2);
         assert_eq!(plan[1], [0]);
         assert_eq!(plan[2], [1]);
         assert_eq!(plan[4].len(), 2);
         // Chunk 5: holder 1 already has chunks 3 and 4 planned, so holder 2 goes first.
         assert_eq!(plan[4][0], 2);
-        let none = plan_sources(&[], &chunks, 0);
+        let none = plan_sources(&[], &chunks, 0, None);
         assert!(none.iter().all(Vec::is_empty));
     }
 
@@ -939,10 +966,10 @@ mod tests {
         let mut legacy = holder(9, "123--");
         legacy.proto = Proto::Legacy;
         let chunks = ChunkName::all_of("ece").unwrap();
-        let plan = plan_sources(&[legacy], &chunks, 0);
+        let plan = plan_sources(&[legacy], &chunks, 0, None);
         assert_eq!(plan[..3], [[0], [0], [0]], "{plan:?}");
         assert!(plan[3].is_empty() && plan[4].is_empty(), "{plan:?}");
-        let plan = plan_sources(&[holder(2, "123--")], &chunks, 0);
+        let plan = plan_sources(&[holder(2, "123--")], &chunks, 0, None);
         assert!(plan[3].is_empty() && plan[4].is_empty());
     }
 

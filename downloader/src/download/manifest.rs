@@ -39,6 +39,8 @@ pub(super) struct Obtained {
     pub(super) manifest: Manifest,
     /// Index of the holder that sent it; `None` when it came from the store.
     pub(super) from: Option<usize>,
+    /// Where that holder's chunk server answers.
+    pub(super) from_addr: Option<std::net::SocketAddr>,
     /// Whether the store holds it as verified (a shared file, or a download whose whole file
     /// matched): no holder needs to vouch for it.
     pub(super) trusted: bool,
@@ -82,6 +84,7 @@ pub(super) fn obtain(
                 return Ok(Obtained {
                     manifest: stored.manifest,
                     from: None,
+                    from_addr: None,
                     trusted,
                 });
             }
@@ -171,6 +174,7 @@ fn race(
                     break Ok(Obtained {
                         manifest,
                         from: Some(h),
+                        from_addr: Some(target.holders[h].addr),
                         trusted: false,
                     })
                 }

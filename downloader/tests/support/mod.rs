@@ -310,6 +310,15 @@ impl Peer {
         }
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         self.start(Program::ChunkServer, &args);
+        // Return once it listens (or has exited, for tests of failures), so that a download
+        // started next does not find the port closed: downloads skip an unreachable holder.
+        let until = Instant::now() + Duration::from_secs(10);
+        while !tcp_listening(self.chunk_addr())
+            && self.check_running(Program::ChunkServer).is_ok()
+            && Instant::now() < until
+        {
+            std::thread::sleep(POLL);
+        }
     }
 
     /// `announcer` bound to this peer's IP, broadcasting to the test's UDP port every
