@@ -317,16 +317,23 @@ struct Scene {
     net: TestNet,
 }
 
+/// Writes `size` random bytes from `seed` as `CONTENT` into `peer`'s shared files; returns the
+/// file, its bytes and their digest.
+fn share_content(peer: &Peer, size: usize, seed: u64) -> (std::path::PathBuf, Vec<u8>, Digest) {
+    let data = random_bytes(size, seed);
+    let path = peer.share_dir().join(CONTENT);
+    fs::write(&path, &data).expect("write the shared file");
+    let digest = Digest::of(&data);
+    (path, data, digest)
+}
+
 /// alice (real programs) and mallory (a fake that misbehaves as told) both offer `report.pdf`;
 /// carol's listener knows both.
 fn scene(behaviour: Behaviour, seed: u64, server_args: &[&str]) -> Scene {
     let net = TestNet::new(Duration::from_secs(120));
     let mut a = net.peer("a");
     let mut c = net.peer("c");
-    let data = random_bytes(SIZE, seed);
-    let original = a.share_dir().join(CONTENT);
-    fs::write(&original, &data).expect("write the shared file");
-    let digest = Digest::of(&data);
+    let (original, data, digest) = share_content(&a, SIZE, seed);
     a.start_chunk_server(&[], server_args);
     a.start_announcer("alice", ANNOUNCE_INTERVAL_SECS);
     let mallory = FakePeer::start(&net, "mallory", CONTENT, data, behaviour);
@@ -701,10 +708,7 @@ fn six_silent_holders_beside_one_honest_holder_cost_seconds_not_minutes() {
     let net = TestNet::new(Duration::from_secs(120));
     let mut a = net.peer("a");
     let mut c = net.peer("c");
-    let data = random_bytes(1 << 20, 0x5A1);
-    let original = a.share_dir().join(CONTENT);
-    fs::write(&original, &data).expect("write the shared file");
-    let digest = Digest::of(&data);
+    let (original, data, digest) = share_content(&a, 1 << 20, 0x5A1);
     // The silent ones sort before "zoe", in case holders are asked in name order.
     let silent: Vec<FakePeer> = (1..=6)
         .map(|i| {
@@ -750,10 +754,7 @@ fn a_forged_manifest_is_rolled_back_blames_nobody_and_never_spreads() {
     let net = TestNet::new(Duration::from_secs(150));
     let mut a = net.peer("a");
     let mut c = net.peer("c");
-    let data = random_bytes(1 << 20, 0xF0F);
-    let original = a.share_dir().join(CONTENT);
-    fs::write(&original, &data).expect("write the shared file");
-    let digest = Digest::of(&data);
+    let (original, data, digest) = share_content(&a, 1 << 20, 0xF0F);
     a.start_chunk_server(&[], &[]);
     a.start_announcer("alice", ANNOUNCE_INTERVAL_SECS);
     c.start_listener(&[]);
@@ -834,9 +835,7 @@ fn rolling_back_a_forged_manifest_keeps_this_peers_own_file_of_the_same_name() {
     let net = TestNet::new(Duration::from_secs(90));
     let mut a = net.peer("a");
     let mut c = net.peer("c");
-    let data = random_bytes(300_000, 0xF1F);
-    fs::write(a.share_dir().join(CONTENT), &data).expect("write alice's file");
-    let digest = Digest::of(&data);
+    let (_, data, digest) = share_content(&a, 300_000, 0xF1F);
     // carol shares a different file under the same name.
     let (_, own_digest) = c.write_share(CONTENT, 200_000, 0x0C);
     c.start_chunk_server(&[], &[]);
