@@ -46,6 +46,11 @@ impl Event {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The `outcome` field, when it holds a word of the [`Outcome`] vocabulary.
+    pub fn outcome(&self) -> Option<Outcome> {
+        self.get("outcome").and_then(Outcome::parse)
+    }
+
     /// Parses a message written by [`Display`](fmt::Display).
     pub fn parse(message: &str) -> Option<Event> {
         let message = message.trim();
@@ -84,6 +89,124 @@ impl Event {
         let rest = rest.strip_prefix('[')?;
         let (_, message) = rest.split_once(']')?;
         Some((time, Event::parse(message)?))
+    }
+}
+
+/// The `outcome` field of every event: one vocabulary for `served` and `refused` (the chunk
+/// server), `fetched` and `download` (the downloader), so `history` reads back the very type the
+/// programs print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The chunk or file was served, fetched or assembled whole.
+    Ok,
+    /// A download ended without its file.
+    Failed,
+    /// The request was not one the server understands.
+    BadRequest,
+    /// The server holds no such chunk.
+    NotFound,
+    /// The server holds the name but not the content asked for (another digest).
+    WrongContent,
+    /// The request or answer did not parse.
+    Malformed,
+    /// Larger than allowed.
+    TooLarge,
+    /// Nothing arrived in time.
+    Timeout,
+    /// The connection closed before sending anything.
+    Empty,
+    /// The server was at its limit of connections.
+    TooManyConnections,
+    /// The server could not serve now (the content is still being prepared).
+    Busy,
+    /// The other side moved data slower than allowed.
+    TooSlow,
+    /// An error of the server's own (a file it could not read).
+    Error,
+    /// The holder could not be reached.
+    Unreachable,
+    /// The request could not be sent.
+    SendFailed,
+    /// The holder answered with an error.
+    Refused,
+    /// The holder's answer broke the protocol.
+    ProtocolError,
+    /// The chunk ended before its announced length.
+    Truncated,
+    /// The transfer broke off.
+    TransferFailed,
+    /// The bytes did not match their digest.
+    BadData,
+    /// The bytes could not be written to disk.
+    WriteFailed,
+    /// Stopped by the user (a signal).
+    Cancelled,
+}
+
+impl Outcome {
+    /// Every outcome, for tests and documentation.
+    pub const ALL: [Outcome; 22] = [
+        Outcome::Ok,
+        Outcome::Failed,
+        Outcome::BadRequest,
+        Outcome::NotFound,
+        Outcome::WrongContent,
+        Outcome::Malformed,
+        Outcome::TooLarge,
+        Outcome::Timeout,
+        Outcome::Empty,
+        Outcome::TooManyConnections,
+        Outcome::Busy,
+        Outcome::TooSlow,
+        Outcome::Error,
+        Outcome::Unreachable,
+        Outcome::SendFailed,
+        Outcome::Refused,
+        Outcome::ProtocolError,
+        Outcome::Truncated,
+        Outcome::TransferFailed,
+        Outcome::BadData,
+        Outcome::WriteFailed,
+        Outcome::Cancelled,
+    ];
+
+    /// The word written in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Failed => "failed",
+            Outcome::BadRequest => "bad_request",
+            Outcome::NotFound => "not_found",
+            Outcome::WrongContent => "wrong_content",
+            Outcome::Malformed => "malformed",
+            Outcome::TooLarge => "too_large",
+            Outcome::Timeout => "timeout",
+            Outcome::Empty => "empty",
+            Outcome::TooManyConnections => "too_many_connections",
+            Outcome::Busy => "busy",
+            Outcome::TooSlow => "too_slow",
+            Outcome::Error => "error",
+            Outcome::Unreachable => "unreachable",
+            Outcome::SendFailed => "send_failed",
+            Outcome::Refused => "refused",
+            Outcome::ProtocolError => "protocol_error",
+            Outcome::Truncated => "truncated",
+            Outcome::TransferFailed => "transfer_failed",
+            Outcome::BadData => "bad_data",
+            Outcome::WriteFailed => "write_failed",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+
+    /// The outcome a log word names.
+    pub fn parse(word: &str) -> Option<Outcome> {
+        Outcome::ALL.into_iter().find(|o| o.as_str() == word)
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -187,6 +310,20 @@ mod tests {
             Event::new("x").with("c", "Résumé_日本語🎉").to_string(),
             "x c=Résumé_日本語🎉"
         );
+    }
+
+    #[test]
+    fn every_outcome_word_reads_back_as_itself() {
+        for outcome in Outcome::ALL {
+            assert_eq!(Outcome::parse(outcome.as_str()), Some(outcome));
+            let event = Event::new("x").with("outcome", outcome);
+            assert_eq!(
+                Event::parse(&event.to_string()).unwrap().outcome(),
+                Some(outcome)
+            );
+        }
+        assert_eq!(Outcome::parse("OK"), None);
+        assert_eq!(Event::new("x").with("outcome", "weird").outcome(), None);
     }
 
     #[test]

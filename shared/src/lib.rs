@@ -14,6 +14,8 @@
 //! - [`queries`]: the names of the query files through which a listener asks its announcer to
 //!   answer a query; [`peers`]: the static peers of `peers.txt`.
 //! - [`ratelimit`]: token buckets, per source address and overall.
+//! - [`latch`]: "warn once while a failure lasts".
+//! - [`program`]: the `main` all four programs share ([`program::run_main`]).
 //! - [`fsutil`], [`net`], [`logging`], [`shutdown`]: small edges shared by every binary.
 //!
 //! The programs coordinate only through the network and the files of the peer folder, so every
@@ -26,10 +28,12 @@ pub mod connection;
 pub mod digest;
 pub mod events;
 pub mod fsutil;
+pub mod latch;
 pub mod logging;
 pub mod net;
 pub mod peer_dir;
 pub mod peers;
+pub mod program;
 pub mod protocol;
 pub mod queries;
 pub mod ratelimit;

@@ -1,0 +1,137 @@
+//! The `main` every program shares: start logging, install the signal handler, run, and turn
+//! the result into one message and an exit status.
+//!
+//! Each `main.rs` parses its `Args` (clap stays in the binaries), turns them into its library's
+//! `Config`, and hands a closure to [`run_main`]; so the four programs start, report errors and
+//! exit the same way.
+//!
+//! # Exit status
+//! | status | when |
+//! |---|---|
+//! | 0 | the program finished, or stopped cleanly on a signal |
+//! | 1 | it failed; one line `NAME: error: …` on stderr says why, with its causes |
+//! | 2 | the command line was wrong (clap says why) |
+//! | 128 + N | a failure that is the signal N's doing: 130 for Ctrl-C, 143 for SIGTERM |
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use log::LevelFilter;
+
+use crate::logging::{self, describe_error, LogOptions};
+use crate::shutdown::{self, Shutdown};
+use crate::text::terminal_safe;
+
+/// How a program runs: its name, its peer folder and where it logs.
+#[derive(Debug, Clone)]
+pub struct Program {
+    /// The program's name, which starts every error line.
+    pub name: &'static str,
+    /// A folder created before anything else (the peer folder, where the log file goes).
+    pub create_dir: Option<PathBuf>,
+    /// The most detailed level shown on stderr.
+    pub terminal: LevelFilter,
+    /// A log file and its level.
+    pub log_file: Option<(PathBuf, LevelFilter)>,
+}
+
+impl Program {
+    /// A program that logs to stderr only, at debug level when `verbose`, else info.
+    pub fn new(name: &'static str, verbose: bool) -> Program {
+        Program {
+            name,
+            create_dir: None,
+            terminal: if verbose {
+                LevelFilter::Debug
+            } else {
+                LevelFilter::Info
+            },
+            log_file: None,
+        }
+    }
+}
+
+/// Why a program stopped with an error: any error, plus whether it is the result of a signal
+/// (a download cut short by Ctrl-C), which sets the exit status to 128 + the signal.
+///
+/// Any [`std::error::Error`] converts into it, so a start function uses `?` freely.
+pub struct MainError {
+    error: Box<dyn StdError + Send + Sync>,
+    cancelled: bool,
+}
+
+impl MainError {
+    /// An error given as text: `MainError::msg(format!("bad --peer: {e}"))`.
+    pub fn msg(text: impl Into<String>) -> MainError {
+        MainError {
+            error: text.into().into(),
+            cancelled: false,
+        }
+    }
+
+    /// `error`, marked as the result of a signal when `cancelled`.
+    pub fn new(error: impl Into<Box<dyn StdError + Send + Sync>>, cancelled: bool) -> MainError {
+        MainError {
+            error: error.into(),
+            cancelled,
+        }
+    }
+}
+
+impl<E: StdError + Send + Sync + 'static> From<E> for MainError {
+    fn from(error: E) -> MainError {
+        MainError::new(error, false)
+    }
+}
+
+impl fmt::Debug for MainError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} (cancelled: {})", self.error, self.cancelled)
+    }
+}
+
+/// The whole `main` of a program: creates [`Program::create_dir`], starts logging, installs the
+/// signal handler ([`shutdown::install_ctrlc_handler`]), calls `start` with the shutdown flag
+/// and returns the exit status (see the [module](self) table).
+pub fn run_main(
+    program: Program,
+    start: impl FnOnce(&Shutdown) -> Result<(), MainError>,
+) -> ExitCode {
+    let shutdown = Shutdown::new();
+    match prepare(&program, &shutdown).and_then(|()| start(&shutdown)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Errors quote names and peers' messages: shown, never obeyed.
+            eprintln!(
+                "{}: error: {}",
+                program.name,
+                terminal_safe(&describe_error(e.error.as_ref()))
+            );
+            shutdown
+                .exit_status()
+                .filter(|_| e.cancelled)
+                .map_or(ExitCode::FAILURE, ExitCode::from)
+        }
+    }
+}
+
+fn prepare(program: &Program, shutdown: &Shutdown) -> Result<(), MainError> {
+    if let Some(dir) = &program.create_dir {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            MainError::msg(format!(
+                "cannot create the peer folder {}: {e}",
+                dir.display()
+            ))
+        })?;
+    }
+    logging::init(LogOptions {
+        terminal: program.terminal,
+        file: program.log_file.clone(),
+    })
+    .map_err(|e| MainError::msg(format!("cannot start logging: {e}")))?;
+    shutdown::install_ctrlc_handler(shutdown)
+        .map_err(|e| MainError::msg(format!("cannot install the signal handler: {e}")))?;
+    Ok(())
+}
