@@ -36,8 +36,4 @@ fuzz_target!(|data: &[u8]| {
         "re-encoded {:?}",
         String::from_utf8_lossy(&encoded)
     );
-    assert_eq!(
-        request.expects_header(),
-        !matches!(request, Request::LegacyChunk { .. })
-    );
 });

@@ -1,0 +1,446 @@
+//! The UDP channel: one [`Announcement`] per datagram, legacy `username` and `files` plus our
+//! `p2p` extension ([`AnnouncementExt`]), decoded liberally (a legacy peer's oddities are
+//! skipped, an unusable extension counts as absent) and packed into datagrams that each stand
+//! on their own ([`Announcement::pack`]).
+
+use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
+
+use serde::{Deserialize, Serialize};
+
+use super::content::ContentMeta;
+use super::error::DecodeError;
+use crate::chunk::ChunkName;
+use crate::{MAX_ANNOUNCE_DATAGRAM, PROTOCOL_VERSION};
+
+/// What our peers add to an announcement under the `p2p` key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnouncementExt {
+    /// Extension version ([`PROTOCOL_VERSION`]).
+    pub v: u32,
+    /// TCP port of the announcing peer's chunk server.
+    pub port: u16,
+    /// Seconds until the next periodic announcement; listeners expire entries after
+    /// [`EXPIRY_INTERVALS`](crate::EXPIRY_INTERVALS) of these.
+    pub interval: u64,
+    /// Size and digest of each content whose chunks this datagram lists.
+    #[serde(default)]
+    pub contents: BTreeMap<String, ContentMeta>,
+    /// Identifies one run of the announcing peer: a listener that sees a new instance from an
+    /// address drops what the old one announced, so a restarted peer replaces its entries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// What this datagram is for; absent means a plain announcement.
+    #[serde(default, skip_serializing_if = "Kind::is_announce")]
+    pub kind: Kind,
+}
+
+/// The versions of our extension this build speaks: today only [`PROTOCOL_VERSION`].
+pub const KNOWN_VERSIONS: RangeInclusive<u32> = 1..=PROTOCOL_VERSION;
+
+impl AnnouncementExt {
+    /// Whether a listener can use this extension: a query of any version (it only asks for an
+    /// answer at its source address); anything else only at a version we speak and with a
+    /// chunk-server port other than 0. An extension that is not usable counts as absent, like
+    /// an unreadable one: the datagram is read as a legacy announcement, and nothing of it
+    /// reaches `tags.txt` as `p2p/4000000000` or port 0.
+    fn is_usable(&self) -> bool {
+        self.kind == Kind::Query || (KNOWN_VERSIONS.contains(&self.v) && self.port != 0)
+    }
+}
+
+/// The purpose of an extended datagram. Legacy listeners see every kind as an announcement;
+/// queries and goodbyes carry no chunks, so to them they change nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// "These are my chunks."
+    #[default]
+    Announce,
+    /// "Announce to me now": sent by a starting listener so it sees the network at once;
+    /// announcers answer by unicast to the query's source address.
+    Query,
+    /// "I am leaving": listeners drop the sender's entries at once.
+    Goodbye,
+}
+
+impl Kind {
+    fn is_announce(&self) -> bool {
+        *self == Kind::Announce
+    }
+}
+
+/// The username every query is sent under: never a real peer's name (our announcers refuse
+/// it), so a legacy listener that shows the last datagram of each username files a query's
+/// empty `files` under it and keeps showing the querying peer's own announcement.
+pub const QUERY_USERNAME: &str = "(query)";
+
+/// Longest announce interval a listener honours, in seconds (ten minutes): a longer one is
+/// taken at this value, so a peer cannot stay listed for days after it left. Our announcers
+/// refuse a longer `--interval`.
+pub const MAX_ANNOUNCE_INTERVAL_SECS: u64 = 600;
+
+
+/// One announcement datagram.
+///
+/// # Format
+/// ```text
+/// {"username":"ece","files":["ece_1","ece_2"]}                        legacy
+/// {"username":"alice","files":["photo.png_1","photo.png_2"],
+///  "p2p":{"v":1,"port":5001,"interval":60,"instance":"5f3c9a…",
+///         "contents":{"photo.png":{"size":1048579,"sha256":"9f86…"}}}} ours
+/// {"username":"carol","files":[],"p2p":{…,"kind":"query"}}          ours: announce to me now
+/// {"username":"alice","files":[],"p2p":{…,"kind":"goodbye"}}        ours: forget me
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Announcement {
+    /// The sender's username.
+    pub username: String,
+    /// Entries as sent. Our peers send only chunk names; legacy peers may add odd entries, which
+    /// [`Announcement::chunks`] skips.
+    pub files: Vec<String>,
+    /// Our extension; `None` for legacy peers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p2p: Option<AnnouncementExt>,
+}
+
+impl Announcement {
+    /// The JSON bytes of this datagram.
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing plain strings, integers and maps cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Decodes one datagram, liberally: `username` must be a string and `files` an array, but
+    /// non-string entries in `files`, unknown keys and an unreadable `p2p` extension (which then
+    /// counts as a legacy announcement) are tolerated.
+    ///
+    /// # Errors
+    /// [`DecodeError::Malformed`] for anything that is not such an object.
+    pub fn decode(bytes: &[u8]) -> Result<Announcement, DecodeError> {
+        let value: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| DecodeError::Malformed(format!("not JSON: {e}")))?;
+        let object = value
+            .as_object()
+            .ok_or_else(|| DecodeError::Malformed("not a JSON object".into()))?;
+        let username = object
+            .get("username")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| DecodeError::Malformed("\"username\" missing or not a string".into()))?
+            .to_owned();
+        let files = object
+            .get("files")
+            .and_then(|v| v.as_array())
+            .ok_or_else(|| DecodeError::Malformed("\"files\" missing or not an array".into()))?
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect();
+        let p2p = object
+            .get("p2p")
+            .and_then(|v| serde_json::from_value::<AnnouncementExt>(v.clone()).ok())
+            .filter(AnnouncementExt::is_usable);
+        Ok(Announcement {
+            username,
+            files,
+            p2p,
+        })
+    }
+
+    /// The valid chunk names among `files`, skipping everything else.
+    pub fn chunks(&self) -> Vec<ChunkName> {
+        self.files
+            .iter()
+            .filter_map(|f| ChunkName::parse(f).ok())
+            .collect()
+    }
+
+    /// Splits one peer's whole announcement into datagrams of at most
+    /// [`MAX_ANNOUNCE_DATAGRAM`] bytes, each a complete announcement on its own.
+    ///
+    /// The chunks of one content stay in one datagram when they fit, and a datagram carries the
+    /// `contents` entry of every content it lists. With no chunks at all, one datagram with an
+    /// empty `files` is still produced, so the peer stays visible. A chunk that cannot fit even
+    /// alone (a long username, or a long name of `"`s, which JSON escaping doubles) is left out
+    /// and returned in the second list.
+    pub fn pack(
+        username: &str,
+        ext: Option<&AnnouncementExt>,
+        chunks: &[ChunkName],
+        metas: &BTreeMap<String, ContentMeta>,
+    ) -> (Vec<Vec<u8>>, Vec<ChunkName>) {
+        let mut sorted: Vec<&ChunkName> = chunks.iter().collect();
+        sorted.sort();
+        sorted.dedup();
+
+        let build = |names: &[&ChunkName]| -> Announcement {
+            Announcement {
+                username: username.to_owned(),
+                files: names.iter().map(|n| n.to_string()).collect(),
+                p2p: ext.map(|ext| AnnouncementExt {
+                    contents: names
+                        .iter()
+                        .filter_map(|n| {
+                            metas.get(n.content()).map(|m| (n.content().to_owned(), *m))
+                        })
+                        .collect(),
+                    ..ext.clone()
+                }),
+            }
+        };
+        let fits = |names: &[&ChunkName]| build(names).encode().len() <= MAX_ANNOUNCE_DATAGRAM;
+
+        let mut datagrams = Vec::new();
+        let mut dropped = Vec::new();
+        let mut current: Vec<&ChunkName> = Vec::new();
+        for group in sorted.chunk_by(|a, b| a.content() == b.content()) {
+            let mut candidate = current.clone();
+            candidate.extend_from_slice(group);
+            if fits(&candidate) {
+                current = candidate;
+                continue;
+            }
+            // The whole group does not fit beside what we have: start afresh, then place its
+            // chunks one by one if even a fresh datagram cannot take them all.
+            if !current.is_empty() {
+                datagrams.push(build(&current).encode());
+                current.clear();
+            }
+            for name in group {
+                current.push(name);
+                if !fits(&current) {
+                    current.pop();
+                    if current.is_empty() {
+                        dropped.push((*name).clone());
+                        continue;
+                    }
+                    datagrams.push(build(&current).encode());
+                    current = vec![name];
+                    if !fits(&current) {
+                        dropped.push((*name).clone());
+                        current.clear();
+                    }
+                }
+            }
+        }
+        if !current.is_empty() || datagrams.is_empty() {
+            datagrams.push(build(&current).encode());
+        }
+        (datagrams, dropped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::Digest;
+    use crate::protocol::content::tests::manifest;
+
+    fn ext() -> AnnouncementExt {
+        AnnouncementExt {
+            v: PROTOCOL_VERSION,
+            port: 5001,
+            interval: 60,
+            contents: BTreeMap::new(),
+            instance: Some("a1b2".into()),
+            kind: Kind::Announce,
+        }
+    }
+
+    #[test]
+    fn legacy_announcement_decodes() {
+        let a = Announcement::decode(
+            br#"{"username": "ece", "files": ["ece_1", "ece_2", "ece_3", "ali_2", "ece.txt", 7]}"#,
+        )
+        .unwrap();
+        assert_eq!(a.username, "ece");
+        assert_eq!(a.p2p, None);
+        assert_eq!(a.files.len(), 5);
+        let chunks: Vec<String> = a.chunks().iter().map(|c| c.to_string()).collect();
+        assert_eq!(chunks, ["ece_1", "ece_2", "ece_3", "ali_2"]);
+    }
+
+    #[test]
+    fn our_announcement_round_trips_and_reads_as_legacy() {
+        let mut ext = ext();
+        ext.contents.insert("photo.png".into(), manifest().meta());
+        let a = Announcement {
+            username: "alice".into(),
+            files: vec!["photo.png_1".into(), "photo.png_2".into()],
+            p2p: Some(ext),
+        };
+        let bytes = a.encode();
+        assert_eq!(Announcement::decode(&bytes).unwrap(), a);
+        // A legacy listener only ever looks at these two keys.
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["username"], "alice");
+        assert_eq!(v["files"][1], "photo.png_2");
+    }
+
+    #[test]
+    fn queries_and_goodbyes_round_trip_and_plain_announcements_omit_the_kind() {
+        for kind in [Kind::Query, Kind::Goodbye] {
+            let a = Announcement {
+                username: "carol".into(),
+                files: vec![],
+                p2p: Some(AnnouncementExt { kind, ..ext() }),
+            };
+            let bytes = a.encode();
+            assert_eq!(Announcement::decode(&bytes).unwrap(), a);
+            assert!(Announcement::decode(&bytes).unwrap().chunks().is_empty());
+        }
+        let plain = Announcement {
+            username: "a".into(),
+            files: vec![],
+            p2p: Some(ext()),
+        }
+        .encode();
+        assert!(!String::from_utf8(plain).unwrap().contains("kind"));
+        // A version-1 peer without instance or kind still decodes.
+        let old = br#"{"username":"x","files":[],"p2p":{"v":1,"port":1,"interval":5}}"#;
+        let ext = Announcement::decode(old).unwrap().p2p.unwrap();
+        assert_eq!((ext.kind, ext.instance), (Kind::Announce, None));
+    }
+
+    #[test]
+    fn broken_extension_degrades_to_legacy() {
+        let a =
+            Announcement::decode(br#"{"username":"x","files":["a_1"],"p2p":{"v":"?"}}"#).unwrap();
+        assert_eq!(a.p2p, None);
+        assert_eq!(a.chunks().len(), 1);
+    }
+
+    #[test]
+    fn unknown_versions_and_port_0_degrade_to_legacy() {
+        for text in [
+            r#"{"username":"x","files":["a_1"],"p2p":{"v":4000000000,"port":5001,"interval":60}}"#,
+            r#"{"username":"x","files":["a_1"],"p2p":{"v":0,"port":5001,"interval":60}}"#,
+            r#"{"username":"x","files":["a_1"],"p2p":{"v":2,"port":5001,"interval":60}}"#,
+            r#"{"username":"x","files":["a_1"],"p2p":{"v":1,"port":0,"interval":60}}"#,
+            r#"{"username":"x","files":[],"p2p":{"v":1,"port":0,"interval":60,"kind":"goodbye"}}"#,
+        ] {
+            let a = Announcement::decode(text.as_bytes()).unwrap();
+            assert_eq!(a.p2p, None, "{text}");
+        }
+        // A query names no port of its own, whatever its version.
+        for v in [1, 7] {
+            let text = format!(
+                r#"{{"username":"x","files":[],"p2p":{{"v":{v},"port":0,"interval":60,"kind":"query"}}}}"#
+            );
+            let a = Announcement::decode(text.as_bytes()).unwrap();
+            assert_eq!(a.p2p.map(|e| e.kind), Some(Kind::Query), "{text}");
+        }
+    }
+
+    #[test]
+    fn malformed_announcements_are_rejected() {
+        let junk_60k = vec![b'x'; 60_000];
+        for junk in [
+            &b""[..],
+            b"not json",
+            b"[]",
+            b"null",
+            b"{\"files\": []}",
+            b"{\"username\": 3, \"files\": []}",
+            b"{\"username\": \"a\"}",
+            b"{\"username\": \"a\", \"files\": \"a_1\"}",
+            b"{\"username\": \"a\", \"files\": [\"a_1\"]",
+            &junk_60k,
+        ] {
+            assert!(
+                matches!(Announcement::decode(junk), Err(DecodeError::Malformed(_))),
+                "{:?}",
+                String::from_utf8_lossy(&junk[..junk.len().min(40)])
+            );
+        }
+    }
+
+    fn metas_for(names: &[ChunkName]) -> BTreeMap<String, ContentMeta> {
+        names
+            .iter()
+            .map(|n| {
+                (
+                    n.content().to_owned(),
+                    ContentMeta {
+                        size: 1 << 40,
+                        sha256: Digest::of(n.content().as_bytes()),
+                        root: Some(Digest::of(n.content().as_bytes())),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pack_splits_many_chunks_into_small_self_contained_datagrams() {
+        let mut chunks = Vec::new();
+        for i in 0..300 {
+            for name in
+                ChunkName::all_of(&format!("file number {i:03} with a long-ish name.dat")).unwrap()
+            {
+                chunks.push(name);
+            }
+        }
+        let metas = metas_for(&chunks);
+        let (datagrams, dropped) = Announcement::pack("alice", Some(&ext()), &chunks, &metas);
+        assert!(dropped.is_empty());
+        assert!(datagrams.len() > 10);
+        let mut seen = Vec::new();
+        for bytes in &datagrams {
+            assert!(
+                bytes.len() <= MAX_ANNOUNCE_DATAGRAM,
+                "{} bytes",
+                bytes.len()
+            );
+            let a = Announcement::decode(bytes).unwrap();
+            assert_eq!(a.username, "alice");
+            let ext = a.p2p.clone().unwrap();
+            let names = a.chunks();
+            // Each content's five chunks travel together, with their metadata.
+            assert_eq!(names.len() % 5, 0);
+            for name in &names {
+                assert_eq!(ext.contents[name.content()], metas[name.content()]);
+            }
+            assert_eq!(ext.contents.len(), names.len() / 5);
+            seen.extend(names);
+        }
+        seen.sort();
+        chunks.sort();
+        assert_eq!(seen, chunks);
+    }
+
+    #[test]
+    fn pack_splits_a_content_whose_chunks_cannot_share_a_datagram() {
+        let long = "n".repeat(crate::MAX_CONTENT_NAME_BYTES);
+        let chunks: Vec<ChunkName> = ChunkName::all_of(&long).unwrap().into();
+        let metas = metas_for(&chunks);
+        let (datagrams, dropped) = Announcement::pack("bob", Some(&ext()), &chunks, &metas);
+        assert!(dropped.is_empty());
+        assert!(datagrams.len() >= 2);
+        let mut total = 0;
+        for bytes in &datagrams {
+            assert!(bytes.len() <= MAX_ANNOUNCE_DATAGRAM);
+            let a = Announcement::decode(bytes).unwrap();
+            assert!(a.p2p.as_ref().unwrap().contents.contains_key(&long));
+            total += a.chunks().len();
+        }
+        assert_eq!(total, 5);
+    }
+
+    #[test]
+    fn pack_without_chunks_still_announces_presence() {
+        let (datagrams, _) = Announcement::pack("carol", Some(&ext()), &[], &BTreeMap::new());
+        assert_eq!(datagrams.len(), 1);
+        let a = Announcement::decode(&datagrams[0]).unwrap();
+        assert!(a.files.is_empty());
+        assert_eq!(a.p2p.unwrap().port, 5001);
+    }
+
+    #[test]
+    fn pack_drops_what_cannot_fit_at_all() {
+        let chunks: Vec<ChunkName> = ChunkName::all_of("a").unwrap().into();
+        let huge_user = "u".repeat(2000);
+        let (datagrams, dropped) = Announcement::pack(&huge_user, None, &chunks, &BTreeMap::new());
+        assert_eq!(dropped.len(), 5);
+        assert_eq!(datagrams.len(), 1);
+    }
+}
