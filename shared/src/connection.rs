@@ -8,12 +8,12 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
-
-use socket2::{Domain, Protocol, Socket, Type};
 use std::time::{Duration, Instant};
 
+use socket2::{Domain, Protocol, Socket, Type};
+
 use crate::protocol::{DecodeError, Request, Response, MAX_RESPONSE_HEADER};
-use crate::{CONNECT_TIMEOUT, IO_IDLE_TIMEOUT, MAX_REQUEST_BYTES};
+use crate::{IO_IDLE_TIMEOUT, MAX_REQUEST_BYTES};
 
 /// Why a read or write on a connection failed.
 #[derive(Debug, thiserror::Error)]
@@ -52,37 +52,35 @@ fn is_timeout(err: &io::Error) -> bool {
 /// A TCP connection with protocol-aware reads.
 pub struct Connection {
     reader: BufReader<TcpStream>,
-    peer: SocketAddr,
+}
+
+/// What one wait for bytes gave ([`Connection::fill`]).
+enum Filled {
+    /// The read buffer holds bytes.
+    Data,
+    /// The peer closed its side.
+    Eof,
+    /// The wait ended with nothing new.
+    Idle,
 }
 
 impl Connection {
     /// Wraps an accepted or connected stream and sets its read and write timeouts.
     ///
     /// # Errors
-    /// When the socket options cannot be set or the peer address is unknown.
+    /// When the socket options cannot be set.
     pub fn new(stream: TcpStream, timeout: Duration) -> io::Result<Connection> {
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
         // Requests and headers are small single writes; do not let Nagle delay them.
         stream.set_nodelay(true)?;
-        let peer = stream.peer_addr()?;
         Ok(Connection {
             reader: BufReader::with_capacity(64 * 1024, stream),
-            peer,
         })
     }
 
-    /// Connects to a chunk server within [`CONNECT_TIMEOUT`], with [`IO_IDLE_TIMEOUT`] on reads
-    /// and writes.
-    ///
-    /// # Errors
-    /// When the server cannot be reached.
-    pub fn connect(addr: SocketAddr) -> io::Result<Connection> {
-        Self::connect_with(addr, None, CONNECT_TIMEOUT, IO_IDLE_TIMEOUT)
-    }
-
-    /// [`Connection::connect`] from a chosen source address (`bind`: several peers on one host
-    /// each use their own 127.0.0.x, so servers log who really asked) and with explicit
+    /// Connects to a chunk server from a chosen source address (`bind`: several peers on one
+    /// host each use their own 127.0.0.x, so servers log who really asked) and with explicit
     /// timeouts.
     ///
     /// # Errors
@@ -106,17 +104,21 @@ impl Connection {
         Self::new(stream, io_timeout)
     }
 
-    /// The address of the other end.
-    pub fn peer_addr(&self) -> SocketAddr {
-        self.peer
-    }
-
     /// Changes the read timeout.
     ///
     /// # Errors
     /// When the socket option cannot be set.
     pub fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
         self.reader.get_ref().set_read_timeout(Some(timeout))
+    }
+
+    /// The socket's read timeout now.
+    fn read_timeout(&self) -> io::Result<Duration> {
+        Ok(self
+            .reader
+            .get_ref()
+            .read_timeout()?
+            .unwrap_or(IO_IDLE_TIMEOUT))
     }
 
     /// A second handle on the socket, so another thread can shut it down to interrupt a
@@ -133,17 +135,36 @@ impl Connection {
         self.reader.get_mut()
     }
 
+    /// The one read loop under every read here: waits until the buffer holds bytes, the peer
+    /// closes, or the wait ends. With a `deadline`, each read may only wait for what is left of
+    /// it (and none is made once it has passed); without, the socket's read timeout bounds the
+    /// wait. The bytes are then taken from `self.reader.buffer()` and consumed.
+    fn fill(&mut self, deadline: Option<Instant>) -> io::Result<Filled> {
+        loop {
+            if let Some(deadline) = deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(Filled::Idle);
+                }
+                self.set_read_timeout(left)?;
+            }
+            return match self.reader.fill_buf() {
+                Ok([]) => Ok(Filled::Eof),
+                Ok(_) => Ok(Filled::Data),
+                Err(e) if is_timeout(&e) => Ok(Filled::Idle),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            };
+        }
+    }
+
     /// Server side: reads one request, which must be complete within the connection's read
     /// timeout as a whole (see [`Connection::read_request_until`]).
     ///
     /// # Errors
     /// As [`Connection::read_request_until`].
     pub fn read_request(&mut self) -> Result<Request, ConnectionError> {
-        let timeout = self
-            .reader
-            .get_ref()
-            .read_timeout()?
-            .unwrap_or(IO_IDLE_TIMEOUT);
+        let timeout = self.read_timeout()?;
         self.read_request_until(Instant::now() + timeout)
     }
 
@@ -161,27 +182,15 @@ impl Connection {
         let started = Instant::now();
         let mut buf: Vec<u8> = Vec::new();
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(ConnectionError::Timeout(started.elapsed()));
-            }
-            // Each read may only wait for what is left of the deadline.
-            self.set_read_timeout(left)?;
-            let available = match self.reader.fill_buf() {
-                Ok(bytes) => bytes,
-                Err(e) if is_timeout(&e) => {
-                    return Err(ConnectionError::Timeout(started.elapsed()))
+            match self.fill(Some(deadline))? {
+                Filled::Data => {}
+                Filled::Idle => return Err(ConnectionError::Timeout(started.elapsed())),
+                Filled::Eof if buf.iter().all(u8::is_ascii_whitespace) => {
+                    return Err(ConnectionError::Empty)
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
-            };
-            if available.is_empty() {
-                return Err(if buf.iter().all(u8::is_ascii_whitespace) {
-                    ConnectionError::Empty
-                } else {
-                    ConnectionError::Truncated
-                });
+                Filled::Eof => return Err(ConnectionError::Truncated),
             }
+            let available = self.reader.buffer();
             let take = available.len().min(MAX_REQUEST_BYTES + 1 - buf.len());
             buf.extend_from_slice(&available[..take]);
             self.reader.consume(take);
@@ -225,14 +234,8 @@ impl Connection {
     /// know the chunk, for instance), [`ConnectionError::Timeout`], [`ConnectionError::TooLarge`]
     /// or [`ConnectionError::Malformed`].
     pub fn read_response(&mut self) -> Result<Response, ConnectionError> {
-        let mut line = Vec::new();
-        let timeout = self
-            .reader
-            .get_ref()
-            .read_timeout()?
-            .unwrap_or(IO_IDLE_TIMEOUT);
-        let deadline = Instant::now() + timeout;
-        let result = self.read_response_until(&mut line, timeout, deadline);
+        let timeout = self.read_timeout()?;
+        let result = self.read_response_until(Instant::now() + timeout, timeout);
         // Body reads that follow get the per-read timeout back.
         self.set_read_timeout(timeout)?;
         result
@@ -240,25 +243,17 @@ impl Connection {
 
     fn read_response_until(
         &mut self,
-        line: &mut Vec<u8>,
-        timeout: Duration,
         deadline: Instant,
+        timeout: Duration,
     ) -> Result<Response, ConnectionError> {
+        let mut line = Vec::new();
         loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Err(ConnectionError::Timeout(timeout));
+            match self.fill(Some(deadline))? {
+                Filled::Data => {}
+                Filled::Idle => return Err(ConnectionError::Timeout(timeout)),
+                Filled::Eof => return Err(ConnectionError::Truncated),
             }
-            self.set_read_timeout(remaining)?;
-            let available = match self.reader.fill_buf() {
-                Ok(bytes) => bytes,
-                Err(e) if is_timeout(&e) => return Err(ConnectionError::Timeout(timeout)),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
-            };
-            if available.is_empty() {
-                return Err(ConnectionError::Truncated);
-            }
+            let available = self.reader.buffer();
             let (take, done) = match available.iter().position(|&b| b == b'\n') {
                 Some(i) => (i + 1, true),
                 None => (available.len(), false),
@@ -269,7 +264,7 @@ impl Connection {
                 return Err(ConnectionError::TooLarge(MAX_RESPONSE_HEADER));
             }
             if done {
-                return Ok(Response::decode(line)?);
+                return Ok(Response::decode(&line)?);
             }
         }
     }
@@ -287,11 +282,10 @@ impl Connection {
     ) -> Result<u64, ConnectionError> {
         let mut remaining = length;
         while remaining > 0 {
-            let n = self.read_some(out, remaining, progress)?;
-            match n {
-                ReadOutcome::Data(n) => remaining -= n,
-                ReadOutcome::Eof => return Err(ConnectionError::Truncated),
-                ReadOutcome::Idle(d) => return Err(ConnectionError::Timeout(d)),
+            match self.fill(None)? {
+                Filled::Data => remaining -= self.copy_buffered(out, remaining, progress)?,
+                Filled::Eof => return Err(ConnectionError::Truncated),
+                Filled::Idle => return Err(ConnectionError::Timeout(self.read_timeout()?)),
             }
         }
         Ok(length)
@@ -313,46 +307,34 @@ impl Connection {
         let mut total = 0u64;
         let started = Instant::now();
         loop {
-            match self.read_some(out, u64::MAX, progress)? {
-                ReadOutcome::Data(n) => {
+            match self.fill(None)? {
+                Filled::Data => {
                     if total == 0 {
                         self.set_read_timeout(end_idle)?;
                     }
-                    total += n;
+                    total += self.copy_buffered(out, u64::MAX, progress)?;
                 }
-                ReadOutcome::Eof => return Ok(total),
-                ReadOutcome::Idle(_) if total > 0 => return Ok(total),
-                ReadOutcome::Idle(_) => return Err(ConnectionError::Timeout(started.elapsed())),
+                Filled::Eof => return Ok(total),
+                Filled::Idle if total > 0 => return Ok(total),
+                Filled::Idle => return Err(ConnectionError::Timeout(started.elapsed())),
             }
         }
     }
 
-    fn read_some(
+    /// Moves up to `limit` buffered bytes into `out`; returns how many.
+    fn copy_buffered(
         &mut self,
         out: &mut impl Write,
         limit: u64,
         progress: &mut dyn FnMut(u64),
-    ) -> Result<ReadOutcome, ConnectionError> {
-        loop {
-            let available = match self.reader.fill_buf() {
-                Ok(bytes) => bytes,
-                Err(e) if is_timeout(&e) => {
-                    let d = self.reader.get_ref().read_timeout()?.unwrap_or_default();
-                    return Ok(ReadOutcome::Idle(d));
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
-            };
-            if available.is_empty() {
-                return Ok(ReadOutcome::Eof);
-            }
-            let take = usize::try_from(limit).map_or(available.len(), |l| l.min(available.len()));
-            out.write_all(&available[..take])
-                .map_err(ConnectionError::Sink)?;
-            self.reader.consume(take);
-            progress(take as u64);
-            return Ok(ReadOutcome::Data(take as u64));
-        }
+    ) -> Result<u64, ConnectionError> {
+        let available = self.reader.buffer();
+        let take = usize::try_from(limit).map_or(available.len(), |l| l.min(available.len()));
+        out.write_all(&available[..take])
+            .map_err(ConnectionError::Sink)?;
+        self.reader.consume(take);
+        progress(take as u64);
+        Ok(take as u64)
     }
 
     /// Half-closes the write side: the peer sees end of stream, we can still read.
@@ -372,12 +354,6 @@ impl Connection {
             }
         }
     }
-}
-
-enum ReadOutcome {
-    Data(u64),
-    Eof,
-    Idle(Duration),
 }
 
 #[cfg(test)]

@@ -79,17 +79,6 @@ pub struct Snapshot {
     pub metas: BTreeMap<String, ContentMeta>,
 }
 
-impl Snapshot {
-    /// Which chunks of each content are present.
-    pub fn chunk_sets(&self) -> BTreeMap<&str, ChunkSet> {
-        let mut sets: BTreeMap<&str, ChunkSet> = BTreeMap::new();
-        for name in &self.chunks {
-            sets.entry(name.content()).or_default().insert(name.index());
-        }
-        sets
-    }
-}
-
 /// Why the store could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -320,6 +309,27 @@ impl ChunkStore {
             .collect();
         Ok(Snapshot { chunks, metas })
     }
+
+    /// Where the chunk server writes a chunk of a shared file while splitting it, before the
+    /// rename to [`Self::chunk_path`]. `.split` rather than the downloader's `.part`
+    /// ([`Self::incoming_path`]): a download and a split of the same name never write the same
+    /// temporary file.
+    pub fn split_path(&self, name: &ChunkName) -> PathBuf {
+        self.incoming_dir().join(format!("{name}.split"))
+    }
+
+    /// Whether `path` is what a chunk server killed mid-split leaves behind: a chunk at a
+    /// [`Self::split_path`], or a half-written manifest (`.NAME.json.PID.tmp`, from
+    /// [`fsutil::write_atomic`]). Only the chunk server removes them, at start, while no split
+    /// runs (one chunk server per peer folder).
+    pub fn is_split_leftover(&self, path: &Path) -> bool {
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
+        else {
+            return false;
+        };
+        (dir == self.incoming_dir() && name.ends_with(".split"))
+            || (dir == self.manifests_dir() && name.starts_with('.') && name.ends_with(".tmp"))
+    }
 }
 
 /// Removes a file, treating "already gone" as success.
@@ -404,7 +414,7 @@ mod tests {
         let snap = store.snapshot().unwrap();
         assert_eq!(snap.chunks.len(), 1);
         assert_eq!(snap.metas["my file.bin"], m.manifest.meta());
-        assert_eq!(snap.chunk_sets()["my file.bin"].to_string(), "-2---");
+        assert_eq!(store.chunks_of("my file.bin").to_string(), "-2---");
         store.remove_content("my file.bin").unwrap();
         assert_eq!(store.snapshot().unwrap(), Snapshot::default());
     }
