@@ -7,6 +7,7 @@
 //! once.
 
 use std::io;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use shared::store::StoreError;
@@ -26,6 +27,14 @@ pub enum Error {
     /// The chunk store (`DIR/temp`) could not be opened.
     #[error("cannot open the chunk store")]
     OpenStore(#[source] StoreError),
+    /// The listening socket could not be bound ([`bind`](crate::bind)).
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The cause.
+        source: io::Error,
+    },
     /// The listening socket could not be set up for the accept loop.
     #[error("cannot prepare the listening socket")]
     Listener(#[source] io::Error),

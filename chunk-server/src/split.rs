@@ -1,29 +1,21 @@
-//! Sharing: keeps the chunk store in step with the files this peer shares.
+//! Splitting one shared file into the chunk store: five chunks and a manifest with origin
+//! [`Origin::Shared`].
 //!
-//! A [`Sharer`] owns the list of share paths (`--share`, or `DIR/served_files`). Each
-//! [`Sharer::scan`] lists the files under them and, for each one, makes sure the store holds its
-//! five chunks and a manifest whose origin is [`Origin::Shared`] with the file's path and
-//! modification time. New and changed files are split again; contents whose shared file is gone
-//! are removed. Only contents that the server split itself (origin `Shared`) are ever removed:
-//! what the downloader put in the store is not ours to delete, although a shared file of the same
-//! name replaces it.
+//! [`split_file`] streams the file once through a fixed buffer, writing each chunk to the
+//! store's `.incoming/` folder ([`ChunkStore::split_path`]) while hashing it and the whole file.
+//! Chunks are renamed into place only when the file did not change during the split, so the
+//! store never holds a mix of two versions under one manifest. Memory use does not depend on
+//! the file's size. What a killed split leaves behind is removed at the next start
+//! ([`remove_leftovers`]).
 //!
-//! Splitting ([`split_file`]) streams the file once through a fixed buffer, writing each chunk to
-//! the store's `.incoming/` folder while hashing it and the whole file. Chunks are renamed into
-//! place only when the file did not change during the split, so the store never holds a mix of
-//! two versions under one manifest. Memory use does not depend on the file's size.
-//!
-//! This module does not serve anything ([`crate::serve`] does) and runs no thread of its own:
-//! [`crate::run`] calls [`Sharer::scan`] once before accepting and then from a background thread.
+//! Which files to split, and when, is `share`'s business; this module splits what it is given.
 
-use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
-use std::fs::{self, File, Metadata};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
-use shared::chunk::{chunk_ranges, validate_content_name, ChunkName, NameError};
+use shared::chunk::{chunk_ranges, ChunkName, NameError};
 use shared::digest::{Digest, Hasher, HashingWriter};
 use shared::protocol::Manifest;
 use shared::shutdown::Shutdown;
@@ -82,7 +74,7 @@ pub(crate) enum SplitOutcome {
     Interrupted,
 }
 
-/// The `.part` files of one split; whatever is left of them is removed on drop, so a failed or
+/// The temporary chunk files of one split; whatever is left of them is removed on drop, so a failed or
 /// abandoned split leaves nothing behind.
 struct PartFiles(Vec<PathBuf>);
 
@@ -118,14 +110,7 @@ pub(crate) fn split_file(
     let size = before.len();
     let modified = before.modified().map_err(read_err)?;
 
-    // `.split` rather than the downloader's `.part`: a download and a split of the same name
-    // must not write the same temporary file.
-    let parts = PartFiles(
-        names
-            .iter()
-            .map(|n| store.incoming_dir().join(format!("{n}.split")))
-            .collect(),
-    );
+    let parts = PartFiles(names.iter().map(|n| store.split_path(n)).collect());
     let mut whole = Hasher::default();
     let mut buf = vec![0u8; SPLIT_BUFFER];
     let mut digests = [Digest::of(b""); CHUNKS_PER_FILE];
@@ -195,340 +180,39 @@ pub(crate) fn split_file(
     Ok(SplitOutcome::Done(Box::new(manifest)))
 }
 
-/// Removes what a chunk server killed mid-split left behind: `.split` files in
-/// `temp/.incoming/` and temporary manifest files. Called once at start, before the first scan,
-/// so nothing removed is in use (one chunk server per peer folder).
+/// Removes what a chunk server killed mid-split left behind
+/// ([`ChunkStore::is_split_leftover`]). Called once at start, before the first scan, so nothing
+/// removed is in use (one chunk server per peer folder).
 pub(crate) fn remove_leftovers(store: &ChunkStore) {
-    for (dir, is_leftover) in [
-        (
-            store.incoming_dir(),
-            (|name: &str| name.ends_with(".split")) as fn(&str) -> bool,
-        ),
-        (store.manifests_dir(), |name: &str| {
-            name.starts_with('.') && name.ends_with(".tmp")
-        }),
-    ] {
+    for dir in [store.incoming_dir(), store.manifests_dir()] {
         let Ok(entries) = fs::read_dir(&dir) else {
             continue;
         };
-        for entry in entries.flatten() {
-            if entry.file_name().to_str().is_some_and(is_leftover) {
-                match fs::remove_file(entry.path()) {
-                    Ok(()) => log::info!("removed leftover {}", entry.path().display()),
-                    Err(e) => log::warn!("cannot remove leftover {}: {e}", entry.path().display()),
-                }
-            }
-        }
-    }
-}
-
-/// Whether the five chunk files of `manifest` are present with the lengths it implies.
-fn chunks_intact(store: &ChunkStore, manifest: &Manifest) -> bool {
-    let Ok(names) = ChunkName::all_of(&manifest.name) else {
-        return false;
-    };
-    names
-        .iter()
-        .zip(chunk_ranges(manifest.size))
-        .all(|(name, range)| {
-            fs::metadata(store.chunk_path(name))
-                .is_ok_and(|m| m.is_file() && m.len() == range.len())
-        })
-}
-
-/// One file to share, as listed by a scan.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Candidate {
-    /// Content name: the file name.
-    name: String,
-    /// Absolute path of the file.
-    path: PathBuf,
-    /// Size when listed.
-    size: u64,
-    /// Modification time when listed.
-    modified: Option<SystemTime>,
-}
-
-/// What one scan did, by content name; for logs and tests.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct ScanReport {
-    /// Contents split (new, changed, or replacing downloaded content).
-    pub(crate) split: Vec<String>,
-    /// Contents already up to date.
-    pub(crate) unchanged: Vec<String>,
-    /// Contents removed because their shared file is gone.
-    pub(crate) removed: Vec<String>,
-    /// Contents whose split failed or must be retried.
-    pub(crate) failed: Vec<String>,
-}
-
-/// Keeps the store in step with the shared files; see the module documentation.
-#[derive(Debug)]
-pub(crate) struct Sharer {
-    store: ChunkStore,
-    /// The share paths, in `--share` order: on a name conflict, the first wins.
-    shares: Vec<PathBuf>,
-    /// Messages already logged, so that a rescan every few seconds does not repeat them.
-    noted: HashSet<String>,
-}
-
-impl Sharer {
-    /// A sharer of `shares` into `store`.
-    pub(crate) fn new(store: ChunkStore, shares: Vec<PathBuf>) -> Sharer {
-        Sharer {
-            store,
-            shares,
-            noted: HashSet::new(),
-        }
-    }
-
-    fn note_once(&mut self, level: log::Level, message: String) {
-        if !self.noted.contains(&message) {
-            log::log!(level, "{message}");
-            self.noted.insert(message);
-        }
-    }
-
-    /// Brings the store up to date with the shared files: splits new and changed files, removes
-    /// contents whose file is gone. Stops early, installing nothing half-done, on shutdown.
-    pub(crate) fn scan(&mut self, shutdown: &Shutdown) -> ScanReport {
-        let mut report = ScanReport::default();
-        let (candidates, complete) = self.candidates();
-        for candidate in &candidates {
-            if shutdown.is_triggered() {
-                return report;
-            }
-            let name = &candidate.name;
-            let existing = match self.store.load_manifest(name) {
-                Ok(existing) => existing,
-                Err(e) => {
-                    log::warn!("{e}; splitting {name} again");
-                    None
-                }
-            };
-            if let Some(stored) = &existing {
-                match &stored.origin {
-                    Origin::Shared { path, modified }
-                        if *path == candidate.path
-                            && Some(*modified) == candidate.modified
-                            && stored.manifest.size == candidate.size
-                            && chunks_intact(&self.store, &stored.manifest) =>
-                    {
-                        report.unchanged.push(name.clone());
-                        continue;
-                    }
-                    Origin::Downloaded { .. } | Origin::Downloading => log::info!(
-                        "shared file {} replaces the downloaded content {name}",
-                        candidate.path.display()
-                    ),
-                    Origin::Shared { .. } => {}
-                }
-            }
-            match split_file(&self.store, name, &candidate.path, shutdown) {
-                Ok(SplitOutcome::Done(manifest)) => report.split.push(manifest.name),
-                Ok(SplitOutcome::Changed) => {
-                    log::info!(
-                        "{} changed while it was being split; trying again on the next scan",
-                        candidate.path.display()
-                    );
-                    report.failed.push(name.clone());
-                }
-                Ok(SplitOutcome::Interrupted) => return report,
-                Err(e) => {
-                    self.note_once(
-                        log::Level::Warn,
-                        format!("cannot share {}: {e}", candidate.path.display()),
-                    );
-                    report.failed.push(name.clone());
-                }
-            }
-        }
-        // A share that could not be listed says nothing about which files are gone.
-        if complete {
-            let shared: HashSet<&str> = candidates.iter().map(|c| c.name.as_str()).collect();
-            for stored in self.store.manifests() {
-                let Origin::Shared { path, .. } = &stored.origin else {
-                    continue;
-                };
-                let name = &stored.manifest.name;
-                if shared.contains(name.as_str()) {
-                    continue;
-                }
-                match self.store.remove_content(name) {
-                    Ok(()) => {
-                        log::info!(
-                            "stopped sharing {name}: {} is gone or no longer shared",
-                            path.display()
-                        );
-                        report.removed.push(name.clone());
-                    }
-                    Err(e) => self.note_once(
-                        log::Level::Warn,
-                        format!("cannot remove {name} from the store: {e}"),
-                    ),
-                }
-            }
-        }
-        log::debug!(
-            "scan: {} split, {} unchanged, {} removed, {} failed",
-            report.split.len(),
-            report.unchanged.len(),
-            report.removed.len(),
-            report.failed.len()
-        );
-        report
-    }
-
-    /// The files to share, one per content name, and whether every share could be listed.
-    fn candidates(&mut self) -> (Vec<Candidate>, bool) {
-        let mut complete = true;
-        let mut found: Vec<Candidate> = Vec::new();
-        let mut by_name: HashMap<String, PathBuf> = HashMap::new();
-        for share in self.shares.clone() {
-            let root = std::path::absolute(&share).unwrap_or(share);
-            let files = match fs::metadata(&root) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    self.note_once(
-                        log::Level::Warn,
-                        format!("shared path {} does not exist", root.display()),
-                    );
-                    continue;
-                }
-                Err(e) => {
-                    complete = false;
-                    self.note_once(
-                        log::Level::Warn,
-                        format!("cannot read shared path {}: {e}", root.display()),
-                    );
-                    continue;
-                }
-                Ok(meta) if meta.is_dir() => match self.list_folder(&root) {
-                    Ok(files) => files,
-                    Err(e) => {
-                        complete = false;
-                        self.note_once(
-                            log::Level::Warn,
-                            format!("cannot list shared folder {}: {e}", root.display()),
-                        );
-                        continue;
-                    }
-                },
-                Ok(meta) if meta.is_file() => vec![(root, meta)],
-                Ok(_) => {
-                    self.note_once(
-                        log::Level::Warn,
-                        format!(
-                            "shared path {} is neither a file nor a folder",
-                            root.display()
-                        ),
-                    );
-                    continue;
-                }
-            };
-            for (path, meta) in files {
-                let Some(name) = self.content_name(&path) else {
-                    continue;
-                };
-                match by_name.entry(name.clone()) {
-                    Entry::Occupied(first) => {
-                        if *first.get() != path {
-                            let message = format!(
-                                "not sharing {}: {} has the same name {name} and is shared first",
-                                path.display(),
-                                first.get().display()
-                            );
-                            self.note_once(log::Level::Warn, message);
-                        }
-                    }
-                    Entry::Vacant(slot) => {
-                        slot.insert(path.clone());
-                        found.push(Candidate {
-                            name,
-                            path,
-                            size: meta.len(),
-                            modified: meta.modified().ok(),
-                        });
-                    }
-                }
-            }
-        }
-        (found, complete)
-    }
-
-    /// The regular files directly in `folder`, sorted by path; hidden files and subfolders are
-    /// skipped.
-    fn list_folder(&mut self, folder: &Path) -> io::Result<Vec<(PathBuf, Metadata)>> {
-        let mut paths: Vec<PathBuf> = fs::read_dir(folder)?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .collect();
-        paths.sort();
-        let mut files = Vec::new();
-        for path in paths {
-            if path
-                .file_name()
-                .is_some_and(|n| n.as_encoded_bytes().starts_with(b"."))
-            {
-                self.note_once(
-                    log::Level::Debug,
-                    format!("skipping hidden file {}", path.display()),
-                );
+        for path in entries.flatten().map(|entry| entry.path()) {
+            if !store.is_split_leftover(&path) {
                 continue;
             }
-            // Follows symbolic links: a link to a file is shared as that file.
-            match fs::metadata(&path) {
-                Ok(meta) if meta.is_file() => files.push((path, meta)),
-                Ok(meta) if meta.is_dir() => self.note_once(
-                    log::Level::Debug,
-                    format!(
-                        "skipping subfolder {} (shares are not recursive)",
-                        path.display()
-                    ),
-                ),
-                Ok(_) => self.note_once(
-                    log::Level::Debug,
-                    format!("skipping {}: not a regular file", path.display()),
-                ),
-                // Removed since listed: it is simply gone.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
+            match fs::remove_file(&path) {
+                Ok(()) => log::info!("removed leftover {}", path.display()),
+                Err(e) => log::warn!("cannot remove leftover {}: {e}", path.display()),
             }
         }
-        Ok(files)
-    }
-
-    /// The content name of a shared file (its file name), or `None`, with a warning once, when
-    /// it cannot be one.
-    fn content_name(&mut self, path: &Path) -> Option<String> {
-        let file_name = path.file_name().and_then(|n| n.to_str());
-        let problem = match file_name {
-            // The manifest records the path as text.
-            _ if path.to_str().is_none() => "its path is not valid UTF-8".to_owned(),
-            None => "it has no valid UTF-8 file name".to_owned(),
-            Some(name) => match validate_content_name(name) {
-                Ok(()) => return Some(name.to_owned()),
-                Err(e) => format!("its name cannot be a content name: {e}"),
-            },
-        };
-        self.note_once(
-            log::Level::Warn,
-            format!("not sharing {}: {problem}", path.display()),
-        );
-        None
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::time::Duration;
 
-    struct Fixture {
+    /// A peer folder with a store in `temp/` and an empty share folder `share/`.
+    pub(crate) struct Fixture {
         _dir: tempfile::TempDir,
-        root: PathBuf,
-        store: ChunkStore,
+        pub(crate) root: PathBuf,
+        pub(crate) store: ChunkStore,
     }
 
-    fn fixture() -> Fixture {
+    pub(crate) fn fixture() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_owned();
         let store = ChunkStore::open(root.join("temp")).unwrap();
@@ -540,7 +224,8 @@ mod tests {
         }
     }
 
-    fn pattern(len: usize) -> Vec<u8> {
+    /// `len` bytes that differ from chunk to chunk.
+    pub(crate) fn pattern(len: usize) -> Vec<u8> {
         (0..len)
             .map(|i| u8::try_from((i * 31 + i / 251) % 256).unwrap())
             .collect()
@@ -555,7 +240,7 @@ mod tests {
     }
 
     /// Asserts that the store holds exactly `data` as content `name`, with a true manifest.
-    fn assert_stored(store: &ChunkStore, name: &str, data: &[u8]) {
+    pub(crate) fn assert_stored(store: &ChunkStore, name: &str, data: &[u8]) {
         let chunks = chunk_files(store, name);
         assert_eq!(chunks.len(), 5);
         assert_eq!(chunks.concat(), data, "chunks of {name} do not reassemble");
@@ -586,31 +271,11 @@ mod tests {
 
     /// Changes a file's content and makes sure its modification time moves too, even on file
     /// systems with coarse timestamps.
-    fn rewrite(path: &Path, data: &[u8]) {
+    pub(crate) fn rewrite(path: &Path, data: &[u8]) {
         let old = fs::metadata(path).unwrap().modified().unwrap();
         fs::write(path, data).unwrap();
         let file = File::options().write(true).open(path).unwrap();
         file.set_modified(old + Duration::from_secs(2)).unwrap();
-    }
-
-    #[test]
-    fn split_reassembles_and_matches_the_manifest_for_awkward_sizes() {
-        let f = fixture();
-        let sizes = [0usize, 1, 4, 7, 10, 11, 16, 1024 * 1024 + 3];
-        for size in sizes {
-            let path = f.root.join("share").join(format!("file{size}.bin"));
-            fs::write(&path, pattern(size)).unwrap();
-        }
-        let mut sharer = Sharer::new(f.store.clone(), vec![f.root.join("share")]);
-        let report = sharer.scan(&Shutdown::new());
-        assert_eq!(report.split.len(), sizes.len(), "{report:?}");
-        for size in sizes {
-            assert_stored(&f.store, &format!("file{size}.bin"), &pattern(size));
-        }
-        // A second scan finds everything up to date.
-        let report = sharer.scan(&Shutdown::new());
-        assert!(report.split.is_empty(), "{report:?}");
-        assert_eq!(report.unchanged.len(), sizes.len());
     }
 
     #[test]
@@ -665,158 +330,5 @@ mod tests {
         assert_eq!(f.store.list_chunks().unwrap(), []);
         assert_eq!(f.store.load_manifest("big.bin").unwrap(), None);
         assert_eq!(fs::read_dir(f.store.incoming_dir()).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn changed_file_is_split_again() {
-        let f = fixture();
-        let path = f.root.join("share").join("notes.txt");
-        fs::write(&path, b"first version").unwrap();
-        let mut sharer = Sharer::new(f.store.clone(), vec![f.root.join("share")]);
-        sharer.scan(&Shutdown::new());
-        assert_stored(&f.store, "notes.txt", b"first version");
-
-        rewrite(&path, b"the second, longer version of the notes");
-        let report = sharer.scan(&Shutdown::new());
-        assert_eq!(report.split, ["notes.txt"]);
-        assert_stored(
-            &f.store,
-            "notes.txt",
-            b"the second, longer version of the notes",
-        );
-    }
-
-    #[test]
-    fn missing_or_damaged_chunk_is_split_again() {
-        let f = fixture();
-        let data = pattern(5000);
-        fs::write(f.root.join("share").join("x.bin"), &data).unwrap();
-        let mut sharer = Sharer::new(f.store.clone(), vec![f.root.join("share")]);
-        sharer.scan(&Shutdown::new());
-        let names = ChunkName::all_of("x.bin").unwrap();
-
-        fs::remove_file(f.store.chunk_path(&names[2])).unwrap();
-        assert_eq!(sharer.scan(&Shutdown::new()).split, ["x.bin"]);
-        assert_stored(&f.store, "x.bin", &data);
-
-        fs::write(f.store.chunk_path(&names[4]), b"short").unwrap();
-        assert_eq!(sharer.scan(&Shutdown::new()).split, ["x.bin"]);
-        assert_stored(&f.store, "x.bin", &data);
-    }
-
-    #[test]
-    fn deleted_file_is_removed_but_downloaded_content_is_kept() {
-        let f = fixture();
-        let path = f.root.join("share").join("gone.txt");
-        fs::write(&path, b"soon gone").unwrap();
-        let mut sharer = Sharer::new(f.store.clone(), vec![f.root.join("share")]);
-        sharer.scan(&Shutdown::new());
-        assert_stored(&f.store, "gone.txt", b"soon gone");
-
-        // A content the downloader put in the store.
-        let downloaded = f.root.join("downloaded.bin");
-        fs::write(&downloaded, b"from a peer").unwrap();
-        split_file(&f.store, "downloaded.bin", &downloaded, &Shutdown::new()).unwrap();
-        let mut stored = f.store.load_manifest("downloaded.bin").unwrap().unwrap();
-        stored.origin = Origin::Downloaded { verified: true };
-        f.store.save_manifest(&stored).unwrap();
-
-        fs::remove_file(&path).unwrap();
-        let report = sharer.scan(&Shutdown::new());
-        assert_eq!(report.removed, ["gone.txt"]);
-        assert_eq!(f.store.load_manifest("gone.txt").unwrap(), None);
-        assert!(f.store.chunks_of("gone.txt").is_empty());
-        assert!(f.store.chunks_of("downloaded.bin").is_complete());
-        assert!(f.store.load_manifest("downloaded.bin").unwrap().is_some());
-    }
-
-    #[test]
-    fn file_no_longer_under_a_share_is_removed() {
-        let f = fixture();
-        let other = f.root.join("other");
-        fs::create_dir(&other).unwrap();
-        fs::write(f.root.join("share").join("a.txt"), b"a").unwrap();
-        fs::write(other.join("b.txt"), b"b").unwrap();
-        let mut both = Sharer::new(f.store.clone(), vec![f.root.join("share"), other.clone()]);
-        assert_eq!(both.scan(&Shutdown::new()).split.len(), 2);
-
-        // Restarted with only the second share.
-        let mut one = Sharer::new(f.store.clone(), vec![other]);
-        let report = one.scan(&Shutdown::new());
-        assert_eq!(report.removed, ["a.txt"]);
-        assert_eq!(report.unchanged, ["b.txt"]);
-    }
-
-    #[test]
-    fn first_of_two_same_named_files_wins() {
-        let f = fixture();
-        let other = f.root.join("other");
-        fs::create_dir(&other).unwrap();
-        fs::write(other.join("same.txt"), b"from other").unwrap();
-        fs::write(f.root.join("share").join("same.txt"), b"from share").unwrap();
-        let mut sharer = Sharer::new(f.store.clone(), vec![other.clone(), f.root.join("share")]);
-        let report = sharer.scan(&Shutdown::new());
-        assert_eq!(report.split, ["same.txt"]);
-        assert_stored(&f.store, "same.txt", b"from other");
-        assert_eq!(sharer.scan(&Shutdown::new()).unchanged, ["same.txt"]);
-        // Warned once, not at every scan.
-        let warnings = sharer
-            .noted
-            .iter()
-            .filter(|m| m.contains("same name"))
-            .count();
-        assert_eq!(warnings, 1);
-
-        // When the winner goes away, the other file takes the name over.
-        fs::remove_file(other.join("same.txt")).unwrap();
-        assert_eq!(sharer.scan(&Shutdown::new()).split, ["same.txt"]);
-        assert_stored(&f.store, "same.txt", b"from share");
-    }
-
-    #[test]
-    fn hidden_files_subfolders_and_invalid_names_are_skipped() {
-        let f = fixture();
-        let share = f.root.join("share");
-        fs::write(share.join(".hidden"), b"secret").unwrap();
-        fs::write(share.join("bad\nname.txt"), b"x").unwrap();
-        fs::create_dir(share.join("sub")).unwrap();
-        fs::write(share.join("sub").join("deep.txt"), b"deep").unwrap();
-        fs::write(share.join("ok.txt"), b"ok").unwrap();
-        let mut sharer = Sharer::new(f.store.clone(), vec![share]);
-        let report = sharer.scan(&Shutdown::new());
-        assert_eq!(report.split, ["ok.txt"]);
-        let contents: Vec<String> = f
-            .store
-            .manifests()
-            .into_iter()
-            .map(|m| m.manifest.name)
-            .collect();
-        assert_eq!(contents, ["ok.txt"]);
-    }
-
-    #[test]
-    fn a_single_file_can_be_shared_and_keeps_its_extension() {
-        let f = fixture();
-        let file = f.root.join("photo.tar.gz");
-        fs::write(&file, pattern(123)).unwrap();
-        let mut sharer = Sharer::new(f.store.clone(), vec![file, f.root.join("missing")]);
-        assert_eq!(sharer.scan(&Shutdown::new()).split, ["photo.tar.gz"]);
-        assert_stored(&f.store, "photo.tar.gz", &pattern(123));
-    }
-
-    #[test]
-    fn shared_file_replaces_downloaded_content_of_the_same_name() {
-        let f = fixture();
-        let elsewhere = f.root.join("elsewhere.bin");
-        fs::write(&elsewhere, b"downloaded bytes").unwrap();
-        split_file(&f.store, "song.mp3", &elsewhere, &Shutdown::new()).unwrap();
-        let mut stored = f.store.load_manifest("song.mp3").unwrap().unwrap();
-        stored.origin = Origin::Downloaded { verified: false };
-        f.store.save_manifest(&stored).unwrap();
-
-        fs::write(f.root.join("share").join("song.mp3"), b"our own song").unwrap();
-        let mut sharer = Sharer::new(f.store.clone(), vec![f.root.join("share")]);
-        assert_eq!(sharer.scan(&Shutdown::new()).split, ["song.mp3"]);
-        assert_stored(&f.store, "song.mp3", b"our own song");
     }
 }

@@ -80,7 +80,6 @@ pub const QUERY_USERNAME: &str = "(query)";
 /// refuse a longer `--interval`.
 pub const MAX_ANNOUNCE_INTERVAL_SECS: u64 = 600;
 
-
 /// One announcement datagram.
 ///
 /// # Format

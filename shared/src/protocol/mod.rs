@@ -30,8 +30,7 @@ mod request;
 mod response;
 
 pub use announcement::{
-    Announcement, AnnouncementExt, Kind, KNOWN_VERSIONS, MAX_ANNOUNCE_INTERVAL_SECS,
-    QUERY_USERNAME,
+    Announcement, AnnouncementExt, Kind, KNOWN_VERSIONS, MAX_ANNOUNCE_INTERVAL_SECS, QUERY_USERNAME,
 };
 pub use content::{ContentMeta, Manifest};
 pub use error::{DecodeError, ErrorCode};

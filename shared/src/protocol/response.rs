@@ -7,7 +7,6 @@ use super::content::Manifest;
 use super::error::{DecodeError, ErrorCode};
 use crate::digest::Digest;
 
-
 /// The header line a chunk server sends in answer to an extended request.
 ///
 /// # Format

@@ -1,0 +1,201 @@
+//! Checking a request against the chunk store, in the order the protocol gives the errors
+//! (name, presence, content digest, offset), and opening what it names. A request name only
+//! reaches the file system after [`ChunkName::parse`] or [`validate_content_name`] accepted
+//! it, and then only through the store's path functions, so no request can name a file outside
+//! `temp/`; and a name there is only read when it is a regular file itself, never through a
+//! symbolic link ([`fsutil::open_regular`]).
+
+use std::fs::{File, Metadata};
+use std::io::{Seek, SeekFrom};
+
+use shared::chunk::{chunk_ranges, validate_content_name, ChunkName};
+use shared::digest::Digest;
+use shared::events::Outcome;
+use shared::fsutil::{self, OpenError};
+use shared::protocol::{Manifest, Response};
+use shared::shutdown::Shutdown;
+use shared::store::{ChunkStore, Origin, StoreError};
+
+use super::refusal::{loggable, Refusal};
+use crate::digest_cache::DigestCache;
+
+/// Opens a complete chunk of the store, only if its name there is a regular file: a symbolic
+/// link planted in `temp/` (`x_1 -> /etc/passwd`) or a FIFO is refused as missing, with the
+/// reason logged. Returns the file and its metadata.
+pub(super) fn open_chunk(
+    store: &ChunkStore,
+    name: &ChunkName,
+) -> Result<(File, Metadata), Refusal> {
+    // A download whose whole file is not verified yet is not passed on: its manifest may be
+    // forged.
+    if !store.is_servable(name.content()) {
+        return Err(Refusal::new(
+            Outcome::NotFound,
+            format!("no chunk {name} here: its download is not verified yet"),
+        ));
+    }
+    match fsutil::open_regular(&store.chunk_path(name)) {
+        Ok(opened) => Ok(opened),
+        Err(OpenError::Missing) => Err(Refusal::new(
+            Outcome::NotFound,
+            format!("no chunk {name} here"),
+        )),
+        Err(why @ (OpenError::SymbolicLink | OpenError::NotRegular)) => Err(Refusal::new(
+            Outcome::NotFound,
+            format!("no chunk {name} here: its name in the store is {why}"),
+        )),
+        Err(OpenError::Io(e)) => Err(Refusal::new(
+            Outcome::Error,
+            format!("cannot open chunk {name}: {e}"),
+        )),
+    }
+}
+
+/// A chunk ready to send: header written first, then `length` bytes of `file` from its
+/// current position.
+pub(super) struct PreparedChunk {
+    /// The chunk, as validated.
+    pub(super) name: ChunkName,
+    /// The chunk file, positioned at the requested offset.
+    pub(super) file: File,
+    /// Bytes to send after the header.
+    pub(super) length: u64,
+    /// The header: size, length and the chunk's digest.
+    pub(super) header: Response,
+}
+
+/// Checks an extended chunk request against the store, in the order the protocol gives the
+/// errors: name, presence, content digest, offset.
+pub(super) fn prepare_chunk(
+    store: &ChunkStore,
+    digests: &DigestCache,
+    shutdown: &Shutdown,
+    filename: &str,
+    content_sha256: Option<Digest>,
+    offset: u64,
+) -> Result<PreparedChunk, Refusal> {
+    let name = ChunkName::parse(filename)
+        .map_err(|e| Refusal::new(Outcome::BadRequest, format!("invalid chunk name: {e}")))?;
+    let (mut file, meta) = open_chunk(store, &name)?;
+    let size = meta.len();
+    let stored = match store.load_manifest(name.content()) {
+        Ok(stored) => stored,
+        Err(e @ StoreError::NotAFile { .. }) => {
+            return Err(Refusal::new(Outcome::NotFound, e.to_string()));
+        }
+        Err(e) if content_sha256.is_some() => {
+            return Err(Refusal::new(Outcome::Error, e.to_string()));
+        }
+        Err(e) => {
+            log::warn!("{e}; hashing {name} instead");
+            None
+        }
+    };
+    // A manifest that implies another length for this chunk does not describe the file (the
+    // content is being replaced right now, for instance), nor does one of another name.
+    let described = stored.as_ref().map(|s| &s.manifest).filter(|m| {
+        m.name == name.content() && chunk_ranges(m.size)[name.position()].len() == size
+    });
+    if let Some(wanted) = content_sha256 {
+        match (&stored, described) {
+            (None, _) => {
+                return Err(Refusal::new(
+                    Outcome::WrongContent,
+                    format!(
+                        "no manifest for {}: cannot vouch for content {}",
+                        name.content(),
+                        wanted.short(16)
+                    ),
+                ))
+            }
+            (Some(s), _) if s.manifest.sha256 != wanted => {
+                return Err(Refusal::new(
+                    Outcome::WrongContent,
+                    format!(
+                        "{} here is content {}, not {}",
+                        name.content(),
+                        s.manifest.sha256.short(16),
+                        wanted.short(16)
+                    ),
+                ))
+            }
+            (Some(_), None) => {
+                return Err(Refusal::new(
+                    Outcome::WrongContent,
+                    format!("{name} here does not match its manifest"),
+                ))
+            }
+            (Some(_), Some(_)) => {}
+        }
+    }
+    if offset > size {
+        return Err(Refusal::new(
+            Outcome::BadRequest,
+            format!("offset {offset} is past the end of the {size}-byte chunk {name}"),
+        ));
+    }
+    let sha256 = match described {
+        Some(manifest) => manifest.chunks[name.position()],
+        // Hashed once per version of the file, never once per request.
+        None => digests
+            .digest_of(&mut file, &meta, shutdown)
+            .map_err(|e| Refusal::new(Outcome::Error, format!("cannot read {name}: {e}")))?,
+    };
+    file.seek(SeekFrom::Start(offset))
+        .map_err(|e| Refusal::new(Outcome::Error, format!("cannot read {name}: {e}")))?;
+    let length = size - offset;
+    Ok(PreparedChunk {
+        name,
+        file,
+        length,
+        header: Response::Chunk {
+            size,
+            length,
+            sha256,
+        },
+    })
+}
+
+/// Checks a manifest request against the store.
+pub(super) fn prepare_manifest(
+    store: &ChunkStore,
+    content: &str,
+    content_sha256: Option<Digest>,
+) -> Result<Manifest, Refusal> {
+    validate_content_name(content)
+        .map_err(|e| Refusal::new(Outcome::BadRequest, format!("invalid content name: {e}")))?;
+    let stored = match store.load_manifest(content) {
+        Ok(Some(stored)) if stored.origin != Origin::Downloading => stored,
+        Ok(Some(_)) => {
+            return Err(Refusal::new(
+                Outcome::NotFound,
+                "no such content here: its download is not verified yet",
+            ))
+        }
+        Ok(None) => return Err(Refusal::new(Outcome::NotFound, "no such content here")),
+        Err(e @ StoreError::NotAFile { .. }) => {
+            return Err(Refusal::new(Outcome::NotFound, e.to_string()))
+        }
+        Err(e) => return Err(Refusal::new(Outcome::Error, e.to_string())),
+    };
+    if stored.manifest.name != content {
+        return Err(Refusal::new(
+            Outcome::NotFound,
+            format!(
+                "the manifest file of {content} describes {}",
+                loggable(&stored.manifest.name)
+            ),
+        ));
+    }
+    match content_sha256 {
+        Some(wanted) if wanted != stored.manifest.sha256 => Err(Refusal::new(
+            Outcome::WrongContent,
+            format!(
+                "content here is {}, not {}",
+                stored.manifest.sha256.short(16),
+                wanted.short(16)
+            ),
+        )),
+        _ => Ok(stored.manifest),
+    }
+}

@@ -1,0 +1,546 @@
+//! Sharing: keeps the chunk store in step with the files this peer shares.
+//!
+//! A [`Sharer`] owns the list of share paths (`--share`, or `DIR/served_files`). Each
+//! [`Sharer::scan`] lists the files under them and, for each one, makes sure the store holds its
+//! five chunks and a manifest whose origin is [`Origin::Shared`] with the file's path and
+//! modification time. New and changed files are split again ([`crate::split`]); contents whose
+//! shared file is gone are removed. Only contents that the server split itself (origin
+//! `Shared`) are ever removed: what the downloader put in the store is not ours to delete,
+//! although a shared file of the same name replaces it.
+//!
+//! A scan runs every few seconds, so what it finds wrong (a missing share, a name conflict, a
+//! file that cannot be read) is logged once while it lasts ([`Latches`]), and again if it comes
+//! back after clearing.
+//!
+//! This module serves nothing and runs no thread of its own: [`crate::run`] calls
+//! [`Sharer::scan`] once before accepting and then from a background thread.
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, Metadata};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use shared::chunk::{chunk_ranges, validate_content_name, ChunkName};
+use shared::latch::Latches;
+use shared::protocol::Manifest;
+use shared::shutdown::Shutdown;
+use shared::store::{ChunkStore, Origin};
+
+use crate::split::{split_file, SplitOutcome};
+
+/// Whether the five chunk files of `manifest` are present with the lengths it implies.
+fn chunks_intact(store: &ChunkStore, manifest: &Manifest) -> bool {
+    let Ok(names) = ChunkName::all_of(&manifest.name) else {
+        return false;
+    };
+    names
+        .iter()
+        .zip(chunk_ranges(manifest.size))
+        .all(|(name, range)| {
+            fs::metadata(store.chunk_path(name))
+                .is_ok_and(|m| m.is_file() && m.len() == range.len())
+        })
+}
+
+/// One file to share, as listed by a scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Candidate {
+    /// Content name: the file name.
+    name: String,
+    /// Absolute path of the file.
+    path: PathBuf,
+    /// Size when listed.
+    size: u64,
+    /// Modification time when listed.
+    modified: Option<SystemTime>,
+}
+
+/// What one scan did, by content name; for logs and tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct ScanReport {
+    /// Contents split (new, changed, or replacing downloaded content).
+    pub(crate) split: Vec<String>,
+    /// Contents already up to date.
+    pub(crate) unchanged: Vec<String>,
+    /// Contents removed because their shared file is gone.
+    pub(crate) removed: Vec<String>,
+    /// Contents whose split failed or must be retried.
+    pub(crate) failed: Vec<String>,
+}
+
+/// The conditions a scan logs, each once while it lasts: the message is the key, so a
+/// condition that changes (another error) is a new one.
+#[derive(Debug, Default)]
+struct Notes {
+    /// Messages logged and still met at the last scan.
+    logged: Latches<String>,
+    /// Messages met during the scan under way.
+    met: HashSet<String>,
+    /// Every message logged, in order, for the tests to count.
+    #[cfg(test)]
+    history: Vec<String>,
+}
+
+impl Notes {
+    /// Logs `message` at `level` unless it is already logged and still met.
+    fn note(&mut self, level: log::Level, message: String) {
+        if self.logged.trip(message.clone()) {
+            log::log!(level, "{message}");
+            #[cfg(test)]
+            self.history.push(message.clone());
+        }
+        self.met.insert(message);
+    }
+
+    /// Ends a whole scan: a condition it did not meet has cleared, and is logged again if it
+    /// comes back.
+    fn end_scan(&mut self) {
+        let met = std::mem::take(&mut self.met);
+        self.logged.retain(|m| met.contains(m));
+    }
+}
+
+/// Keeps the store in step with the shared files; see the module documentation.
+#[derive(Debug)]
+pub(crate) struct Sharer {
+    store: ChunkStore,
+    /// The share paths, in `--share` order: on a name conflict, the first wins.
+    shares: Vec<PathBuf>,
+    /// What the scans found wrong, so that a rescan every few seconds does not repeat it.
+    notes: Notes,
+}
+
+impl Sharer {
+    /// A sharer of `shares` into `store`.
+    pub(crate) fn new(store: ChunkStore, shares: Vec<PathBuf>) -> Sharer {
+        Sharer {
+            store,
+            shares,
+            notes: Notes::default(),
+        }
+    }
+
+    /// Brings the store up to date with the shared files: splits new and changed files, removes
+    /// contents whose file is gone. Stops early, installing nothing half-done, on shutdown.
+    pub(crate) fn scan(&mut self, shutdown: &Shutdown) -> ScanReport {
+        self.notes.met.clear();
+        let mut report = ScanReport::default();
+        let (candidates, complete) = self.candidates();
+        for candidate in &candidates {
+            if shutdown.is_triggered() {
+                return report;
+            }
+            let name = &candidate.name;
+            let existing = match self.store.load_manifest(name) {
+                Ok(existing) => existing,
+                Err(e) => {
+                    log::warn!("{e}; splitting {name} again");
+                    None
+                }
+            };
+            if let Some(stored) = &existing {
+                match &stored.origin {
+                    Origin::Shared { path, modified }
+                        if *path == candidate.path
+                            && Some(*modified) == candidate.modified
+                            && stored.manifest.size == candidate.size
+                            && chunks_intact(&self.store, &stored.manifest) =>
+                    {
+                        report.unchanged.push(name.clone());
+                        continue;
+                    }
+                    Origin::Downloaded { .. } | Origin::Downloading => log::info!(
+                        "shared file {} replaces the downloaded content {name}",
+                        candidate.path.display()
+                    ),
+                    Origin::Shared { .. } => {}
+                }
+            }
+            match split_file(&self.store, name, &candidate.path, shutdown) {
+                Ok(SplitOutcome::Done(manifest)) => report.split.push(manifest.name),
+                Ok(SplitOutcome::Changed) => {
+                    log::info!(
+                        "{} changed while it was being split; trying again on the next scan",
+                        candidate.path.display()
+                    );
+                    report.failed.push(name.clone());
+                }
+                Ok(SplitOutcome::Interrupted) => return report,
+                Err(e) => {
+                    self.notes.note(
+                        log::Level::Warn,
+                        format!("cannot share {}: {e}", candidate.path.display()),
+                    );
+                    report.failed.push(name.clone());
+                }
+            }
+        }
+        // A share that could not be listed says nothing about which files are gone.
+        if complete {
+            let shared: HashSet<&str> = candidates.iter().map(|c| c.name.as_str()).collect();
+            for stored in self.store.manifests() {
+                let Origin::Shared { path, .. } = &stored.origin else {
+                    continue;
+                };
+                let name = &stored.manifest.name;
+                if shared.contains(name.as_str()) {
+                    continue;
+                }
+                match self.store.remove_content(name) {
+                    Ok(()) => {
+                        log::info!(
+                            "stopped sharing {name}: {} is gone or no longer shared",
+                            path.display()
+                        );
+                        report.removed.push(name.clone());
+                    }
+                    Err(e) => self.notes.note(
+                        log::Level::Warn,
+                        format!("cannot remove {name} from the store: {e}"),
+                    ),
+                }
+            }
+        }
+        self.notes.end_scan();
+        log::debug!(
+            "scan: {} split, {} unchanged, {} removed, {} failed",
+            report.split.len(),
+            report.unchanged.len(),
+            report.removed.len(),
+            report.failed.len()
+        );
+        report
+    }
+
+    /// The files to share, one per content name, and whether every share could be listed.
+    fn candidates(&mut self) -> (Vec<Candidate>, bool) {
+        let mut complete = true;
+        let mut found: Vec<Candidate> = Vec::new();
+        let mut by_name: HashMap<String, PathBuf> = HashMap::new();
+        for share in self.shares.clone() {
+            let root = std::path::absolute(&share).unwrap_or(share);
+            let files = match fs::metadata(&root) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    self.notes.note(
+                        log::Level::Warn,
+                        format!("shared path {} does not exist", root.display()),
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    complete = false;
+                    self.notes.note(
+                        log::Level::Warn,
+                        format!("cannot read shared path {}: {e}", root.display()),
+                    );
+                    continue;
+                }
+                Ok(meta) if meta.is_dir() => match self.list_folder(&root) {
+                    Ok(files) => files,
+                    Err(e) => {
+                        complete = false;
+                        self.notes.note(
+                            log::Level::Warn,
+                            format!("cannot list shared folder {}: {e}", root.display()),
+                        );
+                        continue;
+                    }
+                },
+                Ok(meta) if meta.is_file() => vec![(root, meta)],
+                Ok(_) => {
+                    self.notes.note(
+                        log::Level::Warn,
+                        format!(
+                            "shared path {} is neither a file nor a folder",
+                            root.display()
+                        ),
+                    );
+                    continue;
+                }
+            };
+            for (path, meta) in files {
+                let Some(name) = self.content_name(&path) else {
+                    continue;
+                };
+                match by_name.entry(name.clone()) {
+                    Entry::Occupied(first) => {
+                        if *first.get() != path {
+                            let message = format!(
+                                "not sharing {}: {} has the same name {name} and is shared first",
+                                path.display(),
+                                first.get().display()
+                            );
+                            self.notes.note(log::Level::Warn, message);
+                        }
+                    }
+                    Entry::Vacant(slot) => {
+                        slot.insert(path.clone());
+                        found.push(Candidate {
+                            name,
+                            path,
+                            size: meta.len(),
+                            modified: meta.modified().ok(),
+                        });
+                    }
+                }
+            }
+        }
+        (found, complete)
+    }
+
+    /// The regular files directly in `folder`, sorted by path; hidden files and subfolders are
+    /// skipped.
+    fn list_folder(&mut self, folder: &Path) -> io::Result<Vec<(PathBuf, Metadata)>> {
+        let mut paths: Vec<PathBuf> = fs::read_dir(folder)?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .collect();
+        paths.sort();
+        let mut files = Vec::new();
+        for path in paths {
+            if path
+                .file_name()
+                .is_some_and(|n| n.as_encoded_bytes().starts_with(b"."))
+            {
+                self.notes.note(
+                    log::Level::Debug,
+                    format!("skipping hidden file {}", path.display()),
+                );
+                continue;
+            }
+            // Follows symbolic links: a link to a file is shared as that file.
+            match fs::metadata(&path) {
+                Ok(meta) if meta.is_file() => files.push((path, meta)),
+                Ok(meta) if meta.is_dir() => self.notes.note(
+                    log::Level::Debug,
+                    format!(
+                        "skipping subfolder {} (shares are not recursive)",
+                        path.display()
+                    ),
+                ),
+                Ok(_) => self.notes.note(
+                    log::Level::Debug,
+                    format!("skipping {}: not a regular file", path.display()),
+                ),
+                // Removed since listed: it is simply gone.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(files)
+    }
+
+    /// The content name of a shared file (its file name), or `None`, with a warning once, when
+    /// it cannot be one.
+    fn content_name(&mut self, path: &Path) -> Option<String> {
+        let file_name = path.file_name().and_then(|n| n.to_str());
+        let problem = match file_name {
+            // The manifest records the path as text.
+            _ if path.to_str().is_none() => "its path is not valid UTF-8".to_owned(),
+            None => "it has no valid UTF-8 file name".to_owned(),
+            Some(name) => match validate_content_name(name) {
+                Ok(()) => return Some(name.to_owned()),
+                Err(e) => format!("its name cannot be a content name: {e}"),
+            },
+        };
+        self.notes.note(
+            log::Level::Warn,
+            format!("not sharing {}: {problem}", path.display()),
+        );
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::split::tests::{assert_stored, fixture, pattern, rewrite};
+
+    #[test]
+    fn a_note_is_logged_once_while_it_lasts_and_again_when_it_comes_back() {
+        let mut notes = Notes::default();
+        for _ in 0..3 {
+            notes.note(log::Level::Warn, "share gone".into());
+            notes.end_scan();
+        }
+        assert_eq!(notes.history, ["share gone"]);
+        notes.end_scan(); // a scan that did not meet it: cleared
+        notes.note(log::Level::Warn, "share gone".into());
+        assert_eq!(notes.history, ["share gone", "share gone"]);
+    }
+
+    #[test]
+    fn split_reassembles_and_matches_the_manifest_for_awkward_sizes() {
+        let f = fixture();
+        let sizes = [0usize, 1, 4, 7, 10, 11, 16, 1024 * 1024 + 3];
+        for size in sizes {
+            let path = f.root.join("share").join(format!("file{size}.bin"));
+            fs::write(&path, pattern(size)).unwrap();
+        }
+        let mut sharer = Sharer::new(f.store.clone(), vec![f.root.join("share")]);
+        let report = sharer.scan(&Shutdown::new());
+        assert_eq!(report.split.len(), sizes.len(), "{report:?}");
+        for size in sizes {
+            assert_stored(&f.store, &format!("file{size}.bin"), &pattern(size));
+        }
+        // A second scan finds everything up to date.
+        let report = sharer.scan(&Shutdown::new());
+        assert!(report.split.is_empty(), "{report:?}");
+        assert_eq!(report.unchanged.len(), sizes.len());
+    }
+
+    #[test]
+    fn changed_file_is_split_again() {
+        let f = fixture();
+        let path = f.root.join("share").join("notes.txt");
+        fs::write(&path, b"first version").unwrap();
+        let mut sharer = Sharer::new(f.store.clone(), vec![f.root.join("share")]);
+        sharer.scan(&Shutdown::new());
+        assert_stored(&f.store, "notes.txt", b"first version");
+
+        rewrite(&path, b"the second, longer version of the notes");
+        let report = sharer.scan(&Shutdown::new());
+        assert_eq!(report.split, ["notes.txt"]);
+        assert_stored(
+            &f.store,
+            "notes.txt",
+            b"the second, longer version of the notes",
+        );
+    }
+
+    #[test]
+    fn missing_or_damaged_chunk_is_split_again() {
+        let f = fixture();
+        let data = pattern(5000);
+        fs::write(f.root.join("share").join("x.bin"), &data).unwrap();
+        let mut sharer = Sharer::new(f.store.clone(), vec![f.root.join("share")]);
+        sharer.scan(&Shutdown::new());
+        let names = ChunkName::all_of("x.bin").unwrap();
+
+        fs::remove_file(f.store.chunk_path(&names[2])).unwrap();
+        assert_eq!(sharer.scan(&Shutdown::new()).split, ["x.bin"]);
+        assert_stored(&f.store, "x.bin", &data);
+
+        fs::write(f.store.chunk_path(&names[4]), b"short").unwrap();
+        assert_eq!(sharer.scan(&Shutdown::new()).split, ["x.bin"]);
+        assert_stored(&f.store, "x.bin", &data);
+    }
+
+    #[test]
+    fn deleted_file_is_removed_but_downloaded_content_is_kept() {
+        let f = fixture();
+        let path = f.root.join("share").join("gone.txt");
+        fs::write(&path, b"soon gone").unwrap();
+        let mut sharer = Sharer::new(f.store.clone(), vec![f.root.join("share")]);
+        sharer.scan(&Shutdown::new());
+        assert_stored(&f.store, "gone.txt", b"soon gone");
+
+        // A content the downloader put in the store.
+        let downloaded = f.root.join("downloaded.bin");
+        fs::write(&downloaded, b"from a peer").unwrap();
+        split_file(&f.store, "downloaded.bin", &downloaded, &Shutdown::new()).unwrap();
+        let mut stored = f.store.load_manifest("downloaded.bin").unwrap().unwrap();
+        stored.origin = Origin::Downloaded { verified: true };
+        f.store.save_manifest(&stored).unwrap();
+
+        fs::remove_file(&path).unwrap();
+        let report = sharer.scan(&Shutdown::new());
+        assert_eq!(report.removed, ["gone.txt"]);
+        assert_eq!(f.store.load_manifest("gone.txt").unwrap(), None);
+        assert!(f.store.chunks_of("gone.txt").is_empty());
+        assert!(f.store.chunks_of("downloaded.bin").is_complete());
+        assert!(f.store.load_manifest("downloaded.bin").unwrap().is_some());
+    }
+
+    #[test]
+    fn file_no_longer_under_a_share_is_removed() {
+        let f = fixture();
+        let other = f.root.join("other");
+        fs::create_dir(&other).unwrap();
+        fs::write(f.root.join("share").join("a.txt"), b"a").unwrap();
+        fs::write(other.join("b.txt"), b"b").unwrap();
+        let mut both = Sharer::new(f.store.clone(), vec![f.root.join("share"), other.clone()]);
+        assert_eq!(both.scan(&Shutdown::new()).split.len(), 2);
+
+        // Restarted with only the second share.
+        let mut one = Sharer::new(f.store.clone(), vec![other]);
+        let report = one.scan(&Shutdown::new());
+        assert_eq!(report.removed, ["a.txt"]);
+        assert_eq!(report.unchanged, ["b.txt"]);
+    }
+
+    #[test]
+    fn first_of_two_same_named_files_wins() {
+        let f = fixture();
+        let other = f.root.join("other");
+        fs::create_dir(&other).unwrap();
+        fs::write(other.join("same.txt"), b"from other").unwrap();
+        fs::write(f.root.join("share").join("same.txt"), b"from share").unwrap();
+        let mut sharer = Sharer::new(f.store.clone(), vec![other.clone(), f.root.join("share")]);
+        let report = sharer.scan(&Shutdown::new());
+        assert_eq!(report.split, ["same.txt"]);
+        assert_stored(&f.store, "same.txt", b"from other");
+        assert_eq!(sharer.scan(&Shutdown::new()).unchanged, ["same.txt"]);
+        // Warned once, not at every scan.
+        let warnings = sharer
+            .notes
+            .history
+            .iter()
+            .filter(|m| m.contains("same name"))
+            .count();
+        assert_eq!(warnings, 1);
+
+        // When the winner goes away, the other file takes the name over.
+        fs::remove_file(other.join("same.txt")).unwrap();
+        assert_eq!(sharer.scan(&Shutdown::new()).split, ["same.txt"]);
+        assert_stored(&f.store, "same.txt", b"from share");
+    }
+
+    #[test]
+    fn hidden_files_subfolders_and_invalid_names_are_skipped() {
+        let f = fixture();
+        let share = f.root.join("share");
+        fs::write(share.join(".hidden"), b"secret").unwrap();
+        fs::write(share.join("bad\nname.txt"), b"x").unwrap();
+        fs::create_dir(share.join("sub")).unwrap();
+        fs::write(share.join("sub").join("deep.txt"), b"deep").unwrap();
+        fs::write(share.join("ok.txt"), b"ok").unwrap();
+        let mut sharer = Sharer::new(f.store.clone(), vec![share]);
+        let report = sharer.scan(&Shutdown::new());
+        assert_eq!(report.split, ["ok.txt"]);
+        let contents: Vec<String> = f
+            .store
+            .manifests()
+            .into_iter()
+            .map(|m| m.manifest.name)
+            .collect();
+        assert_eq!(contents, ["ok.txt"]);
+    }
+
+    #[test]
+    fn a_single_file_can_be_shared_and_keeps_its_extension() {
+        let f = fixture();
+        let file = f.root.join("photo.tar.gz");
+        fs::write(&file, pattern(123)).unwrap();
+        let mut sharer = Sharer::new(f.store.clone(), vec![file, f.root.join("missing")]);
+        assert_eq!(sharer.scan(&Shutdown::new()).split, ["photo.tar.gz"]);
+        assert_stored(&f.store, "photo.tar.gz", &pattern(123));
+    }
+
+    #[test]
+    fn shared_file_replaces_downloaded_content_of_the_same_name() {
+        let f = fixture();
+        let elsewhere = f.root.join("elsewhere.bin");
+        fs::write(&elsewhere, b"downloaded bytes").unwrap();
+        split_file(&f.store, "song.mp3", &elsewhere, &Shutdown::new()).unwrap();
+        let mut stored = f.store.load_manifest("song.mp3").unwrap().unwrap();
+        stored.origin = Origin::Downloaded { verified: false };
+        f.store.save_manifest(&stored).unwrap();
+
+        fs::write(f.root.join("share").join("song.mp3"), b"our own song").unwrap();
+        let mut sharer = Sharer::new(f.store.clone(), vec![f.root.join("share")]);
+        assert_eq!(sharer.scan(&Shutdown::new()).split, ["song.mp3"]);
+        assert_stored(&f.store, "song.mp3", b"our own song");
+    }
+}
