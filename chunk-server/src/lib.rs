@@ -19,7 +19,7 @@
 //! [`run`] scans the shares once, then runs the accept loop on the calling thread, one handler
 //! thread per admitted connection, and one rescan thread. The accept loop never waits for a
 //! handler: a connection over a limit is closed at once. All threads watch the same
-//! [`Shutdown`] flag; [`run`] returns within 2.5 s of it being set.
+//! [`Shutdown`] flag; [`run`] returns within 2.5 s of it being set (`server::SHUTDOWN_LIMIT`).
 #![deny(missing_docs)]
 #![warn(clippy::cast_possible_truncation)]
 
@@ -211,7 +211,7 @@ pub fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> Result<
         max_pending: config.max_pending,
         max_per_ip: config.max_per_ip,
     });
-    server::serve(listener, &ctx, &admission, rescan, &shutdown);
+    server::run_until_shutdown(listener, &ctx, &admission, rescan, &shutdown);
     log::info!("stopped");
     Ok(())
 }

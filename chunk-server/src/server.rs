@@ -4,8 +4,8 @@
 //! The accept loop never waits for a handler: a connection over a limit ([`crate::admission`])
 //! is closed at once, with a `refused` event (at most [`TURNED_AWAY_LOGGED_PER_SEC`] a second).
 //! On shutdown it stops accepting; clients with no answer under way are closed at once,
-//! transfers get [`SHUTDOWN_GRACE`], and [`serve`] returns within [`SHUTDOWN_LIMIT`] whatever
-//! is left.
+//! transfers get [`SHUTDOWN_GRACE`], and [`run_until_shutdown`] returns within
+//! [`SHUTDOWN_LIMIT`] whatever is left.
 //!
 //! What a connection is answered is `serve`'s business; this module only runs the threads.
 
@@ -39,9 +39,9 @@ const TURNED_AWAY_LOGGED_PER_SEC: u32 = 20;
 /// under them. Clients still sending a request, or waiting for a slot, are closed at once.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
-/// [`run`] returns at most this long after shutdown is asked, whether or not every thread has
-/// stopped by then (a thread still reading a slow disk is left behind; the process exits
-/// anyway). Below the 3 s a user, or `docker stop`, should ever wait.
+/// [`crate::run`] returns at most this long after shutdown is asked, whether or not every
+/// thread has stopped by then (a thread still reading a slow disk is left behind; the process
+/// exits anyway). Below the 3 s a user, or `docker stop`, should ever wait.
 const SHUTDOWN_LIMIT: Duration = Duration::from_millis(2500);
 
 /// One running connection handler.
@@ -93,7 +93,7 @@ fn reap_until(workers: &mut Vec<Worker>, deadline: Instant) -> bool {
 
 /// Accepts on `listener` (non-blocking) until `shutdown`, then stops the handlers and waits for
 /// `rescan`, each wait bounded: returns at most [`SHUTDOWN_LIMIT`] after shutdown is asked.
-pub(crate) fn serve(
+pub(crate) fn run_until_shutdown(
     listener: TcpListener,
     ctx: &Arc<ServeContext>,
     admission: &Arc<Admission>,

@@ -74,8 +74,8 @@ pub(crate) enum SplitOutcome {
     Interrupted,
 }
 
-/// The temporary chunk files of one split; whatever is left of them is removed on drop, so a failed or
-/// abandoned split leaves nothing behind.
+/// The temporary chunk files of one split; whatever is left of them is removed on drop, so a
+/// failed or abandoned split leaves nothing behind.
 struct PartFiles(Vec<PathBuf>);
 
 impl Drop for PartFiles {

@@ -23,7 +23,8 @@ pub enum Request {
         filename: String,
     },
     /// Our request for a chunk, from `offset` on, of the content with digest `content_sha256`
-    /// (when the client knows it): answered by a [`Response`](super::Response) header, then the bytes.
+    /// (when the client knows it): answered by a [`Response`](super::Response) header, then the
+    /// bytes.
     ///
     /// # Format
     /// ```text
@@ -37,7 +38,8 @@ pub enum Request {
         /// Where in the chunk to start (0 for the whole chunk).
         offset: u64,
     },
-    /// Our request for the [`Manifest`](super::Manifest) of a content: answered by a [`Response`](super::Response) header only.
+    /// Our request for the [`Manifest`](super::Manifest) of a content: answered by a
+    /// [`Response`](super::Response) header only.
     ///
     /// # Format
     /// ```text
