@@ -233,6 +233,7 @@ mod tests {
     use super::*;
     use crate::digest::Digest;
     use crate::protocol::content::tests::manifest;
+    use crate::protocol::error::tests::assert_malformed;
 
     fn ext() -> AnnouncementExt {
         AnnouncementExt {
@@ -345,11 +346,7 @@ mod tests {
             b"{\"username\": \"a\", \"files\": [\"a_1\"]",
             &junk_60k,
         ] {
-            assert!(
-                matches!(Announcement::decode(junk), Err(DecodeError::Malformed(_))),
-                "{:?}",
-                String::from_utf8_lossy(&junk[..junk.len().min(40)])
-            );
+            assert_malformed(Announcement::decode(junk), junk);
         }
     }
 

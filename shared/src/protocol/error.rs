@@ -39,3 +39,21 @@ pub enum ErrorCode {
     /// The server failed while reading its own store.
     Internal,
 }
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    /// Asserts that decoding `bytes` gave [`DecodeError::Malformed`], showing the start of the
+    /// bytes otherwise.
+    pub(in crate::protocol) fn assert_malformed<T: std::fmt::Debug>(
+        decoded: Result<T, DecodeError>,
+        bytes: &[u8],
+    ) {
+        assert!(
+            matches!(decoded, Err(DecodeError::Malformed(_))),
+            "{:?} not malformed: {decoded:?}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(80)])
+        );
+    }
+}

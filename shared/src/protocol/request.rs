@@ -185,6 +185,7 @@ impl Request {
 mod tests {
     use super::*;
     use crate::protocol::content::tests::digest;
+    use crate::protocol::error::tests::assert_malformed;
 
     fn every_request() -> Vec<Request> {
         vec![
@@ -283,11 +284,7 @@ mod tests {
             br#"{"filename":"a_1","p2p":{"v":1,"later":1.}"#,
             br#"{"filename":"a_1","p2p":{"v":1,"later":--"#,
         ] {
-            assert!(
-                matches!(Request::decode(junk), Err(DecodeError::Malformed(_))),
-                "{:?} not malformed",
-                String::from_utf8_lossy(junk)
-            );
+            assert_malformed(Request::decode(junk), junk);
         }
     }
 
@@ -319,11 +316,7 @@ mod tests {
             b"\xff\xfe\x00garbage",
             b"}",
         ] {
-            assert!(
-                matches!(Request::decode(junk), Err(DecodeError::Malformed(_))),
-                "{:?} not malformed",
-                String::from_utf8_lossy(junk)
-            );
+            assert_malformed(Request::decode(junk), junk);
         }
     }
 }
