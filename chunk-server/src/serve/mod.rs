@@ -62,7 +62,7 @@ const DRAIN_LIMIT: usize = 64 * 1024;
 /// How long a complete request waits for a transfer slot before it is refused as `busy`.
 /// Shorter than the clients' idle timeout ([`IO_IDLE_TIMEOUT`]), so they get the refusal
 /// rather than time out.
-pub(crate) const SLOT_WAIT: Duration = Duration::from_secs(10);
+const SLOT_WAIT: Duration = Duration::from_secs(10);
 
 /// What serving one connection needs, shared by every handler thread.
 #[derive(Debug)]
@@ -81,6 +81,7 @@ pub(crate) struct ServeContext {
     pub(crate) shutdown: Shutdown,
 }
 
+/// Logs one `served` event: what was sent to whom, how much, how fast, and how it ended.
 fn log_served(
     name: &ChunkName,
     peer: SocketAddr,
