@@ -17,13 +17,18 @@
 //! Host names are resolved (to their first IPv4 address) when the file is read, with
 //! [`parse_host_port`]; this module does not watch DNS for changes.
 
-use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
+use crate::latch::Latches;
 use crate::net::parse_host_port;
+
+/// How often the announcer and the listener check `DIR/peers.txt` for changes (its
+/// modification time and length): an edit is picked up within a second, at the cost of one
+/// `stat` a second.
+pub const PEERS_POLL: Duration = Duration::from_secs(1);
 
 /// The peers listed in `text`, in order and without duplicates, and the lines that could not be
 /// used (trimmed, comment removed) with why. Blank lines and `#` comments (whole-line or after
@@ -62,7 +67,7 @@ pub struct PeersFile {
     stamp: Option<Stamp>,
     peers: Vec<SocketAddr>,
     /// The bad lines and read errors already warned about, so each is logged once.
-    warned: HashSet<String>,
+    warned: Latches<String>,
 }
 
 impl PeersFile {
@@ -73,7 +78,7 @@ impl PeersFile {
             default_port,
             stamp: None,
             peers: Vec::new(),
-            warned: HashSet::new(),
+            warned: Latches::default(),
         }
     }
 
@@ -142,7 +147,7 @@ impl PeersFile {
     }
 
     fn warn_once(&mut self, message: String) {
-        if self.warned.insert(message.clone()) {
+        if self.warned.trip(message.clone()) {
             log::warn!("{message}");
         }
     }
