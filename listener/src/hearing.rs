@@ -434,7 +434,10 @@ mod tests {
             evicted: 4,
         };
         let line = describe_refusals(&r, limits);
-        assert!(line.contains("1 datagrams listed more than 512 chunks"), "{line}");
+        assert!(
+            line.contains("1 datagrams listed more than 512 chunks"),
+            "{line}"
+        );
         assert!(line.contains("2 new entries refused"), "{line}");
         assert!(line.contains("3 new entries refused, 4 evicted"), "{line}");
         assert_eq!(line.matches("; ").count(), 2);

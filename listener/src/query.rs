@@ -237,7 +237,11 @@ mod tests {
         let mut gate = QueryGate::new(t0);
         assert_eq!(gate.admit(addr(1), t0), Ok(()));
         assert_eq!(gate.admit(addr(1), t0), Err(Unasked::Again));
-        assert_eq!(gate.admit(addr(2), t0), Ok(()), "another port is another querier");
+        assert_eq!(
+            gate.admit(addr(2), t0),
+            Ok(()),
+            "another port is another querier"
+        );
         assert_eq!(gate.admit(addr(1), t0 + QUERY_FILE_GAP), Ok(()));
     }
 

@@ -112,11 +112,20 @@ mod tests {
     #[test]
     fn sanitize_replaces_unshowable_characters_and_cuts_on_a_boundary() {
         assert_eq!(sanitize(""), "");
-        assert_eq!(sanitize("a\nb"), "a\u{fffd}b");
+        assert_eq!(
+            sanitize("a\nb\tc\u{1b}[31m"),
+            "a\u{fffd}b\u{fffd}c\u{fffd}[31m"
+        );
+        assert_eq!(
+            sanitize("mal\u{202e}yrol\u{200b}"),
+            "mal\u{fffd}yrol\u{fffd}"
+        );
         let long = "é".repeat(MAX_USERNAME_BYTES);
-        assert_eq!(sanitize(&long).len(), MAX_USERNAME_BYTES);
+        let cut = sanitize(&long);
+        assert_eq!(cut.len(), MAX_USERNAME_BYTES);
         let odd = format!("x{long}");
-        assert_eq!(sanitize(&odd).len(), MAX_USERNAME_BYTES - 1);
+        let cut = sanitize(&odd);
+        assert_eq!(cut.len(), MAX_USERNAME_BYTES - 1, "cut on a char boundary");
     }
 
     #[test]
