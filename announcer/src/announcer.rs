@@ -24,7 +24,7 @@ use crate::Config;
 const MAX_ANSWERS_PER_POLL: usize = 64;
 
 /// Queries left unanswered because of the [`budget`] are logged at most once per this long.
-pub const UNANSWERED_LOG_GAP: Duration = Duration::from_secs(10);
+pub(crate) const UNANSWERED_LOG_GAP: Duration = Duration::from_secs(10);
 
 /// The announcer's state. Only [`crate::run`]'s thread touches it.
 pub(crate) struct Announcer {

@@ -91,19 +91,8 @@ impl Args {
     /// # Errors
     /// A `--broadcast` or `--peer` that does not parse or resolve.
     pub fn into_config(self, username: String) -> Result<Config, MainError> {
-        let resolve = |texts: &[String], flag: &str| -> Result<Vec<SocketAddr>, MainError> {
-            texts
-                .iter()
-                .map(|text| shared::net::parse_host_port(text, self.port))
-                .collect::<Result<_, _>>()
-                .map_err(|e| MainError::msg(format!("bad {flag}: {e}")))
-        };
-        let targets = if self.broadcast.is_empty() {
-            shared::net::broadcast_targets(self.port)
-        } else {
-            resolve(&self.broadcast, "--broadcast")?
-        };
-        let peers = resolve(&self.peer, "--peer")?;
+        let (targets, peers) = shared::peers::resolve_flags(&self.broadcast, &self.peer, self.port)
+            .map_err(MainError::msg)?;
         Ok(Config {
             dir: self.dir,
             username,

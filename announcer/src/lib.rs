@@ -50,7 +50,6 @@ use shared::shutdown::Shutdown;
 use shared::store::{ChunkStore, StoreError};
 use shared::{DEFAULT_ANNOUNCE_INTERVAL_SECS, DEFAULT_ANNOUNCE_PORT, DEFAULT_CHUNK_PORT};
 
-pub use announcer::UNANSWERED_LOG_GAP;
 use announcer::{interval_secs, list, Announcer};
 
 /// Default of [`Config::watch`]: a new chunk is announced within about a second.

@@ -186,6 +186,14 @@ mod tests {
         text.parse().unwrap()
     }
 
+    /// A query file for `to` that is older than any announcer would answer.
+    fn post_stale(mailbox: &QueryBox, to: SocketAddr) {
+        std::fs::File::create(mailbox.file_for(to))
+            .unwrap()
+            .set_modified(SystemTime::now() - QUERY_FILE_MAX_AGE - Duration::from_secs(1))
+            .unwrap();
+    }
+
     fn names_in(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
@@ -218,11 +226,7 @@ mod tests {
         let dir = root.path().join(".queries");
         let mut mailbox = QueryBox::new(&dir);
         mailbox.post(addr("127.0.0.3:5000")).unwrap();
-        let stale = mailbox.file_for(addr("127.0.0.4:5000"));
-        std::fs::File::create(&stale)
-            .unwrap()
-            .set_modified(SystemTime::now() - QUERY_FILE_MAX_AGE - Duration::from_secs(1))
-            .unwrap();
+        post_stale(&mailbox, addr("127.0.0.4:5000"));
         std::fs::write(dir.join("not-a-query"), b"x").unwrap();
         assert_eq!(mailbox.take(64).unwrap(), [addr("127.0.0.3:5000")]);
         assert!(names_in(&dir).is_empty());
@@ -244,11 +248,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let mut mailbox = QueryBox::new(root.path());
         mailbox.post(addr("127.0.0.1:1")).unwrap();
-        let stale = mailbox.file_for(addr("127.0.0.1:2"));
-        std::fs::File::create(&stale)
-            .unwrap()
-            .set_modified(SystemTime::now() - QUERY_FILE_MAX_AGE - Duration::from_secs(1))
-            .unwrap();
+        post_stale(&mailbox, addr("127.0.0.1:2"));
         mailbox.prune();
         assert_eq!(names_in(root.path()), ["127.0.0.1_1"]);
     }
