@@ -12,7 +12,7 @@
 //!   a name must follow are [`shared::username`]'s.
 //! - [`budget`] bounds the answers to queries.
 //!
-//! Each announcement is packed by [`Announcement::pack`] into datagrams of at most
+//! Each announcement is packed by [`Announcement::pack`](shared::protocol::Announcement::pack) into datagrams of at most
 //! [`shared::MAX_ANNOUNCE_DATAGRAM`] bytes, each a complete legacy-readable message, and every
 //! datagram goes to every target: the broadcast addresses, the `--peer` addresses and those of
 //! `DIR/peers.txt` (re-read when it changes; see [`shared::peers`]). Every datagram carries

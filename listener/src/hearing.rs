@@ -10,7 +10,7 @@
 //! [`LIMIT_LOG_GAP`].
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use shared::latch::Latch;
+use shared::peer_dir::PeerDir;
 use shared::peers::{PeersFile, PEERS_POLL};
 use shared::protocol::{Announcement, Kind};
 use shared::shutdown::Shutdown;
@@ -95,26 +96,54 @@ pub(crate) fn hear(bytes: &[u8], from: SocketAddr) -> Heard {
 
 /// The main loop's state. Only [`crate::run`]'s thread touches it.
 pub(crate) struct Hearing<'a> {
-    pub(crate) config: &'a Config,
-    pub(crate) index: Index,
+    config: &'a Config,
+    index: Index,
     /// The `tags.txt` writer; taken when the loop ends.
-    pub(crate) writer: Option<TagsWriter>,
+    writer: Option<TagsWriter>,
     /// Writing `tags.txt` fails.
-    pub(crate) unwritable: Latch,
-    pub(crate) tags_path: PathBuf,
+    unwritable: Latch,
+    tags_path: PathBuf,
     /// Bytes waiting in the queue from the reading threads.
-    pub(crate) queued: &'a QueuedBytes,
+    queued: &'a QueuedBytes,
     /// What the index limits refused since it was last logged.
-    pub(crate) refused: Refusals,
+    refused: Refusals,
     /// When that was last logged.
-    pub(crate) refusals_reported: Option<Instant>,
-    pub(crate) querier: Querier<'a>,
+    refusals_reported: Option<Instant>,
+    querier: Querier<'a>,
     /// `DIR/peers.txt`, polled every [`PEERS_POLL`].
-    pub(crate) peers_file: PeersFile,
+    peers_file: PeersFile,
     /// Passes heard queries on to the announcer.
-    pub(crate) asker: Asker,
+    asker: Asker,
     /// Sources of malformed datagrams.
-    pub(crate) malformed: MalformedSources,
+    malformed: MalformedSources,
+}
+
+impl<'a> Hearing<'a> {
+    /// The loop of a listener of the peer folder `peer`, starting from `index`, whose
+    /// `tags.txt` `writer` writes, and sending its queries from `query_socket`.
+    pub(crate) fn new(
+        config: &'a Config,
+        peer: &PeerDir,
+        index: Index,
+        writer: TagsWriter,
+        queued: &'a QueuedBytes,
+        query_socket: &'a UdpSocket,
+    ) -> Hearing<'a> {
+        Hearing {
+            config,
+            index,
+            writer: Some(writer),
+            unwritable: Latch::default(),
+            tags_path: peer.tags(),
+            queued,
+            refused: Refusals::default(),
+            refusals_reported: None,
+            querier: Querier::new(query_socket),
+            peers_file: PeersFile::new(peer.peers_file(), config.peer_port),
+            asker: Asker::new(peer.queries_dir()),
+            malformed: MalformedSources::default(),
+        }
+    }
 }
 
 impl Hearing<'_> {

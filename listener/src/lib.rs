@@ -18,11 +18,11 @@
 //! A host on the LAN may send datagrams as fast as its link allows, each naming thousands of
 //! invented chunks. The listener stays responsive because every stage is bounded: a source's
 //! bytes per second ([`intake`]), what waits in the queue, the time one batch of datagrams may
-//! take before the loop looks at shutdown and `tags.txt` again ([`hearing::MAX_BATCH_TIME`]), the cost
+//! take before the loop looks at shutdown and `tags.txt` again (`hearing::MAX_BATCH_TIME`), the cost
 //! of one datagram (it touches only what it names), the size of the index ([`index::Limits`]),
 //! and the rate `tags.txt` is written at ([`writer`]). An honest peer announcing meanwhile is
 //! listed within a second. What the limits refuse is logged, at most once every
-//! [`hearing::LIMIT_LOG_GAP`].
+//! `hearing::LIMIT_LOG_GAP`.
 //!
 //! # Discovery at start-up
 //! Peers announce once a minute, so a listener that only waited would show an empty network for
@@ -39,7 +39,7 @@
 //!
 //! The datagram's source address names the holder; nothing in the payload is trusted for that.
 //! Any datagram, however malformed, is logged (at most once per source every
-//! [`hearing::MALFORMED_LOG_GAP`]) and skipped: a listener shares its port with every legacy
+//! `hearing::MALFORMED_LOG_GAP`) and skipped: a listener shares its port with every legacy
 //! implementation on the LAN and must outlive their mistakes. `tags.txt` itself, its format and
 //! its locking, belong to `shared::tags`.
 
@@ -60,18 +60,15 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use shared::latch::Latch;
 use shared::peer_dir::PeerDir;
-use shared::peers::PeersFile;
 use shared::shutdown::Shutdown;
 use shared::tags::{TagsError, TagsIndex};
 use shared::{DEFAULT_ANNOUNCE_PORT, DEFAULT_CHUNK_PORT};
 
-use hearing::{Hearing, MalformedSources};
+use hearing::Hearing;
 pub use index::Index;
-use index::{Limits, Refusals};
+use index::Limits;
 use intake::QueuedBytes;
-use query::{Asker, Querier};
 use receive::{StopOnDrop, RECV_TIMEOUT};
 use writer::TagsWriter;
 
@@ -220,20 +217,7 @@ pub fn run(
         let sockets = [&socket, &query_socket];
         let receiver = receive::start(scope, sockets, &queued, config.source_rate, &stop);
         let _stop_readers = StopOnDrop(&stop);
-        let mut hearing = Hearing {
-            config: &config,
-            index,
-            writer: Some(writer),
-            unwritable: Latch::default(),
-            tags_path: path.clone(),
-            queued: &queued,
-            refused: Refusals::default(),
-            refusals_reported: None,
-            querier: Querier::new(&query_socket),
-            peers_file: PeersFile::new(peer.peers_file(), config.peer_port),
-            asker: Asker::new(peer.queries_dir()),
-            malformed: MalformedSources::default(),
-        };
+        let mut hearing = Hearing::new(&config, &peer, index, writer, &queued, &query_socket);
         // The reading threads stop within one receive timeout of the loop's end.
         hearing.run(receiver, &shutdown);
     });
