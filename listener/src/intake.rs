@@ -1,4 +1,5 @@
-//! Intake: what the reading threads ([`crate::receive`]) let through to the main loop.
+//! Intake: what the reading threads (the crate's `receive` module) let through to the main
+//! loop.
 //!
 //! Two budgets keep a flood from costing memory or from delaying everyone else's datagrams:
 //!

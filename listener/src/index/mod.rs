@@ -2,7 +2,10 @@
 //!
 //! Pure logic, no I/O and no clock: every operation takes `now`, so tests need no sleeping.
 //! [`Index::apply`] records one datagram, [`Index::expire`] forgets what was not re-announced in
-//! time, and [`Index::to_tags`] renders what `tags.txt` shows.
+//! time, and [`Index::to_tags`] renders what `tags.txt` shows. One entry and the time rules
+//! that apply to it live in `holding`; the bounds, what they refused and the per-source counts
+//! that eviction looks at live in `limits`; this file keeps the map and what a datagram does
+//! to it.
 //!
 //! An entry is keyed by the holder's source IP, its chunk-server port, the content name and the
 //! content digest: two different files sharing a name, on one peer or two, stay apart, and so do
@@ -421,8 +424,9 @@ impl Index {
         !doomed.is_empty()
     }
 
-    /// Forgets the chunks not re-announced within [`EXPIRY_INTERVALS`] of their holder's
-    /// interval, and the entries left with none. Returns whether anything was removed.
+    /// Forgets the chunks whose time is up by the one expiry rule
+    /// ([`expires_at`](shared::tags::expires_at) of their holder's interval), and the entries
+    /// left with none. Returns whether anything was removed.
     ///
     /// This visits every entry: the caller runs it about once a second, not per datagram.
     pub fn expire(&mut self, now: DateTime<Utc>) -> bool {
