@@ -1,7 +1,7 @@
-//! Receiving: the threads between the UDP sockets and the main loop.
+//! Intake: what the reading threads (the crate's `receive` module) let through to the main
+//! loop.
 //!
-//! Each socket has a thread that receives datagrams and queues them for the main loop. Two
-//! budgets keep a flood from costing memory or from delaying everyone else's datagrams:
+//! Two budgets keep a flood from costing memory or from delaying everyone else's datagrams:
 //!
 //! - each source address may send [`DEFAULT_SOURCE_RATE`] bytes per second
 //!   (`listener --max-source-rate`), with a burst of [`SOURCE_BURST_SECS`] seconds' worth;
@@ -13,17 +13,11 @@
 //!
 //! What was dropped is logged in one line at most every [`DROP_LOG_GAP`].
 
-use shared::ratelimit::PerAddress;
-use std::io;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
-use shared::shutdown::Shutdown;
-use shared::MAX_RECEIVE_DATAGRAM;
-
-use crate::RECV_TIMEOUT;
+use shared::ratelimit::PerAddress;
 
 /// Default of `listener --max-source-rate`: bytes per second one source address may send.
 pub const DEFAULT_SOURCE_RATE: u64 = 256 * 1024;
@@ -46,12 +40,6 @@ const MAX_TRACKED_SOURCES: usize = 4096;
 /// How many of the addresses that were dropped a warning names.
 const NAMED_SOURCES: usize = 4;
 
-/// One datagram as a reading thread hands it to the main loop.
-pub(crate) struct Datagram {
-    pub(crate) bytes: Vec<u8>,
-    pub(crate) from: SocketAddr,
-}
-
 /// Bytes of the datagrams queued for the main loop: the reading threads add, the main loop
 /// subtracts what it takes.
 #[derive(Debug, Default)]
@@ -62,77 +50,16 @@ impl QueuedBytes {
     pub(crate) fn taken(&self, n: usize) {
         self.0.fetch_sub(n, Ordering::SeqCst);
     }
-}
 
-/// Reads `socket` until `stop` is triggered or the main loop is gone, handing each datagram
-/// within the budgets to the main loop.
-pub(crate) fn read_loop(
-    socket: &UdpSocket,
-    sender: &SyncSender<Datagram>,
-    queued: &QueuedBytes,
-    source_rate: u64,
-    stop: &Shutdown,
-) {
-    let mut buf = vec![0u8; MAX_RECEIVE_DATAGRAM];
-    let mut rates = SourceRates::new(source_rate);
-    let mut drops = Drops::default();
-    // The last receive error warned about, so a lasting failure is logged once.
-    let mut error: Option<String> = None;
-    while !stop.is_triggered() {
-        drops.report_if_due(Instant::now(), source_rate, false);
-        match socket.recv_from(&mut buf) {
-            Ok((n, from)) => {
-                if error.take().is_some() {
-                    log::info!("receiving works again");
-                }
-                if !rates.allow(from.ip(), n, Instant::now()) {
-                    drops.over_rate(from.ip(), n);
-                    continue;
-                }
-                if queued.0.load(Ordering::SeqCst) + n > MAX_QUEUED_BYTES {
-                    drops.queue_full += 1;
-                    continue;
-                }
-                queued.0.fetch_add(n, Ordering::SeqCst);
-                let datagram = Datagram {
-                    bytes: buf[..n].to_vec(),
-                    from,
-                };
-                match sender.try_send(datagram) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(_)) => {
-                        queued.taken(n);
-                        drops.queue_full += 1;
-                    }
-                    Err(TrySendError::Disconnected(_)) => break,
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                        // An ICMP "port unreachable" for an earlier query, on systems that
-                        // report it: nothing wrong with this socket.
-                        | io::ErrorKind::ConnectionRefused
-                        | io::ErrorKind::ConnectionReset
-                ) => {}
-            Err(e) => {
-                let text = e.to_string();
-                if error.as_ref() != Some(&text) {
-                    log::warn!("cannot receive: {text}");
-                    error = Some(text);
-                }
-                // Do not spin on a socket that keeps failing.
-                if stop.sleep(RECV_TIMEOUT) {
-                    break;
-                }
-            }
+    /// A reading thread would queue a datagram of `n` bytes: counts it and returns `true`
+    /// unless that would make more than [`MAX_QUEUED_BYTES`] wait.
+    pub(crate) fn try_add(&self, n: usize) -> bool {
+        if self.0.load(Ordering::SeqCst) + n > MAX_QUEUED_BYTES {
+            return false;
         }
+        self.0.fetch_add(n, Ordering::SeqCst);
+        true
     }
-    // What was dropped since the last warning is not lost.
-    drops.report_if_due(Instant::now(), source_rate, true);
 }
 
 /// A token bucket per source address: `rate` bytes per second, up to [`SOURCE_BURST_SECS`]
@@ -163,18 +90,19 @@ impl SourceRates {
 
 /// Datagrams dropped since the last warning.
 #[derive(Default)]
-struct Drops {
+pub(crate) struct Drops {
     over_rate: u64,
     over_rate_bytes: u64,
     /// A few of the addresses over their rate, for the warning.
     sources: Vec<IpAddr>,
     more_sources: bool,
-    queue_full: u64,
+    pub(crate) queue_full: u64,
     last_report: Option<Instant>,
 }
 
 impl Drops {
-    fn over_rate(&mut self, ip: IpAddr, bytes: usize) {
+    /// A datagram of `bytes` bytes from `ip` was over its rate.
+    pub(crate) fn over_rate(&mut self, ip: IpAddr, bytes: usize) {
         self.over_rate += 1;
         self.over_rate_bytes += bytes as u64;
         if !self.sources.contains(&ip) {
@@ -188,7 +116,7 @@ impl Drops {
 
     /// Warns about what was dropped, if anything was and the last warning is old enough (or
     /// regardless of that, when `last`: the thread is ending).
-    fn report_if_due(&mut self, now: Instant, source_rate: u64, last: bool) {
+    pub(crate) fn report_if_due(&mut self, now: Instant, source_rate: u64, last: bool) {
         if self.over_rate == 0 && self.queue_full == 0 {
             return;
         }
@@ -231,6 +159,7 @@ impl Drops {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shared::MAX_RECEIVE_DATAGRAM;
 
     fn ip(last: u8) -> IpAddr {
         IpAddr::from([127, 0, 0, last])

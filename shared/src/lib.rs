@@ -11,8 +11,9 @@
 //! - [`peer_dir`]: where each file of a peer folder lives.
 //! - [`events`]: the structured lines of `server.log` and `client.log`.
 //! - [`text`]: which characters never reach a terminal raw, and how they are escaped.
-//! - [`queries`]: the names of the query files through which a listener asks its announcer to
+//! - [`queries`]: the `.queries/` mailbox through which a listener asks its announcer to
 //!   answer a query; [`peers`]: the static peers of `peers.txt`.
+//! - [`username`]: which usernames may be announced, and how a heard one is made safe to show.
 //! - [`ratelimit`]: token buckets, per source address and overall.
 //! - [`latch`]: "warn once while a failure lasts".
 //! - [`program`]: the `main` all four programs share ([`program::run_main`]).
@@ -41,6 +42,7 @@ pub mod shutdown;
 pub mod store;
 pub mod tags;
 pub mod text;
+pub mod username;
 
 use std::time::Duration;
 

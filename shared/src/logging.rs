@@ -115,34 +115,6 @@ impl SharedLogger for TerminalSafe {
     }
 }
 
-/// The whole `main` of a program that logs to the terminal only: starts logging (debug level
-/// when `verbose`), runs `start`, and turns its error into one line on stderr and exit status 1.
-pub fn run_terminal_program(
-    name: &str,
-    verbose: bool,
-    start: impl FnOnce() -> Result<(), Box<dyn std::error::Error>>,
-) -> std::process::ExitCode {
-    let terminal = if verbose {
-        LevelFilter::Debug
-    } else {
-        LevelFilter::Info
-    };
-    if let Err(e) = init(LogOptions {
-        terminal,
-        file: None,
-    }) {
-        eprintln!("{name}: cannot start logging: {e}");
-        return std::process::ExitCode::FAILURE;
-    }
-    match start() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            log::error!("{}", describe_error(e.as_ref()));
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
-
 /// An error and its causes on one line, for `main` to print once: `cannot listen on
 /// 1.2.3.4:5001: Cannot assign requested address`. A cause whose text the message already
 /// quotes is not repeated.

@@ -17,13 +17,18 @@
 //! Host names are resolved (to their first IPv4 address) when the file is read, with
 //! [`parse_host_port`]; this module does not watch DNS for changes.
 
-use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use crate::net::parse_host_port;
+use crate::latch::Latches;
+use crate::net::{broadcast_targets, parse_host_port};
+
+/// How often the announcer and the listener check `DIR/peers.txt` for changes (its
+/// modification time and length): an edit is picked up within a second, at the cost of one
+/// `stat` a second.
+pub const PEERS_POLL: Duration = Duration::from_secs(1);
 
 /// The peers listed in `text`, in order and without duplicates, and the lines that could not be
 /// used (trimmed, comment removed) with why. Blank lines and `#` comments (whole-line or after
@@ -48,6 +53,32 @@ pub fn parse_peers(text: &str, default_port: u16) -> (Vec<SocketAddr>, Vec<(Stri
     (peers, bad)
 }
 
+/// Where a program sends to, from its command line: the `--broadcast` addresses (when none
+/// are given, the directed broadcast address of every interface, [`broadcast_targets`]) and
+/// the `--peer` addresses, each `HOST[:PORT]` with `port` as the default.
+///
+/// # Errors
+/// `bad --broadcast: …` or `bad --peer: …` for an address that does not parse or resolve.
+pub fn resolve_flags(
+    broadcast: &[String],
+    peer: &[String],
+    port: u16,
+) -> Result<(Vec<SocketAddr>, Vec<SocketAddr>), String> {
+    let resolve = |texts: &[String], flag: &str| {
+        texts
+            .iter()
+            .map(|text| parse_host_port(text, port))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("bad {flag}: {e}"))
+    };
+    let targets = if broadcast.is_empty() {
+        broadcast_targets(port)
+    } else {
+        resolve(broadcast, "--broadcast")?
+    };
+    Ok((targets, resolve(peer, "--peer")?))
+}
+
 /// What identifies one version of the file: its modification time and length; `None` while
 /// it is missing.
 type Stamp = Option<(Option<SystemTime>, u64)>;
@@ -62,7 +93,7 @@ pub struct PeersFile {
     stamp: Option<Stamp>,
     peers: Vec<SocketAddr>,
     /// The bad lines and read errors already warned about, so each is logged once.
-    warned: HashSet<String>,
+    warned: Latches<String>,
 }
 
 impl PeersFile {
@@ -73,7 +104,7 @@ impl PeersFile {
             default_port,
             stamp: None,
             peers: Vec::new(),
-            warned: HashSet::new(),
+            warned: Latches::default(),
         }
     }
 
@@ -142,7 +173,7 @@ impl PeersFile {
     }
 
     fn warn_once(&mut self, message: String) {
-        if self.warned.insert(message.clone()) {
+        if self.warned.trip(message.clone()) {
             log::warn!("{message}");
         }
     }
@@ -171,6 +202,22 @@ no such host.invalid
         assert_eq!(peers[2].port(), 7);
         let bad: Vec<&str> = bad.iter().map(|(line, _)| line.as_str()).collect();
         assert_eq!(bad, ["no such host.invalid", "127.0.0.4:99999"]);
+    }
+
+    #[test]
+    fn flags_resolve_with_the_default_port_and_name_the_bad_one() {
+        let texts = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let (targets, peers) =
+            resolve_flags(&texts(&["127.255.255.255"]), &texts(&["127.0.0.2:6"]), 5000).unwrap();
+        assert_eq!(targets, ["127.255.255.255:5000".parse().unwrap()]);
+        assert_eq!(peers, ["127.0.0.2:6".parse().unwrap()]);
+        let (targets, peers) = resolve_flags(&[], &[], 5000).unwrap();
+        assert_eq!(targets, broadcast_targets(5000));
+        assert!(peers.is_empty());
+        let bad = resolve_flags(&texts(&["x:99999"]), &[], 5000).unwrap_err();
+        assert!(bad.starts_with("bad --broadcast: "), "{bad}");
+        let bad = resolve_flags(&[], &texts(&["127.0.0.1:x"]), 5000).unwrap_err();
+        assert!(bad.starts_with("bad --peer: "), "{bad}");
     }
 
     #[test]

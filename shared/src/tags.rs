@@ -95,15 +95,21 @@ pub struct TagEntry {
 }
 
 impl TagEntry {
-    /// When this entry stops counting: [`EXPIRY_INTERVALS`] intervals after `last_seen`.
+    /// When this entry stops counting: [`expires_at`] of its `last_seen` and `interval`.
     pub fn expires_at(&self) -> DateTime<Utc> {
-        // A hostile interval must not overflow the date arithmetic: saturate instead.
-        let secs =
-            i64::try_from(self.interval.saturating_mul(EXPIRY_INTERVALS)).unwrap_or(i64::MAX);
-        chrono::Duration::try_seconds(secs)
-            .and_then(|d| self.last_seen.checked_add_signed(d))
-            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        expires_at(self.last_seen, self.interval)
     }
+}
+
+/// The expiry rule, the one the listener forgets by and the downloader trusts by: something
+/// last announced at `last_seen` by a peer announcing every `interval_secs` stops counting
+/// [`EXPIRY_INTERVALS`] intervals later.
+pub fn expires_at(last_seen: DateTime<Utc>, interval_secs: u64) -> DateTime<Utc> {
+    // A hostile interval must not overflow the date arithmetic: saturate instead.
+    let secs = i64::try_from(interval_secs.saturating_mul(EXPIRY_INTERVALS)).unwrap_or(i64::MAX);
+    chrono::Duration::try_seconds(secs)
+        .and_then(|d| last_seen.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// Why `tags.txt` could not be read or written.

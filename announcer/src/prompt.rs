@@ -1,4 +1,4 @@
-//! Choosing the username the announcer sends.
+//! The username question: which name the announcer sends, and asking for it at the terminal.
 //!
 //! The legacy design asks the user for a name once and keeps it. The order of preference is:
 //! the `--username` flag; the name stored in `DIR/username.txt`; a name asked at the terminal
@@ -7,15 +7,13 @@
 //!
 //! The terminal is passed in as a reader and a writer so that the prompt can be tested without
 //! one. This module does not log: it returns where the name came from and lets `main` say so.
+//! What makes a name acceptable is [`shared::username`]'s rule, which the listeners share.
 
-use std::fmt;
 use std::io::{self, BufRead, Write};
 use std::path::PathBuf;
 
 use shared::peer_dir::PeerDir;
-use shared::protocol::QUERY_USERNAME;
-use shared::text::UnsafeText;
-use shared::MAX_USERNAME_BYTES;
+use shared::username::{validate, Problem};
 
 /// Name used when even the host name cannot be read.
 pub const FALLBACK_USERNAME: &str = "anonymous";
@@ -55,32 +53,6 @@ pub enum UsernameError {
     },
 }
 
-/// What makes a username unacceptable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Problem {
-    /// Nothing but white space.
-    Empty,
-    /// More than [`MAX_USERNAME_BYTES`] bytes.
-    TooLong,
-    /// A character a terminal would obey or not show (newline, escape, a bidi control, a
-    /// zero-width space…) or a flood of combining marks: it would garble logs and listings, and
-    /// our listeners refuse it.
-    Unshowable(UnsafeText),
-    /// The name queries are sent under ([`QUERY_USERNAME`]), never a peer's.
-    Reserved,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Problem::Empty => f.write_str("it is empty"),
-            Problem::TooLong => write!(f, "it is longer than {MAX_USERNAME_BYTES} bytes"),
-            Problem::Unshowable(e) => write!(f, "it {e}"),
-            Problem::Reserved => write!(f, "{QUERY_USERNAME:?} is the name queries are sent under"),
-        }
-    }
-}
-
 /// Where the username came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -101,22 +73,6 @@ pub struct Username {
     pub name: String,
     /// Where it came from.
     pub origin: Origin,
-}
-
-/// Checks a username as typed or given (already trimmed by the caller).
-///
-/// # Errors
-/// The [`Problem`] with it.
-pub fn validate(name: &str) -> Result<(), Problem> {
-    if name.is_empty() {
-        Err(Problem::Empty)
-    } else if name.len() > MAX_USERNAME_BYTES {
-        Err(Problem::TooLong)
-    } else if name == QUERY_USERNAME {
-        Err(Problem::Reserved)
-    } else {
-        shared::text::validate(name).map_err(Problem::Unshowable)
-    }
 }
 
 /// Settles on the username: `flag`, else `DIR/username.txt`, else asks once at `terminal` (and
@@ -205,33 +161,19 @@ fn ask<R: BufRead, W: Write>(mut input: R, mut output: W) -> Result<String, User
     }
 }
 
-/// The host name, made into a valid username.
+/// The host name, made into a valid username, else [`FALLBACK_USERNAME`].
 fn host_name() -> String {
-    let raw = hostname::get()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut name: String = raw
-        .trim()
-        .chars()
-        .filter(|&c| !shared::text::must_escape(c))
-        .collect();
-    if name.len() > MAX_USERNAME_BYTES {
-        let mut end = MAX_USERNAME_BYTES;
-        while !name.is_char_boundary(end) {
-            end -= 1;
-        }
-        name.truncate(end);
-    }
-    if validate(&name).is_err() {
-        FALLBACK_USERNAME.to_owned()
-    } else {
-        name
-    }
+    shared::net::host_name()
+        .and_then(|host| shared::username::from_host_name(&host))
+        .unwrap_or_else(|| FALLBACK_USERNAME.to_owned())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shared::protocol::QUERY_USERNAME;
+    use shared::text::UnsafeText;
+    use shared::MAX_USERNAME_BYTES;
     use std::io::Cursor;
 
     type Terminal<'a> = Option<(Cursor<&'a [u8]>, &'a mut Vec<u8>)>;
@@ -308,8 +250,7 @@ mod tests {
         let got = resolve(None, &peer, no_terminal()).unwrap();
         assert_eq!(got.origin, Origin::Hostname);
         assert!(validate(&got.name).is_ok(), "{:?}", got.name);
-        let host = hostname::get().unwrap();
-        let host = host.to_string_lossy();
+        let host = shared::net::host_name().unwrap_or_default();
         if !host.trim().is_empty() && host.len() <= MAX_USERNAME_BYTES {
             assert_eq!(got.name, host.trim());
         }
@@ -358,16 +299,7 @@ mod tests {
     }
 
     #[test]
-    fn validate_counts_bytes_not_chars() {
-        let max = "é".repeat(MAX_USERNAME_BYTES / 2);
-        assert_eq!(validate(&max), Ok(()));
-        assert_eq!(validate(&format!("{max}é")), Err(Problem::TooLong));
-        assert_eq!(validate("ünïcödé ok"), Ok(()));
-    }
-
-    #[test]
     fn the_name_queries_are_sent_under_is_refused() {
-        assert_eq!(validate(QUERY_USERNAME), Err(Problem::Reserved));
         let dir = tempfile::tempdir().unwrap();
         let peer = PeerDir::new(dir.path());
         assert!(matches!(

@@ -1,0 +1,323 @@
+//! What the announcer knows and says: the last snapshot of the chunk store, the targets, and
+//! the three things it sends (an announcement, an answer to a query, a goodbye).
+//!
+//! [`crate::run`] owns the clock (when to do each); this module owns the doing, and copes with
+//! the network or the disk saying no: every lasting failure is warned about once
+//! ([`shared::latch`]) and the loop carries on with what it last knew.
+
+use std::collections::BTreeSet;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use shared::chunk::ChunkName;
+use shared::latch::{Latch, Latches};
+use shared::peers::PeersFile;
+use shared::protocol::{Announcement, AnnouncementExt, Kind};
+use shared::queries::QueryBox;
+use shared::store::{ChunkStore, Snapshot};
+
+use crate::budget::{self, AnswerBudget, Refusal};
+use crate::Config;
+
+/// Most query files answered in one poll, so a flood of them cannot stall the loop; the rest
+/// wait for the next poll.
+const MAX_ANSWERS_PER_POLL: usize = 64;
+
+/// Queries left unanswered because of the [`budget`] are logged at most once per this long.
+pub(crate) const UNANSWERED_LOG_GAP: Duration = Duration::from_secs(10);
+
+/// The announcer's state. Only [`crate::run`]'s thread touches it.
+pub(crate) struct Announcer {
+    socket: UdpSocket,
+    pub(crate) config: Config,
+    store: ChunkStore,
+    /// `DIR/peers.txt`, polled every [`shared::peers::PEERS_POLL`].
+    peers_file: PeersFile,
+    /// `DIR/.queries/`, polled every [`crate::QUERY_POLL`].
+    queries: QueryBox,
+    /// The last snapshot read successfully; what we announce.
+    snapshot: Snapshot,
+    /// The store cannot be read.
+    store_unreadable: Latch,
+    /// The query folder cannot be read.
+    queries_unreadable: Latch,
+    /// The targets sends fail to.
+    unreachable: Latches<SocketAddr>,
+    /// Chunks already reported as too big to announce.
+    too_big: Latches<ChunkName>,
+    /// What answers to queries may still cost.
+    budget: AnswerBudget,
+    /// Queries left unanswered since that was last logged: over the per-address limit, over
+    /// the bytes per second.
+    unanswered: (u64, u64),
+    /// When unanswered queries were last logged.
+    unanswered_logged: Option<Instant>,
+}
+
+impl Announcer {
+    pub(crate) fn new(
+        socket: UdpSocket,
+        config: Config,
+        store: ChunkStore,
+        peers_file: PeersFile,
+        queries: QueryBox,
+    ) -> Self {
+        Announcer {
+            socket,
+            store,
+            peers_file,
+            queries,
+            snapshot: Snapshot::default(),
+            store_unreadable: Latch::default(),
+            queries_unreadable: Latch::default(),
+            unreachable: Latches::default(),
+            too_big: Latches::default(),
+            budget: AnswerBudget::new(config.answer_rate, Instant::now()),
+            config,
+            unanswered: (0, 0),
+            unanswered_logged: None,
+        }
+    }
+
+    /// The first look at the store and at `peers.txt`, before the first announcement.
+    pub(crate) fn look_around(&mut self) {
+        self.refresh();
+        self.peers_file.poll();
+    }
+
+    /// Re-reads the store; returns whether what we announce changed.
+    pub(crate) fn refresh(&mut self) -> bool {
+        match self.store.snapshot() {
+            Ok(snapshot) => {
+                if self.store_unreadable.reset() {
+                    log::info!("chunk store {} readable again", self.store.root().display());
+                }
+                if snapshot == self.snapshot {
+                    return false;
+                }
+                self.snapshot = snapshot;
+                true
+            }
+            Err(e) => {
+                if self.store_unreadable.trip() {
+                    log::warn!("{e}; announcing what was last read");
+                }
+                false
+            }
+        }
+    }
+
+    /// Re-reads `peers.txt` if it changed, and announces at once to the peers it added, so a
+    /// new peer does not wait for the next interval.
+    pub(crate) fn poll_peers(&mut self) {
+        let before = self.targets();
+        if !self.peers_file.poll() {
+            return;
+        }
+        let added: Vec<SocketAddr> = self
+            .targets()
+            .into_iter()
+            .filter(|t| !before.contains(t))
+            .collect();
+        if !added.is_empty() {
+            let datagrams = self.datagrams();
+            self.send_all(&datagrams, &added);
+            log::debug!("announced to new peers {}", list(&added));
+        }
+    }
+
+    /// Every address an announcement goes to: broadcast targets, `--peer`s and the peers of
+    /// `peers.txt`, each once.
+    fn targets(&self) -> Vec<SocketAddr> {
+        let mut targets: Vec<SocketAddr> = Vec::new();
+        for t in self
+            .config
+            .targets
+            .iter()
+            .chain(&self.config.peers)
+            .chain(self.peers_file.peers())
+        {
+            if !targets.contains(t) {
+                targets.push(*t);
+            }
+        }
+        targets
+    }
+
+    /// The extension every datagram carries, of the given kind, without contents.
+    fn ext(&self, kind: Kind) -> AnnouncementExt {
+        AnnouncementExt {
+            v: shared::PROTOCOL_VERSION,
+            port: self.config.chunk_port,
+            interval: interval_secs(self.config.interval),
+            contents: Default::default(),
+            instance: Some(self.config.instance.clone()),
+            kind,
+        }
+    }
+
+    /// The current snapshot, packed into datagrams.
+    fn datagrams(&mut self) -> Vec<Vec<u8>> {
+        let (datagrams, dropped) = Announcement::pack(
+            &self.config.username,
+            Some(&self.ext(Kind::Announce)),
+            &self.snapshot.chunks,
+            &self.snapshot.metas,
+        );
+        for name in dropped {
+            let text = name.to_string();
+            if self.too_big.trip(name) {
+                log::warn!(
+                    "chunk {text} cannot fit in one {}-byte datagram: not announced",
+                    shared::MAX_ANNOUNCE_DATAGRAM
+                );
+            }
+        }
+        datagrams
+    }
+
+    /// Sends the current snapshot to every target.
+    pub(crate) fn announce(&mut self) {
+        let datagrams = self.datagrams();
+        let targets = self.targets();
+        self.send_all(&datagrams, &targets);
+        let contents: BTreeSet<&str> = self.snapshot.chunks.iter().map(|c| c.content()).collect();
+        log::debug!(
+            "announced {} chunks of {} contents in {} datagrams to {} targets",
+            self.snapshot.chunks.len(),
+            contents.len(),
+            datagrams.len(),
+            targets.len()
+        );
+    }
+
+    /// Tells every target we are leaving: one `goodbye` datagram, without chunks.
+    pub(crate) fn goodbye(&mut self) {
+        let goodbye = Announcement {
+            username: self.config.username.clone(),
+            files: Vec::new(),
+            p2p: Some(self.ext(Kind::Goodbye)),
+        }
+        .encode();
+        let targets = self.targets();
+        self.send_all(&[goodbye], &targets);
+        log::debug!("said goodbye to {}", list(&targets));
+    }
+
+    /// Answers the queries waiting in `DIR/.queries/` ([`QueryBox::take`]): each gets the
+    /// whole announcement by unicast, within the [`budget`]; the others go unanswered.
+    pub(crate) fn answer_queries(&mut self) {
+        let queries = match self.queries.take(MAX_ANSWERS_PER_POLL) {
+            Ok(queries) => {
+                if self.queries_unreadable.reset() {
+                    log::info!("{} readable again", self.queries.dir().display());
+                }
+                queries
+            }
+            Err(e) => {
+                if self.queries_unreadable.trip() {
+                    log::warn!(
+                        "cannot read {}: {e}; queries go unanswered",
+                        self.queries.dir().display()
+                    );
+                }
+                return;
+            }
+        };
+        let mut datagrams: Option<Vec<Vec<u8>>> = None;
+        for addr in queries {
+            if let Err(refusal) = self.budget.allow(addr.ip(), Instant::now()) {
+                log::debug!("not answering the query of {addr}: {refusal:?} limit");
+                match refusal {
+                    Refusal::PerAddress => self.unanswered.0 += 1,
+                    Refusal::Bytes => self.unanswered.1 += 1,
+                }
+                continue;
+            }
+            if datagrams.is_none() {
+                datagrams = Some(self.datagrams());
+            }
+            let answer = datagrams.as_deref().unwrap_or_default();
+            self.send_all(answer, &[addr]);
+            self.budget.spent(answer.iter().map(Vec::len).sum());
+            log::debug!(
+                "answered the query of {addr} with {} datagrams",
+                answer.len()
+            );
+        }
+        self.report_unanswered();
+    }
+
+    /// Logs the queries left unanswered by the [`budget`], at most once per
+    /// [`UNANSWERED_LOG_GAP`].
+    fn report_unanswered(&mut self) {
+        let (per_address, bytes) = self.unanswered;
+        if per_address + bytes == 0
+            || self
+                .unanswered_logged
+                .is_some_and(|t| t.elapsed() < UNANSWERED_LOG_GAP)
+        {
+            return;
+        }
+        log::warn!(
+            "left {} queries unanswered: {per_address} over {} answers per address (then one \
+             every {:?}), {bytes} over {} bytes/s of answers (at most one such warning every \
+             {}s)",
+            per_address + bytes,
+            budget::ANSWERS_PER_IP_BURST,
+            budget::ANSWER_PER_IP_REFILL,
+            self.config.answer_rate,
+            UNANSWERED_LOG_GAP.as_secs()
+        );
+        self.unanswered = (0, 0);
+        self.unanswered_logged = Some(Instant::now());
+    }
+
+    /// Sends every datagram to every target; a failing target is warned about once while it
+    /// fails and does not stop the others.
+    fn send_all(&mut self, datagrams: &[Vec<u8>], targets: &[SocketAddr]) {
+        for target in targets {
+            let result = datagrams
+                .iter()
+                .try_for_each(|d| self.socket.send_to(d, target).map(drop));
+            match result {
+                Ok(()) => {
+                    if self.unreachable.reset(target) {
+                        log::info!("sending to {target} works again");
+                    }
+                }
+                Err(e) => {
+                    if self.unreachable.trip(*target) {
+                        log::warn!("cannot send to {target}: {e}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The interval as announced: whole seconds, rounded up, at least 1, so a listener never
+/// expires us before our next announcement.
+pub(crate) fn interval_secs(interval: Duration) -> u64 {
+    let secs = interval.as_secs() + u64::from(interval.subsec_nanos() > 0);
+    secs.max(1)
+}
+
+/// Addresses as one comma-separated line, for the log.
+pub(crate) fn list(targets: &[SocketAddr]) -> String {
+    let names: Vec<String> = targets.iter().map(SocketAddr::to_string).collect();
+    names.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interval_is_announced_in_whole_seconds_rounded_up() {
+        assert_eq!(interval_secs(Duration::from_secs(60)), 60);
+        assert_eq!(interval_secs(Duration::from_millis(1500)), 2);
+        assert_eq!(interval_secs(Duration::from_millis(200)), 1);
+        assert_eq!(interval_secs(Duration::ZERO), 1);
+    }
+}

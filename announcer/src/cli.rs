@@ -1,0 +1,109 @@
+//! The command line: [`Args`] (every flag, its default and its `--help` text) and how it becomes
+//! the library's [`Config`]. Binary-only, so clap stays out of the library.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use announcer::prompt::{self, Username, UsernameError};
+use announcer::Config;
+use shared::peer_dir::PeerDir;
+use shared::program::{MainError, Program};
+use shared::protocol::MAX_ANNOUNCE_INTERVAL_SECS;
+use shared::{DEFAULT_ANNOUNCE_INTERVAL_SECS, DEFAULT_ANNOUNCE_PORT, DEFAULT_CHUNK_PORT};
+
+/// Announce the chunks in DIR/temp to the LAN by UDP broadcast (and to static peers by unicast).
+#[derive(Debug, Parser)]
+#[command(name = "announcer", version, about)]
+pub struct Args {
+    /// The peer folder (chunks are read from DIR/temp).
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
+    /// Local IP address to send from.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    bind: IpAddr,
+    /// Name to announce; default: the one stored in DIR/username.txt, else asked once at the
+    /// terminal, else the host name.
+    #[arg(long)]
+    username: Option<String>,
+    /// Where to send announcements, ADDR[:PORT] (repeatable); default: the directed broadcast
+    /// address of every up, non-loopback IPv4 interface.
+    #[arg(long = "broadcast", value_name = "ADDR[:PORT]")]
+    broadcast: Vec<String>,
+    /// A peer that broadcasts cannot reach, HOST[:PORT] (repeatable; PORT defaults to --port):
+    /// every announcement and the goodbye also go to it by unicast. DIR/peers.txt lists more,
+    /// one per line.
+    #[arg(long = "peer", value_name = "HOST[:PORT]")]
+    peer: Vec<String>,
+    /// UDP port announcements are sent to.
+    #[arg(long, default_value_t = DEFAULT_ANNOUNCE_PORT)]
+    port: u16,
+    /// Seconds between periodic announcements (at most 600: listeners honour no longer
+    /// interval).
+    #[arg(long, default_value_t = DEFAULT_ANNOUNCE_INTERVAL_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_ANNOUNCE_INTERVAL_SECS))]
+    interval: u64,
+    /// TCP port of our chunk server, announced to our peers.
+    #[arg(long, default_value_t = DEFAULT_CHUNK_PORT)]
+    chunk_port: u16,
+    /// Bytes per second of answers to other peers' queries, all together (0 = no limit); each
+    /// address also gets at most 4 answers at once, then one a second.
+    #[arg(long, value_name = "BYTES_PER_SEC", default_value_t = announcer::budget::DEFAULT_ANSWER_RATE)]
+    max_answer_rate: u64,
+    /// Log debugging details.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+impl Args {
+    /// How the program logs: to stderr only.
+    pub fn program(&self) -> Program {
+        Program::new("announcer", self.verbose)
+    }
+
+    /// The address the socket is bound to: `--bind`, any port.
+    pub fn bind(&self) -> SocketAddr {
+        SocketAddr::new(self.bind, 0)
+    }
+
+    /// The peer folder.
+    pub fn peer_dir(&self) -> PeerDir {
+        PeerDir::new(&self.dir)
+    }
+
+    /// Settles the username ([`prompt::resolve`]), asking at the terminal when stdin is one.
+    ///
+    /// # Errors
+    /// [`UsernameError`] (see [`prompt::resolve`]).
+    pub fn username(&self) -> Result<Username, UsernameError> {
+        use std::io::IsTerminal;
+        let terminal = std::io::stdin()
+            .is_terminal()
+            .then(|| (std::io::stdin().lock(), std::io::stderr()));
+        prompt::resolve(self.username.as_deref(), &self.peer_dir(), terminal)
+    }
+
+    /// The library's configuration, announcing as `username`; the broadcast targets are
+    /// listed from the interfaces when no `--broadcast` is given.
+    ///
+    /// # Errors
+    /// A `--broadcast` or `--peer` that does not parse or resolve.
+    pub fn into_config(self, username: String) -> Result<Config, MainError> {
+        let (targets, peers) = shared::peers::resolve_flags(&self.broadcast, &self.peer, self.port)
+            .map_err(MainError::msg)?;
+        Ok(Config {
+            dir: self.dir,
+            username,
+            targets,
+            peers,
+            peer_port: self.port,
+            interval: Duration::from_secs(self.interval),
+            chunk_port: self.chunk_port,
+            watch: announcer::DEFAULT_WATCH,
+            instance: announcer::new_instance_id(),
+            answer_rate: self.max_answer_rate,
+        })
+    }
+}

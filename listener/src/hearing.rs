@@ -1,0 +1,483 @@
+//! Hearing: the main loop, and what it makes of each datagram.
+//!
+//! The loop takes the datagrams the reading threads queued ([`crate::receive`]), in batches
+//! bounded in number ([`MAX_BATCH`]) and time ([`MAX_BATCH_TIME`]), so that under a flood it
+//! still looks at shutdown, expires entries ([`EXPIRE_EVERY`]), polls `peers.txt` and hands
+//! `tags.txt` to the [`writer`](crate::writer) several times a second. Each datagram is
+//! [heard](hear) first, a pure decision: malformed (logged, at most once per source every
+//! [`MALFORMED_LOG_GAP`]), a query (passed on to the announcer, [`crate::query`]) or an
+//! announcement for the [`Index`]. What the index limits refused is logged at most once every
+//! [`LIMIT_LOG_GAP`].
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+
+use shared::latch::Latch;
+use shared::peer_dir::PeerDir;
+use shared::peers::{PeersFile, PEERS_POLL};
+use shared::protocol::{Announcement, Kind};
+use shared::shutdown::Shutdown;
+
+use crate::index::{self, Index, Limits, Refusals};
+use crate::intake::QueuedBytes;
+use crate::query::{Asker, Querier};
+use crate::receive::{Datagram, RECV_TIMEOUT};
+use crate::writer::{self, TagsWriter};
+use crate::Config;
+
+/// Most datagrams handled in one batch before shutdown, expiry and `tags.txt` get a look.
+const MAX_BATCH: usize = 1024;
+
+/// Longest one batch of datagrams may take: under a flood the loop still looks at shutdown
+/// and writes `tags.txt` several times a second.
+pub const MAX_BATCH_TIME: Duration = Duration::from_millis(100);
+
+/// How often entries are expired (which visits the whole index).
+pub const EXPIRE_EVERY: Duration = Duration::from_secs(1);
+
+/// What the index limits refused is logged at most once per this long.
+pub const LIMIT_LOG_GAP: Duration = Duration::from_secs(10);
+
+/// How many bytes of a malformed datagram a warning quotes.
+const EXCERPT_BYTES: usize = 60;
+
+/// A source that sends malformed datagrams is warned about at most once per this long.
+pub const MALFORMED_LOG_GAP: Duration = Duration::from_secs(10);
+
+/// Most sources whose malformed datagrams are remembered before the quiet ones are forgotten.
+const MAX_MALFORMED_SOURCES: usize = 1024;
+
+/// What one datagram is, once decoded.
+#[derive(Debug)]
+pub(crate) enum Heard {
+    /// Not a datagram we can use, and why.
+    Malformed(String),
+    /// A query: answering it is the announcer's business.
+    Query,
+    /// An announcement or a goodbye, for the index.
+    Announcement(Announcement),
+}
+
+/// Decodes one datagram and decides what it is. A name a terminal would obey, or not show,
+/// must not reach `tags.txt` and from there the downloader's listing: a datagram under such a
+/// username is refused whole. (Chunk names are checked one by one: `ChunkName::parse` skips
+/// the unsafe ones.)
+pub(crate) fn hear(bytes: &[u8], from: SocketAddr) -> Heard {
+    let announcement = match Announcement::decode(bytes) {
+        Ok(announcement) => announcement,
+        Err(e) => return Heard::Malformed(e.to_string()),
+    };
+    let ext = index::readable_extension(&announcement);
+    let kind = ext.map_or(Kind::Announce, |e| e.kind);
+    log::debug!(
+        "{from}: {:?} sent {} listing {} files ({})",
+        announcement.username,
+        match kind {
+            Kind::Announce => "an announcement",
+            Kind::Query => "a query",
+            Kind::Goodbye => "a goodbye",
+        },
+        announcement.files.len(),
+        ext.map_or_else(|| "legacy".to_owned(), |e| format!("p2p/{}", e.v)),
+    );
+    if kind == Kind::Query {
+        return Heard::Query;
+    }
+    if let Err(e) = shared::text::validate(&announcement.username) {
+        return Heard::Malformed(format!("the username {e}"));
+    }
+    Heard::Announcement(announcement)
+}
+
+/// The main loop's state. Only [`crate::run`]'s thread touches it.
+pub(crate) struct Hearing<'a> {
+    config: &'a Config,
+    index: Index,
+    /// The `tags.txt` writer; taken when the loop ends.
+    writer: Option<TagsWriter>,
+    /// Writing `tags.txt` fails.
+    unwritable: Latch,
+    tags_path: PathBuf,
+    /// Bytes waiting in the queue from the reading threads.
+    queued: &'a QueuedBytes,
+    /// What the index limits refused since it was last logged.
+    refused: Refusals,
+    /// When that was last logged.
+    refusals_reported: Option<Instant>,
+    querier: Querier<'a>,
+    /// `DIR/peers.txt`, polled every [`PEERS_POLL`].
+    peers_file: PeersFile,
+    /// Passes heard queries on to the announcer.
+    asker: Asker,
+    /// Sources of malformed datagrams.
+    malformed: MalformedSources,
+}
+
+impl<'a> Hearing<'a> {
+    /// The loop of a listener of the peer folder `peer`, starting from `index`, whose
+    /// `tags.txt` `writer` writes, and sending its queries from `query_socket`.
+    pub(crate) fn new(
+        config: &'a Config,
+        peer: &PeerDir,
+        index: Index,
+        writer: TagsWriter,
+        queued: &'a QueuedBytes,
+        query_socket: &'a UdpSocket,
+    ) -> Hearing<'a> {
+        Hearing {
+            config,
+            index,
+            writer: Some(writer),
+            unwritable: Latch::default(),
+            tags_path: peer.tags(),
+            queued,
+            refused: Refusals::default(),
+            refusals_reported: None,
+            querier: Querier::new(query_socket),
+            peers_file: PeersFile::new(peer.peers_file(), config.peer_port),
+            asker: Asker::new(peer.queries_dir()),
+            malformed: MalformedSources::default(),
+        }
+    }
+}
+
+impl Hearing<'_> {
+    /// Runs until `shutdown`, then hands the writer its last snapshot.
+    pub(crate) fn run(&mut self, receiver: Receiver<Datagram>, shutdown: &Shutdown) {
+        self.peers_file.poll();
+        let mut start_targets = self.config.query_targets.clone();
+        add_unique(&mut start_targets, &self.config.peers);
+        add_unique(&mut start_targets, self.peers_file.peers());
+        self.querier.schedule(&start_targets, Instant::now());
+        let mut next_peers = Instant::now() + PEERS_POLL;
+        let mut next_expire = Instant::now() + EXPIRE_EVERY;
+        let mut dirty = false;
+        while !shutdown.is_triggered() {
+            let now = Instant::now();
+            self.querier.send_due(now);
+            if now >= next_peers {
+                next_peers = now + PEERS_POLL;
+                self.poll_peers(now);
+            }
+            let mut timeout = RECV_TIMEOUT;
+            if dirty {
+                if let Some(wait) = self.writer().and_then(|w| w.wait(now)) {
+                    timeout = timeout.min(wait);
+                }
+            }
+            if let Some(due) = self.querier.next_due() {
+                timeout = timeout.min(due.saturating_duration_since(now));
+            }
+            match receiver.recv_timeout(timeout.max(Duration::from_millis(1))) {
+                Ok(first) => {
+                    let batch = Instant::now();
+                    dirty |= self.handle(&first);
+                    for datagram in receiver.try_iter().take(MAX_BATCH - 1) {
+                        dirty |= self.handle(&datagram);
+                        if batch.elapsed() >= MAX_BATCH_TIME {
+                            break;
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                // Both reading threads are gone (they only stop with us): nothing more comes.
+                Err(RecvTimeoutError::Disconnected) => std::thread::sleep(timeout),
+            }
+            let now = Instant::now();
+            if now >= next_expire {
+                next_expire = now + EXPIRE_EVERY;
+                dirty |= self.index.expire(Utc::now());
+            }
+            self.report_refusals(now, false);
+            dirty |= !self.check_write();
+            if dirty && self.writer().is_some_and(|w| w.ready(now)) {
+                self.submit();
+                dirty = false;
+            }
+        }
+        self.report_refusals(Instant::now(), true);
+        dirty |= !self.check_write();
+        if let Some(writer) = self.writer.take() {
+            if dirty {
+                writer.submit(self.index.to_tags(Utc::now()));
+            }
+            if !writer.finish(writer::FINAL_WRITE_WAIT) {
+                log::warn!(
+                    "{} could not be written within {:?} (is a reader holding its lock?): \
+                     stopping without its last update",
+                    self.tags_path.display(),
+                    writer::FINAL_WRITE_WAIT
+                );
+            }
+        }
+    }
+
+    fn writer(&self) -> Option<&TagsWriter> {
+        self.writer.as_ref()
+    }
+
+    /// Hands the writer a snapshot of the index.
+    fn submit(&self) {
+        if let Some(writer) = self.writer() {
+            writer.submit(self.index.to_tags(Utc::now()));
+        }
+    }
+
+    /// Logs the outcome of the last write, if one came in; returns `false` when it failed (the
+    /// index must be written again; the writer waits [`writer::WRITE_RETRY`] first).
+    fn check_write(&mut self) -> bool {
+        let Some(outcome) = self.writer().and_then(TagsWriter::take_outcome) else {
+            return true;
+        };
+        match outcome {
+            Ok(entries) => {
+                if self.unwritable.reset() {
+                    log::info!("{} written again", self.tags_path.display());
+                }
+                log::debug!("wrote {entries} entries to {}", self.tags_path.display());
+                true
+            }
+            Err(e) => {
+                if self.unwritable.trip() {
+                    log::warn!("{e}; will retry");
+                }
+                false
+            }
+        }
+    }
+
+    /// Logs what the index limits refused, at most once per [`LIMIT_LOG_GAP`] (unless `last`:
+    /// the loop is ending).
+    fn report_refusals(&mut self, now: Instant, last: bool) {
+        self.refused.add(self.index.take_refusals());
+        if self.refused.is_empty()
+            || (!last
+                && self
+                    .refusals_reported
+                    .is_some_and(|t| now.duration_since(t) < LIMIT_LOG_GAP))
+        {
+            return;
+        }
+        let refused = std::mem::take(&mut self.refused);
+        log::warn!(
+            "limits reached: {} (at most one such warning every {}s)",
+            describe_refusals(&refused, self.index.limits()),
+            LIMIT_LOG_GAP.as_secs()
+        );
+        self.refusals_reported = Some(now);
+    }
+
+    /// Re-reads `peers.txt` if it changed, and queries the peers it added.
+    fn poll_peers(&mut self, now: Instant) {
+        let before = self.peers_file.peers().to_vec();
+        if self.peers_file.poll() {
+            let added: Vec<SocketAddr> = self
+                .peers_file
+                .peers()
+                .iter()
+                .filter(|p| !before.contains(p))
+                .copied()
+                .collect();
+            if !added.is_empty() {
+                self.querier.schedule(&added, now);
+            }
+        }
+    }
+
+    /// Hears one datagram: into the index, on to the announcer, or into the log. Returns
+    /// whether the index changed.
+    fn handle(&mut self, datagram: &Datagram) -> bool {
+        let Datagram { bytes, from } = datagram;
+        self.queued.taken(bytes.len());
+        match hear(bytes, *from) {
+            Heard::Malformed(why) => {
+                self.warn_malformed(*from, bytes, &why);
+                false
+            }
+            Heard::Query => {
+                self.asker.ask(*from);
+                false
+            }
+            Heard::Announcement(announcement) => self.index.apply(
+                from.ip(),
+                &announcement,
+                self.config.legacy_chunk_port,
+                Utc::now(),
+            ),
+        }
+    }
+
+    /// Logs a malformed datagram from `from`, at most once per source per
+    /// [`MALFORMED_LOG_GAP`], counting the ones skipped silently meanwhile.
+    fn warn_malformed(&mut self, from: SocketAddr, bytes: &[u8], why: &str) {
+        let n = bytes.len();
+        let Some(skipped) = self.malformed.note(from.ip(), Instant::now()) else {
+            log::debug!("ignoring a {n}-byte datagram from {from}: {why}");
+            return;
+        };
+        log::warn!(
+            "ignoring a {n}-byte datagram from {from}: {why}: \"{}\"{}",
+            excerpt(bytes),
+            if skipped > 0 {
+                format!(
+                    " ({skipped} more malformed datagrams from {} ignored silently before this)",
+                    from.ip()
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+}
+
+/// For each source that sent malformed datagrams: when it was last warned about and how many
+/// were skipped silently since (the quiet ones forgotten beyond [`MAX_MALFORMED_SOURCES`]).
+#[derive(Debug, Default)]
+pub(crate) struct MalformedSources(HashMap<IpAddr, (Instant, u64)>);
+
+impl MalformedSources {
+    /// A malformed datagram came from `ip` at `now`: `Some(skipped)` when it is to be warned
+    /// about (with how many were skipped silently before it), `None` when it is skipped
+    /// silently (counted).
+    pub(crate) fn note(&mut self, ip: IpAddr, now: Instant) -> Option<u64> {
+        if self.0.len() > MAX_MALFORMED_SOURCES {
+            self.0
+                .retain(|_, (last, _)| now.duration_since(*last) < MALFORMED_LOG_GAP);
+        }
+        let skipped = match self.0.get_mut(&ip) {
+            Some((last, skipped)) if now.duration_since(*last) < MALFORMED_LOG_GAP => {
+                *skipped += 1;
+                return None;
+            }
+            Some((_, skipped)) => *skipped,
+            None => 0,
+        };
+        self.0.insert(ip, (now, 0));
+        Some(skipped)
+    }
+}
+
+/// The first [`EXCERPT_BYTES`] of a datagram, escaped, with `…` when there is more.
+pub(crate) fn excerpt(bytes: &[u8]) -> String {
+    let n = bytes.len();
+    format!(
+        "{}{}",
+        bytes[..n.min(EXCERPT_BYTES)].escape_ascii(),
+        if n > EXCERPT_BYTES { "…" } else { "" }
+    )
+}
+
+/// One line saying what the index `limits` refused.
+pub(crate) fn describe_refusals(r: &Refusals, limits: Limits) -> String {
+    let mut parts = Vec::new();
+    if r.long_datagrams > 0 {
+        parts.push(format!(
+            "{} datagrams listed more than {} chunks (the rest was ignored)",
+            r.long_datagrams, limits.max_chunks_per_datagram
+        ));
+    }
+    if r.over_source > 0 {
+        parts.push(format!(
+            "{} new entries refused: their address already had {}",
+            r.over_source, limits.max_entries_per_source
+        ));
+    }
+    if r.over_total > 0 || r.evicted > 0 {
+        parts.push(format!(
+            "the index is full ({} entries): {} new entries refused, {} evicted from the \
+             biggest sources",
+            limits.max_entries, r.over_total, r.evicted
+        ));
+    }
+    parts.join("; ")
+}
+
+/// Appends to `list` the addresses of `more` it does not hold yet.
+pub(crate) fn add_unique(list: &mut Vec<SocketAddr>, more: &[SocketAddr]) {
+    for addr in more {
+        if !list.contains(addr) {
+            list.push(*addr);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 7], 5000))
+    }
+
+    #[test]
+    fn what_a_datagram_is() {
+        assert!(matches!(hear(b"not json", from()), Heard::Malformed(_)));
+        assert!(matches!(
+            hear(&crate::query::query_datagram(), from()),
+            Heard::Query
+        ));
+        let legacy = br#"{"username":"ece","files":["ece_1"]}"#;
+        assert!(matches!(hear(legacy, from()), Heard::Announcement(a) if a.username == "ece"));
+        let hidden = br#"{"username":"a\u001b[31mb","files":["ece_1"]}"#;
+        match hear(hidden, from()) {
+            Heard::Malformed(why) => assert!(why.starts_with("the username"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_malformed_source_is_warned_about_once_per_gap_with_the_count_skipped() {
+        let ip = from().ip();
+        let t0 = Instant::now();
+        let mut sources = MalformedSources::default();
+        assert_eq!(sources.note(ip, t0), Some(0));
+        assert_eq!(sources.note(ip, t0), None);
+        assert_eq!(sources.note(ip, t0 + Duration::from_secs(1)), None);
+        assert_eq!(
+            sources.note(IpAddr::from([127, 0, 0, 8]), t0),
+            Some(0),
+            "another source"
+        );
+        assert_eq!(sources.note(ip, t0 + MALFORMED_LOG_GAP), Some(2));
+    }
+
+    #[test]
+    fn excerpts_are_escaped_and_cut() {
+        assert_eq!(excerpt(b"a\nb"), "a\\nb");
+        let long = vec![b'x'; EXCERPT_BYTES + 1];
+        assert_eq!(excerpt(&long), format!("{}…", "x".repeat(EXCERPT_BYTES)));
+    }
+
+    #[test]
+    fn refusals_are_described_in_one_line() {
+        let limits = Limits::default();
+        let r = Refusals {
+            long_datagrams: 1,
+            over_source: 2,
+            over_total: 3,
+            evicted: 4,
+        };
+        let line = describe_refusals(&r, limits);
+        assert!(
+            line.contains("1 datagrams listed more than 512 chunks"),
+            "{line}"
+        );
+        assert!(line.contains("2 new entries refused"), "{line}");
+        assert!(line.contains("3 new entries refused, 4 evicted"), "{line}");
+        assert_eq!(line.matches("; ").count(), 2);
+    }
+
+    #[test]
+    fn add_unique_keeps_the_first_of_each() {
+        let a = from();
+        let b = SocketAddr::from(([127, 0, 0, 8], 5000));
+        let mut list = vec![a];
+        add_unique(&mut list, &[b, a, b]);
+        assert_eq!(list, [a, b]);
+    }
+}

@@ -1,0 +1,120 @@
+//! One line of `tags.txt` as the index keeps it: its [`Key`] (who holds what) and its
+//! [`Holding`] (since when each chunk was seen, and what the holder said about it), with the
+//! two time rules that apply to one holding: freshness ([`shared::tags::expires_at`]) and the
+//! interval observed from a legacy peer.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+
+use shared::chunk::ChunkSet;
+use shared::digest::Digest;
+use shared::tags::{expires_at, Proto};
+use shared::{CHUNKS_PER_FILE, DEFAULT_ANNOUNCE_INTERVAL_SECS};
+
+/// Shortest interval observed from a legacy peer that we honour, in seconds: one repeating
+/// itself faster still expires 3 × 5 s after it stops.
+pub const LEGACY_MIN_INTERVAL_SECS: u64 = 5;
+
+/// Longest interval observed from a legacy peer that we honour, in seconds: the legacy rule,
+/// once a minute.
+pub const LEGACY_MAX_INTERVAL_SECS: u64 = DEFAULT_ANNOUNCE_INTERVAL_SECS;
+
+/// Two announcements of a content by a legacy peer closer than this are one round (a
+/// duplicate, or an announcement split over datagrams), not a measure of its interval.
+const LEGACY_SAME_ROUND_MS: i64 = 1000;
+
+/// What identifies one line of `tags.txt`. Ordered by source IP first, so one address's
+/// entries are neighbours.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Key {
+    pub(crate) ip: IpAddr,
+    pub(crate) port: u16,
+    pub(crate) content: String,
+    pub(crate) sha256: Option<Digest>,
+}
+
+impl Key {
+    /// The smallest key of `ip`: where its range of entries starts.
+    pub(crate) fn first_of(ip: IpAddr) -> Key {
+        Key {
+            ip,
+            port: 0,
+            content: String::new(),
+            sha256: None,
+        }
+    }
+}
+
+/// What is known about one holder's copy of one content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Holding {
+    pub(crate) user: String,
+    pub(crate) proto: Proto,
+    pub(crate) size: Option<u64>,
+    /// The root digest of the holder's manifest, when announced.
+    pub(crate) root: Option<Digest>,
+    pub(crate) interval: u64,
+    /// For a legacy holder: whether `interval` was observed rather than assumed.
+    pub(crate) observed: bool,
+    /// When each chunk (by position) was last announced; `None` when it never was or expired.
+    pub(crate) seen: [Option<DateTime<Utc>>; CHUNKS_PER_FILE],
+}
+
+impl Holding {
+    pub(crate) fn new(user: &str, proto: Proto, interval: u64) -> Holding {
+        Holding {
+            user: user.to_owned(),
+            proto,
+            size: None,
+            root: None,
+            interval,
+            observed: false,
+            seen: [None; CHUNKS_PER_FILE],
+        }
+    }
+
+    /// Whether chunk time `t` still counts at `now`.
+    pub(crate) fn fresh(&self, t: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        expires_at(t, self.interval) > now
+    }
+
+    /// The chunks still fresh at `now`, and the latest time one of them was seen.
+    pub(crate) fn visible(&self, now: DateTime<Utc>) -> (ChunkSet, Option<DateTime<Utc>>) {
+        let mut set = ChunkSet::EMPTY;
+        let mut last = None;
+        for (index, t) in (1u8..).zip(self.seen) {
+            if let Some(t) = t.filter(|&t| self.fresh(t, now)) {
+                set.insert(index);
+                last = last.max(Some(t));
+            }
+        }
+        (set, last)
+    }
+
+    /// A legacy holder announced `chunks` again at `now`: updates the interval observed from
+    /// it (see the module documentation).
+    pub(crate) fn observe_legacy_interval(&mut self, chunks: ChunkSet, now: DateTime<Utc>) {
+        let previous = chunks
+            .indexes()
+            .filter_map(|i| self.seen[usize::from(i - 1)])
+            .max();
+        let Some(previous) = previous else {
+            return;
+        };
+        let gap_ms = (now - previous).num_milliseconds();
+        if gap_ms < LEGACY_SAME_ROUND_MS {
+            return;
+        }
+        let gap = u64::try_from(gap_ms)
+            .unwrap_or(u64::MAX)
+            .div_ceil(1000)
+            .clamp(LEGACY_MIN_INTERVAL_SECS, LEGACY_MAX_INTERVAL_SECS);
+        self.interval = if !self.observed || gap >= self.interval {
+            gap
+        } else {
+            (self.interval + gap).div_ceil(2)
+        };
+        self.observed = true;
+    }
+}
