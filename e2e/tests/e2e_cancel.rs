@@ -34,7 +34,7 @@ fn cancelled_download_stops_at_once(signal: &str, expected_status: i32) {
     });
     assert!(running.is_running(), "the download ended before the signal");
     let signalled = Instant::now();
-    signal(running.pid(), signal);
+    testkit::process::signal(running.pid(), signal);
     // Generous against a noisy machine; the requirement is one second, and the elapsed time is
     // printed for the record.
     let out = running.wait(Duration::from_secs(10));
