@@ -6,7 +6,6 @@
 //! every attacker connection must end up closed by the server, with the reason logged.
 #![cfg(target_os = "linux")]
 
-mod support;
 
 use std::fs::{self, File};
 use std::io::Read;
@@ -22,7 +21,10 @@ use shared::digest::Digest;
 use shared::protocol::{ErrorCode, Manifest, Request, Response};
 use shared::store::{ChunkStore, Origin, StoredManifest};
 use socket2::{Domain, Protocol, Socket, Type};
-use support::{chunk_files, p2p_fetch_from, send_raw, start, wait_until, ServerProcess};
+use testkit::client::{p2p_fetch_from, send_raw};
+use testkit::files::chunk_files;
+use testkit::process::{start_chunk_server_process as start, ServerProcess};
+use testkit::wait::poll_until;
 
 /// Where the attackers come from.
 const ATTACKER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 5);
@@ -149,7 +151,7 @@ impl Attack {
 
     /// Waits (bounded) until every connection is established, or closed, as `is_ready` says.
     fn wait_ready(&self) {
-        wait_until(Duration::from_secs(10), || {
+        poll_until(Duration::from_secs(10), || {
             self.ready.load(Ordering::SeqCst) == self.total
         });
     }
@@ -206,7 +208,7 @@ fn assert_honest_request_is_served(server: &ServerProcess, attack: &str) {
 }
 
 fn assert_all_closed(server: &ServerProcess, attack: &Attack, what: &str) {
-    let all = wait_until(CLOSE_BOUND, || attack.closed() == attack.total);
+    let all = poll_until(CLOSE_BOUND, || attack.closed() == attack.total);
     assert!(
         all,
         "{what}: the server closed only {} of {} attacker connections\n{}",
