@@ -1,12 +1,14 @@
 //! Process-level tests: the real `announcer` binary, as a user starts it.
 
-mod support;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{add_content, names_of, ChildGuard, Receiver, PATIENCE};
+use testkit::announce::{names_of, Receiver};
+use testkit::files::add_content;
+use testkit::process::ChildGuard;
+use testkit::wait::PATIENCE;
 
 fn announcer() -> Command {
     Command::new(env!("CARGO_BIN_EXE_announcer"))
@@ -110,11 +112,7 @@ fn announcer_binary_stops_cleanly_on_sigint() {
     );
     assert!(receiver.next(PATIENCE).is_some());
     // Signal this child only, by its process id.
-    let status = Command::new("kill")
-        .args(["-INT", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    testkit::process::signal(child.0.id(), "INT");
     let deadline = std::time::Instant::now() + PATIENCE;
     let exit = loop {
         if let Some(exit) = child.0.try_wait().unwrap() {
@@ -199,11 +197,7 @@ fn announcer_binary_refuses_a_peer_it_cannot_resolve() {
 /// Sends SIGTERM to `child` (by its process id) and returns how long it took to exit, or
 /// `None` if it is still running after [`PATIENCE`].
 fn time_to_exit_after_sigterm(child: &mut ChildGuard) -> Option<Duration> {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    testkit::process::signal(child.0.id(), "TERM");
     let signalled = std::time::Instant::now();
     while signalled.elapsed() < PATIENCE {
         if child.0.try_wait().unwrap().is_some() {

@@ -226,3 +226,8 @@ pub fn read_tags(path: &Path) -> Option<shared::tags::TagsIndex> {
     }
     shared::tags::TagsIndex::load(path).ok()
 }
+
+/// A temporary peer folder, removed when dropped.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("create a temp dir")
+}
