@@ -1,6 +1,5 @@
 //! In-process tests: `announcer::run` in a thread, announcing to a test socket.
 
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 

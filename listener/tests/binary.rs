@@ -1,6 +1,5 @@
 //! Process-level tests: the real `listener` binary, as a user starts it.
 
-
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -8,12 +7,19 @@ use std::time::Duration;
 use shared::protocol::{Announcement, Kind};
 use testkit::announce::{legacy, Flood, UdpPeer};
 use testkit::files::{read_tags, temp_dir};
-use testkit::process::ChildGuard;
+use testkit::process::{output_of, spawn_guarded, time_to_exit_after, wait_exit, ChildGuard};
 use testkit::servers::shared_port_socket;
 use testkit::wait::{poll_until, PATIENCE};
 
 fn listener() -> Command {
     Command::new(env!("CARGO_BIN_EXE_listener"))
+}
+
+/// `listener --dir DIR`.
+fn listener_in(dir: &std::path::Path) -> Command {
+    let mut command = listener();
+    command.arg("--dir").arg(dir);
+    command
 }
 
 #[test]
@@ -22,23 +28,9 @@ fn listener_binary_lists_a_broadcast_announcement_in_tags_txt() {
     // Keep the port reserved: the listener shares it (SO_REUSEADDR), so no other test can
     // take it between our choosing it and the child binding it.
     let (_reserved, port) = shared_port_socket();
-    let mut child = ChildGuard(
-        listener()
-            .arg("--dir")
-            .arg(dir.path())
-            .args([
-                "--port",
-                &port.to_string(),
-                "--legacy-chunk-port",
-                "7777",
-                "-v",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let port_text = port.to_string();
+    let args = ["--port", &port_text, "--legacy-chunk-port", "7777", "-v"];
+    let mut child = spawn_guarded(listener_in(dir.path()).args(args), Stdio::null());
     let tags_path = dir.path().join(shared::TAGS_FILE);
     assert!(
         poll_until(PATIENCE, || read_tags(&tags_path).is_some()),
@@ -68,26 +60,16 @@ fn listener_binary_lists_a_broadcast_announcement_in_tags_txt() {
 fn listener_binary_stops_cleanly_on_sigint() {
     let dir = temp_dir();
     let (_reserved, port) = shared_port_socket();
-    let mut child = ChildGuard(
-        listener()
-            .arg("--dir")
-            .arg(dir.path())
-            .args(["--port", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let mut child = spawn_guarded(
+        listener_in(dir.path()).args(["--port", &port.to_string()]),
+        Stdio::null(),
     );
     let tags_path = dir.path().join(shared::TAGS_FILE);
     assert!(poll_until(PATIENCE, || read_tags(&tags_path).is_some()));
     // Signal this child only, by its process id.
     testkit::process::signal(child.0.id(), "INT");
-    let mut exit = None;
-    assert!(poll_until(PATIENCE, || {
-        exit = child.0.try_wait().unwrap();
-        exit.is_some()
-    }));
+    let exit = wait_exit(&mut child.0, PATIENCE);
+    assert!(exit.is_some());
     assert_eq!(exit.unwrap().code(), Some(0));
 }
 
@@ -95,13 +77,7 @@ fn listener_binary_stops_cleanly_on_sigint() {
 fn listener_binary_fails_with_a_clear_error_when_it_cannot_bind() {
     let dir = temp_dir();
     // 192.0.2.1 (TEST-NET-1) is not an address of this host.
-    let output = listener()
-        .arg("--dir")
-        .arg(dir.path())
-        .args(["--bind", "192.0.2.1", "--port", "0"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let output = output_of(listener_in(dir.path()).args(["--bind", "192.0.2.1", "--port", "0"]));
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -123,17 +99,11 @@ fn listener_binary_warns_about_a_malformed_flood_once_per_source() {
     let (_reserved, port) = shared_port_socket();
     let log_path = dir.path().join("listener.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let _child = ChildGuard(
-        listener()
-            .arg("--dir")
-            .arg(dir.path())
+    let _child = spawn_guarded(
+        listener_in(dir.path())
             .args(["--port", &port.to_string()])
-            .args(["--broadcast", &format!("127.255.255.255:{port}")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
+            .args(["--broadcast", &format!("127.255.255.255:{port}")]),
+        log,
     );
     let tags_path = dir.path().join(shared::TAGS_FILE);
     assert!(poll_until(PATIENCE, || read_tags(&tags_path).is_some()));
@@ -163,26 +133,18 @@ fn listener_binary_warns_about_a_malformed_flood_once_per_source() {
 /// `listener --dir <dir> --port <port> [extra]`, its stderr in `dir/listener.log`.
 fn spawn_listener(dir: &std::path::Path, port: u16, extra: &[&str]) -> ChildGuard {
     let log = std::fs::File::create(dir.join("listener.log")).unwrap();
-    ChildGuard(
-        listener()
-            .arg("--dir")
-            .arg(dir)
+    spawn_guarded(
+        listener_in(dir)
             .args(["--port", &port.to_string()])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
+            .args(extra),
+        log,
     )
 }
 
 /// Sends SIGTERM to `child` (by its process id) and returns how long it took to exit, or
 /// `None` if it is still running after [`PATIENCE`].
 fn time_to_exit_after_sigterm(child: &mut ChildGuard) -> Option<Duration> {
-    testkit::process::signal(child.0.id(), "TERM");
-    let signalled = std::time::Instant::now();
-    poll_until(PATIENCE, || child.0.try_wait().unwrap().is_some()).then(|| signalled.elapsed())
+    time_to_exit_after(child, "TERM", PATIENCE)
 }
 
 /// The bound of issue 7, defect 1: a program stops within 3 s of the first SIGTERM.

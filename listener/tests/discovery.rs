@@ -7,7 +7,6 @@
 //! this test's executable: build both (`cargo test -p announcer -p listener`, or
 //! `--workspace`).
 
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

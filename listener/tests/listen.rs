@@ -1,6 +1,5 @@
 //! In-process tests: `listener::run` in a thread, peers broadcasting on loopback.
 
-
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};

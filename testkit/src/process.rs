@@ -179,12 +179,7 @@ impl ServerProcess {
 
     /// Waits for the process to exit by itself.
     pub fn wait_exit(&mut self, timeout: std::time::Duration) -> Option<ExitStatus> {
-        let mut status = None;
-        crate::wait::poll_until(timeout, || {
-            status = self.child.try_wait().expect("query the child");
-            status.is_some()
-        });
-        status
+        wait_exit(&mut self.child, timeout)
     }
 
     /// Sends `signal` (`"TERM"`, `"INT"`) to this child, by its process id only.
@@ -240,4 +235,57 @@ pub fn start_chunk_server_process(dir: &Path, extra: &[&str]) -> ServerProcess {
         server.stderr_text()
     );
     server
+}
+
+/// Runs `command` to completion with stdin closed; its output.
+///
+/// # Panics
+/// When it cannot be started.
+pub fn output_of(command: &mut std::process::Command) -> Output {
+    command
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the program")
+}
+
+/// Starts `command` in the background, stdin and stdout closed, stderr to `stderr`; killed by
+/// its handle when the guard drops.
+///
+/// # Panics
+/// When it cannot be started.
+pub fn spawn_guarded(
+    command: &mut std::process::Command,
+    stderr: impl Into<std::process::Stdio>,
+) -> ChildGuard {
+    use std::process::Stdio;
+    ChildGuard(
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start the program"),
+    )
+}
+
+/// Waits at most `timeout` for `child` to exit by itself; its status, `None` if it still runs.
+pub fn wait_exit(child: &mut Child, timeout: std::time::Duration) -> Option<ExitStatus> {
+    let mut status = None;
+    crate::wait::poll_until(timeout, || {
+        status = child.try_wait().expect("query the child");
+        status.is_some()
+    });
+    status
+}
+
+/// Sends `name` (`"TERM"`, `"INT"`) to `child`, by its process id, and returns how long it
+/// took to exit, or `None` if it still runs after `limit`.
+pub fn time_to_exit_after(
+    child: &mut ChildGuard,
+    name: &str,
+    limit: std::time::Duration,
+) -> Option<std::time::Duration> {
+    signal(child.0.id(), name);
+    let signalled = std::time::Instant::now();
+    wait_exit(&mut child.0, limit).map(|_| signalled.elapsed())
 }
