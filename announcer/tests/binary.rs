@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use testkit::announce::{names_of, Receiver};
 use testkit::files::add_content;
-use testkit::process::{output_of, spawn_guarded, time_to_exit_after, wait_exit, ChildGuard};
+use testkit::process::{
+    assert_failed_once_with, output_of, spawn_guarded, time_to_exit_after, wait_exit, ChildGuard,
+};
 use testkit::servers::shared_port_socket;
 use testkit::wait::PATIENCE;
 
@@ -113,13 +115,7 @@ fn announcer_binary_fails_with_a_clear_error_when_it_cannot_bind() {
             .args(["--username", "x", "--bind", "192.0.2.1"])
             .args(["--broadcast", "127.0.0.1:9"]),
     );
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("cannot bind a UDP socket to 192.0.2.1:0"),
-        "{stderr}"
-    );
-    assert_eq!(stderr.lines().count(), 1, "printed once: {stderr}");
+    assert_failed_once_with(&output, 1, "cannot bind a UDP socket to 192.0.2.1:0");
 }
 
 #[test]

@@ -1,7 +1,6 @@
 //! Process-level tests: the real `chunk-server` binary, started as a user would, checked
 //! through its sockets, its exit status and the events in `server.log`.
 
-
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
@@ -82,22 +81,10 @@ fn binary_logs_served_and_refused_events_and_survives_junk() {
         let answer = send_raw(server.addr, junk).expect("the server closes");
         assert!(answer.is_empty(), "junk got {} bytes", answer.len());
     }
-    server.expect_event(
-        "refused",
-        &[("outcome", "bad_request"), ("chunk", "../secret_1")],
-    );
-    server.expect_event(
-        "refused",
-        &[("outcome", "bad_request"), ("chunk", "/etc/passwd_1")],
-    );
-    server.expect_event(
-        "refused",
-        &[("outcome", "bad_request"), ("chunk", "x\0y_1")],
-    );
-    server.expect_event(
-        "refused",
-        &[("outcome", "not_found"), ("chunk", "nothere_1")],
-    );
+    server.expect_refused("bad_request", "../secret_1");
+    server.expect_refused("bad_request", "/etc/passwd_1");
+    server.expect_refused("bad_request", "x\0y_1");
+    server.expect_refused("not_found", "nothere_1");
     server.expect_event("refused", &[("outcome", "malformed")]);
     server.expect_event("refused", &[("outcome", "too_large")]);
     server.expect_event("refused", &[("outcome", "empty")]);

@@ -1,7 +1,6 @@
 //! In-process tests of the chunk server: `chunk_server::run` on a thread, real TCP clients on
 //! loopback, real files in a temporary peer folder.
 
-
 use std::fs;
 use std::io::{self, Read, Write};
 use std::net::TcpListener;
@@ -15,11 +14,11 @@ use shared::protocol::{ErrorCode, Request, Response};
 use shared::shutdown::Shutdown;
 use shared::store::ChunkStore;
 use shared::REQUEST_TIMEOUT;
+use tempfile::TempDir;
 use testkit::client::{connect, legacy_fetch, p2p_request, read_until_close, send_raw};
 use testkit::files::{chunk_files, pattern};
 use testkit::servers::start_chunk_server;
 use testkit::wait::poll_until;
-use tempfile::TempDir;
 
 /// A peer folder whose `served_files/` holds `files`, and a config serving it.
 fn peer_with(files: &[(&str, &[u8])]) -> (TempDir, Config) {

@@ -7,7 +7,6 @@
 //! and answer manifest requests with the real manifest, so the downloader has every reason to
 //! trust them until their bytes prove otherwise.
 
-
 use std::collections::HashMap;
 use std::fs;
 use std::net::SocketAddr;
@@ -15,9 +14,11 @@ use std::time::{Duration, Instant};
 
 use shared::chunk::ChunkSet;
 use shared::digest::Digest;
-use testkit::legacy::{bind_same_port, legacy_announce, legacy_split, LegacyServer, Mode};
 use testkit::fake_holder::{Behaviour, FakeHolder};
+use testkit::legacy::{bind_same_port, legacy_announce, legacy_split, LegacyServer, Mode};
 use testkit::prelude::*;
+
+use std::process::Output;
 
 /// A fake holder of `content` on its own loopback IP, announcing itself as `user` to the test's
 /// network like our announcer.
@@ -96,6 +97,18 @@ fn assert_all_chunks_from(c: &Peer, a: &Peer) {
     assert_eq!(done.get("verified"), Some("yes"), "{done}");
 }
 
+/// carol downloads with `args` (then `get CONTENT`): the download succeeds, the file is exact
+/// and every chunk came from alice. Returns the output and how long it took.
+fn download_exactly_from_alice(s: &Scene, args: &[&str], what: &str) -> (Output, Duration) {
+    let started = Instant::now();
+    let out = s.c.downloader(&[args, &["get", CONTENT]].concat());
+    let took = started.elapsed();
+    assert_success(&out, what);
+    assert_same_file(&s.original, &printed_path(&out, &s.c.dir));
+    assert_all_chunks_from(&s.c, &s.a);
+    (out, took)
+}
+
 /// alice's chunk server sends one chunk at a time, at 1 MiB/s: 1 s per chunk, the others wait.
 const ONE_AT_A_TIME: &[&str] = &["--max-rate", "1048576", "--max-connections", "1"];
 
@@ -105,10 +118,11 @@ fn corrupting_peer_is_caught_avoided_and_the_file_is_exact() {
     // is done, the others have long been in flight and the endgame looks for an idle holder to
     // ask as well: mallory would be that holder if she were not avoided once caught.
     let s = scene(Behaviour::Corrupt, 0xBAD, ONE_AT_A_TIME);
-    let out = s.c.downloader(&["--endgame-after", "0.3", "get", CONTENT]);
-    assert_success(&out, "download beside a corrupting peer");
-    assert_same_file(&s.original, &printed_path(&out, &s.c.dir));
-    assert_all_chunks_from(&s.c, &s.a);
+    download_exactly_from_alice(
+        &s,
+        &["--endgame-after", "0.3"],
+        "download beside a corrupting peer",
+    );
 
     let events = s.c.client_events();
     let all = show_events(&events);
@@ -170,20 +184,12 @@ fn corrupting_peer_is_caught_avoided_and_the_file_is_exact() {
 #[test]
 fn silent_peer_is_given_up_and_the_file_is_exact() {
     let s = scene(Behaviour::Silent, 0x51E, &[]);
-    let started = Instant::now();
     // No endgame: only the idle timeout can free the chunks first asked of mallory.
-    let out = s.c.downloader(&[
-        "--idle-timeout",
-        "2",
-        "--endgame-after",
-        "600",
-        "get",
-        CONTENT,
-    ]);
-    let took = started.elapsed();
-    assert_success(&out, "download beside a silent peer");
-    assert_same_file(&s.original, &printed_path(&out, &s.c.dir));
-    assert_all_chunks_from(&s.c, &s.a);
+    let (out, took) = download_exactly_from_alice(
+        &s,
+        &["--idle-timeout", "2", "--endgame-after", "600"],
+        "download beside a silent peer",
+    );
     let asked = s.mallory.chunk_requests();
     assert!(
         !asked.is_empty(),
@@ -215,12 +221,11 @@ fn silent_peer_is_given_up_and_the_file_is_exact() {
 #[test]
 fn trickling_peer_is_abandoned_and_the_file_is_exact() {
     let s = scene(Behaviour::Trickle(10), 0x7C1, &[]);
-    let started = Instant::now();
-    let out = s.c.downloader(&["--idle-timeout", "2", "get", CONTENT]);
-    let took = started.elapsed();
-    assert_success(&out, "download beside a trickling peer");
-    assert_same_file(&s.original, &printed_path(&out, &s.c.dir));
-    assert_all_chunks_from(&s.c, &s.a);
+    let (out, took) = download_exactly_from_alice(
+        &s,
+        &["--idle-timeout", "2"],
+        "download beside a trickling peer",
+    );
     let asked = s.mallory.chunk_requests();
     assert!(
         !asked.is_empty(),
@@ -256,20 +261,12 @@ fn trickling_peer_is_abandoned_and_the_file_is_exact() {
 #[test]
 fn trickling_peer_is_abandoned_by_stall_detection_and_alice_continues_its_bytes() {
     let s = scene(Behaviour::Trickle(10), 0x7C2, &[]);
-    let started = Instant::now();
     // No endgame: only the stall window (which follows --idle-timeout) can drop mallory.
-    let out = s.c.downloader(&[
-        "--idle-timeout",
-        "2",
-        "--endgame-after",
-        "600",
-        "get",
-        CONTENT,
-    ]);
-    let took = started.elapsed();
-    assert_success(&out, "download beside a trickling peer, without endgame");
-    assert_same_file(&s.original, &printed_path(&out, &s.c.dir));
-    assert_all_chunks_from(&s.c, &s.a);
+    let (out, took) = download_exactly_from_alice(
+        &s,
+        &["--idle-timeout", "2", "--endgame-after", "600"],
+        "download beside a trickling peer, without endgame",
+    );
     assert!(
         took < Duration::from_secs(12),
         "a 2 s stall window should drop mallory in about 2 s, not {took:?}\n{}",
@@ -459,13 +456,7 @@ fn six_silent_holders_beside_one_honest_holder_cost_seconds_not_minutes() {
     c.start_listener(&[]);
     net.wait_for_entry(&c, &a, "zoe", CONTENT, digest);
     for (i, fake) in silent.iter().enumerate() {
-        net.wait_for_entry_at(
-            &c,
-            fake.addr,
-            &format!("mute{}", i + 1),
-            CONTENT,
-            digest,
-        );
+        net.wait_for_entry_at(&c, fake.addr, &format!("mute{}", i + 1), CONTENT, digest);
     }
     let started = Instant::now();
     let out = c.downloader(&["get", CONTENT]);

@@ -2,7 +2,6 @@
 //! second, says that it was cancelled and that running the command again resumes, keeps what
 //! arrived, and exits with the conventional status (130 for SIGINT, 143 for SIGTERM).
 
-
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,6 @@
 //! escaped (`\u{202e}`), a flood of combining marks is cut, and the listener refuses such names
 //! on the way in.
 
-
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};

@@ -1,7 +1,6 @@
 //! A holder dies in the middle of a download: the downloader carries on with the other holder
 //! and still delivers the exact file.
 
-
 use std::fs;
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,6 @@
 //! Hostile and broken input from the network: the listener and the chunk server log it, refuse
 //! it, leak nothing and keep serving everyone else.
 
-
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};

@@ -3,7 +3,6 @@
 //! not announce. The download fails cleanly (or succeeds exactly), leaves nothing unverifiable
 //! behind, and never passes unverifiable data on as verified.
 
-
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

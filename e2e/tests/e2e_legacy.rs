@@ -2,7 +2,6 @@
 //! server our listener learned of from a legacy announcement, and a legacy listener and
 //! downloader get our content from our announcer and chunk server.
 
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,6 @@
 //! fails cleanly; a chunk server killed while splitting splits again on restart and leaves no
 //! `.split` files behind.
 
-
 use std::fs;
 use std::net::IpAddr;
 use std::os::unix::process::ExitStatusExt;

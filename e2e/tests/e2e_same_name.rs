@@ -1,7 +1,6 @@
 //! Two peers share different files under the same name: a download yields exactly one of them,
 //! never a mix of both peers' chunks, and `--sha256` picks the other.
 
-
 use std::path::Path;
 use std::time::Duration;
 

@@ -1,7 +1,6 @@
 //! A file shared by one peer is downloaded by another, byte for byte, and then served onward by
 //! the peer that downloaded it: the whole life of a content across the four real programs.
 
-
 use std::path::Path;
 use std::time::Duration;
 

@@ -1,7 +1,6 @@
 //! A content listed in `tags.txt` whose only holder cannot serve: the download fails cleanly,
 //! says so in the legacy words, and leaves nothing in `downloads/`.
 
-
 use std::fs;
 use std::time::Duration;
 

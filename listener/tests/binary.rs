@@ -7,7 +7,9 @@ use std::time::Duration;
 use shared::protocol::{Announcement, Kind};
 use testkit::announce::{legacy, Flood, UdpPeer};
 use testkit::files::{read_tags, temp_dir};
-use testkit::process::{output_of, spawn_guarded, time_to_exit_after, wait_exit, ChildGuard};
+use testkit::process::{
+    assert_failed_once_with, output_of, spawn_guarded, time_to_exit_after, wait_exit, ChildGuard,
+};
 use testkit::servers::shared_port_socket;
 use testkit::wait::{poll_until, PATIENCE};
 
@@ -78,13 +80,7 @@ fn listener_binary_fails_with_a_clear_error_when_it_cannot_bind() {
     let dir = temp_dir();
     // 192.0.2.1 (TEST-NET-1) is not an address of this host.
     let output = output_of(listener_in(dir.path()).args(["--bind", "192.0.2.1", "--port", "0"]));
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("cannot bind a UDP socket to 192.0.2.1:0"),
-        "{stderr}"
-    );
-    assert_eq!(stderr.lines().count(), 1, "printed once: {stderr}");
+    assert_failed_once_with(&output, 1, "cannot bind a UDP socket to 192.0.2.1:0");
 }
 
 #[test]

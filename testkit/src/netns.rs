@@ -149,6 +149,21 @@ fn ip_ok(args: &[&str]) -> String {
     ip_cmd(args).unwrap_or_else(|e| panic!("network set-up failed: {e}"))
 }
 
+/// Gives interface `iface` of namespace `ns` the address `ip/24`, with its broadcast address.
+fn add_address(ns: &str, iface: &str, ip: Ipv4Addr) {
+    ip_ok(&[
+        "-n",
+        ns,
+        "addr",
+        "add",
+        &format!("{ip}/24"),
+        "brd",
+        "+",
+        "dev",
+        iface,
+    ]);
+}
+
 /// `p2p<pid>`: what every name this process makes starts with.
 fn run_prefix() -> String {
     format!("p2p{}", std::process::id())
@@ -415,17 +430,7 @@ impl Lab {
         let (ns, iface, dir) = self.new_host(name);
         let port = self.plug(&ns, &iface);
         let ip = subnet.addr(host);
-        ip_ok(&[
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("{ip}/24"),
-            "brd",
-            "+",
-            "dev",
-            &iface,
-        ]);
+        add_address(&ns, &iface, ip);
         self.add_host(Host {
             node: Node::new(
                 name,
@@ -467,17 +472,7 @@ impl Lab {
         let (ns, iface, dir) = self.new_host(name);
         self.wire(&router, &router_far, &ns, &iface);
         for (dev, addr) in [(&router_lan, lan.addr(254)), (&router_far, far.addr(254))] {
-            ip_ok(&[
-                "-n",
-                &router,
-                "addr",
-                "add",
-                &format!("{addr}/24"),
-                "brd",
-                "+",
-                "dev",
-                dev,
-            ]);
+            add_address(&router, dev, addr);
         }
         run(Command::new(ip_binary().expect("checked")).args([
             "netns",
@@ -494,17 +489,7 @@ impl Lab {
         })
         .unwrap_or_else(|e| panic!("cannot turn forwarding on in {router}: {e}"));
         let ip = far.addr(1);
-        ip_ok(&[
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("{ip}/24"),
-            "brd",
-            "+",
-            "dev",
-            &iface,
-        ]);
+        add_address(&ns, &iface, ip);
         ip_ok(&[
             "-n",
             &ns,

@@ -177,6 +177,11 @@ impl ServerProcess {
         );
     }
 
+    /// Waits for a `refused outcome=<outcome> chunk=<chunk>` event.
+    pub fn expect_refused(&self, outcome: &str, chunk: &str) {
+        self.expect_event("refused", &[("outcome", outcome), ("chunk", chunk)]);
+    }
+
     /// Waits for the process to exit by itself.
     pub fn wait_exit(&mut self, timeout: std::time::Duration) -> Option<ExitStatus> {
         wait_exit(&mut self.child, timeout)
@@ -288,4 +293,13 @@ pub fn time_to_exit_after(
     signal(child.0.id(), name);
     let signalled = std::time::Instant::now();
     wait_exit(&mut child.0, limit).map(|_| signalled.elapsed())
+}
+
+/// Asserts that a program failed with exit status `code` and printed one line on stderr,
+/// containing `message`.
+pub fn assert_failed_once_with(output: &Output, code: i32, message: &str) {
+    assert_eq!(output.status.code(), Some(code));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(message), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "printed once: {stderr}");
 }
