@@ -75,10 +75,7 @@ fn chunks_come_from_both_holders_and_the_file_is_identical() {
     assert_eq!(outcome.path, dir.path().join("downloads/f.bin"));
     assert!(outcome.verified);
     assert_eq!(outcome.sources.len(), 2, "{:?}", outcome.sources);
-    assert_eq!(
-        a.served() + b.served(),
-        5
-    );
+    assert_eq!(a.served() + b.served(), 5);
     // The chunks stay in the store, with the manifest, to be served to others.
     let store = ChunkStore::open(dir.path().join("temp")).unwrap();
     assert!(store.chunks_of("f.bin").is_complete());
@@ -189,11 +186,7 @@ fn a_second_download_keeps_verified_chunks_and_reuses_the_file() {
     })
     .unwrap();
     assert_eq!(kept, 5);
-    assert_eq!(
-        a.served(),
-        served,
-        "nothing fetched again"
-    );
+    assert_eq!(a.served(), served, "nothing fetched again");
     assert!(second.already_present);
     assert_eq!(second.path, first.path);
 }
@@ -376,11 +369,7 @@ fn endgame_asks_an_idle_holder_and_does_not_wait_for_a_slow_one() {
     let outcome = download::download(&config, &t, &Shutdown::new(), &mut |_| {}).unwrap();
     let took = started.elapsed();
     assert_eq!(std::fs::read(outcome.path).unwrap(), bytes);
-    assert_eq!(
-        slow.served(),
-        0,
-        "slow holder should have been overtaken"
-    );
+    assert_eq!(slow.served(), 0, "slow holder should have been overtaken");
     // Behavioural bound, not a speed target: without the endgame this takes over 2 s.
     assert!(took < Duration::from_millis(1800), "took {took:?}");
 }

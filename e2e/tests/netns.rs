@@ -1,7 +1,7 @@
 //! Multi-host tests: several real hosts on this machine, made of Linux network namespaces.
 //!
 //! Each host is a namespace with its own interface, address and ports, plugged into a bridge
-//! that lives in a "switch" namespace of its own (see `netns_support`), and runs one full peer:
+//! that lives in a "switch" namespace of its own (see `testkit::netns`), and runs one full peer:
 //! chunk server, listener and announcer with their default ports and default broadcast targets,
 //! and the downloader as a command. Nothing is added to the machine's own network namespace,
 //! and everything is removed when a test ends, passes or fails.

@@ -16,21 +16,33 @@ use crate::files::read_tags;
 
 /// A socket on `127.0.0.1:<free port>` standing in for the LAN.
 pub struct Receiver {
+    /// The socket, with a short read timeout.
     pub socket: UdpSocket,
+}
+
+impl Default for Receiver {
+    fn default() -> Receiver {
+        Receiver::new()
+    }
 }
 
 /// One datagram received.
 pub struct Received {
+    /// Its sender.
     pub from: SocketAddr,
+    /// Its size in bytes.
     pub len: usize,
+    /// What it says.
     pub announcement: Announcement,
 }
 
 impl Receiver {
+    /// A receiver on `127.0.0.1:<free port>`.
     pub fn new() -> Receiver {
         Self::with_socket(UdpSocket::bind("127.0.0.1:0").unwrap())
     }
 
+    /// A receiver on `socket`.
     pub fn with_socket(socket: UdpSocket) -> Receiver {
         socket
             .set_read_timeout(Some(Duration::from_millis(100)))
@@ -38,6 +50,7 @@ impl Receiver {
         Receiver { socket }
     }
 
+    /// Where it receives.
     pub fn addr(&self) -> SocketAddr {
         self.socket.local_addr().unwrap()
     }
@@ -113,11 +126,13 @@ pub struct UdpPeer {
 }
 
 impl UdpPeer {
+    /// A peer on `127.0.0.<last>:<ephemeral>` (shared, so several can use one address).
     pub fn new(last: u8) -> UdpPeer {
         let socket = bind_udp_shared(SocketAddr::from(([127, 0, 0, last], 0))).unwrap();
         UdpPeer { socket }
     }
 
+    /// Its IP.
     pub fn ip(&self) -> IpAddr {
         self.socket.local_addr().unwrap().ip()
     }

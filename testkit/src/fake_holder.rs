@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use shared::chunk::{chunk_ranges, ChunkName};
 use shared::connection::Connection;
 use shared::digest::Digest;
-use shared::protocol::{Announcement, AnnouncementExt, ErrorCode, Kind, Manifest, Request, Response};
+use shared::protocol::{
+    Announcement, AnnouncementExt, ErrorCode, Kind, Manifest, Request, Response,
+};
 
 use crate::files::manifest_of;
 use crate::wait::idle;

@@ -18,6 +18,8 @@
 //! Every wait here is bounded and every child is killed by its handle: no test can hang, and no
 //! test kills anything it did not start.
 
+#![deny(missing_docs)]
+
 pub mod announce;
 pub mod client;
 pub mod events;

@@ -443,7 +443,7 @@ impl Lab {
             iface,
             switch_port: Some(port),
             ip,
-            subnet: subnet,
+            subnet,
         })
     }
 

@@ -169,4 +169,3 @@ pub fn assert_fetched_all(client: &Node, content: &str) -> (Vec<Event>, Event) {
     });
     (fetched, download)
 }
-

@@ -99,7 +99,8 @@ impl Node {
         let mut command = match &self.netns {
             None => Command::new(program.path()),
             Some(ns) => {
-                let mut c = Command::new(crate::netns::ip_binary().expect("checked by skip_reason"));
+                let mut c =
+                    Command::new(crate::netns::ip_binary().expect("checked by skip_reason"));
                 c.args(["netns", "exec", ns]).arg(program.path());
                 c
             }
