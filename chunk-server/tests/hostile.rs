@@ -21,7 +21,7 @@ use shared::protocol::{ErrorCode, Manifest, Request, Response};
 use shared::store::{ChunkStore, Origin, StoredManifest};
 use socket2::{Domain, Protocol, Socket, Type};
 use testkit::client::{p2p_fetch_from, send_raw};
-use testkit::files::chunk_files;
+use testkit::files::{chunk_files, share_sparse};
 use testkit::process::{start_chunk_server_process as start, ServerProcess};
 use testkit::wait::poll_until;
 
@@ -173,12 +173,7 @@ impl Drop for Attack {
 fn server_sharing(size: u64, extra: &[&str]) -> (tempfile::TempDir, ServerProcess) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("peer");
-    let share = dir.join("served_files");
-    fs::create_dir_all(&share).unwrap();
-    File::create(share.join("big.bin"))
-        .unwrap()
-        .set_len(size)
-        .unwrap();
+    share_sparse(&dir, size);
     let server = start(&dir, extra);
     (tmp, server)
 }

@@ -13,7 +13,7 @@ use shared::connection::Connection;
 use shared::digest::Digest;
 use shared::protocol::{Request, Response};
 use testkit::client::{connect, legacy_fetch, p2p_request, send_raw};
-use testkit::files::{chunk_files, pattern};
+use testkit::files::{chunk_files, pattern, share_sparse};
 use testkit::process::{start_chunk_server_process as start, ServerProcess};
 use testkit::wait::poll_until;
 
@@ -210,16 +210,6 @@ fn assert_stops_in_time(server: &mut ServerProcess, state: &str) {
         "{state}: stopping took {took:?}\n{}",
         server.log_text()
     );
-}
-
-/// A peer folder whose share holds `big.bin`, sparse, of `size` bytes.
-fn share_sparse(dir: &Path, size: u64) {
-    let share = dir.join("served_files");
-    fs::create_dir_all(&share).unwrap();
-    File::create(share.join("big.bin"))
-        .unwrap()
-        .set_len(size)
-        .unwrap();
 }
 
 /// Connects from `from` and sends `request`; the connection is left open.

@@ -83,11 +83,7 @@ fn hostile_content_names() -> Vec<String> {
 #[test]
 fn hostile_names_from_the_network_are_refused_and_never_printed_raw() {
     let net = TestNet::new(Duration::from_secs(60));
-    let c = net.peer("c");
-    c.start_listener(&[]);
-    let port = net.udp_port();
-    net.wait_for_udp_bound();
-    let target = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let (c, target) = net.listening_peer("c");
 
     // A user name with a right-to-left override: the whole datagram is refused (and logged).
     let spoofer_ip = net.next_ip();

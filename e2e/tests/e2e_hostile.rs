@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use shared::chunk::ChunkSet;
@@ -13,14 +13,10 @@ use testkit::prelude::*;
 #[test]
 fn listener_survives_junk_datagrams_and_keeps_indexing() {
     let net = TestNet::new(Duration::from_secs(60));
-    let c = net.peer("c");
-    c.start_listener(&[]);
-    let port = net.udp_port();
-    net.wait_for_udp_bound();
+    let (c, target) = net.listening_peer("c");
 
     // Each junk datagram comes from its own IP: the listener may (and does) limit its warnings
     // to one per sender and interval, so that a flood cannot fill the disk.
-    let target = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let junk: [(&str, Vec<u8>); 4] = [
         ("not JSON", b"hello, this is not json {".to_vec()),
         ("wrong types", br#"{"username": 5, "files": "x"}"#.to_vec()),

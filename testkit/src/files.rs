@@ -231,3 +231,13 @@ pub fn read_tags(path: &Path) -> Option<shared::tags::TagsIndex> {
 pub fn temp_dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("create a temp dir")
 }
+
+/// Writes `<dir>/served_files/big.bin`, a sparse file of `size` bytes (zeros that take no
+/// disk space), for tests of big shares.
+pub fn share_sparse(dir: &Path, size: u64) {
+    let share = dir.join(shared::DEFAULT_SHARE_DIR);
+    fs::create_dir_all(&share).expect("create served_files");
+    File::create(share.join("big.bin"))
+        .and_then(|f| f.set_len(size))
+        .expect("write a sparse big.bin");
+}

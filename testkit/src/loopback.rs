@@ -107,14 +107,18 @@ impl TestNet {
         }
     }
 
-    /// Waits until some listener binds the test's UDP port.
-    pub fn wait_for_udp_bound(&self) {
+    /// A peer running only its listener, once the listener has bound the test's UDP port, and
+    /// where to send it datagrams directly.
+    pub fn listening_peer(&self, name: &str) -> (Peer, SocketAddr) {
+        let peer = self.peer(name);
+        peer.start_listener(&[]);
         let port = self.udp_port;
         self.wait_until(WAIT, &format!("the listener binds UDP port {port}"), || {
             udp_bound(port)
                 .then_some(())
                 .ok_or_else(|| "not bound yet".to_owned())
         });
+        (peer, SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
     }
 
     /// Everything useful to read after a failure: each folder's files, stderr of each program,

@@ -431,20 +431,7 @@ impl Lab {
         let port = self.plug(&ns, &iface);
         let ip = subnet.addr(host);
         add_address(&ns, &iface, ip);
-        self.add_host(Host {
-            node: Node::new(
-                name,
-                dir,
-                SocketAddr::from((ip, CHUNK_PORT)),
-                Some(ns.clone()),
-                self.deadline,
-            ),
-            ns,
-            iface,
-            switch_port: Some(port),
-            ip,
-            subnet,
-        })
+        self.add_host(name, dir, ns, Some(port), ip, subnet)
     }
 
     /// A new subnet with one host per name, at `.1`, `.2`, … on the switch.
@@ -510,7 +497,21 @@ impl Lab {
                 &lan.addr(254).to_string(),
             ]);
         }
-        self.add_host(Host {
+        self.add_host(name, dir, ns, None, ip, far)
+    }
+
+    /// Registers the host of namespace `ns` (its one interface is named like it), at `ip` in
+    /// `subnet`, with its peer folder `dir`.
+    fn add_host(
+        &self,
+        name: &str,
+        dir: PathBuf,
+        ns: String,
+        switch_port: Option<String>,
+        ip: Ipv4Addr,
+        subnet: Subnet,
+    ) -> Rc<Host> {
+        let host = Rc::new(Host {
             node: Node::new(
                 name,
                 dir,
@@ -518,16 +519,12 @@ impl Lab {
                 Some(ns.clone()),
                 self.deadline,
             ),
+            iface: ns.clone(),
             ns,
-            iface,
-            switch_port: None,
+            switch_port,
             ip,
-            subnet: far,
-        })
-    }
-
-    fn add_host(&self, host: Host) -> Rc<Host> {
-        let host = Rc::new(host);
+            subnet,
+        });
         self.log(&format!(
             "host {} = namespace {} ({} {}/24{})",
             host.name,
