@@ -59,12 +59,7 @@ cleanup() {
 on_exit cleanup
 
 # start LOG PROGRAM ARGS...: runs a release binary in the background; its PID is the program's.
-start() {
-    local log=$1 program=$2
-    shift 2
-    "$BIN/$program" "$@" </dev/null >"$log" 2>&1 &
-    PIDS+=("$!")
-}
+start() { start_bg "$1" "$BIN/$2" "${@:3}"; }
 
 check_alive() {
     local pid

@@ -29,7 +29,7 @@ A_IP=127.0.0.2
 C_IP=127.0.0.3
 FILE=big.bin
 
-TIME_PIDS=()   # the /usr/bin/time processes we started, one per long-running program
+PIDS=()        # the /usr/bin/time processes we started, one per long-running program
 NAMES=()       # the program each of them runs
 
 fail() {
@@ -46,23 +46,23 @@ child_of() { pgrep -P "$1" | head -n 1; }
 # Ctrl-C shutdown, SIGTERM the fallback five seconds later.
 stop_programs() {
     local tpid child i alive
-    [ "${#TIME_PIDS[@]}" -gt 0 ] || return 0
-    for tpid in "${TIME_PIDS[@]}"; do
+    [ "${#PIDS[@]}" -gt 0 ] || return 0
+    for tpid in "${PIDS[@]}"; do
         child=$(child_of "$tpid" || true)
         if [ -n "$child" ]; then kill -INT "$child" 2>/dev/null || true; fi
     done
     for i in $(seq 50); do
         alive=0
-        for tpid in "${TIME_PIDS[@]}"; do kill -0 "$tpid" 2>/dev/null && alive=1; done
+        for tpid in "${PIDS[@]}"; do kill -0 "$tpid" 2>/dev/null && alive=1; done
         [ "$alive" -eq 0 ] && break
         sleep 0.1
     done
-    for tpid in "${TIME_PIDS[@]}"; do
+    for tpid in "${PIDS[@]}"; do
         child=$(child_of "$tpid" || true)
         if [ -n "$child" ]; then kill "$child" 2>/dev/null || true; fi
     done
-    wait "${TIME_PIDS[@]}" 2>/dev/null || true
-    TIME_PIDS=()
+    wait "${PIDS[@]}" 2>/dev/null || true
+    PIDS=()
 }
 
 cleanup() {
@@ -82,15 +82,14 @@ on_exit cleanup
 start() {
     local name=$1 program=$2
     shift 2
-    "$TIME" -v -o "$NET/time-$name.txt" "$BIN/$program" "$@" </dev/null >"$NET/logs/$name.log" 2>&1 &
-    TIME_PIDS+=("$!")
+    start_bg "$NET/logs/$name.log" "$TIME" -v -o "$NET/time-$name.txt" "$BIN/$program" "$@"
     NAMES+=("$name")
 }
 
 check_alive() {
     local i
-    for i in "${!TIME_PIDS[@]}"; do
-        kill -0 "${TIME_PIDS[$i]}" 2>/dev/null || fail "${NAMES[$i]} exited early (see $NET/logs/${NAMES[$i]}.log)"
+    for i in "${!PIDS[@]}"; do
+        kill -0 "${PIDS[$i]}" 2>/dev/null || fail "${NAMES[$i]} exited early (see $NET/logs/${NAMES[$i]}.log)"
     done
 }
 

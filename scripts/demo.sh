@@ -50,11 +50,8 @@ on_exit cleanup
 
 # start NAME PEER PROGRAM ARGS...: runs a program in the background, output to demo-net/logs/.
 start() {
-    local peer=$1 program=$2
-    shift 2
-    "$BIN/$program" "$@" </dev/null >"$LOGS/$peer-$program.log" 2>&1 &
-    PIDS+=("$!")
-    NAMES+=("$peer/$program")
+    start_bg "$LOGS/$1-$2.log" "$BIN/$2" "${@:3}"
+    NAMES+=("$1/$2")
 }
 
 # Fails if one of the background programs has exited.

@@ -4,6 +4,7 @@
 # - Output: say/ok/indent (colours only after `use_colors`, and only on a terminal), tail_logs.
 # - Cleanup: on_exit installs the traps (EXIT runs the script's cleanup; Ctrl-C exits 130,
 #   SIGTERM 143); stop_pids stops exactly the processes a script started, by their PIDs only.
+# - Processes: start_bg runs a program in the background and records its PID in PIDS.
 # - Waiting: wait_for polls a condition with a deadline instead of sleeping blindly.
 # - Building and checking: build_release, port_busy, tags_lists.
 
@@ -37,6 +38,15 @@ on_exit() {
     trap "$1" EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
+}
+
+# start_bg LOG COMMAND...: runs COMMAND in the background (stdin closed, stdout and stderr to
+# LOG) and appends its PID to the array PIDS, so the script can stop exactly what it started.
+start_bg() {
+    local log=$1
+    shift
+    "$@" </dev/null >"$log" 2>&1 &
+    PIDS+=("$!")
 }
 
 # stop_pids SIGNAL TENTHS LAST_SIGNAL PID...: sends SIGNAL to each PID, waits up to TENTHS
