@@ -1,8 +1,17 @@
 //! The real programs as processes: where their binaries are, guards that kill a child by its
 //! handle (its PID, never a name) when a test ends, signals, and reading what a child printed.
 
+use std::fs::{self, File};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Output};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use shared::events::Event;
+
+use crate::events::{matching, read_events};
+use crate::ports::free_tcp_port;
+use crate::wait::poll_until;
 
 /// The four programs under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,9 +144,9 @@ pub fn all_output(output: &Output) -> String {
 /// reaped on drop.
 pub struct ServerProcess {
     /// The process.
-    pub child: std::process::Child,
+    pub child: Child,
     /// Where it listens.
-    pub addr: std::net::SocketAddr,
+    pub addr: SocketAddr,
     /// Its peer folder.
     pub dir: PathBuf,
 }
@@ -152,23 +161,23 @@ impl Drop for ServerProcess {
 impl ServerProcess {
     /// The text of its `server.log`.
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+        fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
 
     /// What it printed on stderr.
     pub fn stderr_text(&self) -> String {
-        std::fs::read_to_string(self.dir.join("stderr.txt")).unwrap_or_default()
+        fs::read_to_string(self.dir.join("stderr.txt")).unwrap_or_default()
     }
 
     /// The events logged so far.
-    pub fn events(&self) -> Vec<shared::events::Event> {
-        crate::events::read_events(&self.dir.join("server.log"))
+    pub fn events(&self) -> Vec<Event> {
+        read_events(&self.dir.join("server.log"))
     }
 
     /// Waits for an event with all of `fields`; panics with the log when none comes.
     pub fn expect_event(&self, name: &str, fields: &[(&str, &str)]) {
-        let found = crate::wait::poll_until(std::time::Duration::from_secs(15), || {
-            !crate::events::matching(&self.events(), name, fields).is_empty()
+        let found = poll_until(Duration::from_secs(15), || {
+            !matching(&self.events(), name, fields).is_empty()
         });
         assert!(
             found,
@@ -183,7 +192,7 @@ impl ServerProcess {
     }
 
     /// Waits for the process to exit by itself.
-    pub fn wait_exit(&mut self, timeout: std::time::Duration) -> Option<ExitStatus> {
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         wait_exit(&mut self.child, timeout)
     }
 
@@ -212,9 +221,8 @@ impl ServerProcess {
 /// # Panics
 /// When it does not start within 20 s.
 pub fn start_chunk_server_process(dir: &Path, extra: &[&str]) -> ServerProcess {
-    use std::process::{Command, Stdio};
-    std::fs::create_dir_all(dir).expect("create the peer folder");
-    let port = crate::ports::free_tcp_port(std::net::Ipv4Addr::LOCALHOST);
+    fs::create_dir_all(dir).expect("create the peer folder");
+    let port = free_tcp_port(Ipv4Addr::LOCALHOST);
     let child = Command::new(Program::ChunkServer.path())
         .arg("--dir")
         .arg(dir)
@@ -222,15 +230,15 @@ pub fn start_chunk_server_process(dir: &Path, extra: &[&str]) -> ServerProcess {
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("stderr.txt")).expect("create stderr.txt"))
+        .stderr(File::create(dir.join("stderr.txt")).expect("create stderr.txt"))
         .spawn()
         .expect("start chunk-server");
     let mut server = ServerProcess {
         child,
-        addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
         dir: dir.to_owned(),
     };
-    let ready = crate::wait::poll_until(std::time::Duration::from_secs(20), || {
+    let ready = poll_until(Duration::from_secs(20), || {
         server.log_text().contains("listening on")
             || server.child.try_wait().ok().flatten().is_some()
     });
@@ -246,9 +254,9 @@ pub fn start_chunk_server_process(dir: &Path, extra: &[&str]) -> ServerProcess {
 ///
 /// # Panics
 /// When it cannot be started.
-pub fn output_of(command: &mut std::process::Command) -> Output {
+pub fn output_of(command: &mut Command) -> Output {
     command
-        .stdin(std::process::Stdio::null())
+        .stdin(Stdio::null())
         .output()
         .expect("run the program")
 }
@@ -258,11 +266,8 @@ pub fn output_of(command: &mut std::process::Command) -> Output {
 ///
 /// # Panics
 /// When it cannot be started.
-pub fn spawn_guarded(
-    command: &mut std::process::Command,
-    stderr: impl Into<std::process::Stdio>,
-) -> ChildGuard {
-    use std::process::Stdio;
+pub fn spawn_guarded(command: &mut Command, stderr: impl Into<Stdio>) -> ChildGuard {
+    use Stdio;
     ChildGuard(
         command
             .stdin(Stdio::null())
@@ -274,9 +279,9 @@ pub fn spawn_guarded(
 }
 
 /// Waits at most `timeout` for `child` to exit by itself; its status, `None` if it still runs.
-pub fn wait_exit(child: &mut Child, timeout: std::time::Duration) -> Option<ExitStatus> {
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     let mut status = None;
-    crate::wait::poll_until(timeout, || {
+    poll_until(timeout, || {
         status = child.try_wait().expect("query the child");
         status.is_some()
     });
@@ -285,13 +290,9 @@ pub fn wait_exit(child: &mut Child, timeout: std::time::Duration) -> Option<Exit
 
 /// Sends `name` (`"TERM"`, `"INT"`) to `child`, by its process id, and returns how long it
 /// took to exit, or `None` if it still runs after `limit`.
-pub fn time_to_exit_after(
-    child: &mut ChildGuard,
-    name: &str,
-    limit: std::time::Duration,
-) -> Option<std::time::Duration> {
+pub fn time_to_exit_after(child: &mut ChildGuard, name: &str, limit: Duration) -> Option<Duration> {
     signal(child.0.id(), name);
-    let signalled = std::time::Instant::now();
+    let signalled = Instant::now();
     wait_exit(&mut child.0, limit).map(|_| signalled.elapsed())
 }
 
