@@ -19,6 +19,7 @@
 # Only the processes this script starts are ever signalled, by their PIDs.
 set -euo pipefail
 
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 TRIALS=${1:-9}
@@ -34,33 +35,15 @@ FILE=shared.bin
 PIDS=()  # every process started and not yet stopped
 NET=""
 
-say() { printf '==> %s\n' "$*"; }
 fail() {
     printf '\nbench-discovery failed: %s\n' "$*" >&2
-    local f
-    if [ -n "$NET" ]; then
-        for f in "$NET"/*/*/*.log; do
-            [ -s "$f" ] || continue
-            printf -- '--- %s (last lines)\n' "$f" >&2
-            tail -n 5 "$f" >&2
-        done
-    fi
+    if [ -n "$NET" ]; then tail_logs ' (last lines)' "$NET"/*/*/*.log; fi
     exit 1
 }
 
 # Stops the processes we started: SIGINT (their clean shutdown), SIGKILL after 5 s.
 stop_all() {
-    local pid alive
-    [ "${#PIDS[@]}" -gt 0 ] || return 0
-    for pid in "${PIDS[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
-    for _ in $(seq 50); do
-        alive=0
-        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        [ "$alive" -eq 0 ] && break
-        sleep 0.1
-    done
-    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    wait "${PIDS[@]}" 2>/dev/null || true
+    stop_pids INT 50 KILL "${PIDS[@]}"
     PIDS=()
 }
 
@@ -73,17 +56,10 @@ cleanup() {
     fi
     exit "$status"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 # start LOG PROGRAM ARGS...: runs a release binary in the background; its PID is the program's.
-start() {
-    local log=$1 program=$2
-    shift 2
-    "$BIN/$program" "$@" </dev/null >"$log" 2>&1 &
-    PIDS+=("$!")
-}
+start() { start_bg "$1" "$BIN/$2" "${@:3}"; }
 
 check_alive() {
     local pid
@@ -93,22 +69,13 @@ check_alive() {
 }
 
 # lists DIR: whether DIR/tags.txt lists alice's $FILE with all five chunks.
-lists() {
-    [ -f "$1/tags.txt" ] &&
-        awk -v c="$FILE" '$1 == "alice" && $4 == c && $5 == "12345" { f = 1 } END { exit !f }' "$1/tags.txt"
-}
-
-port_busy() {
-    local flags=-ltn
-    [ "$1" = udp ] && flags=-lun
-    command -v ss >/dev/null 2>&1 && [ -n "$(ss -H "$flags" "sport = :$2" 2>/dev/null)" ]
-}
+lists() { tags_lists "$1/tags.txt" "$FILE" alice; }
 
 # ---------------------------------------------------------------------------------------------
 [[ "$TRIALS" =~ ^[1-9][0-9]*$ ]] || fail "TRIALS must be a positive number, not '$TRIALS'"
 
 say "Building release binaries (chunk-server, announcer, listener)"
-cargo build --release -p chunk-server -p announcer -p listener --quiet || fail "the build failed"
+build_release chunk-server announcer listener || fail "the build failed"
 
 port_busy udp "$UDP_PORT" && fail "UDP port $UDP_PORT is in use; pick another with BENCH_UDP_PORT"
 port_busy tcp "$TCP_PORT" && fail "TCP port $TCP_PORT is in use; pick another with BENCH_TCP_PORT"
@@ -128,12 +95,8 @@ for trial in $(seq "$TRIALS"); do
         --port "$UDP_PORT" --interval 60 --chunk-port "$TCP_PORT" --username alice
 
     # A is up when its own listener lists its file: split, announced, heard.
-    deadline=$((SECONDS + TIMEOUT))
-    until lists "$a"; do
-        check_alive
-        [ "$SECONDS" -lt "$deadline" ] || fail "trial $trial: peer A not up after ${TIMEOUT}s"
-        sleep 0.05
-    done
+    WAIT_CHECK=check_alive wait_for "$TIMEOUT" 0.05 lists "$a" ||
+        fail "trial $trial: peer A not up after ${TIMEOUT}s"
 
     t0=$(date +%s%N)
     start "$b/listener.log" listener --dir "$b" --port "$UDP_PORT" --broadcast "$BROADCAST"

@@ -5,8 +5,9 @@
 #   bench-hostile/silent-holders.sh  a download beside silent fake holders
 # Each script says what it measures; they use only 127.0.0.x and stop what they start by PID.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-cargo build --release -q -p chunk-server -p announcer -p listener -p downloader
+build_release chunk-server announcer listener downloader
 for scenario in slowloris listener-flood silent-holders; do
     printf '\n######## %s\n' "$scenario"
     "./scripts/bench-hostile/$scenario.sh"

@@ -14,6 +14,7 @@
 #        KEEP=1 keeps bench-net/ (about 4 x BENCH_SIZE of disk) instead of removing it
 set -euo pipefail
 
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 UDP_PORT=${BENCH_UDP_PORT:-15000}
@@ -28,18 +29,12 @@ A_IP=127.0.0.2
 C_IP=127.0.0.3
 FILE=big.bin
 
-TIME_PIDS=()   # the /usr/bin/time processes we started, one per long-running program
+PIDS=()        # the /usr/bin/time processes we started, one per long-running program
 NAMES=()       # the program each of them runs
 
-say() { printf '==> %s\n' "$*"; }
 fail() {
     printf '\nbench failed: %s\n' "$*" >&2
-    local f
-    for f in "$NET"/logs/*; do
-        [ -s "$f" ] || continue
-        printf -- '--- %s (last lines)\n' "$f" >&2
-        tail -n 5 "$f" >&2
-    done
+    tail_logs ' (last lines)' "$NET"/logs/*
     exit 1
 }
 
@@ -51,23 +46,23 @@ child_of() { pgrep -P "$1" | head -n 1; }
 # Ctrl-C shutdown, SIGTERM the fallback five seconds later.
 stop_programs() {
     local tpid child i alive
-    [ "${#TIME_PIDS[@]}" -gt 0 ] || return 0
-    for tpid in "${TIME_PIDS[@]}"; do
+    [ "${#PIDS[@]}" -gt 0 ] || return 0
+    for tpid in "${PIDS[@]}"; do
         child=$(child_of "$tpid" || true)
         if [ -n "$child" ]; then kill -INT "$child" 2>/dev/null || true; fi
     done
     for i in $(seq 50); do
         alive=0
-        for tpid in "${TIME_PIDS[@]}"; do kill -0 "$tpid" 2>/dev/null && alive=1; done
+        for tpid in "${PIDS[@]}"; do kill -0 "$tpid" 2>/dev/null && alive=1; done
         [ "$alive" -eq 0 ] && break
         sleep 0.1
     done
-    for tpid in "${TIME_PIDS[@]}"; do
+    for tpid in "${PIDS[@]}"; do
         child=$(child_of "$tpid" || true)
         if [ -n "$child" ]; then kill "$child" 2>/dev/null || true; fi
     done
-    wait "${TIME_PIDS[@]}" 2>/dev/null || true
-    TIME_PIDS=()
+    wait "${PIDS[@]}" 2>/dev/null || true
+    PIDS=()
 }
 
 cleanup() {
@@ -81,23 +76,20 @@ cleanup() {
     fi
     exit "$status"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 # start NAME PROGRAM ARGS...: runs a program in the background under /usr/bin/time -v.
 start() {
     local name=$1 program=$2
     shift 2
-    "$TIME" -v -o "$NET/time-$name.txt" "$BIN/$program" "$@" </dev/null >"$NET/logs/$name.log" 2>&1 &
-    TIME_PIDS+=("$!")
+    start_bg "$NET/logs/$name.log" "$TIME" -v -o "$NET/time-$name.txt" "$BIN/$program" "$@"
     NAMES+=("$name")
 }
 
 check_alive() {
     local i
-    for i in "${!TIME_PIDS[@]}"; do
-        kill -0 "${TIME_PIDS[$i]}" 2>/dev/null || fail "${NAMES[$i]} exited early (see $NET/logs/${NAMES[$i]}.log)"
+    for i in "${!PIDS[@]}"; do
+        kill -0 "${PIDS[$i]}" 2>/dev/null || fail "${NAMES[$i]} exited early (see $NET/logs/${NAMES[$i]}.log)"
     done
 }
 
@@ -105,12 +97,6 @@ check_alive() {
 rss_mib() {
     awk -F': ' '/Maximum resident set size/ { printf "%.1f", $2 / 1024; found = 1 } END { if (!found) printf "?" }' "$1" 2>/dev/null ||
         printf '?'
-}
-
-port_busy() {
-    local flags=-ltn
-    [ "$1" = udp ] && flags=-lun
-    command -v ss >/dev/null 2>&1 && [ -n "$(ss -H "$flags" "sport = :$2" 2>/dev/null)" ]
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -126,7 +112,7 @@ if [ ! -x "$TIME" ]; then
 fi
 
 say "Building release binaries"
-cargo build --release --workspace --quiet || fail "the build failed"
+build_release || fail "the build failed"
 
 port_busy udp "$UDP_PORT" && fail "UDP port $UDP_PORT is in use; pick another with BENCH_UDP_PORT"
 port_busy tcp "$TCP_PORT" && fail "TCP port $TCP_PORT is in use; pick another with BENCH_TCP_PORT"
@@ -159,13 +145,8 @@ sleep 0.5
 check_alive
 
 say "Waiting for the split and for C to hear A (up to ${TIMEOUT}s)"
-deadline=$((SECONDS + TIMEOUT))
-until [ -f "$NET/c/tags.txt" ] &&
-    awk -v c="$FILE" '$1 == "bench-a" && $4 == c && $5 == "12345" { f = 1 } END { exit !f }' "$NET/c/tags.txt"; do
-    check_alive
-    [ "$SECONDS" -lt "$deadline" ] || fail "C's tags.txt does not list $FILE after ${TIMEOUT}s"
-    sleep 0.2
-done
+WAIT_CHECK=check_alive wait_for "$TIMEOUT" 0.2 tags_lists "$NET/c/tags.txt" "$FILE" bench-a ||
+    fail "C's tags.txt does not list $FILE after ${TIMEOUT}s"
 split_ms=$(sed -n "s/.*split $FILE ([0-9]* bytes) into [0-9]* chunks in \([0-9]*\) ms.*/\1/p" "$NET/a/server.log" | tail -n 1)
 
 say "C: downloader get $FILE"

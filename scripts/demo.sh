@@ -11,6 +11,7 @@
 # Usage: ./scripts/demo.sh      (env: DEMO_UDP_PORT=5000 DEMO_TCP_PORT=5001 DEMO_TIMEOUT=60)
 set -euo pipefail
 
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 UDP_PORT=${DEMO_UDP_PORT:-5000}
@@ -26,21 +27,13 @@ PEERS=(alice bob carol)
 PIDS=()     # every background process we started
 NAMES=()    # "peer/program" of each, same order
 
-bold=$'\e[1m' green=$'\e[32m' red=$'\e[31m' off=$'\e[0m'
-if [ ! -t 1 ]; then bold='' green='' red='' off=''; fi
+use_colors
 
-say() { printf '%s==>%s %s\n' "$bold" "$off" "$*"; }
-ok() { printf '    %s✓%s %s\n' "$green" "$off" "$*"; }
-indent() { sed 's/^/    /'; }
 fail() {
     printf '\n%sdemo failed:%s %s\n' "$red" "$off" "$*" >&2
     if [ "${#PIDS[@]}" -gt 0 ]; then
         printf 'Program output is in %s/; the last lines:\n' "$LOGS" >&2
-        for f in "$LOGS"/*; do
-            [ -s "$f" ] || continue
-            printf -- '--- %s\n' "$f" >&2
-            tail -n 5 "$f" >&2
-        done
+        tail_logs '' "$LOGS"/*
     fi
     exit 1
 }
@@ -48,32 +41,17 @@ fail() {
 # Stops exactly the processes this script started: SIGINT first (a clean Ctrl-C shutdown), then
 # SIGTERM for any that are still running two seconds later.
 cleanup() {
-    local status=$? pid i alive
+    local status=$?
     trap - EXIT INT TERM
-    if [ "${#PIDS[@]}" -gt 0 ]; then
-        for pid in "${PIDS[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
-        for i in $(seq 20); do
-            alive=0
-            for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-            [ "$alive" -eq 0 ] && break
-            sleep 0.1
-        done
-        for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-        wait "${PIDS[@]}" 2>/dev/null || true
-    fi
+    stop_pids INT 20 TERM "${PIDS[@]}"
     exit "$status"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 # start NAME PEER PROGRAM ARGS...: runs a program in the background, output to demo-net/logs/.
 start() {
-    local peer=$1 program=$2
-    shift 2
-    "$BIN/$program" "$@" </dev/null >"$LOGS/$peer-$program.log" 2>&1 &
-    PIDS+=("$!")
-    NAMES+=("$peer/$program")
+    start_bg "$LOGS/$1-$2.log" "$BIN/$2" "${@:3}"
+    NAMES+=("$1/$2")
 }
 
 # Fails if one of the background programs has exited.
@@ -103,20 +81,12 @@ port_busy() {
 }
 
 # tags_have PEER CONTENT HOLDER...: whether PEER's tags.txt lists all five chunks of CONTENT for
-# every HOLDER (columns: USER ADDRESS PROTO CONTENT CHUNKS ...).
-tags_have() {
-    local tags=$NET/$1/tags.txt content=$2 holder
-    shift 2
-    [ -f "$tags" ] || return 1
-    for holder in "$@"; do
-        awk -v u="$holder" -v c="$content" '$1 == u && $4 == c && $5 == "12345" { found = 1 } END { exit !found }' \
-            "$tags" || return 1
-    done
-}
+# every HOLDER.
+tags_have() { tags_lists "$NET/$1/tags.txt" "${@:2}"; }
 
 # ---------------------------------------------------------------------------------------------
 say "Building release binaries (cargo build --release --workspace)"
-cargo build --release --workspace --quiet || fail "the build failed"
+build_release || fail "the build failed"
 for program in chunk-server announcer listener downloader; do
     [ -x "$BIN/$program" ] || fail "$BIN/$program was not built"
 done
@@ -161,18 +131,16 @@ sleep 0.5
 check_alive
 
 say "Waiting for carol's listener to hear alice and bob (up to ${TIMEOUT}s)"
-deadline=$((SECONDS + TIMEOUT))
-until tags_have carol dataset.bin alice bob && tags_have carol notes.txt alice && tags_have carol recipes.txt bob; do
-    check_alive
-    if [ "$SECONDS" -ge "$deadline" ]; then
-        if [ -f "$NET/carol/tags.txt" ]; then
-            printf "carol's tags.txt now:\n" >&2
-            indent <"$NET/carol/tags.txt" >&2
-        fi
-        fail "carol's tags.txt still does not list alice's and bob's files after ${TIMEOUT}s"
+carol_hears_all() {
+    tags_have carol dataset.bin alice bob && tags_have carol notes.txt alice && tags_have carol recipes.txt bob
+}
+if ! WAIT_CHECK=check_alive wait_for "$TIMEOUT" 0.5 carol_hears_all; then
+    if [ -f "$NET/carol/tags.txt" ]; then
+        printf "carol's tags.txt now:\n" >&2
+        indent <"$NET/carol/tags.txt" >&2
     fi
-    sleep 0.5
-done
+    fail "carol's tags.txt still does not list alice's and bob's files after ${TIMEOUT}s"
+fi
 ok "tags.txt lists dataset.bin (alice, bob), notes.txt (alice), recipes.txt (bob)"
 
 say "carol: downloader list"

@@ -24,6 +24,7 @@
 #   (1 keeps the image after the demo)
 set -euo pipefail
 
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
@@ -67,12 +68,8 @@ COMPOSE_PROJECT_NAME_SET=${COMPOSE_PROJECT_NAME:+1}
 PROJECT=${COMPOSE_PROJECT_NAME:-$(basename "$ROOT" | tr '[:upper:]' '[:lower:]' | tr -cd 'a-z0-9_-')}
 export COMPOSE_PROJECT_NAME=$PROJECT
 
-bold=$'\e[1m' green=$'\e[32m' red=$'\e[31m' off=$'\e[0m'
-if [ ! -t 1 ]; then bold='' green='' red='' off=''; fi
+use_colors
 
-say() { printf '%s==>%s %s\n' "$bold" "$off" "$*"; }
-ok() { printf '    %s✓%s %s\n' "$green" "$off" "$*"; }
-indent() { sed 's/^/    /'; }
 fail() {
     printf '\n%sdocker demo failed:%s %s\n' "$red" "$off" "$*" >&2
     if [ "${UP:-0}" -eq 1 ]; then
@@ -232,16 +229,8 @@ make_peer_folders() {
 }
 
 # tags_have PEER CONTENT HOLDER...: whether PEER's tags.txt lists all five chunks of CONTENT for
-# every HOLDER (columns: USER ADDRESS PROTO CONTENT CHUNKS ...).
-tags_have() {
-    local tags=$RUN/$1/tags.txt content=$2 holder
-    shift 2
-    [ -f "$tags" ] || return 1
-    for holder in "$@"; do
-        awk -v u="$holder" -v c="$content" '$1 == u && $4 == c && $5 == "12345" { found = 1 } END { exit !found }' \
-            "$tags" || return 1
-    done
-}
+# every HOLDER.
+tags_have() { tags_lists "$RUN/$1/tags.txt" "${@:2}"; }
 
 # Fails if one of the peers' long-running containers has stopped (docker-compose ps lists the
 # running ones with --filter, in v1 and v2 alike).
@@ -358,9 +347,7 @@ cleanup() {
     fi
     exit "$status"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 # A clean slate: the containers of an earlier `up` or demo of this project go first.
 compose down -v --remove-orphans >/dev/null 2>&1 || true
@@ -379,19 +366,18 @@ sleep 0.5
 check_running "${PEERS[@]}"
 
 say "Waiting for carol's listener to hear alice and bob (up to ${TIMEOUT}s)"
-deadline=$((SECONDS + TIMEOUT))
-until tags_have carol notes.txt alice && tags_have carol recipes.txt bob &&
-    tags_have carol dataset.bin alice bob && tags_have carol archive.bin alice bob; do
-    if [ "$SECONDS" -ge "$deadline" ]; then
-        check_running "${PEERS[@]}"
-        if [ -f "$RUN/carol/tags.txt" ]; then
-            printf "carol's tags.txt now:\n" >&2
-            indent <"$RUN/carol/tags.txt" >&2
-        fi
-        fail "carol's tags.txt still does not list alice's and bob's files after ${TIMEOUT}s"
+carol_hears_all() {
+    tags_have carol notes.txt alice && tags_have carol recipes.txt bob &&
+        tags_have carol dataset.bin alice bob && tags_have carol archive.bin alice bob
+}
+if ! wait_for "$TIMEOUT" 0.2 carol_hears_all; then
+    check_running "${PEERS[@]}"
+    if [ -f "$RUN/carol/tags.txt" ]; then
+        printf "carol's tags.txt now:\n" >&2
+        indent <"$RUN/carol/tags.txt" >&2
     fi
-    sleep 0.2
-done
+    fail "carol's tags.txt still does not list alice's and bob's files after ${TIMEOUT}s"
+fi
 t_heard=$(now_ms)
 ok "heard after $(secs $((t_heard - t_up))) s: notes.txt (alice), recipes.txt (bob), dataset.bin and archive.bin (both)"
 

@@ -1,14 +1,15 @@
 //! In-process tests: `announcer::run` in a thread, announcing to a test socket.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use announcer::Config;
 use shared::protocol::Kind;
 use shared::MAX_ANNOUNCE_DATAGRAM;
-use support::{add_content, names_of, Receiver, TestAnnouncer, PATIENCE};
+use testkit::announce::{names_of, Receiver};
+use testkit::files::add_content;
+use testkit::servers::TestAnnouncer;
+use testkit::wait::PATIENCE;
 
 fn config(dir: &std::path::Path, receiver: &Receiver) -> Config {
     Config {
@@ -283,7 +284,7 @@ fn query_file_is_answered_by_unicast_with_the_whole_announcement_then_deleted() 
         assert_eq!(r.announcement.p2p.as_ref().unwrap().kind, Kind::Announce);
     }
     assert!(
-        support::wait_until(PATIENCE, || !file.exists()),
+        testkit::wait::poll_until(PATIENCE, || !file.exists()),
         "not deleted"
     );
     // Answered once: nothing more comes to the querier, and the broadcast saw no answer.
@@ -315,7 +316,7 @@ fn stale_and_misnamed_query_files_are_deleted_unanswered() {
     let _announcer = TestAnnouncer::start(config(dir.path(), &broadcast));
     assert!(broadcast.next(PATIENCE).is_some());
     assert!(
-        support::wait_until(PATIENCE, || std::fs::read_dir(&queries)
+        testkit::wait::poll_until(PATIENCE, || std::fs::read_dir(&queries)
             .unwrap()
             .next()
             .is_none()),

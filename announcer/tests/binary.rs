@@ -1,39 +1,37 @@
 //! Process-level tests: the real `announcer` binary, as a user starts it.
 
-mod support;
-
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{add_content, names_of, ChildGuard, Receiver, PATIENCE};
+use testkit::announce::{names_of, Receiver};
+use testkit::files::add_content;
+use testkit::process::{
+    assert_failed_once_with, output_of, spawn_guarded, time_to_exit_after, wait_exit, ChildGuard,
+};
+use testkit::servers::shared_port_socket;
+use testkit::wait::PATIENCE;
 
 fn announcer() -> Command {
     Command::new(env!("CARGO_BIN_EXE_announcer"))
 }
 
+/// `announcer --dir DIR`.
+fn announcer_in(dir: &std::path::Path) -> Command {
+    let mut command = announcer();
+    command.arg("--dir").arg(dir);
+    command
+}
+
 /// A receiver on `0.0.0.0:<free port>`, with `SO_REUSEADDR` as a listener would have, that
 /// hears broadcasts to `127.255.255.255`.
 fn broadcast_receiver() -> (Receiver, u16) {
-    // Found without SO_REUSEADDR: the kernel may give a port-0 SO_REUSEADDR socket a port that
-    // another such socket (of a concurrent test) already holds.
-    let probe = UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))).unwrap();
-    let port = probe.local_addr().unwrap().port();
-    drop(probe);
-    let socket =
-        shared::net::bind_udp_shared(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))).unwrap();
+    let (socket, port) = shared_port_socket();
     (Receiver::with_socket(socket), port)
 }
 
 fn spawn(command: &mut Command) -> ChildGuard {
-    ChildGuard(
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
+    spawn_guarded(command, Stdio::null())
 }
 
 #[test]
@@ -42,9 +40,7 @@ fn announcer_binary_broadcasts_from_its_bind_address() {
     let manifest = add_content(dir.path(), "song.mp3", b"la la la la la la");
     let (receiver, port) = broadcast_receiver();
     let _child = spawn(
-        announcer()
-            .arg("--dir")
-            .arg(dir.path())
+        announcer_in(dir.path())
             .args(["--username", "alice", "--bind", "127.0.0.2"])
             .args(["--broadcast", &format!("127.255.255.255:{port}")])
             .args(["--chunk-port", "6123", "-v"]),
@@ -70,9 +66,7 @@ fn announcer_binary_uses_the_stored_username_without_a_terminal() {
     std::fs::write(dir.path().join(shared::USERNAME_FILE), "stored bob\n").unwrap();
     let (receiver, port) = broadcast_receiver();
     let _child = spawn(
-        announcer()
-            .arg("--dir")
-            .arg(dir.path())
+        announcer_in(dir.path())
             .args(["--bind", "127.0.0.3"])
             .args(["--broadcast", &format!("127.255.255.255:{port}")]),
     );
@@ -86,9 +80,7 @@ fn announcer_binary_falls_back_to_the_host_name_and_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (receiver, port) = broadcast_receiver();
     let _child = spawn(
-        announcer()
-            .arg("--dir")
-            .arg(dir.path())
+        announcer_in(dir.path())
             .args(["--bind", "127.0.0.4"])
             .args(["--broadcast", &format!("127.255.255.255:{port}")]),
     );
@@ -102,49 +94,28 @@ fn announcer_binary_stops_cleanly_on_sigint() {
     let dir = tempfile::tempdir().unwrap();
     let (receiver, port) = broadcast_receiver();
     let mut child = spawn(
-        announcer()
-            .arg("--dir")
-            .arg(dir.path())
+        announcer_in(dir.path())
             .args(["--username", "carol", "--bind", "127.0.0.5"])
             .args(["--broadcast", &format!("127.255.255.255:{port}")]),
     );
     assert!(receiver.next(PATIENCE).is_some());
     // Signal this child only, by its process id.
-    let status = Command::new("kill")
-        .args(["-INT", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = std::time::Instant::now() + PATIENCE;
-    let exit = loop {
-        if let Some(exit) = child.0.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(std::time::Instant::now() < deadline, "still running");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(exit.code(), Some(0));
+    testkit::process::signal(child.0.id(), "INT");
+    let exit = wait_exit(&mut child.0, PATIENCE);
+    assert!(exit.is_some(), "still running");
+    assert_eq!(exit.unwrap().code(), Some(0));
 }
 
 #[test]
 fn announcer_binary_fails_with_a_clear_error_when_it_cannot_bind() {
     let dir = tempfile::tempdir().unwrap();
     // 192.0.2.1 (TEST-NET-1) is not an address of this host.
-    let output = announcer()
-        .arg("--dir")
-        .arg(dir.path())
-        .args(["--username", "x", "--bind", "192.0.2.1"])
-        .args(["--broadcast", "127.0.0.1:9"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("cannot bind a UDP socket to 192.0.2.1:0"),
-        "{stderr}"
+    let output = output_of(
+        announcer_in(dir.path())
+            .args(["--username", "x", "--bind", "192.0.2.1"])
+            .args(["--broadcast", "127.0.0.1:9"]),
     );
-    assert_eq!(stderr.lines().count(), 1, "printed once: {stderr}");
+    assert_failed_once_with(&output, 1, "cannot bind a UDP socket to 192.0.2.1:0");
 }
 
 #[test]
@@ -156,11 +127,7 @@ fn announcer_binary_rejects_bad_usage_with_status_2() {
         &["--port", "many"],
         &["--bind", "nowhere"],
     ] {
-        let output = announcer()
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let output = output_of(announcer().args(args));
         assert_eq!(output.status.code(), Some(2), "{args:?}");
     }
 }
@@ -168,13 +135,8 @@ fn announcer_binary_rejects_bad_usage_with_status_2() {
 #[test]
 fn announcer_binary_refuses_an_invalid_username() {
     let dir = tempfile::tempdir().unwrap();
-    let output = announcer()
-        .arg("--dir")
-        .arg(dir.path())
-        .args(["--username", "", "--broadcast", "127.0.0.1:9"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let output =
+        output_of(announcer_in(dir.path()).args(["--username", "", "--broadcast", "127.0.0.1:9"]));
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("invalid username"), "{stderr}");
@@ -183,14 +145,11 @@ fn announcer_binary_refuses_an_invalid_username() {
 #[test]
 fn announcer_binary_refuses_a_peer_it_cannot_resolve() {
     let dir = tempfile::tempdir().unwrap();
-    let output = announcer()
-        .arg("--dir")
-        .arg(dir.path())
-        .args(["--username", "x", "--broadcast", "127.0.0.1:9"])
-        .args(["--peer", "no such host.invalid"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let output = output_of(
+        announcer_in(dir.path())
+            .args(["--username", "x", "--broadcast", "127.0.0.1:9"])
+            .args(["--peer", "no such host.invalid"]),
+    );
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("bad --peer"), "{stderr}");
@@ -199,19 +158,7 @@ fn announcer_binary_refuses_a_peer_it_cannot_resolve() {
 /// Sends SIGTERM to `child` (by its process id) and returns how long it took to exit, or
 /// `None` if it is still running after [`PATIENCE`].
 fn time_to_exit_after_sigterm(child: &mut ChildGuard) -> Option<Duration> {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let signalled = std::time::Instant::now();
-    while signalled.elapsed() < PATIENCE {
-        if child.0.try_wait().unwrap().is_some() {
-            return Some(signalled.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
+    time_to_exit_after(child, "TERM", PATIENCE)
 }
 
 /// The bound of issue 7, defect 1: a program stops within 3 s of the first SIGTERM.
@@ -222,9 +169,7 @@ fn announcer_binary_stops_within_three_seconds_of_sigterm_when_idle() {
     let dir = tempfile::tempdir().unwrap();
     let (receiver, port) = broadcast_receiver();
     let mut child = spawn(
-        announcer()
-            .arg("--dir")
-            .arg(dir.path())
+        announcer_in(dir.path())
             .args(["--username", "idle", "--bind", "127.0.0.6"])
             .args(["--broadcast", &format!("127.255.255.255:{port}")]),
     );
@@ -242,9 +187,7 @@ fn announcer_binary_stops_within_three_seconds_of_sigterm_while_answering_querie
     }
     let (receiver, port) = broadcast_receiver();
     let mut child = spawn(
-        announcer()
-            .arg("--dir")
-            .arg(dir.path())
+        announcer_in(dir.path())
             .args(["--username", "busy", "--bind", "127.0.0.7"])
             .args(["--broadcast", &format!("127.255.255.255:{port}")]),
     );

@@ -6,8 +6,6 @@
 //! every attacker connection must end up closed by the server, with the reason logged.
 #![cfg(target_os = "linux")]
 
-mod support;
-
 use std::fs::{self, File};
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -22,7 +20,10 @@ use shared::digest::Digest;
 use shared::protocol::{ErrorCode, Manifest, Request, Response};
 use shared::store::{ChunkStore, Origin, StoredManifest};
 use socket2::{Domain, Protocol, Socket, Type};
-use support::{chunk_files, p2p_fetch_from, send_raw, start, wait_until, ServerProcess};
+use testkit::client::{p2p_fetch_from, send_raw};
+use testkit::files::{chunk_files, share_sparse};
+use testkit::process::{start_chunk_server_process as start, ServerProcess};
+use testkit::wait::poll_until;
 
 /// Where the attackers come from.
 const ATTACKER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 5);
@@ -149,7 +150,7 @@ impl Attack {
 
     /// Waits (bounded) until every connection is established, or closed, as `is_ready` says.
     fn wait_ready(&self) {
-        wait_until(Duration::from_secs(10), || {
+        poll_until(Duration::from_secs(10), || {
             self.ready.load(Ordering::SeqCst) == self.total
         });
     }
@@ -172,12 +173,7 @@ impl Drop for Attack {
 fn server_sharing(size: u64, extra: &[&str]) -> (tempfile::TempDir, ServerProcess) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("peer");
-    let share = dir.join("served_files");
-    fs::create_dir_all(&share).unwrap();
-    File::create(share.join("big.bin"))
-        .unwrap()
-        .set_len(size)
-        .unwrap();
+    share_sparse(&dir, size);
     let server = start(&dir, extra);
     (tmp, server)
 }
@@ -206,7 +202,7 @@ fn assert_honest_request_is_served(server: &ServerProcess, attack: &str) {
 }
 
 fn assert_all_closed(server: &ServerProcess, attack: &Attack, what: &str) {
-    let all = wait_until(CLOSE_BOUND, || attack.closed() == attack.total);
+    let all = poll_until(CLOSE_BOUND, || attack.closed() == attack.total);
     assert!(
         all,
         "{what}: the server closed only {} of {} attacker connections\n{}",
@@ -214,6 +210,19 @@ fn assert_all_closed(server: &ServerProcess, attack: &Attack, what: &str) {
         attack.total,
         server.log_text()
     );
+}
+
+/// A valid request prefix on each of `conns`, then one byte of JSON white space a second on each:
+/// started, and every connection made.
+fn slowloris(conns: Vec<Hostile>) -> Attack {
+    let attack = Attack::start(
+        conns,
+        Duration::from_secs(1),
+        |conn, round| conn.send(if round == 0 { b"{\"filename\"" } else { b" " }),
+        Hostile::connected,
+    );
+    attack.wait_ready();
+    attack
 }
 
 #[test]
@@ -224,13 +233,7 @@ fn slowloris_from_one_address_does_not_delay_an_honest_request() {
     let conns = (0..70)
         .map(|_| Hostile::open(server.addr, ATTACKER, None))
         .collect();
-    let attack = Attack::start(
-        conns,
-        Duration::from_secs(1),
-        |conn, round| conn.send(if round == 0 { b"{\"filename\"" } else { b" " }),
-        Hostile::connected,
-    );
-    attack.wait_ready();
+    let attack = slowloris(conns);
 
     assert_honest_request_is_served(&server, "slowloris");
 
@@ -249,13 +252,7 @@ fn slowloris_from_many_addresses_does_not_take_the_transfer_slots() {
         .flat_map(|last| (0..7).map(move |_| Ipv4Addr::new(127, 0, 0, last)))
         .map(|from| Hostile::open(server.addr, from, None))
         .collect();
-    let attack = Attack::start(
-        conns,
-        Duration::from_secs(1),
-        |conn, round| conn.send(if round == 0 { b"{\"filename\"" } else { b" " }),
-        Hostile::connected,
-    );
-    attack.wait_ready();
+    let attack = slowloris(conns);
 
     assert_honest_request_is_served(&server, "slowloris from 10 addresses");
 
@@ -414,14 +411,8 @@ fn symbolic_links_and_special_files_planted_in_the_store_are_not_served() {
     );
     assert_eq!(error_code(&answer), Some(ErrorCode::NotFound), "{answer:?}");
 
-    server.expect_event(
-        "refused",
-        &[("outcome", "not_found"), ("chunk", "planted.txt_1")],
-    );
-    server.expect_event(
-        "refused",
-        &[("outcome", "not_found"), ("chunk", "fifo.bin_1")],
-    );
+    server.expect_refused("not_found", "planted.txt_1");
+    server.expect_refused("not_found", "fifo.bin_1");
     let log = server.log_text();
     assert!(log.contains("symbolic link"), "no reason logged:\n{log}");
     // Links and special files are refused; the store itself is served as before.

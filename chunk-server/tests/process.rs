@@ -1,8 +1,6 @@
 //! Process-level tests: the real `chunk-server` binary, started as a user would, checked
 //! through its sockets, its exit status and the events in `server.log`.
 
-mod support;
-
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
@@ -14,10 +12,13 @@ use std::time::{Duration, Instant};
 use shared::connection::Connection;
 use shared::digest::Digest;
 use shared::protocol::{Request, Response};
-use support::{
-    chunk_files, connect, legacy_fetch, p2p_request, pattern, send_raw, start, wait_until,
-    ServerProcess, BIN,
-};
+use testkit::client::{connect, legacy_fetch, p2p_request, send_raw};
+use testkit::files::{chunk_files, pattern, share_sparse};
+use testkit::process::{start_chunk_server_process as start, ServerProcess};
+use testkit::wait::poll_until;
+
+/// This package's own binary.
+const BIN: &str = env!("CARGO_BIN_EXE_chunk-server");
 
 #[test]
 fn binary_logs_served_and_refused_events_and_survives_junk() {
@@ -80,22 +81,10 @@ fn binary_logs_served_and_refused_events_and_survives_junk() {
         let answer = send_raw(server.addr, junk).expect("the server closes");
         assert!(answer.is_empty(), "junk got {} bytes", answer.len());
     }
-    server.expect_event(
-        "refused",
-        &[("outcome", "bad_request"), ("chunk", "../secret_1")],
-    );
-    server.expect_event(
-        "refused",
-        &[("outcome", "bad_request"), ("chunk", "/etc/passwd_1")],
-    );
-    server.expect_event(
-        "refused",
-        &[("outcome", "bad_request"), ("chunk", "x\0y_1")],
-    );
-    server.expect_event(
-        "refused",
-        &[("outcome", "not_found"), ("chunk", "nothere_1")],
-    );
+    server.expect_refused("bad_request", "../secret_1");
+    server.expect_refused("bad_request", "/etc/passwd_1");
+    server.expect_refused("bad_request", "x\0y_1");
+    server.expect_refused("not_found", "nothere_1");
     server.expect_event("refused", &[("outcome", "malformed")]);
     server.expect_event("refused", &[("outcome", "too_large")]);
     server.expect_event("refused", &[("outcome", "empty")]);
@@ -132,7 +121,7 @@ fn client_leaving_midway_is_logged_as_an_error_with_the_bytes_sent() {
     let mut first = [0u8; 1000];
     client.read_exact(&mut first).unwrap();
     drop(client);
-    let found = wait_until(Duration::from_secs(15), || {
+    let found = poll_until(Duration::from_secs(15), || {
         server.events().iter().any(|e| {
             e.name == "served"
                 && e.get("chunk") == Some("long.bin_1")
@@ -189,11 +178,7 @@ fn interrupt_stops_the_binary_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
     let mut server = start(tmp.path(), &[]);
     // Signal this child by its process id only.
-    let status = Command::new("kill")
-        .args(["-INT", &server.child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success());
+    server.signal("INT");
     let exit = server.wait_exit(Duration::from_secs(15));
     assert!(
         exit.is_some_and(|s| s.success()),
@@ -225,16 +210,6 @@ fn assert_stops_in_time(server: &mut ServerProcess, state: &str) {
         "{state}: stopping took {took:?}\n{}",
         server.log_text()
     );
-}
-
-/// A peer folder whose share holds `big.bin`, sparse, of `size` bytes.
-fn share_sparse(dir: &Path, size: u64) {
-    let share = dir.join("served_files");
-    fs::create_dir_all(&share).unwrap();
-    File::create(share.join("big.bin"))
-        .unwrap()
-        .set_len(size)
-        .unwrap();
 }
 
 /// Connects from `from` and sends `request`; the connection is left open.
@@ -301,7 +276,7 @@ fn sigterm_stops_the_server_in_time_during_the_split_of_a_large_file() {
     // Dropped in after start: the rescan thread splits it.
     share_sparse(tmp.path(), 600_000_000);
     let incoming = tmp.path().join("temp").join(".incoming");
-    let splitting = wait_until(Duration::from_secs(10), || {
+    let splitting = poll_until(Duration::from_secs(10), || {
         fs::read_dir(&incoming)
             .map(|mut d| d.next().is_some())
             .unwrap_or(false)

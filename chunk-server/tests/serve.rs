@@ -1,8 +1,6 @@
 //! In-process tests of the chunk server: `chunk_server::run` on a thread, real TCP clients on
 //! loopback, real files in a temporary peer folder.
 
-mod support;
-
 use std::fs;
 use std::io::{self, Read, Write};
 use std::net::TcpListener;
@@ -16,11 +14,11 @@ use shared::protocol::{ErrorCode, Request, Response};
 use shared::shutdown::Shutdown;
 use shared::store::ChunkStore;
 use shared::REQUEST_TIMEOUT;
-use support::{
-    chunk_files, connect, legacy_fetch, p2p_request, pattern, read_until_close, send_raw,
-    start_chunk_server, wait_until,
-};
 use tempfile::TempDir;
+use testkit::client::{connect, legacy_fetch, p2p_request, read_until_close, send_raw};
+use testkit::files::{chunk_files, pattern};
+use testkit::servers::start_chunk_server;
+use testkit::wait::poll_until;
 
 /// A peer folder whose `served_files/` holds `files`, and a config serving it.
 fn peer_with(files: &[(&str, &[u8])]) -> (TempDir, Config) {
@@ -357,7 +355,7 @@ fn a_silent_client_takes_no_transfer_slot_and_requests_wait_for_one() {
     assert!(rest == chunk_files(dir.path(), "a.bin")[0]);
     // The slot freed: the waiting request goes through, and the silent client never mattered.
     waiting
-        .set_read_timeout(Some(support::CLIENT_TIMEOUT))
+        .set_read_timeout(Some(testkit::client::CLIENT_TIMEOUT))
         .unwrap();
     assert!(read_until_close(&mut waiting).unwrap() == chunk_files(dir.path(), "a.bin")[1]);
     drop(silent);
@@ -393,7 +391,7 @@ fn rescan_shares_new_files_and_forgets_deleted_ones() {
     let late = dir.path().join("served_files").join("late.txt");
     fs::write(&late, b"arrived after start").unwrap();
     assert!(
-        wait_until(Duration::from_secs(10), || store
+        poll_until(Duration::from_secs(10), || store
             .load_manifest("late.txt")
             .is_ok_and(|m| m.is_some())),
         "new file not split"
@@ -405,7 +403,7 @@ fn rescan_shares_new_files_and_forgets_deleted_ones() {
 
     fs::remove_file(&late).unwrap();
     assert!(
-        wait_until(Duration::from_secs(10), || store
+        poll_until(Duration::from_secs(10), || store
             .load_manifest("late.txt")
             .is_ok_and(|m| m.is_none())),
         "deleted file still in the store"

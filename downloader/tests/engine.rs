@@ -2,197 +2,22 @@
 //! ones, one that corrupts what it sends, one that refuses. They pin down verification and
 //! fallback without starting the other programs.
 
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::net::{Ipv4Addr, TcpListener};
 use std::time::Duration;
 
 use downloader::catalog::{Holder, Target};
 use downloader::download::{self, Config, DownloadError, Progress};
 use shared::chunk::{chunk_ranges, ChunkName, ChunkSet};
-use shared::connection::Connection;
 use shared::digest::Digest;
 use shared::peer_dir::PeerDir;
-use shared::protocol::{ErrorCode, Manifest, Request, Response};
 use shared::shutdown::Shutdown;
 use shared::store::ChunkStore;
 use shared::tags::Proto;
-
-#[derive(Clone, Copy, PartialEq)]
-enum Behaviour {
-    Honest,
-    /// Sends the right header but flips a byte in every chunk body.
-    Corrupt,
-    /// Answers every chunk request with not_found.
-    Refuse,
-    /// Sends the header, then one byte every 100 ms.
-    Trickle,
-    /// Accepts the request and never answers.
-    Silent,
-    /// Sends at about 20 KB/s.
-    Slow,
-    /// Claims a chunk of 10^15 bytes, and sends zeros until the client leaves.
-    Huge,
-}
-
-struct FakeHolder {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    served: Arc<AtomicUsize>,
-    /// Body bytes written, and the offsets asked for.
-    bytes_sent: Arc<AtomicUsize>,
-    offsets: Arc<std::sync::Mutex<Vec<u64>>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for FakeHolder {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn manifest_of(name: &str, data: &[u8]) -> Manifest {
-    let ranges = chunk_ranges(data.len() as u64);
-    Manifest {
-        name: name.into(),
-        size: data.len() as u64,
-        sha256: Digest::of(data),
-        chunks: std::array::from_fn(|i| {
-            let r = ranges[i];
-            Digest::of(&data[r.start as usize..r.end as usize])
-        }),
-    }
-}
+use testkit::fake_holder::{Behaviour, FakeHolder};
+use testkit::files::{files_under, manifest_of};
 
 fn start_holder(name: &str, data: Vec<u8>, behaviour: Behaviour) -> FakeHolder {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let served = Arc::new(AtomicUsize::new(0));
-    let bytes_sent = Arc::new(AtomicUsize::new(0));
-    let offsets = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let manifest = manifest_of(name, &data);
-    let data = Arc::new(data);
-    let (stop2, served2, sent2, offsets2) = (
-        stop.clone(),
-        served.clone(),
-        bytes_sent.clone(),
-        offsets.clone(),
-    );
-    let thread = thread::spawn(move || {
-        let mut connections = Vec::new();
-        while !stop2.load(Ordering::SeqCst) {
-            let Ok((stream, _)) = listener.accept() else {
-                thread::sleep(Duration::from_millis(5));
-                continue;
-            };
-            stream.set_nonblocking(false).unwrap();
-            let (data, manifest, stop, served, sent, offsets) = (
-                data.clone(),
-                manifest.clone(),
-                stop2.clone(),
-                served2.clone(),
-                sent2.clone(),
-                offsets2.clone(),
-            );
-            // One thread per connection, so slow answers do not hold up other requests.
-            connections.push(thread::spawn(move || {
-                let mut conn = Connection::new(stream, Duration::from_secs(5)).unwrap();
-                let Ok(request) = conn.read_request() else {
-                    return;
-                };
-                match request {
-                    Request::Manifest { .. } => {
-                        let _ = conn.write_response(&Response::Manifest(manifest));
-                    }
-                    Request::Chunk {
-                        filename, offset, ..
-                    } => {
-                        offsets.lock().unwrap().push(offset);
-                        match behaviour {
-                            Behaviour::Refuse => {
-                                let _ = conn.write_response(&Response::Error {
-                                    code: ErrorCode::NotFound,
-                                    message: "no".into(),
-                                });
-                                return;
-                            }
-                            Behaviour::Silent => {
-                                while !stop.load(Ordering::SeqCst) {
-                                    thread::sleep(Duration::from_millis(10));
-                                }
-                                return;
-                            }
-                            Behaviour::Huge => {
-                                let huge = 1_000_000_000_000_000;
-                                let _ = conn.write_response(&Response::Chunk {
-                                    size: huge,
-                                    length: huge - offset,
-                                    sha256: Digest::of(b"whatever"),
-                                });
-                                let zeros = vec![0u8; 64 * 1024];
-                                while !stop.load(Ordering::SeqCst)
-                                    && conn.stream().write_all(&zeros).is_ok()
-                                {
-                                    sent.fetch_add(zeros.len(), Ordering::SeqCst);
-                                }
-                                return;
-                            }
-                            _ => {}
-                        }
-                        let chunk = ChunkName::parse(&filename).unwrap();
-                        let r = chunk_ranges(data.len() as u64)[chunk.position()];
-                        let mut body = data[(r.start + offset) as usize..r.end as usize].to_vec();
-                        if behaviour == Behaviour::Corrupt {
-                            if let Some(b) = body.last_mut() {
-                                *b ^= 0xff;
-                            }
-                        }
-                        let _ = conn.write_response(&Response::Chunk {
-                            size: r.len(),
-                            length: r.len() - offset,
-                            sha256: manifest.chunks[chunk.position()],
-                        });
-                        let step = match behaviour {
-                            Behaviour::Trickle => 1,
-                            Behaviour::Slow => 2000,
-                            _ => body.len().max(1),
-                        };
-                        for piece in body.chunks(step) {
-                            if stop.load(Ordering::SeqCst)
-                                || conn.stream().write_all(piece).is_err()
-                            {
-                                return;
-                            }
-                            sent.fetch_add(piece.len(), Ordering::SeqCst);
-                            if step < body.len() {
-                                thread::sleep(Duration::from_millis(100));
-                            }
-                        }
-                        served.fetch_add(1, Ordering::SeqCst);
-                    }
-                    Request::LegacyChunk { .. } => {}
-                }
-            }));
-        }
-        for c in connections {
-            let _ = c.join();
-        }
-    });
-    FakeHolder {
-        addr,
-        stop,
-        served,
-        bytes_sent,
-        offsets,
-        thread: Some(thread),
-    }
+    FakeHolder::start(Ipv4Addr::LOCALHOST, name, data, behaviour)
 }
 
 fn data(len: usize) -> Vec<u8> {
@@ -250,10 +75,7 @@ fn chunks_come_from_both_holders_and_the_file_is_identical() {
     assert_eq!(outcome.path, dir.path().join("downloads/f.bin"));
     assert!(outcome.verified);
     assert_eq!(outcome.sources.len(), 2, "{:?}", outcome.sources);
-    assert_eq!(
-        a.served.load(Ordering::SeqCst) + b.served.load(Ordering::SeqCst),
-        5
-    );
+    assert_eq!(a.served() + b.served(), 5);
     // The chunks stay in the store, with the manifest, to be served to others.
     let store = ChunkStore::open(dir.path().join("temp")).unwrap();
     assert!(store.chunks_of("f.bin").is_complete());
@@ -268,7 +90,7 @@ fn chunks_come_from_both_holders_and_the_file_is_identical() {
 #[test]
 fn a_corrupting_holder_is_caught_and_avoided() {
     let bytes = data(50_000);
-    let bad = start_holder("f.bin", bytes.clone(), Behaviour::Corrupt);
+    let bad = start_holder("f.bin", bytes.clone(), Behaviour::CorruptLastByte);
     let good = start_holder("f.bin", bytes.clone(), Behaviour::Honest);
     let dir = tempfile::tempdir().unwrap();
     let t = target("f.bin", &bytes, &[("mallory", &bad), ("alice", &good)]);
@@ -355,7 +177,7 @@ fn a_second_download_keeps_verified_chunks_and_reuses_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let t = target("k.bin", &bytes, &[("alice", &a)]);
     let first = download::download(&config(dir.path()), &t, &Shutdown::new(), &mut |_| {}).unwrap();
-    let served = a.served.load(Ordering::SeqCst);
+    let served = a.served();
     let mut kept = 0;
     let second = download::download(&config(dir.path()), &t, &Shutdown::new(), &mut |p| {
         if matches!(p, Progress::ChunkKept { .. }) {
@@ -364,11 +186,7 @@ fn a_second_download_keeps_verified_chunks_and_reuses_the_file() {
     })
     .unwrap();
     assert_eq!(kept, 5);
-    assert_eq!(
-        a.served.load(Ordering::SeqCst),
-        served,
-        "nothing fetched again"
-    );
+    assert_eq!(a.served(), served, "nothing fetched again");
     assert!(second.already_present);
     assert_eq!(second.path, first.path);
 }
@@ -457,10 +275,10 @@ fn an_interrupted_chunk_continues_from_its_last_byte() {
     let outcome =
         download::download(&config(dir.path()), &t, &Shutdown::new(), &mut |_| {}).unwrap();
     assert_eq!(std::fs::read(outcome.path).unwrap(), bytes);
-    let mut offsets = a.offsets.lock().unwrap().clone();
+    let mut offsets = a.offsets();
     offsets.sort();
     assert_eq!(offsets, [0, 0, 0, 0, 7000]);
-    assert_eq!(a.bytes_sent.load(Ordering::SeqCst), bytes.len() - 7000);
+    assert_eq!(a.bytes_sent(), bytes.len() - 7000);
 }
 
 #[test]
@@ -496,7 +314,7 @@ fn a_damaged_part_file_is_fetched_again_whole() {
 #[test]
 fn a_trickling_holder_is_abandoned_for_another() {
     let bytes = data(200_000);
-    let slow = start_holder("t.bin", bytes.clone(), Behaviour::Trickle);
+    let slow = start_holder("t.bin", bytes.clone(), Behaviour::Trickle(1));
     let good = start_holder("t.bin", bytes.clone(), Behaviour::Honest);
     let dir = tempfile::tempdir().unwrap();
     let t = target("t.bin", &bytes, &[("slow", &slow), ("good", &good)]);
@@ -511,7 +329,7 @@ fn a_trickling_holder_is_abandoned_for_another() {
     })
     .unwrap();
     assert_eq!(std::fs::read(outcome.path).unwrap(), bytes);
-    assert_eq!(slow.served.load(Ordering::SeqCst), 0);
+    assert_eq!(slow.served(), 0);
     assert!(
         outcome.sources.iter().all(|s| s.starts_with("good@")),
         "{:?}",
@@ -526,7 +344,7 @@ fn a_trickling_holder_is_abandoned_for_another() {
 #[test]
 fn a_silent_holder_times_out_and_the_chunk_comes_from_another() {
     let bytes = data(30_000);
-    let silent = start_holder("s.bin", bytes.clone(), Behaviour::Silent);
+    let silent = start_holder("s.bin", bytes.clone(), Behaviour::SilentAfterManifest);
     let good = start_holder("s.bin", bytes.clone(), Behaviour::Honest);
     let dir = tempfile::tempdir().unwrap();
     let t = target("s.bin", &bytes, &[("silent", &silent), ("good", &good)]);
@@ -540,7 +358,7 @@ fn a_silent_holder_times_out_and_the_chunk_comes_from_another() {
 fn endgame_asks_an_idle_holder_and_does_not_wait_for_a_slow_one() {
     // 5 chunks of 40 kB: the slow holder needs ~2 s per chunk, the fast one milliseconds.
     let bytes = data(200_000);
-    let slow = start_holder("e.bin", bytes.clone(), Behaviour::Slow);
+    let slow = start_holder("e.bin", bytes.clone(), Behaviour::Trickle(2000));
     let fast = start_holder("e.bin", bytes.clone(), Behaviour::Honest);
     let dir = tempfile::tempdir().unwrap();
     let mut config = impatient(dir.path());
@@ -551,11 +369,7 @@ fn endgame_asks_an_idle_holder_and_does_not_wait_for_a_slow_one() {
     let outcome = download::download(&config, &t, &Shutdown::new(), &mut |_| {}).unwrap();
     let took = started.elapsed();
     assert_eq!(std::fs::read(outcome.path).unwrap(), bytes);
-    assert_eq!(
-        slow.served.load(Ordering::SeqCst),
-        0,
-        "slow holder should have been overtaken"
-    );
+    assert_eq!(slow.served(), 0, "slow holder should have been overtaken");
     // Behavioural bound, not a speed target: without the endgame this takes over 2 s.
     assert!(took < Duration::from_millis(1800), "took {took:?}");
 }
@@ -594,23 +408,9 @@ fn a_holder_claiming_a_huge_chunk_of_an_unverified_content_is_refused_before_its
     let err = download::download(&config(dir.path()), &t, &Shutdown::new(), &mut |_| {})
         .expect_err("a 10^15-byte chunk is no chunk");
     assert!(matches!(err, DownloadError::Incomplete { .. }), "{err}");
-    let stored: u64 = walk(dir.path()).iter().map(|(_, n)| n).sum();
+    let stored: u64 = files_under(dir.path()).iter().map(|(_, n)| n).sum();
     assert!(
         stored < 1 << 20,
         "{stored} bytes written from the huge holder"
     );
-}
-
-/// Every file under `dir`, with its length.
-fn walk(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        match entry.metadata() {
-            Ok(m) if m.is_dir() => out.extend(walk(&path)),
-            Ok(m) => out.push((path, m.len())),
-            Err(_) => {}
-        }
-    }
-    out
 }

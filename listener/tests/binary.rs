@@ -1,18 +1,27 @@
 //! Process-level tests: the real `listener` binary, as a user starts it.
 
-mod support;
-
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use shared::protocol::{Announcement, Kind};
-use support::{
-    legacy, read_tags, shared_port_socket, temp_dir, wait_until, ChildGuard, Flood, Peer, PATIENCE,
+use testkit::announce::{legacy, Flood, UdpPeer};
+use testkit::files::{read_tags, temp_dir};
+use testkit::process::{
+    assert_failed_once_with, output_of, spawn_guarded, time_to_exit_after, wait_exit, ChildGuard,
 };
+use testkit::servers::shared_port_socket;
+use testkit::wait::{poll_until, PATIENCE};
 
 fn listener() -> Command {
     Command::new(env!("CARGO_BIN_EXE_listener"))
+}
+
+/// `listener --dir DIR`.
+fn listener_in(dir: &std::path::Path) -> Command {
+    let mut command = listener();
+    command.arg("--dir").arg(dir);
+    command
 }
 
 #[test]
@@ -21,31 +30,17 @@ fn listener_binary_lists_a_broadcast_announcement_in_tags_txt() {
     // Keep the port reserved: the listener shares it (SO_REUSEADDR), so no other test can
     // take it between our choosing it and the child binding it.
     let (_reserved, port) = shared_port_socket();
-    let mut child = ChildGuard(
-        listener()
-            .arg("--dir")
-            .arg(dir.path())
-            .args([
-                "--port",
-                &port.to_string(),
-                "--legacy-chunk-port",
-                "7777",
-                "-v",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let port_text = port.to_string();
+    let args = ["--port", &port_text, "--legacy-chunk-port", "7777", "-v"];
+    let mut child = spawn_guarded(listener_in(dir.path()).args(args), Stdio::null());
     let tags_path = dir.path().join(shared::TAGS_FILE);
     assert!(
-        wait_until(PATIENCE, || read_tags(&tags_path).is_some()),
+        poll_until(PATIENCE, || read_tags(&tags_path).is_some()),
         "tags.txt not written at start"
     );
-    let peer = Peer::new(2);
+    let peer = UdpPeer::new(2);
     let mut last = None;
-    let seen = wait_until(PATIENCE, || {
+    let seen = poll_until(PATIENCE, || {
         // Datagrams may be lost; repeat, as a real peer would.
         peer.announce(port, &legacy("ece", &["song.mp3_1", "song.mp3_4"]));
         std::thread::sleep(Duration::from_millis(100));
@@ -67,30 +62,16 @@ fn listener_binary_lists_a_broadcast_announcement_in_tags_txt() {
 fn listener_binary_stops_cleanly_on_sigint() {
     let dir = temp_dir();
     let (_reserved, port) = shared_port_socket();
-    let mut child = ChildGuard(
-        listener()
-            .arg("--dir")
-            .arg(dir.path())
-            .args(["--port", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let mut child = spawn_guarded(
+        listener_in(dir.path()).args(["--port", &port.to_string()]),
+        Stdio::null(),
     );
     let tags_path = dir.path().join(shared::TAGS_FILE);
-    assert!(wait_until(PATIENCE, || read_tags(&tags_path).is_some()));
+    assert!(poll_until(PATIENCE, || read_tags(&tags_path).is_some()));
     // Signal this child only, by its process id.
-    let status = Command::new("kill")
-        .args(["-INT", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut exit = None;
-    assert!(wait_until(PATIENCE, || {
-        exit = child.0.try_wait().unwrap();
-        exit.is_some()
-    }));
+    testkit::process::signal(child.0.id(), "INT");
+    let exit = wait_exit(&mut child.0, PATIENCE);
+    assert!(exit.is_some());
     assert_eq!(exit.unwrap().code(), Some(0));
 }
 
@@ -98,20 +79,8 @@ fn listener_binary_stops_cleanly_on_sigint() {
 fn listener_binary_fails_with_a_clear_error_when_it_cannot_bind() {
     let dir = temp_dir();
     // 192.0.2.1 (TEST-NET-1) is not an address of this host.
-    let output = listener()
-        .arg("--dir")
-        .arg(dir.path())
-        .args(["--bind", "192.0.2.1", "--port", "0"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("cannot bind a UDP socket to 192.0.2.1:0"),
-        "{stderr}"
-    );
-    assert_eq!(stderr.lines().count(), 1, "printed once: {stderr}");
+    let output = output_of(listener_in(dir.path()).args(["--bind", "192.0.2.1", "--port", "0"]));
+    assert_failed_once_with(&output, 1, "cannot bind a UDP socket to 192.0.2.1:0");
 }
 
 #[test]
@@ -126,28 +95,22 @@ fn listener_binary_warns_about_a_malformed_flood_once_per_source() {
     let (_reserved, port) = shared_port_socket();
     let log_path = dir.path().join("listener.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let _child = ChildGuard(
-        listener()
-            .arg("--dir")
-            .arg(dir.path())
+    let _child = spawn_guarded(
+        listener_in(dir.path())
             .args(["--port", &port.to_string()])
-            .args(["--broadcast", &format!("127.255.255.255:{port}")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
+            .args(["--broadcast", &format!("127.255.255.255:{port}")]),
+        log,
     );
     let tags_path = dir.path().join(shared::TAGS_FILE);
-    assert!(wait_until(PATIENCE, || read_tags(&tags_path).is_some()));
-    let (noisy, other) = (Peer::new(12), Peer::new(13));
+    assert!(poll_until(PATIENCE, || read_tags(&tags_path).is_some()));
+    let (noisy, other) = (UdpPeer::new(12), UdpPeer::new(13));
     for i in 0..200 {
         noisy.send_raw(port, format!("garbage {i}").as_bytes());
     }
     other.send_raw(port, b"{\"username\": 1}");
     // A valid announcement after the flood: once it is listed, the flood was handled.
-    let good = Peer::new(14);
-    let seen = wait_until(PATIENCE, || {
+    let good = UdpPeer::new(14);
+    let seen = poll_until(PATIENCE, || {
         good.announce(port, &legacy("good", &["ok_1"]));
         std::thread::sleep(Duration::from_millis(50));
         read_tags(&tags_path).is_some_and(|t| t.entries.iter().any(|e| e.user == "good"))
@@ -166,30 +129,18 @@ fn listener_binary_warns_about_a_malformed_flood_once_per_source() {
 /// `listener --dir <dir> --port <port> [extra]`, its stderr in `dir/listener.log`.
 fn spawn_listener(dir: &std::path::Path, port: u16, extra: &[&str]) -> ChildGuard {
     let log = std::fs::File::create(dir.join("listener.log")).unwrap();
-    ChildGuard(
-        listener()
-            .arg("--dir")
-            .arg(dir)
+    spawn_guarded(
+        listener_in(dir)
             .args(["--port", &port.to_string()])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
+            .args(extra),
+        log,
     )
 }
 
 /// Sends SIGTERM to `child` (by its process id) and returns how long it took to exit, or
 /// `None` if it is still running after [`PATIENCE`].
 fn time_to_exit_after_sigterm(child: &mut ChildGuard) -> Option<Duration> {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let signalled = std::time::Instant::now();
-    wait_until(PATIENCE, || child.0.try_wait().unwrap().is_some()).then(|| signalled.elapsed())
+    time_to_exit_after(child, "TERM", PATIENCE)
 }
 
 /// The bound of issue 7, defect 1: a program stops within 3 s of the first SIGTERM.
@@ -201,7 +152,7 @@ fn listener_binary_stops_within_three_seconds_of_sigterm_when_idle() {
     let (_reserved, port) = shared_port_socket();
     let mut child = spawn_listener(dir.path(), port, &[]);
     let tags_path = dir.path().join(shared::TAGS_FILE);
-    assert!(wait_until(PATIENCE, || read_tags(&tags_path).is_some()));
+    assert!(poll_until(PATIENCE, || read_tags(&tags_path).is_some()));
     let took = time_to_exit_after_sigterm(&mut child);
     assert!(took.is_some_and(|t| t < STOP_BOUND), "took {took:?}");
 }
@@ -212,7 +163,7 @@ fn listener_binary_stops_within_three_seconds_of_sigterm_during_a_flood() {
     let (_reserved, port) = shared_port_socket();
     let mut child = spawn_listener(dir.path(), port, &[]);
     let tags_path = dir.path().join(shared::TAGS_FILE);
-    assert!(wait_until(PATIENCE, || read_tags(&tags_path).is_some()));
+    assert!(poll_until(PATIENCE, || read_tags(&tags_path).is_some()));
     let flood = Flood::start(port, &[21, 22, 23, 24], 60_000);
     std::thread::sleep(Duration::from_secs(2));
     let took = time_to_exit_after_sigterm(&mut child);
@@ -234,12 +185,12 @@ fn listener_binary_stops_within_three_seconds_of_sigterm_while_a_reader_holds_th
     let (_reserved, port) = shared_port_socket();
     let mut child = spawn_listener(dir.path(), port, &[]);
     let tags_path = dir.path().join(shared::TAGS_FILE);
-    assert!(wait_until(PATIENCE, || read_tags(&tags_path).is_some()));
+    assert!(poll_until(PATIENCE, || read_tags(&tags_path).is_some()));
     // A reader (a downloader, say) that takes the lock and does not let go.
     let lock = std::fs::File::open(dir.path().join("tags.txt.lock")).unwrap();
     lock.lock_shared().unwrap();
     // Something to write: the listener now waits for the lock.
-    let peer = Peer::new(25);
+    let peer = UdpPeer::new(25);
     for _ in 0..3 {
         peer.announce(port, &legacy("ece", &["waiting_1"]));
         std::thread::sleep(Duration::from_millis(200));
@@ -267,7 +218,7 @@ fn the_start_up_query_leaves_a_legacy_listeners_view_of_this_peer_alone() {
     );
     let mut buf = vec![0u8; shared::MAX_RECEIVE_DATAGRAM];
     let mut query = None;
-    assert!(wait_until(PATIENCE, || {
+    assert!(poll_until(PATIENCE, || {
         if let Ok((n, _)) = target.recv_from(&mut buf) {
             query = Announcement::decode(&buf[..n]).ok();
         }

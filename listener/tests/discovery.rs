@@ -7,8 +7,6 @@
 //! this test's executable: build both (`cargo test -p announcer -p listener`, or
 //! `--workspace`).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -17,10 +15,12 @@ use std::time::{Duration, Instant};
 
 use shared::protocol::{Announcement, Kind};
 use shared::tags::TagsIndex;
-use support::{
-    free_udp_port, legacy, ours_with, read_tags, shared_port_socket, temp_dir, wait_until,
-    workspace_binary, ChildGuard, Peer, PATIENCE,
-};
+use testkit::announce::{legacy, ours_with, UdpPeer};
+use testkit::files::{read_tags, temp_dir};
+use testkit::ports::free_udp_port;
+use testkit::process::{ChildGuard, Program};
+use testkit::servers::shared_port_socket;
+use testkit::wait::{poll_until, PATIENCE};
 
 /// The spec's bound for discovery, goodbye and restart.
 const ONE_SECOND: Duration = Duration::from_secs(1);
@@ -93,7 +93,7 @@ fn start_announcer(
         chunk_port.to_string(),
     ]);
     args.extend(extra.iter().map(|s| (*s).to_owned()));
-    spawn(&workspace_binary("announcer"), "announcer", dir, &args)
+    spawn(&Program::Announcer.path(), "announcer", dir, &args)
 }
 
 /// Puts the five chunks of `content` in `dir`'s chunk store.
@@ -151,18 +151,14 @@ fn time_until(mut cond: impl FnMut() -> bool) -> Option<Duration> {
 /// hears what is sent next (an announcer in another folder would not answer its query).
 fn wait_listening(dir: &Path) {
     assert!(
-        wait_until(PATIENCE, || tags_of(dir).is_some()),
+        poll_until(PATIENCE, || tags_of(dir).is_some()),
         "the listener never started\n{}",
         logs(&[dir])
     );
 }
 
 fn signal(child: &ChildGuard, name: &str) {
-    let status = Command::new("kill")
-        .args([name, &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    testkit::process::signal(child.0.id(), name);
 }
 
 #[test]
@@ -177,7 +173,7 @@ fn new_listener_lists_an_already_running_peer_within_a_second() {
     let _a_announcer = start_announcer(a.path(), "127.0.0.2", port, &broadcast, "alice", 6201, &[]);
     // A is up: its announcer has made its start announcement and its listener heard it.
     assert!(
-        wait_until(PATIENCE, || lists(
+        poll_until(PATIENCE, || lists(
             a.path(),
             "alice",
             "alpha.bin",
@@ -200,7 +196,7 @@ fn new_listener_lists_an_already_running_peer_within_a_second() {
     );
     // A's announcer answered through a query file, and deleted it.
     let queries = a.path().join(shared::QUERIES_DIR);
-    assert!(wait_until(PATIENCE, || std::fs::read_dir(&queries)
+    assert!(poll_until(PATIENCE, || std::fs::read_dir(&queries)
         .is_ok_and(|mut d| d.next().is_none())));
 }
 
@@ -216,7 +212,7 @@ fn peer_stopped_with_sigint_leaves_the_listing_within_a_second() {
     let mut announcer = start_announcer(a.path(), "127.0.0.3", port, &broadcast, "bob", 6202, &[]);
     let listed = || lists(l.path(), "bob", "leaving.txt", "127.0.0.3:6202");
     assert!(
-        wait_until(PATIENCE, listed),
+        poll_until(PATIENCE, listed),
         "never listed\n{}",
         logs(&[l.path(), a.path()])
     );
@@ -230,7 +226,7 @@ fn peer_stopped_with_sigint_leaves_the_listing_within_a_second() {
         logs(&[l.path(), a.path()])
     );
     let mut exit = None;
-    assert!(wait_until(PATIENCE, || {
+    assert!(poll_until(PATIENCE, || {
         exit = announcer.0.try_wait().unwrap();
         exit.is_some()
     }));
@@ -248,7 +244,7 @@ fn peer_killed_and_restarted_on_another_chunk_port_replaces_its_entry_within_a_s
     wait_listening(l.path());
     let mut first = start_announcer(a.path(), "127.0.0.4", port, &broadcast, "carol", 6301, &[]);
     assert!(
-        wait_until(PATIENCE, || lists(
+        poll_until(PATIENCE, || lists(
             l.path(),
             "carol",
             "phoenix.dat",
@@ -300,7 +296,7 @@ fn announcer_peer_flag_reaches_a_listener_that_broadcast_does_not() {
         &["--peer", &peer],
     );
     assert!(
-        wait_until(PATIENCE, || lists(
+        poll_until(PATIENCE, || lists(
             l.path(),
             "dave",
             "direct.bin",
@@ -329,7 +325,7 @@ fn listener_peer_flag_queries_that_peer_at_start() {
         &[],
     );
     assert!(
-        wait_until(PATIENCE, || lists(
+        poll_until(PATIENCE, || lists(
             a.path(),
             "erin",
             "far.iso",
@@ -363,7 +359,7 @@ fn peers_txt_written_after_start_is_announced_to_within_two_seconds() {
     wait_listening(l.path());
     let _announcer = start_announcer(a.path(), "127.0.0.7", port, &nobody, "fred", 6601, &[]);
     // The announcer is running (and has announced, to nobody) before peers.txt appears.
-    assert!(wait_until(PATIENCE, || std::fs::read_to_string(
+    assert!(poll_until(PATIENCE, || std::fs::read_to_string(
         a.path().join("announcer.log")
     )
     .is_ok_and(|log| log.contains("announced"))));
@@ -425,14 +421,14 @@ fn tags_txt_is_never_torn_while_the_listener_is_killed_and_restarted() {
     let dir = temp_dir();
     let path = dir.path().join(shared::TAGS_FILE);
     let mut child = start_listener(dir.path(), port, &broadcast, &[]);
-    assert!(wait_until(PATIENCE, || path.exists()));
+    assert!(poll_until(PATIENCE, || path.exists()));
 
     let stop = Arc::new(AtomicBool::new(false));
     let sender = {
         let stop = Arc::clone(&stop);
         std::thread::spawn(move || {
-            let peers: Vec<Peer> = (11..=14).map(Peer::new).collect();
-            let steady = Peer::new(15);
+            let peers: Vec<UdpPeer> = (11..=14).map(UdpPeer::new).collect();
+            let steady = UdpPeer::new(15);
             let steady_says =
                 ours_with("steady", 6001, 60, &["steady_1"], Some("s"), Kind::Announce);
             let mut i = 0;
@@ -482,7 +478,7 @@ fn tags_txt_is_never_torn_while_the_listener_is_killed_and_restarted() {
         child.0.wait().unwrap();
         child = start_listener(dir.path(), port, &broadcast, &[]);
     }
-    let listed = wait_until(PATIENCE, || {
+    let listed = poll_until(PATIENCE, || {
         tags_of(dir.path()).is_some_and(|t| t.entries.iter().any(|e| e.user == "steady"))
     });
     stop.store(true, Ordering::SeqCst);

@@ -1,7 +1,5 @@
 //! In-process tests: `listener::run` in a thread, peers broadcasting on loopback.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -11,9 +9,10 @@ use shared::digest::Digest;
 use shared::protocol::{Announcement, AnnouncementExt, ContentMeta, Kind};
 use shared::queries::query_file_name;
 use shared::tags::{Proto, TagEntry, TagsIndex};
-use support::{
-    legacy, ours_with, temp_dir, time_to_listing, wait_until, Flood, Peer, TestListener, PATIENCE,
-};
+use testkit::announce::{legacy, ours_with, time_to_listing, Flood, UdpPeer};
+use testkit::files::temp_dir;
+use testkit::servers::TestListener;
+use testkit::wait::{poll_until, PATIENCE};
 
 fn ours(
     user: &str,
@@ -49,7 +48,7 @@ fn find<'a>(tags: &'a TagsIndex, user: &str, content: &str) -> Option<&'a TagEnt
 fn tags_file_exists_with_its_header_as_soon_as_the_listener_runs() {
     let dir = temp_dir();
     let listener = TestListener::start(dir.path(), 0);
-    assert!(wait_until(PATIENCE, || listener.tags_path().exists()));
+    assert!(poll_until(PATIENCE, || listener.tags_path().exists()));
     let text = std::fs::read_to_string(listener.tags_path()).unwrap();
     assert!(text.starts_with("# tags.txt"), "{text}");
     assert!(text.contains("# USER"), "{text}");
@@ -62,8 +61,8 @@ fn tags_file_exists_with_its_header_as_soon_as_the_listener_runs() {
 fn legacy_and_extended_peers_appear_with_their_source_addresses() {
     let dir = temp_dir();
     let listener = TestListener::start(dir.path(), 0);
-    let ece = Peer::new(2);
-    let alice = Peer::new(3);
+    let ece = UdpPeer::new(2);
+    let alice = UdpPeer::new(3);
     let meta = ContentMeta {
         size: 1_048_579,
         sha256: Digest::of(b"photo"),
@@ -121,8 +120,8 @@ fn legacy_and_extended_peers_appear_with_their_source_addresses() {
 fn chunks_in_two_datagrams_and_same_named_contents_are_merged_and_kept_apart() {
     let dir = temp_dir();
     let listener = TestListener::start(dir.path(), 0);
-    let alice = Peer::new(2);
-    let bob = Peer::new(3);
+    let alice = UdpPeer::new(2);
+    let bob = UdpPeer::new(3);
     let a = ContentMeta {
         size: 10,
         sha256: Digest::of(b"a"),
@@ -168,7 +167,7 @@ fn chunks_in_two_datagrams_and_same_named_contents_are_merged_and_kept_apart() {
 fn malformed_datagrams_do_not_stop_the_listener() {
     let dir = temp_dir();
     let listener = TestListener::start(dir.path(), 0);
-    let mallory = Peer::new(4);
+    let mallory = UdpPeer::new(4);
     let junk_60k = vec![b'{'; 60_000];
     let binary: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
     for junk in [
@@ -185,7 +184,7 @@ fn malformed_datagrams_do_not_stop_the_listener() {
     ] {
         mallory.send_raw(listener.port, junk);
     }
-    let good = Peer::new(5);
+    let good = UdpPeer::new(5);
     good.announce(listener.port, &legacy("good", &["fine_1"]));
     let tags = listener.wait_for_tags("the valid announcement", |t| {
         find(t, "good", "fine").is_some()
@@ -209,9 +208,9 @@ fn two_listeners_on_one_port_both_hear_an_announcement() {
     let second = TestListener::start(second_dir.path(), first.port);
     assert_eq!(first.port, second.port);
     // Both are up once both have written their empty tags.txt.
-    assert!(wait_until(PATIENCE, || first.tags().is_some()
+    assert!(poll_until(PATIENCE, || first.tags().is_some()
         && second.tags().is_some()));
-    Peer::new(2).announce(first.port, &legacy("ece", &["shared_1"]));
+    UdpPeer::new(2).announce(first.port, &legacy("ece", &["shared_1"]));
     for listener in [&first, &second] {
         listener.wait_for_tags("ece", |t| find(t, "ece", "shared").is_some());
     }
@@ -221,7 +220,7 @@ fn two_listeners_on_one_port_both_hear_an_announcement() {
 fn entries_expire_from_the_file_after_three_intervals() {
     let dir = temp_dir();
     let listener = TestListener::start(dir.path(), 0);
-    let peer = Peer::new(2);
+    let peer = UdpPeer::new(2);
     // Interval 1 s: gone 3 s after the last announcement.
     let sent = Instant::now();
     peer.announce(listener.port, &ours("brief", 5001, 1, &["blink_1"], &[]));
@@ -279,7 +278,7 @@ fn unreadable_tags_file_is_replaced_by_a_fresh_one() {
     std::fs::write(&path, "this is not\na tags file at all\n").unwrap();
     let listener = TestListener::start(dir.path(), 0);
     listener.wait_for_tags("a valid file", |t| t.entries.is_empty());
-    Peer::new(2).announce(listener.port, &legacy("ece", &["x_1"]));
+    UdpPeer::new(2).announce(listener.port, &legacy("ece", &["x_1"]));
     listener.wait_for_tags("ece", |t| t.entries.len() == 1);
 }
 
@@ -287,7 +286,7 @@ fn unreadable_tags_file_is_replaced_by_a_fresh_one() {
 fn run_returns_promptly_when_shut_down() {
     let dir = temp_dir();
     let listener = TestListener::start(dir.path(), 0);
-    assert!(wait_until(PATIENCE, || listener.tags_path().exists()));
+    assert!(poll_until(PATIENCE, || listener.tags_path().exists()));
     let start = Instant::now();
     listener.stop().unwrap();
     assert!(
@@ -310,7 +309,7 @@ fn unwritable_peer_folder_is_an_error() {
     };
     let result = listener::run(
         socket,
-        support::query_socket(),
+        testkit::servers::query_socket(),
         config,
         shared::shutdown::Shutdown::new(),
     );
@@ -400,15 +399,15 @@ fn queries_are_spaced_to_survive_a_lost_datagram() {
 fn a_heard_query_becomes_a_query_file_at_most_once_per_second() {
     let dir = temp_dir();
     let listener = TestListener::start_with(dir.path(), 0, |c| c.query_targets.clear());
-    assert!(wait_until(PATIENCE, || listener.tags().is_some()));
-    let querier = Peer::new(6);
+    assert!(poll_until(PATIENCE, || listener.tags().is_some()));
+    let querier = UdpPeer::new(6);
     let file = dir
         .path()
         .join(shared::QUERIES_DIR)
         .join(query_file_name(querier.addr()));
     let query = ours_with("dave", 0, 60, &[], None, Kind::Query);
     querier.announce(listener.port, &query);
-    assert!(wait_until(PATIENCE, || file.exists()), "no query file");
+    assert!(poll_until(PATIENCE, || file.exists()), "no query file");
     let first = Instant::now();
     std::fs::remove_file(&file).unwrap();
     // Asked again at once (the querier's re-send): the announcer was already asked.
@@ -419,7 +418,7 @@ fn a_heard_query_becomes_a_query_file_at_most_once_per_second() {
     std::thread::sleep(Duration::from_secs(1).saturating_sub(first.elapsed()));
     querier.announce(listener.port, &query);
     assert!(
-        wait_until(PATIENCE, || file.exists()),
+        poll_until(PATIENCE, || file.exists()),
         "no second query file"
     );
     // A query adds nothing to tags.txt.
@@ -455,8 +454,8 @@ fn answers_arriving_on_the_query_socket_are_listed() {
 fn goodbye_removes_a_peer_from_the_file_at_once() {
     let dir = temp_dir();
     let listener = TestListener::start(dir.path(), 0);
-    let alice = Peer::new(7);
-    let bob = Peer::new(8);
+    let alice = UdpPeer::new(7);
+    let bob = UdpPeer::new(8);
     alice.announce(
         listener.port,
         &ours_with(
@@ -491,7 +490,7 @@ fn goodbye_removes_a_peer_from_the_file_at_once() {
 fn restarted_peer_replaces_its_entries_even_under_another_port() {
     let dir = temp_dir();
     let listener = TestListener::start(dir.path(), 0);
-    let peer = Peer::new(9);
+    let peer = UdpPeer::new(9);
     peer.announce(
         listener.port,
         &ours_with(
@@ -518,7 +517,7 @@ fn restarted_peer_replaces_its_entries_even_under_another_port() {
 fn unicast_announcements_are_accepted() {
     let dir = temp_dir();
     let listener = TestListener::start(dir.path(), 0);
-    let peer = Peer::new(10);
+    let peer = UdpPeer::new(10);
     let to = SocketAddr::from(([127, 0, 0, 1], listener.port));
     peer.send_to(to, &legacy("gina", &["direct_3"]).encode());
     let tags = listener.wait_for_tags("gina", |t| find(t, "gina", "direct").is_some());
@@ -532,7 +531,7 @@ fn unicast_announcements_are_accepted() {
 fn peer_added_to_peers_txt_after_start_is_queried() {
     let dir = temp_dir();
     let listener = TestListener::start_with(dir.path(), 0, |c| c.query_targets.clear());
-    assert!(wait_until(PATIENCE, || listener.tags().is_some()));
+    assert!(poll_until(PATIENCE, || listener.tags().is_some()));
     let peer = test_socket();
     std::fs::write(
         dir.path().join(shared::PEERS_FILE),
@@ -563,11 +562,11 @@ fn peer_added_to_peers_txt_after_start_is_queried() {
 fn an_honest_peer_is_listed_within_seconds_during_a_flood_and_the_index_stays_bounded() {
     let dir = temp_dir();
     let listener = TestListener::start(dir.path(), 0);
-    assert!(wait_until(PATIENCE, || listener.tags().is_some()));
+    assert!(poll_until(PATIENCE, || listener.tags().is_some()));
     let flood = Flood::start(listener.port, &[5, 6, 7, 8], 60_000);
     // Let the flood reach the listener first.
     std::thread::sleep(Duration::from_secs(1));
-    let honest = Peer::new(9);
+    let honest = UdpPeer::new(9);
     let took = time_to_listing(
         &honest,
         listener.port,
@@ -607,9 +606,9 @@ fn an_honest_peer_is_listed_within_seconds_during_a_flood_and_the_index_stays_bo
 fn forged_goodbyes_and_empty_new_instances_do_not_erase_a_peer() {
     let dir = temp_dir();
     let listener = TestListener::start(dir.path(), 0);
-    let alice = Peer::new(17);
-    let mallory = Peer::new(17); // same source address, another port
-    let marker = Peer::new(18);
+    let alice = UdpPeer::new(17);
+    let mallory = UdpPeer::new(17); // same source address, another port
+    let marker = UdpPeer::new(18);
     alice.announce(
         listener.port,
         &ours_with("alice", 6001, 60, &["a_1"], Some("a1"), Kind::Announce),

@@ -21,6 +21,7 @@
 # 5 s) by the process id this script started; the whole run takes FLOOD_SECS + 30 s at most.
 set -euo pipefail
 
+. "$(dirname "$0")/../lib.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 PORT=${FLOOD_UDP_PORT:-15500}
 SECS=${FLOOD_SECS:-20}
@@ -62,11 +63,7 @@ TAGS="$WORK/peer/tags.txt"
 "$LISTENER" --dir "$WORK/peer" --port "$PORT" --broadcast "127.0.0.1:$PORT" \
     2>"$WORK/listener.log" &
 LISTENER_PID=$!
-for _ in $(seq 100); do
-    [[ -s "$TAGS" ]] && break
-    sleep 0.05
-done
-[[ -s "$TAGS" ]] || { echo "the listener did not start; see $WORK/listener.log" >&2; exit 1; }
+wait_for 5 0.05 test -s "$TAGS" || { echo "the listener did not start; see $WORK/listener.log" >&2; exit 1; }
 
 # The flooder: FLOOD_SOURCES sockets on 127.0.0.21.., round robin, each datagram one of our
 # announcements listing chunk 1 of ~FLOOD_BYTES/20 contents never announced before.

@@ -19,6 +19,7 @@
 #
 # Only 127.0.0.x addresses are used; only the processes this script starts are signalled, by PID.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 SILENT=${SILENT:-6}
@@ -39,7 +40,7 @@ trap cleanup EXIT INT TERM
 for bin in chunk-server announcer listener downloader; do
     if [ ! -x "$BIN_DIR/$bin" ]; then
         echo "==> building release binaries"
-        cargo build --release -q -p chunk-server -p announcer -p listener -p downloader
+        build_release chunk-server announcer listener downloader
         break
     fi
 done
@@ -54,15 +55,11 @@ PIDS+=($!)
 "$BIN_DIR/listener" --dir "$WORK/carol" --port "$UDP_PORT" --broadcast "127.255.255.255:$UDP_PORT" 2>"$WORK/carol.li.err" &
 PIDS+=($!)
 
-wait_for() { # wait_for SECONDS COMMAND...
-    local until=$((SECONDS + $1)); shift
-    until "$@"; do
-        [ "$SECONDS" -lt "$until" ] || { echo "timed out waiting for: $*" >&2; exit 1; }
-        sleep 0.1
-    done
+wait_or_die() { # wait_or_die SECONDS COMMAND...
+    wait_for "$1" 0.1 "${@:2}" || { echo "timed out waiting for: ${*:2}" >&2; exit 1; }
 }
-wait_for 30 test -s "$WORK/alice/temp/.manifests/data.bin.json"
-wait_for 30 grep -q "^alice .*data.bin" "$WORK/carol/tags.txt"
+wait_or_die 30 test -s "$WORK/alice/temp/.manifests/data.bin.json"
+wait_or_die 30 grep -q "^alice .*data.bin" "$WORK/carol/tags.txt"
 
 download() { # download LABEL
     rm -rf "$WORK/carol/downloads" "$WORK/carol/temp"
@@ -113,5 +110,5 @@ for _ in range(120):
     time.sleep(0.5)
 PY
 PIDS+=($!)
-wait_for 30 bash -c "[ \$(grep -c '^mute' '$WORK/carol/tags.txt') -ge $SILENT ]"
+wait_or_die 30 bash -c "[ \$(grep -c '^mute' '$WORK/carol/tags.txt') -ge $SILENT ]"
 download "beside $SILENT silent holders"

@@ -25,6 +25,7 @@
 # its PID. The attacks take about 60 s in all.
 set -euo pipefail
 
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 PORT=${BENCH_PORT:-15301}
@@ -37,7 +38,6 @@ BIN_DIR=${BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}
 SERVER_PID=""
 WORK=""
 
-say() { printf '==> %s\n' "$*"; }
 fail() {
     printf '\nbench-hostile/slowloris failed: %s\n' "$*" >&2
     if [ -n "$WORK" ] && [ -s "$WORK/peer/server.log" ]; then
@@ -49,23 +49,13 @@ fail() {
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
-    if [ -n "$SERVER_PID" ]; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 50); do
-            kill -0 "$SERVER_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
+    if [ -n "$SERVER_PID" ]; then stop_pids TERM 50 KILL "$SERVER_PID"; fi
     if [ -n "$WORK" ]; then
         if [ "$KEEP" = 1 ]; then echo "Kept $WORK (KEEP=1)."; else rm -rf "$WORK"; fi
     fi
     exit "$status"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 command -v python3 >/dev/null || fail "python3 is needed for the attacking clients"
 if [ ! -x "$BIN_DIR/chunk-server" ]; then
@@ -82,11 +72,9 @@ say "starting chunk-server on $SERVER_IP:$PORT ($BIN_DIR/chunk-server, default l
 "$BIN_DIR/chunk-server" --dir "$WORK/peer" --bind "$SERVER_IP" --port "$PORT" \
     >"$WORK/stdout.txt" 2>"$WORK/stderr.txt" &
 SERVER_PID=$!
-for _ in $(seq 200); do
-    grep -q "listening on" "$WORK/peer/server.log" 2>/dev/null && break
-    kill -0 "$SERVER_PID" 2>/dev/null || fail "chunk-server exited: $(cat "$WORK/stderr.txt")"
-    sleep 0.05
-done
+server_alive() { kill -0 "$SERVER_PID" 2>/dev/null || fail "chunk-server exited: $(cat "$WORK/stderr.txt")"; }
+server_listening() { grep -q "listening on" "$WORK/peer/server.log" 2>/dev/null; }
+WAIT_CHECK=server_alive wait_for 10 0.05 server_listening || true
 grep -q "listening on" "$WORK/peer/server.log" || fail "chunk-server did not start"
 
 cat >"$WORK/attack.py" <<'PY'

@@ -1,12 +1,10 @@
 //! A holder dies in the middle of a download: the downloader carries on with the other holder
 //! and still delivers the exact file.
 
-mod support;
-
 use std::fs;
 use std::time::{Duration, Instant};
 
-use support::*;
+use testkit::prelude::*;
 
 /// 30 MiB at 2 MiB/s per connection: each 6 MiB chunk takes about 3 s, time enough to kill a
 /// holder mid-transfer.
@@ -16,14 +14,14 @@ const MAX_RATE: &str = "2097152";
 #[test]
 fn download_survives_a_holder_killed_mid_transfer() {
     let net = TestNet::new(Duration::from_secs(150));
-    let mut a = net.peer("a");
-    let mut b = net.peer("b");
-    let mut c = net.peer("c");
+    let a = net.peer("a");
+    let b = net.peer("b");
+    let c = net.peer("c");
     let (original, digest) = a.write_share("movie.mkv", SIZE, 42);
     fs::copy(&original, b.share_dir().join("movie.mkv")).expect("copy to bob");
 
     // Both share their folder, given explicitly.
-    for (peer, user) in [(&mut a, "alice"), (&mut b, "bob")] {
+    for (peer, user) in [(&a, "alice"), (&b, "bob")] {
         let share = peer.share_dir();
         peer.start_chunk_server(&[share.as_path()], &["--max-rate", MAX_RATE]);
         peer.start_announcer(user, ANNOUNCE_INTERVAL_SECS);

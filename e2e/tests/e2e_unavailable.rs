@@ -1,18 +1,16 @@
 //! A content listed in `tags.txt` whose only holder cannot serve: the download fails cleanly,
 //! says so in the legacy words, and leaves nothing in `downloads/`.
 
-mod support;
-
 use std::fs;
 use std::time::Duration;
 
-use support::*;
+use testkit::prelude::*;
 
 #[test]
 fn download_fails_cleanly_when_no_holder_serves() {
     let net = TestNet::new(Duration::from_secs(90));
-    let mut a = net.peer("a");
-    let mut c = net.peer("c");
+    let a = net.peer("a");
+    let c = net.peer("c");
     let (_, digest) = a.write_share("gone.dat", 4_321, 5);
     a.start_chunk_server(&[], &[]);
     a.start_announcer("alice", ANNOUNCE_INTERVAL_SECS);

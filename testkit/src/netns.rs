@@ -1,4 +1,5 @@
-//! Harness for the multi-host tests: real hosts made of Linux network namespaces on this machine.
+//! The network-namespace implementation of the host API: real hosts made of Linux network
+//! namespaces on this machine, for the multi-host tests.
 //!
 //! A [`Lab`] is one test's private network. It owns:
 //! - a *switch* namespace holding a bridge, so that nothing changes in the machine's own network
@@ -11,7 +12,7 @@
 //!
 //! Every host runs the programs with their default ports (5000/udp, 5001/tcp): each namespace has
 //! its own ports, as a real machine does. Programs are started through `ip netns exec <ns>
-//! <binary> ...`, which enters the namespace and `exec`s the program, so the [`Child`] handle is
+//! <binary> ...`, which enters the namespace and `exec`s the program, so the child handle is
 //! the program itself and is killed by that handle, never by name.
 //!
 //! Names are unique to the run and the test (`p2p<pid>t<n>` plus a two-letter suffix; interface
@@ -22,33 +23,23 @@
 //! veth pairs with it).
 //!
 //! The tests need root and iproute2: [`lab_or_skip`] says why when they cannot run.
-#![allow(dead_code)] // the test file uses most, not all, of the harness
 
 use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use shared::chunk::ChunkSet;
-use shared::digest::Digest;
-use shared::events::Event;
-use shared::tags::{TagEntry, TagsIndex};
-
-// The helpers the loopback e2e harness already has are reused, not copied.
-pub use crate::support::{
-    assert_same_file, assert_success, describe_output, printed_path, read_events, show_events,
-    wait_until, write_random_file, Program, WAIT,
-};
-use crate::support::{kill_and_reap, list_files, tail};
-
-/// How often every wait polls its condition.
-pub const POLL: Duration = Duration::from_millis(50);
+use crate::network::Network;
+use crate::node::Node;
+use crate::ports::established_from;
+use crate::process::Program;
 
 /// Announce interval of every test announcer (`--interval`): short, so nothing waits a minute.
 pub const ANNOUNCE_INTERVAL_SECS: u64 = 2;
@@ -115,7 +106,7 @@ fn effective_uid() -> Option<u32> {
 }
 
 /// The `ip` command: on `PATH`, or in the usual sbin folders (not always on a user's `PATH`).
-fn ip_binary() -> Option<&'static Path> {
+pub(crate) fn ip_binary() -> Option<&'static Path> {
     static IP: OnceLock<Option<PathBuf>> = OnceLock::new();
     IP.get_or_init(|| {
         let from_path = std::env::var_os("PATH")
@@ -156,6 +147,21 @@ fn ip_cmd(args: &[&str]) -> Result<String, String> {
 /// `ip <args>`, panicking on failure (network set-up: a failure there is a broken test).
 fn ip_ok(args: &[&str]) -> String {
     ip_cmd(args).unwrap_or_else(|e| panic!("network set-up failed: {e}"))
+}
+
+/// Gives interface `iface` of namespace `ns` the address `ip/24`, with its broadcast address.
+fn add_address(ns: &str, iface: &str, ip: Ipv4Addr) {
+    ip_ok(&[
+        "-n",
+        ns,
+        "addr",
+        "add",
+        &format!("{ip}/24"),
+        "brd",
+        "+",
+        "dev",
+        iface,
+    ]);
 }
 
 /// `p2p<pid>`: what every name this process makes starts with.
@@ -287,6 +293,12 @@ pub struct Lab {
     host_count: Cell<u8>,
 }
 
+impl Network for Lab {
+    fn deadline(&self) -> Instant {
+        self.deadline
+    }
+}
+
 impl Lab {
     /// A lab with an empty switch. Its test must finish within `budget`: every wait and every
     /// downloader run is cut at that deadline.
@@ -409,7 +421,6 @@ impl Lab {
         let ns = format!("{}h{n}", self.tag);
         self.namespace(&ns);
         let dir = self.root.path().join(name);
-        fs::create_dir_all(dir.join(shared::DEFAULT_SHARE_DIR)).expect("create served_files");
         // Its one interface is named like its namespace: unique in the whole machine too.
         (ns.clone(), ns, dir)
     }
@@ -419,27 +430,8 @@ impl Lab {
         let (ns, iface, dir) = self.new_host(name);
         let port = self.plug(&ns, &iface);
         let ip = subnet.addr(host);
-        ip_ok(&[
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("{ip}/24"),
-            "brd",
-            "+",
-            "dev",
-            &iface,
-        ]);
-        self.add_host(Host::new(
-            name,
-            ns,
-            iface,
-            Some(port),
-            ip,
-            subnet,
-            dir,
-            self.deadline,
-        ))
+        add_address(&ns, &iface, ip);
+        self.add_host(name, dir, ns, Some(port), ip, subnet)
     }
 
     /// A new subnet with one host per name, at `.1`, `.2`, … on the switch.
@@ -467,17 +459,7 @@ impl Lab {
         let (ns, iface, dir) = self.new_host(name);
         self.wire(&router, &router_far, &ns, &iface);
         for (dev, addr) in [(&router_lan, lan.addr(254)), (&router_far, far.addr(254))] {
-            ip_ok(&[
-                "-n",
-                &router,
-                "addr",
-                "add",
-                &format!("{addr}/24"),
-                "brd",
-                "+",
-                "dev",
-                dev,
-            ]);
+            add_address(&router, dev, addr);
         }
         run(Command::new(ip_binary().expect("checked")).args([
             "netns",
@@ -494,17 +476,7 @@ impl Lab {
         })
         .unwrap_or_else(|e| panic!("cannot turn forwarding on in {router}: {e}"));
         let ip = far.addr(1);
-        ip_ok(&[
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("{ip}/24"),
-            "brd",
-            "+",
-            "dev",
-            &iface,
-        ]);
+        add_address(&ns, &iface, ip);
         ip_ok(&[
             "-n",
             &ns,
@@ -525,20 +497,34 @@ impl Lab {
                 &lan.addr(254).to_string(),
             ]);
         }
-        self.add_host(Host::new(
-            name,
-            ns,
-            iface,
-            None,
-            ip,
-            far,
-            dir,
-            self.deadline,
-        ))
+        self.add_host(name, dir, ns, None, ip, far)
     }
 
-    fn add_host(&self, host: Host) -> Rc<Host> {
-        let host = Rc::new(host);
+    /// Registers the host of namespace `ns` (its one interface is named like it), at `ip` in
+    /// `subnet`, with its peer folder `dir`.
+    fn add_host(
+        &self,
+        name: &str,
+        dir: PathBuf,
+        ns: String,
+        switch_port: Option<String>,
+        ip: Ipv4Addr,
+        subnet: Subnet,
+    ) -> Rc<Host> {
+        let host = Rc::new(Host {
+            node: Node::new(
+                name,
+                dir,
+                SocketAddr::from((ip, CHUNK_PORT)),
+                Some(ns.clone()),
+                self.deadline,
+            ),
+            iface: ns.clone(),
+            ns,
+            switch_port,
+            ip,
+            subnet,
+        });
         self.log(&format!(
             "host {} = namespace {} ({} {}/24{})",
             host.name,
@@ -564,78 +550,6 @@ impl Lab {
         ip_ok(&["-n", &self.switch_ns, "link", "set", port, "down"]);
     }
 
-    /// Polls `cond` every [`POLL`] until it returns `Ok`, for at most `timeout` (and never past
-    /// the test's deadline). `Err` carries a description of what was seen instead.
-    ///
-    /// # Panics
-    /// On timeout, with `what` and the last thing `cond` saw.
-    pub fn wait_until<T>(
-        &self,
-        timeout: Duration,
-        what: &str,
-        cond: impl FnMut() -> Result<T, String>,
-    ) -> T {
-        wait_until((Instant::now() + timeout).min(self.deadline), what, cond)
-    }
-
-    /// Checks `cond` every [`POLL`] for `period` (never past the deadline): it must hold all
-    /// along.
-    ///
-    /// # Panics
-    /// The first time it does not, with `what` and what `cond` saw.
-    pub fn holds_for(
-        &self,
-        period: Duration,
-        what: &str,
-        mut cond: impl FnMut() -> Result<(), String>,
-    ) {
-        let end = (Instant::now() + period).min(self.deadline);
-        loop {
-            if let Err(seen) = cond() {
-                panic!("expected {what} all along, but: {seen}");
-            }
-            if Instant::now() >= end {
-                return;
-            }
-            std::thread::sleep(POLL);
-        }
-    }
-
-    /// Waits until `viewer`'s `tags.txt` lists `user` with all five chunks of `content` at
-    /// `holder`'s chunk server (its own IP, port 5001), identified by `sha256`.
-    pub fn wait_for_entry(
-        &self,
-        viewer: &Host,
-        holder: &Host,
-        user: &str,
-        content: &str,
-        sha256: Digest,
-    ) -> TagEntry {
-        let addr = holder.chunk_addr();
-        self.wait_until(
-            WAIT,
-            &format!(
-                "{}/tags.txt lists user {user} at {addr} with chunks 12345 of {content:?} \
-                 (sha256 {sha256})",
-                viewer.name
-            ),
-            || {
-                let tags = viewer.tags()?;
-                tags.entries
-                    .iter()
-                    .find(|e| {
-                        e.user == user
-                            && e.addr == addr
-                            && e.content == content
-                            && e.chunks == ChunkSet::ALL
-                            && e.sha256 == Some(sha256)
-                    })
-                    .cloned()
-                    .ok_or_else(|| format!("tags.txt is:\n{tags}"))
-            },
-        )
-    }
-
     /// Each host's files, program output, logs and `tags.txt` (tails), addresses and routes.
     pub fn diagnostics(&self) -> String {
         let mut out = String::new();
@@ -653,22 +567,7 @@ impl Lab {
                 host.ns,
                 host.dir.display()
             );
-            let mut files = Vec::new();
-            list_files(&host.dir, &mut files);
-            for (path, len) in &files {
-                let rel = path.strip_prefix(&host.dir).unwrap_or(path);
-                let _ = writeln!(out, "  {:>12}  {}", len, rel.display());
-            }
-            for (path, _) in &files {
-                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                let wanted = name.ends_with(".stderr")
-                    || name.ends_with(".stdout")
-                    || name.ends_with(".log")
-                    || name == shared::TAGS_FILE;
-                if wanted && path.parent() == Some(host.dir.as_path()) {
-                    let _ = writeln!(out, "----- {name} (tail) -----\n{}", tail(path, 5000));
-                }
-            }
+            out.push_str(&host.report(5000));
         }
         out
     }
@@ -709,10 +608,10 @@ impl Drop for Lab {
 // ---------------------------------------------------------------------------------------------
 // Hosts.
 
-/// One host: a namespace with one interface and address, a peer folder, its programs.
+/// One host: a namespace with one interface and address, and a [`Node`] (its peer folder and
+/// programs), which it derefs to.
 pub struct Host {
-    /// Name of the host (and of its folder).
-    pub name: String,
+    node: Node,
     /// Its namespace.
     pub ns: String,
     /// Its interface.
@@ -723,63 +622,17 @@ pub struct Host {
     pub ip: Ipv4Addr,
     /// Its subnet.
     pub subnet: Subnet,
-    /// Its peer folder.
-    pub dir: PathBuf,
-    deadline: Instant,
-    /// Programs started and not yet stopped; killed and reaped by [`Lab`]'s drop.
-    children: RefCell<Vec<(Program, Child)>>,
-    /// Counter naming the output files of successive downloader runs.
-    runs: Cell<u32>,
+}
+
+impl Deref for Host {
+    type Target = Node;
+
+    fn deref(&self) -> &Node {
+        &self.node
+    }
 }
 
 impl Host {
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        name: &str,
-        ns: String,
-        iface: String,
-        switch_port: Option<String>,
-        ip: Ipv4Addr,
-        subnet: Subnet,
-        dir: PathBuf,
-        deadline: Instant,
-    ) -> Host {
-        Host {
-            name: name.to_owned(),
-            ns,
-            iface,
-            switch_port,
-            ip,
-            subnet,
-            dir,
-            deadline,
-            children: RefCell::new(Vec::new()),
-            runs: Cell::new(0),
-        }
-    }
-
-    /// Where its chunk server answers (port 5001 on its address).
-    pub fn chunk_addr(&self) -> SocketAddr {
-        SocketAddr::from((self.ip, CHUNK_PORT))
-    }
-
-    /// `served_files/`.
-    pub fn share_dir(&self) -> PathBuf {
-        self.dir.join(shared::DEFAULT_SHARE_DIR)
-    }
-
-    /// `temp/`.
-    pub fn temp_dir(&self) -> PathBuf {
-        self.dir.join(shared::TEMP_DIR)
-    }
-
-    /// Writes `served_files/<name>` with `size` pseudo-random bytes from `seed`.
-    pub fn write_share(&self, name: &str, size: u64, seed: u64) -> (PathBuf, Digest) {
-        let path = self.share_dir().join(name);
-        let digest = write_random_file(&path, size, seed);
-        (path, digest)
-    }
-
     /// `chunk-server --dir D [extra]`: default port, all addresses, sharing `served_files/`.
     pub fn start_chunk_server(&self, extra: &[&str]) {
         self.start(Program::ChunkServer, extra);
@@ -806,137 +659,11 @@ impl Host {
         self.start_announcer(username, &[]);
     }
 
-    /// `ip netns exec <ns> <program> --dir D <args>`, detached from stdin, its stdout and stderr
-    /// appended to `<program>.stdout` / `<program>.stderr` in the peer folder.
-    fn command(&self, program: Program, args: &[&str], stdout: File, stderr: File) -> Command {
-        let mut command = Command::new(ip_binary().expect("checked by skip_reason"));
-        command
-            .args(["netns", "exec", &self.ns])
-            .arg(program.path())
-            .arg("--dir")
-            .arg(&self.dir)
-            .args(args)
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr);
-        command
-    }
-
-    fn start(&self, program: Program, args: &[&str]) {
-        let stdout = self.append(&format!("{}.stdout", program.name()));
-        let stderr = self.append(&format!("{}.stderr", program.name()));
-        let child = self
-            .command(program, args, stdout, stderr)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {} on {}: {e}", program.name(), self.name));
-        self.children.borrow_mut().push((program, child));
-    }
-
-    fn append(&self, name: &str) -> File {
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join(name))
-            .unwrap_or_else(|e| panic!("cannot open {name}: {e}"))
-    }
-
-    /// Kills (SIGKILL, by its handle) and reaps every running instance of `program`.
-    pub fn stop(&self, program: Program) {
-        let mut children = self.children.borrow_mut();
-        let (stopping, kept) = std::mem::take(&mut *children)
-            .into_iter()
-            .partition(|(p, _)| *p == program);
-        *children = kept;
-        for (_, mut child) in stopping {
-            let _ = kill_and_reap(&mut child);
-        }
-    }
-
-    /// Kills every program of this host.
-    pub fn stop_all(&self) {
-        for (_, mut child) in std::mem::take(&mut *self.children.borrow_mut()) {
-            let _ = kill_and_reap(&mut child);
-        }
-    }
-
-    /// The process id of the running `program`.
-    pub fn pid_of(&self, program: Program) -> Option<u32> {
-        self.children
-            .borrow()
-            .iter()
-            .find(|(p, _)| *p == program)
-            .map(|(_, c)| c.id())
-    }
-
-    /// `Ok` while every program started is still running; else which one exited, and its stderr.
-    pub fn check_running(&self) -> Result<(), String> {
-        for (program, child) in self.children.borrow_mut().iter_mut() {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!(
-                    "{} of {} exited: {status}; stderr:\n{}",
-                    program.name(),
-                    self.name,
-                    tail(&self.dir.join(format!("{}.stderr", program.name())), 4000)
-                ));
-            }
-        }
-        Ok(())
-    }
-
     /// Established TCP connections of its chunk server (port 5001) whose remote end is `from`,
     /// read from `/proc/<pid>/net/tcp`: the table of the chunk server's own namespace.
     pub fn chunk_connections_from(&self, from: Ipv4Addr) -> usize {
-        let Some(pid) = self.pid_of(Program::ChunkServer) else {
-            return 0;
-        };
-        let table = fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
-        table
-            .lines()
-            .skip(1)
-            .filter(|line| {
-                let fields: Vec<&str> = line.split_whitespace().collect();
-                let (Some(local), Some(remote), Some(state)) =
-                    (fields.get(1), fields.get(2), fields.get(3))
-                else {
-                    return false;
-                };
-                *state == "01"
-                    && proc_addr(local).is_some_and(|(_, port)| port == CHUNK_PORT)
-                    && proc_addr(remote).is_some_and(|(ip, _)| ip == from)
-            })
-            .count()
-    }
-
-    /// Starts `downloader --dir D <args>` in the host's namespace without waiting; its output
-    /// goes to numbered files in the peer folder.
-    pub fn spawn_downloader(&self, args: &[&str]) -> RunningDownloader {
-        let n = self.runs.get() + 1;
-        self.runs.set(n);
-        let stdout_path = self.dir.join(format!("downloader-{n}.stdout"));
-        let stderr_path = self.dir.join(format!("downloader-{n}.stderr"));
-        let child = self
-            .command(
-                Program::Downloader,
-                args,
-                File::create(&stdout_path).expect("create stdout file"),
-                File::create(&stderr_path).expect("create stderr file"),
-            )
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start downloader on {}: {e}", self.name));
-        RunningDownloader {
-            command: format!("downloader (on {}) {}", self.name, args.join(" ")),
-            child,
-            stdout_path,
-            stderr_path,
-            deadline: self.deadline,
-            started: Instant::now(),
-        }
-    }
-
-    /// Its `tags.txt`.
-    pub fn tags(&self) -> Result<TagsIndex, String> {
-        TagsIndex::load(&self.dir.join(shared::TAGS_FILE)).map_err(|e| e.to_string())
+        self.pid_of(Program::ChunkServer)
+            .map_or(0, |pid| established_from(pid, CHUNK_PORT, from))
     }
 
     /// Whether its `tags.txt` has any entry whose chunk server is at `ip`; `Err` describes it.
@@ -952,107 +679,7 @@ impl Host {
             )),
         }
     }
-
-    /// The events of `server.log`.
-    pub fn server_events(&self) -> Vec<Event> {
-        read_events(&self.dir.join(shared::SERVER_LOG))
-    }
-
-    /// The events of `client.log`.
-    pub fn client_events(&self) -> Vec<Event> {
-        read_events(&self.dir.join(shared::CLIENT_LOG))
-    }
-
-    /// The text of `<program>.stderr`.
-    pub fn stderr_of(&self, program: Program) -> String {
-        fs::read_to_string(self.dir.join(format!("{}.stderr", program.name()))).unwrap_or_default()
-    }
-
-    /// Bytes in the downloader's part files (`temp/.incoming/*.part`).
-    pub fn incoming_bytes(&self) -> u64 {
-        fs::read_dir(self.temp_dir().join(".incoming"))
-            .map(|d| {
-                d.flatten()
-                    .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
-                    .filter_map(|e| e.metadata().ok().map(|m| m.len()))
-                    .sum()
-            })
-            .unwrap_or(0)
-    }
 }
-
-/// Parses a `/proc/net/tcp` address (`0100007F:1389`).
-fn proc_addr(text: &str) -> Option<(Ipv4Addr, u16)> {
-    let (ip_hex, port_hex) = text.split_once(':')?;
-    let ip = u32::from_str_radix(ip_hex, 16).ok()?;
-    let port = u16::from_str_radix(port_hex, 16).ok()?;
-    // The kernel prints the network-order address as a host-order integer.
-    Some((Ipv4Addr::from(ip.to_ne_bytes()), port))
-}
-
-/// A downloader started in the background; killed on drop if still running.
-pub struct RunningDownloader {
-    command: String,
-    child: Child,
-    stdout_path: PathBuf,
-    stderr_path: PathBuf,
-    deadline: Instant,
-    started: Instant,
-}
-
-impl RunningDownloader {
-    /// Whether it is still running.
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// How long it has been running.
-    pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
-    }
-
-    /// Waits for it to exit, for at most `timeout` (and never past the test's deadline).
-    ///
-    /// # Panics
-    /// On timeout, after killing it, with what it printed.
-    pub fn wait(mut self, timeout: Duration) -> Output {
-        let deadline = (Instant::now() + timeout).min(self.deadline);
-        let status = loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() >= deadline => {
-                    let status = kill_and_reap(&mut self.child)
-                        .unwrap_or_else(|e| panic!("cannot reap `{}`: {e}", self.command));
-                    panic!(
-                        "`{}` did not finish within {timeout:?}; killed it.\n{}",
-                        self.command,
-                        describe_output(&self.read_output(status))
-                    );
-                }
-                Ok(None) => std::thread::sleep(POLL),
-                Err(e) => panic!("cannot wait for `{}`: {e}", self.command),
-            }
-        };
-        self.read_output(status)
-    }
-
-    fn read_output(&self, status: ExitStatus) -> Output {
-        Output {
-            status,
-            stdout: fs::read(&self.stdout_path).unwrap_or_default(),
-            stderr: fs::read(&self.stderr_path).unwrap_or_default(),
-        }
-    }
-}
-
-impl Drop for RunningDownloader {
-    fn drop(&mut self) {
-        let _ = kill_and_reap(&mut self.child);
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Small helpers (after tests/support/mod.rs).
 
 #[cfg(test)]
 mod tests {

@@ -3,8 +3,6 @@
 //! escaped (`\u{202e}`), a flood of combining marks is cut, and the listener refuses such names
 //! on the way in.
 
-mod support;
-
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -17,8 +15,8 @@ use chrono::{SecondsFormat, Utc};
 use shared::chunk::chunk_ranges;
 use shared::digest::Digest;
 use shared::protocol::{ErrorCode, Manifest, Request, Response};
-use support::legacy::legacy_announcement;
-use support::*;
+use testkit::legacy::legacy_announcement;
+use testkit::prelude::*;
 
 /// Characters that must never be printed raw: the C0 and C1 controls, DEL, the bidi controls,
 /// the zero-width characters and the line and paragraph separators the hostile peers below use.
@@ -85,15 +83,7 @@ fn hostile_content_names() -> Vec<String> {
 #[test]
 fn hostile_names_from_the_network_are_refused_and_never_printed_raw() {
     let net = TestNet::new(Duration::from_secs(60));
-    let mut c = net.peer("c");
-    c.start_listener(&[]);
-    let port = net.udp_port();
-    net.wait_until(WAIT, &format!("the listener binds UDP port {port}"), || {
-        udp_bound(port)
-            .then_some(())
-            .ok_or_else(|| "not bound yet".to_owned())
-    });
-    let target = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let (c, target) = net.listening_peer("c");
 
     // A user name with a right-to-left override: the whole datagram is refused (and logged).
     let spoofer_ip = net.next_ip();
@@ -176,7 +166,7 @@ fn hostile_names_from_the_network_are_refused_and_never_printed_raw() {
 #[test]
 fn chunk_names_requested_from_the_network_are_logged_escaped() {
     let net = TestNet::new(Duration::from_secs(60));
-    let mut s = net.peer("s");
+    let s = net.peer("s");
     s.start_chunk_server(&[], &[]);
     let addr = s.chunk_addr();
     net.wait_until(WAIT, "the chunk server listens", || {

@@ -7,298 +7,32 @@
 //! and answer manifest requests with the real manifest, so the downloader has every reason to
 //! trust them until their bytes prove otherwise.
 
-mod support;
-
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use shared::chunk::{chunk_ranges, ChunkName, ChunkSet};
-use shared::connection::Connection;
+use shared::chunk::ChunkSet;
 use shared::digest::Digest;
-use shared::protocol::{
-    Announcement, AnnouncementExt, ErrorCode, Kind, Manifest, Request, Response,
-};
-use shared::tags::TagEntry;
-use support::legacy::{bind_same_port, legacy_announce, legacy_split, LegacyServer, Mode};
-use support::*;
+use testkit::fake_holder::{Behaviour, FakeHolder};
+use testkit::legacy::{bind_same_port, legacy_announce, legacy_split, LegacyServer, Mode};
+use testkit::prelude::*;
 
-/// How a fake holder answers chunk requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Behaviour {
-    /// The right header (size and SHA-256 of the real chunk), then the chunk's bytes inverted.
-    Corrupt,
-    /// Accepts the connection, reads the request, never answers.
-    Silent,
-    /// The right header, then the right bytes at 100 bytes/s.
-    Trickle,
-    /// Announces the real content's name, size and SHA-256 with the root of a manifest of its
-    /// own garbage, answers manifest requests with that manifest, and serves the garbage,
-    /// which matches it chunk by chunk: only the whole-file check can tell.
-    ForgeManifest,
-}
+use std::process::Output;
 
-/// A holder of `content` that speaks our protocol and misbehaves as told. Stops on drop.
-struct FakePeer {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    /// Every request received, in order, with when it was read.
-    requests: Arc<Mutex<Vec<(Instant, Request)>>>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl FakePeer {
-    fn start(
-        net: &TestNet,
-        user: &str,
-        content: &str,
-        data: Vec<u8>,
-        behaviour: Behaviour,
-    ) -> FakePeer {
-        let ip = net.next_ip();
-        let real_sha256 = Digest::of(&data);
-        let data = if behaviour == Behaviour::ForgeManifest {
-            data.iter().map(|b| b.wrapping_add(1)).collect()
-        } else {
-            data
-        };
-        let data = Arc::new(data);
-        let ranges = chunk_ranges(data.len() as u64);
-        let manifest = Manifest {
-            name: content.to_owned(),
-            size: data.len() as u64,
-            sha256: real_sha256,
-            chunks: std::array::from_fn(|i| {
-                let r = ranges[i].as_range();
-                Digest::of(&data[r.start as usize..r.end as usize])
-            }),
-        };
-        let listener = TcpListener::bind((ip, 0)).expect("fake peer: bind TCP");
-        listener.set_nonblocking(true).expect("non-blocking accept");
-        let addr = listener.local_addr().expect("fake peer address");
-        let stop = Arc::new(AtomicBool::new(false));
-        let requests = Arc::new(Mutex::new(Vec::new()));
-
-        let announcer = {
-            let stop = Arc::clone(&stop);
-            let announcement = Announcement {
-                username: user.to_owned(),
-                files: (1..=5).map(|i| format!("{content}_{i}")).collect(),
-                p2p: Some(AnnouncementExt {
-                    v: shared::PROTOCOL_VERSION,
-                    port: addr.port(),
-                    interval: ANNOUNCE_INTERVAL_SECS,
-                    contents: BTreeMap::from([(content.to_owned(), manifest.meta())]),
-                    instance: None,
-                    kind: Kind::Announce,
-                }),
-            }
-            .encode();
-            let socket = shared::net::bind_udp_shared(SocketAddr::from((ip, 0)))
-                .expect("fake peer: bind UDP");
-            let target = net.broadcast();
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    let _ = socket.send_to(&announcement, target);
-                    for _ in 0..20 {
-                        if stop.load(Ordering::SeqCst) {
-                            return;
-                        }
-                        std::thread::sleep(Duration::from_millis(50));
-                    }
-                }
-            })
-        };
-
-        let server = {
-            let stop = Arc::clone(&stop);
-            let requests = Arc::clone(&requests);
-            std::thread::spawn(move || {
-                let mut handlers = Vec::new();
-                while !stop.load(Ordering::SeqCst) {
-                    match listener.accept() {
-                        Ok((stream, _)) => {
-                            let stop = Arc::clone(&stop);
-                            let requests = Arc::clone(&requests);
-                            let data = Arc::clone(&data);
-                            let manifest = manifest.clone();
-                            handlers.push(std::thread::spawn(move || {
-                                serve(stream, behaviour, &data, &manifest, &requests, &stop);
-                            }));
-                        }
-                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                    }
-                }
-                for h in handlers {
-                    let _ = h.join();
-                }
-            })
-        };
-        FakePeer {
-            addr,
-            stop,
-            requests,
-            threads: vec![announcer, server],
-        }
-    }
-
-    /// The chunk requests received: (chunk name, offset).
-    fn chunk_requests(&self) -> Vec<(String, u64)> {
-        self.timed_chunk_requests()
-            .into_iter()
-            .map(|(_, name, offset)| (name, offset))
-            .collect()
-    }
-
-    /// The chunk requests received, with when each was read.
-    fn timed_chunk_requests(&self) -> Vec<(Instant, String, u64)> {
-        self.requests
-            .lock()
-            .map(|r| {
-                r.iter()
-                    .filter_map(|(at, req)| match req {
-                        Request::Chunk {
-                            filename, offset, ..
-                        } => Some((*at, filename.clone(), *offset)),
-                        _ => None,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for FakePeer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Sleeps until `stop`, at most `max`, in small steps.
-fn idle(stop: &AtomicBool, max: Duration) {
-    let until = Instant::now() + max;
-    while !stop.load(Ordering::SeqCst) && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn serve(
-    stream: TcpStream,
-    behaviour: Behaviour,
-    data: &[u8],
-    manifest: &Manifest,
-    requests: &Mutex<Vec<(Instant, Request)>>,
-    stop: &AtomicBool,
-) {
-    let _ = stream.set_nonblocking(false);
-    let Ok(mut conn) = Connection::new(stream, Duration::from_secs(5)) else {
-        return;
-    };
-    let Ok(request) = conn.read_request() else {
-        return;
-    };
-    if let Ok(mut r) = requests.lock() {
-        r.push((Instant::now(), request.clone()));
-    }
-    if behaviour == Behaviour::Silent {
-        // Hold the connection open, say nothing.
-        idle(stop, Duration::from_secs(120));
-        return;
-    }
-    match request {
-        Request::Manifest { .. } => {
-            let _ = conn.write_response(&Response::Manifest(manifest.clone()));
-        }
-        Request::Chunk {
-            filename, offset, ..
-        } => {
-            let chunk = ChunkName::parse(&filename)
-                .ok()
-                .filter(|c| c.content() == manifest.name);
-            let Some(chunk) = chunk else {
-                let _ = conn.write_response(&Response::Error {
-                    code: ErrorCode::NotFound,
-                    message: format!("no chunk {filename} here"),
-                });
-                return;
-            };
-            let range = chunk_ranges(manifest.size)[chunk.position()].as_range();
-            let bytes = &data[range.start as usize..range.end as usize];
-            let offset = usize::try_from(offset)
-                .unwrap_or(usize::MAX)
-                .min(bytes.len());
-            let header = Response::Chunk {
-                size: bytes.len() as u64,
-                length: (bytes.len() - offset) as u64,
-                sha256: manifest.chunks[chunk.position()],
-            };
-            if conn.write_response(&header).is_err() {
-                return;
-            }
-            let body = &bytes[offset..];
-            match behaviour {
-                Behaviour::Corrupt => {
-                    let flipped: Vec<u8> = body.iter().map(|b| !b).collect();
-                    let _ = conn.stream().write_all(&flipped);
-                }
-                Behaviour::Trickle => {
-                    for piece in body.chunks(10) {
-                        if stop.load(Ordering::SeqCst) || conn.stream().write_all(piece).is_err() {
-                            return;
-                        }
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                }
-                Behaviour::ForgeManifest => {
-                    let _ = conn.stream().write_all(body);
-                }
-                Behaviour::Silent => unreachable!(),
-            }
-        }
-        Request::LegacyChunk { .. } => {}
-    }
-    conn.shutdown_write();
-    idle(stop, Duration::from_millis(500));
-}
-
-/// Waits until `viewer`'s tags.txt lists `user` at `addr` with all five chunks of `content`
-/// identified by `sha256`.
-fn wait_for_entry_at(
+/// A fake holder of `content` on its own loopback IP, announcing itself as `user` to the test's
+/// network like our announcer.
+fn fake_peer(
     net: &TestNet,
-    viewer: &Peer,
-    addr: SocketAddr,
     user: &str,
     content: &str,
-    sha256: Digest,
-) -> TagEntry {
-    net.wait_until(
-        WAIT,
-        &format!(
-            "{}/tags.txt lists {user} at {addr} with {content} ({sha256})",
-            viewer.name
-        ),
-        || {
-            let tags = viewer.tags()?;
-            tags.entries
-                .iter()
-                .find(|e| {
-                    e.user == user
-                        && e.addr == addr
-                        && e.content == content
-                        && e.chunks == ChunkSet::ALL
-                        && e.sha256 == Some(sha256)
-                })
-                .cloned()
-                .ok_or_else(|| format!("tags.txt is:\n{tags}"))
-        },
+    data: Vec<u8>,
+    behaviour: Behaviour,
+) -> FakeHolder {
+    FakeHolder::start(net.next_ip(), content, data, behaviour).announce(
+        user,
+        net.broadcast(),
+        ANNOUNCE_INTERVAL_SECS,
     )
 }
 
@@ -309,7 +43,7 @@ const SIZE: usize = 5 << 20;
 /// The fields are dropped in order: the fake and the peers (their programs) before the network
 /// (its folder).
 struct Scene {
-    mallory: FakePeer,
+    mallory: FakeHolder,
     c: Peer,
     a: Peer,
     original: std::path::PathBuf,
@@ -331,15 +65,15 @@ fn share_content(peer: &Peer, size: usize, seed: u64) -> (std::path::PathBuf, Ve
 /// carol's listener knows both.
 fn scene(behaviour: Behaviour, seed: u64, server_args: &[&str]) -> Scene {
     let net = TestNet::new(Duration::from_secs(120));
-    let mut a = net.peer("a");
-    let mut c = net.peer("c");
+    let a = net.peer("a");
+    let c = net.peer("c");
     let (original, data, digest) = share_content(&a, SIZE, seed);
     a.start_chunk_server(&[], server_args);
     a.start_announcer("alice", ANNOUNCE_INTERVAL_SECS);
-    let mallory = FakePeer::start(&net, "mallory", CONTENT, data, behaviour);
+    let mallory = fake_peer(&net, "mallory", CONTENT, data, behaviour);
     c.start_listener(&[]);
     net.wait_for_entry(&c, &a, "alice", CONTENT, digest);
-    wait_for_entry_at(&net, &c, mallory.addr, "mallory", CONTENT, digest);
+    net.wait_for_entry_at(&c, mallory.addr, "mallory", CONTENT, digest);
     Scene {
         mallory,
         c,
@@ -363,6 +97,18 @@ fn assert_all_chunks_from(c: &Peer, a: &Peer) {
     assert_eq!(done.get("verified"), Some("yes"), "{done}");
 }
 
+/// carol downloads with `args` (then `get CONTENT`): the download succeeds, the file is exact
+/// and every chunk came from alice. Returns the output and how long it took.
+fn download_exactly_from_alice(s: &Scene, args: &[&str], what: &str) -> (Output, Duration) {
+    let started = Instant::now();
+    let out = s.c.downloader(&[args, &["get", CONTENT]].concat());
+    let took = started.elapsed();
+    assert_success(&out, what);
+    assert_same_file(&s.original, &printed_path(&out, &s.c.dir));
+    assert_all_chunks_from(&s.c, &s.a);
+    (out, took)
+}
+
 /// alice's chunk server sends one chunk at a time, at 1 MiB/s: 1 s per chunk, the others wait.
 const ONE_AT_A_TIME: &[&str] = &["--max-rate", "1048576", "--max-connections", "1"];
 
@@ -372,10 +118,11 @@ fn corrupting_peer_is_caught_avoided_and_the_file_is_exact() {
     // is done, the others have long been in flight and the endgame looks for an idle holder to
     // ask as well: mallory would be that holder if she were not avoided once caught.
     let s = scene(Behaviour::Corrupt, 0xBAD, ONE_AT_A_TIME);
-    let out = s.c.downloader(&["--endgame-after", "0.3", "get", CONTENT]);
-    assert_success(&out, "download beside a corrupting peer");
-    assert_same_file(&s.original, &printed_path(&out, &s.c.dir));
-    assert_all_chunks_from(&s.c, &s.a);
+    download_exactly_from_alice(
+        &s,
+        &["--endgame-after", "0.3"],
+        "download beside a corrupting peer",
+    );
 
     let events = s.c.client_events();
     let all = show_events(&events);
@@ -437,20 +184,12 @@ fn corrupting_peer_is_caught_avoided_and_the_file_is_exact() {
 #[test]
 fn silent_peer_is_given_up_and_the_file_is_exact() {
     let s = scene(Behaviour::Silent, 0x51E, &[]);
-    let started = Instant::now();
     // No endgame: only the idle timeout can free the chunks first asked of mallory.
-    let out = s.c.downloader(&[
-        "--idle-timeout",
-        "2",
-        "--endgame-after",
-        "600",
-        "get",
-        CONTENT,
-    ]);
-    let took = started.elapsed();
-    assert_success(&out, "download beside a silent peer");
-    assert_same_file(&s.original, &printed_path(&out, &s.c.dir));
-    assert_all_chunks_from(&s.c, &s.a);
+    let (out, took) = download_exactly_from_alice(
+        &s,
+        &["--idle-timeout", "2", "--endgame-after", "600"],
+        "download beside a silent peer",
+    );
     let asked = s.mallory.chunk_requests();
     assert!(
         !asked.is_empty(),
@@ -481,13 +220,12 @@ fn silent_peer_is_given_up_and_the_file_is_exact() {
 
 #[test]
 fn trickling_peer_is_abandoned_and_the_file_is_exact() {
-    let s = scene(Behaviour::Trickle, 0x7C1, &[]);
-    let started = Instant::now();
-    let out = s.c.downloader(&["--idle-timeout", "2", "get", CONTENT]);
-    let took = started.elapsed();
-    assert_success(&out, "download beside a trickling peer");
-    assert_same_file(&s.original, &printed_path(&out, &s.c.dir));
-    assert_all_chunks_from(&s.c, &s.a);
+    let s = scene(Behaviour::Trickle(10), 0x7C1, &[]);
+    let (out, took) = download_exactly_from_alice(
+        &s,
+        &["--idle-timeout", "2"],
+        "download beside a trickling peer",
+    );
     let asked = s.mallory.chunk_requests();
     assert!(
         !asked.is_empty(),
@@ -522,21 +260,13 @@ fn trickling_peer_is_abandoned_and_the_file_is_exact() {
 
 #[test]
 fn trickling_peer_is_abandoned_by_stall_detection_and_alice_continues_its_bytes() {
-    let s = scene(Behaviour::Trickle, 0x7C2, &[]);
-    let started = Instant::now();
+    let s = scene(Behaviour::Trickle(10), 0x7C2, &[]);
     // No endgame: only the stall window (which follows --idle-timeout) can drop mallory.
-    let out = s.c.downloader(&[
-        "--idle-timeout",
-        "2",
-        "--endgame-after",
-        "600",
-        "get",
-        CONTENT,
-    ]);
-    let took = started.elapsed();
-    assert_success(&out, "download beside a trickling peer, without endgame");
-    assert_same_file(&s.original, &printed_path(&out, &s.c.dir));
-    assert_all_chunks_from(&s.c, &s.a);
+    let (out, took) = download_exactly_from_alice(
+        &s,
+        &["--idle-timeout", "2", "--endgame-after", "600"],
+        "download beside a trickling peer, without endgame",
+    );
     assert!(
         took < Duration::from_secs(12),
         "a 2 s stall window should drop mallory in about 2 s, not {took:?}\n{}",
@@ -613,7 +343,7 @@ fn legacy_chunk_cut_short_is_detected_and_fetched_from_the_other_legacy_peer() {
     );
     let port = honest.addr().port();
 
-    let mut c = net.peer("c");
+    let c = net.peer("c");
     c.start_listener(&["--legacy-chunk-port", &port.to_string()]);
     // The honest peer announces chunks 1 and 2, the cutter chunks 2 to 5. Chunk 1 can only come
     // from the honest peer, so the downloader, spreading chunks over holders, asks the cutter
@@ -706,13 +436,13 @@ fn legacy_chunk_cut_short_is_detected_and_fetched_from_the_other_legacy_peer() {
 #[test]
 fn six_silent_holders_beside_one_honest_holder_cost_seconds_not_minutes() {
     let net = TestNet::new(Duration::from_secs(120));
-    let mut a = net.peer("a");
-    let mut c = net.peer("c");
+    let a = net.peer("a");
+    let c = net.peer("c");
     let (original, data, digest) = share_content(&a, 1 << 20, 0x5A1);
     // The silent ones sort before "zoe", in case holders are asked in name order.
-    let silent: Vec<FakePeer> = (1..=6)
+    let silent: Vec<FakeHolder> = (1..=6)
         .map(|i| {
-            FakePeer::start(
+            fake_peer(
                 &net,
                 &format!("mute{i}"),
                 CONTENT,
@@ -726,14 +456,7 @@ fn six_silent_holders_beside_one_honest_holder_cost_seconds_not_minutes() {
     c.start_listener(&[]);
     net.wait_for_entry(&c, &a, "zoe", CONTENT, digest);
     for (i, fake) in silent.iter().enumerate() {
-        wait_for_entry_at(
-            &net,
-            &c,
-            fake.addr,
-            &format!("mute{}", i + 1),
-            CONTENT,
-            digest,
-        );
+        net.wait_for_entry_at(&c, fake.addr, &format!("mute{}", i + 1), CONTENT, digest);
     }
     let started = Instant::now();
     let out = c.downloader(&["get", CONTENT]);
@@ -752,8 +475,8 @@ fn six_silent_holders_beside_one_honest_holder_cost_seconds_not_minutes() {
 #[test]
 fn a_forged_manifest_is_rolled_back_blames_nobody_and_never_spreads() {
     let net = TestNet::new(Duration::from_secs(150));
-    let mut a = net.peer("a");
-    let mut c = net.peer("c");
+    let a = net.peer("a");
+    let c = net.peer("c");
     let (original, data, digest) = share_content(&a, 1 << 20, 0xF0F);
     a.start_chunk_server(&[], &[]);
     a.start_announcer("alice", ANNOUNCE_INTERVAL_SECS);
@@ -762,14 +485,14 @@ fn a_forged_manifest_is_rolled_back_blames_nobody_and_never_spreads() {
     // alice's chunk server goes away (her announcer goes on): the forger is the only holder
     // that answers, so the download must take its manifest, and fail the whole-file check.
     a.stop(Program::ChunkServer);
-    let mallory = FakePeer::start(
+    let mallory = fake_peer(
         &net,
         "mallory",
         CONTENT,
         data.clone(),
         Behaviour::ForgeManifest,
     );
-    wait_for_entry_at(&net, &c, mallory.addr, "mallory", CONTENT, digest);
+    net.wait_for_entry_at(&c, mallory.addr, "mallory", CONTENT, digest);
 
     let out = c.downloader(&["get", CONTENT]);
     assert!(
@@ -822,7 +545,7 @@ fn a_forged_manifest_is_rolled_back_blames_nobody_and_never_spreads() {
     a.stop_all();
     c.start_chunk_server(&[], &[]);
     c.start_announcer("carol", ANNOUNCE_INTERVAL_SECS);
-    let mut d = net.peer("d");
+    let d = net.peer("d");
     d.start_listener(&[]);
     net.wait_for_entry(&d, &c, "carol", CONTENT, digest);
     let out = d.downloader(&["get", CONTENT]);
@@ -833,8 +556,8 @@ fn a_forged_manifest_is_rolled_back_blames_nobody_and_never_spreads() {
 #[test]
 fn rolling_back_a_forged_manifest_keeps_this_peers_own_file_of_the_same_name() {
     let net = TestNet::new(Duration::from_secs(90));
-    let mut a = net.peer("a");
-    let mut c = net.peer("c");
+    let a = net.peer("a");
+    let c = net.peer("c");
     let (_, data, digest) = share_content(&a, 300_000, 0xF1F);
     // carol shares a different file under the same name.
     let (_, own_digest) = c.write_share(CONTENT, 200_000, 0x0C);
@@ -844,8 +567,8 @@ fn rolling_back_a_forged_manifest_keeps_this_peers_own_file_of_the_same_name() {
     c.start_listener(&[]);
     net.wait_for_entry(&c, &a, "alice", CONTENT, digest);
     a.stop(Program::ChunkServer);
-    let mallory = FakePeer::start(&net, "mallory", CONTENT, data, Behaviour::ForgeManifest);
-    wait_for_entry_at(&net, &c, mallory.addr, "mallory", CONTENT, digest);
+    let mallory = fake_peer(&net, "mallory", CONTENT, data, Behaviour::ForgeManifest);
+    net.wait_for_entry_at(&c, mallory.addr, "mallory", CONTENT, digest);
     let store = shared::store::ChunkStore::open(c.temp_dir()).unwrap();
     net.wait_until(WAIT, "carol's own file split", || {
         match store.load_manifest(CONTENT) {

@@ -1,21 +1,19 @@
 //! A file shared by one peer is downloaded by another, byte for byte, and then served onward by
 //! the peer that downloaded it: the whole life of a content across the four real programs.
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
 use shared::chunk::chunk_ranges;
 use shared::tags::Proto;
-use support::*;
+use testkit::prelude::*;
 
 /// alice (A) shares `sample.bin` of `size` bytes; carol (C) downloads it; then A goes away and
 /// dave (D) downloads it from C, who serves the chunks she downloaded.
 fn share_download_and_reshare(size: u64, budget: Duration) {
     let net = TestNet::new(budget);
-    let mut a = net.peer("a");
-    let mut c = net.peer("c");
+    let a = net.peer("a");
+    let c = net.peer("c");
     let (original, digest) = a.write_share("sample.bin", size, size ^ 0x5eed);
 
     // A shares its default folder, served_files/.
@@ -93,7 +91,7 @@ fn share_download_and_reshare(size: u64, budget: Duration) {
     c.start_chunk_server(&[], &[]);
     c.start_announcer("carol", ANNOUNCE_INTERVAL_SECS);
     a.stop_all();
-    let mut d = net.peer("d");
+    let d = net.peer("d");
     d.start_listener(&[]);
     // Carol announces the same content, identified by the same digest.
     net.wait_for_entry(&d, &c, "carol", "sample.bin", digest);

@@ -2,32 +2,17 @@
 //! second, says that it was cancelled and that running the command again resumes, keeps what
 //! arrived, and exits with the conventional status (130 for SIGINT, 143 for SIGTERM).
 
-mod support;
-
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
-use support::*;
+use testkit::prelude::*;
 
 const CONTENT: &str = "slow.bin";
 
-/// Sends `signal` to the downloader's process, by PID (no `kill` binary needed).
-fn send_signal(pid: u32, signal: &str) {
-    let number = match signal {
-        "INT" => libc::SIGINT,
-        "TERM" => libc::SIGTERM,
-        other => panic!("no such signal in this test: {other}"),
-    };
-    let pid = libc::pid_t::try_from(pid).expect("a pid fits pid_t");
-    // SAFETY: kill(2) with a child's pid and a valid signal number has no memory effects.
-    let sent = unsafe { libc::kill(pid, number) };
-    assert_eq!(sent, 0, "kill -{signal} {pid} failed");
-}
-
 fn cancelled_download_stops_at_once(signal: &str, expected_status: i32) {
     let net = TestNet::new(Duration::from_secs(90));
-    let mut a = net.peer("a");
-    let mut c = net.peer("c");
+    let a = net.peer("a");
+    let c = net.peer("c");
     // 10 MiB at 1 MB/s per connection: the download takes at least two seconds per chunk.
     let (_, digest) = a.write_share(CONTENT, 10 << 20, 77);
     a.start_chunk_server(&[], &["--max-rate", "1000000"]);
@@ -48,7 +33,7 @@ fn cancelled_download_stops_at_once(signal: &str, expected_status: i32) {
     });
     assert!(running.is_running(), "the download ended before the signal");
     let signalled = Instant::now();
-    send_signal(running.pid(), signal);
+    testkit::process::signal(running.pid(), signal);
     // Generous against a noisy machine; the requirement is one second, and the elapsed time is
     // printed for the record.
     let out = running.wait(Duration::from_secs(10));

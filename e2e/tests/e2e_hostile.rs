@@ -1,32 +1,22 @@
 //! Hostile and broken input from the network: the listener and the chunk server log it, refuse
 //! it, leak nothing and keep serving everyone else.
 
-mod support;
-
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use shared::chunk::ChunkSet;
-use support::legacy::{legacy_announcement, legacy_download};
-use support::*;
+use testkit::legacy::{legacy_announcement, legacy_download};
+use testkit::prelude::*;
 
 #[test]
 fn listener_survives_junk_datagrams_and_keeps_indexing() {
     let net = TestNet::new(Duration::from_secs(60));
-    let mut c = net.peer("c");
-    c.start_listener(&[]);
-    let port = net.udp_port();
-    net.wait_until(WAIT, &format!("the listener binds UDP port {port}"), || {
-        udp_bound(port)
-            .then_some(())
-            .ok_or_else(|| "not bound yet".to_owned())
-    });
+    let (c, target) = net.listening_peer("c");
 
     // Each junk datagram comes from its own IP: the listener may (and does) limit its warnings
     // to one per sender and interval, so that a flood cannot fill the disk.
-    let target = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let junk: [(&str, Vec<u8>); 4] = [
         ("not JSON", b"hello, this is not json {".to_vec()),
         ("wrong types", br#"{"username": 5, "files": "x"}"#.to_vec()),
@@ -141,7 +131,7 @@ fn probe(
 #[test]
 fn chunk_server_refuses_hostile_requests_and_keeps_serving() {
     let net = TestNet::new(Duration::from_secs(90));
-    let mut a = net.peer("a");
+    let a = net.peer("a");
     let (original, _) = a.write_share("hello.txt", 10_007, 11);
     // Where a `../secret_1` request would land if the server joined names blindly to temp/.
     let secret = format!("TOP SECRET {}", a.name).repeat(20);

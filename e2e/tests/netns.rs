@@ -1,7 +1,7 @@
 //! Multi-host tests: several real hosts on this machine, made of Linux network namespaces.
 //!
 //! Each host is a namespace with its own interface, address and ports, plugged into a bridge
-//! that lives in a "switch" namespace of its own (see `netns_support`), and runs one full peer:
+//! that lives in a "switch" namespace of its own (see `testkit::netns`), and runs one full peer:
 //! chunk server, listener and announcer with their default ports and default broadcast targets,
 //! and the downloader as a command. Nothing is added to the machine's own network namespace,
 //! and everything is removed when a test ends, passes or fails.
@@ -20,14 +20,14 @@
 //! `skipping netns tests: <reason>` and passes. Tests run in parallel, each in its own namespaces
 //! and subnets.
 
-mod netns_support;
-mod support;
-
 use std::fs;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use netns_support::*;
+use testkit::netns::*;
+use testkit::prelude::{
+    assert_same_file, assert_success, printed_path, show_events, Network, Program, WAIT,
+};
 
 /// Directed broadcast targets listed in `host`'s announcer start-up line (`... to A, B every`).
 fn announcer_targets(lab: &Lab, host: &Host) -> Vec<String> {
@@ -35,7 +35,7 @@ fn announcer_targets(lab: &Lab, host: &Host) -> Vec<String> {
         WAIT,
         &format!("{}'s announcer logs where it announces", host.name),
         || {
-            host.check_running()?;
+            host.check_all_running()?;
             let stderr = host.stderr_of(Program::Announcer);
             stderr
                 .lines()
@@ -144,7 +144,7 @@ fn broadcast_discovery_across_hosts() {
         start.elapsed().as_secs_f64()
     ));
     for host in &hosts {
-        host.check_running().unwrap_or_else(|e| panic!("{e}"));
+        host.check_all_running().unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
@@ -344,7 +344,7 @@ fn routed_host_reached_only_through_peer() {
     lab.holds_for(watch, "alice's and bob's tags.txt without dave", || {
         a.lists_no_host(d.ip)?;
         b.lists_no_host(d.ip)?;
-        d.check_running()
+        d.check_all_running()
     });
     lab.log(&format!(
         "no entry of dave ({}) at alice or bob for {watch:?}",

@@ -3,8 +3,6 @@
 //! not announce. The download fails cleanly (or succeeds exactly), leaves nothing unverifiable
 //! behind, and never passes unverifiable data on as verified.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -13,8 +11,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use shared::chunk::ChunkSet;
-use support::legacy::{legacy_announce, legacy_split, LegacyServer, Mode};
-use support::*;
+use testkit::legacy::{legacy_announce, legacy_split, LegacyServer, Mode};
+use testkit::prelude::*;
 
 /// What a [`ScriptedServer`] does with a request for chunk `<content>_<index>`.
 #[derive(Debug, Clone, Copy)]
@@ -168,7 +166,7 @@ fn a_legacy_server_that_sends_nothing_yields_no_file() {
     let net = TestNet::new(Duration::from_secs(60));
     let ip = net.next_ip();
     let server = ScriptedServer::start(ip, Answer::Nothing);
-    let mut c = net.peer("c");
+    let c = net.peer("c");
     c.start_listener(&["--legacy-chunk-port", &server.addr.port().to_string()]);
     announce_legacy(&net, &c, ip, "ece", &names("ece", &[1, 2, 3]));
     let out = c.downloader(&["get", "ece"]);
@@ -196,7 +194,7 @@ fn legacy_holders_are_asked_only_for_what_they_announced_one_request_at_a_time()
     let (content, chunks) = legacy_split(&original, &dir.join("chunks"));
     assert_eq!(chunks.len(), 3);
     let server = LegacyServer::start(ece_ip, &dir.join("chunks"), Mode::Close);
-    let mut c = net.peer("c");
+    let c = net.peer("c");
     c.start_listener(&["--legacy-chunk-port", &server.addr().port().to_string()]);
     announce_legacy(&net, &c, ece_ip, "ece", &chunks);
     let out = c.downloader(&["get", &content]);
@@ -215,7 +213,7 @@ fn legacy_holders_are_asked_only_for_what_they_announced_one_request_at_a_time()
     // show two connections at once if the downloader opened them in parallel.
     let ip = net.next_ip();
     let slow = ScriptedServer::start(ip, Answer::Nothing);
-    let mut d = net.peer("d");
+    let d = net.peer("d");
     d.start_listener(&["--legacy-chunk-port", &slow.addr.port().to_string()]);
     announce_legacy(&net, &d, ip, "song", &names("song", &[1, 2, 3, 4, 5]));
     let _ = d.downloader(&["get", "song"]);
@@ -232,7 +230,7 @@ fn a_legacy_holder_sending_without_end_is_stopped_at_the_size_limit_and_leaves_n
     let net = TestNet::new(Duration::from_secs(60));
     let ip = net.next_ip();
     let server = ScriptedServer::start(ip, Answer::Endless);
-    let mut c = net.peer("c");
+    let c = net.peer("c");
     c.start_listener(&["--legacy-chunk-port", &server.addr.port().to_string()]);
     announce_legacy(&net, &c, ip, "flood", &names("flood", &[1, 2, 3, 4, 5]));
     let started = Instant::now();
@@ -263,7 +261,7 @@ fn a_single_trickling_holder_is_given_up_with_a_clear_failure() {
     let net = TestNet::new(Duration::from_secs(60));
     let ip = net.next_ip();
     let server = ScriptedServer::start(ip, Answer::Trickle(500));
-    let mut c = net.peer("c");
+    let c = net.peer("c");
     c.start_listener(&["--legacy-chunk-port", &server.addr.port().to_string()]);
     announce_legacy(&net, &c, ip, "drip", &names("drip", &[1, 2, 3, 4, 5]));
     let started = Instant::now();
@@ -294,7 +292,7 @@ fn a_legacy_download_is_passed_on_unverified() {
     write_random_file(&original, 10_000, 3);
     let (content, chunks) = legacy_split(&original, &dir.join("chunks"));
     let server = LegacyServer::start(ece_ip, &dir.join("chunks"), Mode::Close);
-    let mut c = net.peer("c");
+    let c = net.peer("c");
     c.start_listener(&["--legacy-chunk-port", &server.addr().port().to_string()]);
     announce_legacy(&net, &c, ece_ip, "ece", &chunks);
     let out = c.downloader(&["get", &content]);
@@ -303,7 +301,7 @@ fn a_legacy_download_is_passed_on_unverified() {
     // carol passes it on; dave hears only carol.
     c.start_chunk_server(&[], &[]);
     c.start_announcer("carol", ANNOUNCE_INTERVAL_SECS);
-    let mut d = net.peer("d");
+    let d = net.peer("d");
     d.start_listener(&[]);
     let entry = net.wait_until(WAIT, "dave's tags.txt lists carol's ece", || {
         let tags = d.tags()?;

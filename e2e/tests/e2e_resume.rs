@@ -4,8 +4,6 @@
 //! fails cleanly; a chunk server killed while splitting splits again on restart and leaves no
 //! `.split` files behind.
 
-mod support;
-
 use std::fs;
 use std::net::IpAddr;
 use std::os::unix::process::ExitStatusExt;
@@ -15,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use shared::chunk::chunk_ranges;
 use shared::events::Event;
-use support::*;
+use testkit::prelude::*;
 
 // ---------------------------------------------------------------------------------------------
 // A downloader killed with SIGKILL, then run again
@@ -128,8 +126,8 @@ fn field_u64(event: &Event, key: &str) -> u64 {
 /// SIGKILL at each of `kills` in turn (each kill in a new run), then run once more to the end.
 fn killed_downloader_resumes(kills: &[KillPoint]) {
     let net = TestNet::new(Duration::from_secs(200));
-    let mut a = net.peer("a");
-    let mut c = net.peer("c");
+    let a = net.peer("a");
+    let c = net.peer("c");
     let (original, digest) = a.write_share(RESUME_CONTENT, RESUME_SIZE, 0xF11E);
     a.start_chunk_server(
         &[],
@@ -440,8 +438,8 @@ fn downloader_killed_at_start_and_again_mid_chunk_resumes_each_time() {
 #[test]
 fn second_downloader_of_the_same_content_in_the_same_folder_refuses() {
     let net = TestNet::new(Duration::from_secs(120));
-    let mut a = net.peer("a");
-    let mut c = net.peer("c");
+    let a = net.peer("a");
+    let c = net.peer("c");
     let (original, digest) = a.write_share("album.zip", 10 << 20, 0xA1B);
     // About 2 s per download: the first is still running when the second starts.
     a.start_chunk_server(&[], &["--max-rate", RESUME_RATE]);
@@ -608,8 +606,8 @@ const FULL_DISK_SIZE: u64 = 15 << 20;
 #[test]
 fn full_disk_fails_cleanly_then_resumes_when_space_is_freed() {
     let net = TestNet::new(Duration::from_secs(120));
-    let mut a = net.peer("a");
-    let mut c = net.peer("c");
+    let a = net.peer("a");
+    let c = net.peer("c");
     // carol's chunk store is a 2 MiB tmpfs; downloads/ stays on the ordinary disk, so the last
     // step (temp/.incoming → downloads/) also crosses file systems.
     let mount = match TmpfsMount::mount(&c.temp_dir(), "2m") {
@@ -714,7 +712,7 @@ fn split_files(peer: &Peer) -> Vec<(PathBuf, u64)> {
 /// has bytes; returns the `.split` files it left.
 fn kill_chunk_server_mid_split(
     net: &TestNet,
-    peer: &mut Peer,
+    peer: &Peer,
     shares: &[&Path],
 ) -> Vec<(PathBuf, u64)> {
     peer.start_chunk_server(shares, &[]);
@@ -746,11 +744,11 @@ fn kill_chunk_server_mid_split(
 #[test]
 fn chunk_server_killed_mid_split_splits_again_and_serves_correct_chunks() {
     let net = TestNet::new(Duration::from_secs(300));
-    let mut a = net.peer("a");
-    let mut c = net.peer("c");
+    let a = net.peer("a");
+    let c = net.peer("c");
     let (original, digest) = a.write_share("disk.img", 200 << 20, 0x5B17);
 
-    let left = kill_chunk_server_mid_split(&net, &mut a, &[]);
+    let left = kill_chunk_server_mid_split(&net, &a, &[]);
     eprintln!("killed mid-split; left: {left:?}");
     let installed: Vec<_> = (1..=5)
         .filter(|i| a.temp_dir().join(format!("disk.img_{i}")).exists())
@@ -795,10 +793,10 @@ fn chunk_server_killed_mid_split_splits_again_and_serves_correct_chunks() {
 #[test]
 fn leftovers_of_a_killed_split_are_removed_even_when_the_file_is_no_longer_shared() {
     let net = TestNet::new(Duration::from_secs(240));
-    let mut a = net.peer("a");
+    let a = net.peer("a");
     let big = net.root().join("elsewhere").join("old.iso");
     write_random_file(&big, 200 << 20, 0x1507);
-    let left = kill_chunk_server_mid_split(&net, &mut a, &[big.as_path()]);
+    let left = kill_chunk_server_mid_split(&net, &a, &[big.as_path()]);
     eprintln!("killed mid-split; left: {left:?}");
     // The big file is gone; the server now shares a small one.
     fs::remove_file(&big).expect("remove the big file");
@@ -823,7 +821,7 @@ fn leftovers_of_a_killed_split_are_removed_even_when_the_file_is_no_longer_share
          {leftovers:?}"
     );
     // It works as usual.
-    let mut c = net.peer("c");
+    let c = net.peer("c");
     a.start_announcer("alice", ANNOUNCE_INTERVAL_SECS);
     c.start_listener(&[]);
     net.wait_for_entry(&c, &a, "alice", "small.txt", small_digest);
@@ -835,8 +833,8 @@ fn leftovers_of_a_killed_split_are_removed_even_when_the_file_is_no_longer_share
 #[test]
 fn cleaning_up_after_one_content_never_touches_another_contents_files() {
     let net = TestNet::new(Duration::from_secs(60));
-    let mut a = net.peer("a");
-    let mut c = net.peer("c");
+    let a = net.peer("a");
+    let c = net.peer("c");
     let (original, digest) = a.write_share("a", 50_000, 0xC1EA);
     a.start_chunk_server(&[], &[]);
     a.start_announcer("alice", ANNOUNCE_INTERVAL_SECS);
@@ -886,7 +884,7 @@ fn free_space_is_watched_while_receiving_a_chunk_of_unknown_length() {
     use std::sync::Arc;
 
     let net = TestNet::new(Duration::from_secs(60));
-    let mut c = net.peer("c");
+    let c = net.peer("c");
     let mount = match TmpfsMount::mount(&c.temp_dir(), "24m") {
         Ok(m) => m,
         Err(reason) => {
@@ -920,7 +918,7 @@ fn free_space_is_watched_while_receiving_a_chunk_of_unknown_length() {
     c.start_listener(&["--legacy-chunk-port", &port.to_string()]);
     let files: Vec<String> = (1..=5).map(|i| format!("endless_{i}")).collect();
     net.wait_until(WAIT, "tags.txt lists the endless legacy holder", || {
-        support::legacy::legacy_announce(ip, net.broadcast(), "ece", &files);
+        testkit::legacy::legacy_announce(ip, net.broadcast(), "ece", &files);
         let tags = c.tags()?;
         if tags.entries.iter().any(|e| e.content == "endless") {
             Ok(())

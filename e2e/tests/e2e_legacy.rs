@@ -2,17 +2,15 @@
 //! server our listener learned of from a legacy announcement, and a legacy listener and
 //! downloader get our content from our announcer and chunk server.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use shared::chunk::ChunkSet;
 use shared::tags::Proto;
-use support::legacy::{
+use testkit::legacy::{
     legacy_announce, legacy_download, legacy_listen_once, legacy_split, LegacyServer, Mode,
 };
-use support::*;
+use testkit::prelude::*;
 
 /// A legacy peer `ece` shares `ece.txt` of `size` bytes (content `ece`) with a server in `mode`;
 /// carol's listener learns of it and her downloader fetches it, unverified.
@@ -27,7 +25,7 @@ fn download_from_legacy_peer(size: u64, mode: Mode) {
     assert_eq!(content, "ece");
     let server = LegacyServer::start(ece_ip, &chunk_dir, mode);
 
-    let mut c = net.peer("c");
+    let c = net.peer("c");
     c.start_listener(&["--legacy-chunk-port", &server.addr().port().to_string()]);
     let mut expected_chunks = ChunkSet::EMPTY;
     for name in &chunks {
@@ -125,7 +123,7 @@ fn legacy_server_that_never_closes_still_completes() {
 #[test]
 fn legacy_listener_and_downloader_get_our_content() {
     let net = TestNet::new(Duration::from_secs(90));
-    let mut a = net.peer("a");
+    let a = net.peer("a");
     let (original, _) = a.write_share("photo.png", (1 << 20) + 2, 99);
     a.start_chunk_server(&[], &[]);
     a.start_announcer("alice", ANNOUNCE_INTERVAL_SECS);
@@ -155,7 +153,7 @@ fn legacy_listener_and_downloader_get_our_content() {
     // A legacy downloader only knows the sender's IP and the well-known port; the test's chunk
     // server is on an ephemeral port instead.
     let out = net.root().join("legacy-photo.png");
-    let sizes = legacy_download(SocketAddr::from((a.ip, a.chunk_port)), "photo.png", &out)
+    let sizes = legacy_download(SocketAddr::from((a.ip, a.chunk_port())), "photo.png", &out)
         .unwrap_or_else(|e| panic!("legacy download from our chunk server: {e}"));
     assert_eq!(sizes.len(), 5);
     assert_same_file(&original, &out);

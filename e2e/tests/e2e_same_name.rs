@@ -1,20 +1,18 @@
 //! Two peers share different files under the same name: a download yields exactly one of them,
 //! never a mix of both peers' chunks, and `--sha256` picks the other.
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
 use shared::digest::Digest;
-use support::*;
+use testkit::prelude::*;
 
 #[test]
 fn same_name_different_content_never_mixes() {
     let net = TestNet::new(Duration::from_secs(120));
-    let mut a = net.peer("a");
-    let mut b = net.peer("b");
-    let mut c = net.peer("c");
+    let a = net.peer("a");
+    let b = net.peer("b");
+    let c = net.peer("c");
     // Same name and size, different bytes: only the digest tells them apart.
     let (file_a, digest_a) = a.write_share("notes.txt", 50_003, 1);
     let (file_b, digest_b) = b.write_share("notes.txt", 50_003, 2);
@@ -90,7 +88,7 @@ fn same_name_different_content_never_mixes() {
         .iter()
         .find(|o| o.user != owner.user)
         .expect("two owners");
-    let mut d = net.peer("d");
+    let d = net.peer("d");
     d.start_listener(&[]);
     net.wait_for_entry(&d, other.peer, other.user, "notes.txt", other.digest);
     let prefix = other.digest.short(12);

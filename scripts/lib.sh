@@ -1,0 +1,109 @@
+# shellcheck shell=bash
+# What the scripts under scripts/ share: sourced (`. scripts/lib.sh`), never run.
+#
+# - Output: say/ok/indent (colours only after `use_colors`, and only on a terminal), tail_logs.
+# - Cleanup: on_exit installs the traps (EXIT runs the script's cleanup; Ctrl-C exits 130,
+#   SIGTERM 143); stop_pids stops exactly the processes a script started, by their PIDs only.
+# - Processes: start_bg runs a program in the background and records its PID in PIDS.
+# - Waiting: wait_for polls a condition with a deadline instead of sleeping blindly.
+# - Building and checking: build_release, port_busy, tags_lists.
+
+bold='' green='' red='' off=''
+
+# Turns on bold and colours when stdout is a terminal.
+use_colors() {
+    if [ -t 1 ]; then bold=$'\e[1m' green=$'\e[32m' red=$'\e[31m' off=$'\e[0m'; fi
+}
+
+say() { printf '%s==>%s %s\n' "$bold" "$off" "$*"; }
+ok() { printf '    %s✓%s %s\n' "$green" "$off" "$*"; }
+indent() { sed 's/^/    /'; }
+
+# tail_logs SUFFIX FILE...: the last 5 lines of each non-empty FILE on stderr, each under a
+# `--- FILE<SUFFIX>` line.
+tail_logs() {
+    local suffix=$1 f
+    shift
+    for f in "$@"; do
+        [ -s "$f" ] || continue
+        printf -- '--- %s%s\n' "$f" "$suffix" >&2
+        tail -n 5 "$f" >&2
+    done
+}
+
+# on_exit FUNCTION: runs FUNCTION when the script exits, however it exits (Ctrl-C exits 130,
+# SIGTERM 143, both through FUNCTION).
+on_exit() {
+    # shellcheck disable=SC2064
+    trap "$1" EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+
+# start_bg LOG COMMAND...: runs COMMAND in the background (stdin closed, stdout and stderr to
+# LOG) and appends its PID to the array PIDS, so the script can stop exactly what it started.
+start_bg() {
+    local log=$1
+    shift
+    "$@" </dev/null >"$log" 2>&1 &
+    PIDS+=("$!")
+}
+
+# stop_pids SIGNAL TENTHS LAST_SIGNAL PID...: sends SIGNAL to each PID, waits up to TENTHS
+# tenths of a second for all of them to exit, sends LAST_SIGNAL to those still running, and
+# reaps them all. Only the given PIDs are ever signalled.
+stop_pids() {
+    local first=$1 tenths=$2 last=$3 pid alive
+    shift 3
+    [ "$#" -gt 0 ] || return 0
+    for pid in "$@"; do kill "-$first" "$pid" 2>/dev/null || true; done
+    for _ in $(seq "$tenths"); do
+        alive=0
+        for pid in "$@"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        [ "$alive" -eq 0 ] && break
+        sleep 0.1
+    done
+    for pid in "$@"; do kill "-$last" "$pid" 2>/dev/null || true; done
+    wait "$@" 2>/dev/null || true
+}
+
+# wait_for SECONDS STEP COMMAND...: runs COMMAND every STEP seconds until it succeeds (0), or
+# returns 1 once SECONDS have passed. Between tries it runs $WAIT_CHECK when set (a function
+# that fails the script, e.g. when a program it started has exited).
+wait_for() {
+    local deadline=$((SECONDS + $1)) step=$2
+    shift 2
+    until "$@"; do
+        if [ -n "${WAIT_CHECK:-}" ]; then "$WAIT_CHECK"; fi
+        [ "$SECONDS" -lt "$deadline" ] || return 1
+        sleep "$step"
+    done
+}
+
+# build_release PACKAGE...: `cargo build --release --quiet` of the packages (the whole
+# workspace when none is given).
+build_release() {
+    local packages=() package
+    for package in "$@"; do packages+=(-p "$package"); done
+    if [ "$#" -eq 0 ]; then packages=(--workspace); fi
+    cargo build --release "${packages[@]}" --quiet
+}
+
+# port_busy tcp|udp PORT: whether something listens on that port (needs `ss`; false without).
+port_busy() {
+    local flags=-ltn
+    [ "$1" = udp ] && flags=-lun
+    command -v ss >/dev/null 2>&1 && [ -n "$(ss -H "$flags" "sport = :$2" 2>/dev/null)" ]
+}
+
+# tags_lists TAGS CONTENT HOLDER...: whether the tags.txt file TAGS lists all five chunks of
+# CONTENT for every HOLDER (columns: USER ADDRESS PROTO CONTENT CHUNKS ...).
+tags_lists() {
+    local tags=$1 content=$2 holder
+    shift 2
+    [ -f "$tags" ] || return 1
+    for holder in "$@"; do
+        awk -v u="$holder" -v c="$content" '$1 == u && $4 == c && $5 == "12345" { found = 1 } END { exit !found }' \
+            "$tags" || return 1
+    done
+}
