@@ -635,7 +635,10 @@ mod tests {
         let chunk = ChunkName::parse("a_3").unwrap();
         let incoming = store.incoming_dir();
         assert_eq!(store.incoming_path(&chunk), incoming.join("a_3.part"));
-        assert_eq!(part_path_in(dir.path(), &chunk), dir.path().join("a_3.part"));
+        assert_eq!(
+            part_path_in(dir.path(), &chunk),
+            dir.path().join("a_3.part")
+        );
         let copy = copy_part_path_in(&incoming, &chunk, 2);
         assert_eq!(copy, incoming.join("a_3.part.2"));
         assert_eq!(store.lock_path("a"), dir.path().join(".locks/a.lock"));
@@ -646,7 +649,11 @@ mod tests {
         assert_eq!(leftover(copy), Some(Leftover::EndgameCopy));
         assert_eq!(leftover(store.assembly_path("a")), Some(Leftover::Assembly));
         assert_eq!(leftover(store.private_dir("a")), Some(Leftover::PrivateDir));
-        assert_eq!(leftover(store.incoming_path(&chunk)), None, "part files are continued");
+        assert_eq!(
+            leftover(store.incoming_path(&chunk)),
+            None,
+            "part files are continued"
+        );
         assert_eq!(assembly_name("a.b", 99), "a.b.99.download");
         assert_eq!(private_dir_name("a", 77), "77-a");
     }

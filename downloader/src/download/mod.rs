@@ -66,10 +66,23 @@ pub fn download(
     let event = Event::new("download")
         .with("content", &target.name)
         .with("bytes", done.map_or(0, |o| o.size))
-        .with("sha256", done.map_or("-".to_owned(), |o| o.sha256.to_string()))
+        .with(
+            "sha256",
+            done.map_or("-".to_owned(), |o| o.sha256.to_string()),
+        )
         .with("outcome", outcome)
-        .with("verified", if done.is_some_and(|o| o.verified) { "yes" } else { "no" })
-        .with("path", done.map_or("-".into(), |o| o.path.display().to_string()));
+        .with(
+            "verified",
+            if done.is_some_and(|o| o.verified) {
+                "yes"
+            } else {
+                "no"
+            },
+        )
+        .with(
+            "path",
+            done.map_or("-".into(), |o| o.path.display().to_string()),
+        );
     log::info!("{event}");
     result
 }
@@ -98,7 +111,13 @@ fn try_download(
         let name = target.name.clone();
         return Err(DownloadError::TooLarge { name, size, max });
     }
-    let round = Round { config, target, names: &names, store: &store, cancel };
+    let round = Round {
+        config,
+        target,
+        names: &names,
+        store: &store,
+        cancel,
+    };
     match target.sha256 {
         Some(digest) => round.with_manifests(digest, on_progress),
         None => round.run(target, None, on_progress),

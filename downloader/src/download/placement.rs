@@ -123,7 +123,8 @@ impl Placement {
     pub(super) fn keeps(&self, store: &ChunkStore, chunk: &ChunkName, expected: Expected) -> bool {
         let dest = self.chunk_path(store, chunk);
         let part = self.part_path(store, chunk);
-        file_matches(&dest, expected) || (file_matches(&part, expected) && fs::rename(&part, &dest).is_ok())
+        file_matches(&dest, expected)
+            || (file_matches(&part, expected) && fs::rename(&part, &dest).is_ok())
     }
 
     /// Records the finished content: the private folder goes, and the store's manifest says

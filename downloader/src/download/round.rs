@@ -52,14 +52,21 @@ impl Round<'_> {
         let mut skip: HashSet<usize> = HashSet::new();
         loop {
             let net = &self.config.net;
-            let obtained =
-                match manifest::obtain(self.store, target, digest, net, &rejected, &skip, self.cancel) {
-                    Ok(obtained) => obtained,
-                    Err(NoManifest::Cancelled) => return Err(DownloadError::Cancelled),
-                    Err(NoManifest::Unavailable) => {
-                        return Err(unavailable(self.names.to_vec(), on_progress))
-                    }
-                };
+            let obtained = match manifest::obtain(
+                self.store,
+                target,
+                digest,
+                net,
+                &rejected,
+                &skip,
+                self.cancel,
+            ) {
+                Ok(obtained) => obtained,
+                Err(NoManifest::Cancelled) => return Err(DownloadError::Cancelled),
+                Err(NoManifest::Unavailable) => {
+                    return Err(unavailable(self.names.to_vec(), on_progress))
+                }
+            };
             let root = obtained.manifest.root();
             // Only the holders that vouch for this manifest are asked for chunks, and held to it.
             let round = Target {
@@ -223,7 +230,11 @@ impl Round<'_> {
                 WorkerError::Cancelled => return Err(DownloadError::Cancelled),
                 WorkerError::Local { path, source } => {
                     let action = "write";
-                    return Err(DownloadError::Io { action, path, source });
+                    return Err(DownloadError::Io {
+                        action,
+                        path,
+                        source,
+                    });
                 }
                 WorkerError::Unavailable => undelivered.push(chunk),
             }

@@ -402,7 +402,12 @@ impl<'a> FetchContext<'a> {
         progress: &SyncSender<Progress>,
     ) {
         let event = self.fetched_event(chunk, holder, &fetched, millis);
-        log::info!("{}", event.with("outcome", Outcome::Ok).with("verified", yes_no(fetched.verified)));
+        log::info!(
+            "{}",
+            event
+                .with("outcome", Outcome::Ok)
+                .with("verified", yes_no(fetched.verified))
+        );
         let _ = progress.send(Progress::ChunkDone {
             index: chunk.index(),
             holder: holder.label(),
@@ -447,8 +452,7 @@ impl<'a> FetchContext<'a> {
                 resume: false,
                 handle,
             };
-            if let AttemptEnd::Failed(FetchError::Write { .. }) = self.attempt(&attempt, progress)
-            {
+            if let AttemptEnd::Failed(FetchError::Write { .. }) = self.attempt(&attempt, progress) {
                 return;
             }
         }

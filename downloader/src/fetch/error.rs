@@ -115,4 +115,3 @@ impl FetchError {
         matches!(self, FetchError::BadData { .. })
     }
 }
-

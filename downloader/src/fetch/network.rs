@@ -118,4 +118,3 @@ mod tests {
         assert_eq!(lan.source_for(local), None);
     }
 }
-
