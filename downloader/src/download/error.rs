@@ -30,7 +30,7 @@ pub enum DownloadError {
     Name(#[from] NameError),
     /// The chunk store failed.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
     /// A local file operation failed (a full disk, for instance).
     #[error("cannot {action} {path}: {source}")]
     Io {
@@ -62,6 +62,16 @@ pub enum DownloadError {
     /// Ctrl-C.
     #[error("download cancelled; the chunks and partial chunks received so far are kept: run the same command again to resume")]
     Cancelled,
+}
+
+impl From<StoreError> for DownloadError {
+    /// The store's lock held by another process means another downloader is at this content.
+    fn from(error: StoreError) -> DownloadError {
+        match error {
+            StoreError::Locked { content } => DownloadError::Busy { name: content },
+            other => DownloadError::Store(other),
+        }
+    }
 }
 
 /// A [`DownloadError::Io`] maker for `map_err`: `io_error("create", &path)`.

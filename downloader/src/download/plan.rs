@@ -22,7 +22,7 @@ use crate::fetch::Expected;
 /// chunk goes to a holder known to answer, and frees it early to help with the others
 /// (endgame); `seed` rotates the other ties so that several downloaders do not all start with
 /// the same holder.
-pub fn plan_sources(
+pub(super) fn plan_sources(
     holders: &[Holder],
     chunks: &[ChunkName],
     seed: usize,
@@ -62,7 +62,7 @@ pub(super) fn replan(holders: &[Holder], chunk: &ChunkName, failed: &HashSet<usi
 /// last non-empty chunk, and empty trailing chunks when the total needs more chunks than
 /// arrived. A legacy server that closes early produces such lengths; a short last chunk
 /// cannot be told from a smaller file.
-pub fn short_legacy_chunks(lens: &[u64; CHUNKS_PER_FILE]) -> Vec<usize> {
+pub(super) fn short_legacy_chunks(lens: &[u64; CHUNKS_PER_FILE]) -> Vec<usize> {
     let full = lens.iter().copied().max().unwrap_or(0);
     let Some(last) = lens.iter().rposition(|&len| len > 0) else {
         return Vec::new();

@@ -17,18 +17,18 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use shared::chunk::ChunkName;
-use shared::events::{Event, Outcome};
+use shared::events::Outcome;
 use shared::shutdown::Shutdown;
 use shared::store::ChunkStore;
 use shared::tags::Proto;
 use shared::CHUNKS_PER_FILE;
 
 use super::board::{Board, ChunkResult};
+use super::fetch_log::FetchedEvent;
 use super::placement::Placement;
 use super::progress::Progress;
 use crate::catalog::{Holder, Target};
 use crate::fetch::{fetch_chunk, CancelHandle, Expected, FetchError, Fetched, Job, Network};
-use crate::format;
 
 /// How often the thread that reports progress looks at the Ctrl-C flag.
 const CANCEL_POLL: Duration = Duration::from_millis(50);
@@ -341,8 +341,8 @@ impl<'a> FetchContext<'a> {
                 }
                 if superseded {
                     // Say so: a transfer cut short by a faster copy is worth seeing in the log.
-                    let event = self.fetched_event(chunk, holder, &received, millis);
-                    log_fetch_failure(event, Outcome::Superseded, &e);
+                    let attempt = self.logged(chunk, holder, &received, millis);
+                    attempt.failed(Outcome::Superseded, &e);
                     return AttemptEnd::Lost;
                 }
                 self.failed(chunk, h, &received, millis, &e, progress);
@@ -383,13 +383,17 @@ impl<'a> FetchContext<'a> {
         } else {
             e.outcome()
         };
-        let event = self.fetched_event(chunk, holder, received, millis);
-        log_fetch_failure(event, outcome, e);
+        self.logged(chunk, holder, received, millis)
+            .failed(outcome, e);
         let _ = progress.send(Progress::AttemptFailed {
             index: chunk.index(),
             holder: holder.label(),
             reason: e.to_string(),
         });
+    }
+
+    fn logged(&self, chunk: &ChunkName, holder: &Holder, got: &Fetched, ms: u128) -> FetchedEvent {
+        FetchedEvent::new(&self.target.name, chunk, holder, got, ms)
     }
 
     /// A copy of `chunk` from `holder` was kept: logged and reported.
@@ -401,13 +405,7 @@ impl<'a> FetchContext<'a> {
         millis: u128,
         progress: &SyncSender<Progress>,
     ) {
-        let event = self.fetched_event(chunk, holder, &fetched, millis);
-        log::info!(
-            "{}",
-            event
-                .with("outcome", Outcome::Ok)
-                .with("verified", yes_no(fetched.verified))
-        );
+        self.logged(chunk, holder, &fetched, millis).ok();
         let _ = progress.send(Progress::ChunkDone {
             index: chunk.index(),
             holder: holder.label(),
@@ -479,46 +477,5 @@ impl<'a> FetchContext<'a> {
         });
         self.delivered(chunk, holder, fetched, 0, progress);
         Ok(())
-    }
-
-    /// The `fetched` event of one attempt, up to its outcome.
-    fn fetched_event(
-        &self,
-        chunk: &ChunkName,
-        holder: &Holder,
-        fetched: &Fetched,
-        millis: u128,
-    ) -> Event {
-        let sent = fetched.bytes - fetched.resumed_from;
-        let mut event = Event::new("fetched")
-            .with("content", &self.target.name)
-            .with("chunk", chunk.index())
-            .with("source", holder.addr)
-            .with("user", &holder.user)
-            .with("bytes", fetched.bytes);
-        if fetched.resumed_from > 0 {
-            event = event.with("resumed_from", fetched.resumed_from);
-        }
-        event.with("ms", millis).with(
-            "rate_mbps",
-            format!("{:.1}", format::rate_mbps(sent, millis)),
-        )
-    }
-}
-
-/// Logs a failed (or superseded) attempt, a warning with its reason.
-fn log_fetch_failure(event: Event, outcome: Outcome, error: &FetchError) {
-    let event = event
-        .with("outcome", outcome)
-        .with("verified", yes_no(false))
-        .with("reason", error);
-    log::warn!("{event}");
-}
-
-fn yes_no(flag: bool) -> &'static str {
-    if flag {
-        "yes"
-    } else {
-        "no"
     }
 }
