@@ -35,6 +35,8 @@ const LOCKS: &str = ".locks";
 
 mod lock;
 pub use lock::ContentLock;
+#[cfg(test)]
+use lock::Taken;
 /// The suffix of a chunk being received.
 const PART: &str = ".part";
 /// The suffix of a file being assembled.
@@ -420,8 +422,26 @@ pub fn remove_if_exists(path: &Path) -> Result<(), StoreError> {
     }
 }
 
-/// Downloads: the cleanup of what a killed one left.
+/// Downloads: one at a time per content, and the cleanup of what a killed one left.
 impl ChunkStore {
+    /// Locks `content` for this process's download of it, until the returned guard is dropped.
+    ///
+    /// # Errors
+    /// [`StoreError::Locked`] when another process holds the lock; [`StoreError::Io`] when the
+    /// lock file cannot be created.
+    pub fn lock_content(&self, content: &str) -> Result<ContentLock, StoreError> {
+        let dir = self.root.join(LOCKS);
+        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        let path = self.lock_path(content);
+        match ContentLock::acquire(&path) {
+            Ok(Some(lock)) => Ok(lock),
+            Ok(None) => Err(StoreError::Locked {
+                content: content.to_owned(),
+            }),
+            Err(e) => Err(io_err("create", &path)(e)),
+        }
+    }
+
     /// Removes what a killed download of `content` left in `.incoming/` ([`Leftover`]):
     /// assembled files, endgame copies and private folders. Part files of the store stay: they
     /// are continued. Call it only under the content's lock, so nothing removed is in use.
@@ -625,5 +645,40 @@ mod tests {
             .collect();
         left.sort();
         assert_eq!(left, ["a.b.1.download", "a_2.part"]);
+    }
+
+    #[test]
+    fn lock_files_are_removed_and_a_removed_one_is_never_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path().join("temp")).unwrap();
+        let locks = store.root().join(".locks");
+        let path = store.lock_path("a.b");
+        let first = store.lock_content("a.b").unwrap();
+        assert!(path.exists());
+        assert!(matches!(
+            store.lock_content("a.b"),
+            Err(StoreError::Locked { content }) if content == "a.b"
+        ));
+        // Another run opened the file, and is about to lock it, when the first one ends.
+        let late = fs::File::open(&path).unwrap();
+        drop(first);
+        assert!(
+            !path.exists(),
+            "the lock file is removed when the lock ends"
+        );
+        // A third run takes the lock under a new file...
+        let third = store.lock_content("a.b").unwrap();
+        // ... and the late one, locking the removed file, sees that it is not the lock.
+        assert!(matches!(ContentLock::take(late, &path), Taken::Removed));
+        assert!(
+            path.exists(),
+            "the late run must not remove the third run's file"
+        );
+        assert!(matches!(
+            store.lock_content("a.b"),
+            Err(StoreError::Locked { .. })
+        ));
+        drop(third);
+        assert_eq!(fs::read_dir(&locks).unwrap().count(), 0);
     }
 }
