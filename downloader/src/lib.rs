@@ -6,8 +6,8 @@
 //! - [`fetch`]: every request to a holder (a manifest, a chunk).
 //! - `actions`: the commands `list`, `history`, `get`; `prompt`: the interactive loop;
 //!   `wording`: what the user reads about a download.
-//! - [`command`]: parsing of interactive input; [`history`]: the download history;
-//!   [`format`]: sizes and rates for people.
+//! - [`command`]: parsing of interactive input; [`history`](mod@history): the download history;
+//!   [`format`](mod@format): sizes and rates for people.
 //!
 //! User-facing text goes to the writers passed in; diagnostics go through `log` (to stderr and
 //! `client.log`), so they do not break up the prompt.
