@@ -35,8 +35,6 @@ const LOCKS: &str = ".locks";
 
 mod lock;
 pub use lock::ContentLock;
-#[cfg(test)]
-use lock::Taken;
 /// The suffix of a chunk being received.
 const PART: &str = ".part";
 /// The suffix of a file being assembled.
@@ -469,6 +467,7 @@ impl ChunkStore {
 
 #[cfg(test)]
 mod tests {
+    use super::lock::Taken;
     use super::*;
     use crate::digest::Digest;
 
