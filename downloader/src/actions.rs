@@ -9,7 +9,7 @@ use shared::tags::TagsIndex;
 
 use crate::catalog::Catalog;
 use crate::command::Selection;
-use crate::download::{self, Config, Outcome, Progress};
+use crate::download::{self, Config, DownloadedFile, Progress};
 use crate::error::Error;
 use crate::history as log_history;
 use crate::wording::{self, say, write_out};
@@ -61,7 +61,7 @@ pub fn get(
     sha256_prefix: Option<&str>,
     cancel: &Shutdown,
     ui: &mut dyn Write,
-) -> Result<Outcome, Error> {
+) -> Result<DownloadedFile, Error> {
     let catalog = load_catalog(config)?;
     let (target, same_name) = catalog.select(selection, sha256_prefix)?;
     for line in wording::starting(target, same_name) {

@@ -9,7 +9,7 @@ use std::io::Write;
 use shared::text::terminal_safe;
 
 use crate::catalog::Target;
-use crate::download::{Outcome, Progress};
+use crate::download::{DownloadedFile, Progress};
 use crate::error::Error;
 use crate::format;
 
@@ -65,7 +65,7 @@ pub(crate) fn progress_line(progress: &Progress) -> Option<String> {
 }
 
 /// The lines closing a download: where the file is, and how it was checked.
-pub(crate) fn finished(outcome: &Outcome) -> Vec<String> {
+pub(crate) fn finished(outcome: &DownloadedFile) -> Vec<String> {
     let check = if outcome.verified {
         "verified: every chunk and the whole file match the announced SHA-256"
     } else {

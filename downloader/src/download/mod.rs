@@ -28,7 +28,7 @@ use shared::store::ChunkStore;
 
 pub use config::Config;
 pub use error::DownloadError;
-pub use progress::{Outcome, Progress};
+pub use progress::{DownloadedFile, Progress};
 
 use crate::catalog::Target;
 use error::io_error;
@@ -43,7 +43,7 @@ pub fn download(
     target: &Target,
     cancel: &Shutdown,
     on_progress: &mut dyn FnMut(&Progress),
-) -> Result<Outcome, DownloadError> {
+) -> Result<DownloadedFile, DownloadError> {
     let result = try_download(config, target, cancel, on_progress);
     if let Some(event) = progress::download_event(&target.name, &result) {
         log::info!("{event}");
@@ -56,7 +56,7 @@ fn try_download(
     target: &Target,
     cancel: &Shutdown,
     on_progress: &mut dyn FnMut(&Progress),
-) -> Result<Outcome, DownloadError> {
+) -> Result<DownloadedFile, DownloadError> {
     let names = ChunkName::all_of(&target.name)?;
     let store = ChunkStore::open(config.dir.temp())?;
     let downloads = config.dir.downloads();

@@ -155,7 +155,7 @@ impl Placement {
     }
 }
 
-/// Creates the empty chunk `chunk` (a legacy chunk taken as empty).
+/// Creates an empty chunk file at `path` (a legacy chunk taken as empty).
 pub(super) fn create_empty(path: &Path) -> Result<(), DownloadError> {
     File::create(path).map_err(io_error("create", path))?;
     Ok(())

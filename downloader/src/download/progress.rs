@@ -1,6 +1,6 @@
-//! What a download tells its caller: [`Progress`] while it runs, the [`Outcome`] when the file
-//! is in `downloads/`, and the `download` event the log keeps of it. The wording for the user
-//! is the caller's (`wording`).
+//! What a download tells its caller: [`Progress`] while it runs, a [`DownloadedFile`] once the
+//! file is in `downloads/`, and the `download` event the log keeps of it (its outcome in the
+//! shared `events::Outcome` words). The wording for the user is the caller's (`wording`).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -57,7 +57,7 @@ pub enum Progress {
 
 /// A finished download.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
+pub struct DownloadedFile {
     /// Where the file is.
     pub path: PathBuf,
     /// Its size.
@@ -77,7 +77,7 @@ pub struct Outcome {
 /// this one did nothing.
 pub(super) fn download_event(
     content: &str,
-    result: &Result<Outcome, DownloadError>,
+    result: &Result<DownloadedFile, DownloadError>,
 ) -> Option<Event> {
     let outcome = match result {
         Ok(_) => events::Outcome::Ok,
@@ -110,7 +110,7 @@ mod tests {
 
     #[test]
     fn every_download_but_a_refused_one_is_one_event() {
-        let done = Outcome {
+        let done = DownloadedFile {
             path: PathBuf::from("/x/downloads/a b"),
             size: 6,
             sha256: Digest::of(b"abcdef"),

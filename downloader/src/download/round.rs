@@ -23,7 +23,7 @@ use super::error::DownloadError;
 use super::manifest::{self, NoManifest, Obtained};
 use super::placement::{self, Placement};
 use super::plan;
-use super::progress::{Outcome, Progress};
+use super::progress::{DownloadedFile, Progress};
 use super::workers::{FetchContext, WorkerError};
 use crate::catalog::Target;
 use crate::fetch::Fetched;
@@ -46,7 +46,7 @@ impl Round<'_> {
         &self,
         digest: Digest,
         on_progress: &mut dyn FnMut(&Progress),
-    ) -> Result<Outcome, DownloadError> {
+    ) -> Result<DownloadedFile, DownloadError> {
         let target = self.target;
         let mut rejected: HashSet<Digest> = HashSet::new();
         let mut skip: HashSet<usize> = HashSet::new();
@@ -105,7 +105,7 @@ impl Round<'_> {
         target: &Target,
         obtained: Option<&Obtained>,
         on_progress: &mut dyn FnMut(&Progress),
-    ) -> Result<Outcome, DownloadError> {
+    ) -> Result<DownloadedFile, DownloadError> {
         let result = self.fetch_and_assemble(target, obtained, on_progress);
         if obtained.is_none() && result.is_err() {
             placement::discard_legacy(self.store, &target.name, self.names);
@@ -118,7 +118,7 @@ impl Round<'_> {
         target: &Target,
         obtained: Option<&Obtained>,
         on_progress: &mut dyn FnMut(&Progress),
-    ) -> Result<Outcome, DownloadError> {
+    ) -> Result<DownloadedFile, DownloadError> {
         let (store, names) = (self.store, self.names);
         let manifest = obtained.map(|o| &o.manifest);
         let placement = Placement::choose(store, target, obtained)?;
@@ -180,7 +180,7 @@ impl Round<'_> {
             failures = refetch_short_legacy_chunks(&ctx, names, on_progress);
         }
         let board = ctx.board.into_inner().unwrap_or_else(|p| p.into_inner());
-        let results = self.delivered(board, failures, on_progress)?;
+        let results = self.kept_chunks(board, failures, on_progress)?;
         if manifest.is_none() && results.iter().all(|r| r.fetched.bytes == 0) {
             // Legacy peers cannot announce chunks of an empty file (they keep no empty chunk
             // files): five empty answers are servers that closed without sending anything.
@@ -202,7 +202,7 @@ impl Round<'_> {
             chunks: std::array::from_fn(|i| results[i].fetched.sha256),
         };
         placement.finish(store, manifest, received)?;
-        Ok(Outcome {
+        Ok(DownloadedFile {
             path,
             size,
             sha256,
@@ -215,7 +215,7 @@ impl Round<'_> {
     /// The five chunks kept, or why some did not arrive. A worker's error matters only if no
     /// copy of its chunk arrived (an endgame duplicate may have delivered it after the worker
     /// gave up).
-    fn delivered(
+    fn kept_chunks(
         &self,
         board: Board,
         failures: Vec<(ChunkName, WorkerError)>,
