@@ -1,13 +1,16 @@
-//! What can be downloaded: the contents on offer in `tags.txt`, grouped by name and digest, and
+//! What can be downloaded: the contents on offer in `tags.txt`, grouped by name and digest into
+//! [`Target`]s (the downloader's view of the file, which `tags.txt` itself does not group), and
 //! how the user picks one.
 
+use std::cmp::Reverse;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use chrono::{DateTime, Utc};
 use shared::chunk::ChunkSet;
 use shared::digest::Digest;
-use shared::tags::{Proto, TagsIndex};
+use shared::tags::{Proto, TagEntry, TagsIndex};
 use shared::text::terminal_safe;
 
 use crate::command::Selection;
@@ -30,6 +33,17 @@ pub struct Holder {
 }
 
 impl Holder {
+    /// The holder an entry of `tags.txt` describes.
+    fn from_entry(entry: &TagEntry) -> Holder {
+        Holder {
+            user: entry.user.clone(),
+            addr: entry.addr,
+            proto: entry.proto,
+            chunks: entry.chunks,
+            root: entry.root,
+        }
+    }
+
     /// `alice@127.0.0.2:5001`.
     pub fn label(&self) -> String {
         format!("{}@{}", self.user, self.addr)
@@ -77,28 +91,37 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Builds the catalog from the live entries of an index.
+    /// Builds the catalog from the entries of `index` still live at `now`: grouped by name and
+    /// digest, so two different files that share a name are two targets. Sorted by name; per
+    /// name, complete targets first, then verified ones (a legacy copy is unverifiable), then
+    /// the most available, the most held.
     pub fn from_index(index: &TagsIndex, now: DateTime<Utc>) -> Catalog {
-        let targets = index
-            .offers(now)
+        let mut groups: BTreeMap<(&str, Option<Digest>), Vec<&TagEntry>> = BTreeMap::new();
+        for entry in index.live(now).filter(|e| !e.chunks.is_empty()) {
+            groups
+                .entry((entry.content.as_str(), entry.sha256))
+                .or_default()
+                .push(entry);
+        }
+        let mut targets: Vec<Target> = groups
             .into_iter()
-            .map(|offer| Target {
-                name: offer.name.to_owned(),
-                sha256: offer.sha256,
-                size: offer.size,
-                holders: offer
-                    .holders
-                    .iter()
-                    .map(|e| Holder {
-                        user: e.user.clone(),
-                        addr: e.addr,
-                        proto: e.proto,
-                        chunks: e.chunks,
-                        root: e.root,
-                    })
-                    .collect(),
+            .map(|((name, sha256), entries)| Target {
+                name: name.to_owned(),
+                sha256,
+                size: entries.iter().find_map(|e| e.size),
+                holders: entries.into_iter().map(Holder::from_entry).collect(),
             })
             .collect();
+        let rank = |t: &Target| {
+            let available = t.available();
+            (
+                Reverse(available.is_complete()),
+                Reverse(t.sha256.is_some()),
+                Reverse(available.count()),
+                Reverse(t.holders.len()),
+            )
+        };
+        targets.sort_by(|a, b| (&a.name, rank(a), a.sha256).cmp(&(&b.name, rank(b), b.sha256)));
         Catalog { targets }
     }
 
@@ -201,7 +224,6 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::tags::TagEntry;
 
     fn entry(user: &str, ip: u8, content: &str, sha: Option<u8>, chunks: &str) -> TagEntry {
         TagEntry {
@@ -317,5 +339,53 @@ mod tests {
             "{text}"
         );
         assert!(Catalog::default().render().contains("No files"));
+    }
+    #[test]
+    fn targets_group_by_name_and_digest_and_skip_expired() {
+        let now = Utc::now() + chrono::Duration::seconds(10);
+        let mut stale = entry("old", 6, "photo.png", Some(1), "12345");
+        stale.last_seen = now - chrono::Duration::seconds(181);
+        let index = TagsIndex {
+            updated: None,
+            entries: vec![
+                entry("alice", 2, "photo.png", Some(1), "12345"),
+                entry("bob smith", 3, "my notes 100%.txt", Some(2), "12345"),
+                entry("ece", 9, "ece", None, "12-4-"),
+                // A second holder of alice's photo, and a different file with the same name.
+                entry("carol", 4, "photo.png", Some(1), "12345"),
+                entry("dave", 5, "photo.png", Some(9), "12345"),
+                stale,
+            ],
+        };
+        let targets = Catalog::from_index(&index, now).targets;
+        let photos: Vec<&Target> = targets.iter().filter(|t| t.name == "photo.png").collect();
+        assert_eq!(photos.len(), 2);
+        assert_eq!(photos[0].holders.len(), 2, "most holders first");
+        assert_eq!(photos[0].sha256, Some(Digest::of(&[1])));
+        assert_eq!(photos[1].holders[0].user, "dave");
+        let ece = targets.iter().find(|t| t.name == "ece").unwrap();
+        assert_eq!(ece.available().to_string(), "12-4-");
+        assert_eq!(ece.size, None);
+    }
+
+    #[test]
+    fn a_verified_copy_is_preferred_to_an_equally_available_legacy_one() {
+        let legacy = entry("ece", 9, "song.mp3", None, "12345");
+        let ours = entry("alice", 2, "song.mp3", Some(3), "12345");
+        let now = ours.last_seen + chrono::Duration::seconds(10);
+        let mut index = TagsIndex {
+            updated: None,
+            entries: vec![legacy, ours],
+        };
+        let first = |index: &TagsIndex| Catalog::from_index(index, now).targets[0].sha256;
+        assert_eq!(first(&index), Some(Digest::of(&[3])));
+        // Even a legacy copy with more holders comes second...
+        index
+            .entries
+            .push(entry("bob", 10, "song.mp3", None, "12345"));
+        assert!(first(&index).is_some());
+        // ...but a complete copy beats an incomplete verified one.
+        index.entries[1].chunks = ChunkSet::parse("12---").unwrap();
+        assert_eq!(first(&index), None);
     }
 }

@@ -86,21 +86,20 @@ mod tests {
 
     #[test]
     fn numbers_and_names() {
-        assert_eq!(Command::parse("3"), Command::Download(Selection::Number(3)));
-        assert_eq!(
-            Command::parse(" 12 "),
-            Command::Download(Selection::Number(12))
-        );
-        assert_eq!(Command::parse("photo.png"), name("photo.png"));
-        assert_eq!(Command::parse("my notes.txt"), name("my notes.txt"));
-        assert_eq!(Command::parse("+3"), name("+3"));
-        assert_eq!(
-            Command::parse("get 2"),
-            Command::Download(Selection::Number(2))
-        );
-        assert_eq!(Command::parse("get list"), name("list"));
-        assert_eq!(Command::parse("download my file"), name("my file"));
-        assert_eq!(Command::parse("get"), name("get"));
-        assert_eq!(Command::parse("list files"), name("list files"));
+        let number = |n| Command::Download(Selection::Number(n));
+        for (line, expected) in [
+            ("3", number(3)),
+            (" 12 ", number(12)),
+            ("photo.png", name("photo.png")),
+            ("my notes.txt", name("my notes.txt")),
+            ("+3", name("+3")),
+            ("get 2", number(2)),
+            ("get list", name("list")),
+            ("download my file", name("my file")),
+            ("get", name("get")),
+            ("list files", name("list files")),
+        ] {
+            assert_eq!(Command::parse(line), expected, "{line:?}");
+        }
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use shared::events::Event;
+use shared::events::{Event, Outcome};
 use shared::text::terminal_safe;
 
 use crate::format;
@@ -15,8 +15,9 @@ pub struct Entry {
     pub time: String,
     /// The content.
     pub content: String,
-    /// `ok` or `failed`.
-    pub outcome: String,
+    /// How it ended (`ok`, `failed`, `cancelled`); `None` when the log holds a word that is
+    /// not an outcome (an edited log).
+    pub outcome: Option<Outcome>,
     /// Size of the file.
     pub bytes: u64,
     /// Whether it was verified.
@@ -40,7 +41,7 @@ pub fn parse(log: &str) -> Vec<Entry> {
         match event.name.as_str() {
             "fetched" => {
                 let (sources, failures) = pending.entry(content.to_owned()).or_default();
-                if event.get("outcome") == Some("ok") {
+                if event.outcome() == Some(Outcome::Ok) {
                     let source = format!(
                         "{}@{}",
                         event.get("user").unwrap_or("?"),
@@ -56,7 +57,7 @@ pub fn parse(log: &str) -> Vec<Entry> {
                 entries.push(Entry {
                     time: time.to_owned(),
                     content: content.to_owned(),
-                    outcome: event.get("outcome").unwrap_or("?").to_owned(),
+                    outcome: event.outcome(),
                     bytes: event.get("bytes").and_then(|b| b.parse().ok()).unwrap_or(0),
                     verified: event.get("verified") == Some("yes"),
                     path: event.get("path").unwrap_or("-").to_owned(),
@@ -85,9 +86,9 @@ pub fn render(entries: &[Entry]) -> String {
             .collect::<String>()
             .replace('T', " ");
         let when = terminal_safe(&when);
-        let check = match (e.outcome.as_str(), e.verified) {
-            ("ok", true) => "verified",
-            ("ok", false) => "unverified",
+        let check = match (e.outcome, e.verified) {
+            (Some(Outcome::Ok), true) => "verified",
+            (Some(Outcome::Ok), false) => "unverified",
             _ => "",
         };
         let sources: Vec<String> = e
@@ -101,7 +102,7 @@ pub fn render(entries: &[Entry]) -> String {
         let _ = writeln!(
             out,
             "{when}  {:<6}  {}  {}  {check}",
-            terminal_safe(&e.outcome),
+            e.outcome.map_or("?", Outcome::as_str),
             terminal_safe(&e.content),
             format::size(e.bytes)
         );
@@ -144,7 +145,7 @@ mod tests {
         assert_eq!(first.sources["alice@127.0.0.2:5001"], 2);
         assert_eq!(first.failed_attempts, 1);
         assert!(first.verified);
-        assert_eq!(entries[1].outcome, "failed");
+        assert_eq!(entries[1].outcome, Some(Outcome::Failed));
         let text = render(&entries);
         assert!(
             text.contains("2026-11-21 18:00:01  ok      my notes.txt  6 B  verified"),

@@ -593,7 +593,7 @@ fn no_space_message(output: &std::process::Output) -> bool {
     let stderr = String::from_utf8_lossy(&output.stderr);
     let error: String = stderr
         .lines()
-        .skip_while(|l| !l.starts_with("error:"))
+        .skip_while(|l| !l.starts_with("downloader: error:"))
         .collect::<Vec<_>>()
         .join("\n");
     error.contains("No space left") || error.contains("cannot write")

@@ -156,7 +156,9 @@ fn chunks_in_two_datagrams_and_same_named_contents_are_merged_and_kept_apart() {
     });
     assert_eq!(tags.entries.len(), 2, "{tags}");
     assert_eq!(
-        tags.offers(Utc::now()).len(),
+        (tags.live(Utc::now()).map(|e| (&e.content, e.sha256)))
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
         2,
         "two different docs on offer"
     );

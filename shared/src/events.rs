@@ -141,11 +141,15 @@ pub enum Outcome {
     WriteFailed,
     /// Stopped by the user (a signal).
     Cancelled,
+    /// A transfer cut short because another copy of the chunk arrived first (endgame).
+    Superseded,
+    /// The bytes contradict a manifest their sender never vouched for: no proof against it.
+    UnconfirmedMismatch,
 }
 
 impl Outcome {
     /// Every outcome, for tests and documentation.
-    pub const ALL: [Outcome; 22] = [
+    pub const ALL: [Outcome; 24] = [
         Outcome::Ok,
         Outcome::Failed,
         Outcome::BadRequest,
@@ -168,6 +172,8 @@ impl Outcome {
         Outcome::BadData,
         Outcome::WriteFailed,
         Outcome::Cancelled,
+        Outcome::Superseded,
+        Outcome::UnconfirmedMismatch,
     ];
 
     /// The word written in logs.
@@ -195,6 +201,8 @@ impl Outcome {
             Outcome::BadData => "bad_data",
             Outcome::WriteFailed => "write_failed",
             Outcome::Cancelled => "cancelled",
+            Outcome::Superseded => "superseded",
+            Outcome::UnconfirmedMismatch => "unconfirmed_mismatch",
         }
     }
 

@@ -2,13 +2,20 @@
 //!
 //! Layout inside `temp/`:
 //! ```text
-//! photo.png_1 … photo.png_5     complete chunks: announced and served as they are
-//! .manifests/photo.png.json     the manifest of each content whose chunks are here
-//! .incoming/photo.png_3.part    a chunk being received; never announced or served
+//! photo.png_1 … photo.png_5            complete chunks: announced and served as they are
+//! .manifests/photo.png.json            the manifest of each content whose chunks are here
+//! .incoming/photo.png_3.part           a chunk being received; never announced or served
+//! .incoming/photo.png_3.part.2         an endgame copy of that chunk, from holder 2
+//! .incoming/photo.png.4242.download    the file being assembled by downloader 4242
+//! .incoming/4242-photo.png/            the private folder of a download kept out of the store
+//! .locks/photo.png.lock                held while a downloader fetches photo.png
 //! ```
 //! The chunk server and the downloader write here; the announcer and chunk server read. A chunk
 //! file only ever appears by rename, so whatever has a chunk name is complete. The store holds at
 //! most one content per name: the manifest says which one.
+//!
+//! Every name under `temp/` is made here, and recognised here ([`Leftover::of`]): the programs
+//! ask for paths, they never format them, so what one run leaves the next one finds.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -24,6 +31,72 @@ use crate::protocol::{ContentMeta, Manifest};
 
 const MANIFESTS: &str = ".manifests";
 const INCOMING: &str = ".incoming";
+const LOCKS: &str = ".locks";
+
+mod lock;
+pub use lock::ContentLock;
+/// The suffix of a chunk being received.
+const PART: &str = ".part";
+/// The suffix of a file being assembled.
+const ASSEMBLY: &str = ".download";
+
+/// Where `chunk` is received in the folder `dir` (the store's `.incoming/`, or a download's
+/// private folder): `<chunk>.part`, renamed to the chunk's name once complete and checked.
+pub fn part_path_in(dir: &Path, chunk: &ChunkName) -> PathBuf {
+    dir.join(format!("{chunk}{PART}"))
+}
+
+/// Where an endgame copy of `chunk`, asked of holder number `holder` while another copy is in
+/// flight, is received in `dir`: `<chunk>.part.<holder>`, so the copies never share a file.
+pub fn copy_part_path_in(dir: &Path, chunk: &ChunkName, holder: usize) -> PathBuf {
+    dir.join(format!("{chunk}{PART}.{holder}"))
+}
+
+/// `<content>.<pid>.download`: see [`ChunkStore::assembly_path`].
+fn assembly_name(content: &str, pid: u32) -> String {
+    format!("{content}.{pid}{ASSEMBLY}")
+}
+
+/// `<pid>-<content>`: see [`ChunkStore::private_dir`].
+fn private_dir_name(content: &str, pid: u32) -> String {
+    format!("{pid}-{content}")
+}
+
+/// What a download of a content leaves in `temp/.incoming/` when it is killed, besides the
+/// part files of the store (which are continued, not removed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leftover {
+    /// `<name>.<pid>.download`: the file being assembled.
+    Assembly,
+    /// `<name>_<1-5>.part.<holder>`: an endgame copy of a chunk.
+    EndgameCopy,
+    /// `<pid>-<name>`: the private folder of a download that could not use the store.
+    PrivateDir,
+}
+
+impl Leftover {
+    /// Which leftover of content `name` the entry `file_name` of `temp/.incoming/` is, if any.
+    /// Recognised by their exact shape, never by prefix: `a`'s leftovers are not `a.b`'s.
+    pub fn of(file_name: &str, name: &str) -> Option<Leftover> {
+        let is_number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if let Some((pid, rest)) = file_name.split_once('-') {
+            if is_number(pid) && rest == name {
+                return Some(Leftover::PrivateDir);
+            }
+        }
+        if let Some((content, pid)) = file_name
+            .strip_suffix(ASSEMBLY)
+            .and_then(|rest| rest.rsplit_once('.'))
+        {
+            if content == name && is_number(pid) {
+                return Some(Leftover::Assembly);
+            }
+        }
+        let (part, holder) = file_name.rsplit_once('.')?;
+        let chunk = ChunkName::parse(part.strip_suffix(PART)?).ok()?;
+        (chunk.content() == name && is_number(holder)).then_some(Leftover::EndgameCopy)
+    }
+}
 
 /// Where a content in the store came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +174,12 @@ pub enum StoreError {
         /// What it is.
         why: OpenError,
     },
+    /// Another process holds the lock of this content ([`ChunkStore::lock_content`]).
+    #[error("{content:?} is locked by another process")]
+    Locked {
+        /// The content.
+        content: String,
+    },
     /// A manifest file is not valid JSON of the expected shape.
     #[error("corrupt manifest {path}: {source}")]
     CorruptManifest {
@@ -150,7 +229,26 @@ impl ChunkStore {
 
     /// Where a chunk is received before it is checked and renamed to [`Self::chunk_path`].
     pub fn incoming_path(&self, name: &ChunkName) -> PathBuf {
-        self.root.join(INCOMING).join(format!("{name}.part"))
+        part_path_in(&self.incoming_dir(), name)
+    }
+
+    /// Where this process assembles `content` before moving it into `downloads/`: in
+    /// `.incoming/`, named after the process so two runs never write one file.
+    pub fn assembly_path(&self, content: &str) -> PathBuf {
+        self.incoming_dir()
+            .join(assembly_name(content, std::process::id()))
+    }
+
+    /// The private folder this process downloads `content` into when the store holds another
+    /// content of that name: its chunks are kept out of the store, so never re-served.
+    pub fn private_dir(&self, content: &str) -> PathBuf {
+        self.incoming_dir()
+            .join(private_dir_name(content, std::process::id()))
+    }
+
+    /// The lock file of `content` ([`Self::lock_content`]).
+    pub fn lock_path(&self, content: &str) -> PathBuf {
+        self.root.join(LOCKS).join(format!("{content}.lock"))
     }
 
     /// The folder of chunks being received.
@@ -343,8 +441,54 @@ pub fn remove_if_exists(path: &Path) -> Result<(), StoreError> {
     }
 }
 
+/// Downloads: one at a time per content, and the cleanup of what a killed one left.
+impl ChunkStore {
+    /// Locks `content` for this process's download of it, until the returned guard is dropped.
+    ///
+    /// # Errors
+    /// [`StoreError::Locked`] when another process holds the lock; [`StoreError::Io`] when the
+    /// lock file cannot be created.
+    pub fn lock_content(&self, content: &str) -> Result<ContentLock, StoreError> {
+        let dir = self.root.join(LOCKS);
+        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        let path = self.lock_path(content);
+        match ContentLock::acquire(&path) {
+            Ok(Some(lock)) => Ok(lock),
+            Ok(None) => Err(StoreError::Locked {
+                content: content.to_owned(),
+            }),
+            Err(e) => Err(io_err("create", &path)(e)),
+        }
+    }
+
+    /// Removes what a killed download of `content` left in `.incoming/` ([`Leftover`]):
+    /// assembled files, endgame copies and private folders. Part files of the store stay: they
+    /// are continued. Call it only under the content's lock, so nothing removed is in use.
+    pub fn clean_leftovers(&self, content: &str) {
+        let Ok(entries) = fs::read_dir(self.incoming_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let file_name = entry.file_name();
+            let Some(file_name) = file_name.to_str() else {
+                continue;
+            };
+            match Leftover::of(file_name, content) {
+                Some(Leftover::Assembly | Leftover::EndgameCopy) => {
+                    let _ = fs::remove_file(entry.path());
+                }
+                Some(Leftover::PrivateDir) => {
+                    let _ = fs::remove_dir_all(entry.path());
+                }
+                None => {}
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::lock::Taken;
     use super::*;
     use crate::digest::Digest;
 
@@ -415,6 +559,7 @@ mod tests {
         assert_eq!(snap.chunks.len(), 1);
         assert_eq!(snap.metas["my file.bin"], m.manifest.meta());
         assert_eq!(store.chunks_of("my file.bin").to_string(), "-2---");
+        assert_eq!(snap.chunks, [ChunkName::parse("my file.bin_2").unwrap()]);
         store.remove_content("my file.bin").unwrap();
         assert_eq!(store.snapshot().unwrap(), Snapshot::default());
     }
@@ -447,5 +592,114 @@ mod tests {
             Err(StoreError::CorruptManifest { .. })
         ));
         assert!(store.manifests().is_empty());
+    }
+    #[test]
+    fn temp_names_are_made_and_recognised_in_one_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let chunk = ChunkName::parse("a_3").unwrap();
+        let incoming = store.incoming_dir();
+        assert_eq!(store.incoming_path(&chunk), incoming.join("a_3.part"));
+        assert_eq!(
+            part_path_in(dir.path(), &chunk),
+            dir.path().join("a_3.part")
+        );
+        let copy = copy_part_path_in(&incoming, &chunk, 2);
+        assert_eq!(copy, incoming.join("a_3.part.2"));
+        assert_eq!(store.lock_path("a"), dir.path().join(".locks/a.lock"));
+        let leftover = |path: PathBuf| {
+            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+            Leftover::of(&name, "a")
+        };
+        assert_eq!(leftover(copy), Some(Leftover::EndgameCopy));
+        assert_eq!(leftover(store.assembly_path("a")), Some(Leftover::Assembly));
+        assert_eq!(leftover(store.private_dir("a")), Some(Leftover::PrivateDir));
+        assert_eq!(
+            leftover(store.incoming_path(&chunk)),
+            None,
+            "part files are continued"
+        );
+        assert_eq!(assembly_name("a.b", 99), "a.b.99.download");
+        assert_eq!(private_dir_name("a", 77), "77-a");
+    }
+
+    #[test]
+    fn leftovers_are_recognised_exactly_never_by_prefix() {
+        let of = |file: &str| Leftover::of(file, "a");
+        assert_eq!(of("a.123.download"), Some(Leftover::Assembly));
+        assert_eq!(of("a_3.part.2"), Some(Leftover::EndgameCopy));
+        assert_eq!(of("77-a"), Some(Leftover::PrivateDir));
+        // Another content's files, however alike.
+        for other in [
+            "a.b.123.download",
+            "a.b_3.part.2",
+            "a_1_2.part.3",
+            "77-a.b",
+            "ab.123.download",
+            "a_3.part",
+            "a_3.part.x",
+            "a.download",
+            "x-a",
+        ] {
+            assert_eq!(of(other), None, "{other}");
+        }
+        assert_eq!(
+            Leftover::of("a.b.99.download", "a.b"),
+            Some(Leftover::Assembly)
+        );
+    }
+
+    #[test]
+    fn cleaning_leftovers_keeps_part_files_and_other_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let incoming = store.incoming_dir();
+        for name in ["a.1.download", "a_2.part.1", "a_2.part", "a.b.1.download"] {
+            fs::write(incoming.join(name), b"x").unwrap();
+        }
+        fs::create_dir(incoming.join("5-a")).unwrap();
+        fs::write(incoming.join("5-a").join("a_1"), b"x").unwrap();
+        store.clean_leftovers("a");
+        let mut left: Vec<String> = fs::read_dir(&incoming)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["a.b.1.download", "a_2.part"]);
+    }
+
+    #[test]
+    fn lock_files_are_removed_and_a_removed_one_is_never_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path().join("temp")).unwrap();
+        let locks = store.root().join(".locks");
+        let path = store.lock_path("a.b");
+        let first = store.lock_content("a.b").unwrap();
+        assert!(path.exists());
+        assert!(matches!(
+            store.lock_content("a.b"),
+            Err(StoreError::Locked { content }) if content == "a.b"
+        ));
+        // Another run opened the file, and is about to lock it, when the first one ends.
+        let late = fs::File::open(&path).unwrap();
+        drop(first);
+        assert!(
+            !path.exists(),
+            "the lock file is removed when the lock ends"
+        );
+        // A third run takes the lock under a new file...
+        let third = store.lock_content("a.b").unwrap();
+        // ... and the late one, locking the removed file, sees that it is not the lock.
+        assert!(matches!(ContentLock::take(late, &path), Taken::Removed));
+        assert!(
+            path.exists(),
+            "the late run must not remove the third run's file"
+        );
+        assert!(matches!(
+            store.lock_content("a.b"),
+            Err(StoreError::Locked { .. })
+        ));
+        drop(third);
+        assert_eq!(fs::read_dir(&locks).unwrap().count(), 0);
     }
 }

@@ -19,7 +19,6 @@
 //! the new one, never a torn one. Readers and the writer also take an fs2 lock on
 //! `tags.txt.lock`: a lock held on `tags.txt` itself would stay on the replaced inode.
 
-use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -154,21 +153,6 @@ pub struct TagsIndex {
     pub entries: Vec<TagEntry>,
 }
 
-/// One content as the downloader offers it: all holders of one name and digest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Offer<'a> {
-    /// The content name.
-    pub name: &'a str,
-    /// The content digest; `None` for contents only legacy peers announce.
-    pub sha256: Option<Digest>,
-    /// Size, when known.
-    pub size: Option<u64>,
-    /// The holders' entries.
-    pub holders: Vec<&'a TagEntry>,
-    /// Union of the holders' chunks.
-    pub available: ChunkSet,
-}
-
 const COLUMNS: [&str; 10] = [
     "USER",
     "ADDRESS",
@@ -300,43 +284,6 @@ impl TagsIndex {
     /// Entries still valid at `now`.
     pub fn live(&self, now: DateTime<Utc>) -> impl Iterator<Item = &TagEntry> {
         self.entries.iter().filter(move |e| e.expires_at() > now)
-    }
-
-    /// The contents on offer at `now`: live entries grouped by name and digest, so two
-    /// different files that share a name are two offers. Sorted by name, then by how many
-    /// holders, most first.
-    pub fn offers(&self, now: DateTime<Utc>) -> Vec<Offer<'_>> {
-        let mut groups: BTreeMap<(&str, Option<Digest>), Vec<&TagEntry>> = BTreeMap::new();
-        for entry in self.live(now).filter(|e| !e.chunks.is_empty()) {
-            groups
-                .entry((entry.content.as_str(), entry.sha256))
-                .or_default()
-                .push(entry);
-        }
-        let mut offers: Vec<Offer<'_>> = groups
-            .into_iter()
-            .map(|((name, sha256), holders)| Offer {
-                name,
-                sha256,
-                size: holders.iter().find_map(|h| h.size),
-                available: holders
-                    .iter()
-                    .fold(ChunkSet::EMPTY, |acc, h| acc.union(h.chunks)),
-                holders,
-            })
-            .collect();
-        // Per name: complete offers first, then verified ones (a legacy copy is unverifiable),
-        // then the most available, the most held.
-        let rank = |o: &Offer<'_>| {
-            (
-                std::cmp::Reverse(o.available.is_complete()),
-                std::cmp::Reverse(o.sha256.is_some()),
-                std::cmp::Reverse(o.available.count()),
-                std::cmp::Reverse(o.holders.len()),
-            )
-        };
-        offers.sort_by(|a, b| (a.name, rank(a), a.sha256).cmp(&(b.name, rank(b), b.sha256)));
-        offers
     }
 }
 
@@ -713,50 +660,6 @@ mod tests {
         let text = index.to_string();
         assert!(text.contains("Résumé%20–%20日本語%20❤️%20👍🏽.pdf"), "{text}");
         assert_eq!(TagsIndex::parse(&text, Path::new("t")).unwrap(), index);
-    }
-
-    #[test]
-    fn offers_group_by_name_and_digest_and_skip_expired() {
-        let mut index = sample();
-        let now = index.entries[0].last_seen + chrono::Duration::seconds(10);
-        // A second holder of alice's photo, and a different file with the same name.
-        index
-            .entries
-            .push(entry("carol", "127.0.0.4", "photo.png", Some(1)));
-        index
-            .entries
-            .push(entry("dave", "127.0.0.5", "photo.png", Some(9)));
-        let mut stale = entry("old", "127.0.0.6", "photo.png", Some(1));
-        stale.last_seen = now - chrono::Duration::seconds(181);
-        index.entries.push(stale);
-        let offers = index.offers(now);
-        let photos: Vec<&Offer> = offers.iter().filter(|o| o.name == "photo.png").collect();
-        assert_eq!(photos.len(), 2);
-        assert_eq!(photos[0].holders.len(), 2, "most holders first");
-        assert_eq!(photos[0].sha256, Some(Digest::of(&[1])));
-        assert_eq!(photos[1].holders[0].user, "dave");
-        let ece = offers.iter().find(|o| o.name == "ece").unwrap();
-        assert_eq!(ece.available.to_string(), "12-4-");
-        assert_eq!(ece.size, None);
-    }
-
-    #[test]
-    fn a_verified_copy_is_preferred_to_an_equally_available_legacy_one() {
-        let mut index = TagsIndex::default();
-        let legacy = entry("ece", "127.0.0.9", "song.mp3", None);
-        let ours = entry("alice", "127.0.0.2", "song.mp3", Some(3));
-        let now = ours.last_seen + chrono::Duration::seconds(10);
-        index.entries = vec![legacy.clone(), ours];
-        let offers = index.offers(now);
-        assert_eq!(offers[0].sha256, Some(Digest::of(&[3])), "{offers:?}");
-        // Even a legacy copy with more holders comes second...
-        index
-            .entries
-            .push(entry("bob", "127.0.0.10", "song.mp3", None));
-        assert!(index.offers(now)[0].sha256.is_some());
-        // ...but a complete copy beats an incomplete verified one.
-        index.entries[1].chunks = ChunkSet::parse("12---").unwrap();
-        assert_eq!(index.offers(now)[0].sha256, None);
     }
 
     #[test]

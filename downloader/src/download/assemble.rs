@@ -10,7 +10,8 @@ use shared::digest::{Digest, HashingWriter};
 use shared::store::ChunkStore;
 use shared::CHUNKS_PER_FILE;
 
-use super::{io_error, DownloadError, Placement};
+use super::error::{io_error, DownloadError};
+use super::placement::Placement;
 use crate::catalog::Target;
 
 /// Concatenates the chunks into `temp/.incoming/`, checks the digest, and moves the file into
@@ -22,10 +23,7 @@ pub(super) fn assemble(
     names: &[ChunkName; CHUNKS_PER_FILE],
     downloads: &Path,
 ) -> Result<(PathBuf, u64, Digest, bool), DownloadError> {
-    let assembly =
-        store
-            .incoming_dir()
-            .join(format!("{}.{}.download", target.name, std::process::id()));
+    let assembly = store.assembly_path(&target.name);
     let result = (|| {
         let file = File::create(&assembly).map_err(io_error("create", &assembly))?;
         let mut out = HashingWriter::new(BufWriter::with_capacity(256 * 1024, file));
@@ -64,7 +62,7 @@ pub(super) fn assemble(
 
 /// `downloads/<name>`, or `downloads/<stem> (n).<ext>` when a different file has that name.
 /// The flag says an identical file is already there.
-pub(super) fn destination(
+fn destination(
     downloads: &Path,
     name: &str,
     digest: Digest,
@@ -95,7 +93,7 @@ pub(super) fn destination(
     unreachable!("u32 names run out")
 }
 
-pub(super) fn move_into_place(from: &Path, to: &Path) -> Result<(), DownloadError> {
+fn move_into_place(from: &Path, to: &Path) -> Result<(), DownloadError> {
     if fs::rename(from, to).is_ok() {
         shared::fsutil::sync_parent(to);
         return Ok(());

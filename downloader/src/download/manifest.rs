@@ -18,15 +18,15 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use shared::connection::Connection;
 use shared::digest::Digest;
-use shared::protocol::{Manifest, Request, Response};
+use shared::protocol::Manifest;
 use shared::shutdown::Shutdown;
 use shared::store::{ChunkStore, Origin};
 use shared::tags::Proto;
 
+use super::plan::vouched_by;
 use crate::catalog::{Holder, Target};
-use crate::fetch::{CancelHandle, Network};
+use crate::fetch::{fetch_manifest, CancelHandle, Network};
 
 /// At most this many manifest requests are in flight at once.
 const PARALLEL_REQUESTS: usize = 8;
@@ -52,11 +52,6 @@ pub(super) enum NoManifest {
     Unavailable,
     /// Ctrl-C.
     Cancelled,
-}
-
-/// Whether `manifest` is the one `holder` vouches for, as far as its announcement tells.
-pub(super) fn vouched_by(holder: &Holder, root: Digest) -> bool {
-    holder.root.is_none_or(|r| r == root)
 }
 
 /// Gets the manifest of `target` (whose file digest is `digest`), skipping manifests whose root
@@ -136,7 +131,7 @@ fn race(
                 }
                 let slot = candidates.iter().position(|&c| c == h).unwrap_or(0);
                 let holder = &target.holders[h];
-                match ask(holder, &target.name, digest, net, &handles[slot]) {
+                match fetch_manifest(holder, &target.name, digest, net, &handles[slot]) {
                     Ok(m)
                         if acceptable(
                             &m,
@@ -207,34 +202,4 @@ fn acceptable(
         && m.size <= max_size
         && vouched_by(holder, root)
         && !rejected.contains(&root)
-}
-
-/// One manifest request, cut off through `handle` when another holder answered first.
-fn ask(
-    holder: &Holder,
-    name: &str,
-    digest: Digest,
-    net: &Network,
-    handle: &CancelHandle,
-) -> Result<Manifest, String> {
-    let mut conn = Connection::connect_with(
-        holder.addr,
-        net.source_for(holder.addr),
-        net.connect,
-        net.first_byte,
-    )
-    .map_err(|e| format!("cannot connect: {e}"))?;
-    if let Ok(clone) = conn.try_clone_stream() {
-        handle.register(clone);
-    }
-    conn.write_request(&Request::Manifest {
-        content: name.to_owned(),
-        content_sha256: Some(digest),
-    })
-    .map_err(|e| format!("cannot send the request: {e}"))?;
-    match conn.read_response() {
-        Ok(Response::Manifest(m)) => Ok(m),
-        Ok(other) => Err(format!("answered {other:?}")),
-        Err(e) => Err(e.to_string()),
-    }
 }

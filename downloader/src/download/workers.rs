@@ -1,88 +1,57 @@
-//! The workers of one download: one per missing chunk, sharing a [`Board`] of what is in
-//! flight and what has arrived. Each tries its chunk's holders in order; when done, it helps
-//! with chunks still in flight elsewhere (endgame). The first complete copy of a chunk wins and
-//! cancels the others.
+//! The threads of one download round: one worker per missing chunk, sharing a [`Board`] of what
+//! is in flight and what has arrived. Each tries its chunk's holders in the planned order; when
+//! done, it helps with chunks still in flight elsewhere (endgame, `plan::EndgameView::pick`). The
+//! first complete copy of a chunk wins and cancels the others.
+//!
+//! The decisions (who to ask, what to duplicate) are `plan.rs`'s; where files go is
+//! `placement.rs`'s; the requests themselves are `fetch`'s. This module runs them.
 
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::{self, SyncSender};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use shared::chunk::ChunkName;
-use shared::digest::Digest;
-use shared::events::Event;
+use shared::events::Outcome;
 use shared::shutdown::Shutdown;
 use shared::store::ChunkStore;
 use shared::tags::Proto;
 use shared::CHUNKS_PER_FILE;
 
-use super::{short_legacy_chunks, Placement, Progress};
+use super::board::{Board, ChunkResult};
+use super::fetch_log::FetchedEvent;
+use super::placement::Placement;
+use super::progress::Progress;
 use crate::catalog::{Holder, Target};
 use crate::fetch::{fetch_chunk, CancelHandle, Expected, FetchError, Fetched, Job, Network};
-use crate::format;
 
 /// How often the thread that reports progress looks at the Ctrl-C flag.
 const CANCEL_POLL: Duration = Duration::from_millis(50);
 
-pub(super) struct ChunkResult {
-    pub(super) fetched: Fetched,
-    /// `user@address` of the sender; `None` for a chunk kept from before.
-    pub(super) source: Option<String>,
-    /// The sender's index among the target's holders.
-    pub(super) holder: Option<usize>,
-}
+/// How long an idle worker waits for a flight to end or age before looking again.
+const IDLE_WAIT: Duration = Duration::from_millis(100);
 
+/// Why a worker's chunk did not arrive.
 pub(super) enum WorkerError {
     /// No holder delivered.
     Unavailable,
     /// Ctrl-C.
     Cancelled,
     /// A local failure (a full disk): other holders would not help.
-    Local { path: PathBuf, source: io::Error },
+    Local {
+        /// The file that could not be written.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
 }
 
-/// One fetch in progress.
-struct Flight {
-    holder: usize,
-    started: Instant,
-    handle: Arc<CancelHandle>,
-}
-
-/// The state of the five chunks, shared by the workers.
-#[derive(Default)]
-pub(super) struct Board {
-    /// The copy that won, per chunk.
-    pub(super) results: [Option<ChunkResult>; CHUNKS_PER_FILE],
-    /// Fetches in progress, per chunk.
-    flights: [Vec<Flight>; CHUNKS_PER_FILE],
-    /// Holders that failed each chunk during this download.
-    pub(super) failed: [HashSet<usize>; CHUNKS_PER_FILE],
-}
-
-impl Board {
-    fn is_busy(&self, holder: usize) -> bool {
-        self.flights.iter().flatten().any(|f| f.holder == holder)
-    }
-
-    /// How many chunks `holder` delivered in this download.
-    fn delivered(&self, holder: usize) -> usize {
-        self.results
-            .iter()
-            .flatten()
-            .filter(|r| r.holder == Some(holder))
-            .count()
-    }
-
-    fn remove_flight(&mut self, position: usize, handle: &Arc<CancelHandle>) {
-        self.flights[position].retain(|f| !Arc::ptr_eq(&f.handle, handle));
-    }
-}
-
+/// What the workers of one round share.
 pub(super) struct FetchContext<'a> {
     pub(super) target: &'a Target,
     pub(super) store: &'a ChunkStore,
@@ -91,35 +60,57 @@ pub(super) struct FetchContext<'a> {
     pub(super) net: Network,
     pub(super) endgame_after: Duration,
     pub(super) shutdown: &'a Shutdown,
-    /// Per holder: whether it vouches for the manifest in use (announced its root, or the
-    /// manifest is one this peer verified before), so that wrong bytes from it are its fault.
+    /// Per holder: whether it vouches for the manifest in use (see `plan::vouching`), so that
+    /// wrong bytes from it are its fault.
     pub(super) vouching: Vec<bool>,
-    /// Holders caught sending wrong bytes: written by any worker, read by all, for the rest of
-    /// this download.
+    /// Holders caught sending wrong bytes, or not answering: written by any worker, read by
+    /// all, for the rest of this download.
     pub(super) avoid: Mutex<HashSet<SocketAddr>>,
     /// Signalled whenever a flight ends, so idle endgame helpers need not poll.
     pub(super) changed: Condvar,
-    /// Written by every worker under its lock; read back by `download` once they are done.
+    /// Written by every worker under its lock; read back by the round once they are done.
     pub(super) board: Mutex<Board>,
 }
 
+/// One fetch of a chunk from one holder, already registered as a flight on the board.
+struct Attempt<'a> {
+    chunk: &'a ChunkName,
+    /// The holder's index in the round.
+    holder: usize,
+    /// Where the bytes go.
+    part: PathBuf,
+    /// Whether a part file there may be continued (not for endgame copies).
+    resume: bool,
+    handle: Arc<CancelHandle>,
+}
+
 /// How one attempt ended.
-enum Attempt {
+enum AttemptEnd {
     /// This copy of the chunk is the one kept.
     Won,
     /// Another copy was kept first.
     Lost,
+    /// A legacy holder answered with nothing: it may lack the chunk, or the chunk is empty.
+    EmptyLegacyAnswer,
     /// This holder did not deliver.
     Failed(FetchError),
 }
 
-impl FetchContext<'_> {
-    pub(super) fn board(&self) -> std::sync::MutexGuard<'_, Board> {
+impl<'a> FetchContext<'a> {
+    /// The board, locked (a worker that panicked while holding it left nothing half-written
+    /// that matters: its chunk is simply missing).
+    pub(super) fn board(&self) -> MutexGuard<'_, Board> {
         self.board.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn is_avoided(&self, addr: SocketAddr) -> bool {
         self.avoid.lock().is_ok_and(|set| set.contains(&addr))
+    }
+
+    fn avoid(&self, addr: SocketAddr) {
+        if let Ok(mut avoid) = self.avoid.lock() {
+            avoid.insert(addr);
+        }
     }
 
     fn is_done(&self, chunk: &ChunkName) -> bool {
@@ -185,32 +176,21 @@ impl FetchContext<'_> {
         self.changed.notify_all();
     }
 
-    /// Removes the legacy chunks whose lengths break the chunking rule (see
-    /// [`short_legacy_chunks`]) and marks their senders as failed for them.
+    /// Removes the legacy chunks whose lengths break the chunking rule, so they are fetched
+    /// again; returns them.
     pub(super) fn discard_short_legacy_chunks(
         &self,
         names: &[ChunkName; CHUNKS_PER_FILE],
     ) -> Vec<ChunkName> {
-        let mut board = self.board();
-        let lens: [u64; CHUNKS_PER_FILE] =
-            std::array::from_fn(|i| board.results[i].as_ref().map_or(0, |r| r.fetched.bytes));
-        let mut discarded = Vec::new();
-        for position in short_legacy_chunks(&lens) {
-            let chunk = &names[position];
-            if let Some(result) = board.results[position].take() {
-                log::warn!(
-                    "{chunk} from {} has {} bytes, which the chunking rule rules out ({lens:?}); fetching it again",
-                    result.source.as_deref().unwrap_or("?"),
-                    result.fetched.bytes
-                );
-                if let Some(h) = result.holder {
-                    board.failed[position].insert(h);
-                }
-            }
-            let _ = fs::remove_file(self.placement.chunk_path(self.store, chunk));
-            discarded.push(chunk.clone());
-        }
-        discarded
+        let short = self.board().take_short_legacy_chunks(names);
+        short
+            .into_iter()
+            .map(|position| {
+                let chunk = &names[position];
+                let _ = fs::remove_file(self.placement.chunk_path(self.store, chunk));
+                chunk.clone()
+            })
+            .collect()
     }
 
     /// The chunk's main worker: tries the planned holders in order until a copy is kept.
@@ -235,8 +215,7 @@ impl FetchContext<'_> {
             if self.is_avoided(holders[h].addr) {
                 continue;
             }
-            let handle = Arc::new(CancelHandle::default());
-            {
+            let handle = {
                 let mut board = self.board();
                 // One request at a time to a legacy server: many of them serve one connection
                 // at a time, and some crash when asked for several at once.
@@ -247,36 +226,36 @@ impl FetchContext<'_> {
                 {
                     board = self
                         .changed
-                        .wait_timeout(board, Duration::from_millis(100))
+                        .wait_timeout(board, IDLE_WAIT)
                         .map_or_else(|p| p.into_inner().0, |(b, _)| b);
                 }
                 if board.results[chunk.position()].is_some() {
                     return Ok(());
                 }
-                board.flights[chunk.position()].push(Flight {
-                    holder: h,
-                    started: Instant::now(),
-                    handle: handle.clone(),
-                });
-            }
-            let part = self.placement.part_path(self.store, chunk);
-            match self.attempt(chunk, h, &part, true, &handle, progress) {
-                Attempt::Won | Attempt::Lost => return Ok(()),
-                Attempt::Failed(FetchError::Cancelled) => {
+                board.add_flight(chunk.position(), h)
+            };
+            let attempt = Attempt {
+                chunk,
+                holder: h,
+                part: self.placement.part_path(self.store, chunk),
+                resume: true,
+                handle,
+            };
+            match self.attempt(&attempt, progress) {
+                AttemptEnd::Won | AttemptEnd::Lost => return Ok(()),
+                AttemptEnd::EmptyLegacyAnswer => {
+                    empty_from.get_or_insert(h);
+                }
+                AttemptEnd::Failed(FetchError::Cancelled) => {
                     if self.is_done(chunk) {
                         return Ok(());
                     }
                     return Err(WorkerError::Cancelled);
                 }
-                Attempt::Failed(FetchError::Write { path, source }) => {
+                AttemptEnd::Failed(FetchError::Write { path, source }) => {
                     return Err(WorkerError::Local { path, source });
                 }
-                Attempt::Failed(FetchError::Protocol(ref reason))
-                    if reason == EMPTY_LEGACY_ANSWER =>
-                {
-                    empty_from.get_or_insert(h);
-                }
-                Attempt::Failed(_) => {}
+                AttemptEnd::Failed(_) => {}
             }
         }
         if let Some(h) = empty_from {
@@ -291,17 +270,9 @@ impl FetchContext<'_> {
         }
     }
 
-    /// One fetch of `chunk` from holder `h` into `part`, already registered as a flight.
-    #[allow(clippy::too_many_arguments)]
-    fn attempt(
-        &self,
-        chunk: &ChunkName,
-        h: usize,
-        part: &Path,
-        resume: bool,
-        handle: &Arc<CancelHandle>,
-        progress: &SyncSender<Progress>,
-    ) -> Attempt {
+    /// Runs one attempt and records how it ended on the board, in the log and in the progress.
+    fn attempt(&self, attempt: &Attempt<'_>, progress: &SyncSender<Progress>) -> AttemptEnd {
+        let (chunk, h, part) = (attempt.chunk, attempt.holder, attempt.part.as_path());
         let holder = &self.target.holders[h];
         let position = chunk.position();
         let expected = self.expected[position];
@@ -310,32 +281,32 @@ impl FetchContext<'_> {
             chunk,
             content_sha256: self.target.sha256,
             expected,
-            resume,
+            resume: attempt.resume,
         };
         let started = Instant::now();
-        let result = fetch_chunk(&job, part, &self.net, self.shutdown, handle);
+        let result = fetch_chunk(&job, part, &self.net, self.shutdown, &attempt.handle);
         let millis = started.elapsed().as_millis();
         let mut board = self.board();
-        board.remove_flight(position, handle);
+        board.remove_flight(position, &attempt.handle);
         // A flight ended: endgame helpers waiting for one look again.
         self.changed.notify_all();
         match result {
             Ok(fetched) if fetched.bytes == 0 && expected.is_none() => {
                 drop(board);
                 let _ = fs::remove_file(part);
-                Attempt::Failed(FetchError::Protocol(EMPTY_LEGACY_ANSWER.into()))
+                AttemptEnd::EmptyLegacyAnswer
             }
             Ok(fetched) => {
                 if board.results[position].is_some() {
                     drop(board);
                     let _ = fs::remove_file(part);
-                    return Attempt::Lost;
+                    return AttemptEnd::Lost;
                 }
                 let dest = self.placement.chunk_path(self.store, chunk);
                 if let Err(source) = fs::rename(part, &dest) {
                     drop(board);
                     let _ = fs::remove_file(part);
-                    return Attempt::Failed(FetchError::Write { path: dest, source });
+                    return AttemptEnd::Failed(FetchError::Write { path: dest, source });
                 }
                 board.results[position] = Some(ChunkResult {
                     fetched,
@@ -347,15 +318,8 @@ impl FetchContext<'_> {
                     flight.handle.cancel();
                 }
                 drop(board);
-                self.log_fetch(chunk, holder, &fetched, millis, "ok", None);
-                let _ = progress.send(Progress::ChunkDone {
-                    index: chunk.index(),
-                    holder: holder.label(),
-                    bytes: fetched.bytes,
-                    millis,
-                    verified: fetched.verified,
-                });
-                Attempt::Won
+                self.delivered(chunk, holder, fetched, millis, progress);
+                AttemptEnd::Won
             }
             Err(e) => {
                 let superseded = board.results[position].is_some();
@@ -367,64 +331,88 @@ impl FetchContext<'_> {
                 // wrong in it); anything else is discarded.
                 let resumable = matches!(holder.proto, Proto::P2p(_))
                     && expected.is_some()
-                    && resume
+                    && attempt.resume
                     && !e.is_bad_data()
                     && !superseded;
                 // What arrived before the failure, for the log.
-                let received = fs::metadata(part).map_or(0, |m| m.len());
+                let received = Fetched::unverified(fs::metadata(part).map_or(0, |m| m.len()));
                 if !resumable {
                     let _ = fs::remove_file(part);
                 }
                 if superseded {
                     // Say so: a transfer cut short by a faster copy is worth seeing in the log.
-                    let lost = Fetched {
-                        bytes: received,
-                        resumed_from: 0,
-                        sha256: Digest::of(b""),
-                        verified: false,
-                    };
-                    self.log_fetch(chunk, holder, &lost, millis, "superseded", Some(&e));
-                    return Attempt::Lost;
+                    let attempt = self.logged(chunk, holder, &received, millis);
+                    attempt.failed(Outcome::Superseded, &e);
+                    return AttemptEnd::Lost;
                 }
-                let blamed = e.is_bad_data() && self.vouching.get(h).copied().unwrap_or(false);
-                if e.is_unresponsive() {
-                    if let Ok(mut avoid) = self.avoid.lock() {
-                        avoid.insert(holder.addr);
-                    }
-                }
-                if blamed {
-                    if let Ok(mut avoid) = self.avoid.lock() {
-                        avoid.insert(holder.addr);
-                    }
-                    log::warn!(
-                        "{} sent wrong data for {chunk}; not asking it again during this download",
-                        holder.label()
-                    );
-                }
-                if !matches!(e, FetchError::Cancelled) {
-                    let failed = Fetched {
-                        bytes: received,
-                        resumed_from: 0,
-                        sha256: Digest::of(b""),
-                        verified: false,
-                    };
-                    // Bytes that contradict a manifest the holder never vouched for prove
-                    // nothing against it.
-                    let outcome = if e.is_bad_data() && !blamed {
-                        "unconfirmed_mismatch"
-                    } else {
-                        e.outcome()
-                    };
-                    self.log_fetch(chunk, holder, &failed, millis, outcome, Some(&e));
-                    let _ = progress.send(Progress::AttemptFailed {
-                        index: chunk.index(),
-                        holder: holder.label(),
-                        reason: e.to_string(),
-                    });
-                }
-                Attempt::Failed(e)
+                self.failed(chunk, h, &received, millis, &e, progress);
+                AttemptEnd::Failed(e)
             }
         }
+    }
+
+    /// A holder failed to deliver `chunk`: avoided when it does not answer or, vouching for the
+    /// manifest, sent wrong bytes; logged and reported unless the fetch was cancelled.
+    fn failed(
+        &self,
+        chunk: &ChunkName,
+        h: usize,
+        received: &Fetched,
+        millis: u128,
+        e: &FetchError,
+        progress: &SyncSender<Progress>,
+    ) {
+        let holder = &self.target.holders[h];
+        let blamed = e.is_bad_data() && self.vouching.get(h).copied().unwrap_or(false);
+        if e.is_unresponsive() || blamed {
+            self.avoid(holder.addr);
+        }
+        if blamed {
+            log::warn!(
+                "{} sent wrong data for {chunk}; not asking it again during this download",
+                holder.label()
+            );
+        }
+        if matches!(e, FetchError::Cancelled) {
+            return;
+        }
+        // Bytes that contradict a manifest the holder never vouched for prove nothing
+        // against it.
+        let outcome = if e.is_bad_data() && !blamed {
+            Outcome::UnconfirmedMismatch
+        } else {
+            e.outcome()
+        };
+        self.logged(chunk, holder, received, millis)
+            .failed(outcome, e);
+        let _ = progress.send(Progress::AttemptFailed {
+            index: chunk.index(),
+            holder: holder.label(),
+            reason: e.to_string(),
+        });
+    }
+
+    fn logged(&self, chunk: &ChunkName, holder: &Holder, got: &Fetched, ms: u128) -> FetchedEvent {
+        FetchedEvent::new(&self.target.name, chunk, holder, got, ms)
+    }
+
+    /// A copy of `chunk` from `holder` was kept: logged and reported.
+    fn delivered(
+        &self,
+        chunk: &ChunkName,
+        holder: &Holder,
+        fetched: Fetched,
+        millis: u128,
+        progress: &SyncSender<Progress>,
+    ) {
+        self.logged(chunk, holder, &fetched, millis).ok();
+        let _ = progress.send(Progress::ChunkDone {
+            index: chunk.index(),
+            holder: holder.label(),
+            bytes: fetched.bytes,
+            millis,
+            verified: fetched.verified,
+        });
     }
 
     /// Endgame: while other chunks are still in flight, ask an idle holder for one of them too;
@@ -435,69 +423,34 @@ impl FetchContext<'_> {
             if self.shutdown.is_triggered() {
                 return;
             }
-            let pick = {
+            let (position, h, handle) = {
                 let mut board = self.board();
-                let in_flight = (0..CHUNKS_PER_FILE)
-                    .any(|p| board.results[p].is_none() && !board.flights[p].is_empty());
-                if !in_flight {
+                let avoided = holders.iter().map(|h| self.is_avoided(h.addr)).collect();
+                let view = board.endgame_view(holders, avoided, self.endgame_after);
+                if !view.in_flight() {
                     return;
                 }
-                let mut pick = None;
-                // Chunks with the fewest copies in flight first: idle holders spread over the
-                // stuck chunks instead of all piling onto the first one.
-                let mut positions: Vec<usize> = (0..CHUNKS_PER_FILE).collect();
-                positions.sort_by_key(|&p| board.flights[p].len());
-                for position in positions {
-                    let old_enough = board.flights[position]
-                        .iter()
-                        .any(|f| f.started.elapsed() >= self.endgame_after);
-                    if board.results[position].is_some() || !old_enough {
-                        continue;
-                    }
-                    let index = u8::try_from(position + 1).unwrap_or(u8::MAX);
-                    // Holders that have delivered first: an untried one may be silent.
-                    let idle = (0..holders.len())
-                        .filter(|&h| {
-                            holders[h].chunks.contains(index)
-                                && !board.is_busy(h)
-                                && !board.failed[position].contains(&h)
-                                && !self.is_avoided(holders[h].addr)
-                        })
-                        .max_by_key(|&h| (board.delivered(h), std::cmp::Reverse(h)));
-                    if let Some(h) = idle {
-                        let handle = Arc::new(CancelHandle::default());
-                        board.flights[position].push(Flight {
-                            holder: h,
-                            started: Instant::now(),
-                            handle: handle.clone(),
-                        });
-                        pick = Some((position, h, handle));
-                        break;
-                    }
-                }
-                if pick.is_none() {
+                let Some((position, h)) = view.pick() else {
                     // Nothing to duplicate yet (flights are young, or no holder is idle): wait
                     // until a flight ends, or a little, for the flights to age.
-                    let _ = self.changed.wait_timeout(board, Duration::from_millis(100));
+                    let _ = self.changed.wait_timeout(board, IDLE_WAIT);
                     continue;
-                }
-                pick
+                };
+                (position, h, board.add_flight(position, h))
             };
-            let Some((position, h, handle)) = pick else {
-                continue;
+            let Ok(names) = ChunkName::all_of(&self.target.name) else {
+                unreachable!("validated at the start of the download")
             };
-            let chunk = &ChunkName::all_of(&self.target.name)
-                .map(|names| names[position].clone())
-                .unwrap_or_else(|_| unreachable!("validated at the start of the download"));
-            let base = self.placement.part_path(self.store, chunk);
-            let part = PathBuf::from(format!("{}.{h}", base.display()));
-            log::info!(
-                "endgame: also asking {} for {chunk}",
-                self.target.holders[h].label()
-            );
-            if let Attempt::Failed(FetchError::Write { .. }) =
-                self.attempt(chunk, h, &part, false, &handle, progress)
-            {
+            let chunk = &names[position];
+            log::info!("endgame: also asking {} for {chunk}", holders[h].label());
+            let attempt = Attempt {
+                chunk,
+                holder: h,
+                part: self.placement.copy_part_path(self.store, chunk, h),
+                resume: false,
+                handle,
+            };
+            if let AttemptEnd::Failed(FetchError::Write { .. }) = self.attempt(&attempt, progress) {
                 return;
             }
         }
@@ -516,63 +469,13 @@ impl FetchContext<'_> {
             path: dest.clone(),
             source,
         })?;
-        let fetched = Fetched {
-            bytes: 0,
-            resumed_from: 0,
-            sha256: Digest::of(b""),
-            verified: false,
-        };
+        let fetched = Fetched::unverified(0);
         self.board().results[chunk.position()] = Some(ChunkResult {
             fetched,
             source: Some(holder.label()),
             holder: Some(h),
         });
-        self.log_fetch(chunk, holder, &fetched, 0, "ok", None);
-        let _ = progress.send(Progress::ChunkDone {
-            index: chunk.index(),
-            holder: holder.label(),
-            bytes: 0,
-            millis: 0,
-            verified: false,
-        });
+        self.delivered(chunk, holder, fetched, 0, progress);
         Ok(())
     }
-
-    fn log_fetch(
-        &self,
-        chunk: &ChunkName,
-        holder: &Holder,
-        fetched: &Fetched,
-        millis: u128,
-        outcome: &str,
-        error: Option<&FetchError>,
-    ) {
-        let sent = fetched.bytes - fetched.resumed_from;
-        let mut event = Event::new("fetched")
-            .with("content", &self.target.name)
-            .with("chunk", chunk.index())
-            .with("source", holder.addr)
-            .with("user", &holder.user)
-            .with("bytes", fetched.bytes);
-        if fetched.resumed_from > 0 {
-            event = event.with("resumed_from", fetched.resumed_from);
-        }
-        event = event
-            .with("ms", millis)
-            .with(
-                "rate_mbps",
-                format!("{:.1}", format::rate_mbps(sent, millis)),
-            )
-            .with("outcome", outcome)
-            .with("verified", if fetched.verified { "yes" } else { "no" });
-        if let Some(e) = error {
-            event = event.with("reason", e);
-            log::warn!("{event}");
-        } else {
-            log::info!("{event}");
-        }
-    }
 }
-
-/// The marker of an empty answer from a legacy holder (see [`FetchContext::fetch`]).
-const EMPTY_LEGACY_ANSWER: &str = "empty answer from a legacy server";

@@ -379,7 +379,8 @@ fn same_name_different_contents_from_two_peers_stay_apart() {
     index.apply(ip(4), &legacy("ece", &["notes.txt_3"]), LEGACY_PORT, t0());
     let tags = index.to_tags(t0());
     assert_eq!(tags.entries.len(), 3);
-    let offers = tags.offers(t0());
+    let offers: std::collections::HashSet<_> =
+        tags.live(t0()).map(|e| (&e.content, e.sha256)).collect();
     assert_eq!(offers.len(), 3, "three different offers of notes.txt");
     let by_user = |u: &str| tags.entries.iter().find(|e| e.user == u).unwrap();
     assert_eq!(by_user("alice").sha256, Some(a.sha256));

@@ -6,116 +6,25 @@
 //! the offset). Legacy peers get the legacy request and are read until they close (or fall
 //! silent after sending); what they send cannot be checked, and they always start over.
 //!
-//! Every fetch can be cancelled from another thread through its [`CancelHandle`], which also
-//! shuts the socket down so that a read blocked on a silent peer returns at once.
+//! Every byte passes a [`Guard`] that stops the transfer on Ctrl-C, on cancellation, when the
+//! holder trickles, sends more than the chunk can hold, or the disk fills.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
-use std::net::{IpAddr, Shutdown as SocketShutdown, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use shared::chunk::ChunkName;
 use shared::connection::{Connection, ConnectionError};
 use shared::digest::{Digest, Hasher, HashingWriter};
-use shared::protocol::{ErrorCode, Request, Response};
+use shared::protocol::{Request, Response};
 use shared::shutdown::Shutdown;
 use shared::tags::Proto;
 
+use super::connect::{connect, CancelHandle};
+use super::error::FetchError;
+use super::network::{no_space, Network};
 use crate::catalog::Holder;
-
-/// How to talk to chunk servers: source address, timeouts, and when a transfer is too slow.
-#[derive(Debug, Clone, Copy)]
-pub struct Network {
-    /// Source address of outgoing connections; `None` lets the system choose.
-    pub bind: Option<IpAddr>,
-    /// To establish a connection.
-    pub connect: Duration,
-    /// Longest silence during a transfer.
-    pub idle: Duration,
-    /// How long a holder of ours may take to answer a request with its header, counted from
-    /// the request: a holder that accepts and then says nothing is given up this soon.
-    pub first_byte: Duration,
-    /// Silence after which a legacy server that sent data is taken to have finished.
-    pub legacy_end: Duration,
-    /// A transfer that moves less than [`Network::stall_bytes`] in this long is abandoned (a
-    /// trickling peer): for another holder when there is one, else the download fails.
-    pub stall_window: Duration,
-    /// See [`Network::stall_window`].
-    pub stall_bytes: u64,
-    /// Size and disk limits.
-    pub limits: Limits,
-}
-
-impl Default for Network {
-    fn default() -> Self {
-        Network {
-            bind: None,
-            connect: shared::CONNECT_TIMEOUT,
-            idle: shared::IO_IDLE_TIMEOUT,
-            first_byte: FIRST_BYTE_TIMEOUT,
-            legacy_end: shared::LEGACY_END_IDLE,
-            stall_window: Duration::from_secs(10),
-            stall_bytes: 64 * 1024,
-            limits: Limits::default(),
-        }
-    }
-}
-
-/// The error of a disk about to fill: `free` bytes left, `min_free` to be kept.
-pub fn no_space(free: u64, min_free: u64) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::StorageFull,
-        format!("No space left on device for this download: {free} bytes free, {min_free} to be kept free (--min-free)"),
-    )
-}
-
-/// How much a download may take: the largest content accepted and the free space to keep.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Largest content accepted, in bytes: a content announced larger is refused, and no chunk
-    /// of unknown length (legacy peers) may exceed a fifth of it.
-    pub max_size: u64,
-    /// Bytes that must stay free on the disk of `temp/`: checked before a download and while
-    /// chunks arrive.
-    pub min_free: u64,
-}
-
-/// Default of [`Limits::max_size`]: 64 GiB.
-pub const DEFAULT_MAX_SIZE: u64 = 64 << 30;
-
-/// Default of [`Limits::min_free`]: 64 MiB.
-pub const DEFAULT_MIN_FREE: u64 = 64 << 20;
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_size: DEFAULT_MAX_SIZE,
-            min_free: DEFAULT_MIN_FREE,
-        }
-    }
-}
-
-impl Limits {
-    /// The longest chunk of the largest content accepted.
-    pub fn max_chunk_len(&self) -> u64 {
-        shared::chunk::chunk_len(self.max_size)
-    }
-}
-
-/// Default of [`Network::first_byte`]: our chunk servers answer at once, from a local file.
-pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(5);
-
-impl Network {
-    /// The source address for a connection to `holder`: `bind`, unless it is a loopback
-    /// address and the holder is not (or the other way round), which could never connect.
-    pub fn source_for(&self, holder: SocketAddr) -> Option<IpAddr> {
-        self.bind
-            .filter(|ip| ip.is_loopback() == holder.ip().is_loopback())
-    }
-}
 
 /// What the chunk must be, when known (from the content's manifest).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,145 +48,14 @@ pub struct Fetched {
     pub verified: bool,
 }
 
-/// Why a fetch from one holder failed. Each is a reason to try another holder.
-#[derive(Debug, thiserror::Error)]
-pub enum FetchError {
-    /// The holder could not be reached.
-    #[error("cannot connect: {0}")]
-    Connect(io::Error),
-    /// The request could not be sent.
-    #[error("cannot send the request: {0}")]
-    Send(io::Error),
-    /// The holder sent (or announced) more than the chunk can hold: more than the manifest
-    /// says, or more than a fifth of the largest content accepted.
-    #[error("sent more than the {limit} bytes the chunk can hold")]
-    TooLarge {
-        /// The most the chunk may hold.
-        limit: u64,
-    },
-    /// The holder accepted the connection and the request, and said nothing in time.
-    #[error("no answer within {0:?}")]
-    Silent(Duration),
-    /// The holder refused the request.
-    #[error("refused ({code:?}): {message}")]
-    Refused {
-        /// Its error code.
-        code: ErrorCode,
-        /// Its explanation.
-        message: String,
-    },
-    /// The holder answered with something other than a chunk.
-    #[error("unexpected answer: {0}")]
-    Protocol(String),
-    /// The transfer broke off.
-    #[error("transfer failed: {0}")]
-    Transfer(ConnectionError),
-    /// The holder sends too slowly while others could send instead.
-    #[error("too slow: {bytes} bytes in {window:?}")]
-    Stalled {
-        /// Bytes in the last window.
-        bytes: u64,
-        /// The window.
-        window: Duration,
-    },
-    /// The bytes are not the chunk the manifest describes.
-    #[error("wrong data: expected {expected_len} bytes with SHA-256 {expected}, got {actual_len} bytes with {actual}")]
-    BadData {
-        /// Expected hash.
-        expected: Digest,
-        /// Expected length.
-        expected_len: u64,
-        /// Received hash.
-        actual: Digest,
-        /// Received length.
-        actual_len: u64,
-    },
-    /// Writing the part file failed: not the holder's fault.
-    #[error("cannot write {path}: {source}")]
-    Write {
-        /// The part file.
-        path: PathBuf,
-        /// The cause.
-        source: io::Error,
-    },
-    /// The fetch was cancelled (Ctrl-C, or another holder delivered the chunk first).
-    #[error("cancelled")]
-    Cancelled,
-}
-
-impl FetchError {
-    /// A short word for the log's `outcome` field.
-    pub fn outcome(&self) -> &'static str {
-        match self {
-            FetchError::Connect(_) => "unreachable",
-            FetchError::Send(_) => "send_failed",
-            FetchError::Silent(_) => "timeout",
-            FetchError::TooLarge { .. } => "too_large",
-            FetchError::Refused {
-                code: ErrorCode::NotFound,
-                ..
-            } => "not_found",
-            FetchError::Refused {
-                code: ErrorCode::WrongContent,
-                ..
-            } => "wrong_content",
-            FetchError::Refused { .. } => "refused",
-            FetchError::Protocol(_) => "protocol_error",
-            FetchError::Transfer(ConnectionError::Timeout(_)) => "timeout",
-            FetchError::Transfer(ConnectionError::Truncated) => "truncated",
-            FetchError::Transfer(_) => "transfer_failed",
-            FetchError::Stalled { .. } => "too_slow",
-            FetchError::BadData { .. } => "bad_data",
-            FetchError::Write { .. } => "write_failed",
-            FetchError::Cancelled => "cancelled",
-        }
-    }
-
-    /// Whether the holder is unreachable or does not answer at all: it is skipped for the
-    /// rest of the download rather than asked again for every chunk.
-    pub fn is_unresponsive(&self) -> bool {
-        matches!(self, FetchError::Connect(_) | FetchError::Silent(_))
-    }
-
-    /// Whether the holder sent bytes that are provably wrong: such a holder is avoided for the
-    /// rest of the download, and what it sent is discarded.
-    pub fn is_bad_data(&self) -> bool {
-        matches!(self, FetchError::BadData { .. })
-    }
-}
-
-/// Cancels one fetch from another thread.
-#[derive(Debug, Default)]
-pub struct CancelHandle {
-    cancelled: AtomicBool,
-    /// A clone of the fetch's socket, written by the fetching thread once connected, taken by
-    /// [`CancelHandle::cancel`] to shut it down.
-    stream: Mutex<Option<TcpStream>>,
-}
-
-impl CancelHandle {
-    /// Stops the fetch: its next write fails and a blocked read returns.
-    pub fn cancel(&self) {
-        self.cancelled.store(true, Ordering::SeqCst);
-        if let Ok(mut stream) = self.stream.lock() {
-            if let Some(stream) = stream.take() {
-                let _ = stream.shutdown(SocketShutdown::Both);
-            }
-        }
-    }
-
-    /// Whether [`CancelHandle::cancel`] was called.
-    pub fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::SeqCst)
-    }
-
-    pub(crate) fn register(&self, stream: TcpStream) {
-        if let Ok(mut slot) = self.stream.lock() {
-            if self.is_cancelled() {
-                let _ = stream.shutdown(SocketShutdown::Both);
-            } else {
-                *slot = Some(stream);
-            }
+impl Fetched {
+    /// `bytes` received and not kept, for the log of a failed or superseded transfer.
+    pub fn unverified(bytes: u64) -> Fetched {
+        Fetched {
+            bytes,
+            resumed_from: 0,
+            sha256: Digest::of(b""),
+            verified: false,
         }
     }
 }
@@ -383,19 +161,10 @@ pub fn fetch_chunk(
     shutdown: &Shutdown,
     handle: &CancelHandle,
 ) -> Result<Fetched, FetchError> {
-    if shutdown.is_triggered() || handle.is_cancelled() {
+    if shutdown.is_triggered() {
         return Err(FetchError::Cancelled);
     }
-    let conn = Connection::connect_with(
-        job.holder.addr,
-        net.source_for(job.holder.addr),
-        net.connect,
-        net.idle,
-    )
-    .map_err(FetchError::Connect)?;
-    if let Ok(clone) = conn.try_clone_stream() {
-        handle.register(clone);
-    }
+    let conn = connect(job.holder, net, net.idle, handle)?;
     let write_err = |source| FetchError::Write {
         path: part.to_owned(),
         source,
@@ -605,27 +374,4 @@ fn finish(out: Sink<'_>) -> io::Result<(u64, Digest)> {
     let file = guard.inner.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     Ok((bytes, digest))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_loopback_bind_is_used_only_towards_loopback_holders() {
-        let net = Network {
-            bind: Some(IpAddr::from([127, 0, 0, 3])),
-            ..Network::default()
-        };
-        let local = SocketAddr::from(([127, 0, 0, 2], 5001));
-        let remote = SocketAddr::from(([10, 77, 0, 11], 5001));
-        assert_eq!(net.source_for(local), net.bind);
-        assert_eq!(net.source_for(remote), None);
-        let lan = Network {
-            bind: Some(IpAddr::from([10, 77, 0, 12])),
-            ..Network::default()
-        };
-        assert_eq!(lan.source_for(remote), lan.bind);
-        assert_eq!(lan.source_for(local), None);
-    }
 }

@@ -1,0 +1,153 @@
+//! The command line: [`Args`] (clap; each field's `///` is its `--help` text), turned into the
+//! library's [`Config`] and the [`Program`] settings of `run_main`. Binary-only: clap stays out
+//! of the library.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use downloader::fetch::{Limits, Network};
+use downloader::Config;
+use log::LevelFilter;
+use shared::peer_dir::PeerDir;
+use shared::program::Program;
+
+/// Download files from the peers on this network (reads tags.txt, written by `listener`).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub(crate) struct Args {
+    /// The peer folder: tags.txt is read here, chunks go to temp/, files to downloads/.
+    #[arg(long, default_value = ".", global = true)]
+    pub(crate) dir: PathBuf,
+    /// Source address for connections to chunk servers (several peers on one host: 127.0.0.x).
+    #[arg(long, value_name = "IP", global = true)]
+    bind: Option<IpAddr>,
+    /// Seconds of silence after which a holder is given up (and a trickling holder is
+    /// abandoned for another when it moved under 64 KiB in this long).
+    #[arg(long, value_name = "SECS", default_value_t = shared::IO_IDLE_TIMEOUT.as_secs_f64(), global = true, value_parser = positive_secs)]
+    idle_timeout: f64,
+    /// Seconds after which a chunk still in flight is also asked of an idle holder (endgame).
+    #[arg(long, value_name = "SECS", default_value_t = 2.0, global = true, value_parser = positive_secs)]
+    endgame_after: f64,
+    /// Largest file accepted, in bytes (suffixes K, M, G, T: powers of 1024); a file announced
+    /// larger is refused, and a legacy peer cannot send more than a fifth of it per chunk.
+    #[arg(long, value_name = "BYTES", default_value = "64G", global = true, value_parser = parse_bytes)]
+    max_size: u64,
+    /// Free space to keep on the disk of temp/, checked before and while downloading.
+    #[arg(long, value_name = "BYTES", default_value = "64M", global = true, value_parser = parse_bytes)]
+    min_free: u64,
+    /// Log debug details on stderr.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    pub(crate) command: Option<Cmd>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Cmd {
+    /// List the files on offer: name, size, holders, whether all 5 chunks are available.
+    List,
+    /// Download a file by name (or list number); prints its path when complete and verified.
+    Get {
+        /// The file's name as listed, or its number in `list`.
+        name: String,
+        /// Of several different files with this name, take the one whose SHA-256 starts so.
+        #[arg(long, value_name = "PREFIX")]
+        sha256: Option<String>,
+    },
+    /// Show past downloads, from client.log.
+    History,
+}
+
+/// `123`, `10K`, `64M`, `1G`, `2T` (powers of 1024).
+pub(crate) fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, shift) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("{text:?}: unknown unit {c:?} (use K, M, G or T)")),
+            };
+            (&text[..i], shift)
+        }
+        _ => (text, 0),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1u64 << shift))
+        .ok_or_else(|| format!("{text:?} is not a number of bytes"))
+}
+
+pub(crate) fn positive_secs(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs < 1e9 => Ok(secs),
+        _ => Err(format!("{text:?} is not a positive number of seconds")),
+    }
+}
+
+impl Args {
+    /// How the program runs: its log goes to `client.log` in the peer folder (created first).
+    /// At the prompt only errors reach the terminal, so log lines do not break up the dialogue.
+    pub(crate) fn program(&self) -> Program {
+        let dir = PeerDir::new(&self.dir);
+        let terminal = match (self.verbose, self.command.is_none()) {
+            (true, _) => LevelFilter::Debug,
+            (false, true) => LevelFilter::Error,
+            (false, false) => LevelFilter::Warn,
+        };
+        Program {
+            name: "downloader",
+            create_dir: Some(self.dir.clone()),
+            terminal,
+            log_file: Some((dir.client_log(), LevelFilter::Info)),
+        }
+    }
+
+    /// The library's settings.
+    pub(crate) fn into_config(self) -> Config {
+        let idle = Duration::from_secs_f64(self.idle_timeout);
+        Config {
+            dir: PeerDir::new(&self.dir),
+            net: Network {
+                bind: self.bind,
+                idle,
+                stall_window: idle.min(Network::default().stall_window),
+                limits: Limits {
+                    max_size: self.max_size,
+                    min_free: self.min_free,
+                },
+                ..Network::default()
+            },
+            endgame_after: Duration::from_secs_f64(self.endgame_after),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_counts_take_binary_suffixes() {
+        assert_eq!(parse_bytes("123"), Ok(123));
+        assert_eq!(parse_bytes("10K"), Ok(10 << 10));
+        assert_eq!(parse_bytes("64m"), Ok(64 << 20));
+        assert_eq!(parse_bytes(" 2T "), Ok(2 << 40));
+        assert!(parse_bytes("5X").is_err());
+        assert!(parse_bytes("M").is_err());
+        assert!(parse_bytes("99999999999T").is_err(), "overflow");
+    }
+
+    #[test]
+    fn seconds_must_be_positive_and_finite() {
+        assert_eq!(positive_secs("0.5"), Ok(0.5));
+        for bad in ["0", "-1", "nan", "inf", "1e10", "x"] {
+            assert!(positive_secs(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! The connection to a holder, made the same way for every request (manifest or chunk): one
+//! bind rule ([`Network::source_for`]), one connect timeout, and a [`CancelHandle`] that can cut
+//! it off from another thread.
+
+use std::net::{Shutdown as SocketShutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use shared::connection::Connection;
+
+use super::error::FetchError;
+use super::network::Network;
+use crate::catalog::Holder;
+
+/// Cancels one fetch from another thread.
+#[derive(Debug, Default)]
+pub struct CancelHandle {
+    cancelled: AtomicBool,
+    /// A clone of the fetch's socket, written by the fetching thread once connected, taken by
+    /// [`CancelHandle::cancel`] to shut it down.
+    stream: Mutex<Option<TcpStream>>,
+}
+
+impl CancelHandle {
+    /// Stops the fetch: its next write fails and a blocked read returns.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        if let Ok(mut stream) = self.stream.lock() {
+            if let Some(stream) = stream.take() {
+                let _ = stream.shutdown(SocketShutdown::Both);
+            }
+        }
+    }
+
+    /// Whether [`CancelHandle::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn register(&self, stream: TcpStream) {
+        if let Ok(mut slot) = self.stream.lock() {
+            if self.is_cancelled() {
+                let _ = stream.shutdown(SocketShutdown::Both);
+            } else {
+                *slot = Some(stream);
+            }
+        }
+    }
+}
+
+/// Connects to `holder` with `read_timeout` for the first answer, and registers the connection
+/// with `handle` so that [`CancelHandle::cancel`] shuts it down.
+///
+/// # Errors
+/// [`FetchError::Cancelled`] when `handle` was cancelled already; [`FetchError::Connect`].
+pub(crate) fn connect(
+    holder: &Holder,
+    net: &Network,
+    read_timeout: Duration,
+    handle: &CancelHandle,
+) -> Result<Connection, FetchError> {
+    if handle.is_cancelled() {
+        return Err(FetchError::Cancelled);
+    }
+    let conn = Connection::connect_with(
+        holder.addr,
+        net.source_for(holder.addr),
+        net.connect,
+        read_timeout,
+    )
+    .map_err(FetchError::Connect)?;
+    if let Ok(clone) = conn.try_clone_stream() {
+        handle.register(clone);
+    }
+    Ok(conn)
+}

@@ -1,0 +1,117 @@
+//! Why one request to one holder failed, and the word the log gives it.
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use shared::connection::ConnectionError;
+use shared::digest::Digest;
+use shared::events::Outcome;
+use shared::protocol::ErrorCode;
+
+/// Why a fetch from one holder failed. Each is a reason to try another holder.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The holder could not be reached.
+    #[error("cannot connect: {0}")]
+    Connect(io::Error),
+    /// The request could not be sent.
+    #[error("cannot send the request: {0}")]
+    Send(io::Error),
+    /// The holder sent (or announced) more than the chunk can hold: more than the manifest
+    /// says, or more than a fifth of the largest content accepted.
+    #[error("sent more than the {limit} bytes the chunk can hold")]
+    TooLarge {
+        /// The most the chunk may hold.
+        limit: u64,
+    },
+    /// The holder accepted the connection and the request, and said nothing in time.
+    #[error("no answer within {0:?}")]
+    Silent(Duration),
+    /// The holder refused the request.
+    #[error("refused ({code:?}): {message}")]
+    Refused {
+        /// Its error code.
+        code: ErrorCode,
+        /// Its explanation.
+        message: String,
+    },
+    /// The holder answered with something other than a chunk.
+    #[error("unexpected answer: {0}")]
+    Protocol(String),
+    /// The transfer broke off.
+    #[error("transfer failed: {0}")]
+    Transfer(ConnectionError),
+    /// The holder sends too slowly while others could send instead.
+    #[error("too slow: {bytes} bytes in {window:?}")]
+    Stalled {
+        /// Bytes in the last window.
+        bytes: u64,
+        /// The window.
+        window: Duration,
+    },
+    /// The bytes are not the chunk the manifest describes.
+    #[error("wrong data: expected {expected_len} bytes with SHA-256 {expected}, got {actual_len} bytes with {actual}")]
+    BadData {
+        /// Expected hash.
+        expected: Digest,
+        /// Expected length.
+        expected_len: u64,
+        /// Received hash.
+        actual: Digest,
+        /// Received length.
+        actual_len: u64,
+    },
+    /// Writing the part file failed: not the holder's fault.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The part file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The fetch was cancelled (Ctrl-C, or another holder delivered the chunk first).
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl FetchError {
+    /// The log's `outcome` field for this failure.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            FetchError::Connect(_) => Outcome::Unreachable,
+            FetchError::Send(_) => Outcome::SendFailed,
+            FetchError::Silent(_) => Outcome::Timeout,
+            FetchError::TooLarge { .. } => Outcome::TooLarge,
+            FetchError::Refused {
+                code: ErrorCode::NotFound,
+                ..
+            } => Outcome::NotFound,
+            FetchError::Refused {
+                code: ErrorCode::WrongContent,
+                ..
+            } => Outcome::WrongContent,
+            FetchError::Refused { .. } => Outcome::Refused,
+            FetchError::Protocol(_) => Outcome::ProtocolError,
+            FetchError::Transfer(ConnectionError::Timeout(_)) => Outcome::Timeout,
+            FetchError::Transfer(ConnectionError::Truncated) => Outcome::Truncated,
+            FetchError::Transfer(_) => Outcome::TransferFailed,
+            FetchError::Stalled { .. } => Outcome::TooSlow,
+            FetchError::BadData { .. } => Outcome::BadData,
+            FetchError::Write { .. } => Outcome::WriteFailed,
+            FetchError::Cancelled => Outcome::Cancelled,
+        }
+    }
+
+    /// Whether the holder is unreachable or does not answer at all: it is skipped for the
+    /// rest of the download rather than asked again for every chunk.
+    pub fn is_unresponsive(&self) -> bool {
+        matches!(self, FetchError::Connect(_) | FetchError::Silent(_))
+    }
+
+    /// Whether the holder sent bytes that are provably wrong: such a holder is avoided for the
+    /// rest of the download, and what it sent is discarded.
+    pub fn is_bad_data(&self) -> bool {
+        matches!(self, FetchError::BadData { .. })
+    }
+}

@@ -1,0 +1,24 @@
+//! Every request this peer makes to a holder: the manifest of a content ([`fetch_manifest`])
+//! and one chunk ([`fetch_chunk`]). Both connect the same way (`connect`: one bind rule, one
+//! [`CancelHandle`]), and fail with the same [`FetchError`], whose [`FetchError::outcome`] is the
+//! word the log gives it.
+//!
+//! - `network`: the settings ([`Network`], [`Limits`]);
+//! - `connect`: the connection to a holder and its [`CancelHandle`];
+//! - `chunk`: one chunk into a part file, checked, resumed where it can be;
+//! - `manifest`: one manifest request;
+//! - `error`: [`FetchError`].
+//!
+//! Deciding whom to ask, and what to believe, is `download`'s business, not this module's.
+
+mod chunk;
+mod connect;
+mod error;
+mod manifest;
+mod network;
+
+pub use chunk::{fetch_chunk, Expected, Fetched, Job};
+pub use connect::CancelHandle;
+pub use error::FetchError;
+pub use manifest::fetch_manifest;
+pub use network::{Limits, Network, DEFAULT_MAX_SIZE, DEFAULT_MIN_FREE, FIRST_BYTE_TIMEOUT};
