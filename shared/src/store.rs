@@ -6,6 +6,7 @@
 //! .manifests/photo.png.json            the manifest of each content whose chunks are here
 //! .incoming/photo.png_3.part           a chunk being received; never announced or served
 //! .incoming/photo.png_3.part.2         an endgame copy of that chunk, from holder 2
+//! .incoming/photo.png_3.split          a chunk being cut by the chunk server
 //! .incoming/photo.png.4242.download    the file being assembled by downloader 4242
 //! .incoming/4242-photo.png/            the private folder of a download kept out of the store
 //! .locks/photo.png.lock                held while a downloader fetches photo.png
