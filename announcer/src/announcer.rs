@@ -17,7 +17,7 @@ use shared::queries::QueryBox;
 use shared::store::{ChunkStore, Snapshot};
 
 use crate::budget::{self, AnswerBudget, Refusal};
-use crate::Config;
+use crate::config::Config;
 
 /// Most query files answered in one poll, so a flood of them cannot stall the loop; the rest
 /// wait for the next poll.
@@ -99,7 +99,7 @@ impl Announcer {
                 true
             }
             Err(e) => {
-                if self.store_unreadable.trip() {
+                if self.store_unreadable.trip_because(&e) {
                     log::warn!("{e}; announcing what was last read");
                 }
                 false
@@ -215,7 +215,7 @@ impl Announcer {
                 queries
             }
             Err(e) => {
-                if self.queries_unreadable.trip() {
+                if self.queries_unreadable.trip_because(&e) {
                     log::warn!(
                         "cannot read {}: {e}; queries go unanswered",
                         self.queries.dir().display()
@@ -287,7 +287,7 @@ impl Announcer {
                     }
                 }
                 Err(e) => {
-                    if self.unreachable.trip(*target) {
+                    if self.unreachable.trip_because(*target, &e) {
                         log::warn!("cannot send to {target}: {e}");
                     }
                 }

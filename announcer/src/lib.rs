@@ -35,25 +35,20 @@
 
 mod announcer;
 pub mod budget;
+mod config;
 pub mod prompt;
 
-use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
 
-use shared::digest::Digest;
 use shared::peer_dir::PeerDir;
 use shared::peers::{PeersFile, PEERS_POLL};
 use shared::queries::QueryBox;
 use shared::shutdown::Shutdown;
 use shared::store::{ChunkStore, StoreError};
-use shared::{DEFAULT_ANNOUNCE_INTERVAL_SECS, DEFAULT_ANNOUNCE_PORT, DEFAULT_CHUNK_PORT};
 
 use announcer::{interval_secs, list, Announcer};
-
-/// Default of [`Config::watch`]: a new chunk is announced within about a second.
-pub const DEFAULT_WATCH: Duration = Duration::from_secs(1);
+pub use config::{new_instance_id, Config, DEFAULT_WATCH};
 
 /// How often `DIR/.queries/` is looked at: a query is answered within about this long after
 /// this peer's listener heard it, well inside the one second a starting peer waits for.
@@ -65,72 +60,6 @@ const TICK: Duration = Duration::from_millis(100);
 /// How long a blocked send may take before it counts as failed; UDP sends rarely block, but a
 /// full socket buffer must not stall the loop (and shutdown) forever.
 const SEND_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Everything [`run`] needs, resolved by `main` (or a test) beforehand.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    /// The peer folder; chunks are read from its `temp/`, static peers from its `peers.txt`,
-    /// query files from its `.queries/`.
-    pub dir: PathBuf,
-    /// The username announced.
-    pub username: String,
-    /// Where every datagram is sent: directed broadcast addresses in production (`main` lists
-    /// the interfaces), a test's socket in tests; by default the limited broadcast address.
-    pub targets: Vec<SocketAddr>,
-    /// Static peers (`--peer`): every announcement and the goodbye also go to each by unicast.
-    pub peers: Vec<SocketAddr>,
-    /// The UDP port of a `peers.txt` line that names none (the announce port, `--port`).
-    pub peer_port: u16,
-    /// Time between periodic announcements; also announced (rounded up to whole seconds) so
-    /// listeners know when to expire us.
-    pub interval: Duration,
-    /// TCP port of our chunk server, announced in the `p2p` extension.
-    pub chunk_port: u16,
-    /// How often the chunk store is checked for changes.
-    pub watch: Duration,
-    /// This run's identity, sent in every datagram ([`new_instance_id`]).
-    pub instance: String,
-    /// Bytes per second of answers to queries, all queriers together
-    /// (`--max-answer-rate`; 0 = no limit). See [`budget`].
-    pub answer_rate: u64,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            dir: PathBuf::from("."),
-            username: prompt::FALLBACK_USERNAME.to_owned(),
-            targets: vec![SocketAddr::from((
-                std::net::Ipv4Addr::BROADCAST,
-                DEFAULT_ANNOUNCE_PORT,
-            ))],
-            peers: Vec::new(),
-            peer_port: DEFAULT_ANNOUNCE_PORT,
-            interval: Duration::from_secs(DEFAULT_ANNOUNCE_INTERVAL_SECS),
-            chunk_port: DEFAULT_CHUNK_PORT,
-            watch: DEFAULT_WATCH,
-            instance: new_instance_id(),
-            answer_rate: budget::DEFAULT_ANSWER_RATE,
-        }
-    }
-}
-
-/// A fresh instance id: 16 hex digits of the SHA-256 of this process's id, the time in
-/// nanoseconds, the host name and a per-process counter. Unique enough to tell two runs (or
-/// two announcers of one test process) apart; it is an identity, not a secret.
-pub fn new_instance_id() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let seed = format!(
-        "{}/{nanos}/{}/{}",
-        std::process::id(),
-        shared::net::host_name().unwrap_or_default(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    );
-    Digest::of(seed.as_bytes()).short(16)
-}
 
 /// Why the announcer stopped.
 #[derive(Debug, thiserror::Error)]

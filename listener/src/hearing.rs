@@ -23,12 +23,12 @@ use shared::peers::{PeersFile, PEERS_POLL};
 use shared::protocol::{Announcement, Kind};
 use shared::shutdown::Shutdown;
 
+use crate::config::Config;
 use crate::index::{self, Index, Limits, Refusals};
 use crate::intake::QueuedBytes;
 use crate::query::{Asker, Querier};
 use crate::receive::{Datagram, RECV_TIMEOUT};
 use crate::writer::{self, TagsWriter};
-use crate::Config;
 
 /// Most datagrams handled in one batch before shutdown, expiry and `tags.txt` get a look.
 const MAX_BATCH: usize = 1024;
@@ -243,7 +243,7 @@ impl Hearing<'_> {
                 true
             }
             Err(e) => {
-                if self.unwritable.trip() {
+                if self.unwritable.trip_because(&e) {
                     log::warn!("{e}; will retry");
                 }
                 false

@@ -46,6 +46,7 @@
 #![deny(missing_docs)]
 #![warn(clippy::cast_possible_truncation)]
 
+mod config;
 mod hearing;
 pub mod index;
 pub mod intake;
@@ -54,7 +55,7 @@ mod receive;
 pub mod writer;
 
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -63,54 +64,13 @@ use chrono::Utc;
 use shared::peer_dir::PeerDir;
 use shared::shutdown::Shutdown;
 use shared::tags::{TagsError, TagsIndex};
-use shared::{DEFAULT_ANNOUNCE_PORT, DEFAULT_CHUNK_PORT};
 
+pub use config::Config;
 use hearing::Hearing;
 pub use index::Index;
-use index::Limits;
 use intake::QueuedBytes;
 use receive::{StopOnDrop, RECV_TIMEOUT};
 use writer::TagsWriter;
-
-/// Everything [`run`] needs, resolved by `main` (or a test) beforehand.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    /// The peer folder; `tags.txt` is written there, `peers.txt` read from there, query files
-    /// left in its `.queries/`.
-    pub dir: PathBuf,
-    /// The TCP port where legacy peers, which announce no port, serve chunks.
-    pub legacy_chunk_port: u16,
-    /// Where the start-up query is broadcast (`--broadcast`; `main` lists the directed
-    /// broadcast address of every interface; by default the limited broadcast address).
-    pub query_targets: Vec<SocketAddr>,
-    /// Static peers (`--peer`): the start-up query also goes to each by unicast.
-    pub peers: Vec<SocketAddr>,
-    /// The UDP port of a `peers.txt` line that names none (the announce port, `--port`).
-    pub peer_port: u16,
-    /// How big the index may grow (`--max-entries`, `--max-entries-per-source`,
-    /// `--max-chunks-per-datagram`).
-    pub limits: Limits,
-    /// Bytes per second one source address may send before its datagrams are dropped
-    /// unread (`--max-source-rate`; 0 = no limit). See [`intake`].
-    pub source_rate: u64,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            dir: PathBuf::from("."),
-            legacy_chunk_port: DEFAULT_CHUNK_PORT,
-            query_targets: vec![SocketAddr::from((
-                std::net::Ipv4Addr::BROADCAST,
-                DEFAULT_ANNOUNCE_PORT,
-            ))],
-            peers: Vec::new(),
-            peer_port: DEFAULT_ANNOUNCE_PORT,
-            limits: Limits::default(),
-            source_rate: intake::DEFAULT_SOURCE_RATE,
-        }
-    }
-}
 
 /// Why the listener stopped.
 #[derive(Debug, thiserror::Error)]

@@ -90,7 +90,7 @@ impl<'a> Querier<'a> {
                         }
                     }
                     Err(e) => {
-                        if self.unreachable.trip(target) {
+                        if self.unreachable.trip_because(target, &e) {
                             log::warn!("cannot send a query to {target}: {e}");
                         }
                     }
@@ -212,7 +212,7 @@ impl Asker {
                 log::debug!("asked our announcer to answer {from}");
             }
             Err(e) => {
-                if self.unwritable.trip() {
+                if self.unwritable.trip_because(&e) {
                     log::warn!(
                         "cannot create {}: {e}; queries go unanswered",
                         self.mailbox.file_for(from).display()

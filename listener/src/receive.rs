@@ -107,7 +107,7 @@ fn read_loop(
                         | io::ErrorKind::ConnectionReset
                 ) => {}
             Err(e) => {
-                if failing.trip() {
+                if failing.trip_because(&e) {
                     log::warn!("cannot receive: {e}");
                 }
                 // Do not spin on a socket that keeps failing.

@@ -1,7 +1,7 @@
 //! Writing `tags.txt`, on a thread of its own and at a bounded rate.
 //!
-//! The main loop hands the writer a snapshot of the index ([`TagsWriter::submit`]) when the
-//! index changed and the writer is [ready](TagsWriter::ready); changes made meanwhile are
+//! The main loop hands the writer a snapshot of the index (`TagsWriter::submit`) when the
+//! index changed and the writer is ready (`TagsWriter::ready`); changes made meanwhile are
 //! coalesced into the next snapshot. Two rules bound the cost, however busy the network:
 //!
 //! - after a write, the next one waits at least [`MIN_WRITE_GAP`], longer for a big file (at

@@ -4,9 +4,12 @@
 //!
 //! Every long-running loop of the four programs meets failures that repeat (a folder that
 //! cannot be read, a peer that cannot be reached, a full index); without a latch each of them
-//! would either flood the log or stay silent.
+//! would either flood the log or stay silent. A failure that changes its reason (a send that
+//! failed with "host unreachable" now fails with "network unreachable") is reported again, so
+//! the log always holds the current diagnosis.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::fmt::Display;
 use std::hash::Hash;
 
 /// Whether a lasting condition has been reported.
@@ -21,25 +24,35 @@ use std::hash::Hash;
 /// ```
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Latch {
-    tripped: bool,
+    /// The reason the condition holds for; `None` while it does not.
+    reason: Option<String>,
 }
 
 impl Latch {
     /// Records that the condition holds; `true` only when it did not before, that is when the
     /// caller should report it.
     pub fn trip(&mut self) -> bool {
-        !std::mem::replace(&mut self.tripped, true)
+        self.trip_because("")
+    }
+
+    /// Records that the condition holds for `reason` (an error); `true` when it did not hold
+    /// before or held for another reason, that is when the caller should report it.
+    pub fn trip_because(&mut self, reason: impl Display) -> bool {
+        let reason = reason.to_string();
+        let new = self.reason.as_ref() != Some(&reason);
+        self.reason = Some(reason);
+        new
     }
 
     /// Records that the condition has cleared; `true` only when it held before, that is when
     /// the caller may report the recovery.
     pub fn reset(&mut self) -> bool {
-        std::mem::replace(&mut self.tripped, false)
+        self.reason.take().is_some()
     }
 
     /// Whether the condition holds now.
     pub fn is_tripped(&self) -> bool {
-        self.tripped
+        self.reason.is_some()
     }
 }
 
@@ -47,13 +60,14 @@ impl Latch {
 /// unreachable peer), each reported once until it clears.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Latches<K: Eq + Hash> {
-    tripped: HashSet<K>,
+    /// The keys whose condition holds, each with its reason.
+    tripped: HashMap<K, String>,
 }
 
 impl<K: Eq + Hash> Default for Latches<K> {
     fn default() -> Self {
         Latches {
-            tripped: HashSet::new(),
+            tripped: HashMap::new(),
         }
     }
 }
@@ -61,18 +75,24 @@ impl<K: Eq + Hash> Default for Latches<K> {
 impl<K: Eq + Hash> Latches<K> {
     /// [`Latch::trip`] for `key`.
     pub fn trip(&mut self, key: K) -> bool {
-        self.tripped.insert(key)
+        self.trip_because(key, "")
+    }
+
+    /// [`Latch::trip_because`] for `key`.
+    pub fn trip_because(&mut self, key: K, reason: impl Display) -> bool {
+        let reason = reason.to_string();
+        self.tripped.insert(key, reason.clone()).as_ref() != Some(&reason)
     }
 
     /// [`Latch::reset`] for `key`.
     pub fn reset(&mut self, key: &K) -> bool {
-        self.tripped.remove(key)
+        self.tripped.remove(key).is_some()
     }
 
     /// Clears every key that `still_holds` rejects, so a condition that comes back later is
     /// reported again.
-    pub fn retain(&mut self, still_holds: impl FnMut(&K) -> bool) {
-        self.tripped.retain(still_holds);
+    pub fn retain(&mut self, mut still_holds: impl FnMut(&K) -> bool) {
+        self.tripped.retain(|key, _| still_holds(key));
     }
 
     /// How many conditions hold now.
@@ -100,6 +120,21 @@ mod tests {
         assert!(latch.reset());
         assert!(!latch.is_tripped());
         assert!(latch.trip(), "a failure that comes back is reported again");
+    }
+
+    #[test]
+    fn a_failure_is_reported_again_when_its_reason_changes() {
+        let mut latch = Latch::default();
+        assert!(latch.trip_because("host unreachable"));
+        assert!(!latch.trip_because("host unreachable"));
+        assert!(latch.trip_because("network unreachable"));
+        assert!(latch.reset());
+        let mut latches = Latches::default();
+        assert!(latches.trip_because(1, "refused"));
+        assert!(!latches.trip_because(1, "refused"));
+        assert!(latches.trip_because(1, "reset"));
+        assert!(latches.trip_because(2, "reset"), "another key");
+        assert_eq!(latches.len(), 2);
     }
 
     #[test]

@@ -37,7 +37,7 @@ impl Default for Limits {
     }
 }
 
-/// What the [`Limits`] refused since the last [`Index::take_refusals`].
+/// What the [`Limits`] refused since the last [`Index::take_refusals`](super::Index::take_refusals).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Refusals {
     /// Datagrams that listed more chunks than [`Limits::max_chunks_per_datagram`].
