@@ -31,6 +31,7 @@ FILE=big.bin
 
 PIDS=()        # the /usr/bin/time processes we started, one per long-running program
 NAMES=()       # the program each of them runs
+NAME_LOGS=()   # and its log
 
 fail() {
     printf '\nbench failed: %s\n' "$*" >&2
@@ -82,15 +83,7 @@ on_exit cleanup
 start() {
     local name=$1 program=$2
     shift 2
-    start_bg "$NET/logs/$name.log" "$TIME" -v -o "$NET/time-$name.txt" "$BIN/$program" "$@"
-    NAMES+=("$name")
-}
-
-check_alive() {
-    local i
-    for i in "${!PIDS[@]}"; do
-        kill -0 "${PIDS[$i]}" 2>/dev/null || fail "${NAMES[$i]} exited early (see $NET/logs/${NAMES[$i]}.log)"
-    done
+    start_named "$name" "$NET/logs/$name.log" "$TIME" -v -o "$NET/time-$name.txt" "$BIN/$program" "$@"
 }
 
 # Peak RSS in MiB from a `time -v` report.

@@ -26,6 +26,7 @@ declare -A IP=([alice]=127.0.0.2 [bob]=127.0.0.3 [carol]=127.0.0.4)
 PEERS=(alice bob carol)
 PIDS=()     # every background process we started
 NAMES=()    # "peer/program" of each, same order
+NAME_LOGS=() # and its log
 
 use_colors
 
@@ -49,18 +50,7 @@ cleanup() {
 on_exit cleanup
 
 # start NAME PEER PROGRAM ARGS...: runs a program in the background, output to demo-net/logs/.
-start() {
-    start_bg "$LOGS/$1-$2.log" "$BIN/$2" "${@:3}"
-    NAMES+=("$1/$2")
-}
-
-# Fails if one of the background programs has exited.
-check_alive() {
-    local i
-    for i in "${!PIDS[@]}"; do
-        kill -0 "${PIDS[$i]}" 2>/dev/null || fail "${NAMES[$i]} exited early (see $LOGS/${NAMES[$i]/\//-}.log)"
-    done
-}
+start() { start_named "$1/$2" "$LOGS/$1-$2.log" "$BIN/$2" "${@:3}"; }
 
 # port_busy tcp|udp PORT: whether something already listens on that port.
 port_busy() {
@@ -172,13 +162,7 @@ fi
 say "carol's tags.txt"
 indent <"$NET/carol/tags.txt"
 
-say "Chunks served (alice's and bob's server.log)"
-for peer in alice bob; do
-    grep -h -E '\] (served|refused) ' "$NET/$peer/server.log" | sed "s/^/$peer: /" | indent || true
-done
-
-say "Chunks fetched (carol's client.log)"
-grep -h -E '\] (fetched|download) ' "$NET/carol/client.log" | indent || true
+show_transfers "$NET" ''
 
 say "carol: downloader history"
 "$BIN/downloader" --dir "$NET/carol" history </dev/null 2>>"$LOGS/carol-downloader.log" | indent ||

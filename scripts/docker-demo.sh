@@ -446,13 +446,7 @@ fi
 say "carol's tags.txt (${RUN#"$ROOT"/}/carol/tags.txt)"
 indent <"$RUN/carol/tags.txt"
 
-say "Chunks served (alice's and bob's server.log)"
-for peer in alice bob; do
-    grep -h -E '\] (served|refused) ' "$RUN/$peer/server.log" | sed "s/^[^ ]* //; s/^/$peer: /" | indent || true
-done
-
-say "Chunks fetched (carol's client.log)"
-grep -h -E '\] (fetched|download) ' "$RUN/carol/client.log" | sed 's/^[^ ]* //' | indent || true
+show_transfers "$RUN" 's/^[^ ]* //'
 
 say "carol: downloader history"
 compose run --rm -T --no-deps carol-downloader history </dev/null 2>/dev/null | indent || fail "downloader history failed"

@@ -4,9 +4,11 @@
 # - Output: say/ok/indent (colours only after `use_colors`, and only on a terminal), tail_logs.
 # - Cleanup: on_exit installs the traps (EXIT runs the script's cleanup; Ctrl-C exits 130,
 #   SIGTERM 143); stop_pids stops exactly the processes a script started, by their PIDs only.
-# - Processes: start_bg runs a program in the background and records its PID in PIDS.
+# - Processes: start_bg runs a program in the background and records its PID in PIDS;
+#   start_named also records its name and log, for check_alive.
 # - Waiting: wait_for polls a condition with a deadline instead of sleeping blindly.
 # - Building and checking: build_release, port_busy, tags_lists.
+# - The demos' report: show_transfers.
 
 bold='' green='' red='' off=''
 
@@ -47,6 +49,25 @@ start_bg() {
     shift
     "$@" </dev/null >"$log" 2>&1 &
     PIDS+=("$!")
+}
+
+# start_named NAME LOG COMMAND...: start_bg LOG COMMAND..., and appends NAME and LOG to the
+# arrays NAMES and NAME_LOGS, in step with PIDS, so check_alive can say which program stopped.
+start_named() {
+    local name=$1 log=$2
+    shift 2
+    start_bg "$log" "$@"
+    NAMES+=("$name")
+    NAME_LOGS+=("$log")
+}
+
+# check_alive: calls the script's `fail` when a program started with start_named has exited,
+# naming it and its log.
+check_alive() {
+    local i
+    for i in "${!PIDS[@]}"; do
+        kill -0 "${PIDS[$i]}" 2>/dev/null || fail "${NAMES[$i]} exited early (see ${NAME_LOGS[$i]})"
+    done
 }
 
 # stop_pids SIGNAL TENTHS LAST_SIGNAL PID...: sends SIGNAL to each PID, waits up to TENTHS
@@ -106,4 +127,18 @@ tags_lists() {
         awk -v u="$holder" -v c="$content" '$1 == u && $4 == c && $5 == "12345" { found = 1 } END { exit !found }' \
             "$tags" || return 1
     done
+}
+
+# show_transfers RUN TRIM: the chunks alice and bob served or refused (RUN/<peer>/server.log)
+# and those carol fetched (RUN/carol/client.log), each line passed through the sed script TRIM
+# (empty, or one dropping the timestamp), indented under its heading.
+show_transfers() {
+    local run=$1 trim=$2 peer
+    say "Chunks served (alice's and bob's server.log)"
+    for peer in alice bob; do
+        grep -h -E '\] (served|refused) ' "$run/$peer/server.log" | sed -e "$trim" -e "s/^/$peer: /" | indent || true
+    done
+
+    say "Chunks fetched (carol's client.log)"
+    grep -h -E '\] (fetched|download) ' "$run/carol/client.log" | sed -e "$trim" | indent || true
 }

@@ -147,12 +147,9 @@ impl Announcer {
     /// The extension every datagram carries, of the given kind, without contents.
     fn ext(&self, kind: Kind) -> AnnouncementExt {
         AnnouncementExt {
-            v: shared::PROTOCOL_VERSION,
-            port: self.config.chunk_port,
-            interval: interval_secs(self.config.interval),
-            contents: Default::default(),
             instance: Some(self.config.instance.clone()),
             kind,
+            ..AnnouncementExt::new(self.config.chunk_port, interval_secs(self.config.interval))
         }
     }
 
@@ -193,12 +190,8 @@ impl Announcer {
 
     /// Tells every target we are leaving: one `goodbye` datagram, without chunks.
     pub(crate) fn goodbye(&mut self) {
-        let goodbye = Announcement {
-            username: self.config.username.clone(),
-            files: Vec::new(),
-            p2p: Some(self.ext(Kind::Goodbye)),
-        }
-        .encode();
+        let goodbye =
+            Announcement::ours(&self.config.username, &[], self.ext(Kind::Goodbye)).encode();
         let targets = self.targets();
         self.send_all(&[goodbye], &targets);
         log::debug!("said goodbye to {}", list(&targets));

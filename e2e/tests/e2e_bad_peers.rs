@@ -10,15 +10,16 @@
 use std::collections::HashMap;
 use std::fs;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use shared::chunk::ChunkSet;
 use shared::digest::Digest;
+use shared::events::Event;
 use testkit::fake_holder::{Behaviour, FakeHolder};
 use testkit::legacy::{bind_same_port, legacy_announce, legacy_split, LegacyServer, Mode};
 use testkit::prelude::*;
-
-use std::process::Output;
 
 /// A fake holder of `content` on its own loopback IP, announcing itself as `user` to the test's
 /// network like our announcer.
@@ -40,46 +41,89 @@ const CONTENT: &str = "report.pdf";
 /// 5 MiB: five chunks of 1 MiB, far beyond what a trickle of 100 bytes/s could ever deliver.
 const SIZE: usize = 5 << 20;
 
+/// An honest holder `a` (real programs) sharing `CONTENT`, and carol (`c`) whose listener lists
+/// it. The fields are dropped in order: carol's programs, then the holder's.
+struct Holding {
+    c: Peer,
+    a: Peer,
+    /// The shared file, its bytes and their digest.
+    original: PathBuf,
+    data: Vec<u8>,
+    digest: Digest,
+}
+
+/// Peer `a` writes `size` random bytes from `seed` as `CONTENT` into its shared files, serves
+/// them (its chunk server given `server_args`) and announces them as `user`; carol (`c`) starts
+/// her listener and waits until it lists `a`'s offer.
+fn honest_holder(
+    net: &TestNet,
+    user: &str,
+    size: usize,
+    seed: u64,
+    server_args: &[&str],
+) -> Holding {
+    let a = net.peer("a");
+    let c = net.peer("c");
+    let data = random_bytes(size, seed);
+    let original = a.share_dir().join(CONTENT);
+    fs::write(&original, &data).expect("write the shared file");
+    let digest = Digest::of(&data);
+    a.start_chunk_server(&[], server_args);
+    a.start_announcer(user, ANNOUNCE_INTERVAL_SECS);
+    c.start_listener(&[]);
+    net.wait_for_entry(&c, &a, user, CONTENT, digest);
+    Holding {
+        c,
+        a,
+        original,
+        data,
+        digest,
+    }
+}
+
 /// The fields are dropped in order: the fake and the peers (their programs) before the network
 /// (its folder).
 struct Scene {
     mallory: FakeHolder,
-    c: Peer,
-    a: Peer,
-    original: std::path::PathBuf,
+    h: Holding,
     #[allow(dead_code)] // held for its drop: the folder goes last
     net: TestNet,
-}
-
-/// Writes `size` random bytes from `seed` as `CONTENT` into `peer`'s shared files; returns the
-/// file, its bytes and their digest.
-fn share_content(peer: &Peer, size: usize, seed: u64) -> (std::path::PathBuf, Vec<u8>, Digest) {
-    let data = random_bytes(size, seed);
-    let path = peer.share_dir().join(CONTENT);
-    fs::write(&path, &data).expect("write the shared file");
-    let digest = Digest::of(&data);
-    (path, data, digest)
 }
 
 /// alice (real programs) and mallory (a fake that misbehaves as told) both offer `report.pdf`;
 /// carol's listener knows both.
 fn scene(behaviour: Behaviour, seed: u64, server_args: &[&str]) -> Scene {
     let net = TestNet::new(Duration::from_secs(120));
-    let a = net.peer("a");
-    let c = net.peer("c");
-    let (original, data, digest) = share_content(&a, SIZE, seed);
-    a.start_chunk_server(&[], server_args);
-    a.start_announcer("alice", ANNOUNCE_INTERVAL_SECS);
-    let mallory = fake_peer(&net, "mallory", CONTENT, data, behaviour);
-    c.start_listener(&[]);
-    net.wait_for_entry(&c, &a, "alice", CONTENT, digest);
-    net.wait_for_entry_at(&c, mallory.addr, "mallory", CONTENT, digest);
-    Scene {
-        mallory,
-        c,
-        a,
-        original,
-        net,
+    let h = honest_holder(&net, "alice", SIZE, seed, server_args);
+    let mallory = fake_peer(&net, "mallory", CONTENT, h.data.clone(), behaviour);
+    net.wait_for_entry_at(&h.c, mallory.addr, "mallory", CONTENT, h.digest);
+    Scene { mallory, h, net }
+}
+
+impl Scene {
+    /// The chunks carol asked of mallory; there must be some, or the test proves nothing.
+    fn asked_of_mallory(&self) -> Vec<(String, u64)> {
+        let asked = self.mallory.chunk_requests();
+        assert!(
+            !asked.is_empty(),
+            "mallory was never asked for a chunk: the test proves nothing"
+        );
+        asked
+    }
+
+    /// The `fetched` events of `CONTENT` from mallory (her user name and address) that ended in
+    /// `outcome`.
+    fn fetched_from_mallory<'a>(&self, events: &'a [Event], outcome: &str) -> Vec<&'a Event> {
+        matching(
+            events,
+            "fetched",
+            &[
+                ("content", CONTENT),
+                ("user", "mallory"),
+                ("source", &self.mallory.addr.to_string()),
+                ("outcome", outcome),
+            ],
+        )
     }
 }
 
@@ -97,16 +141,48 @@ fn assert_all_chunks_from(c: &Peer, a: &Peer) {
     assert_eq!(done.get("verified"), Some("yes"), "{done}");
 }
 
+/// `c` runs `downloader <args> get CONTENT`: the download succeeds and the file is exactly
+/// `original`. Returns the output and how long it took.
+fn download_exact(c: &Peer, original: &Path, args: &[&str], what: &str) -> (Output, Duration) {
+    let started = Instant::now();
+    let out = c.downloader(&[args, &["get", CONTENT]].concat());
+    let took = started.elapsed();
+    assert_success(&out, what);
+    assert_same_file(original, &printed_path(&out, &c.dir));
+    (out, took)
+}
+
 /// carol downloads with `args` (then `get CONTENT`): the download succeeds, the file is exact
 /// and every chunk came from alice. Returns the output and how long it took.
 fn download_exactly_from_alice(s: &Scene, args: &[&str], what: &str) -> (Output, Duration) {
-    let started = Instant::now();
-    let out = s.c.downloader(&[args, &["get", CONTENT]].concat());
-    let took = started.elapsed();
-    assert_success(&out, what);
-    assert_same_file(&s.original, &printed_path(&out, &s.c.dir));
-    assert_all_chunks_from(&s.c, &s.a);
+    let (out, took) = download_exact(&s.h.c, &s.h.original, args, what);
+    assert_all_chunks_from(&s.h.c, &s.h.a);
     (out, took)
+}
+
+/// The download (`out`) took less than `limit`; `why` says what it should have cost.
+fn assert_took_less(took: Duration, limit: Duration, out: &Output, why: &str) {
+    assert!(
+        took < limit,
+        "{why}, not {took:?}\n{}",
+        describe_output(out)
+    );
+}
+
+/// No chunk carol fetched from alice ended in `outcome=bad_data`: `why` names what blaming her
+/// would mean.
+fn assert_alice_not_blamed(c: &Peer, why: &str) {
+    let events = c.client_events();
+    assert!(
+        matching(
+            &events,
+            "fetched",
+            &[("user", "alice"), ("outcome", "bad_data")]
+        )
+        .is_empty(),
+        "{why}:\n{}",
+        show_events(&events)
+    );
 }
 
 /// alice's chunk server sends one chunk at a time, at 1 MiB/s: 1 s per chunk, the others wait.
@@ -124,19 +200,9 @@ fn corrupting_peer_is_caught_avoided_and_the_file_is_exact() {
         "download beside a corrupting peer",
     );
 
-    let events = s.c.client_events();
+    let events = s.h.c.client_events();
     let all = show_events(&events);
-    let mallory_addr = s.mallory.addr.to_string();
-    let caught = matching(
-        &events,
-        "fetched",
-        &[
-            ("content", CONTENT),
-            ("user", "mallory"),
-            ("source", &mallory_addr),
-            ("outcome", "bad_data"),
-        ],
-    );
+    let caught = s.fetched_from_mallory(&events, "bad_data");
     assert!(
         !caught.is_empty(),
         "client.log should record mallory's wrong bytes as outcome=bad_data:\n{all}"
@@ -174,7 +240,7 @@ fn corrupting_peer_is_caught_avoided_and_the_file_is_exact() {
         "every chunk mallory sent was caught:\n{all}"
     );
     // Nothing mallory sent is left behind.
-    let parts: Vec<_> = files_under(&s.c.temp_dir().join(".incoming"));
+    let parts: Vec<_> = files_under(&s.h.c.temp_dir().join(".incoming"));
     assert!(
         parts.is_empty(),
         "temp/.incoming should be empty: {parts:?}"
@@ -190,31 +256,20 @@ fn silent_peer_is_given_up_and_the_file_is_exact() {
         &["--idle-timeout", "2", "--endgame-after", "600"],
         "download beside a silent peer",
     );
-    let asked = s.mallory.chunk_requests();
-    assert!(
-        !asked.is_empty(),
-        "mallory was never asked for a chunk: the test proves nothing"
-    );
-    let events = s.c.client_events();
-    let timeouts = matching(
-        &events,
-        "fetched",
-        &[
-            ("user", "mallory"),
-            ("source", &s.mallory.addr.to_string()),
-            ("outcome", "timeout"),
-        ],
-    );
+    let asked = s.asked_of_mallory();
+    let events = s.h.c.client_events();
+    let timeouts = s.fetched_from_mallory(&events, "timeout");
     assert_eq!(
         timeouts.len(),
         asked.len(),
         "each chunk asked of the silent mallory ({asked:?}) should end in outcome=timeout:\n{}",
         show_events(&events)
     );
-    assert!(
-        took < Duration::from_secs(12),
-        "with --idle-timeout 2 the silent peer should cost about 2 s, not {took:?}\n{}",
-        describe_output(&out)
+    assert_took_less(
+        took,
+        Duration::from_secs(12),
+        &out,
+        "with --idle-timeout 2 the silent peer should cost about 2 s",
     );
 }
 
@@ -226,29 +281,18 @@ fn trickling_peer_is_abandoned_and_the_file_is_exact() {
         &["--idle-timeout", "2"],
         "download beside a trickling peer",
     );
-    let asked = s.mallory.chunk_requests();
-    assert!(
-        !asked.is_empty(),
-        "mallory was never asked for a chunk: the test proves nothing"
-    );
+    s.asked_of_mallory();
     // A 1 MiB chunk at 100 bytes/s takes three hours: only abandoning mallory (stall detection)
     // or asking alice as well (endgame) finishes in seconds.
-    assert!(
-        took < Duration::from_secs(30),
-        "the download took {took:?} beside a trickling peer\n{}",
-        describe_output(&out)
+    assert_took_less(
+        took,
+        Duration::from_secs(30),
+        &out,
+        "beside a trickling peer the download should take seconds",
     );
-    let events = s.c.client_events();
-    let too_slow = matching(
-        &events,
-        "fetched",
-        &[
-            ("user", "mallory"),
-            ("source", &s.mallory.addr.to_string()),
-            ("outcome", "too_slow"),
-        ],
-    );
-    let log = fs::read_to_string(s.c.dir.join(shared::CLIENT_LOG)).unwrap_or_default();
+    let events = s.h.c.client_events();
+    let too_slow = s.fetched_from_mallory(&events, "too_slow");
+    let log = fs::read_to_string(s.h.c.dir.join(shared::CLIENT_LOG)).unwrap_or_default();
     let endgame = log
         .lines()
         .any(|l| l.contains("endgame: also asking alice"));
@@ -267,30 +311,24 @@ fn trickling_peer_is_abandoned_by_stall_detection_and_alice_continues_its_bytes(
         &["--idle-timeout", "2", "--endgame-after", "600"],
         "download beside a trickling peer, without endgame",
     );
-    assert!(
-        took < Duration::from_secs(12),
-        "a 2 s stall window should drop mallory in about 2 s, not {took:?}\n{}",
-        describe_output(&out)
+    assert_took_less(
+        took,
+        Duration::from_secs(12),
+        &out,
+        "a 2 s stall window should drop mallory in about 2 s",
     );
-    let asked = s.mallory.chunk_requests();
-    let events = s.c.client_events();
+    let asked = s.asked_of_mallory();
+    let events = s.h.c.client_events();
     let all = show_events(&events);
-    let too_slow = matching(
-        &events,
-        "fetched",
-        &[
-            ("user", "mallory"),
-            ("source", &s.mallory.addr.to_string()),
-            ("outcome", "too_slow"),
-        ],
-    );
-    assert!(
-        !asked.is_empty() && too_slow.len() == asked.len(),
+    let too_slow = s.fetched_from_mallory(&events, "too_slow");
+    assert_eq!(
+        too_slow.len(),
+        asked.len(),
         "each chunk asked of mallory ({asked:?}) should end in outcome=too_slow:\n{all}"
     );
     // The right bytes mallory trickled stay in the part file, and alice sends only the rest.
-    wait_for_served_all(&s.net, &s.a, CONTENT);
-    let served = s.a.server_events();
+    wait_for_served_all(&s.net, &s.h.a, CONTENT);
+    let served = s.h.a.server_events();
     for event in &too_slow {
         let chunk = event.get("chunk").expect("chunk");
         let kept = event.get("bytes").expect("bytes");
@@ -436,62 +474,53 @@ fn legacy_chunk_cut_short_is_detected_and_fetched_from_the_other_legacy_peer() {
 #[test]
 fn six_silent_holders_beside_one_honest_holder_cost_seconds_not_minutes() {
     let net = TestNet::new(Duration::from_secs(120));
-    let a = net.peer("a");
-    let c = net.peer("c");
-    let (original, data, digest) = share_content(&a, 1 << 20, 0x5A1);
     // The silent ones sort before "zoe", in case holders are asked in name order.
+    let h = honest_holder(&net, "zoe", 1 << 20, 0x5A1, &[]);
     let silent: Vec<FakeHolder> = (1..=6)
         .map(|i| {
             fake_peer(
                 &net,
                 &format!("mute{i}"),
                 CONTENT,
-                data.clone(),
+                h.data.clone(),
                 Behaviour::Silent,
             )
         })
         .collect();
-    a.start_chunk_server(&[], &[]);
-    a.start_announcer("zoe", ANNOUNCE_INTERVAL_SECS);
-    c.start_listener(&[]);
-    net.wait_for_entry(&c, &a, "zoe", CONTENT, digest);
     for (i, fake) in silent.iter().enumerate() {
-        net.wait_for_entry_at(&c, fake.addr, &format!("mute{}", i + 1), CONTENT, digest);
+        net.wait_for_entry_at(
+            &h.c,
+            fake.addr,
+            &format!("mute{}", i + 1),
+            CONTENT,
+            h.digest,
+        );
     }
-    let started = Instant::now();
-    let out = c.downloader(&["get", CONTENT]);
-    let took = started.elapsed();
-    assert_success(&out, "download beside six silent holders");
-    assert_same_file(&original, &printed_path(&out, &c.dir));
+    let (out, took) = download_exact(&h.c, &h.original, &[], "download beside six silent holders");
     eprintln!("download beside six silent holders took {took:?}");
     // Asked one after another with the 15 s idle timeout, the manifest alone took 90 s.
-    assert!(
-        took < Duration::from_secs(10),
-        "six silent holders should cost seconds, not {took:?}\n{}",
-        describe_output(&out)
+    assert_took_less(
+        took,
+        Duration::from_secs(10),
+        &out,
+        "six silent holders should cost seconds",
     );
 }
 
 #[test]
 fn a_forged_manifest_is_rolled_back_blames_nobody_and_never_spreads() {
     let net = TestNet::new(Duration::from_secs(150));
-    let a = net.peer("a");
-    let c = net.peer("c");
-    let (original, data, digest) = share_content(&a, 1 << 20, 0xF0F);
-    a.start_chunk_server(&[], &[]);
-    a.start_announcer("alice", ANNOUNCE_INTERVAL_SECS);
-    c.start_listener(&[]);
-    net.wait_for_entry(&c, &a, "alice", CONTENT, digest);
+    let Holding {
+        c,
+        a,
+        original,
+        data,
+        digest,
+    } = honest_holder(&net, "alice", 1 << 20, 0xF0F, &[]);
     // alice's chunk server goes away (her announcer goes on): the forger is the only holder
     // that answers, so the download must take its manifest, and fail the whole-file check.
     a.stop(Program::ChunkServer);
-    let mallory = fake_peer(
-        &net,
-        "mallory",
-        CONTENT,
-        data.clone(),
-        Behaviour::ForgeManifest,
-    );
+    let mallory = fake_peer(&net, "mallory", CONTENT, data, Behaviour::ForgeManifest);
     net.wait_for_entry_at(&c, mallory.addr, "mallory", CONTENT, digest);
 
     let out = c.downloader(&["get", CONTENT]);
@@ -510,35 +539,13 @@ fn a_forged_manifest_is_rolled_back_blames_nobody_and_never_spreads() {
         snapshot.chunks.is_empty() && snapshot.metas.is_empty(),
         "the store still offers {snapshot:?}"
     );
-    let events = c.client_events();
-    assert!(
-        matching(
-            &events,
-            "fetched",
-            &[("user", "alice"), ("outcome", "bad_data")]
-        )
-        .is_empty(),
-        "alice was blamed on the word of the forged manifest:\n{}",
-        show_events(&events)
-    );
+    assert_alice_not_blamed(&c, "alice was blamed on the word of the forged manifest");
 
     // alice is back: the next run gets the genuine file, from her alone, and blames her for
     // nothing.
     a.start_chunk_server(&[], &[]);
-    let out = c.downloader(&["get", CONTENT]);
-    assert_success(&out, "the download once alice serves again");
-    assert_same_file(&original, &printed_path(&out, &c.dir));
-    let events = c.client_events();
-    assert!(
-        matching(
-            &events,
-            "fetched",
-            &[("user", "alice"), ("outcome", "bad_data")]
-        )
-        .is_empty(),
-        "alice was blamed:\n{}",
-        show_events(&events)
-    );
+    download_exact(&c, &original, &[], "the download once alice serves again");
+    assert_alice_not_blamed(&c, "alice was blamed");
 
     // A fourth peer that only ever hears carol gets the genuine file from her.
     drop(mallory);
@@ -548,24 +555,18 @@ fn a_forged_manifest_is_rolled_back_blames_nobody_and_never_spreads() {
     let d = net.peer("d");
     d.start_listener(&[]);
     net.wait_for_entry(&d, &c, "carol", CONTENT, digest);
-    let out = d.downloader(&["get", CONTENT]);
-    assert_success(&out, "the fourth peer's download from carol");
-    assert_same_file(&original, &printed_path(&out, &d.dir));
+    download_exact(&d, &original, &[], "the fourth peer's download from carol");
 }
 
 #[test]
 fn rolling_back_a_forged_manifest_keeps_this_peers_own_file_of_the_same_name() {
     let net = TestNet::new(Duration::from_secs(90));
-    let a = net.peer("a");
-    let c = net.peer("c");
-    let (_, data, digest) = share_content(&a, 300_000, 0xF1F);
+    let Holding {
+        c, a, data, digest, ..
+    } = honest_holder(&net, "alice", 300_000, 0xF1F, &[]);
     // carol shares a different file under the same name.
     let (_, own_digest) = c.write_share(CONTENT, 200_000, 0x0C);
     c.start_chunk_server(&[], &[]);
-    a.start_chunk_server(&[], &[]);
-    a.start_announcer("alice", ANNOUNCE_INTERVAL_SECS);
-    c.start_listener(&[]);
-    net.wait_for_entry(&c, &a, "alice", CONTENT, digest);
     a.stop(Program::ChunkServer);
     let mallory = fake_peer(&net, "mallory", CONTENT, data, Behaviour::ForgeManifest);
     net.wait_for_entry_at(&c, mallory.addr, "mallory", CONTENT, digest);

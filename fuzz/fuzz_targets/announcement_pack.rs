@@ -42,9 +42,10 @@ struct RawInput {
     other_metas: Vec<(String, MetaInput)>,
 }
 
+/// The `arbitrary` form of an extension. It has no version: only the one we speak is packed
+/// (see `into_input`).
 #[derive(Debug, Arbitrary)]
 struct RawExt {
-    v: u32,
     port: u16,
     interval: u64,
     instance: Option<String>,

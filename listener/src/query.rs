@@ -108,19 +108,11 @@ impl<'a> Querier<'a> {
 /// shows the last datagram of each username would otherwise show this peer holding nothing
 /// until its next announcement. (Our announcers answer a query whatever its username.)
 pub fn query_datagram() -> Vec<u8> {
-    Announcement {
-        username: QUERY_USERNAME.to_owned(),
-        files: Vec::new(),
-        p2p: Some(AnnouncementExt {
-            v: shared::PROTOCOL_VERSION,
-            port: 0,
-            interval: DEFAULT_ANNOUNCE_INTERVAL_SECS,
-            contents: Default::default(),
-            instance: None,
-            kind: Kind::Query,
-        }),
-    }
-    .encode()
+    let ext = AnnouncementExt {
+        kind: Kind::Query,
+        ..AnnouncementExt::new(0, DEFAULT_ANNOUNCE_INTERVAL_SECS)
+    };
+    Announcement::ours(QUERY_USERNAME, &[], ext).encode()
 }
 
 /// Why a heard query is not passed on to the announcer.

@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use shared::protocol::{Announcement, Kind};
-use testkit::announce::{legacy, Flood, UdpPeer};
+use testkit::announce::{Flood, UdpPeer};
 use testkit::files::{read_tags, temp_dir};
 use testkit::process::{
     assert_failed_once_with, output_of, spawn_guarded, time_to_exit_after, wait_exit, ChildGuard,
@@ -42,7 +42,10 @@ fn listener_binary_lists_a_broadcast_announcement_in_tags_txt() {
     let mut last = None;
     let seen = poll_until(PATIENCE, || {
         // Datagrams may be lost; repeat, as a real peer would.
-        peer.announce(port, &legacy("ece", &["song.mp3_1", "song.mp3_4"]));
+        peer.announce(
+            port,
+            &Announcement::legacy("ece", &["song.mp3_1", "song.mp3_4"]),
+        );
         std::thread::sleep(Duration::from_millis(100));
         last = read_tags(&tags_path);
         last.as_ref().is_some_and(|t| !t.entries.is_empty())
@@ -111,7 +114,7 @@ fn listener_binary_warns_about_a_malformed_flood_once_per_source() {
     // A valid announcement after the flood: once it is listed, the flood was handled.
     let good = UdpPeer::new(14);
     let seen = poll_until(PATIENCE, || {
-        good.announce(port, &legacy("good", &["ok_1"]));
+        good.announce(port, &Announcement::legacy("good", &["ok_1"]));
         std::thread::sleep(Duration::from_millis(50));
         read_tags(&tags_path).is_some_and(|t| t.entries.iter().any(|e| e.user == "good"))
     });
@@ -192,7 +195,7 @@ fn listener_binary_stops_within_three_seconds_of_sigterm_while_a_reader_holds_th
     // Something to write: the listener now waits for the lock.
     let peer = UdpPeer::new(25);
     for _ in 0..3 {
-        peer.announce(port, &legacy("ece", &["waiting_1"]));
+        peer.announce(port, &Announcement::legacy("ece", &["waiting_1"]));
         std::thread::sleep(Duration::from_millis(200));
     }
     let took = time_to_exit_after_sigterm(&mut child);
@@ -229,7 +232,7 @@ fn the_start_up_query_leaves_a_legacy_listeners_view_of_this_peer_alone() {
     assert_ne!(query.username, "alice", "the query speaks for alice");
     // A legacy listener: the last datagram of each username is what it shows.
     let mut legacy_view: HashMap<String, Vec<String>> = HashMap::new();
-    let alices = legacy("alice", &["notes.txt_1", "notes.txt_2"]);
+    let alices = Announcement::legacy("alice", &["notes.txt_1", "notes.txt_2"]);
     for datagram in [&alices, &query] {
         // What a legacy listener reads: `username` and `files`, nothing else.
         let seen = Announcement::decode(&datagram.encode()).unwrap();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use shared::protocol::{Announcement, Kind};
 use shared::tags::TagsIndex;
-use testkit::announce::{legacy, ours_with, UdpPeer};
+use testkit::announce::{ours_with, UdpPeer};
 use testkit::files::{read_tags, temp_dir};
 use testkit::ports::free_udp_port;
 use testkit::process::{ChildGuard, Program};
@@ -401,7 +401,7 @@ fn varied_announcement(i: usize) -> Announcement {
     let files: Vec<&str> = files.iter().map(String::as_str).collect();
     match i % 11 {
         0 => ours_with(user, 6001, 60, &[], Some("run-a"), Kind::Goodbye),
-        1..=3 => legacy(user, &files),
+        1..=3 => Announcement::legacy(user, &files),
         4 => ours_with(
             user,
             6002,

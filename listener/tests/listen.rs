@@ -1,6 +1,5 @@
 //! In-process tests: `listener::run` in a thread, peers broadcasting on loopback.
 
-use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -9,34 +8,10 @@ use shared::digest::Digest;
 use shared::protocol::{Announcement, AnnouncementExt, ContentMeta, Kind};
 use shared::queries::query_file_name;
 use shared::tags::{Proto, TagEntry, TagsIndex};
-use testkit::announce::{legacy, ours_with, time_to_listing, Flood, UdpPeer};
+use testkit::announce::{ours_with, time_to_listing, Flood, UdpPeer};
 use testkit::files::temp_dir;
 use testkit::servers::TestListener;
 use testkit::wait::{poll_until, PATIENCE};
-
-fn ours(
-    user: &str,
-    port: u16,
-    interval: u64,
-    files: &[&str],
-    metas: &[(&str, ContentMeta)],
-) -> Announcement {
-    Announcement {
-        username: user.into(),
-        files: files.iter().map(|f| f.to_string()).collect(),
-        p2p: Some(AnnouncementExt {
-            instance: None,
-            kind: Default::default(),
-            v: shared::PROTOCOL_VERSION,
-            port,
-            interval,
-            contents: metas
-                .iter()
-                .map(|(n, m)| (n.to_string(), *m))
-                .collect::<BTreeMap<_, _>>(),
-        }),
-    }
-}
 
 fn find<'a>(tags: &'a TagsIndex, user: &str, content: &str) -> Option<&'a TagEntry> {
     tags.entries
@@ -70,16 +45,14 @@ fn legacy_and_extended_peers_appear_with_their_source_addresses() {
     };
     ece.announce(
         listener.port,
-        &legacy("ece", &["ece_1", "ece_2", "ece_3", "ali_2", "ece.txt"]),
+        &Announcement::legacy("ece", &["ece_1", "ece_2", "ece_3", "ali_2", "ece.txt"]),
     );
     alice.announce(
         listener.port,
-        &ours(
+        &Announcement::ours(
             "alice",
-            6001,
-            60,
             &["photo.png_1", "photo.png_2"],
-            &[("photo.png", meta)],
+            AnnouncementExt::new(6001, 60).with_content("photo.png", meta),
         ),
     );
     let tags = listener.wait_for_tags("ece and alice", |t| {
@@ -132,23 +105,18 @@ fn chunks_in_two_datagrams_and_same_named_contents_are_merged_and_kept_apart() {
         sha256: Digest::of(b"b"),
         root: None,
     };
+    let doc = |meta| AnnouncementExt::new(5001, 60).with_content("doc", meta);
     alice.announce(
         listener.port,
-        &ours("alice", 5001, 60, &["doc_1", "doc_2"], &[("doc", a)]),
+        &Announcement::ours("alice", &["doc_1", "doc_2"], doc(a)),
     );
     alice.announce(
         listener.port,
-        &ours(
-            "alice",
-            5001,
-            60,
-            &["doc_3", "doc_4", "doc_5"],
-            &[("doc", a)],
-        ),
+        &Announcement::ours("alice", &["doc_3", "doc_4", "doc_5"], doc(a)),
     );
     bob.announce(
         listener.port,
-        &ours("bob", 5001, 60, &["doc_5"], &[("doc", b)]),
+        &Announcement::ours("bob", &["doc_5"], doc(b)),
     );
     let tags = listener.wait_for_tags("alice's complete doc and bob's doc", |t| {
         find(t, "alice", "doc").is_some_and(|e| e.chunks.is_complete())
@@ -187,7 +155,7 @@ fn malformed_datagrams_do_not_stop_the_listener() {
         mallory.send_raw(listener.port, junk);
     }
     let good = UdpPeer::new(5);
-    good.announce(listener.port, &legacy("good", &["fine_1"]));
+    good.announce(listener.port, &Announcement::legacy("good", &["fine_1"]));
     let tags = listener.wait_for_tags("the valid announcement", |t| {
         find(t, "good", "fine").is_some()
     });
@@ -212,7 +180,7 @@ fn two_listeners_on_one_port_both_hear_an_announcement() {
     // Both are up once both have written their empty tags.txt.
     assert!(poll_until(PATIENCE, || first.tags().is_some()
         && second.tags().is_some()));
-    UdpPeer::new(2).announce(first.port, &legacy("ece", &["shared_1"]));
+    UdpPeer::new(2).announce(first.port, &Announcement::legacy("ece", &["shared_1"]));
     for listener in [&first, &second] {
         listener.wait_for_tags("ece", |t| find(t, "ece", "shared").is_some());
     }
@@ -225,7 +193,10 @@ fn entries_expire_from_the_file_after_three_intervals() {
     let peer = UdpPeer::new(2);
     // Interval 1 s: gone 3 s after the last announcement.
     let sent = Instant::now();
-    peer.announce(listener.port, &ours("brief", 5001, 1, &["blink_1"], &[]));
+    peer.announce(
+        listener.port,
+        &Announcement::ours("brief", &["blink_1"], AnnouncementExt::new(5001, 1)),
+    );
     listener.wait_for_tags("the entry", |t| find(t, "brief", "blink").is_some());
     listener.wait_for_tags("the entry gone", |t| t.entries.is_empty());
     let lived = sent.elapsed();
@@ -280,7 +251,7 @@ fn unreadable_tags_file_is_replaced_by_a_fresh_one() {
     std::fs::write(&path, "this is not\na tags file at all\n").unwrap();
     let listener = TestListener::start(dir.path(), 0);
     listener.wait_for_tags("a valid file", |t| t.entries.is_empty());
-    UdpPeer::new(2).announce(listener.port, &legacy("ece", &["x_1"]));
+    UdpPeer::new(2).announce(listener.port, &Announcement::legacy("ece", &["x_1"]));
     listener.wait_for_tags("ece", |t| t.entries.len() == 1);
 }
 
@@ -521,7 +492,7 @@ fn unicast_announcements_are_accepted() {
     let listener = TestListener::start(dir.path(), 0);
     let peer = UdpPeer::new(10);
     let to = SocketAddr::from(([127, 0, 0, 1], listener.port));
-    peer.send_to(to, &legacy("gina", &["direct_3"]).encode());
+    peer.send_to(to, &Announcement::legacy("gina", &["direct_3"]).encode());
     let tags = listener.wait_for_tags("gina", |t| find(t, "gina", "direct").is_some());
     assert_eq!(
         find(&tags, "gina", "direct").unwrap().addr.ip().to_string(),
@@ -572,7 +543,7 @@ fn an_honest_peer_is_listed_within_seconds_during_a_flood_and_the_index_stays_bo
     let took = time_to_listing(
         &honest,
         listener.port,
-        &legacy("honest", &["honest.txt_1"]),
+        &Announcement::legacy("honest", &["honest.txt_1"]),
         &listener.tags_path(),
         "honest",
         Duration::from_secs(3),
@@ -627,7 +598,10 @@ fn forged_goodbyes_and_empty_new_instances_do_not_erase_a_peer() {
         mallory.announce(listener.port, forged);
         // Once the marker is listed, the forged datagram before it was handled.
         let content = format!("m{n}");
-        marker.announce(listener.port, &legacy("marker", &[&format!("{content}_1")]));
+        marker.announce(
+            listener.port,
+            &Announcement::legacy("marker", &[&format!("{content}_1")]),
+        );
         let tags = listener.wait_for_tags("the marker", |t| find(t, "marker", &content).is_some());
         assert!(
             find(&tags, "alice", "a").is_some(),

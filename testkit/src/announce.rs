@@ -169,27 +169,12 @@ pub fn ours_with(
     instance: Option<&str>,
     kind: Kind,
 ) -> Announcement {
-    Announcement {
-        username: user.into(),
-        files: files.iter().map(|f| f.to_string()).collect(),
-        p2p: Some(AnnouncementExt {
-            v: shared::PROTOCOL_VERSION,
-            port,
-            interval,
-            contents: Default::default(),
-            instance: instance.map(str::to_owned),
-            kind,
-        }),
-    }
-}
-
-/// A legacy announcement.
-pub fn legacy(user: &str, files: &[&str]) -> Announcement {
-    Announcement {
-        username: user.into(),
-        files: files.iter().map(|f| f.to_string()).collect(),
-        p2p: None,
-    }
+    let ext = AnnouncementExt {
+        instance: instance.map(str::to_owned),
+        kind,
+        ..AnnouncementExt::new(port, interval)
+    };
+    Announcement::ours(user, files, ext)
 }
 
 /// A hostile flood: threads sending, from several loopback addresses, announcements of ours

@@ -7,7 +7,6 @@
 //! counts the chunks it served in full and the body bytes it wrote. Dropping it stops every
 //! thread (connections held open included) and joins them.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,9 +17,7 @@ use std::time::{Duration, Instant};
 use shared::chunk::{chunk_ranges, ChunkName};
 use shared::connection::Connection;
 use shared::digest::Digest;
-use shared::protocol::{
-    Announcement, AnnouncementExt, ErrorCode, Kind, Manifest, Request, Response,
-};
+use shared::protocol::{Announcement, AnnouncementExt, ErrorCode, Manifest, Request, Response};
 
 use crate::files::manifest_of;
 use crate::wait::idle;
@@ -131,19 +128,11 @@ impl FakeHolder {
     /// every `interval_secs`.
     pub fn announce(mut self, user: &str, target: SocketAddr, interval_secs: u64) -> FakeHolder {
         let manifest = &self.state.manifest;
-        let announcement = Announcement {
-            username: user.to_owned(),
-            files: (1..=5).map(|i| format!("{}_{i}", manifest.name)).collect(),
-            p2p: Some(AnnouncementExt {
-                v: shared::PROTOCOL_VERSION,
-                port: self.addr.port(),
-                interval: interval_secs,
-                contents: BTreeMap::from([(manifest.name.clone(), manifest.meta())]),
-                instance: None,
-                kind: Kind::Announce,
-            }),
-        }
-        .encode();
+        let files: Vec<String> = (1..=5).map(|i| format!("{}_{i}", manifest.name)).collect();
+        let files: Vec<&str> = files.iter().map(String::as_str).collect();
+        let ext = AnnouncementExt::new(self.addr.port(), interval_secs)
+            .with_content(&manifest.name, manifest.meta());
+        let announcement = Announcement::ours(user, &files, ext).encode();
         let socket = shared::net::bind_udp_shared(SocketAddr::from((self.addr.ip(), 0)))
             .expect("fake holder: bind UDP");
         let state = Arc::clone(&self.state);

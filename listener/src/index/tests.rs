@@ -19,12 +19,9 @@ fn ip(last: u8) -> IpAddr {
     IpAddr::from([127, 0, 0, last])
 }
 
+/// [`Announcement::legacy`], under a name short enough to keep each `apply` on one line.
 fn legacy(user: &str, files: &[&str]) -> Announcement {
-    Announcement {
-        username: user.into(),
-        files: files.iter().map(|f| f.to_string()).collect(),
-        p2p: None,
-    }
+    Announcement::legacy(user, files)
 }
 
 fn meta(seed: &str, size: u64) -> ContentMeta {
@@ -35,6 +32,7 @@ fn meta(seed: &str, size: u64) -> ContentMeta {
     }
 }
 
+/// One of our announcements, giving the size and digest of each of `contents`.
 fn ours(
     user: &str,
     port: u16,
@@ -42,21 +40,12 @@ fn ours(
     files: &[&str],
     contents: &[(&str, ContentMeta)],
 ) -> Announcement {
-    Announcement {
-        username: user.into(),
-        files: files.iter().map(|f| f.to_string()).collect(),
-        p2p: Some(AnnouncementExt {
-            instance: None,
-            kind: Default::default(),
-            v: 1,
-            port,
-            interval,
-            contents: contents
-                .iter()
-                .map(|(name, m)| (name.to_string(), *m))
-                .collect(),
-        }),
-    }
+    let ext = contents
+        .iter()
+        .fold(AnnouncementExt::new(port, interval), |ext, (name, m)| {
+            ext.with_content(name, *m)
+        });
+    Announcement::ours(user, files, ext)
 }
 
 /// `(user, addr, proto, content, chunks)` of each line, in file order.

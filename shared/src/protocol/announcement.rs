@@ -39,6 +39,26 @@ pub struct AnnouncementExt {
 pub const KNOWN_VERSIONS: RangeInclusive<u32> = 1..=PROTOCOL_VERSION;
 
 impl AnnouncementExt {
+    /// Our extension at this build's [`PROTOCOL_VERSION`] for a plain announcement: the chunk
+    /// server at `port`, the next announcement in `interval` seconds, no contents yet, and no
+    /// instance (set the fields for a run's instance or another [`Kind`]).
+    pub fn new(port: u16, interval: u64) -> AnnouncementExt {
+        AnnouncementExt {
+            v: PROTOCOL_VERSION,
+            port,
+            interval,
+            contents: BTreeMap::new(),
+            instance: None,
+            kind: Kind::Announce,
+        }
+    }
+
+    /// The same, also giving the size and digest of `content`.
+    pub fn with_content(mut self, content: &str, meta: ContentMeta) -> AnnouncementExt {
+        self.contents.insert(content.to_owned(), meta);
+        self
+    }
+
     /// Whether a listener can use this extension: a query of any version (it only asks for an
     /// answer at its source address); anything else only at a version we speak and with a
     /// chunk-server port other than 0. An extension that is not usable counts as absent, like
@@ -104,6 +124,23 @@ pub struct Announcement {
 }
 
 impl Announcement {
+    /// A legacy peer's announcement: `username` holding `files`, without our extension.
+    pub fn legacy(username: &str, files: &[&str]) -> Announcement {
+        Announcement {
+            username: username.to_owned(),
+            files: files.iter().map(|f| f.to_string()).collect(),
+            p2p: None,
+        }
+    }
+
+    /// One of our announcements: `username` holding `files`, with our extension `p2p`.
+    pub fn ours(username: &str, files: &[&str], p2p: AnnouncementExt) -> Announcement {
+        Announcement {
+            p2p: Some(p2p),
+            ..Announcement::legacy(username, files)
+        }
+    }
+
     /// The JSON bytes of this datagram.
     pub fn encode(&self) -> Vec<u8> {
         // Serializing plain strings, integers and maps cannot fail.
@@ -237,12 +274,8 @@ mod tests {
 
     fn ext() -> AnnouncementExt {
         AnnouncementExt {
-            v: PROTOCOL_VERSION,
-            port: 5001,
-            interval: 60,
-            contents: BTreeMap::new(),
             instance: Some("a1b2".into()),
-            kind: Kind::Announce,
+            ..AnnouncementExt::new(5001, 60)
         }
     }
 
@@ -261,13 +294,8 @@ mod tests {
 
     #[test]
     fn our_announcement_round_trips_and_reads_as_legacy() {
-        let mut ext = ext();
-        ext.contents.insert("photo.png".into(), manifest().meta());
-        let a = Announcement {
-            username: "alice".into(),
-            files: vec!["photo.png_1".into(), "photo.png_2".into()],
-            p2p: Some(ext),
-        };
+        let ext = ext().with_content("photo.png", manifest().meta());
+        let a = Announcement::ours("alice", &["photo.png_1", "photo.png_2"], ext);
         let bytes = a.encode();
         assert_eq!(Announcement::decode(&bytes).unwrap(), a);
         // A legacy listener only ever looks at these two keys.
@@ -279,21 +307,12 @@ mod tests {
     #[test]
     fn queries_and_goodbyes_round_trip_and_plain_announcements_omit_the_kind() {
         for kind in [Kind::Query, Kind::Goodbye] {
-            let a = Announcement {
-                username: "carol".into(),
-                files: vec![],
-                p2p: Some(AnnouncementExt { kind, ..ext() }),
-            };
+            let a = Announcement::ours("carol", &[], AnnouncementExt { kind, ..ext() });
             let bytes = a.encode();
             assert_eq!(Announcement::decode(&bytes).unwrap(), a);
             assert!(Announcement::decode(&bytes).unwrap().chunks().is_empty());
         }
-        let plain = Announcement {
-            username: "a".into(),
-            files: vec![],
-            p2p: Some(ext()),
-        }
-        .encode();
+        let plain = Announcement::ours("a", &[], ext()).encode();
         assert!(!String::from_utf8(plain).unwrap().contains("kind"));
         // A version-1 peer without instance or kind still decodes.
         let old = br#"{"username":"x","files":[],"p2p":{"v":1,"port":1,"interval":5}}"#;
