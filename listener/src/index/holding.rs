@@ -1,16 +1,20 @@
 //! One line of `tags.txt` as the index keeps it: its [`Key`] (who holds what) and its
 //! [`Holding`] (since when each chunk was seen, and what the holder said about it), with the
 //! two time rules that apply to one holding: freshness ([`shared::tags::expires_at`]) and the
-//! interval observed from a legacy peer.
+//! interval observed from a legacy peer; also how much of an announcement's claims the index
+//! believes (its extension, interval and instance id), and which legacy lines are no offer.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 
 use shared::chunk::ChunkSet;
 use shared::digest::Digest;
+use shared::protocol::{Announcement, AnnouncementExt, Kind, MAX_ANNOUNCE_INTERVAL_SECS};
 use shared::tags::{expires_at, Proto};
-use shared::{CHUNKS_PER_FILE, DEFAULT_ANNOUNCE_INTERVAL_SECS};
+use shared::username::truncate;
+use shared::{CHUNKS_PER_FILE, DEFAULT_ANNOUNCE_INTERVAL_SECS, PROTOCOL_VERSION};
 
 /// Shortest interval observed from a legacy peer that we honour, in seconds: one repeating
 /// itself faster still expires 3 × 5 s after it stops.
@@ -117,4 +121,57 @@ impl Holding {
         };
         self.observed = true;
     }
+}
+
+/// Longest announce interval we honour, in seconds
+/// ([`MAX_ANNOUNCE_INTERVAL_SECS`], ten minutes). A peer claiming more is taken at this value,
+/// so a bogus interval cannot keep it listed for days, nor overflow date arithmetic in the
+/// readers of `tags.txt`.
+pub const MAX_INTERVAL_SECS: u64 = MAX_ANNOUNCE_INTERVAL_SECS;
+
+/// Longest instance id remembered; ours are 16 hex digits, and a hostile sender must not make
+/// the index hold kilobytes per address.
+pub(crate) const MAX_INSTANCE_BYTES: usize = 64;
+
+/// The `p2p` extension of `announcement` if we can use it: a version we know
+/// (1..=[`PROTOCOL_VERSION`]) and, except in a query (where the port means nothing), a chunk
+/// server port other than 0. Anything else makes the datagram count as a legacy one, as an
+/// extension that does not parse does.
+pub fn readable_extension(announcement: &Announcement) -> Option<&AnnouncementExt> {
+    announcement
+        .p2p
+        .as_ref()
+        .filter(|e| (1..=PROTOCOL_VERSION).contains(&e.v) && (e.kind == Kind::Query || e.port != 0))
+}
+
+/// Whether the legacy entry `key` is no offer at all: each of its fresh chunks `<content>_<i>`
+/// is also the content name of fresh chunks the same peer announces, i.e. an original file
+/// listed beside its chunks (see the module documentation).
+pub(crate) fn is_original_file_name(
+    holdings: &BTreeMap<Key, Holding>,
+    key: &Key,
+    chunks: ChunkSet,
+    now: DateTime<Utc>,
+) -> bool {
+    !chunks.is_empty()
+        && chunks.indexes().all(|i| {
+            let other = Key {
+                content: format!("{}_{i}", key.content),
+                ..key.clone()
+            };
+            holdings
+                .get(&other)
+                .is_some_and(|h| h.proto == Proto::Legacy && !h.visible(now).0.is_empty())
+        })
+}
+
+/// An instance id as remembered: cut to [`MAX_INSTANCE_BYTES`] on a character boundary.
+pub(crate) fn truncate_instance(instance: &str) -> &str {
+    truncate(instance, MAX_INSTANCE_BYTES)
+}
+
+/// An announced interval as we honour it: at least one second (zero would expire at once), at
+/// most [`MAX_INTERVAL_SECS`].
+pub(crate) fn clamp_interval(secs: u64) -> u64 {
+    secs.clamp(1, MAX_INTERVAL_SECS)
 }

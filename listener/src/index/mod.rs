@@ -62,39 +62,21 @@ use std::net::{IpAddr, SocketAddr};
 use chrono::{DateTime, Utc};
 
 use shared::chunk::{ChunkName, ChunkSet};
-use shared::protocol::{Announcement, AnnouncementExt, Kind, MAX_ANNOUNCE_INTERVAL_SECS};
+use shared::protocol::{Announcement, Kind};
 use shared::tags::{Proto, TagEntry, TagsIndex};
-use shared::username::{sanitize as sanitize_username, truncate};
-use shared::{CHUNKS_PER_FILE, DEFAULT_ANNOUNCE_INTERVAL_SECS, PROTOCOL_VERSION};
+use shared::username::sanitize as sanitize_username;
+use shared::{CHUNKS_PER_FILE, DEFAULT_ANNOUNCE_INTERVAL_SECS};
 
-use holding::{Holding, Key};
+#[cfg(test)]
+use holding::MAX_INSTANCE_BYTES;
+use holding::{clamp_interval, is_original_file_name, truncate_instance, Holding, Key};
+pub use holding::{readable_extension, MAX_INTERVAL_SECS};
 pub use holding::{LEGACY_MAX_INTERVAL_SECS, LEGACY_MIN_INTERVAL_SECS};
 use limits::SourceCounts;
 pub use limits::{
     Limits, Refusals, DEFAULT_MAX_CHUNKS_PER_DATAGRAM, DEFAULT_MAX_ENTRIES,
     DEFAULT_MAX_ENTRIES_PER_SOURCE,
 };
-
-/// Longest announce interval we honour, in seconds
-/// ([`MAX_ANNOUNCE_INTERVAL_SECS`], ten minutes). A peer claiming more is taken at this value,
-/// so a bogus interval cannot keep it listed for days, nor overflow date arithmetic in the
-/// readers of `tags.txt`.
-pub const MAX_INTERVAL_SECS: u64 = MAX_ANNOUNCE_INTERVAL_SECS;
-
-/// Longest instance id remembered; ours are 16 hex digits, and a hostile sender must not make
-/// the index hold kilobytes per address.
-const MAX_INSTANCE_BYTES: usize = 64;
-
-/// The `p2p` extension of `announcement` if we can use it: a version we know
-/// (1..=[`PROTOCOL_VERSION`]) and, except in a query (where the port means nothing), a chunk
-/// server port other than 0. Anything else makes the datagram count as a legacy one, as an
-/// extension that does not parse does.
-pub fn readable_extension(announcement: &Announcement) -> Option<&AnnouncementExt> {
-    announcement
-        .p2p
-        .as_ref()
-        .filter(|e| (1..=PROTOCOL_VERSION).contains(&e.v) && (e.kind == Kind::Query || e.port != 0))
-}
 
 /// The listener's index of holders.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -478,22 +460,6 @@ impl Index {
         self.holdings.is_empty()
     }
 
-    /// Whether the legacy entry `key` is no offer at all: each of its fresh chunks `<content>_<i>`
-    /// is also the content name of fresh chunks the same peer announces, i.e. an original file
-    /// listed beside its chunks (see the module documentation).
-    fn is_original_file_name(&self, key: &Key, chunks: ChunkSet, now: DateTime<Utc>) -> bool {
-        !chunks.is_empty()
-            && chunks.indexes().all(|i| {
-                let other = Key {
-                    content: format!("{}_{i}", key.content),
-                    ..key.clone()
-                };
-                self.holdings
-                    .get(&other)
-                    .is_some_and(|h| h.proto == Proto::Legacy && !h.visible(now).0.is_empty())
-            })
-    }
-
     /// What `tags.txt` shows at `now`: one sorted entry per holder and content with at least one
     /// fresh chunk, its `LAST_SEEN` being the latest of those chunks' times.
     pub fn to_tags(&self, now: DateTime<Utc>) -> TagsIndex {
@@ -502,7 +468,9 @@ impl Index {
             .iter()
             .filter_map(|(key, holding)| {
                 let (chunks, last_seen) = holding.visible(now);
-                if holding.proto == Proto::Legacy && self.is_original_file_name(key, chunks, now) {
+                if holding.proto == Proto::Legacy
+                    && is_original_file_name(&self.holdings, key, chunks, now)
+                {
                     return None;
                 }
                 Some(TagEntry {
@@ -526,15 +494,4 @@ impl Index {
         tags.sort();
         tags
     }
-}
-
-/// An instance id as remembered: cut to [`MAX_INSTANCE_BYTES`] on a character boundary.
-fn truncate_instance(instance: &str) -> &str {
-    truncate(instance, MAX_INSTANCE_BYTES)
-}
-
-/// An announced interval as we honour it: at least one second (zero would expire at once), at
-/// most [`MAX_INTERVAL_SECS`].
-fn clamp_interval(secs: u64) -> u64 {
-    secs.clamp(1, MAX_INTERVAL_SECS)
 }
