@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use announcer::prompt::Origin;
+use announcer::prompt::UsernameSource;
 use shared::program::{self, MainError};
 
 fn main() -> ExitCode {
@@ -16,17 +16,17 @@ fn main() -> ExitCode {
     let username = args.username();
     program::run_main(args.program(), |shutdown| {
         let username = username?;
-        match username.origin {
-            Origin::Prompted => log::info!(
+        match username.source {
+            UsernameSource::Prompted => log::info!(
                 "username {:?} stored in {}",
                 username.name,
                 args.peer_dir().username_file().display()
             ),
-            Origin::Hostname => log::info!(
+            UsernameSource::Hostname => log::info!(
                 "no terminal to ask a username at: using the host name {:?}",
                 username.name
             ),
-            Origin::Flag | Origin::Stored => {}
+            UsernameSource::Flag | UsernameSource::Stored => {}
         }
         let bind = args.bind();
         let config = args.into_config(username.name)?;

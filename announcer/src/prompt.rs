@@ -55,7 +55,7 @@ pub enum UsernameError {
 
 /// Where the username came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
+pub enum UsernameSource {
     /// The `--username` flag.
     Flag,
     /// `username.txt`.
@@ -72,7 +72,7 @@ pub struct Username {
     /// The name to announce.
     pub name: String,
     /// Where it came from.
-    pub origin: Origin,
+    pub source: UsernameSource,
 }
 
 /// Settles on the username: `flag`, else `DIR/username.txt`, else asks once at `terminal` (and
@@ -96,13 +96,13 @@ pub fn resolve<R: BufRead, W: Write>(
         })?;
         return Ok(Username {
             name: name.to_owned(),
-            origin: Origin::Flag,
+            source: UsernameSource::Flag,
         });
     }
     if let Some(name) = read_stored(dir)? {
         return Ok(Username {
             name,
-            origin: Origin::Stored,
+            source: UsernameSource::Stored,
         });
     }
     if let Some((input, output)) = terminal {
@@ -113,12 +113,12 @@ pub fn resolve<R: BufRead, W: Write>(
             .map_err(|source| UsernameError::Store { path, source })?;
         return Ok(Username {
             name,
-            origin: Origin::Prompted,
+            source: UsernameSource::Prompted,
         });
     }
     Ok(Username {
         name: host_name(),
-        origin: Origin::Hostname,
+        source: UsernameSource::Hostname,
     })
 }
 
@@ -198,7 +198,7 @@ mod tests {
             got,
             Username {
                 name: "alice".into(),
-                origin: Origin::Flag
+                source: UsernameSource::Flag
             }
         );
         assert!(out.is_empty(), "nothing asked");
@@ -232,7 +232,7 @@ mod tests {
         std::fs::write(peer.username_file(), "  bob the builder \n").unwrap();
         let expected = Username {
             name: "bob the builder".into(),
-            origin: Origin::Stored,
+            source: UsernameSource::Stored,
         };
         assert_eq!(resolve(None, &peer, no_terminal()).unwrap(), expected);
         let mut out = Vec::new();
@@ -248,7 +248,7 @@ mod tests {
         // An empty stored file counts as absent.
         std::fs::write(peer.username_file(), "\n").unwrap();
         let got = resolve(None, &peer, no_terminal()).unwrap();
-        assert_eq!(got.origin, Origin::Hostname);
+        assert_eq!(got.source, UsernameSource::Hostname);
         assert!(validate(&got.name).is_ok(), "{:?}", got.name);
         let host = shared::net::host_name().unwrap_or_default();
         if !host.trim().is_empty() && host.len() <= MAX_USERNAME_BYTES {
@@ -270,7 +270,7 @@ mod tests {
             got,
             Username {
                 name: "carol".into(),
-                origin: Origin::Prompted
+                source: UsernameSource::Prompted
             }
         );
         let shown = String::from_utf8(out).unwrap();
@@ -284,7 +284,7 @@ mod tests {
         let mut out = Vec::new();
         let again = resolve(None, &peer, Some((Cursor::new(&b"dave\n"[..]), &mut out))).unwrap();
         assert_eq!(again.name, "carol");
-        assert_eq!(again.origin, Origin::Stored);
+        assert_eq!(again.source, UsernameSource::Stored);
         assert!(out.is_empty());
     }
 
