@@ -1,9 +1,10 @@
-//! The download history, read back from the events in `client.log`.
+//! The download history, read back from the events in `client.log`: the typed
+//! [`FetchedEvent`] and [`DownloadEvent`] the download printed, parsed back as the same types.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use shared::events::{Event, Outcome};
+use shared::events::{DownloadEvent, Event, FetchedEvent, Outcome};
 use shared::text::terminal_safe;
 
 use crate::format;
@@ -35,37 +36,26 @@ pub fn parse(log: &str) -> Vec<Entry> {
     let mut pending: BTreeMap<String, (BTreeMap<String, usize>, usize)> = BTreeMap::new();
     let mut entries = Vec::new();
     for (time, event) in log.lines().filter_map(Event::parse_log_line) {
-        let Some(content) = event.get("content") else {
-            continue;
-        };
-        match event.name.as_str() {
-            "fetched" => {
-                let (sources, failures) = pending.entry(content.to_owned()).or_default();
-                if event.outcome() == Some(Outcome::Ok) {
-                    let source = format!(
-                        "{}@{}",
-                        event.get("user").unwrap_or("?"),
-                        event.get("source").unwrap_or("?")
-                    );
-                    *sources.entry(source).or_default() += 1;
-                } else {
-                    *failures += 1;
-                }
+        if let Some(fetched) = FetchedEvent::from_event(&event) {
+            let (sources, failures) = pending.entry(fetched.content).or_default();
+            if fetched.outcome == Outcome::Ok {
+                let source = format!("{}@{}", fetched.user, fetched.source);
+                *sources.entry(source).or_default() += 1;
+            } else {
+                *failures += 1;
             }
-            "download" => {
-                let (sources, failed_attempts) = pending.remove(content).unwrap_or_default();
-                entries.push(Entry {
-                    time: time.to_owned(),
-                    content: content.to_owned(),
-                    outcome: event.outcome(),
-                    bytes: event.get("bytes").and_then(|b| b.parse().ok()).unwrap_or(0),
-                    verified: event.get("verified") == Some("yes"),
-                    path: event.get("path").unwrap_or("-").to_owned(),
-                    sources,
-                    failed_attempts,
-                });
-            }
-            _ => {}
+        } else if let Some(download) = DownloadEvent::from_event(&event) {
+            let (sources, failed_attempts) = pending.remove(&download.content).unwrap_or_default();
+            entries.push(Entry {
+                time: time.to_owned(),
+                content: download.content,
+                outcome: download.outcome,
+                bytes: download.bytes,
+                verified: download.verified,
+                path: download.path.unwrap_or_else(|| "-".to_owned()),
+                sources,
+                failed_attempts,
+            });
         }
     }
     entries

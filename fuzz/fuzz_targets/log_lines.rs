@@ -1,7 +1,8 @@
 //! Log-event lines: `Event::parse`, `Event::parse_log_line` and the downloader's history
 //! (`downloader::history::parse` and `render`) on arbitrary `client.log` / `server.log` text.
 //!
-//! Never panics. Every event that parses prints back to a line that parses to the same event;
+//! Never panics. Every event that parses prints back to a line that parses to the same event
+//! (and a `download` event to the same `DownloadEvent`);
 //! and an event built from arbitrary keys and values (the input read as `arbitrary` data)
 //! prints to one line, alone and inside a log line, that parses back to it.
 #![no_main]
@@ -9,7 +10,7 @@
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use p2p_fuzz::text;
-use shared::events::Event;
+use shared::events::{DownloadEvent, Event};
 
 /// The time stamp and level tag `shared::logging` puts before every message.
 const PREFIX: &str = "2026-11-21T18:24:31.573231155Z [INFO] ";
@@ -23,6 +24,12 @@ fuzz_target!(|data: &[u8]| {
         if let Some((time, event)) = Event::parse_log_line(line) {
             assert!(!time.contains(' '));
             assert_round_trip(&event);
+            // The typed event the history reads prints back to itself.
+            if let Some(download) = DownloadEvent::from_event(&event) {
+                let printed = download.to_event().to_string();
+                let again = Event::parse(&printed).and_then(|e| DownloadEvent::from_event(&e));
+                assert_eq!(again.as_ref(), Some(&download), "{printed:?}");
+            }
         }
     }
     let history = downloader::history::parse(&log);

@@ -218,6 +218,152 @@ impl fmt::Display for Outcome {
     }
 }
 
+/// `yes`/`no`, as the `verified` field says it.
+fn yes_no(flag: bool) -> &'static str {
+    if flag {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// A `fetched` event: one attempt by the downloader at one chunk, whatever its outcome.
+///
+/// ```text
+/// fetched content=<name> chunk=<1..5> source=<ip:port> user=<user> bytes=<n> [resumed_from=<n>] ms=<n> rate_mbps=<x> outcome=<word> verified=<yes|no> [reason="<text>"]
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct FetchedEvent {
+    /// The content's name.
+    pub content: String,
+    /// The chunk's index, 1 to 5.
+    pub chunk: u8,
+    /// The holder's chunk server, `ip:port`.
+    pub source: String,
+    /// The holder's username.
+    pub user: String,
+    /// Bytes of the chunk on disk after the attempt, resumed ones included.
+    pub bytes: u64,
+    /// Bytes that were already on disk when the attempt started.
+    pub resumed_from: u64,
+    /// How long the attempt took.
+    pub ms: u128,
+    /// Megabits per second of what this attempt moved.
+    pub rate_mbps: f64,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Whether the chunk was checked against its digest.
+    pub verified: bool,
+    /// Why it failed, for a failed attempt.
+    pub reason: Option<String>,
+}
+
+impl FetchedEvent {
+    /// The event's name.
+    pub const NAME: &'static str = "fetched";
+
+    /// The event as logged.
+    pub fn to_event(&self) -> Event {
+        let mut event = Event::new(Self::NAME)
+            .with("content", &self.content)
+            .with("chunk", self.chunk)
+            .with("source", &self.source)
+            .with("user", &self.user)
+            .with("bytes", self.bytes);
+        if self.resumed_from > 0 {
+            event = event.with("resumed_from", self.resumed_from);
+        }
+        event = event
+            .with("ms", self.ms)
+            .with("rate_mbps", format!("{:.1}", self.rate_mbps))
+            .with("outcome", self.outcome)
+            .with("verified", yes_no(self.verified));
+        match &self.reason {
+            Some(reason) => event.with("reason", reason),
+            None => event,
+        }
+    }
+
+    /// The `fetched` event `event` holds; `None` for another event, or one whose content,
+    /// chunk, source, user or outcome is missing or unreadable (an edited log). Missing
+    /// numbers read as 0.
+    pub fn from_event(event: &Event) -> Option<FetchedEvent> {
+        if event.name != Self::NAME {
+            return None;
+        }
+        let number = |key| event.get(key).and_then(|v| v.parse::<u64>().ok());
+        Some(FetchedEvent {
+            content: event.get("content")?.to_owned(),
+            chunk: event.get("chunk")?.parse().ok()?,
+            source: event.get("source")?.to_owned(),
+            user: event.get("user")?.to_owned(),
+            bytes: number("bytes").unwrap_or(0),
+            resumed_from: number("resumed_from").unwrap_or(0),
+            ms: event.get("ms").and_then(|v| v.parse().ok()).unwrap_or(0),
+            rate_mbps: event
+                .get("rate_mbps")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0),
+            outcome: event.outcome()?,
+            verified: event.get("verified") == Some("yes"),
+            reason: event.get("reason").map(str::to_owned),
+        })
+    }
+}
+
+/// A `download` event: how one download ended, logged once per download.
+///
+/// ```text
+/// download content=<name> bytes=<n> sha256=<hex|-> outcome=<ok|failed|cancelled> verified=<yes|no> path=<path|->
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadEvent {
+    /// The content's name.
+    pub content: String,
+    /// The file's size; 0 without a file.
+    pub bytes: u64,
+    /// The file's SHA-256 in hex; `None` without a file.
+    pub sha256: Option<String>,
+    /// How it ended; `None` when the log holds a word that is no outcome (an edited log).
+    pub outcome: Option<Outcome>,
+    /// Whether every chunk and the whole file were checked.
+    pub verified: bool,
+    /// Where the file went; `None` without a file.
+    pub path: Option<String>,
+}
+
+impl DownloadEvent {
+    /// The event's name.
+    pub const NAME: &'static str = "download";
+
+    /// The event as logged.
+    pub fn to_event(&self) -> Event {
+        Event::new(Self::NAME)
+            .with("content", &self.content)
+            .with("bytes", self.bytes)
+            .with("sha256", self.sha256.as_deref().unwrap_or("-"))
+            .with("outcome", self.outcome.map_or("?", Outcome::as_str))
+            .with("verified", yes_no(self.verified))
+            .with("path", self.path.as_deref().unwrap_or("-"))
+    }
+
+    /// The `download` event `event` holds; `None` for another event or one without a content.
+    pub fn from_event(event: &Event) -> Option<DownloadEvent> {
+        if event.name != Self::NAME {
+            return None;
+        }
+        let text = |key| event.get(key).filter(|v| *v != "-").map(str::to_owned);
+        Some(DownloadEvent {
+            content: event.get("content")?.to_owned(),
+            bytes: event.get("bytes").and_then(|b| b.parse().ok()).unwrap_or(0),
+            sha256: text("sha256"),
+            outcome: event.outcome(),
+            verified: event.get("verified") == Some("yes"),
+            path: text("path"),
+        })
+    }
+}
+
 fn needs_quotes(value: &str) -> bool {
     value.is_empty()
         || value
@@ -332,6 +478,81 @@ mod tests {
         }
         assert_eq!(Outcome::parse("OK"), None);
         assert_eq!(Event::new("x").with("outcome", "weird").outcome(), None);
+    }
+
+    #[test]
+    fn typed_events_read_back_as_printed() {
+        let fetched = FetchedEvent {
+            content: "my notes.txt".into(),
+            chunk: 3,
+            source: "127.0.0.2:5001".into(),
+            user: "alice".into(),
+            bytes: 209_716,
+            resumed_from: 100,
+            ms: 4,
+            rate_mbps: 12.5,
+            outcome: Outcome::TooSlow,
+            verified: false,
+            reason: Some("sent 3 bytes in 10 s".into()),
+        };
+        let line = fetched.to_event().to_string();
+        assert_eq!(
+            line,
+            "fetched content=\"my notes.txt\" chunk=3 source=127.0.0.2:5001 user=alice \
+             bytes=209716 resumed_from=100 ms=4 rate_mbps=12.5 outcome=too_slow verified=no \
+             reason=\"sent 3 bytes in 10 s\""
+        );
+        let parsed = Event::parse(&line).unwrap();
+        assert_eq!(FetchedEvent::from_event(&parsed), Some(fetched.clone()));
+        assert_eq!(DownloadEvent::from_event(&parsed), None);
+        let first_try = FetchedEvent {
+            resumed_from: 0,
+            reason: None,
+            outcome: Outcome::Ok,
+            ..fetched
+        };
+        let line = first_try.to_event().to_string();
+        assert!(
+            !line.contains("resumed_from") && !line.contains("reason"),
+            "{line}"
+        );
+        assert_eq!(
+            FetchedEvent::from_event(&Event::parse(&line).unwrap()),
+            Some(first_try)
+        );
+
+        let done = DownloadEvent {
+            content: "a b".into(),
+            bytes: 6,
+            sha256: Some("ab".repeat(32)),
+            outcome: Some(Outcome::Ok),
+            verified: true,
+            path: Some("/x/downloads/a b".into()),
+        };
+        let parsed = Event::parse(&done.to_event().to_string()).unwrap();
+        assert_eq!(DownloadEvent::from_event(&parsed), Some(done));
+        let failed = DownloadEvent {
+            content: "a".into(),
+            bytes: 0,
+            sha256: None,
+            outcome: Some(Outcome::Failed),
+            verified: false,
+            path: None,
+        };
+        let line = failed.to_event().to_string();
+        assert_eq!(
+            line,
+            "download content=a bytes=0 sha256=- outcome=failed verified=no path=-"
+        );
+        assert_eq!(
+            DownloadEvent::from_event(&Event::parse(&line).unwrap()),
+            Some(failed)
+        );
+        // An edited log: an unknown outcome word still reads, as no outcome.
+        let edited = Event::parse("download content=a outcome=weird").unwrap();
+        assert_eq!(DownloadEvent::from_event(&edited).unwrap().outcome, None);
+        let no_outcome = Event::parse("fetched content=a chunk=1 source=s user=u").unwrap();
+        assert_eq!(FetchedEvent::from_event(&no_outcome), None);
     }
 
     #[test]

@@ -2,19 +2,16 @@
 //! outcome, which `history` reads back to tell where each chunk came from.
 
 use shared::chunk::ChunkName;
-use shared::events::{Event, Outcome};
+use shared::events::{FetchedEvent, Outcome};
 
 use crate::catalog::Holder;
 use crate::fetch::{FetchError, Fetched};
 use crate::format;
 
 /// The `fetched` event of one attempt, up to its outcome.
-pub(super) struct FetchedEvent {
-    event: Event,
-    verified: bool,
-}
+pub(super) struct FetchedLog(FetchedEvent);
 
-impl FetchedEvent {
+impl FetchedLog {
     /// What the attempt at `chunk` of `content` from `holder` moved (`fetched`) in `millis`.
     pub(super) fn new(
         content: &str,
@@ -22,38 +19,32 @@ impl FetchedEvent {
         holder: &Holder,
         fetched: &Fetched,
         millis: u128,
-    ) -> FetchedEvent {
+    ) -> FetchedLog {
         let sent = fetched.bytes - fetched.resumed_from;
-        let mut event = Event::new("fetched")
-            .with("content", content)
-            .with("chunk", chunk.index())
-            .with("source", holder.addr)
-            .with("user", &holder.user)
-            .with("bytes", fetched.bytes);
-        if fetched.resumed_from > 0 {
-            event = event.with("resumed_from", fetched.resumed_from);
-        }
-        let rate = format!("{:.1}", format::rate_mbps(sent, millis));
-        FetchedEvent {
-            event: event.with("ms", millis).with("rate_mbps", rate),
+        FetchedLog(FetchedEvent {
+            content: content.to_owned(),
+            chunk: chunk.index(),
+            source: holder.addr.to_string(),
+            user: holder.user.clone(),
+            bytes: fetched.bytes,
+            resumed_from: fetched.resumed_from,
+            ms: millis,
+            rate_mbps: format::rate_mbps(sent, millis),
+            outcome: Outcome::Ok,
             verified: fetched.verified,
-        }
+            reason: None,
+        })
     }
 
     /// Logs a kept chunk.
     pub(super) fn ok(self) {
-        log::info!("{}", self.finish(Outcome::Ok));
+        log::info!("{}", self.0.to_event());
     }
 
     /// Logs a failed (or superseded) attempt, a warning with its reason.
-    pub(super) fn failed(self, outcome: Outcome, error: &FetchError) {
-        log::warn!("{}", self.finish(outcome).with("reason", error));
-    }
-
-    fn finish(self, outcome: Outcome) -> Event {
-        let verified = if self.verified { "yes" } else { "no" };
-        self.event
-            .with("outcome", outcome)
-            .with("verified", verified)
+    pub(super) fn failed(mut self, outcome: Outcome, error: &FetchError) {
+        self.0.outcome = outcome;
+        self.0.reason = Some(error.to_string());
+        log::warn!("{}", self.0.to_event());
     }
 }

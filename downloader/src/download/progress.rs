@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use shared::chunk::ChunkName;
 use shared::digest::Digest;
-use shared::events::{self, Event};
+use shared::events::{self, DownloadEvent, Event};
 
 use super::error::DownloadError;
 
@@ -86,22 +86,15 @@ pub(super) fn download_event(
         Err(_) => events::Outcome::Failed,
     };
     let done = result.as_ref().ok();
-    let verified = done.is_some_and(|o| o.verified);
-    Some(
-        Event::new("download")
-            .with("content", content)
-            .with("bytes", done.map_or(0, |o| o.size))
-            .with(
-                "sha256",
-                done.map_or("-".to_owned(), |o| o.sha256.to_string()),
-            )
-            .with("outcome", outcome)
-            .with("verified", if verified { "yes" } else { "no" })
-            .with(
-                "path",
-                done.map_or("-".into(), |o| o.path.display().to_string()),
-            ),
-    )
+    let event = DownloadEvent {
+        content: content.to_owned(),
+        bytes: done.map_or(0, |o| o.size),
+        sha256: done.map(|o| o.sha256.to_string()),
+        outcome: Some(outcome),
+        verified: done.is_some_and(|o| o.verified),
+        path: done.map(|o| o.path.display().to_string()),
+    };
+    Some(event.to_event())
 }
 
 #[cfg(test)]

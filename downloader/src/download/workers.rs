@@ -24,7 +24,7 @@ use shared::tags::Proto;
 use shared::CHUNKS_PER_FILE;
 
 use super::board::{Board, ChunkResult};
-use super::fetch_log::FetchedEvent;
+use super::fetch_log::FetchedLog;
 use super::placement::Placement;
 use super::progress::Progress;
 use crate::catalog::{Holder, Target};
@@ -392,8 +392,8 @@ impl<'a> FetchContext<'a> {
         });
     }
 
-    fn logged(&self, chunk: &ChunkName, holder: &Holder, got: &Fetched, ms: u128) -> FetchedEvent {
-        FetchedEvent::new(&self.target.name, chunk, holder, got, ms)
+    fn logged(&self, chunk: &ChunkName, holder: &Holder, got: &Fetched, ms: u128) -> FetchedLog {
+        FetchedLog::new(&self.target.name, chunk, holder, got, ms)
     }
 
     /// A copy of `chunk` from `holder` was kept: logged and reported.
