@@ -75,10 +75,12 @@ pub(crate) struct Args {
 
 impl Args {
     /// How the program runs: the peer folder is created first, the log goes to stderr (debug
-    /// with `--verbose`) and to `DIR/server.log` at info level.
+    /// with `--verbose`) and to `DIR/server.log` at info level; it must be the folder's only
+    /// chunk server.
     pub(crate) fn program(&self) -> Program {
         Program {
             create_dir: Some(self.dir.clone()),
+            single_in: Some(self.dir.clone()),
             log_file: Some((PeerDir::new(&self.dir).server_log(), LevelFilter::Info)),
             ..Program::new("chunk-server", self.verbose)
         }

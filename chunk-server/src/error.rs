@@ -38,6 +38,16 @@ pub enum Error {
     /// The listening socket could not be set up for the accept loop.
     #[error("cannot prepare the listening socket")]
     Listener(#[source] io::Error),
+    /// The record of where the server listens (`DIR/.run/chunk-server.json`) could not be
+    /// written ([`record_address`](crate::record_address)).
+    #[error("cannot record where the server listens in {}", path.display())]
+    Record {
+        /// The record file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
     /// A background thread could not be started.
     #[error("cannot start the {what} thread")]
     SpawnThread {

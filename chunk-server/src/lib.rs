@@ -33,11 +33,12 @@ mod split;
 
 use std::fs;
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use shared::instance::{RecordGuard, ServerRecord};
 use shared::peer_dir::PeerDir;
 use shared::shutdown::Shutdown;
 use shared::store::ChunkStore;
@@ -146,6 +147,23 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
         Ok(socket.into())
     };
     listen().map_err(|source| Error::Bind { addr, source })
+}
+
+/// Records where `listener` listens in the peer folder `dir` ([`ServerRecord`]), for the
+/// announcer to announce that port; the record is removed when the returned guard is dropped.
+///
+/// # Errors
+/// [`Error::Record`] when the record cannot be written.
+pub fn record_address(listener: &TcpListener, dir: &Path) -> Result<RecordGuard, Error> {
+    let dir = PeerDir::new(dir);
+    let record_error = |source| Error::Record {
+        path: ServerRecord::path(&dir),
+        source,
+    };
+    let addr = listener.local_addr().map_err(record_error)?;
+    ServerRecord::of_this_process(addr)
+        .write(&dir)
+        .map_err(record_error)
 }
 
 /// Runs the chunk server on `listener` until `shutdown` is triggered.

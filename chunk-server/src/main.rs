@@ -2,7 +2,8 @@
 //!
 //! A thin wrapper: parses the flags (`cli`); [`program::run_main`] creates the peer folder,
 //! starts logging (stderr and `DIR/server.log`) and installs the signal handler; then this binds
-//! the listening socket and hands over to [`chunk_server::run`].
+//! the listening socket, records where it listens (`DIR/.run/chunk-server.json`) and hands over
+//! to [`chunk_server::run`].
 
 mod cli;
 
@@ -15,7 +16,10 @@ fn main() -> ExitCode {
     let args = cli::Args::parse();
     program::run_main(args.program(), |shutdown| {
         let listener = chunk_server::bind(args.listen_addr())?;
-        chunk_server::run(listener, args.into_config(), shutdown.clone())?;
+        let config = args.into_config();
+        // Removed when the server stops: the announcer announces this port while it exists.
+        let _record = chunk_server::record_address(&listener, &config.dir)?;
+        chunk_server::run(listener, config, shutdown.clone())?;
         Ok(())
     })
 }

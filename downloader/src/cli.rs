@@ -105,6 +105,7 @@ impl Args {
             create_dir: Some(self.dir.clone()),
             terminal,
             log_file: Some((dir.client_log(), LevelFilter::Info)),
+            single_in: None,
         }
     }
 

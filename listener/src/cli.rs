@@ -62,9 +62,12 @@ pub struct Args {
 }
 
 impl Args {
-    /// How the program logs: to stderr only.
+    /// How the program logs (to stderr only), and the peer folder it must be alone in.
     pub fn program(&self) -> Program {
-        Program::new("listener", self.verbose)
+        Program {
+            single_in: Some(self.dir.clone()),
+            ..Program::new("listener", self.verbose)
+        }
     }
 
     /// Where the announce socket is bound: `--bind`, `--port`. The query socket takes the

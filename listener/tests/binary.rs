@@ -240,3 +240,27 @@ fn the_start_up_query_leaves_a_legacy_listeners_view_of_this_peer_alone() {
     }
     assert_eq!(legacy_view["alice"], alices.files);
 }
+
+#[test]
+fn a_second_listener_on_one_folder_refuses_to_start() {
+    let dir = temp_dir();
+    let (_reserved, port) = shared_port_socket();
+    let mut first = spawn_guarded(
+        listener_in(dir.path()).args(["--port", &port.to_string()]),
+        Stdio::null(),
+    );
+    let tags_path = dir.path().join(shared::TAGS_FILE);
+    assert!(poll_until(PATIENCE, || read_tags(&tags_path).is_some()));
+    let (_other, other_port) = shared_port_socket();
+    let output = output_of(listener_in(dir.path()).args(["--port", &other_port.to_string()]));
+    testkit::instance::assert_refused_as_second(
+        &output,
+        testkit::process::Program::Listener,
+        first.0.id(),
+        dir.path(),
+    );
+    assert!(
+        wait_exit(&mut first.0, Duration::from_millis(300)).is_none(),
+        "the first listener stopped"
+    );
+}

@@ -15,6 +15,8 @@
 //!   answer a query; [`peers`]: the static peers of `peers.txt`.
 //! - [`username`]: which usernames may be announced, and how a heard one is made safe to show.
 //! - [`ratelimit`]: token buckets, per source address and overall.
+//! - [`instance`]: one chunk server, announcer and listener per peer folder, and the record
+//!   of where the folder's chunk server listens (`.run/`).
 //! - [`latch`]: "warn once while a failure lasts".
 //! - [`program`]: the `main` all four programs share ([`program::run_main`]).
 //! - [`fsutil`], [`net`], [`logging`], [`shutdown`]: small edges shared by every binary.
@@ -29,6 +31,7 @@ pub mod connection;
 pub mod digest;
 pub mod events;
 pub mod fsutil;
+pub mod instance;
 pub mod latch;
 pub mod logging;
 pub mod net;
@@ -127,6 +130,10 @@ pub const PEERS_FILE: &str = "peers.txt";
 /// Name of the folder where the listener leaves query files for the announcer
 /// ([`queries`]). Hidden: it is plumbing, not something the user looks at.
 pub const QUERIES_DIR: &str = ".queries";
+
+/// Name of the folder of run-time state inside a peer folder: each running program's lock and
+/// the chunk server's record of where it listens ([`instance`]). Hidden: plumbing.
+pub const RUN_DIR: &str = ".run";
 
 /// A query file older than this is deleted unanswered: the listener that asked has long since
 /// re-asked or heard the periodic announcement, and an answer now would be noise.

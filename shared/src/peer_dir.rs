@@ -4,8 +4,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::{
-    CLIENT_LOG, DEFAULT_SHARE_DIR, DOWNLOADS_DIR, PEERS_FILE, QUERIES_DIR, SERVER_LOG, TAGS_FILE,
-    TEMP_DIR, USERNAME_FILE,
+    CLIENT_LOG, DEFAULT_SHARE_DIR, DOWNLOADS_DIR, PEERS_FILE, QUERIES_DIR, RUN_DIR, SERVER_LOG,
+    TAGS_FILE, TEMP_DIR, USERNAME_FILE,
 };
 
 /// Paths inside one peer folder.
@@ -76,5 +76,10 @@ impl PeerDir {
     /// `.queries/`: query files from the listener to the announcer ([`crate::queries`]).
     pub fn queries_dir(&self) -> PathBuf {
         self.root.join(QUERIES_DIR)
+    }
+
+    /// `.run/`: the programs' locks and the chunk server's record ([`crate::instance`]).
+    pub fn run_dir(&self) -> PathBuf {
+        self.root.join(RUN_DIR)
     }
 }

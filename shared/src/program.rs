@@ -20,7 +20,9 @@ use std::process::ExitCode;
 
 use log::LevelFilter;
 
+use crate::instance::InstanceLock;
 use crate::logging::{self, describe_error, LogOptions};
+use crate::peer_dir::PeerDir;
 use crate::shutdown::{self, Shutdown};
 use crate::text::terminal_safe;
 
@@ -35,6 +37,9 @@ pub struct Program {
     pub terminal: LevelFilter,
     /// A log file and its level.
     pub log_file: Option<(PathBuf, LevelFilter)>,
+    /// The peer folder this program must be the only one of its kind in: its
+    /// [`InstanceLock`] is taken before logging starts and held until the program ends.
+    pub single_in: Option<PathBuf>,
 }
 
 impl Program {
@@ -49,6 +54,7 @@ impl Program {
                 LevelFilter::Info
             },
             log_file: None,
+            single_in: None,
         }
     }
 }
@@ -100,7 +106,8 @@ pub fn run_main(
     start: impl FnOnce(&Shutdown) -> Result<(), MainError>,
 ) -> ExitCode {
     let shutdown = Shutdown::new();
-    match prepare(&program, &shutdown).and_then(|()| start(&shutdown)) {
+    // `_lock` lives until the program returns: it is what makes it the folder's only one.
+    match prepare(&program, &shutdown).and_then(|_lock| start(&shutdown)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Errors quote names and peers' messages: shown, never obeyed.
@@ -117,7 +124,7 @@ pub fn run_main(
     }
 }
 
-fn prepare(program: &Program, shutdown: &Shutdown) -> Result<(), MainError> {
+fn prepare(program: &Program, shutdown: &Shutdown) -> Result<Option<InstanceLock>, MainError> {
     if let Some(dir) = &program.create_dir {
         std::fs::create_dir_all(dir).map_err(|e| {
             MainError::msg(format!(
@@ -126,6 +133,11 @@ fn prepare(program: &Program, shutdown: &Shutdown) -> Result<(), MainError> {
             ))
         })?;
     }
+    let lock = program
+        .single_in
+        .as_ref()
+        .map(|dir| InstanceLock::acquire(&PeerDir::new(dir), program.name))
+        .transpose()?;
     logging::init(LogOptions {
         terminal: program.terminal,
         file: program.log_file.clone(),
@@ -133,5 +145,5 @@ fn prepare(program: &Program, shutdown: &Shutdown) -> Result<(), MainError> {
     .map_err(|e| MainError::msg(format!("cannot start logging: {e}")))?;
     shutdown::install_ctrlc_handler(shutdown)
         .map_err(|e| MainError::msg(format!("cannot install the signal handler: {e}")))?;
-    Ok(())
+    Ok(lock)
 }

@@ -7,6 +7,7 @@
 //! - [`process`]: the binary locator, child guards (kill by PID), signals, a chunk-server process.
 //! - [`ports`], [`files`], [`events`]: free ports and listening checks, test data and file
 //!   comparison, log events read back.
+//! - [`instance`]: the chunk server's record in the peer folder, a second program refused.
 //! - [`servers`]: chunk server, listener and announcer `run` in a thread of the test.
 //! - [`client`]: raw and extended clients of a chunk server.
 //! - [`announce`]: announcement builders, a UDP peer, a receiver, a flood.
@@ -25,6 +26,7 @@ pub mod client;
 pub mod events;
 pub mod fake_holder;
 pub mod files;
+pub mod instance;
 pub mod legacy;
 pub mod loopback;
 pub mod netns;
