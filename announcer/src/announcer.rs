@@ -10,14 +10,16 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use shared::chunk::ChunkName;
+use shared::instance::ServerRecord;
 use shared::latch::{Latch, Latches};
+use shared::peer_dir::PeerDir;
 use shared::peers::PeersFile;
 use shared::protocol::{Announcement, AnnouncementExt, Kind};
 use shared::queries::QueryBox;
 use shared::store::{ChunkStore, Snapshot};
 
 use crate::budget::{self, AnswerBudget, Refusal};
-use crate::config::Config;
+use crate::config::{ChunkPort, Config};
 
 /// Most query files answered in one poll, so a flood of them cannot stall the loop; the rest
 /// wait for the next poll.
@@ -37,6 +39,13 @@ pub(crate) struct Announcer {
     queries: QueryBox,
     /// The last snapshot read successfully; what we announce.
     snapshot: Snapshot,
+    /// The chunk-server port we announce; `None` while no chunk server runs for the folder
+    /// ([`ChunkPort::Recorded`]): then nothing is sent.
+    port: Option<u16>,
+    /// No chunk server runs for the folder.
+    no_server: Latch,
+    /// The chunk server's record cannot be read.
+    record_unreadable: Latch,
     /// The store cannot be read.
     store_unreadable: Latch,
     /// The query folder cannot be read.
@@ -68,6 +77,12 @@ impl Announcer {
             peers_file,
             queries,
             snapshot: Snapshot::default(),
+            port: match config.chunk_port {
+                ChunkPort::Fixed(port) => Some(port),
+                ChunkPort::Recorded => None,
+            },
+            no_server: Latch::default(),
+            record_unreadable: Latch::default(),
             store_unreadable: Latch::default(),
             queries_unreadable: Latch::default(),
             unreachable: Latches::default(),
@@ -107,6 +122,62 @@ impl Announcer {
         }
     }
 
+    /// With [`ChunkPort::Recorded`], re-reads where the folder's chunk server listens; returns
+    /// whether the port to announce changed to another one, that is when to announce at once.
+    /// When the server goes away, says goodbye (listeners forget our files) and falls silent.
+    pub(crate) fn refresh_server(&mut self) -> bool {
+        if self.config.chunk_port != ChunkPort::Recorded {
+            return false;
+        }
+        let dir = PeerDir::new(&self.config.dir);
+        let port = match ServerRecord::read_live(&dir) {
+            Ok(record) => {
+                if self.record_unreadable.reset() {
+                    log::info!("{} readable again", ServerRecord::path(&dir).display());
+                }
+                record.map(|r| r.port)
+            }
+            Err(e) => {
+                if self.record_unreadable.trip_because(&e) {
+                    log::warn!(
+                        "cannot read {}: {e}; announcing port {:?} as before",
+                        ServerRecord::path(&dir).display(),
+                        self.port
+                    );
+                }
+                return false;
+            }
+        };
+        if port == self.port {
+            if port.is_none() && self.no_server.trip() {
+                log::warn!(
+                    "no chunk server is running for {}: announcing nothing until one starts",
+                    dir.root().display()
+                );
+            }
+            return false;
+        }
+        match port {
+            Some(port) => {
+                self.no_server.reset();
+                log::info!(
+                    "the chunk server of {} listens on port {port}: announcing it",
+                    dir.root().display()
+                );
+            }
+            None => {
+                self.goodbye();
+                self.no_server.trip();
+                log::warn!(
+                    "the chunk server of {} stopped: announcing nothing until one starts",
+                    dir.root().display()
+                );
+            }
+        }
+        self.port = port;
+        port.is_some()
+    }
+
     /// Re-reads `peers.txt` if it changed, and announces at once to the peers it added, so a
     /// new peer does not wait for the next interval.
     pub(crate) fn poll_peers(&mut self) {
@@ -119,7 +190,7 @@ impl Announcer {
             .into_iter()
             .filter(|t| !before.contains(t))
             .collect();
-        if !added.is_empty() {
+        if !added.is_empty() && self.port.is_some() {
             let datagrams = self.datagrams();
             self.send_all(&datagrams, &added);
             log::debug!("announced to new peers {}", list(&added));
@@ -144,20 +215,24 @@ impl Announcer {
         targets
     }
 
-    /// The extension every datagram carries, of the given kind, without contents.
-    fn ext(&self, kind: Kind) -> AnnouncementExt {
+    /// The extension every datagram carries, of the given kind, without contents, naming
+    /// `port` as our chunk server's.
+    fn ext(&self, kind: Kind, port: u16) -> AnnouncementExt {
         AnnouncementExt {
             instance: Some(self.config.instance.clone()),
             kind,
-            ..AnnouncementExt::new(self.config.chunk_port, interval_secs(self.config.interval))
+            ..AnnouncementExt::new(port, interval_secs(self.config.interval))
         }
     }
 
-    /// The current snapshot, packed into datagrams.
+    /// The current snapshot, packed into datagrams; none while no chunk server runs.
     fn datagrams(&mut self) -> Vec<Vec<u8>> {
+        let Some(port) = self.port else {
+            return Vec::new();
+        };
         let (datagrams, dropped) = Announcement::pack(
             &self.config.username,
-            Some(&self.ext(Kind::Announce)),
+            Some(&self.ext(Kind::Announce, port)),
             &self.snapshot.chunks,
             &self.snapshot.metas,
         );
@@ -173,8 +248,11 @@ impl Announcer {
         datagrams
     }
 
-    /// Sends the current snapshot to every target.
+    /// Sends the current snapshot to every target; nothing while no chunk server runs.
     pub(crate) fn announce(&mut self) {
+        if self.port.is_none() {
+            return;
+        }
         let datagrams = self.datagrams();
         let targets = self.targets();
         self.send_all(&datagrams, &targets);
@@ -188,10 +266,14 @@ impl Announcer {
         );
     }
 
-    /// Tells every target we are leaving: one `goodbye` datagram, without chunks.
+    /// Tells every target we are leaving: one `goodbye` datagram, without chunks. Nothing when
+    /// nothing was announced (no chunk server runs).
     pub(crate) fn goodbye(&mut self) {
+        let Some(port) = self.port else {
+            return;
+        };
         let goodbye =
-            Announcement::ours(&self.config.username, &[], self.ext(Kind::Goodbye)).encode();
+            Announcement::ours(&self.config.username, &[], self.ext(Kind::Goodbye, port)).encode();
         let targets = self.targets();
         self.send_all(&[goodbye], &targets);
         log::debug!("said goodbye to {}", list(&targets));
@@ -217,6 +299,10 @@ impl Announcer {
                 return;
             }
         };
+        if self.port.is_none() {
+            // No chunk server: nothing to offer, and the queries are dropped unanswered.
+            return;
+        }
         let mut datagrams: Option<Vec<Vec<u8>>> = None;
         for addr in queries {
             if let Err(refusal) = self.budget.allow(addr.ip(), Instant::now()) {

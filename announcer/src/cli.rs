@@ -8,11 +8,11 @@ use std::time::Duration;
 use clap::Parser;
 
 use announcer::prompt::{self, Username, UsernameError};
-use announcer::Config;
+use announcer::{ChunkPort, Config};
 use shared::peer_dir::PeerDir;
 use shared::program::{MainError, Program};
 use shared::protocol::MAX_ANNOUNCE_INTERVAL_SECS;
-use shared::{DEFAULT_ANNOUNCE_INTERVAL_SECS, DEFAULT_ANNOUNCE_PORT, DEFAULT_CHUNK_PORT};
+use shared::{DEFAULT_ANNOUNCE_INTERVAL_SECS, DEFAULT_ANNOUNCE_PORT};
 
 /// Announce the chunks in DIR/temp to the LAN by UDP broadcast (and to static peers by unicast).
 #[derive(Debug, Parser)]
@@ -45,9 +45,11 @@ pub struct Args {
     #[arg(long, default_value_t = DEFAULT_ANNOUNCE_INTERVAL_SECS,
           value_parser = clap::value_parser!(u64).range(1..=MAX_ANNOUNCE_INTERVAL_SECS))]
     interval: u64,
-    /// TCP port of our chunk server, announced to our peers.
-    #[arg(long, default_value_t = DEFAULT_CHUNK_PORT)]
-    chunk_port: u16,
+    /// TCP port of our chunk server, announced to our peers; default: the port the folder's
+    /// chunk server recorded in DIR/.run/chunk-server.json, and nothing is announced while no
+    /// chunk server runs for DIR.
+    #[arg(long)]
+    chunk_port: Option<u16>,
     /// Bytes per second of answers to other peers' queries, all together (0 = no limit); each
     /// address also gets at most 4 answers at once, then one a second.
     #[arg(long, value_name = "BYTES_PER_SEC", default_value_t = announcer::budget::DEFAULT_ANSWER_RATE)]
@@ -58,9 +60,12 @@ pub struct Args {
 }
 
 impl Args {
-    /// How the program logs: to stderr only.
+    /// How the program logs (to stderr only), and the peer folder it must be alone in.
     pub fn program(&self) -> Program {
-        Program::new("announcer", self.verbose)
+        Program {
+            single_in: Some(self.dir.clone()),
+            ..Program::new("announcer", self.verbose)
+        }
     }
 
     /// The address the socket is bound to: `--bind`, any port.
@@ -100,7 +105,9 @@ impl Args {
             peers,
             peer_port: self.port,
             interval: Duration::from_secs(self.interval),
-            chunk_port: self.chunk_port,
+            chunk_port: self
+                .chunk_port
+                .map_or(ChunkPort::Recorded, ChunkPort::Fixed),
             watch: announcer::DEFAULT_WATCH,
             instance: announcer::new_instance_id(),
             answer_rate: self.max_answer_rate,

@@ -33,8 +33,8 @@ pub struct Config {
     /// Time between periodic announcements; also announced (rounded up to whole seconds) so
     /// listeners know when to expire us.
     pub interval: Duration,
-    /// TCP port of our chunk server, announced in the `p2p` extension.
-    pub chunk_port: u16,
+    /// Where the TCP port of our chunk server, announced in the `p2p` extension, comes from.
+    pub chunk_port: ChunkPort,
     /// How often the chunk store is checked for changes.
     pub watch: Duration,
     /// This run's identity, sent in every datagram ([`new_instance_id`]).
@@ -56,10 +56,30 @@ impl Default for Config {
             peers: Vec::new(),
             peer_port: DEFAULT_ANNOUNCE_PORT,
             interval: Duration::from_secs(DEFAULT_ANNOUNCE_INTERVAL_SECS),
-            chunk_port: DEFAULT_CHUNK_PORT,
+            chunk_port: ChunkPort::Fixed(DEFAULT_CHUNK_PORT),
             watch: DEFAULT_WATCH,
             instance: new_instance_id(),
             answer_rate: budget::DEFAULT_ANSWER_RATE,
+        }
+    }
+}
+
+/// Where the announced chunk-server port comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkPort {
+    /// This port, whether or not a server listens there (`--chunk-port`).
+    Fixed(u16),
+    /// The port the folder's chunk server recorded ([`shared::instance::ServerRecord`]),
+    /// followed as it changes; while no chunk server runs for the folder, nothing is announced
+    /// and no query is answered, so no file is listed that nobody can serve.
+    Recorded,
+}
+
+impl std::fmt::Display for ChunkPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChunkPort::Fixed(port) => write!(f, "chunk server port {port}"),
+            ChunkPort::Recorded => f.write_str("the chunk server port the folder records"),
         }
     }
 }

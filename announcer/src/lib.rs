@@ -27,6 +27,12 @@
 //! ([`budget`]): a few per querying address, and [`Config::answer_rate`] bytes per second in
 //! all, so forged queries cannot turn this peer into an amplifier aimed at someone else.
 //!
+//! The port announced is [`Config::chunk_port`]: a fixed one (`--chunk-port`), or, by default,
+//! the one the folder's chunk server recorded when it started ([`shared::instance`]), looked at
+//! every [`Config::watch`]. While no chunk server runs for the folder the announcer sends
+//! nothing and answers no query (and says goodbye when its server goes away), so listeners never
+//! list files that nobody can serve.
+//!
 //! This crate owns no wire format and no store layout: both are in `shared`. It only decides
 //! *when* and *where* to announce and copes with the network saying no.
 
@@ -48,7 +54,7 @@ use shared::shutdown::Shutdown;
 use shared::store::{ChunkStore, StoreError};
 
 use announcer::{interval_secs, list, Announcer};
-pub use config::{new_instance_id, Config, DEFAULT_WATCH};
+pub use config::{new_instance_id, ChunkPort, Config, DEFAULT_WATCH};
 
 /// How often `DIR/.queries/` is looked at: a query is answered within about this long after
 /// this peer's listener heard it, well inside the one second a starting peer waits for.
@@ -84,7 +90,7 @@ pub fn run(socket: UdpSocket, config: Config, shutdown: Shutdown) -> Result<(), 
     // Best effort: without it a send can block, which only delays the loop.
     let _ = socket.set_write_timeout(Some(SEND_TIMEOUT));
     log::info!(
-        "announcing {} as {:?} (instance {}) to {}{} every {}s (chunk server port {})",
+        "announcing {} as {:?} (instance {}) to {}{} every {}s ({})",
         store.root().display(),
         config.username,
         config.instance,
@@ -101,6 +107,7 @@ pub fn run(socket: UdpSocket, config: Config, shutdown: Shutdown) -> Result<(), 
     let queries = QueryBox::new(peer_dir.queries_dir());
     let mut announcer = Announcer::new(socket, config, store, peers_file, queries);
     announcer.look_around();
+    announcer.refresh_server();
     announcer.announce();
     let mut next_announce = Instant::now() + announcer.config.interval;
     let mut next_watch = Instant::now() + announcer.config.watch;
@@ -112,6 +119,9 @@ pub fn run(socket: UdpSocket, config: Config, shutdown: Shutdown) -> Result<(), 
             next_watch = now + announcer.config.watch;
             if announcer.refresh() {
                 log::debug!("chunk store changed: announcing now");
+                next_announce = now;
+            }
+            if announcer.refresh_server() {
                 next_announce = now;
             }
         }
@@ -149,7 +159,7 @@ mod tests {
     fn default_config_announces_to_port_5000_every_minute() {
         let config = Config::default();
         assert_eq!(config.interval, Duration::from_secs(60));
-        assert_eq!(config.chunk_port, 5001);
+        assert_eq!(config.chunk_port, ChunkPort::Fixed(5001));
         assert!(!config.targets.is_empty());
         assert!(config.targets.iter().all(|t| t.port() == 5000));
         assert!(config.peers.is_empty());

@@ -17,7 +17,7 @@ fn config(dir: &std::path::Path, receiver: &Receiver) -> Config {
         username: "alice".into(),
         targets: vec![receiver.addr()],
         interval: Duration::from_secs(60),
-        chunk_port: 6001,
+        chunk_port: announcer::ChunkPort::Fixed(6001),
         ..Config::default()
     }
 }

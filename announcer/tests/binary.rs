@@ -16,7 +16,8 @@ fn announcer() -> Command {
     Command::new(env!("CARGO_BIN_EXE_announcer"))
 }
 
-/// `announcer --dir DIR`.
+/// `announcer --dir DIR`. Tests that need announcements without a chunk server running for
+/// DIR also give `--chunk-port`: without it the announcer announces nothing until one runs.
 fn announcer_in(dir: &std::path::Path) -> Command {
     let mut command = announcer();
     command.arg("--dir").arg(dir);
@@ -67,7 +68,7 @@ fn announcer_binary_uses_the_stored_username_without_a_terminal() {
     let (receiver, port) = broadcast_receiver();
     let _child = spawn(
         announcer_in(dir.path())
-            .args(["--bind", "127.0.0.3"])
+            .args(["--bind", "127.0.0.3", "--chunk-port", "5001"])
             .args(["--broadcast", &format!("127.255.255.255:{port}")]),
     );
     let got = receiver.next(PATIENCE).expect("no announcement");
@@ -81,7 +82,7 @@ fn announcer_binary_falls_back_to_the_host_name_and_stores_nothing() {
     let (receiver, port) = broadcast_receiver();
     let _child = spawn(
         announcer_in(dir.path())
-            .args(["--bind", "127.0.0.4"])
+            .args(["--bind", "127.0.0.4", "--chunk-port", "5001"])
             .args(["--broadcast", &format!("127.255.255.255:{port}")]),
     );
     let got = receiver.next(PATIENCE).expect("no announcement");
@@ -95,7 +96,14 @@ fn announcer_binary_stops_cleanly_on_sigint() {
     let (receiver, port) = broadcast_receiver();
     let mut child = spawn(
         announcer_in(dir.path())
-            .args(["--username", "carol", "--bind", "127.0.0.5"])
+            .args([
+                "--username",
+                "carol",
+                "--bind",
+                "127.0.0.5",
+                "--chunk-port",
+                "5001",
+            ])
             .args(["--broadcast", &format!("127.255.255.255:{port}")]),
     );
     assert!(receiver.next(PATIENCE).is_some());
@@ -170,7 +178,14 @@ fn announcer_binary_stops_within_three_seconds_of_sigterm_when_idle() {
     let (receiver, port) = broadcast_receiver();
     let mut child = spawn(
         announcer_in(dir.path())
-            .args(["--username", "idle", "--bind", "127.0.0.6"])
+            .args([
+                "--username",
+                "idle",
+                "--bind",
+                "127.0.0.6",
+                "--chunk-port",
+                "5001",
+            ])
             .args(["--broadcast", &format!("127.255.255.255:{port}")]),
     );
     assert!(receiver.next(PATIENCE).is_some());
@@ -188,7 +203,14 @@ fn announcer_binary_stops_within_three_seconds_of_sigterm_while_answering_querie
     let (receiver, port) = broadcast_receiver();
     let mut child = spawn(
         announcer_in(dir.path())
-            .args(["--username", "busy", "--bind", "127.0.0.7"])
+            .args([
+                "--username",
+                "busy",
+                "--bind",
+                "127.0.0.7",
+                "--chunk-port",
+                "5001",
+            ])
             .args(["--broadcast", &format!("127.255.255.255:{port}")]),
     );
     assert!(receiver.next(PATIENCE).is_some());
