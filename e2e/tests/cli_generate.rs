@@ -2,11 +2,12 @@
 //! for each of the four real binaries: what they print, that `--generate` runs nothing (no
 //! folder, no log), and that every example shown is a command line the program accepts.
 
-use std::fs;
+use std::fs::{self, File};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-use testkit::process::{assert_success, describe_output, Program};
+use testkit::process::{assert_success, describe_output, wait_exit, ChildGuard, Program};
 
 const PROGRAMS: [Program; 4] = [
     Program::Announcer,
@@ -25,14 +26,32 @@ fn own_flag(program: Program) -> &'static str {
     }
 }
 
-/// Runs `program` with `args` in `cwd`, stdin closed (so the announcer cannot ask anything).
+/// How long a program given `--generate` or `--help` may take: it prints and exits at once, so
+/// this is only reached by one that starts running instead.
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// Runs `program` with `args` in `cwd`, stdin closed (so the announcer cannot ask anything);
+/// killed (by its handle) and a failure if it has not exited within [`LIMIT`].
 fn run_in(cwd: &Path, program: Program, args: &[&str]) -> Output {
-    Command::new(program.path())
-        .args(args)
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .output()
-        .expect("start the program")
+    let out = tempfile::tempdir().expect("temp dir");
+    let (stdout, stderr) = (out.path().join("stdout"), out.path().join("stderr"));
+    let mut child = ChildGuard(
+        Command::new(program.path())
+            .args(args)
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(File::create(&stdout).expect("create a file"))
+            .stderr(File::create(&stderr).expect("create a file"))
+            .spawn()
+            .expect("start the program"),
+    );
+    let status = wait_exit(&mut child.0, LIMIT)
+        .unwrap_or_else(|| panic!("{} {args:?} still runs after {LIMIT:?}", program.name()));
+    Output {
+        status,
+        stdout: fs::read(stdout).expect("read stdout"),
+        stderr: fs::read(stderr).expect("read stderr"),
+    }
 }
 
 fn run(program: Program, args: &[&str]) -> Output {
