@@ -23,6 +23,10 @@ pub enum Generate {
 }
 
 /// `what`, made from `command` (the program's full clap definition).
+///
+/// # Panics
+/// Only if clap_mangen broke its invariants: writing to a `Vec` cannot fail, and the page it
+/// writes is UTF-8.
 pub fn generate(what: Generate, mut command: Command) -> Vec<u8> {
     let shell = match what {
         Generate::Man => return man_page(command),
