@@ -3,9 +3,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
+use cli_support::Generate;
 
 use announcer::prompt::{self, Username, UsernameError};
 use announcer::{ChunkPort, Config};
@@ -14,9 +16,18 @@ use shared::program::{MainError, Program};
 use shared::protocol::MAX_ANNOUNCE_INTERVAL_SECS;
 use shared::{DEFAULT_ANNOUNCE_INTERVAL_SECS, DEFAULT_ANNOUNCE_PORT};
 
+/// The end of `--help`: real commands, each with what it does.
+const EXAMPLES: &str = "\
+Examples:
+  announcer --dir ~/p2p                  announce ~/p2p/temp on every interface, once a minute
+  announcer --dir ~/p2p --peer 192.168.1.20
+                                         also announce to a peer broadcasts do not reach
+  announcer --dir alice --bind 127.0.0.2 --broadcast 127.255.255.255 --username alice
+                                         a peer on a loopback address (several on one host)";
+
 /// Announce the chunks in DIR/temp to the LAN by UDP broadcast (and to static peers by unicast).
 #[derive(Debug, Parser)]
-#[command(name = "announcer", version, about)]
+#[command(name = "announcer", version, about, after_help = EXAMPLES)]
 pub struct Args {
     /// The peer folder (chunks are read from DIR/temp).
     #[arg(long, default_value = ".")]
@@ -54,12 +65,23 @@ pub struct Args {
     /// address also gets at most 4 answers at once, then one a second.
     #[arg(long, value_name = "BYTES_PER_SEC", default_value_t = announcer::budget::DEFAULT_ANSWER_RATE)]
     max_answer_rate: u64,
+    /// Print a man page or a shell completion script (made from these flags) to stdout, and exit
+    /// without running.
+    #[arg(long, value_name = "KIND", value_enum)]
+    generate: Option<Generate>,
     /// Log debugging details.
     #[arg(short, long)]
     verbose: bool,
 }
 
 impl Args {
+    /// With `--generate`: prints what it asks for (from these flags' definition) and says how
+    /// the program exits; `None` to run normally.
+    pub fn generate(&self) -> Option<ExitCode> {
+        self.generate
+            .map(|what| cli_support::print(what, Self::command()))
+    }
+
     /// How the program logs (to stderr only), and the peer folder it must be alone in.
     pub fn program(&self) -> Program {
         Program {

@@ -11,6 +11,9 @@ use shared::program::{self, MainError};
 
 fn main() -> ExitCode {
     let args = cli::Args::parse();
+    if let Some(exit) = args.generate() {
+        return exit; // --generate: printed, nothing else done
+    }
     // The username is settled before the signal handler is installed, so that Ctrl-C at the
     // prompt ends the program at once instead of waiting for the line to be entered.
     let username = args.username();

@@ -4,10 +4,12 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::builder::RangedU64ValueParser;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
+use cli_support::Generate;
 use log::LevelFilter;
 
 use chunk_server::{
@@ -18,9 +20,18 @@ use shared::peer_dir::PeerDir;
 use shared::program::Program;
 use shared::{DEFAULT_CHUNK_PORT, REQUEST_TIMEOUT};
 
+/// The end of `--help`: real commands, each with what it does.
+const EXAMPLES: &str = "\
+Examples:
+  chunk-server --dir ~/p2p               share ~/p2p/served_files on TCP 5001
+  chunk-server --dir alice --share ~/Music --share notes.txt
+                                         share a folder's files and one file instead
+  chunk-server --dir alice --bind 127.0.0.2 --max-rate 1000000
+                                         a peer on a loopback address, sending at most 1 MB/s";
+
 /// Shares files with LAN peers: splits each into 5 chunks and serves the chunks over TCP.
 #[derive(Debug, Parser)]
-#[command(name = "chunk-server", version)]
+#[command(name = "chunk-server", version, after_help = EXAMPLES)]
 pub(crate) struct Args {
     /// Peer folder: chunk store in DIR/temp, log in DIR/server.log.
     #[arg(long, value_name = "DIR", default_value = ".")]
@@ -68,12 +79,23 @@ pub(crate) struct Args {
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_MIN_RATE_WINDOW_SECS,
           value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
     min_rate_window: u64,
+    /// Print a man page or a shell completion script (made from these flags) to stdout, and exit
+    /// without running.
+    #[arg(long, value_name = "KIND", value_enum)]
+    generate: Option<Generate>,
     /// Log debug messages on stderr.
     #[arg(short, long)]
     verbose: bool,
 }
 
 impl Args {
+    /// With `--generate`: prints what it asks for (from these flags' definition) and says how
+    /// the program exits; `None` to run normally.
+    pub(crate) fn generate(&self) -> Option<ExitCode> {
+        self.generate
+            .map(|what| cli_support::print(what, Self::command()))
+    }
+
     /// How the program runs: the peer folder is created first, the log goes to stderr (debug
     /// with `--verbose`) and to `DIR/server.log` at info level; it must be the folder's only
     /// chunk server.

@@ -14,6 +14,9 @@ use shared::program;
 
 fn main() -> ExitCode {
     let args = cli::Args::parse();
+    if let Some(exit) = args.generate() {
+        return exit; // --generate: printed, nothing else done
+    }
     program::run_main(args.program(), |shutdown| {
         let listener = chunk_server::bind(args.listen_addr())?;
         let config = args.into_config();

@@ -4,18 +4,27 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use cli_support::Generate;
 use downloader::fetch::{Limits, Network};
 use downloader::Config;
 use log::LevelFilter;
 use shared::peer_dir::PeerDir;
 use shared::program::Program;
 
+/// The end of `--help`: real commands, each with what it does.
+const EXAMPLES: &str = "\
+Examples:
+  downloader --dir bob                   the interactive prompt: list, get NAME, history, quit
+  downloader --dir bob list              what the peers offer, numbered
+  downloader --dir bob get photo.png     download it; prints its path when complete and verified";
+
 /// Download files from the peers on this network (reads tags.txt, written by `listener`).
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, after_help = EXAMPLES)]
 pub(crate) struct Args {
     /// The peer folder: tags.txt is read here, chunks go to temp/, files to downloads/.
     #[arg(long, default_value = ".", global = true)]
@@ -37,6 +46,10 @@ pub(crate) struct Args {
     /// Free space to keep on the disk of temp/, checked before and while downloading.
     #[arg(long, value_name = "BYTES", default_value = "64M", global = true, value_parser = parse_bytes)]
     min_free: u64,
+    /// Print a man page or a shell completion script (made from these flags) to stdout, and exit
+    /// without running.
+    #[arg(long, value_name = "KIND", value_enum)]
+    generate: Option<Generate>,
     /// Log debug details on stderr.
     #[arg(short, long, global = true)]
     verbose: bool,
@@ -91,6 +104,13 @@ pub(crate) fn positive_secs(text: &str) -> Result<f64, String> {
 }
 
 impl Args {
+    /// With `--generate`: prints what it asks for (from these flags' definition) and says how
+    /// the program exits; `None` to run normally.
+    pub(crate) fn generate(&self) -> Option<ExitCode> {
+        self.generate
+            .map(|what| cli_support::print(what, Self::command()))
+    }
+
     /// How the program runs: its log goes to `client.log` in the peer folder (created first).
     /// At the prompt only errors reach the terminal, so log lines do not break up the dialogue.
     pub(crate) fn program(&self) -> Program {

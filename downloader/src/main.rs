@@ -14,6 +14,9 @@ use cli::Cmd;
 
 fn main() -> ExitCode {
     let mut args = cli::Args::parse();
+    if let Some(exit) = args.generate() {
+        return exit; // --generate: printed, nothing else done
+    }
     program::run_main(args.program(), |shutdown| {
         let command = args.command.take();
         let config = args.into_config();

@@ -3,8 +3,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
+use cli_support::Generate;
 
 use listener::index::{
     Limits, DEFAULT_MAX_CHUNKS_PER_DATAGRAM, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_ENTRIES_PER_SOURCE,
@@ -14,9 +16,18 @@ use listener::Config;
 use shared::program::{MainError, Program};
 use shared::{DEFAULT_ANNOUNCE_PORT, DEFAULT_CHUNK_PORT};
 
+/// The end of `--help`: real commands, each with what it does.
+const EXAMPLES: &str = "\
+Examples:
+  listener --dir ~/p2p                   hear announcements on UDP 5000, write ~/p2p/tags.txt
+  listener --dir ~/p2p --peer 192.168.1.20
+                                         also query a peer broadcasts do not reach at start
+  listener --dir alice --broadcast 127.255.255.255
+                                         a peer on this host beside others (loopback)";
+
 /// Listen for peers' announcements and keep DIR/tags.txt up to date; query the network at start.
 #[derive(Debug, Parser)]
-#[command(name = "listener", version, about)]
+#[command(name = "listener", version, about, after_help = EXAMPLES)]
 pub struct Args {
     /// The peer folder (tags.txt is written there).
     #[arg(long, default_value = ".")]
@@ -56,12 +67,23 @@ pub struct Args {
     /// unread (0 = no limit).
     #[arg(long, value_name = "BYTES_PER_SEC", default_value_t = DEFAULT_SOURCE_RATE)]
     max_source_rate: u64,
+    /// Print a man page or a shell completion script (made from these flags) to stdout, and exit
+    /// without running.
+    #[arg(long, value_name = "KIND", value_enum)]
+    generate: Option<Generate>,
     /// Log debugging details.
     #[arg(short, long)]
     verbose: bool,
 }
 
 impl Args {
+    /// With `--generate`: prints what it asks for (from these flags' definition) and says how
+    /// the program exits; `None` to run normally.
+    pub fn generate(&self) -> Option<ExitCode> {
+        self.generate
+            .map(|what| cli_support::print(what, Self::command()))
+    }
+
     /// How the program logs (to stderr only), and the peer folder it must be alone in.
     pub fn program(&self) -> Program {
         Program {

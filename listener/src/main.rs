@@ -11,6 +11,9 @@ use shared::program::{self, MainError};
 
 fn main() -> ExitCode {
     let args = cli::Args::parse();
+    if let Some(exit) = args.generate() {
+        return exit; // --generate: printed, nothing else done
+    }
     program::run_main(args.program(), |shutdown| {
         let bind = args.bind();
         let config = args.into_config()?;

@@ -1,0 +1,132 @@
+//! What the four programs' command lines share and the `shared` library must not carry (it
+//! stays free of clap): `--generate`, which prints a man page or a shell completion script made
+//! from a program's own clap definition, as ripgrep does. One place, so the four programs offer
+//! the same kinds under the same names.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use clap::{Command, ValueEnum};
+use clap_complete::Shell;
+
+/// What `--generate` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Generate {
+    /// A roff man page (section 1): `man -l -` reads it.
+    Man,
+    /// A bash completion script.
+    CompleteBash,
+    /// A zsh completion script (install it as `_PROGRAM` in a folder of `$fpath`).
+    CompleteZsh,
+    /// A fish completion script.
+    CompleteFish,
+}
+
+/// `what`, made from `command` (the program's full clap definition).
+///
+/// # Panics
+/// Only if clap_mangen broke its invariants: writing to a `Vec` cannot fail, and the page it
+/// writes is UTF-8.
+pub fn generate(what: Generate, mut command: Command) -> Vec<u8> {
+    let shell = match what {
+        Generate::Man => return man_page(command),
+        Generate::CompleteBash => Shell::Bash,
+        Generate::CompleteZsh => Shell::Zsh,
+        Generate::CompleteFish => Shell::Fish,
+    };
+    let mut text = Vec::new();
+    let name = command.get_name().to_owned();
+    clap_complete::generate(shell, &mut command, name, &mut text);
+    text
+}
+
+/// The man page. `--help`'s closing text (the examples, laid out in columns) becomes an
+/// EXAMPLES section kept as it is written (`.nf`), not clap_mangen's EXTRA section, which
+/// would run its lines together into one paragraph.
+fn man_page(command: Command) -> Vec<u8> {
+    let after_help = command.get_after_help().map(ToString::to_string);
+    let mut page = Vec::new();
+    clap_mangen::Man::new(command.after_help(None::<&str>))
+        .render(&mut page)
+        .expect("writing to a Vec cannot fail");
+    let Some(after_help) = after_help else {
+        return page;
+    };
+    let mut page = String::from_utf8(page).expect("clap_mangen writes UTF-8");
+    let mut section = String::from(".SH EXAMPLES\n.nf\n");
+    for line in after_help
+        .lines()
+        .skip_while(|l| l.trim_end().ends_with(':'))
+    {
+        let line = line.replace('\\', "\\e").replace('-', "\\-");
+        if line.starts_with(['.', '\'']) {
+            section.push_str("\\&");
+        }
+        section.push_str(&line);
+        section.push('\n');
+    }
+    section.push_str(".fi\n");
+    match page.find(".SH VERSION") {
+        Some(at) => page.insert_str(at, &section),
+        None => page.push_str(&section),
+    }
+    page.into_bytes()
+}
+
+/// [`generate`] to stdout, for `main`: success, also when the reader went away early
+/// (`| head`); otherwise the error on stderr and exit status 1.
+pub fn print(what: Generate, command: Command) -> ExitCode {
+    let name = command.get_name().to_owned();
+    let text = generate(what, command);
+    let mut stdout = io::stdout().lock();
+    match stdout.write_all(&text).and_then(|()| stdout.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: error: cannot write to stdout: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command() -> Command {
+        Command::new("demo")
+            .about("A demo")
+            .arg(clap::Arg::new("dir").long("dir"))
+            .after_help("Examples:\n  demo --dir a     one\n.odd line")
+    }
+
+    #[test]
+    fn man_page_keeps_the_examples_as_written() {
+        let page = String::from_utf8(generate(Generate::Man, command())).unwrap();
+        assert!(page.contains(".TH demo 1"), "{page}");
+        assert!(!page.contains(".SH EXTRA"), "{page}");
+        let examples = page
+            .split(".SH EXAMPLES\n")
+            .nth(1)
+            .expect("an EXAMPLES section");
+        assert!(
+            examples.starts_with(".nf\n  demo \\-\\-dir a     one\n\\&.odd line\n.fi\n"),
+            "{examples}"
+        );
+    }
+
+    #[test]
+    fn completions_name_the_program() {
+        for what in [
+            Generate::CompleteBash,
+            Generate::CompleteZsh,
+            Generate::CompleteFish,
+        ] {
+            let script = String::from_utf8(generate(what, command())).unwrap();
+            assert!(
+                script.contains("demo") && script.contains("dir"),
+                "{what:?}: {script}"
+            );
+        }
+    }
+}
