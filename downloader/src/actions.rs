@@ -79,7 +79,7 @@ pub fn list(
     };
     let numbered = catalog.targets.iter().enumerate().map(|(i, t)| (i + 1, t));
     let shown: Vec<_> = numbered
-        .filter(|(_, t)| pattern.map_or(true, |p| catalog::name_matches(&t.name, p)))
+        .filter(|(_, t)| pattern.is_none_or(|p| catalog::name_matches(&t.name, p)))
         .collect();
     match format {
         Format::Json => {
