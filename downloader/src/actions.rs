@@ -55,8 +55,8 @@ pub fn load_catalog(config: &Config) -> Result<Catalog, Error> {
 }
 
 /// `downloader list [PATTERN]`: the contents on offer whose name matches `pattern` (see
-/// [`catalog::name_matches`]), numbered as in the full listing. With no `tags.txt`, an empty
-/// listing and a note on stderr saying how to start a listener.
+/// [`catalog::name_matches`]), numbered as in the full listing. With no `tags.txt`, a note
+/// saying how to start a listener (and, in JSON, an empty array).
 ///
 /// # Errors
 /// When the peer folder does not exist or `tags.txt` cannot be read.
@@ -67,15 +67,16 @@ pub fn list(
     out: &mut dyn Write,
 ) -> Result<(), Error> {
     require_peer_dir(config)?;
-    let catalog = match load_catalog(config) {
-        Err(e @ Error::NoTags(_)) => {
-            eprintln!(
-                "downloader: {}",
-                shared::text::terminal_safe(&e.to_string())
-            );
+    let catalog = match (load_catalog(config), format) {
+        // Nothing is on offer: said on stdout to a person, on stderr beside the `[]` of a script.
+        (Err(e @ Error::NoTags(_)), Format::Text) => {
+            return write_out(out, &format!("No files on offer: {e}.\n"));
+        }
+        (Err(e @ Error::NoTags(_)), Format::Json) => {
+            log::warn!("{e}");
             Catalog::default()
         }
-        result => result?,
+        (result, _) => result?,
     };
     let numbered = catalog.targets.iter().enumerate().map(|(i, t)| (i + 1, t));
     let shown: Vec<_> = numbered

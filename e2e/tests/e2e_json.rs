@@ -184,20 +184,23 @@ fn list_and_history_leave_an_existing_folder_untouched() {
         serde_json::json!([])
     );
 
-    // No tags.txt: an empty listing, and stderr says how to get one.
-    for args in [&["list"][..], &["list", "--json"]] {
-        let out = downloader_in(dir, args);
-        assert_success(&out, "list with no tags.txt");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            stderr.contains("no tags.txt in") && stderr.contains("listener --dir"),
-            "{}",
-            describe_output(&out)
-        );
-    }
-    assert_eq!(
-        json_of(&downloader_in(dir, &["list", "--json"])),
-        serde_json::json!([])
+    // No tags.txt: nothing on offer, and how to get a listing (stderr beside the JSON).
+    let out = downloader_in(dir, &["list"]);
+    assert_success(&out, "list with no tags.txt");
+    let expected = format!(
+        "No files on offer: no tags.txt in {0}: no listener has written one in this folder; \
+         start one with `listener --dir {0}`.\n",
+        dir.display()
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+    let out = downloader_in(dir, &["list", "--json"]);
+    assert_success(&out, "list --json with no tags.txt");
+    assert_eq!(json_of(&out), serde_json::json!([]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no tags.txt in") && stderr.contains("listener --dir"),
+        "{}",
+        describe_output(&out)
     );
     let created: Vec<_> = std::fs::read_dir(dir)
         .expect("read the folder")
