@@ -1,42 +1,108 @@
 //! The downloader's commands, as the binary and the prompt call them: `list`, `history` and
-//! `get`, each writing what the user reads to the writer it is given.
+//! `get`, each writing what the user reads (a table, or JSON for scripts) to the writer it is
+//! given. `list` and `history` only read: they create no folder and no file.
 
 use std::io::{self, Write};
+use std::path::Path;
 
 use chrono::Utc;
 use shared::shutdown::Shutdown;
 use shared::tags::TagsIndex;
 
-use crate::catalog::Catalog;
+use crate::catalog::{self, Catalog};
 use crate::command::Selection;
 use crate::download::{self, Config, DownloadedFile, Progress};
 use crate::error::Error;
 use crate::history as log_history;
+use crate::json::{self, Format, GetFailure, GetSuccess, HistoryEntry, ListedContent};
 use crate::wording::{self, say, write_out};
+
+/// A finished `get`: the content's name as listed, and the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Got {
+    /// The content's name (the file in `downloads/` may carry another, if that one was taken).
+    pub name: String,
+    /// The file.
+    pub file: DownloadedFile,
+}
+
+/// Checks that the peer folder exists, before a command reads it: a mistyped `--dir` is an
+/// error, not an empty listing (and no command creates it).
+///
+/// # Errors
+/// [`Error::NoPeerDir`].
+pub fn require_peer_dir(config: &Config) -> Result<(), Error> {
+    let root = config.dir.root();
+    if root.is_dir() {
+        Ok(())
+    } else {
+        Err(Error::NoPeerDir(root.to_owned()))
+    }
+}
 
 /// Loads the catalog from the peer folder's `tags.txt`.
 ///
 /// # Errors
-/// When `tags.txt` exists but cannot be read or parsed.
+/// [`Error::NoTags`] when no listener has written `tags.txt` (nothing is created then), or
+/// when it exists but cannot be read or parsed.
 pub fn load_catalog(config: &Config) -> Result<Catalog, Error> {
-    let index = TagsIndex::load(&config.dir.tags())?;
+    let path = config.dir.tags();
+    if !path.exists() {
+        return Err(Error::NoTags(config.dir.root().to_owned()));
+    }
+    let index = TagsIndex::load(&path)?;
     Ok(Catalog::from_index(&index, Utc::now()))
 }
 
-/// `downloader list`.
+/// `downloader list [PATTERN]`: the contents on offer whose name matches `pattern` (see
+/// [`catalog::name_matches`]), numbered as in the full listing. With no `tags.txt`, a note
+/// saying how to start a listener (and, in JSON, an empty array).
 ///
 /// # Errors
-/// When `tags.txt` cannot be read.
-pub fn list(config: &Config, out: &mut dyn Write) -> Result<(), Error> {
-    let catalog = load_catalog(config)?;
-    write_out(out, &catalog.render())
+/// When the peer folder does not exist or `tags.txt` cannot be read.
+pub fn list(
+    config: &Config,
+    pattern: Option<&str>,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    require_peer_dir(config)?;
+    let catalog = match (load_catalog(config), format) {
+        // Nothing is on offer: said on stdout to a person, on stderr beside the `[]` of a script.
+        (Err(e @ Error::NoTags(_)), Format::Text) => {
+            return write_out(out, &format!("No files on offer: {e}.\n"));
+        }
+        (Err(e @ Error::NoTags(_)), Format::Json) => {
+            log::warn!("{e}");
+            Catalog::default()
+        }
+        (result, _) => result?,
+    };
+    let numbered = catalog.targets.iter().enumerate().map(|(i, t)| (i + 1, t));
+    let shown: Vec<_> = numbered
+        .filter(|(_, t)| pattern.is_none_or(|p| catalog::name_matches(&t.name, p)))
+        .collect();
+    match format {
+        Format::Json => {
+            let items: Vec<ListedContent> = shown
+                .into_iter()
+                .map(|(n, t)| ListedContent::new(n, t))
+                .collect();
+            json::write_json(out, &items)
+        }
+        Format::Text if pattern.is_some() && shown.is_empty() && !catalog.targets.is_empty() => {
+            write_out(out, "No file on offer matches that pattern.\n")
+        }
+        Format::Text => write_out(out, &catalog.render_some(&shown)),
+    }
 }
 
 /// `downloader history`.
 ///
 /// # Errors
-/// When `client.log` exists but cannot be read.
-pub fn history(config: &Config, out: &mut dyn Write) -> Result<(), Error> {
+/// When the peer folder does not exist, or `client.log` exists but cannot be read.
+pub fn history(config: &Config, format: Format, out: &mut dyn Write) -> Result<(), Error> {
+    require_peer_dir(config)?;
     let path = config.dir.client_log();
     let text = match std::fs::read(&path) {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
@@ -48,20 +114,29 @@ pub fn history(config: &Config, out: &mut dyn Write) -> Result<(), Error> {
             })
         }
     };
-    write_out(out, &log_history::render(&log_history::parse(&text)))
+    let entries = log_history::parse(&text);
+    match format {
+        Format::Json => {
+            let items: Vec<HistoryEntry> = entries.iter().map(HistoryEntry::new).collect();
+            json::write_json(out, &items)
+        }
+        Format::Text => write_out(out, &log_history::render(&entries)),
+    }
 }
 
 /// `downloader get NAME`: downloads one content, telling `ui` what happens.
 ///
 /// # Errors
-/// When the content is not on offer or the download fails.
+/// When the peer folder or `tags.txt` is missing, the content is not on offer or the
+/// download fails.
 pub fn get(
     config: &Config,
     selection: &Selection,
     sha256_prefix: Option<&str>,
     cancel: &Shutdown,
     ui: &mut dyn Write,
-) -> Result<DownloadedFile, Error> {
+) -> Result<Got, Error> {
+    require_peer_dir(config)?;
     let catalog = load_catalog(config)?;
     let (target, same_name) = catalog.select(selection, sha256_prefix)?;
     for line in wording::starting(target, same_name) {
@@ -77,5 +152,38 @@ pub fn get(
     for line in wording::finished(&outcome) {
         say(ui, &line);
     }
-    Ok(outcome)
+    Ok(Got {
+        name: target.name.clone(),
+        file: outcome,
+    })
+}
+
+/// What `downloader get` prints on stdout once done: the path alone (`path=$(downloader get
+/// x)`), or with [`Format::Json`] one result object, also on failure (`requested` is the name
+/// or number asked for). The path is printed as it is, for scripts: its content name passed
+/// `validate_content_name`, so it holds nothing a terminal would obey.
+///
+/// # Errors
+/// When `out` cannot be written.
+pub fn print_get_result(
+    requested: &str,
+    result: &Result<Got, Error>,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    match (format, result) {
+        (Format::Text, Ok(got)) => write_out(out, &format!("{}\n", got.file.path.display())),
+        (Format::Text, Err(_)) => Ok(()),
+        (Format::Json, Ok(got)) => json::write_json(out, &GetSuccess::new(&got.name, &got.file)),
+        (Format::Json, Err(e)) => json::write_json(out, &GetFailure::new(requested, e)),
+    }
+}
+
+/// The message of [`Error::NoTags`]: `tags.txt` is written by the listener of the folder.
+pub(crate) fn no_tags_message(dir: &Path) -> String {
+    format!(
+        "no tags.txt in {0}: no listener has written one in this folder; start one with \
+         `listener --dir {0}`",
+        dir.display()
+    )
 }

@@ -163,15 +163,24 @@ impl Catalog {
 
     /// The listing shown by `list` and at the prompt.
     pub fn render(&self) -> String {
+        let all: Vec<(usize, &Target)> = self
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (i + 1, t))
+            .collect();
+        self.render_some(&all)
+    }
+
+    /// The listing of some of the targets, each with its number in the full listing.
+    pub fn render_some(&self, shown: &[(usize, &Target)]) -> String {
         if self.targets.is_empty() {
             return "No files on offer yet: tags.txt lists no live peer. Is the listener running?\n"
                 .to_owned();
         }
-        let rows: Vec<[String; 6]> = self
-            .targets
+        let rows: Vec<[String; 6]> = shown
             .iter()
-            .enumerate()
-            .map(|(i, t)| {
+            .map(|&(number, t)| {
                 let available = t.available();
                 // Names come from the network (through tags.txt): shown, never obeyed.
                 let mut users: Vec<String> = t
@@ -184,7 +193,7 @@ impl Catalog {
                     .collect();
                 users.dedup();
                 [
-                    format!("{}", i + 1),
+                    format!("{number}"),
                     terminal_safe(&t.name).into_owned(),
                     t.size.map_or("?".into(), format::size),
                     if available.is_complete() {
@@ -219,6 +228,49 @@ impl Catalog {
         }
         out
     }
+}
+
+/// Whether a content name matches the pattern of `downloader list PATTERN`, ignoring case: a
+/// glob over the whole name when the pattern holds `*` (any run of characters) or `?` (one
+/// character), else a substring of the name.
+pub fn name_matches(name: &str, pattern: &str) -> bool {
+    let name: Vec<char> = name.chars().flat_map(char::to_lowercase).collect();
+    let pattern: Vec<char> = pattern.chars().flat_map(char::to_lowercase).collect();
+    if !pattern.iter().any(|&c| c == '*' || c == '?') {
+        return name
+            .windows(pattern.len().max(1))
+            .any(|w| w == pattern.as_slice())
+            || pattern.is_empty();
+    }
+    glob(&name, &pattern)
+}
+
+/// `*`/`?` glob over the whole of `name`, with one backtracking point (the last `*`): linear
+/// in practice, never exponential.
+fn glob(name: &[char], pattern: &[char]) -> bool {
+    let (mut n, mut p) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match pattern.get(p) {
+            Some('*') => {
+                star = Some((p, n));
+                p += 1;
+            }
+            Some(&c) if c == '?' || c == name[n] => {
+                n += 1;
+                p += 1;
+            }
+            _ => match star {
+                Some((sp, sn)) => {
+                    p = sp + 1;
+                    n = sn + 1;
+                    star = Some((sp, sn + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == '*')
 }
 
 #[cfg(test)]
@@ -325,6 +377,46 @@ mod tests {
         assert!(text.contains("bell\\u{7}\\u{a}line"), "{text}");
         assert!(text.contains("Résumé 日本語 🎉.pdf"), "{text}");
         assert!(text.contains("José"), "{text}");
+    }
+
+    #[test]
+    fn names_match_substrings_and_globs_ignoring_case() {
+        for (name, pattern, expected) in [
+            ("Holiday Photo.PNG", "photo", true),
+            ("Holiday Photo.PNG", "", true),
+            ("notes.txt", "photo", false),
+            ("photo.png", "*.PNG", true),
+            ("photo.png", "*.png.bak", false),
+            ("photo.png", "p?oto.*", true),
+            ("photo.png", "photo", true),
+            ("photo.png", "*oto*", true),
+            ("photo.png", "oto*", false),
+            ("日本語.txt", "日?語*", true),
+            (
+                "aaaaaaaaaaaaaaaaaaaaaaaaaaaaab",
+                "*a*a*a*a*a*a*a*a*c",
+                false,
+            ),
+            ("x", "**", true),
+        ] {
+            assert_eq!(
+                name_matches(name, pattern),
+                expected,
+                "{name:?} {pattern:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_filtered_listing_keeps_the_full_numbers() {
+        let c = catalog();
+        let shown: Vec<(usize, &Target)> = vec![(3, &c.targets[2])];
+        let text = c.render_some(&shown);
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(
+            text.lines().nth(1).unwrap().starts_with("3  notes.txt"),
+            "{text}"
+        );
     }
 
     #[test]

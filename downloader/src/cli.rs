@@ -60,7 +60,14 @@ pub(crate) struct Args {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Cmd {
     /// List the files on offer: name, size, holders, whether all 5 chunks are available.
-    List,
+    List {
+        /// Show only the names that contain this text, or match it as a glob when it holds
+        /// `*` or `?` (`'*.mkv'`); case is ignored. Numbers stay those of the full list.
+        pattern: Option<String>,
+        /// Print one JSON array on stdout instead of the table (shapes: docs/JSON.md).
+        #[arg(long)]
+        json: bool,
+    },
     /// Download a file by name (or list number); prints its path when complete and verified.
     Get {
         /// The file's name as listed, or its number in `list`.
@@ -68,9 +75,17 @@ pub(crate) enum Cmd {
         /// Of several different files with this name, take the one whose SHA-256 starts so.
         #[arg(long, value_name = "PREFIX")]
         sha256: Option<String>,
+        /// Print one JSON result object on stdout, also on failure, instead of the path
+        /// (progress stays on stderr; shapes: docs/JSON.md).
+        #[arg(long)]
+        json: bool,
     },
     /// Show past downloads, from client.log.
-    History,
+    History {
+        /// Print one JSON array on stdout instead of the table (shapes: docs/JSON.md).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `123`, `10K`, `64M`, `1G`, `2T` (powers of 1024).
@@ -111,10 +126,17 @@ impl Args {
             .map(|what| cli_support::print(what, Self::command()))
     }
 
-    /// How the program runs: its log goes to `client.log` in the peer folder (created first).
-    /// At the prompt only errors reach the terminal, so log lines do not break up the dialogue.
+    /// How the program runs. The prompt creates the peer folder and logs to its `client.log`;
+    /// `get` logs there too when the folder exists (a missing one is an error it reports);
+    /// `list` and `history` only read, so they create nothing and log to stderr alone. At the
+    /// prompt only errors reach the terminal, so log lines do not break up the dialogue.
     pub(crate) fn program(&self) -> Program {
         let dir = PeerDir::new(&self.dir);
+        let (create_dir, log_file) = match &self.command {
+            None => (Some(self.dir.clone()), true),
+            Some(Cmd::Get { .. }) => (None, self.dir.is_dir()),
+            Some(Cmd::List { .. } | Cmd::History { .. }) => (None, false),
+        };
         let terminal = match (self.verbose, self.command.is_none()) {
             (true, _) => LevelFilter::Debug,
             (false, true) => LevelFilter::Error,
@@ -122,9 +144,9 @@ impl Args {
         };
         Program {
             name: "downloader",
-            create_dir: Some(self.dir.clone()),
+            create_dir,
             terminal,
-            log_file: Some((dir.client_log(), LevelFilter::Info)),
+            log_file: log_file.then(|| (dir.client_log(), LevelFilter::Info)),
             single_in: None,
         }
     }

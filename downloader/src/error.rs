@@ -1,5 +1,7 @@
 //! The downloader's error type.
 
+use std::path::PathBuf;
+
 use shared::tags::TagsError;
 
 use crate::catalog::SelectError;
@@ -8,6 +10,12 @@ use crate::download::DownloadError;
 /// Why a downloader command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The peer folder (`--dir`) does not exist; no command creates it but the prompt.
+    #[error("no peer folder at {} (--dir)", .0.display())]
+    NoPeerDir(PathBuf),
+    /// No listener has written `tags.txt` in the peer folder: nothing is on offer.
+    #[error("{}", crate::actions::no_tags_message(.0))]
+    NoTags(PathBuf),
     /// `tags.txt` could not be read.
     #[error(transparent)]
     Tags(#[from] TagsError),

@@ -4,7 +4,8 @@
 //! - [`catalog`]: what is on offer (from `tags.txt`) and how the user picks it.
 //! - [`download`]: the download itself (many holders, fallbacks, verification, reassembly).
 //! - [`fetch`]: every request to a holder (a manifest, a chunk).
-//! - `actions`: the commands `list`, `history`, `get`; `prompt`: the interactive loop;
+//! - `actions`: the commands `list`, `history`, `get`; [`json`]: what they print for scripts
+//!   (`--json`); `prompt`: the interactive loop;
 //!   `wording`: what the user reads about a download.
 //! - [`command`]: parsing of interactive input; [`history`](mod@history): the download history;
 //!   [`format`](mod@format): sizes and rates for people.
@@ -22,10 +23,13 @@ pub mod error;
 pub mod fetch;
 pub mod format;
 pub mod history;
+pub mod json;
 mod prompt;
 mod wording;
 
-pub use crate::actions::{get, history, list, load_catalog};
+pub use crate::actions::{
+    get, history, list, load_catalog, print_get_result, require_peer_dir, Got,
+};
 pub use crate::download::Config;
 pub use crate::error::Error;
 pub use crate::prompt::interactive;

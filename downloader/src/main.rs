@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use downloader::command::Selection;
+use downloader::json::Format;
 use shared::program::{self, MainError};
 
 use cli::Cmd;
@@ -21,16 +22,22 @@ fn main() -> ExitCode {
         let command = args.command.take();
         let config = args.into_config();
         let result = match command {
-            Some(Cmd::List) => downloader::list(&config, &mut io::stdout()),
-            Some(Cmd::History) => downloader::history(&config, &mut io::stdout()),
-            // Progress goes to stderr, the path alone to stdout: `path=$(downloader get x)`. The
-            // path is printed as it is, for scripts: its content name passed
-            // `validate_content_name`, so it holds nothing a terminal would obey.
-            Some(Cmd::Get { name, sha256 }) => {
+            Some(Cmd::List { pattern, json }) => {
+                let format = Format::json_if(json);
+                downloader::list(&config, pattern.as_deref(), format, &mut io::stdout())
+            }
+            Some(Cmd::History { json }) => {
+                downloader::history(&config, Format::json_if(json), &mut io::stdout())
+            }
+            // Progress goes to stderr, the result (the path, or JSON) to stdout.
+            Some(Cmd::Get { name, sha256, json }) => {
                 let selection = Selection::parse(&name);
                 let sha256 = sha256.as_deref();
-                downloader::get(&config, &selection, sha256, shutdown, &mut io::stderr())
-                    .map(|outcome| println!("{}", outcome.path.display()))
+                let result =
+                    downloader::get(&config, &selection, sha256, shutdown, &mut io::stderr());
+                let format = Format::json_if(json);
+                downloader::print_get_result(&name, &result, format, &mut io::stdout())?;
+                result.map(drop)
             }
             None => {
                 if !io::stdin().is_terminal() {

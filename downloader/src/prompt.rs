@@ -13,6 +13,7 @@ use crate::catalog::Catalog;
 use crate::command::{Command, Selection};
 use crate::download::{Config, DownloadError};
 use crate::error::Error;
+use crate::json::Format;
 use crate::wording::{write_line, write_out};
 
 /// How often the prompt looks at the Ctrl-C flag while it waits for input.
@@ -75,7 +76,7 @@ pub fn interactive(
             Command::List => catalog = show_catalog(config, out)?,
             Command::Help => write_out(out, HELP)?,
             Command::History => {
-                if let Err(e) = history(config, out) {
+                if let Err(e) = history(config, Format::Text, out) {
                     write_line(out, &format!("error: {e}"))?;
                 }
             }
