@@ -7,12 +7,13 @@ use chrono::Utc;
 use shared::shutdown::Shutdown;
 use shared::tags::TagsIndex;
 
+use crate::bar::{Display, Feedback};
 use crate::catalog::Catalog;
 use crate::command::Selection;
 use crate::download::{self, Config, DownloadedFile, Progress};
 use crate::error::Error;
 use crate::history as log_history;
-use crate::wording::{self, say, write_out};
+use crate::wording::{self, write_out};
 
 /// Loads the catalog from the peer folder's `tags.txt`.
 ///
@@ -51,7 +52,8 @@ pub fn history(config: &Config, out: &mut dyn Write) -> Result<(), Error> {
     write_out(out, &log_history::render(&log_history::parse(&text)))
 }
 
-/// `downloader get NAME`: downloads one content, telling `ui` what happens.
+/// `downloader get NAME`: downloads one content, telling `ui` what happens the way `feedback`
+/// says (a bar draws on stderr itself).
 ///
 /// # Errors
 /// When the content is not on offer or the download fails.
@@ -60,22 +62,25 @@ pub fn get(
     selection: &Selection,
     sha256_prefix: Option<&str>,
     cancel: &Shutdown,
+    feedback: Feedback,
     ui: &mut dyn Write,
 ) -> Result<DownloadedFile, Error> {
     let catalog = load_catalog(config)?;
     let (target, same_name) = catalog.select(selection, sha256_prefix)?;
-    for line in wording::starting(target, same_name) {
-        say(ui, &line);
-    }
-    let mut report = |p: &Progress| {
-        // Holders' names and their error messages come from the network: `say` escapes them.
-        if let Some(line) = wording::progress_line(p) {
-            say(ui, &line);
+    let mut display = Display::new(feedback, target, ui);
+    display.starting(&wording::starting(target, same_name));
+    // Holders' names and their error messages come from the network: `Display` escapes them.
+    let result = download::download(config, target, cancel, &mut |p: &Progress| {
+        display.progress(p);
+    });
+    match result {
+        Ok(outcome) => {
+            display.finished(&outcome);
+            Ok(outcome)
         }
-    };
-    let outcome = download::download(config, target, cancel, &mut report)?;
-    for line in wording::finished(&outcome) {
-        say(ui, &line);
+        Err(e) => {
+            display.failed();
+            Err(e.into())
+        }
     }
-    Ok(outcome)
 }

@@ -2,13 +2,14 @@
 //! library's [`Config`] and the [`Program`] settings of `run_main`. Binary-only: clap stays out
 //! of the library.
 
+use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use downloader::fetch::{Limits, Network};
-use downloader::Config;
+use downloader::{Config, Feedback};
 use log::LevelFilter;
 use shared::peer_dir::PeerDir;
 use shared::program::Program;
@@ -38,8 +39,11 @@ pub(crate) struct Args {
     #[arg(long, value_name = "BYTES", default_value = "64M", global = true, value_parser = parse_bytes)]
     min_free: u64,
     /// Log debug details on stderr.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
     verbose: bool,
+    /// Print nothing on stderr but errors: no progress (`get`), no warnings.
+    #[arg(short, long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     pub(crate) command: Option<Cmd>,
 }
@@ -95,7 +99,7 @@ impl Args {
     /// At the prompt only errors reach the terminal, so log lines do not break up the dialogue.
     pub(crate) fn program(&self) -> Program {
         let dir = PeerDir::new(&self.dir);
-        let terminal = match (self.verbose, self.command.is_none()) {
+        let terminal = match (self.verbose, self.quiet || self.command.is_none()) {
             (true, _) => LevelFilter::Debug,
             (false, true) => LevelFilter::Error,
             (false, false) => LevelFilter::Warn,
@@ -105,6 +109,18 @@ impl Args {
             create_dir: Some(self.dir.clone()),
             terminal,
             log_file: Some((dir.client_log(), LevelFilter::Info)),
+        }
+    }
+
+    /// How `get` shows its progress on stderr: a bar on a terminal, plain lines elsewhere,
+    /// nothing with `--quiet`.
+    pub(crate) fn feedback(&self) -> Feedback {
+        if self.quiet {
+            Feedback::Quiet
+        } else if std::io::stderr().is_terminal() {
+            Feedback::Bar
+        } else {
+            Feedback::Lines
         }
     }
 

@@ -15,6 +15,7 @@
 #![warn(clippy::cast_possible_truncation)]
 
 mod actions;
+mod bar;
 pub mod catalog;
 pub mod command;
 pub mod download;
@@ -26,6 +27,7 @@ mod prompt;
 mod wording;
 
 pub use crate::actions::{get, history, list, load_catalog};
+pub use crate::bar::Feedback;
 pub use crate::download::Config;
 pub use crate::error::Error;
 pub use crate::prompt::interactive;

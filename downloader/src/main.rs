@@ -16,6 +16,7 @@ fn main() -> ExitCode {
     let mut args = cli::Args::parse();
     program::run_main(args.program(), |shutdown| {
         let command = args.command.take();
+        let feedback = args.feedback();
         let config = args.into_config();
         let result = match command {
             Some(Cmd::List) => downloader::list(&config, &mut io::stdout()),
@@ -26,8 +27,15 @@ fn main() -> ExitCode {
             Some(Cmd::Get { name, sha256 }) => {
                 let selection = Selection::parse(&name);
                 let sha256 = sha256.as_deref();
-                downloader::get(&config, &selection, sha256, shutdown, &mut io::stderr())
-                    .map(|outcome| println!("{}", outcome.path.display()))
+                downloader::get(
+                    &config,
+                    &selection,
+                    sha256,
+                    shutdown,
+                    feedback,
+                    &mut io::stderr(),
+                )
+                .map(|outcome| println!("{}", outcome.path.display()))
             }
             None => {
                 if !io::stdin().is_terminal() {

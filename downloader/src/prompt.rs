@@ -9,6 +9,7 @@ use std::time::Duration;
 use shared::shutdown::Shutdown;
 
 use crate::actions::{get, history, load_catalog};
+use crate::bar::Feedback;
 use crate::catalog::Catalog;
 use crate::command::{Command, Selection};
 use crate::download::{Config, DownloadError};
@@ -95,7 +96,14 @@ pub fn interactive(
                     },
                     name => (name, None),
                 };
-                match get(config, &selection, sha.as_deref(), shutdown, out) {
+                match get(
+                    config,
+                    &selection,
+                    sha.as_deref(),
+                    shutdown,
+                    Feedback::Lines,
+                    out,
+                ) {
                     Ok(_) => {}
                     Err(Error::Download(DownloadError::Cancelled)) => {
                         write_out(out, "Download cancelled.\n")?;

@@ -26,12 +26,15 @@ use shared::CHUNKS_PER_FILE;
 use super::board::{Board, ChunkResult};
 use super::fetch_log::FetchedLog;
 use super::placement::Placement;
-use super::progress::Progress;
+use super::progress::{Progress, Transfer};
 use crate::catalog::{Holder, Target};
 use crate::fetch::{fetch_chunk, CancelHandle, Expected, FetchError, Fetched, Job, Network};
 
 /// How often the thread that reports progress looks at the Ctrl-C flag.
 const CANCEL_POLL: Duration = Duration::from_millis(50);
+
+/// How often the transfers in flight are reported (`Progress::Transfers`).
+const TRANSFERS_EVERY: Duration = Duration::from_millis(100);
 
 /// How long an idle worker waits for a flight to end or age before looking again.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
@@ -145,11 +148,16 @@ impl<'a> FetchContext<'a> {
             // Wake up now and then to pass Ctrl-C on to the transfers: a read blocked on a
             // silent holder only returns when its socket is shut down.
             let mut cancelled = false;
+            let mut reported = Instant::now();
             loop {
                 match rx.recv_timeout(CANCEL_POLL) {
                     Ok(progress) => on_progress(&progress),
                     Err(mpsc::RecvTimeoutError::Timeout) => {}
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+                if reported.elapsed() >= TRANSFERS_EVERY {
+                    reported = Instant::now();
+                    on_progress(&Progress::Transfers(self.transfers()));
                 }
                 if self.shutdown.is_triggered() && !cancelled {
                     cancelled = true;
@@ -165,6 +173,28 @@ impl<'a> FetchContext<'a> {
                 .filter_map(|(chunk, result)| result.err().map(|e| (chunk, e)))
                 .collect()
         })
+    }
+
+    /// The fetches in flight, as far as each got.
+    fn transfers(&self) -> Vec<Transfer> {
+        let Ok(names) = ChunkName::all_of(&self.target.name) else {
+            return Vec::new();
+        };
+        let board = self.board();
+        (board.flights.iter().enumerate())
+            .flat_map(|(position, flights)| {
+                let index = names[position].index();
+                flights.iter().map(move |flight| {
+                    let (resumed, bytes) = flight.handle.position();
+                    Transfer {
+                        index,
+                        holder: self.target.holders[flight.holder].label(),
+                        resumed,
+                        bytes,
+                    }
+                })
+            })
+            .collect()
     }
 
     /// Cancels every fetch in flight, and wakes the endgame helpers so they see the flag.
@@ -410,6 +440,7 @@ impl<'a> FetchContext<'a> {
             index: chunk.index(),
             holder: holder.label(),
             bytes: fetched.bytes,
+            resumed: fetched.resumed_from,
             millis,
             verified: fetched.verified,
         });

@@ -1,0 +1,460 @@
+//! What `get` shows while a download runs, and after it failed: a live progress bar on a
+//! terminal (`indicatif`), a few plain lines elsewhere, nothing with `--quiet`; and one summary
+//! of the chunks that could not be fetched, from whom and why.
+//!
+//! It owns the tally of the [`Progress`] events (bytes here, resumed, moved, holders sending)
+//! so that the bar, the plain lines and the final line agree. The words are `wording`'s.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use shared::text::terminal_safe;
+
+use crate::catalog::Target;
+use crate::download::{DownloadedFile, Progress, Transfer};
+use crate::format;
+use crate::wording::{self, say};
+
+/// How `get` reports a download as it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feedback {
+    /// A live bar, redrawn in place: stderr is a terminal.
+    Bar,
+    /// Plain lines: the start, each chunk, a progress line every few seconds at most, the end.
+    Lines,
+    /// Nothing but the failure summary (`-q`).
+    Quiet,
+}
+
+/// A plain progress line is written at most this often.
+const LINE_EVERY: Duration = Duration::from_secs(5);
+
+/// One holder's failure to deliver one chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Failure {
+    holder: String,
+    reason: String,
+}
+
+/// What the events of one download add up to.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Size of the file, when announced.
+    total: Option<u64>,
+    /// Bytes of each chunk kept or received, by index.
+    done: BTreeMap<u8, u64>,
+    /// Bytes that were here before this run: chunks kept, and the start of part files continued,
+    /// by index.
+    resumed: BTreeMap<u8, u64>,
+    /// The transfers in flight, as last reported.
+    flights: Vec<Transfer>,
+    /// Failed attempts, by chunk index, one per holder (the latest reason).
+    failures: BTreeMap<u8, Vec<Failure>>,
+    /// Holders that could not be used at all, with why.
+    unusable: BTreeMap<String, String>,
+    /// Chunks no holder could deliver, as named in the events.
+    unavailable: Vec<(u8, String)>,
+}
+
+impl Tally {
+    fn add(&mut self, progress: &Progress) {
+        match progress {
+            Progress::Started { .. } => {}
+            Progress::ChunkKept { index, bytes } => {
+                self.done.insert(*index, *bytes);
+                self.resumed.insert(*index, *bytes);
+            }
+            Progress::Transfers(flights) => {
+                for t in flights {
+                    if t.resumed > 0 {
+                        let seen = self.resumed.entry(t.index).or_default();
+                        *seen = (*seen).max(t.resumed);
+                    }
+                }
+                self.flights.clone_from(flights);
+            }
+            Progress::ChunkDone {
+                index,
+                bytes,
+                resumed,
+                ..
+            } => {
+                self.done.insert(*index, *bytes);
+                if *resumed > 0 {
+                    self.resumed.insert(*index, *resumed);
+                }
+                self.flights.retain(|t| t.index != *index);
+            }
+            Progress::AttemptFailed {
+                index,
+                holder,
+                reason,
+            } => {
+                let list = self.failures.entry(*index).or_default();
+                list.retain(|f| f.holder != *holder);
+                list.push(Failure {
+                    holder: holder.clone(),
+                    reason: reason.clone(),
+                });
+            }
+            Progress::HolderFailed { holder, reason } => {
+                self.unusable.insert(holder.clone(), reason.clone());
+            }
+            Progress::ChunkUnavailable { chunk } => {
+                if !self.unavailable.iter().any(|(i, _)| *i == chunk.index()) {
+                    self.unavailable.push((chunk.index(), chunk.to_string()));
+                }
+            }
+        }
+    }
+
+    /// Bytes of the file here now: chunks done, and the furthest copy of each chunk in flight.
+    fn here(&self) -> u64 {
+        let mut furthest: BTreeMap<u8, u64> = BTreeMap::new();
+        for t in self
+            .flights
+            .iter()
+            .filter(|t| !self.done.contains_key(&t.index))
+        {
+            let f = furthest.entry(t.index).or_default();
+            *f = (*f).max(t.bytes);
+        }
+        self.done.values().sum::<u64>() + furthest.values().sum::<u64>()
+    }
+
+    /// Bytes that were here before this run.
+    fn resumed(&self) -> u64 {
+        self.resumed.values().sum()
+    }
+
+    /// Bytes moved by this run.
+    fn moved(&self) -> u64 {
+        self.here().saturating_sub(self.resumed())
+    }
+
+    /// How many holders are sending right now.
+    fn sending(&self) -> usize {
+        let holders: BTreeSet<&str> = (self.flights.iter())
+            .filter(|t| t.bytes > t.resumed)
+            .map(|t| t.holder.as_str())
+            .collect();
+        holders.len()
+    }
+}
+
+/// Bytes per second, from `bytes` in `elapsed`.
+fn rate(bytes: u64, elapsed: Duration) -> u64 {
+    let secs = elapsed.as_secs_f64();
+    if secs < 0.05 {
+        return 0;
+    }
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // display only
+    let rate = (bytes as f64 / secs) as u64;
+    rate
+}
+
+/// `3s`, `2m05s`, `1h02m`.
+fn duration(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
+        _ => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
+    }
+}
+
+/// Reports one download to the user, the way [`Feedback`] says.
+pub(crate) struct Display<'a> {
+    feedback: Feedback,
+    ui: &'a mut dyn Write,
+    bar: Option<ProgressBar>,
+    tally: Tally,
+    holders: usize,
+    /// `user@address` of the holders of each chunk, by index.
+    holders_of: BTreeMap<u8, Vec<String>>,
+    started: Instant,
+    last_line: Instant,
+    told_resuming: bool,
+}
+
+impl<'a> Display<'a> {
+    /// Starts reporting the download of `target` on `ui` (the bar draws on stderr itself).
+    pub(crate) fn new(feedback: Feedback, target: &Target, ui: &'a mut dyn Write) -> Self {
+        let bar = (feedback == Feedback::Bar).then(|| {
+            let bar = ProgressBar::with_draw_target(
+                Some(target.size.unwrap_or(0)),
+                ProgressDrawTarget::stderr_with_hz(10),
+            );
+            let style = ProgressStyle::with_template("{prefix} [{bar:28.cyan/blue}] {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
+            bar.set_style(style);
+            bar.set_prefix(terminal_safe(&target.name).into_owned());
+            bar
+        });
+        Display {
+            feedback,
+            ui,
+            bar,
+            tally: Tally {
+                total: target.size,
+                ..Tally::default()
+            },
+            holders: target.holders.len(),
+            holders_of: (1..=5u8)
+                .map(|i| {
+                    let of = target.holders.iter().filter(|h| h.chunks.contains(i));
+                    (i, of.map(crate::catalog::Holder::label).collect())
+                })
+                .collect(),
+            started: Instant::now(),
+            last_line: Instant::now(),
+            told_resuming: false,
+        }
+    }
+
+    /// Writes a line above the bar, or on its own.
+    fn line(&mut self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(terminal_safe(line)),
+            None => say(self.ui, line),
+        }
+    }
+
+    /// The lines announcing the download.
+    pub(crate) fn starting(&mut self, lines: &[String]) {
+        if self.feedback != Feedback::Quiet {
+            for line in lines {
+                self.line(line);
+            }
+        }
+    }
+
+    /// Takes in one event of the download.
+    pub(crate) fn progress(&mut self, progress: &Progress) {
+        self.tally.add(progress);
+        if self.feedback == Feedback::Quiet {
+            return;
+        }
+        let first_news = matches!(
+            progress,
+            Progress::Transfers(_) | Progress::ChunkDone { .. }
+        );
+        if first_news && !self.told_resuming {
+            self.told_resuming = true;
+            let resumed = self.tally.resumed();
+            if resumed > 0 {
+                self.line(&format!("resuming: {} already here", format::size(resumed)));
+            }
+        }
+        if let Some(line) = wording::progress_line(progress) {
+            if self.bar.is_none() || self.feedback == Feedback::Lines {
+                self.line(&line);
+            }
+        }
+        let status = self.status();
+        match &self.bar {
+            Some(bar) => {
+                bar.set_length(self.tally.total.unwrap_or(0).max(self.tally.here()));
+                bar.set_position(self.tally.here());
+                bar.set_message(status);
+            }
+            None => {
+                if self.last_line.elapsed() >= LINE_EVERY
+                    && matches!(progress, Progress::Transfers(_))
+                {
+                    self.last_line = Instant::now();
+                    say(self.ui, &format!("  {status}"));
+                }
+            }
+        }
+    }
+
+    /// `12.0 MiB / 100.0 MiB  8.5 MiB/s  ETA 10s  2/3 holders sending`.
+    fn status(&self) -> String {
+        let here = self.tally.here();
+        let rate = rate(self.tally.moved(), self.started.elapsed());
+        let total = self.tally.total;
+        let mut status = format!(
+            "{} / {}",
+            format::size(here),
+            total.map_or("?".to_owned(), format::size)
+        );
+        if rate > 0 {
+            status.push_str(&format!("  {}/s", format::size(rate)));
+            if let Some(total) = total {
+                let eta = total.saturating_sub(here) / rate;
+                status.push_str(&format!("  ETA {}", duration(eta)));
+            }
+        }
+        if self.holders > 1 {
+            status.push_str(&format!(
+                "  {}/{} holders sending",
+                self.tally.sending(),
+                self.holders
+            ));
+        }
+        status
+    }
+
+    /// The download ended with `outcome`: the bar goes, the final lines say what moved.
+    pub(crate) fn finished(mut self, outcome: &DownloadedFile) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        if self.feedback == Feedback::Quiet {
+            return;
+        }
+        let elapsed = self.started.elapsed();
+        let moved = outcome.size.saturating_sub(self.tally.resumed());
+        let mut lines = wording::finished(outcome);
+        if !outcome.already_present {
+            lines.push(wording::moved(
+                moved,
+                self.tally.resumed().min(outcome.size),
+                elapsed,
+                rate(moved, elapsed),
+                outcome.sources.len(),
+            ));
+        }
+        let retried: usize = self.tally.failures.values().map(Vec::len).sum();
+        if retried > 0 {
+            lines.push(wording::retried(retried));
+        }
+        for line in lines {
+            say(self.ui, &line);
+        }
+    }
+
+    /// The download failed: the bar goes, one summary says which chunks are missing, who was
+    /// asked and why each failed, and that the partial data is kept. Other failures (Ctrl-C, a
+    /// full disk) get none: their error says it all.
+    pub(crate) fn failed(mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        if self.tally.unavailable.is_empty() {
+            return;
+        }
+        let mut missing = self.tally.unavailable.clone();
+        missing.sort_unstable();
+        let why = self.why_missing(&missing.iter().map(|(i, _)| *i).collect::<Vec<_>>());
+        for line in wording::failure_summary(&missing, &why) {
+            say(self.ui, &line);
+        }
+    }
+}
+
+impl Display<'_> {
+    /// Each holder of a chunk in `missing`, with the missing chunks it has and why it did not
+    /// deliver them: its own failures on them, else the failure that made the download stop
+    /// asking it (on another chunk, or its manifest), else that it was not asked.
+    fn why_missing(&self, missing: &[u8]) -> Vec<(String, Vec<u8>, String)> {
+        let mut holders: Vec<&String> = missing
+            .iter()
+            .flat_map(|i| self.holders_of.get(i).into_iter().flatten())
+            .collect();
+        let mut seen = BTreeSet::new();
+        holders.retain(|h| seen.insert(*h));
+        let failures = &self.tally.failures;
+        holders
+            .into_iter()
+            .map(|holder| {
+                let has: Vec<u8> = (missing.iter().copied())
+                    .filter(|i| self.holders_of.get(i).is_some_and(|l| l.contains(holder)))
+                    .collect();
+                let reasons_on = |chunks: &mut dyn Iterator<Item = &u8>| {
+                    let mut reasons: Vec<&str> = chunks
+                        .filter_map(|i| failures.get(i))
+                        .flatten()
+                        .filter(|f| f.holder == *holder)
+                        .map(|f| f.reason.as_str())
+                        .collect();
+                    let mut seen = BTreeSet::new();
+                    reasons.retain(|r| seen.insert(*r));
+                    reasons.join("; ")
+                };
+                let own = reasons_on(&mut has.iter());
+                let reason = if !own.is_empty() {
+                    own
+                } else if let Some(reason) = self.tally.unusable.get(holder) {
+                    reason.clone()
+                } else {
+                    match reasons_on(&mut failures.keys()) {
+                        r if r.is_empty() => "not asked".to_owned(),
+                        r => format!("not asked again: {r}"),
+                    }
+                };
+                (holder.clone(), has, reason)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transfer(index: u8, holder: &str, resumed: u64, bytes: u64) -> Transfer {
+        Transfer {
+            index,
+            holder: holder.into(),
+            resumed,
+            bytes,
+        }
+    }
+
+    #[test]
+    fn the_tally_counts_resumed_bytes_apart_from_those_moved() {
+        let mut tally = Tally::default();
+        tally.add(&Progress::ChunkKept {
+            index: 1,
+            bytes: 100,
+        });
+        tally.add(&Progress::Transfers(vec![
+            transfer(2, "a@x", 40, 60),
+            transfer(3, "b@y", 0, 10),
+            // An endgame copy of chunk 3, behind the first: the furthest counts.
+            transfer(3, "a@x", 0, 5),
+            transfer(4, "c@z", 0, 0),
+        ]));
+        assert_eq!(tally.here(), 170);
+        assert_eq!(tally.resumed(), 140);
+        assert_eq!(tally.moved(), 30);
+        assert_eq!(tally.sending(), 2, "c has sent nothing yet");
+        tally.add(&Progress::ChunkDone {
+            index: 2,
+            holder: "a@x".into(),
+            bytes: 100,
+            resumed: 40,
+            millis: 5,
+            verified: true,
+        });
+        assert_eq!(tally.here(), 100 + 100 + 10);
+        assert_eq!(tally.sending(), 2, "b, and a's endgame copy of chunk 3");
+    }
+
+    #[test]
+    fn one_failure_per_holder_and_chunk() {
+        let mut tally = Tally::default();
+        for reason in ["refused", "refused again"] {
+            tally.add(&Progress::AttemptFailed {
+                index: 2,
+                holder: "a@x".into(),
+                reason: reason.into(),
+            });
+        }
+        assert_eq!(tally.failures[&2].len(), 1);
+        assert_eq!(tally.failures[&2][0].reason, "refused again");
+    }
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(duration(5), "5s");
+        assert_eq!(duration(125), "2m05s");
+        assert_eq!(duration(3720), "1h02m");
+        assert_eq!(rate(0, Duration::from_millis(1)), 0);
+        assert_eq!(rate(1000, Duration::from_secs(2)), 500);
+    }
+}
