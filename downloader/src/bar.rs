@@ -450,6 +450,54 @@ mod tests {
     }
 
     #[test]
+    fn the_summary_names_each_holder_once_with_its_chunks_and_reason() {
+        use crate::catalog::Holder;
+        use shared::chunk::{ChunkName, ChunkSet};
+        let holder = |user: &str, ip: u8, chunks: &str| Holder {
+            user: user.into(),
+            addr: ([127, 0, 0, ip], 5001).into(),
+            proto: shared::tags::Proto::Legacy,
+            chunks: ChunkSet::parse(chunks).unwrap(),
+            root: None,
+        };
+        let target = Target {
+            name: "f".into(),
+            sha256: None,
+            size: Some(10),
+            holders: vec![holder("a", 2, "12345"), holder("b", 3, "---45")],
+        };
+        let mut sink = Vec::new();
+        let mut display = Display::new(Feedback::Quiet, &target, &mut sink);
+        for (index, holder, reason) in [
+            (4, "a@127.0.0.2:5001", "refused"),
+            (5, "b@127.0.0.3:5001", "reset"),
+        ] {
+            display.progress(&Progress::AttemptFailed {
+                index,
+                holder: holder.into(),
+                reason: reason.into(),
+            });
+        }
+        for index in [3, 4, 5] {
+            let chunk = ChunkName::new("f", index).unwrap();
+            display.progress(&Progress::ChunkUnavailable { chunk });
+        }
+        display.failed();
+        let text = String::from_utf8(sink).unwrap();
+        assert_eq!(
+            text,
+            "Download failed: 3 of 5 chunks could not be fetched:\n\
+             \x20 CHUNK f_3 CANNOT BE DOWNLOADED FROM ONLINE PEERS.\n\
+             \x20 CHUNK f_4 CANNOT BE DOWNLOADED FROM ONLINE PEERS.\n\
+             \x20 CHUNK f_5 CANNOT BE DOWNLOADED FROM ONLINE PEERS.\n\
+             Holders asked:\n\
+             \x20 a@127.0.0.2:5001 (chunks 3, 4, 5): refused\n\
+             \x20 b@127.0.0.3:5001 (chunks 4, 5): reset\n\
+             partial data is kept: run the same command again to resume\n"
+        );
+    }
+
+    #[test]
     fn durations_read_as_people_write_them() {
         assert_eq!(duration(5), "5s");
         assert_eq!(duration(125), "2m05s");
