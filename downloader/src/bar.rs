@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use shared::chunk::chunk_ranges;
 use shared::text::terminal_safe;
 
 use crate::catalog::Target;
@@ -22,6 +23,9 @@ use crate::wording::{self, say};
 pub enum Feedback {
     /// A live bar, redrawn in place: stderr is a terminal.
     Bar,
+    /// The live bar, and under it one bar per chunk in flight with its holder (the prompt's
+    /// view, on a terminal).
+    ChunkBars,
     /// Plain lines: the start, each chunk, a progress line every few seconds at most, the end.
     Lines,
     /// Nothing but the failure summary (`-q`).
@@ -169,6 +173,9 @@ pub(crate) struct Display<'a> {
     feedback: Feedback,
     ui: &'a mut dyn Write,
     bar: Option<ProgressBar>,
+    /// With [`Feedback::ChunkBars`]: the bars together, and each chunk's bar, by index.
+    multi: Option<MultiProgress>,
+    chunk_bars: BTreeMap<u8, ProgressBar>,
     tally: Tally,
     holders: usize,
     /// `user@address` of the holders of each chunk, by index.
@@ -181,11 +188,17 @@ pub(crate) struct Display<'a> {
 impl<'a> Display<'a> {
     /// Starts reporting the download of `target` on `ui` (the bar draws on stderr itself).
     pub(crate) fn new(feedback: Feedback, target: &Target, ui: &'a mut dyn Write) -> Self {
-        let bar = (feedback == Feedback::Bar).then(|| {
+        let multi = (feedback == Feedback::ChunkBars)
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10)));
+        let bar = matches!(feedback, Feedback::Bar | Feedback::ChunkBars).then(|| {
             let bar = ProgressBar::with_draw_target(
                 Some(target.size.unwrap_or(0)),
                 ProgressDrawTarget::stderr_with_hz(10),
             );
+            let bar = match &multi {
+                Some(multi) => multi.add(bar),
+                None => bar,
+            };
             let style = ProgressStyle::with_template("{prefix} [{bar:28.cyan/blue}] {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> ");
@@ -197,6 +210,8 @@ impl<'a> Display<'a> {
             feedback,
             ui,
             bar,
+            multi,
+            chunk_bars: BTreeMap::new(),
             tally: Tally {
                 total: target.size,
                 ..Tally::default()
@@ -214,11 +229,13 @@ impl<'a> Display<'a> {
         }
     }
 
-    /// Writes a line above the bar, or on its own.
+    /// Writes a line to `ui`, above the bars (hidden meanwhile) if any.
     fn line(&mut self, line: &str) {
-        match &self.bar {
-            Some(bar) => bar.println(terminal_safe(line)),
-            None => say(self.ui, line),
+        let ui = &mut *self.ui;
+        match (&self.multi, &self.bar) {
+            (Some(multi), _) => multi.suspend(|| say(ui, line)),
+            (None, Some(bar)) => bar.suspend(|| say(ui, line)),
+            (None, None) => say(ui, line),
         }
     }
 
@@ -253,6 +270,9 @@ impl<'a> Display<'a> {
                 self.line(&line);
             }
         }
+        if self.multi.is_some() {
+            self.chunk_view(progress);
+        }
         let status = self.status();
         match &self.bar {
             Some(bar) => {
@@ -268,6 +288,65 @@ impl<'a> Display<'a> {
                     say(self.ui, &format!("  {status}"));
                 }
             }
+        }
+    }
+
+    /// [`Feedback::ChunkBars`]: a bar per chunk in flight, showing its furthest copy and who
+    /// sends it; gone once the chunk is done.
+    fn chunk_view(&mut self, progress: &Progress) {
+        let Some(multi) = &self.multi else { return };
+        match progress {
+            Progress::Transfers(flights) => {
+                let ranges = self.tally.total.map(chunk_ranges);
+                let mut furthest: BTreeMap<u8, &Transfer> = BTreeMap::new();
+                for t in flights {
+                    let best = furthest.entry(t.index).or_insert(t);
+                    if t.bytes > best.bytes {
+                        *best = t;
+                    }
+                }
+                for (index, t) in furthest {
+                    let len = ranges
+                        .as_ref()
+                        .and_then(|r| r.get(usize::from(index).wrapping_sub(1)))
+                        .map_or(t.bytes, |r| r.len());
+                    let bar = self.chunk_bars.entry(index).or_insert_with(|| {
+                        let bar = multi.add(ProgressBar::new(len));
+                        let style =
+                            ProgressStyle::with_template("  chunk {prefix} [{bar:20}] {msg}")
+                                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                                .progress_chars("=> ");
+                        bar.set_style(style);
+                        bar.set_prefix(format!("{index}/5"));
+                        bar
+                    });
+                    bar.set_length(len.max(t.bytes));
+                    bar.set_position(t.bytes);
+                    bar.set_message(
+                        terminal_safe(&format!(
+                            "{} / {} from {}",
+                            format::size(t.bytes),
+                            format::size(len),
+                            t.holder
+                        ))
+                        .into_owned(),
+                    );
+                }
+            }
+            Progress::ChunkDone { index, .. } => {
+                if let Some(bar) = self.chunk_bars.remove(index) {
+                    bar.finish_and_clear();
+                    multi.remove(&bar);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Clears the chunks' bars.
+    fn clear_chunk_bars(&mut self) {
+        for (_, bar) in std::mem::take(&mut self.chunk_bars) {
+            bar.finish_and_clear();
         }
     }
 
@@ -300,6 +379,7 @@ impl<'a> Display<'a> {
 
     /// The download ended with `outcome`: the bar goes, the final lines say what moved.
     pub(crate) fn finished(mut self, outcome: &DownloadedFile) {
+        self.clear_chunk_bars();
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
@@ -331,6 +411,7 @@ impl<'a> Display<'a> {
     /// asked and why each failed, and that the partial data is kept. Other failures (Ctrl-C, a
     /// full disk) get none: their error says it all.
     pub(crate) fn failed(mut self) {
+        self.clear_chunk_bars();
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }

@@ -83,6 +83,38 @@ fn a_terminal_gets_a_live_bar_and_a_pipe_plain_lines() {
 }
 
 #[test]
+fn the_prompt_on_a_terminal_shows_a_bar_per_chunk_with_its_holder() {
+    let net = TestNet::new(Duration::from_secs(150));
+    let (a, c, original) = slow_share(&net);
+    let mut prompt = c.spawn_downloader_on_terminal(&[]);
+    net.wait_until(Duration::from_secs(10), "the prompt lists clip.mp4", || {
+        let screen = prompt.stdout_so_far();
+        screen.contains("1  clip.mp4").then_some(()).ok_or(screen)
+    });
+    prompt.type_line("1");
+    net.wait_until(Duration::from_secs(60), "the download ends", || {
+        let screen = prompt.stdout_so_far();
+        screen.contains("Done:").then_some(()).ok_or(screen)
+    });
+    prompt.type_line("quit");
+    let out = prompt.wait(Duration::from_secs(20));
+    assert_success(&out, "the prompt");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    let alice = format!("from alice@{}", a.chunk_addr());
+    for i in 1..=5 {
+        assert!(
+            screen.contains(&format!("chunk {i}/5 [")),
+            "a bar for chunk {i}:\n{screen:?}"
+        );
+    }
+    assert!(
+        screen.contains(&format!("MiB / 2.4 MiB {alice}")),
+        "each chunk's bar says how far it got and who sends it:\n{screen:?}"
+    );
+    assert_same_file(&original, &c.downloads_dir().join("clip.mp4"));
+}
+
+#[test]
 fn quiet_prints_only_the_path() {
     let net = TestNet::new(Duration::from_secs(120));
     let (_a, c, original) = slow_share(&net);

@@ -237,7 +237,7 @@ impl Node {
     /// Starts `downloader --dir D <args>` on a pseudo-terminal, as a user at a terminal runs
     /// it: `script -qfec` (util-linux) runs it with stdin, stdout and stderr on a new terminal,
     /// and what that terminal shows goes to the returned run's stdout (its escape codes and
-    /// `\r` redraws included).
+    /// `\r` redraws included); what [`RunningDownloader::type_line`] sends is typed on it.
     ///
     /// # Panics
     /// When `script` cannot be started (util-linux is missing).
@@ -256,7 +256,7 @@ impl Node {
             .current_dir(&self.dir)
             .env("TERM", "xterm-256color")
             .env("COLUMNS", "100")
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(File::create(&stdout_path).expect("create terminal file"))
             .stderr(File::create(&stderr_path).expect("create stderr file"))
             .spawn()
@@ -328,6 +328,25 @@ pub struct RunningDownloader {
 }
 
 impl RunningDownloader {
+    /// Types `line` and Enter on the terminal of a run started by
+    /// [`Peer::spawn_downloader_on_terminal`].
+    ///
+    /// # Panics
+    /// When the run has no terminal to type on, or it is gone.
+    pub fn type_line(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("a run on a terminal");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .and_then(|()| stdin.flush())
+            .expect("type on the terminal");
+    }
+
+    /// What the run has written to its stdout so far (its terminal, for a run on one).
+    pub fn stdout_so_far(&self) -> String {
+        String::from_utf8_lossy(&fs::read(&self.stdout_path).unwrap_or_default()).into_owned()
+    }
+
     /// Its process id, to send it a signal.
     pub fn pid(&self) -> u32 {
         self.child.id()
