@@ -26,7 +26,7 @@ use shared::CHUNKS_PER_FILE;
 use super::board::{Board, ChunkResult};
 use super::fetch_log::FetchedLog;
 use super::placement::Placement;
-use super::progress::{Progress, Transfer};
+use super::progress::Progress;
 use crate::catalog::{Holder, Target};
 use crate::fetch::{fetch_chunk, CancelHandle, Expected, FetchError, Fetched, Job, Network};
 
@@ -157,7 +157,8 @@ impl<'a> FetchContext<'a> {
                 }
                 if reported.elapsed() >= TRANSFERS_EVERY {
                     reported = Instant::now();
-                    on_progress(&Progress::Transfers(self.transfers()));
+                    let transfers = self.board().transfers(&self.target.holders);
+                    on_progress(&Progress::Transfers(transfers));
                 }
                 if self.shutdown.is_triggered() && !cancelled {
                     cancelled = true;
@@ -173,28 +174,6 @@ impl<'a> FetchContext<'a> {
                 .filter_map(|(chunk, result)| result.err().map(|e| (chunk, e)))
                 .collect()
         })
-    }
-
-    /// The fetches in flight, as far as each got.
-    fn transfers(&self) -> Vec<Transfer> {
-        let Ok(names) = ChunkName::all_of(&self.target.name) else {
-            return Vec::new();
-        };
-        let board = self.board();
-        (board.flights.iter().enumerate())
-            .flat_map(|(position, flights)| {
-                let index = names[position].index();
-                flights.iter().map(move |flight| {
-                    let (resumed, bytes) = flight.handle.position();
-                    Transfer {
-                        index,
-                        holder: self.target.holders[flight.holder].label(),
-                        resumed,
-                        bytes,
-                    }
-                })
-            })
-            .collect()
     }
 
     /// Cancels every fetch in flight, and wakes the endgame helpers so they see the flag.
