@@ -9,13 +9,14 @@ use chrono::Utc;
 use shared::shutdown::Shutdown;
 use shared::tags::TagsIndex;
 
+use crate::bar::{Display, Feedback};
 use crate::catalog::{self, Catalog};
 use crate::command::Selection;
 use crate::download::{self, Config, DownloadedFile, Progress};
 use crate::error::Error;
 use crate::history as log_history;
 use crate::json::{self, Format, GetFailure, GetSuccess, HistoryEntry, ListedContent};
-use crate::wording::{self, say, write_out};
+use crate::wording::{self, write_out};
 
 /// A finished `get`: the content's name as listed, and the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,7 +125,8 @@ pub fn history(config: &Config, format: Format, out: &mut dyn Write) -> Result<(
     }
 }
 
-/// `downloader get NAME`: downloads one content, telling `ui` what happens.
+/// `downloader get NAME`: downloads one content, telling `ui` what happens the way `feedback`
+/// says (a bar draws on stderr itself).
 ///
 /// # Errors
 /// When the peer folder or `tags.txt` is missing, the content is not on offer or the
@@ -134,28 +136,31 @@ pub fn get(
     selection: &Selection,
     sha256_prefix: Option<&str>,
     cancel: &Shutdown,
+    feedback: Feedback,
     ui: &mut dyn Write,
 ) -> Result<Got, Error> {
     require_peer_dir(config)?;
     let catalog = load_catalog(config)?;
     let (target, same_name) = catalog.select(selection, sha256_prefix)?;
-    for line in wording::starting(target, same_name) {
-        say(ui, &line);
-    }
-    let mut report = |p: &Progress| {
-        // Holders' names and their error messages come from the network: `say` escapes them.
-        if let Some(line) = wording::progress_line(p) {
-            say(ui, &line);
+    let mut display = Display::new(feedback, target, ui);
+    display.starting(&wording::starting(target, same_name));
+    // Holders' names and their error messages come from the network: `Display` escapes them.
+    let result = download::download(config, target, cancel, &mut |p: &Progress| {
+        display.progress(p);
+    });
+    match result {
+        Ok(outcome) => {
+            display.finished(&outcome);
+            Ok(Got {
+                name: target.name.clone(),
+                file: outcome,
+            })
         }
-    };
-    let outcome = download::download(config, target, cancel, &mut report)?;
-    for line in wording::finished(&outcome) {
-        say(ui, &line);
+        Err(e) => {
+            display.failed();
+            Err(e.into())
+        }
     }
-    Ok(Got {
-        name: target.name.clone(),
-        file: outcome,
-    })
 }
 
 /// What `downloader get` prints on stdout once done: the path alone (`path=$(downloader get

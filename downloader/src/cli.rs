@@ -2,6 +2,7 @@
 //! library's [`Config`] and the [`Program`] settings of `run_main`. Binary-only: clap stays out
 //! of the library.
 
+use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser, Subcommand};
 use cli_support::Generate;
 use downloader::fetch::{Limits, Network};
-use downloader::Config;
+use downloader::{Config, Feedback};
 use log::LevelFilter;
 use shared::peer_dir::PeerDir;
 use shared::program::Program;
@@ -51,8 +52,11 @@ pub(crate) struct Args {
     #[arg(long, value_name = "KIND", value_enum)]
     generate: Option<Generate>,
     /// Log debug details on stderr.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
     verbose: bool,
+    /// Print nothing on stderr but errors: no progress (`get`), no warnings.
+    #[arg(short, long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     pub(crate) command: Option<Cmd>,
 }
@@ -137,7 +141,7 @@ impl Args {
             Some(Cmd::Get { .. }) => (None, self.dir.is_dir()),
             Some(Cmd::List { .. } | Cmd::History { .. }) => (None, false),
         };
-        let terminal = match (self.verbose, self.command.is_none()) {
+        let terminal = match (self.verbose, self.quiet || self.command.is_none()) {
             (true, _) => LevelFilter::Debug,
             (false, true) => LevelFilter::Error,
             (false, false) => LevelFilter::Warn,
@@ -148,6 +152,18 @@ impl Args {
             terminal,
             log_file: log_file.then(|| (dir.client_log(), LevelFilter::Info)),
             single_in: None,
+        }
+    }
+
+    /// How `get` shows its progress on stderr: a bar on a terminal, plain lines elsewhere,
+    /// nothing with `--quiet`.
+    pub(crate) fn feedback(&self) -> Feedback {
+        if self.quiet {
+            Feedback::Quiet
+        } else if std::io::stderr().is_terminal() {
+            Feedback::Bar
+        } else {
+            Feedback::Lines
         }
     }
 

@@ -16,6 +16,7 @@
 #![warn(clippy::cast_possible_truncation)]
 
 mod actions;
+mod bar;
 pub mod catalog;
 pub mod command;
 pub mod download;
@@ -30,6 +31,7 @@ mod wording;
 pub use crate::actions::{
     get, history, list, load_catalog, print_get_result, require_peer_dir, Got,
 };
+pub use crate::bar::Feedback;
 pub use crate::download::Config;
 pub use crate::error::Error;
 pub use crate::prompt::interactive;

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     }
     program::run_main(args.program(), |shutdown| {
         let command = args.command.take();
+        let feedback = args.feedback();
         let config = args.into_config();
         let result = match command {
             Some(Cmd::List { pattern, json }) => {
@@ -33,8 +34,14 @@ fn main() -> ExitCode {
             Some(Cmd::Get { name, sha256, json }) => {
                 let selection = Selection::parse(&name);
                 let sha256 = sha256.as_deref();
-                let result =
-                    downloader::get(&config, &selection, sha256, shutdown, &mut io::stderr());
+                let result = downloader::get(
+                    &config,
+                    &selection,
+                    sha256,
+                    shutdown,
+                    feedback,
+                    &mut io::stderr(),
+                );
                 let format = Format::json_if(json);
                 downloader::print_get_result(&name, &result, format, &mut io::stdout())?;
                 result.map(drop)

@@ -2,13 +2,14 @@
 //! user picks, until `quit`, end of input or Ctrl-C. Its words are here (greeting, help, what a
 //! mistyped line gets); those of a download are `wording`'s, shared with `downloader get`.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, IsTerminal, Write};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use shared::shutdown::Shutdown;
 
 use crate::actions::{get, history, load_catalog};
+use crate::bar::Feedback;
 use crate::catalog::Catalog;
 use crate::command::{Command, Selection};
 use crate::download::{Config, DownloadError};
@@ -31,6 +32,12 @@ pub fn interactive(
     out: &mut dyn Write,
     shutdown: &Shutdown,
 ) -> Result<(), Error> {
+    // Someone at a terminal gets the live bars, with a line per chunk in flight, on stderr.
+    let feedback = if io::stdin().is_terminal() && io::stderr().is_terminal() {
+        Feedback::ChunkBars
+    } else {
+        Feedback::Lines
+    };
     // Read lines on a thread so that Ctrl-C can end the prompt while it waits for input.
     let (tx, rx) = mpsc::sync_channel::<io::Result<String>>(1);
     std::thread::spawn(move || {
@@ -96,8 +103,10 @@ pub fn interactive(
                     },
                     name => (name, None),
                 };
-                match get(config, &selection, sha.as_deref(), shutdown, out) {
+                match get(config, &selection, sha.as_deref(), shutdown, feedback, out) {
                     Ok(_) => {}
+                    // The failure summary said it all.
+                    Err(Error::Download(DownloadError::Incomplete { .. })) => {}
                     Err(Error::Download(DownloadError::Cancelled)) => {
                         write_out(out, "Download cancelled.\n")?;
                         return Ok(());

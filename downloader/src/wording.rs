@@ -5,6 +5,7 @@
 //! `tags.txt`. Diagnostics go through `log`, not here.
 
 use std::io::Write;
+use std::time::Duration;
 
 use shared::text::terminal_safe;
 
@@ -37,31 +38,94 @@ pub(crate) fn starting(target: &Target, same_name: usize) -> Vec<String> {
     lines
 }
 
-/// The line reporting `progress`, if it gets one.
+/// The line reporting `progress`, if it gets one. Failures get none as they happen: the
+/// summary at the end names them once ([`failure_summary`]), or [`retried`] counts them.
 pub(crate) fn progress_line(progress: &Progress) -> Option<String> {
     Some(match progress {
-        Progress::Started { .. } => return None,
-        Progress::ChunkKept { index } => format!("  chunk {index}/5 already here, verified"),
+        Progress::ChunkKept { index, .. } => format!("  chunk {index}/5 already here, verified"),
         Progress::ChunkDone {
             index,
             holder,
             bytes,
             millis,
             verified,
+            ..
         } => format!(
             "  chunk {index}/5 from {holder}: {} in {millis} ms, {}",
             format::size(*bytes),
             if *verified { "verified" } else { "unverified" }
         ),
-        Progress::AttemptFailed {
-            index,
-            holder,
-            reason,
-        } => format!("  chunk {index}/5: {holder} failed ({reason}); trying another holder"),
-        Progress::ChunkUnavailable { chunk } => {
-            format!("CHUNK {chunk} CANNOT BE DOWNLOADED FROM ONLINE PEERS.")
-        }
+        Progress::Started { .. }
+        | Progress::Transfers(_)
+        | Progress::AttemptFailed { .. }
+        | Progress::HolderFailed { .. }
+        | Progress::ChunkUnavailable { .. } => return None,
     })
+}
+
+/// What a finished download moved: `moved` bytes in `elapsed` at `rate` bytes/s from
+/// `sources` holders, besides `resumed` bytes that were here already.
+pub(crate) fn moved(
+    moved: u64,
+    resumed: u64,
+    elapsed: Duration,
+    rate: u64,
+    sources: usize,
+) -> String {
+    if moved == 0 {
+        return format!(
+            "Nothing to receive: all {} was kept from before.",
+            format::size(resumed)
+        );
+    }
+    let mut line = format!(
+        "Received {} in {:.1} s ({}/s) from {sources} holder(s)",
+        format::size(moved),
+        elapsed.as_secs_f64(),
+        format::size(rate)
+    );
+    if resumed > 0 {
+        line.push_str(&format!(
+            ", besides {} kept from before",
+            format::size(resumed)
+        ));
+    }
+    line.push('.');
+    line
+}
+
+/// The note of a download that succeeded after `failed` attempts failed.
+pub(crate) fn retried(failed: usize) -> String {
+    format!("Note: {failed} attempt(s) failed and were taken over by other holders (details in client.log).")
+}
+
+/// The one summary of a failed download: each chunk missing (index, name), then each holder
+/// of them (`user@address`, the missing chunks it has, the one-line reason it did not deliver),
+/// then that partial data is kept.
+pub(crate) fn failure_summary(
+    missing: &[(u8, String)],
+    holders: &[(String, Vec<u8>, String)],
+) -> Vec<String> {
+    let mut lines = vec![format!(
+        "Download failed: {} of 5 chunks could not be fetched:",
+        missing.len()
+    )];
+    for (_, chunk) in missing {
+        lines.push(format!(
+            "  CHUNK {chunk} CANNOT BE DOWNLOADED FROM ONLINE PEERS."
+        ));
+    }
+    if holders.is_empty() {
+        lines.push("No online holder has them.".to_owned());
+    } else {
+        lines.push("Holders asked:".to_owned());
+    }
+    for (holder, has, reason) in holders {
+        let has: Vec<String> = has.iter().map(u8::to_string).collect();
+        lines.push(format!("  {holder} (chunks {}): {reason}", has.join(", ")));
+    }
+    lines.push("partial data is kept: run the same command again to resume".to_owned());
+    lines
 }
 
 /// The lines closing a download: where the file is, and how it was checked.

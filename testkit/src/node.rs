@@ -234,6 +234,45 @@ impl Node {
         }
     }
 
+    /// Starts `downloader --dir D <args>` on a pseudo-terminal, as a user at a terminal runs
+    /// it: `script -qfec` (util-linux) runs it with stdin, stdout and stderr on a new terminal,
+    /// and what that terminal shows goes to the returned run's stdout (its escape codes and
+    /// `\r` redraws included); what [`RunningDownloader::type_line`] sends is typed on it.
+    ///
+    /// # Panics
+    /// When `script` cannot be started (util-linux is missing).
+    pub fn spawn_downloader_on_terminal(&self, args: &[&str]) -> RunningDownloader {
+        assert!(self.netns.is_none(), "a terminal run is for loopback peers");
+        let n = self.runs.get() + 1;
+        self.runs.set(n);
+        let stdout_path = self.dir.join(format!("downloader-{n}.terminal"));
+        let stderr_path = self.dir.join(format!("downloader-{n}.stderr"));
+        let quote = |arg: &str| format!("'{}'", arg.replace('\'', r"'\''"));
+        let dir = self.dir.display().to_string();
+        let mut line = vec![quote(&Program::Downloader.path().display().to_string())];
+        line.extend(["--dir", dir.as_str()].iter().chain(args).map(|a| quote(a)));
+        let child = Command::new("script")
+            .args(["-qfec", &line.join(" "), "/dev/null"])
+            .current_dir(&self.dir)
+            .env("TERM", "xterm-256color")
+            .env("COLUMNS", "100")
+            .stdin(Stdio::piped())
+            .stdout(File::create(&stdout_path).expect("create terminal file"))
+            .stderr(File::create(&stderr_path).expect("create stderr file"))
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start `script` (util-linux) for {}: {e}", self.name)
+            });
+        RunningDownloader {
+            command: format!("script -qfec \"{}\" /dev/null", line.join(" ")),
+            child,
+            stdout_path,
+            stderr_path,
+            deadline: self.deadline,
+            started: Instant::now(),
+        }
+    }
+
     /// Its `tags.txt`, as the downloader would read it.
     pub fn tags(&self) -> Result<TagsIndex, String> {
         TagsIndex::load(&self.dir.join(shared::TAGS_FILE)).map_err(|e| e.to_string())
@@ -289,6 +328,25 @@ pub struct RunningDownloader {
 }
 
 impl RunningDownloader {
+    /// Types `line` and Enter on the terminal of a run started by
+    /// [`Peer::spawn_downloader_on_terminal`].
+    ///
+    /// # Panics
+    /// When the run has no terminal to type on, or it is gone.
+    pub fn type_line(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("a run on a terminal");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .and_then(|()| stdin.flush())
+            .expect("type on the terminal");
+    }
+
+    /// What the run has written to its stdout so far (its terminal, for a run on one).
+    pub fn stdout_so_far(&self) -> String {
+        String::from_utf8_lossy(&fs::read(&self.stdout_path).unwrap_or_default()).into_owned()
+    }
+
     /// Its process id, to send it a signal.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -10,6 +10,7 @@ use shared::chunk::ChunkName;
 use shared::CHUNKS_PER_FILE;
 
 use super::plan::{short_legacy_chunks, ChunkState, EndgameView};
+use super::progress::Transfer;
 use crate::catalog::Holder;
 use crate::fetch::{CancelHandle, Fetched};
 
@@ -67,6 +68,23 @@ pub(super) struct Board {
 }
 
 impl Board {
+    /// The fetches in flight, as far as each got (`holders`: the round's, by index).
+    pub(super) fn transfers(&self, holders: &[Holder]) -> Vec<Transfer> {
+        (self.flights.iter().zip(1u8..))
+            .flat_map(|(flights, index)| {
+                flights.iter().map(move |flight| {
+                    let (resumed, bytes) = flight.handle.position();
+                    Transfer {
+                        index,
+                        holder: holders[flight.holder].label(),
+                        resumed,
+                        bytes,
+                    }
+                })
+            })
+            .collect()
+    }
+
     /// Whether `holder` is fetching any chunk.
     pub(super) fn is_busy(&self, holder: usize) -> bool {
         self.flights.iter().flatten().any(|f| f.holder == holder)

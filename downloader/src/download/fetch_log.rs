@@ -41,10 +41,11 @@ impl FetchedLog {
         log::info!("{}", self.0.to_event());
     }
 
-    /// Logs a failed (or superseded) attempt, a warning with its reason.
+    /// Logs a failed (or superseded) attempt with its reason: to `client.log` only (info), as
+    /// the user reads a summary of the failures instead (`wording::failure_summary`).
     pub(super) fn failed(mut self, outcome: Outcome, error: &FetchError) {
         self.0.outcome = outcome;
         self.0.reason = Some(error.to_string());
-        log::warn!("{}", self.0.to_event());
+        log::info!("{}", self.0.to_event());
     }
 }

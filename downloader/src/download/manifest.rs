@@ -48,8 +48,9 @@ pub(super) struct Obtained {
 
 /// Why no manifest was obtained.
 pub(super) enum NoManifest {
-    /// No holder answered with a manifest that checks out.
-    Unavailable,
+    /// No holder answered with a manifest that checks out: each holder asked (its index in
+    /// the target) with why it did not.
+    Unavailable(Vec<(usize, String)>),
     /// Ctrl-C.
     Cancelled,
 }
@@ -108,6 +109,7 @@ fn race(
     cancel: &Shutdown,
 ) -> Result<Obtained, NoManifest> {
     let queue = Mutex::new(candidates.iter().copied());
+    let failures: Mutex<Vec<(usize, String)>> = Mutex::new(Vec::new());
     let found = AtomicBool::new(false);
     let handles: Vec<Arc<CancelHandle>> = candidates
         .iter()
@@ -122,7 +124,12 @@ fn race(
         let (tx, rx) = mpsc::channel::<(usize, Manifest)>();
         for _ in 0..PARALLEL_REQUESTS.min(candidates.len()) {
             let tx = tx.clone();
-            let (queue, found, handles) = (&queue, &found, &handles);
+            let (queue, found, handles, failures) = (&queue, &found, &handles, &failures);
+            let failed = move |h: usize, reason: String| {
+                if let Ok(mut list) = failures.lock() {
+                    list.push((h, reason));
+                }
+            };
             scope.spawn(move || loop {
                 let next = queue.lock().ok().and_then(|mut q| q.next());
                 let Some(h) = next else { return };
@@ -144,21 +151,29 @@ fn race(
                     {
                         let _ = tx.send((h, m));
                     }
-                    Ok(m) => log::warn!(
-                        "{} answered the manifest request for {:?} with a manifest that does \
-                         not match what it announced (size {}, sha256 {}, root {})",
-                        holder.label(),
-                        target.name,
-                        m.size,
-                        m.sha256.short(16),
-                        m.root().short(16),
-                    ),
+                    Ok(m) => {
+                        log::warn!(
+                            "{} answered the manifest request for {:?} with a manifest that \
+                             does not match what it announced (size {}, sha256 {}, root {})",
+                            holder.label(),
+                            target.name,
+                            m.size,
+                            m.sha256.short(16),
+                            m.root().short(16),
+                        );
+                        failed(h, "its manifest does not match what it announced".into());
+                    }
                     Err(_) if handles[slot].is_cancelled() => {}
-                    Err(e) => log::warn!(
-                        "cannot get the manifest of {:?} from {}: {e}",
-                        target.name,
-                        holder.label()
-                    ),
+                    Err(e) => {
+                        // For client.log; the user reads it in the failure summary, if the
+                        // download fails.
+                        log::info!(
+                            "cannot get the manifest of {:?} from {}: {e}",
+                            target.name,
+                            holder.label()
+                        );
+                        failed(h, format!("no manifest: {e}"));
+                    }
                 }
             });
         }
@@ -177,7 +192,10 @@ fn race(
                     break Err(NoManifest::Cancelled)
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break Err(NoManifest::Unavailable),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let list = failures.lock().map(|l| l.clone()).unwrap_or_default();
+                    break Err(NoManifest::Unavailable(list));
+                }
             }
         };
         found.store(true, Ordering::SeqCst);

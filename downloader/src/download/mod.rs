@@ -28,7 +28,7 @@ use shared::store::ChunkStore;
 
 pub use config::Config;
 pub use error::DownloadError;
-pub use progress::{DownloadedFile, Progress};
+pub use progress::{DownloadedFile, Progress, Transfer};
 
 use crate::catalog::Target;
 use error::io_error;

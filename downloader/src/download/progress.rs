@@ -25,7 +25,11 @@ pub enum Progress {
     ChunkKept {
         /// Its index.
         index: u8,
+        /// Its size.
+        bytes: u64,
     },
+    /// The transfers in flight, a few times a second while any runs.
+    Transfers(Vec<Transfer>),
     /// A chunk arrived.
     ChunkDone {
         /// Its index.
@@ -34,6 +38,8 @@ pub enum Progress {
         holder: String,
         /// Its size.
         bytes: u64,
+        /// Of which were already here, in a part file continued.
+        resumed: u64,
         /// How long the transfer took.
         millis: u128,
         /// Whether it matched the manifest.
@@ -48,11 +54,31 @@ pub enum Progress {
         /// Why.
         reason: String,
     },
+    /// A holder could not be used for this download at all (no manifest from it).
+    HolderFailed {
+        /// `user@address` of the holder.
+        holder: String,
+        /// Why.
+        reason: String,
+    },
     /// No online holder could deliver this chunk.
     ChunkUnavailable {
         /// The chunk.
         chunk: ChunkName,
     },
+}
+
+/// One chunk being fetched from one holder, as far as it got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    /// The chunk's index.
+    pub index: u8,
+    /// `user@address` of the holder.
+    pub holder: String,
+    /// Bytes of the chunk already here when this transfer started (a part file continued).
+    pub resumed: u64,
+    /// Bytes of the chunk so far, those resumed included.
+    pub bytes: u64,
 }
 
 /// A finished download.

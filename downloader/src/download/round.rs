@@ -63,8 +63,14 @@ impl Round<'_> {
             ) {
                 Ok(obtained) => obtained,
                 Err(NoManifest::Cancelled) => return Err(DownloadError::Cancelled),
-                Err(NoManifest::Unavailable) => {
-                    return Err(unavailable(self.names.to_vec(), on_progress))
+                Err(NoManifest::Unavailable(failures)) => {
+                    for (h, reason) in failures {
+                        on_progress(&Progress::HolderFailed {
+                            holder: target.holders[h].label(),
+                            reason,
+                        });
+                    }
+                    return Err(unavailable(self.names.to_vec(), on_progress));
                 }
             };
             let root = obtained.manifest.root();
@@ -136,6 +142,7 @@ impl Round<'_> {
                 board.results[i] = Some(ChunkResult::kept(fetched));
                 on_progress(&Progress::ChunkKept {
                     index: chunk.index(),
+                    bytes: exp.len,
                 });
             }
         }

@@ -33,6 +33,9 @@ use crate::fetch::{fetch_chunk, CancelHandle, Expected, FetchError, Fetched, Job
 /// How often the thread that reports progress looks at the Ctrl-C flag.
 const CANCEL_POLL: Duration = Duration::from_millis(50);
 
+/// How often the transfers in flight are reported (`Progress::Transfers`).
+const TRANSFERS_EVERY: Duration = Duration::from_millis(100);
+
 /// How long an idle worker waits for a flight to end or age before looking again.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
 
@@ -145,11 +148,17 @@ impl<'a> FetchContext<'a> {
             // Wake up now and then to pass Ctrl-C on to the transfers: a read blocked on a
             // silent holder only returns when its socket is shut down.
             let mut cancelled = false;
+            let mut reported = Instant::now();
             loop {
                 match rx.recv_timeout(CANCEL_POLL) {
                     Ok(progress) => on_progress(&progress),
                     Err(mpsc::RecvTimeoutError::Timeout) => {}
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+                if reported.elapsed() >= TRANSFERS_EVERY {
+                    reported = Instant::now();
+                    let transfers = self.board().transfers(&self.target.holders);
+                    on_progress(&Progress::Transfers(transfers));
                 }
                 if self.shutdown.is_triggered() && !cancelled {
                     cancelled = true;
@@ -410,6 +419,7 @@ impl<'a> FetchContext<'a> {
             index: chunk.index(),
             holder: holder.label(),
             bytes: fetched.bytes,
+            resumed: fetched.resumed_from,
             millis,
             verified: fetched.verified,
         });

@@ -120,6 +120,7 @@ impl<W: Write> Write for Guard<'_, W> {
             }
         }
         self.written = after;
+        self.handle.wrote(after);
         if self.shutdown.is_triggered() || self.handle.is_cancelled() {
             // Not `ErrorKind::Interrupted`: `write_all` retries that kind for ever, which turned
             // Ctrl-C into a busy loop. The caller reads the flags to report a cancellation.
@@ -188,6 +189,7 @@ pub fn fetch_chunk(
         file.set_len(0).map_err(write_err)?;
     }
     file.seek(SeekFrom::Start(resume_from)).map_err(write_err)?;
+    handle.resume_at(resume_from);
     let out = HashingWriter::resume(
         Guard {
             inner: BufWriter::with_capacity(256 * 1024, file),

@@ -3,7 +3,7 @@
 //! it off from another thread.
 
 use std::net::{Shutdown as SocketShutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -13,10 +13,15 @@ use super::error::FetchError;
 use super::network::Network;
 use crate::catalog::Holder;
 
-/// Cancels one fetch from another thread.
+/// Cancels one fetch from another thread, and tells it how far the fetch got (for the
+/// progress bar: one relaxed store per write, read a few times a second).
 #[derive(Debug, Default)]
 pub struct CancelHandle {
     cancelled: AtomicBool,
+    /// Bytes of the chunk already in the part file when the transfer started.
+    resumed: AtomicU64,
+    /// Bytes of the chunk so far, those resumed from included.
+    written: AtomicU64,
     /// A clone of the fetch's socket, written by the fetching thread once connected, taken by
     /// [`CancelHandle::cancel`] to shut it down.
     stream: Mutex<Option<TcpStream>>,
@@ -36,6 +41,26 @@ impl CancelHandle {
     /// Whether [`CancelHandle::cancel`] was called.
     pub fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// How far the fetch got: bytes resumed from a part file, and bytes of the chunk so far
+    /// (those resumed from included).
+    pub fn position(&self) -> (u64, u64) {
+        (
+            self.resumed.load(Ordering::Relaxed),
+            self.written.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The transfer continues a part file of `bytes`.
+    pub(crate) fn resume_at(&self, bytes: u64) {
+        self.resumed.store(bytes, Ordering::Relaxed);
+        self.written.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The chunk has `bytes` so far.
+    pub(crate) fn wrote(&self, bytes: u64) {
+        self.written.store(bytes, Ordering::Relaxed);
     }
 
     pub(crate) fn register(&self, stream: TcpStream) {
