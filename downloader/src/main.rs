@@ -3,7 +3,7 @@
 
 mod cli;
 
-use std::io::{self, IsTerminal};
+use std::io;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -42,14 +42,11 @@ fn main() -> ExitCode {
                     feedback,
                     &mut io::stderr(),
                 );
-                let format = Format::json_if(json);
-                downloader::print_get_result(&name, &result, format, &mut io::stdout())?;
+                let (format, out) = (Format::json_if(json), &mut io::stdout());
+                downloader::print_get_result(&name, &result, format, out)?;
                 result.map(drop)
             }
             None => {
-                if !io::stdin().is_terminal() {
-                    log::debug!("standard input is not a terminal; reading commands from it");
-                }
                 let input = io::BufReader::new(io::stdin());
                 downloader::interactive(&config, input, &mut io::stdout(), shutdown)
             }

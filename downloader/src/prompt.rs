@@ -32,6 +32,9 @@ pub fn interactive(
     out: &mut dyn Write,
     shutdown: &Shutdown,
 ) -> Result<(), Error> {
+    if !io::stdin().is_terminal() {
+        log::debug!("standard input is not a terminal; reading commands from it");
+    }
     // Someone at a terminal gets the live bars, with a line per chunk in flight, on stderr.
     let feedback = if io::stdin().is_terminal() && io::stderr().is_terminal() {
         Feedback::ChunkBars
