@@ -3,11 +3,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{CommandFactory, Parser};
-use cli_support::Generate;
+use clap::Parser;
+use cli_support::GenerateFlag;
 
 use announcer::prompt::{self, Username, UsernameError};
 use announcer::{ChunkPort, Config};
@@ -65,23 +64,14 @@ pub struct Args {
     /// address also gets at most 4 answers at once, then one a second.
     #[arg(long, value_name = "BYTES_PER_SEC", default_value_t = announcer::budget::DEFAULT_ANSWER_RATE)]
     max_answer_rate: u64,
-    /// Print a man page or a shell completion script (made from these flags) to stdout, and exit
-    /// without running.
-    #[arg(long, value_name = "KIND", value_enum)]
-    generate: Option<Generate>,
+    #[command(flatten)]
+    pub(crate) generate: GenerateFlag,
     /// Log debugging details.
     #[arg(short, long)]
     verbose: bool,
 }
 
 impl Args {
-    /// With `--generate`: prints what it asks for (from these flags' definition) and says how
-    /// the program exits; `None` to run normally.
-    pub fn generate(&self) -> Option<ExitCode> {
-        self.generate
-            .map(|what| cli_support::print(what, Self::command()))
-    }
-
     /// How the program logs (to stderr only), and the peer folder it must be alone in.
     pub fn program(&self) -> Program {
         Program {

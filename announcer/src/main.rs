@@ -11,7 +11,7 @@ use shared::program::{self, MainError};
 
 fn main() -> ExitCode {
     let args = cli::Args::parse();
-    if let Some(exit) = args.generate() {
+    if let Some(exit) = args.generate.print::<cli::Args>() {
         return exit; // --generate: printed, nothing else done
     }
     // The username is settled before the signal handler is installed, so that Ctrl-C at the

@@ -35,6 +35,23 @@ fn spawn(command: &mut Command) -> ChildGuard {
     spawn_guarded(command, Stdio::null())
 }
 
+/// The binary announcing as `username` from `bind` to the receiver on `port`, for a chunk server
+/// on 5001 (so it announces without one running).
+fn spawn_announcing(dir: &std::path::Path, username: &str, bind: &str, port: u16) -> ChildGuard {
+    spawn(
+        announcer_in(dir)
+            .args([
+                "--username",
+                username,
+                "--bind",
+                bind,
+                "--chunk-port",
+                "5001",
+            ])
+            .args(["--broadcast", &format!("127.255.255.255:{port}")]),
+    )
+}
+
 #[test]
 fn announcer_binary_broadcasts_from_its_bind_address() {
     let dir = tempfile::tempdir().unwrap();
@@ -94,18 +111,7 @@ fn announcer_binary_falls_back_to_the_host_name_and_stores_nothing() {
 fn announcer_binary_stops_cleanly_on_sigint() {
     let dir = tempfile::tempdir().unwrap();
     let (receiver, port) = broadcast_receiver();
-    let mut child = spawn(
-        announcer_in(dir.path())
-            .args([
-                "--username",
-                "carol",
-                "--bind",
-                "127.0.0.5",
-                "--chunk-port",
-                "5001",
-            ])
-            .args(["--broadcast", &format!("127.255.255.255:{port}")]),
-    );
+    let mut child = spawn_announcing(dir.path(), "carol", "127.0.0.5", port);
     assert!(receiver.next(PATIENCE).is_some());
     // Signal this child only, by its process id.
     testkit::process::signal(child.0.id(), "INT");
@@ -176,18 +182,7 @@ const STOP_BOUND: Duration = Duration::from_secs(3);
 fn announcer_binary_stops_within_three_seconds_of_sigterm_when_idle() {
     let dir = tempfile::tempdir().unwrap();
     let (receiver, port) = broadcast_receiver();
-    let mut child = spawn(
-        announcer_in(dir.path())
-            .args([
-                "--username",
-                "idle",
-                "--bind",
-                "127.0.0.6",
-                "--chunk-port",
-                "5001",
-            ])
-            .args(["--broadcast", &format!("127.255.255.255:{port}")]),
-    );
+    let mut child = spawn_announcing(dir.path(), "idle", "127.0.0.6", port);
     assert!(receiver.next(PATIENCE).is_some());
     let took = time_to_exit_after_sigterm(&mut child);
     assert!(took.is_some_and(|t| t < STOP_BOUND), "took {took:?}");
@@ -201,18 +196,7 @@ fn announcer_binary_stops_within_three_seconds_of_sigterm_while_answering_querie
         add_content(dir.path(), &name, name.as_bytes());
     }
     let (receiver, port) = broadcast_receiver();
-    let mut child = spawn(
-        announcer_in(dir.path())
-            .args([
-                "--username",
-                "busy",
-                "--bind",
-                "127.0.0.7",
-                "--chunk-port",
-                "5001",
-            ])
-            .args(["--broadcast", &format!("127.255.255.255:{port}")]),
-    );
+    let mut child = spawn_announcing(dir.path(), "busy", "127.0.0.7", port);
     assert!(receiver.next(PATIENCE).is_some());
     // Queries keep coming, from many addresses and ports (where nobody listens).
     let queries = dir.path().join(shared::QUERIES_DIR);

@@ -4,12 +4,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::builder::RangedU64ValueParser;
-use clap::{CommandFactory, Parser};
-use cli_support::Generate;
+use clap::Parser;
+use cli_support::GenerateFlag;
 use log::LevelFilter;
 
 use chunk_server::{
@@ -79,23 +78,14 @@ pub(crate) struct Args {
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_MIN_RATE_WINDOW_SECS,
           value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
     min_rate_window: u64,
-    /// Print a man page or a shell completion script (made from these flags) to stdout, and exit
-    /// without running.
-    #[arg(long, value_name = "KIND", value_enum)]
-    generate: Option<Generate>,
+    #[command(flatten)]
+    pub(crate) generate: GenerateFlag,
     /// Log debug messages on stderr.
     #[arg(short, long)]
     verbose: bool,
 }
 
 impl Args {
-    /// With `--generate`: prints what it asks for (from these flags' definition) and says how
-    /// the program exits; `None` to run normally.
-    pub(crate) fn generate(&self) -> Option<ExitCode> {
-        self.generate
-            .map(|what| cli_support::print(what, Self::command()))
-    }
-
     /// How the program runs: the peer folder is created first, the log goes to stderr (debug
     /// with `--verbose`) and to `DIR/server.log` at info level; it must be the folder's only
     /// chunk server.

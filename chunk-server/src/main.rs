@@ -14,7 +14,7 @@ use shared::program;
 
 fn main() -> ExitCode {
     let args = cli::Args::parse();
-    if let Some(exit) = args.generate() {
+    if let Some(exit) = args.generate.print::<cli::Args>() {
         return exit; // --generate: printed, nothing else done
     }
     program::run_main(args.program(), |shutdown| {

@@ -6,7 +6,7 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use clap::{Command, ValueEnum};
+use clap::{Command, CommandFactory, ValueEnum};
 use clap_complete::Shell;
 
 /// What `--generate` prints.
@@ -86,6 +86,24 @@ pub fn print(what: Generate, command: Command) -> ExitCode {
             eprintln!("{name}: error: cannot write to stdout: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The `--generate KIND` flag, the same in every program: `#[command(flatten)]` it into the
+/// program's `Args`, and call [`GenerateFlag::print`] right after parsing.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct GenerateFlag {
+    /// Print a man page or a shell completion script (made from these flags) to stdout, and exit
+    /// without running.
+    #[arg(long = "generate", value_name = "KIND", value_enum)]
+    pub kind: Option<Generate>,
+}
+
+impl GenerateFlag {
+    /// With `--generate`: prints what it asks for, made from `A`'s clap definition, and says how
+    /// the program exits; `None` to run normally.
+    pub fn print<A: CommandFactory>(&self) -> Option<ExitCode> {
+        self.kind.map(|what| print(what, A::command()))
     }
 }
 

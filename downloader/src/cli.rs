@@ -5,11 +5,10 @@
 use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{CommandFactory, Parser, Subcommand};
-use cli_support::Generate;
+use clap::{Parser, Subcommand};
+use cli_support::GenerateFlag;
 use downloader::fetch::{Limits, Network};
 use downloader::{Config, Feedback};
 use log::LevelFilter;
@@ -47,10 +46,8 @@ pub(crate) struct Args {
     /// Free space to keep on the disk of temp/, checked before and while downloading.
     #[arg(long, value_name = "BYTES", default_value = "64M", global = true, value_parser = parse_bytes)]
     min_free: u64,
-    /// Print a man page or a shell completion script (made from these flags) to stdout, and exit
-    /// without running.
-    #[arg(long, value_name = "KIND", value_enum)]
-    generate: Option<Generate>,
+    #[command(flatten)]
+    pub(crate) generate: GenerateFlag,
     /// Log debug details on stderr.
     #[arg(short, long, global = true, conflicts_with = "quiet")]
     verbose: bool,
@@ -123,13 +120,6 @@ pub(crate) fn positive_secs(text: &str) -> Result<f64, String> {
 }
 
 impl Args {
-    /// With `--generate`: prints what it asks for (from these flags' definition) and says how
-    /// the program exits; `None` to run normally.
-    pub(crate) fn generate(&self) -> Option<ExitCode> {
-        self.generate
-            .map(|what| cli_support::print(what, Self::command()))
-    }
-
     /// How the program runs. The prompt creates the peer folder and logs to its `client.log`;
     /// `get` logs there too when the folder exists (a missing one is an error it reports);
     /// `list` and `history` only read, so they create nothing and log to stderr alone. At the

@@ -15,7 +15,7 @@ use cli::Cmd;
 
 fn main() -> ExitCode {
     let mut args = cli::Args::parse();
-    if let Some(exit) = args.generate() {
+    if let Some(exit) = args.generate.print::<cli::Args>() {
         return exit; // --generate: printed, nothing else done
     }
     program::run_main(args.program(), |shutdown| {

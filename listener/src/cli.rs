@@ -3,10 +3,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
-use cli_support::Generate;
+use clap::Parser;
+use cli_support::GenerateFlag;
 
 use listener::index::{
     Limits, DEFAULT_MAX_CHUNKS_PER_DATAGRAM, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_ENTRIES_PER_SOURCE,
@@ -67,23 +66,14 @@ pub struct Args {
     /// unread (0 = no limit).
     #[arg(long, value_name = "BYTES_PER_SEC", default_value_t = DEFAULT_SOURCE_RATE)]
     max_source_rate: u64,
-    /// Print a man page or a shell completion script (made from these flags) to stdout, and exit
-    /// without running.
-    #[arg(long, value_name = "KIND", value_enum)]
-    generate: Option<Generate>,
+    #[command(flatten)]
+    pub(crate) generate: GenerateFlag,
     /// Log debugging details.
     #[arg(short, long)]
     verbose: bool,
 }
 
 impl Args {
-    /// With `--generate`: prints what it asks for (from these flags' definition) and says how
-    /// the program exits; `None` to run normally.
-    pub fn generate(&self) -> Option<ExitCode> {
-        self.generate
-            .map(|what| cli_support::print(what, Self::command()))
-    }
-
     /// How the program logs (to stderr only), and the peer folder it must be alone in.
     pub fn program(&self) -> Program {
         Program {
