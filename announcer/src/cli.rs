@@ -74,10 +74,7 @@ pub struct Args {
 impl Args {
     /// How the program logs (to stderr only), and the peer folder it must be alone in.
     pub fn program(&self) -> Program {
-        Program {
-            single_in: Some(self.dir.clone()),
-            ..Program::new("announcer", self.verbose)
-        }
+        Program::new("announcer", self.verbose).alone_in(&self.dir)
     }
 
     /// The address the socket is bound to: `--bind`, any port.

@@ -92,10 +92,10 @@ impl Args {
     pub(crate) fn program(&self) -> Program {
         Program {
             create_dir: Some(self.dir.clone()),
-            single_in: Some(self.dir.clone()),
             log_file: Some((PeerDir::new(&self.dir).server_log(), LevelFilter::Info)),
             ..Program::new("chunk-server", self.verbose)
         }
+        .alone_in(&self.dir)
     }
 
     /// The address to listen on.

@@ -76,10 +76,7 @@ pub struct Args {
 impl Args {
     /// How the program logs (to stderr only), and the peer folder it must be alone in.
     pub fn program(&self) -> Program {
-        Program {
-            single_in: Some(self.dir.clone()),
-            ..Program::new("listener", self.verbose)
-        }
+        Program::new("listener", self.verbose).alone_in(&self.dir)
     }
 
     /// Where the announce socket is bound: `--bind`, `--port`. The query socket takes the

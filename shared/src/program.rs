@@ -57,6 +57,15 @@ impl Program {
             single_in: None,
         }
     }
+
+    /// This program, required to be the only one of its kind running in the peer folder `dir`
+    /// (the chunk server, announcer and listener of one peer).
+    pub fn alone_in(self, dir: impl Into<PathBuf>) -> Program {
+        Program {
+            single_in: Some(dir.into()),
+            ..self
+        }
+    }
 }
 
 /// Why a program stopped with an error: any error, plus whether it is the result of a signal
