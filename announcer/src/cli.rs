@@ -87,16 +87,20 @@ impl Args {
         PeerDir::new(&self.dir)
     }
 
-    /// Settles the username ([`prompt::resolve`]), asking at the terminal when stdin is one.
+    /// What settles the username ([`prompt::resolve`]), asking at the terminal when stdin is
+    /// one; apart from the arguments, so that it can run before they are used up.
     ///
-    /// # Errors
-    /// [`UsernameError`] (see [`prompt::resolve`]).
-    pub fn username(&self) -> Result<Username, UsernameError> {
-        use std::io::IsTerminal;
-        let terminal = std::io::stdin()
-            .is_terminal()
-            .then(|| (std::io::stdin().lock(), std::io::stderr()));
-        prompt::resolve(self.username.as_deref(), &self.peer_dir(), terminal)
+    /// The closure fails with [`UsernameError`] (see [`prompt::resolve`]).
+    pub fn username_asker(&self) -> impl FnOnce() -> Result<Username, UsernameError> {
+        let flag = self.username.clone();
+        let peer_dir = self.peer_dir();
+        move || {
+            use std::io::IsTerminal;
+            let terminal = std::io::stdin()
+                .is_terminal()
+                .then(|| (std::io::stdin().lock(), std::io::stderr()));
+            prompt::resolve(flag.as_deref(), &peer_dir, terminal)
+        }
     }
 
     /// The library's configuration, announcing as `username`; the broadcast targets are

@@ -14,10 +14,10 @@ fn main() -> ExitCode {
     if let Some(exit) = args.generate.print::<cli::Args>() {
         return exit; // --generate: printed, nothing else done
     }
-    // The username is settled before the signal handler is installed, so that Ctrl-C at the
-    // prompt ends the program at once instead of waiting for the line to be entered.
-    let username = args.username();
-    program::run_main(args.program(), |shutdown| {
+    // The username may be asked at the terminal: once the folder is ours, before Ctrl-C is
+    // taken over (see `run_main_asking`).
+    let ask = args.username_asker();
+    program::run_main_asking(args.program(), ask, |shutdown, username| {
         let username = username?;
         match username.source {
             UsernameSource::Prompted => log::info!(

@@ -103,3 +103,45 @@ fn a_second_announcer_on_one_folder_refuses_to_start() {
     );
     assert_refused_as_second(&output, Program::Announcer, first.0.id(), dir.path());
 }
+
+#[test]
+fn a_second_announcer_on_a_terminal_refuses_before_asking_a_username() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_socket, port) = shared_port_socket();
+    let first = start_announcer(dir.path(), "127.0.0.9", port);
+    assert!(
+        poll_until(PATIENCE, || stderr_of_announcer(dir.path())
+            .contains("announcing nothing")),
+        "the first announcer did not start"
+    );
+    // On a terminal and with no username anywhere, the second one would ask for one; the
+    // folder is in use, so it must say so at once instead. Its stdin stays open: a question
+    // would hang until the deadline.
+    let line = format!(
+        "'{}' --dir '{}' --broadcast 127.0.0.1:9",
+        env!("CARGO_BIN_EXE_announcer"),
+        dir.path().display()
+    );
+    let terminal = dir.path().join("second.terminal");
+    let mut second = Command::new("script")
+        .args(["-qfec", &line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(File::create(&terminal).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start `script` (util-linux)");
+    let status = wait_exit(&mut second, PATIENCE);
+    if status.is_none() {
+        let _ = second.kill();
+    }
+    let shown = std::fs::read_to_string(&terminal).unwrap_or_default();
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{shown}");
+    assert!(
+        shown.contains(&format!(
+            "announcer: error: another announcer (pid {}) is already serving",
+            first.0.id()
+        )),
+        "{shown}"
+    );
+    assert!(!shown.to_lowercase().contains("username"), "{shown}");
+}

@@ -146,7 +146,7 @@ fn hostile_names_from_the_network_are_refused_and_never_printed_raw() {
         let stderr = c.stderr_of(Program::Listener);
         stderr
             .lines()
-            .any(|l| l.contains("WARN") && l.contains(&spoofer_ip.to_string()))
+            .any(|l| l.starts_with("listener: warning: ") && l.contains(&spoofer_ip.to_string()))
             .then(|| stderr.clone())
             .ok_or_else(|| format!("listener stderr:\n{stderr}"))
     });

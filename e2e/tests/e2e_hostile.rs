@@ -69,7 +69,7 @@ fn listener_survives_junk_datagrams_and_keeps_indexing() {
                 .filter(|(_, from)| {
                     !stderr
                         .lines()
-                        .any(|l| l.contains("WARN") && l.contains(&from.to_string()))
+                        .any(|l| l.starts_with("listener: warning: ") && l.contains(&from.to_string()))
                 })
                 .collect();
             missing

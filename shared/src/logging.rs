@@ -1,27 +1,31 @@
 //! Logger set-up for the binaries: one call to [`init`] from `main`, never from library code,
 //! which only uses the `log` macros.
 //!
-//! The terminal gets diagnostics on stderr; the program's log file (`server.log`, `client.log`)
-//! gets the same lines, appended, with RFC 3339 UTC timestamps, so that the
-//! [`events`](crate::events) in it can be read back. Both get every message
+//! The terminal gets diagnostics on stderr in the style of every message the programs print,
+//! `NAME: warning: …`, without timestamps ([`terminal_line`]); the program's log file
+//! (`server.log`, `client.log`) gets the same lines, appended, with RFC 3339 UTC timestamps, so
+//! that the [`events`](crate::events) in it can be read back. Both get every message
 //! [`terminal_safe`]: what a line quotes from the network is shown, never obeyed.
+//!
+//! While a progress bar owns the terminal, [`route_terminal`] hands the terminal lines to it,
+//! so that a warning is printed above the bar instead of through it.
 
 use std::borrow::Cow;
 use std::fs::OpenOptions;
-use std::io;
+use std::io::{self, Write};
 use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
 
 use log::{LevelFilter, Log, Metadata, Record};
-use simplelog::{
-    ColorChoice, CombinedLogger, Config, ConfigBuilder, SharedLogger, TermLogger, TerminalMode,
-    WriteLogger,
-};
+use simplelog::{CombinedLogger, Config, ConfigBuilder, SharedLogger, WriteLogger};
 
 use crate::text::terminal_safe;
 
 /// Where log lines go.
 #[derive(Debug, Clone)]
 pub struct LogOptions {
+    /// The program's name, which starts every terminal line.
+    pub name: &'static str,
     /// Level of lines on stderr.
     pub terminal: LevelFilter,
     /// The log file and the level of lines written to it.
@@ -40,12 +44,10 @@ pub fn init(options: LogOptions) -> io::Result<()> {
         .set_location_level(LevelFilter::Off)
         .set_level_padding(simplelog::LevelPadding::Off)
         .build();
-    let mut loggers: Vec<Box<dyn SharedLogger>> = vec![TerminalSafe::wrap(TermLogger::new(
-        options.terminal,
-        config.clone(),
-        TerminalMode::Stderr,
-        ColorChoice::Never,
-    ))];
+    let mut loggers: Vec<Box<dyn SharedLogger>> = vec![TerminalSafe::wrap(Box::new(Terminal {
+        name: options.name,
+        level: options.terminal,
+    }))];
     if let Some((path, level)) = options.file {
         let file = OpenOptions::new()
             .create(true)
@@ -57,6 +59,83 @@ pub fn init(options: LogOptions) -> io::Result<()> {
         loggers.push(TerminalSafe::wrap(WriteLogger::new(level, config, file)));
     }
     CombinedLogger::init(loggers).map_err(io::Error::other)
+}
+
+/// Where terminal lines go instead of stderr while [`route_terminal`]'s guard lives.
+type TerminalSink = Box<dyn Fn(&str) + Send + Sync>;
+
+static TERMINAL_SINK: Mutex<Option<TerminalSink>> = Mutex::new(None);
+
+/// Sends every terminal line to `sink` (e.g. a progress bar's `suspend`, which prints it above
+/// the bar) until the returned guard is dropped; then stderr again.
+#[must_use = "the lines go back to stderr when the guard is dropped"]
+pub fn route_terminal(sink: impl Fn(&str) + Send + Sync + 'static) -> TerminalRoute {
+    *TERMINAL_SINK.lock().unwrap_or_else(PoisonError::into_inner) = Some(Box::new(sink));
+    TerminalRoute(())
+}
+
+/// Keeps [`route_terminal`]'s routing in place while it lives.
+#[derive(Debug)]
+pub struct TerminalRoute(());
+
+impl Drop for TerminalRoute {
+    fn drop(&mut self) {
+        *TERMINAL_SINK.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+}
+
+/// One line on the terminal, in the style of the programs' other messages: `listener: warning:
+/// …`, `chunk-server: error: …`, plain `chunk-server: …` for information. No timestamp: the
+/// person reading it is watching now; the log file keeps the time.
+pub fn terminal_line(name: &str, level: log::Level, message: &str) -> String {
+    let kind = match level {
+        log::Level::Error => "error: ",
+        log::Level::Warn => "warning: ",
+        log::Level::Info => "",
+        log::Level::Debug => "debug: ",
+        log::Level::Trace => "trace: ",
+    };
+    format!("{name}: {kind}{message}")
+}
+
+/// The logger of stderr: [`terminal_line`]s, or to the [`route_terminal`] sink.
+struct Terminal {
+    name: &'static str,
+    level: LevelFilter,
+}
+
+impl Log for Terminal {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.level() <= self.level
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let line = terminal_line(self.name, record.level(), &record.args().to_string());
+        match &*TERMINAL_SINK.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some(sink) => sink(&line),
+            // Nothing to do when stderr is gone.
+            None => drop(writeln!(io::stderr().lock(), "{line}")),
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+impl SharedLogger for Terminal {
+    fn level(&self) -> LevelFilter {
+        self.level
+    }
+
+    fn config(&self) -> Option<&Config> {
+        None
+    }
+
+    fn as_log(self: Box<Self>) -> Box<dyn Log> {
+        self
+    }
 }
 
 /// Hands every record on to the inner logger with its message made [`terminal_safe`]. Log
@@ -159,6 +238,47 @@ mod tests {
         );
         let quoting = Quoting(io::Error::other("denied"));
         assert_eq!(describe_error(&quoting), "cannot open x: denied");
+    }
+
+    #[test]
+    fn terminal_lines_name_the_program_and_the_kind_without_a_timestamp() {
+        use log::Level;
+        for (level, expected) in [
+            (Level::Error, "listener: error: cannot bind"),
+            (Level::Warn, "listener: warning: cannot bind"),
+            (Level::Info, "listener: cannot bind"),
+            (Level::Debug, "listener: debug: cannot bind"),
+            (Level::Trace, "listener: trace: cannot bind"),
+        ] {
+            assert_eq!(terminal_line("listener", level, "cannot bind"), expected);
+        }
+    }
+
+    #[test]
+    fn terminal_lines_go_to_the_route_while_it_lives() {
+        use std::sync::Arc;
+        let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+        let terminal = Terminal {
+            name: "downloader",
+            level: LevelFilter::Warn,
+        };
+        let log = |message: &str, level| {
+            terminal.log(
+                &Record::builder()
+                    .level(level)
+                    .args(format_args!("{message}"))
+                    .build(),
+            );
+        };
+        let route = {
+            let seen = Arc::clone(&seen);
+            route_terminal(move |line| seen.lock().unwrap().push(line.to_owned()))
+        };
+        log("holder gone", log::Level::Warn);
+        log("too detailed", log::Level::Info);
+        drop(route);
+        log("after the bar", log::Level::Warn);
+        assert_eq!(*seen.lock().unwrap(), ["downloader: warning: holder gone"]);
     }
 
     #[test]

@@ -107,16 +107,34 @@ impl fmt::Debug for MainError {
     }
 }
 
-/// The whole `main` of a program: creates [`Program::create_dir`], starts logging, installs the
-/// signal handler ([`shutdown::install_ctrlc_handler`]), calls `start` with the shutdown flag
-/// and returns the exit status (see the [module](self) table).
+/// The whole `main` of a program: creates [`Program::create_dir`], takes the folder's
+/// instance lock, starts logging, installs the signal handler
+/// ([`shutdown::install_ctrlc_handler`]), calls `start` with the shutdown flag and returns the
+/// exit status (see the [module](self) table).
 pub fn run_main(
     program: Program,
     start: impl FnOnce(&Shutdown) -> Result<(), MainError>,
 ) -> ExitCode {
+    run_main_asking(program, || (), |shutdown, ()| start(shutdown))
+}
+
+/// [`run_main`] for a program that may ask the user something at the terminal before it runs
+/// (the announcer's username): `ask` runs once the folder is known to be this program's (so
+/// nobody is asked a question only to be told the folder is in use), and before the signal
+/// handler is installed (so Ctrl-C at the question ends the program at once).
+pub fn run_main_asking<T>(
+    program: Program,
+    ask: impl FnOnce() -> T,
+    start: impl FnOnce(&Shutdown, T) -> Result<(), MainError>,
+) -> ExitCode {
     let shutdown = Shutdown::new();
     // `_lock` lives until the program returns: it is what makes it the folder's only one.
-    match prepare(&program, &shutdown).and_then(|_lock| start(&shutdown)) {
+    let result = claim(&program).and_then(|_lock| {
+        let answer = ask();
+        start_logging_and_signals(&program, &shutdown)?;
+        start(&shutdown, answer)
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Errors quote names and peers' messages: shown, never obeyed.
@@ -133,7 +151,8 @@ pub fn run_main(
     }
 }
 
-fn prepare(program: &Program, shutdown: &Shutdown) -> Result<Option<InstanceLock>, MainError> {
+/// Creates the folder to create and takes the instance lock, if the program has them.
+fn claim(program: &Program) -> Result<Option<InstanceLock>, MainError> {
     if let Some(dir) = &program.create_dir {
         std::fs::create_dir_all(dir).map_err(|e| {
             MainError::msg(format!(
@@ -147,12 +166,16 @@ fn prepare(program: &Program, shutdown: &Shutdown) -> Result<Option<InstanceLock
         .as_ref()
         .map(|dir| InstanceLock::acquire(&PeerDir::new(dir), program.name))
         .transpose()?;
+    Ok(lock)
+}
+
+fn start_logging_and_signals(program: &Program, shutdown: &Shutdown) -> Result<(), MainError> {
     logging::init(LogOptions {
+        name: program.name,
         terminal: program.terminal,
         file: program.log_file.clone(),
     })
     .map_err(|e| MainError::msg(format!("cannot start logging: {e}")))?;
     shutdown::install_ctrlc_handler(shutdown)
-        .map_err(|e| MainError::msg(format!("cannot install the signal handler: {e}")))?;
-    Ok(lock)
+        .map_err(|e| MainError::msg(format!("cannot install the signal handler: {e}")))
 }

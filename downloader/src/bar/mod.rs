@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use shared::chunk::chunk_ranges;
+use shared::logging::{self, TerminalRoute};
 use shared::text::terminal_safe;
 
 use crate::catalog::Target;
@@ -54,6 +55,8 @@ pub(crate) struct Display<'a> {
     started: Instant,
     last_line: Instant,
     told_resuming: bool,
+    /// While the bars are drawn, warnings are printed above them, not through them.
+    _log_route: Option<TerminalRoute>,
 }
 
 impl<'a> Display<'a> {
@@ -77,6 +80,21 @@ impl<'a> Display<'a> {
             bar.set_prefix(terminal_safe(&target.name).into_owned());
             bar
         });
+        let log_route = match (&multi, &bar) {
+            (Some(multi), _) => {
+                let multi = multi.clone();
+                Some(logging::route_terminal(move |line| {
+                    multi.suspend(|| eprintln!("{line}"));
+                }))
+            }
+            (None, Some(bar)) => {
+                let bar = bar.clone();
+                Some(logging::route_terminal(move |line| {
+                    bar.suspend(|| eprintln!("{line}"));
+                }))
+            }
+            (None, None) => None,
+        };
         Display {
             feedback,
             ui,
@@ -97,6 +115,7 @@ impl<'a> Display<'a> {
             started: Instant::now(),
             last_line: Instant::now(),
             told_resuming: false,
+            _log_route: log_route,
         }
     }
 
