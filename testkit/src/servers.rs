@@ -210,9 +210,17 @@ pub fn query_socket() -> UdpSocket {
 }
 
 /// A UDP socket on `0.0.0.0:<free port>`, shared (`SO_REUSEADDR`) so a listener can join it.
+///
+/// The port is free when picked, but a process of another test may take it before the bind
+/// (it is the kernel's next ephemeral port): then another one is picked.
 pub fn shared_port_socket() -> (UdpSocket, u16) {
-    let port = free_udp_port();
-    let socket = bind_udp_shared(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))
-        .expect("bind a shared UDP port");
-    (socket, port)
+    let mut last_error = None;
+    for _ in 0..20 {
+        let port = free_udp_port();
+        match bind_udp_shared(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))) {
+            Ok(socket) => return (socket, port),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    panic!("bind a shared UDP port: {last_error:?}")
 }
