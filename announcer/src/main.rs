@@ -35,7 +35,8 @@ fn main() -> ExitCode {
         let config = args.into_config(username.name)?;
         let socket = shared::net::bind_udp_shared(bind)
             .map_err(|e| MainError::msg(format!("cannot bind a UDP socket to {bind}: {e}")))?;
-        announcer::run(socket, config, shutdown.clone())?;
+        let query_sockets = announcer::ears::bind_query_sockets(&config);
+        announcer::run(socket, query_sockets, config, shutdown.clone())?;
         Ok(())
     })
 }
