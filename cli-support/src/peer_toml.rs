@@ -18,6 +18,7 @@
 //! name and the line, exit status 2 like any usage error. Only this edge reads files; the rest
 //! ([`settings`], [`injected`]) is pure.
 
+use std::any::TypeId;
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -168,7 +169,8 @@ pub fn try_parse_from<A: Parser>(
                 error,
             };
             let text = text.map_err(file_error)?;
-            let settings = settings(&text, &command).map_err(file_error)?;
+            let dir = path.parent().unwrap_or(Path::new("."));
+            let settings = settings(&text, &command, dir).map_err(file_error)?;
             let words = injected(&command, &matches, &settings);
             let argv = argv[..1]
                 .iter()
@@ -221,12 +223,13 @@ fn read_file(
 
 /// What the file `text` sets for `command` (a built clap command: its name says which table is
 /// its own), in file order, a program table's key winning over the top-level key for the same
-/// flag.
+/// flag. A relative path given to a path flag (`share = ["music"]`) is taken from `dir`, the
+/// file's folder, as paths in a file usually are, rather than from wherever the program starts.
 ///
 /// # Errors
 /// The first problem: bad TOML, an unknown table or key, a key the file cannot set, a value
 /// of the wrong type or one the flag's parser refuses.
-pub fn settings(text: &str, command: &Command) -> Result<Vec<Setting>, FileError> {
+pub fn settings(text: &str, command: &Command, dir: &Path) -> Result<Vec<Setting>, FileError> {
     let program = command.get_name();
     let document = DeTable::parse(text).map_err(|e| FileError {
         line: e.span().map(|s| line_of(text, s.start)),
@@ -258,7 +261,7 @@ pub fn settings(text: &str, command: &Command) -> Result<Vec<Setting>, FileError
         // reported whichever program starts first.
         for (p, flag) in *programs {
             if *p == program {
-                settings.push(setting(command, name, flag, value, text)?);
+                settings.push(setting(command, name, flag, value, (text, dir))?);
             }
         }
         if !programs.iter().any(|(p, _)| *p == program) {
@@ -274,7 +277,7 @@ pub fn settings(text: &str, command: &Command) -> Result<Vec<Setting>, FileError
                 message: format!("--{name} cannot be set in {FILE_NAME}"),
             });
         }
-        let s = setting(command, name, name, value, text).map_err(|mut e| {
+        let s = setting(command, name, name, value, (text, dir)).map_err(|mut e| {
             if e.message.starts_with("unknown") {
                 e.message = format!(
                     "unknown key \"{name}\" in [{program}]: {program} has no --{name}{}",
@@ -366,13 +369,14 @@ fn check_shared_type(key: &str, value: &Spanned<DeValue<'_>>, text: &str) -> Res
     Ok(())
 }
 
-/// The setting of `command`'s flag `--flag` by the file's `key` = `value`.
+/// The setting of `command`'s flag `--flag` by the file's `key` = `value`; the file's `text`
+/// (for line numbers) and folder (for relative paths).
 fn setting(
     command: &Command,
     key: &str,
     flag: &str,
     value: &Spanned<DeValue<'_>>,
-    text: &str,
+    (text, dir): (&str, &Path),
 ) -> Result<Setting, FileError> {
     let line = line_of(text, value.span().start);
     let error = |line, message| FileError {
@@ -384,6 +388,7 @@ fn setting(
         .find(|a| a.get_long() == Some(flag) && !a.is_positional())
         .ok_or_else(|| error(line, format!("unknown key \"{key}\"")))?;
     let id = arg.get_id().as_str().to_owned();
+    let is_path = arg.get_value_parser().type_id() == TypeId::of::<PathBuf>();
     let words = match arg.get_action() {
         ArgAction::SetTrue | ArgAction::Count => match value.get_ref() {
             DeValue::Boolean(true) => vec![format!("--{flag}")],
@@ -423,6 +428,11 @@ fn setting(
                         ),
                     )
                 })?;
+                let value = if is_path && Path::new(&value).is_relative() {
+                    dir.join(value).to_string_lossy().into_owned()
+                } else {
+                    value
+                };
                 check_value(command, arg, &value)
                     .map_err(|message| error(line, format!("{key}: {message}")))?;
                 words.push(format!("--{flag}={value}"));
@@ -612,6 +622,12 @@ mod tests {
             )
             .arg(Arg::new("peer").long("peer").action(ArgAction::Append))
             .arg(
+                Arg::new("share")
+                    .long("share")
+                    .action(ArgAction::Append)
+                    .value_parser(value_parser!(PathBuf)),
+            )
+            .arg(
                 Arg::new("broadcast")
                     .long("broadcast")
                     .action(ArgAction::Append),
@@ -644,7 +660,7 @@ mod tests {
     }
 
     fn words(text: &str, program: &'static str) -> Result<Vec<String>, FileError> {
-        let settings = settings(text, &command(program))?;
+        let settings = settings(text, &command(program), Path::new("/peer"))?;
         Ok(settings.into_iter().flat_map(|s| s.words).collect())
     }
 
@@ -681,10 +697,28 @@ mod tests {
             words(text, "listener").unwrap(),
             ["--bind=127.0.0.3", "--max-rate=16", "--verbose"]
         );
-        let settings = settings(text, &command("listener")).unwrap();
+        let settings = settings(text, &command("listener"), Path::new("/peer")).unwrap();
         assert_eq!(settings[0].line, 3, "{settings:?}");
         // Another program's table is that program's business.
         assert_eq!(words(text, "downloader").unwrap(), ["--bind=127.0.0.2"]);
+    }
+
+    #[test]
+    fn relative_paths_are_the_files_folders() {
+        assert_eq!(
+            words(
+                "[listener]\nshare = [\"music\", \"/srv/x\", \"../y\"]\n",
+                "listener"
+            )
+            .unwrap(),
+            [
+                "--share=/peer/music",
+                "--share=/srv/x",
+                "--share=/peer/../y"
+            ]
+        );
+        // Not a path flag: the text as it is.
+        assert_eq!(words("peer = \"h\"\n", "listener").unwrap(), ["--peer=h"]);
     }
 
     #[test]
@@ -759,7 +793,7 @@ mod tests {
     fn the_command_line_wins_and_excludes() {
         let command = command("listener");
         let text = "peer = [\"a\"]\n[listener]\nport = 1\nverbose = true\nbind = \"127.0.0.2\"\n";
-        let settings = settings(text, &command).unwrap();
+        let settings = settings(text, &command, Path::new("/peer")).unwrap();
         let argv = [
             "listener",
             "--peer",

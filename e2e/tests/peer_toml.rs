@@ -12,7 +12,7 @@ use shared::instance::ServerRecord;
 use testkit::instance::wait_for_record;
 use testkit::prelude::*;
 use testkit::process::{wait_exit, ChildGuard};
-use testkit::wait::PATIENCE;
+use testkit::wait::{poll_until, PATIENCE};
 
 const PROGRAMS: [Program; 4] = [
     Program::Announcer,
@@ -35,23 +35,42 @@ fn chunk_server_listens_where_peer_toml_says() {
     let net = TestNet::new(Duration::from_secs(60));
     let a = net.peer("a");
     let port = a.chunk_port();
+    write_random_file(&a.dir.join("pub").join("notes.bin"), 1000, 1);
     write_peer_toml(
         &a.dir,
         &format!(
-            "# alice\nbind = \"{}\"\nchunk-port = {port}\n\n[chunk-server]\nrescan = 1\n",
+            "# alice\nbind = \"{}\"\nchunk-port = {port}\n\n[chunk-server]\nshare = [\"pub\"]\n",
             a.ip
         ),
     );
-    a.start(Program::ChunkServer, &[]);
+    // Started from the folder above with a relative --dir: the file's relative share is taken
+    // from the file's folder, not from where the program runs.
+    let stderr_path = net.root().join("chunk-server.stderr");
+    let _server = ChildGuard(
+        Command::new(Program::ChunkServer.path())
+            .args(["--dir", "a"])
+            .current_dir(net.root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&stderr_path).expect("create the stderr file"))
+            .spawn()
+            .expect("start chunk-server"),
+    );
     let record = record_of(&a.dir);
+    let stderr = || fs::read_to_string(&stderr_path).unwrap_or_default();
     assert_eq!(
         (record.address, record.port),
         (a.ip.into(), port),
         "{}",
-        a.stderr_of(Program::ChunkServer)
+        stderr()
     );
     TcpStream::connect(a.chunk_addr())
         .expect("connect to the chunk server at its peer.toml address");
+    assert!(
+        poll_until(PATIENCE, || a.temp_dir().join("notes.bin_5").is_file()),
+        "a/pub/notes.bin not shared: {}",
+        stderr()
+    );
 }
 
 #[test]
