@@ -321,15 +321,15 @@ impl Announcer {
         for (addr, how) in queries {
             if let Err(refusal) = self.budget.allow(addr, Instant::now()) {
                 match refusal {
+                    // The same query both ways, or asked again within the gap: not news.
                     Refusal::Repeat => {
                         log::debug!("the query of {addr} ({how}) was answered already");
+                        continue;
                     }
                     Refusal::PerAddress => self.unanswered.0 += 1,
                     Refusal::Bytes => self.unanswered.1 += 1,
                 }
-                if refusal != Refusal::Repeat {
-                    log::debug!("not answering the query of {addr} ({how}): {refusal:?} limit");
-                }
+                log::debug!("not answering the query of {addr} ({how}): {refusal:?} limit");
                 continue;
             }
             if datagrams.is_none() {
