@@ -19,8 +19,10 @@
 //! ([`settings`], [`injected`]) is pure.
 
 use std::any::TypeId;
+use std::borrow::Cow;
 use std::ffi::OsString;
 use std::fmt;
+use std::io::ErrorKind as IoErrorKind;
 use std::path::{Path, PathBuf};
 
 use clap::error::ErrorKind;
@@ -212,7 +214,10 @@ fn read_file(
     let path = dir.join(FILE_NAME);
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => Ok(text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        // No file, or no folder yet (the program reports a --dir that is not one its own way).
+        Err(e) if matches!(e.kind(), IoErrorKind::NotFound | IoErrorKind::NotADirectory) => {
+            return None
+        }
         Err(e) => Err(FileError {
             line: None,
             message: format!("cannot read it: {e}"),
@@ -237,7 +242,7 @@ pub fn settings(text: &str, command: &Command, dir: &Path) -> Result<Vec<Setting
     })?;
     let mut settings: Vec<Setting> = Vec::new();
     let mut own_table = None;
-    for (key, value) in document.get_ref() {
+    for (key, value) in in_file_order(document.get_ref()) {
         let line = line_of(text, key.span().start);
         let name: &str = key.get_ref();
         if PROGRAMS.contains(&name) {
@@ -257,8 +262,8 @@ pub fn settings(text: &str, command: &Command, dir: &Path) -> Result<Vec<Setting
         let Some((_, programs)) = SHARED_KEYS.iter().find(|(k, _)| *k == name) else {
             return Err(unknown_top_level(name, value.get_ref(), line));
         };
-        // Checked in every program, also those it does not apply to, so that a wrong value is
-        // reported whichever program starts first.
+        // Through the flag's own parser where it applies; elsewhere its type is still checked,
+        // so that a wrong type is reported whichever program starts first.
         for (p, flag) in *programs {
             if *p == program {
                 settings.push(setting(command, name, flag, value, (text, dir))?);
@@ -268,7 +273,7 @@ pub fn settings(text: &str, command: &Command, dir: &Path) -> Result<Vec<Setting
             check_shared_type(name, value, text)?;
         }
     }
-    for (key, value) in own_table.into_iter().flatten() {
+    for (key, value) in own_table.map(in_file_order).unwrap_or_default() {
         let name: &str = key.get_ref();
         let line = line_of(text, key.span().start);
         if NOT_SETTABLE.contains(&name) {
@@ -289,9 +294,18 @@ pub fn settings(text: &str, command: &Command, dir: &Path) -> Result<Vec<Setting
         settings.retain(|old| old.id != s.id);
         settings.push(s);
     }
-    // The parser keeps keys sorted; file order reads better in a parse error's context.
     settings.sort_by_key(|s| s.line);
     Ok(settings)
+}
+
+type Entry<'a, 'i> = (&'a Spanned<Cow<'i, str>>, &'a Spanned<DeValue<'i>>);
+
+/// A table's entries as they stand in the file (the parser keeps them sorted by name), so that
+/// the first mistake reported is the first one in the file.
+fn in_file_order<'a, 'i>(table: &'a DeTable<'i>) -> Vec<Entry<'a, 'i>> {
+    let mut entries: Vec<Entry<'a, 'i>> = table.iter().collect();
+    entries.sort_by_key(|(key, _)| key.span().start);
+    entries
 }
 
 /// The error for a top-level key that is neither shared nor a program's table.
@@ -751,6 +765,14 @@ mod tests {
         );
         let e = error("listener = 5\n");
         assert!(e.message.contains("table, [listener]"), "{e}");
+    }
+
+    #[test]
+    fn the_first_mistake_in_the_file_is_reported() {
+        let e = error("zz = 1\naa = 2\n[listener]\nzz = 1\n");
+        assert_eq!(e.line, Some(1), "{e}");
+        let e = error("[listener]\nzz = 1\naa = 2\n");
+        assert_eq!(e.line, Some(2), "{e}");
     }
 
     #[test]
