@@ -20,9 +20,11 @@ use shared::store::{ChunkStore, Snapshot};
 
 use crate::budget::{self, AnswerBudget, Refusal};
 use crate::config::{ChunkPort, Config};
+use crate::ears::Ears;
 
-/// Most query files answered in one poll, so a flood of them cannot stall the loop; the rest
-/// wait for the next poll.
+/// Most queries looked at in one poll, from each of the two ways they come (heard directly,
+/// query files), so a flood of them cannot stall the loop; the query files left wait for the
+/// next poll, the heard queries left are dropped.
 const MAX_ANSWERS_PER_POLL: usize = 64;
 
 /// Queries left unanswered because of the [`budget`] are logged at most once per this long.
@@ -37,6 +39,8 @@ pub(crate) struct Announcer {
     peers_file: PeersFile,
     /// `DIR/.queries/`, polled every [`crate::QUERY_POLL`].
     queries: QueryBox,
+    /// The sockets queries are heard on directly, read every [`crate::QUERY_POLL`].
+    ears: Ears,
     /// The last snapshot read successfully; what we announce.
     snapshot: Snapshot,
     /// The chunk-server port we announce; `None` while no chunk server runs for the folder
@@ -70,12 +74,14 @@ impl Announcer {
         store: ChunkStore,
         peers_file: PeersFile,
         queries: QueryBox,
+        ears: Ears,
     ) -> Self {
         Announcer {
             socket,
             store,
             peers_file,
             queries,
+            ears,
             snapshot: Snapshot::default(),
             port: match config.chunk_port {
                 ChunkPort::Fixed(port) => Some(port),
@@ -279,10 +285,13 @@ impl Announcer {
         log::debug!("said goodbye to {}", list(&targets));
     }
 
-    /// Answers the queries waiting in `DIR/.queries/` ([`QueryBox::take`]): each gets the
-    /// whole announcement by unicast, within the [`budget`]; the others go unanswered.
+    /// Answers the queries heard since the last call, directly ([`Ears`]) and through
+    /// `DIR/.queries/` ([`QueryBox::take`]): each querier gets the whole announcement by
+    /// unicast, within the [`budget`], which also answers a querier heard both ways once; the
+    /// others go unanswered.
     pub(crate) fn answer_queries(&mut self) {
-        let queries = match self.queries.take(MAX_ANSWERS_PER_POLL) {
+        let heard = self.ears.take(MAX_ANSWERS_PER_POLL);
+        let posted = match self.queries.take(MAX_ANSWERS_PER_POLL) {
             Ok(queries) => {
                 if self.queries_unreadable.reset() {
                     log::info!("{} readable again", self.queries.dir().display());
@@ -296,21 +305,31 @@ impl Announcer {
                         self.queries.dir().display()
                     );
                 }
-                return;
+                Vec::new()
             }
         };
         if self.port.is_none() {
             // No chunk server: nothing to offer, and the queries are dropped unanswered.
             return;
         }
+        let queries = heard.into_iter().map(|addr| (addr, "heard")).chain(
+            posted
+                .into_iter()
+                .map(|addr| (addr, "passed on by our listener")),
+        );
         let mut datagrams: Option<Vec<Vec<u8>>> = None;
-        for addr in queries {
-            if let Err(refusal) = self.budget.allow(addr.ip(), Instant::now()) {
-                log::debug!("not answering the query of {addr}: {refusal:?} limit");
+        for (addr, how) in queries {
+            if let Err(refusal) = self.budget.allow(addr, Instant::now()) {
                 match refusal {
+                    // The same query both ways, or asked again within the gap: not news.
+                    Refusal::Repeat => {
+                        log::debug!("the query of {addr} ({how}) was answered already");
+                        continue;
+                    }
                     Refusal::PerAddress => self.unanswered.0 += 1,
                     Refusal::Bytes => self.unanswered.1 += 1,
                 }
+                log::debug!("not answering the query of {addr} ({how}): {refusal:?} limit");
                 continue;
             }
             if datagrams.is_none() {
@@ -320,7 +339,7 @@ impl Announcer {
             self.send_all(answer, &[addr]);
             self.budget.spent(answer.iter().map(Vec::len).sum());
             log::debug!(
-                "answered the query of {addr} with {} datagrams",
+                "answered the query of {addr} ({how}) with {} datagrams",
                 answer.len()
             );
         }

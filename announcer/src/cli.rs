@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use cli_support::GenerateFlag;
+use cli_support::{peer_toml, GenerateFlag};
 
 use announcer::prompt::{self, Username, UsernameError};
 use announcer::{ChunkPort, Config};
@@ -15,7 +15,7 @@ use shared::program::{MainError, Program};
 use shared::protocol::MAX_ANNOUNCE_INTERVAL_SECS;
 use shared::{DEFAULT_ANNOUNCE_INTERVAL_SECS, DEFAULT_ANNOUNCE_PORT};
 
-/// The end of `--help`: real commands, each with what it does.
+/// The end of `--help`, after the note on DIR/peer.toml: real commands, each with what it does.
 const EXAMPLES: &str = "\
 Examples:
   announcer --dir ~/p2p                  announce ~/p2p/temp on every interface, once a minute
@@ -26,7 +26,7 @@ Examples:
 
 /// Announce the chunks in DIR/temp to the LAN by UDP broadcast (and to static peers by unicast).
 #[derive(Debug, Parser)]
-#[command(name = "announcer", version, about, after_help = EXAMPLES)]
+#[command(name = "announcer", version, about, after_help = peer_toml::after_help("announcer", EXAMPLES))]
 pub struct Args {
     /// The peer folder (chunks are read from DIR/temp).
     #[arg(long, default_value = ".")]

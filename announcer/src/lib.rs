@@ -10,7 +10,7 @@
 //! - `announcer` holds the state and does the sending: announce, answer, goodbye.
 //! - [`prompt`] settles the name announced (flag, stored file, terminal, host name); the rules
 //!   a name must follow are [`shared::username`]'s.
-//! - [`budget`] bounds the answers to queries.
+//! - [`ears`] hears queries directly; [`budget`] bounds the answers to queries.
 //!
 //! Each announcement is packed by [`Announcement::pack`](shared::protocol::Announcement::pack) into datagrams of at most
 //! [`shared::MAX_ANNOUNCE_DATAGRAM`] bytes, each a complete legacy-readable message, and every
@@ -19,11 +19,15 @@
 //! this run's [`Config::instance`], so a listener that sees a new instance from our address
 //! knows we restarted and drops what the previous run announced.
 //!
-//! The announcer also answers *queries*: a starting listener elsewhere broadcasts one, this
-//! peer's listener leaves a file in `DIR/.queries/` naming the querier's address
-//! ([`shared::queries::QueryBox`]), and [`run`], taking them every [`QUERY_POLL`], sends the
-//! whole announcement there by unicast. That is what lets a new peer see the
-//! network in well under a second instead of waiting up to an interval. Answers are bounded
+//! The announcer also answers *queries*: a starting listener elsewhere broadcasts one, and
+//! [`run`], every [`QUERY_POLL`], sends the whole announcement to its source address by
+//! unicast. That is what lets a new peer see the network in well under a second instead of
+//! waiting up to an interval. A query arrives two ways: the announcer hears it itself, on
+//! sockets bound to the broadcast addresses it announces to ([`ears`]), whichever of this
+//! peer's programs run and in whatever order they started; and this peer's listener, which
+//! also hears the queries sent to it by unicast, leaves a file in `DIR/.queries/` naming the
+//! querier's address ([`shared::queries::QueryBox`]). A querier is answered once per
+//! [`shared::QUERY_ANSWER_GAP`] however many ways its query came. Answers are bounded
 //! ([`budget`]): a few per querying address, and [`Config::answer_rate`] bytes per second in
 //! all, so forged queries cannot turn this peer into an amplifier aimed at someone else.
 //!
@@ -42,6 +46,7 @@
 mod announcer;
 pub mod budget;
 mod config;
+pub mod ears;
 pub mod prompt;
 
 use std::net::UdpSocket;
@@ -55,9 +60,11 @@ use shared::store::{ChunkStore, StoreError};
 
 use announcer::{interval_secs, list, Announcer};
 pub use config::{new_instance_id, ChunkPort, Config, DEFAULT_WATCH};
+use ears::Ears;
 
-/// How often `DIR/.queries/` is looked at: a query is answered within about this long after
-/// this peer's listener heard it, well inside the one second a starting peer waits for.
+/// How often queries are looked for (heard ones and `DIR/.queries/`): a query is answered
+/// within about this long after it arrived, well inside the one second a starting peer waits
+/// for.
 pub const QUERY_POLL: Duration = Duration::from_millis(100);
 
 /// Longest the loop sleeps before looking at the shutdown flag again.
@@ -76,7 +83,8 @@ pub enum Error {
 }
 
 /// Announces the chunk store of `config.dir` through `socket` until `shutdown` is triggered,
-/// then sends a goodbye to every target.
+/// then sends a goodbye to every target; answers the queries heard on `query_sockets`
+/// ([`ears::bind_query_sockets`]; none is fine: then only those the listener passes on).
 ///
 /// The socket is already bound (and, for broadcast targets, has `SO_BROADCAST`). A send that
 /// fails, or a store, peers file or query folder that cannot be read for a moment, is logged
@@ -84,7 +92,12 @@ pub enum Error {
 ///
 /// # Errors
 /// [`Error::OpenStore`] when `DIR/temp` cannot be opened or created.
-pub fn run(socket: UdpSocket, config: Config, shutdown: Shutdown) -> Result<(), Error> {
+pub fn run(
+    socket: UdpSocket,
+    query_sockets: Vec<UdpSocket>,
+    config: Config,
+    shutdown: Shutdown,
+) -> Result<(), Error> {
     let peer_dir = PeerDir::new(&config.dir);
     let store = ChunkStore::open(peer_dir.temp()).map_err(Error::OpenStore)?;
     // Best effort: without it a send can block, which only delays the loop.
@@ -105,7 +118,17 @@ pub fn run(socket: UdpSocket, config: Config, shutdown: Shutdown) -> Result<(), 
     );
     let peers_file = PeersFile::new(peer_dir.peers_file(), config.peer_port);
     let queries = QueryBox::new(peer_dir.queries_dir());
-    let mut announcer = Announcer::new(socket, config, store, peers_file, queries);
+    let ears = Ears::new(query_sockets);
+    let heard_on = ears.addresses();
+    if heard_on.is_empty() {
+        log::info!("hearing no query directly: answering those our listener passes on");
+    } else {
+        log::info!(
+            "hearing queries on {} (and those our listener passes on)",
+            heard_on.join(", ")
+        );
+    }
+    let mut announcer = Announcer::new(socket, config, store, peers_file, queries, ears);
     announcer.look_around();
     announcer.refresh_server();
     announcer.announce();

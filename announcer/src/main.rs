@@ -4,13 +4,13 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use cli_support::peer_toml;
 
 use announcer::prompt::UsernameSource;
 use shared::program::{self, MainError};
 
 fn main() -> ExitCode {
-    let args = cli::Args::parse();
+    let args: cli::Args = peer_toml::parse(); // flags, then DIR/peer.toml
     if let Some(exit) = args.generate.print::<cli::Args>() {
         return exit; // --generate: printed, nothing else done
     }
@@ -35,7 +35,8 @@ fn main() -> ExitCode {
         let config = args.into_config(username.name)?;
         let socket = shared::net::bind_udp_shared(bind)
             .map_err(|e| MainError::msg(format!("cannot bind a UDP socket to {bind}: {e}")))?;
-        announcer::run(socket, config, shutdown.clone())?;
+        let query_sockets = announcer::ears::bind_query_sockets(&config);
+        announcer::run(socket, query_sockets, config, shutdown.clone())?;
         Ok(())
     })
 }

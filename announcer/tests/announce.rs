@@ -185,7 +185,12 @@ fn unusable_peer_folder_is_an_error() {
     std::fs::write(&file, b"x").unwrap();
     let receiver = Receiver::new();
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let result = announcer::run(socket, config(&file, &receiver), Default::default());
+    let result = announcer::run(
+        socket,
+        Vec::new(),
+        config(&file, &receiver),
+        Default::default(),
+    );
     assert!(
         matches!(result, Err(announcer::Error::OpenStore(_))),
         "{result:?}"

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::builder::RangedU64ValueParser;
 use clap::Parser;
-use cli_support::GenerateFlag;
+use cli_support::{peer_toml, GenerateFlag};
 use log::LevelFilter;
 
 use chunk_server::{
@@ -19,7 +19,7 @@ use shared::peer_dir::PeerDir;
 use shared::program::Program;
 use shared::{DEFAULT_CHUNK_PORT, REQUEST_TIMEOUT};
 
-/// The end of `--help`: real commands, each with what it does.
+/// The end of `--help`, after the note on DIR/peer.toml: real commands, each with what it does.
 const EXAMPLES: &str = "\
 Examples:
   chunk-server --dir ~/p2p               share ~/p2p/served_files on TCP 5001
@@ -30,7 +30,7 @@ Examples:
 
 /// Shares files with LAN peers: splits each into 5 chunks and serves the chunks over TCP.
 #[derive(Debug, Parser)]
-#[command(name = "chunk-server", version, after_help = EXAMPLES)]
+#[command(name = "chunk-server", version, after_help = peer_toml::after_help("chunk-server", EXAMPLES))]
 pub(crate) struct Args {
     /// Peer folder: chunk store in DIR/temp, log in DIR/server.log.
     #[arg(long, value_name = "DIR", default_value = ".")]

@@ -9,11 +9,11 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use cli_support::peer_toml;
 use shared::program;
 
 fn main() -> ExitCode {
-    let args = cli::Args::parse();
+    let args: cli::Args = peer_toml::parse(); // flags, then DIR/peer.toml
     if let Some(exit) = args.generate.print::<cli::Args>() {
         return exit; // --generate: printed, nothing else done
     }

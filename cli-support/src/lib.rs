@@ -6,6 +6,8 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
+pub mod peer_toml;
+
 use clap::{Command, CommandFactory, ValueEnum};
 use clap_complete::Shell;
 
@@ -40,9 +42,10 @@ pub fn generate(what: Generate, mut command: Command) -> Vec<u8> {
     text
 }
 
-/// The man page. `--help`'s closing text (the examples, laid out in columns) becomes an
-/// EXAMPLES section kept as it is written (`.nf`), not clap_mangen's EXTRA section, which
-/// would run its lines together into one paragraph.
+/// The man page. `--help`'s closing text becomes two sections: its paragraph on
+/// `DIR/peer.toml` ([`peer_toml::help_note`]) a FILES section, its examples (laid out in
+/// columns, from the line `Examples:` on) an EXAMPLES section kept as it is written (`.nf`), not
+/// clap_mangen's EXTRA section, which would run its lines together into one paragraph.
 fn man_page(command: Command) -> Vec<u8> {
     let after_help = command.get_after_help().map(ToString::to_string);
     let mut page = Vec::new();
@@ -53,24 +56,45 @@ fn man_page(command: Command) -> Vec<u8> {
         return page;
     };
     let mut page = String::from_utf8(page).expect("clap_mangen writes UTF-8");
-    let mut section = String::from(".SH EXAMPLES\n.nf\n");
-    for line in after_help
-        .lines()
-        .skip_while(|l| l.trim_end().ends_with(':'))
-    {
-        let line = line.replace('\\', "\\e").replace('-', "\\-");
-        if line.starts_with(['.', '\'']) {
-            section.push_str("\\&");
-        }
-        section.push_str(&line);
-        section.push('\n');
+    let (note, examples) = match after_help.find("Examples:") {
+        Some(at) => after_help.split_at(at),
+        None => ("", after_help.as_str()),
+    };
+    let mut sections = String::new();
+    if !note.trim().is_empty() {
+        sections.push_str(
+            ".SH FILES
+",
+        );
+        // One filled paragraph: man wraps it to the reader's terminal.
+        let paragraph = note.split_whitespace().collect::<Vec<_>>().join(" ");
+        sections.push_str(&roff_lines(std::iter::once(paragraph.as_str())));
     }
-    section.push_str(".fi\n");
+    sections.push_str(".SH EXAMPLES\n.nf\n");
+    sections.push_str(&roff_lines(
+        examples.lines().skip_while(|l| l.trim_end().ends_with(':')),
+    ));
+    sections.push_str(".fi\n");
     match page.find(".SH VERSION") {
-        Some(at) => page.insert_str(at, &section),
-        None => page.push_str(&section),
+        Some(at) => page.insert_str(at, &sections),
+        None => page.push_str(&sections),
     }
     page.into_bytes()
+}
+
+/// Text lines as roff input lines: backslashes and dashes escaped, and a line that would start
+/// with a control character (`.`, `'`) made plain text.
+fn roff_lines<'a>(lines: impl Iterator<Item = &'a str>) -> String {
+    let mut out = String::new();
+    for line in lines {
+        let line = line.replace('\\', "\\e").replace('-', "\\-");
+        if line.starts_with(['.', '\'']) {
+            out.push_str("\\&");
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
 }
 
 /// [`generate`] to stdout, for `main`: success, also when the reader went away early
@@ -115,7 +139,7 @@ mod tests {
         Command::new("demo")
             .about("A demo")
             .arg(clap::Arg::new("dir").long("dir"))
-            .after_help("Examples:\n  demo --dir a     one\n.odd line")
+            .after_help("Settings may also\ncome from a-file.\n\nExamples:\n  demo --dir a     one\n.odd line")
     }
 
     #[test]
@@ -123,6 +147,10 @@ mod tests {
         let page = String::from_utf8(generate(Generate::Man, command())).unwrap();
         assert!(page.contains(".TH demo 1"), "{page}");
         assert!(!page.contains(".SH EXTRA"), "{page}");
+        assert!(
+            page.contains(".SH FILES\nSettings may also come from a\\-file.\n.SH EXAMPLES"),
+            "{page}"
+        );
         let examples = page
             .split(".SH EXAMPLES\n")
             .nth(1)

@@ -8,14 +8,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use cli_support::GenerateFlag;
+use cli_support::{peer_toml, GenerateFlag};
 use downloader::fetch::{Limits, Network};
 use downloader::{Config, Feedback};
 use log::LevelFilter;
 use shared::peer_dir::PeerDir;
 use shared::program::Program;
 
-/// The end of `--help`: real commands, each with what it does.
+/// The end of `--help`, after the note on DIR/peer.toml: real commands, each with what it does.
 const EXAMPLES: &str = "\
 Examples:
   downloader --dir bob                   the interactive prompt: list, get NAME, history, quit
@@ -24,7 +24,7 @@ Examples:
 
 /// Download files from the peers on this network (reads tags.txt, written by `listener`).
 #[derive(Debug, Parser)]
-#[command(version, about, after_help = EXAMPLES)]
+#[command(version, about, after_help = peer_toml::after_help("downloader", EXAMPLES))]
 pub(crate) struct Args {
     /// The peer folder: tags.txt is read here, chunks go to temp/, files to downloads/.
     #[arg(long, default_value = ".", global = true)]

@@ -6,7 +6,7 @@ mod cli;
 use std::io;
 use std::process::ExitCode;
 
-use clap::Parser;
+use cli_support::peer_toml;
 use downloader::command::Selection;
 use downloader::json::Format;
 use shared::program::{self, MainError};
@@ -14,7 +14,7 @@ use shared::program::{self, MainError};
 use cli::Cmd;
 
 fn main() -> ExitCode {
-    let mut args = cli::Args::parse();
+    let mut args: cli::Args = peer_toml::parse(); // flags, then DIR/peer.toml
     if let Some(exit) = args.generate.print::<cli::Args>() {
         return exit; // --generate: printed, nothing else done
     }

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::Parser;
-use cli_support::GenerateFlag;
+use cli_support::{peer_toml, GenerateFlag};
 
 use listener::index::{
     Limits, DEFAULT_MAX_CHUNKS_PER_DATAGRAM, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_ENTRIES_PER_SOURCE,
@@ -15,7 +15,7 @@ use listener::Config;
 use shared::program::{MainError, Program};
 use shared::{DEFAULT_ANNOUNCE_PORT, DEFAULT_CHUNK_PORT};
 
-/// The end of `--help`: real commands, each with what it does.
+/// The end of `--help`, after the note on DIR/peer.toml: real commands, each with what it does.
 const EXAMPLES: &str = "\
 Examples:
   listener --dir ~/p2p                   hear announcements on UDP 5000, write ~/p2p/tags.txt
@@ -26,7 +26,7 @@ Examples:
 
 /// Listen for peers' announcements and keep DIR/tags.txt up to date; query the network at start.
 #[derive(Debug, Parser)]
-#[command(name = "listener", version, about, after_help = EXAMPLES)]
+#[command(name = "listener", version, about, after_help = peer_toml::after_help("listener", EXAMPLES))]
 pub struct Args {
     /// The peer folder (tags.txt is written there).
     #[arg(long, default_value = ".")]

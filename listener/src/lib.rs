@@ -32,10 +32,13 @@
 //! one host share the announce port, and a unicast answer to a shared port reaches only one of
 //! them; the ephemeral port is this listener's alone.
 //!
-//! A query reaches the other peers' *listeners* (they own the announce port). A listener that
-//! hears one asks its own peer's announcer to answer, through the peer folder: it creates
-//! `DIR/.queries/<ip>_<port>` ([`shared::queries::QueryBox`]), which the announcer turns into a
-//! unicast announcement to that address.
+//! A broadcast query reaches the other peers' announcers, which hear it themselves (so a peer
+//! whose listener is not running answers too), and their *listeners* (they own the announce
+//! port). A listener that hears one asks its own peer's announcer to answer, through the peer
+//! folder: it creates `DIR/.queries/<ip>_<port>` ([`shared::queries::QueryBox`]), which the
+//! announcer turns into a unicast announcement to that address. That second path is kept
+//! because a query sent by unicast (to a `--peer`) reaches only the listener; the announcer
+//! answers a querier heard both ways once.
 //!
 //! The datagram's source address names the holder; nothing in the payload is trusted for that.
 //! Any datagram, however malformed, is logged (at most once per source every

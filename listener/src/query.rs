@@ -8,9 +8,16 @@
 //! from a socket of its own on an ephemeral port: several listeners on one host share the
 //! announce port, and a unicast answer to a shared port reaches only one of them.
 //!
-//! A query reaches the other peers' *listeners* (they own the announce port); the answer is
-//! their announcers' to send. What this listener may be made to ask of its announcer is bounded
-//! ([`QueryGate`]), so a flood of queries cannot turn the peer into an amplifier.
+//! A broadcast query reaches the other peers' announcers, which hear the broadcast addresses
+//! they announce to themselves, and their *listeners* (they own the announce port). A listener
+//! still passes every query it hears on to its announcer, because some reach only the
+//! listener: one sent by unicast (a querier's `--peer` or `peers.txt`) is delivered to a
+//! single socket of those sharing the port, and the announcer must not bind where it would
+//! take the listener's unicast announcements (the announcer's `ears` module explains);
+//! one broadcast to an address the announcer does not announce to, too. A query
+//! that reaches both is answered once: the announcer answers a querier at most once per
+//! [`shared::QUERY_ANSWER_GAP`]. What this listener may be made to ask of its announcer is
+//! bounded ([`QueryGate`]), so a flood of queries cannot turn the peer into an amplifier.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -32,8 +39,9 @@ pub const QUERY_SCHEDULE: [Duration; 3] = [
 ];
 
 /// A listener creates at most one query file per querier address per this long, so a
-/// querier (or an attacker) cannot make the announcer answer faster than that.
-pub const QUERY_FILE_GAP: Duration = Duration::from_secs(1);
+/// querier (or an attacker) cannot make the announcer answer faster than that; the announcer
+/// answers each querier at most once per the same gap.
+pub const QUERY_FILE_GAP: Duration = shared::QUERY_ANSWER_GAP;
 
 /// At most this many query files are created per second in all, whatever the number of
 /// queriers: bounds the unicast traffic a flood of queries can make this peer send.

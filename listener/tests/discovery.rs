@@ -194,7 +194,8 @@ fn new_listener_lists_an_already_running_peer_within_a_second() {
         started.elapsed(),
         logs(&[a.path(), b.path()])
     );
-    // A's announcer answered through a query file, and deleted it.
+    // A's announcer heard the query itself and answered it; the copy A's listener passed on
+    // through a query file was deleted unanswered (answered already).
     let queries = a.path().join(shared::QUERIES_DIR);
     assert!(poll_until(PATIENCE, || std::fs::read_dir(&queries)
         .is_ok_and(|mut d| d.next().is_none())));

@@ -138,3 +138,10 @@ pub const RUN_DIR: &str = ".run";
 /// A query file older than this is deleted unanswered: the listener that asked has long since
 /// re-asked or heard the periodic announcement, and an answer now would be noise.
 pub const QUERY_FILE_MAX_AGE: Duration = Duration::from_secs(10);
+
+/// A querier (one source address) is answered at most once per this long, however many of
+/// its queries arrive meanwhile: the listener passes on at most one per querier per this long
+/// (`DIR/.queries/`), and the announcer, which hears broadcast queries itself as well, answers
+/// a query that reached it both ways once. A starting listener's three queries are spaced so
+/// that the last falls after it (UDP may have lost the first answer).
+pub const QUERY_ANSWER_GAP: Duration = Duration::from_secs(1);

@@ -42,6 +42,35 @@ pub fn broadcast_targets(port: u16) -> Vec<SocketAddr> {
     targets
 }
 
+/// The broadcast addresses this host receives on: the directed broadcast address of every up
+/// IPv4 interface, loopback included (`127.255.255.255`), and the limited broadcast
+/// 255.255.255.255. An address that is also an interface's own (a /31 or /32 network) is left
+/// out: a socket bound there would take that address's unicast traffic too.
+pub fn local_broadcast_addresses() -> Vec<Ipv4Addr> {
+    let v4: Vec<(Ipv4Addr, Ipv4Addr)> = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(if_addrs::Interface::is_oper_up)
+        .filter_map(|iface| match iface.addr {
+            if_addrs::IfAddr::V4(v4) => Some((
+                v4.ip,
+                v4.broadcast
+                    .unwrap_or_else(|| directed_broadcast(v4.ip, v4.netmask)),
+            )),
+            if_addrs::IfAddr::V6(_) => None,
+        })
+        .collect();
+    let mut addresses: Vec<Ipv4Addr> = v4
+        .iter()
+        .map(|(_, broadcast)| *broadcast)
+        .filter(|b| !v4.iter().any(|(ip, _)| ip == b))
+        .chain([Ipv4Addr::BROADCAST])
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+    addresses
+}
+
 /// The directed broadcast address of the network `ip`/`netmask`.
 pub fn directed_broadcast(ip: Ipv4Addr, netmask: Ipv4Addr) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(ip) | !u32::from(netmask))
@@ -93,6 +122,45 @@ mod tests {
         assert_eq!(b("192.168.1.17", "255.255.255.0"), "192.168.1.255");
         assert_eq!(b("10.0.3.4", "255.255.0.0"), "10.0.255.255");
         assert_eq!(b("172.17.0.2", "255.255.240.0"), "172.17.15.255");
+    }
+
+    #[test]
+    fn loopback_and_limited_broadcast_are_local_broadcast_addresses() {
+        let local = local_broadcast_addresses();
+        assert!(
+            local.contains(&Ipv4Addr::new(127, 255, 255, 255)),
+            "{local:?}"
+        );
+        assert!(local.contains(&Ipv4Addr::BROADCAST), "{local:?}");
+        assert!(!local.contains(&Ipv4Addr::LOCALHOST), "{local:?}");
+    }
+
+    /// Why the announcer binds its query sockets to broadcast addresses only: on Linux a
+    /// socket bound to a unicast address hears no broadcast, and of several sockets sharing a
+    /// port the last one bound takes all its unicast datagrams (a listener's included).
+    #[test]
+    fn a_socket_bound_to_the_broadcast_address_hears_broadcasts_but_takes_no_unicast() {
+        let first = bind_udp_shared("0.0.0.0:0".parse().unwrap()).unwrap();
+        let port = first.local_addr().unwrap().port();
+        let broadcast = SocketAddr::from(([127, 255, 255, 255], port));
+        let on_broadcast = bind_udp_shared(broadcast).unwrap();
+        for s in [&first, &on_broadcast] {
+            s.set_read_timeout(Some(std::time::Duration::from_millis(300)))
+                .unwrap();
+        }
+        let sender = bind_udp_shared("127.0.0.1:0".parse().unwrap()).unwrap();
+        sender.send_to(b"unicast", ("127.0.0.1", port)).unwrap();
+        sender.send_to(b"broadcast", broadcast).unwrap();
+        let drain = |s: &UdpSocket| {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 16];
+            while let Ok((n, _)) = s.recv_from(&mut buf) {
+                got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+            got
+        };
+        assert_eq!(drain(&first), ["unicast", "broadcast"]);
+        assert_eq!(drain(&on_broadcast), ["broadcast"]);
     }
 
     #[test]

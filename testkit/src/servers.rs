@@ -109,7 +109,7 @@ impl TestAnnouncer {
     pub fn start_with(socket: UdpSocket, config: announcer::Config) -> TestAnnouncer {
         TestAnnouncer {
             running: InProcess::spawn(false, move |shutdown| {
-                announcer::run(socket, config, shutdown)
+                announcer::run(socket, Vec::new(), config, shutdown)
             }),
         }
     }

@@ -95,6 +95,25 @@ impl Kind {
 /// empty `files` under it and keeps showing the querying peer's own announcement.
 pub const QUERY_USERNAME: &str = "(query)";
 
+/// Longest datagram [`is_query`] reads as a query. Ours are about 100 bytes (no chunks, no
+/// contents); anything longer is an announcement, whatever it says, and is not parsed: an
+/// announcer that hears the announce port for queries also hears every announcement of the
+/// LAN, and must not pay for a full JSON parse of each.
+pub const MAX_QUERY_DATAGRAM: usize = 512;
+
+/// Whether `bytes` is a query ([`Kind::Query`]) of a version we speak, cheaply: a datagram
+/// longer than [`MAX_QUERY_DATAGRAM`] or without the bytes `query` is refused before any
+/// parsing, so only small candidates are decoded.
+pub fn is_query(bytes: &[u8]) -> bool {
+    const NEEDLE: &[u8] = b"query";
+    bytes.len() <= MAX_QUERY_DATAGRAM
+        && bytes.windows(NEEDLE.len()).any(|w| w == NEEDLE)
+        && Announcement::decode(bytes).is_ok_and(|a| {
+            a.p2p
+                .is_some_and(|e| e.kind == Kind::Query && KNOWN_VERSIONS.contains(&e.v))
+        })
+}
+
 /// Longest announce interval a listener honours, in seconds (ten minutes): a longer one is
 /// taken at this value, so a peer cannot stay listed for days after it left. Our announcers
 /// refuse a longer `--interval`.
@@ -318,6 +337,46 @@ mod tests {
         let old = br#"{"username":"x","files":[],"p2p":{"v":1,"port":1,"interval":5}}"#;
         let ext = Announcement::decode(old).unwrap().p2p.unwrap();
         assert_eq!((ext.kind, ext.instance), (Kind::Announce, None));
+    }
+
+    #[test]
+    fn queries_are_told_from_everything_else_without_parsing_big_datagrams() {
+        let query = Announcement::ours(
+            QUERY_USERNAME,
+            &[],
+            AnnouncementExt {
+                kind: Kind::Query,
+                ..AnnouncementExt::new(0, 60)
+            },
+        )
+        .encode();
+        assert!(query.len() < MAX_QUERY_DATAGRAM / 2, "{}", query.len());
+        assert!(is_query(&query));
+        let announce = Announcement::ours("query", &["query_1"], ext()).encode();
+        assert!(!is_query(&announce), "an announcement naming 'query'");
+        let goodbye = Announcement::ours(
+            "a",
+            &[],
+            AnnouncementExt {
+                kind: Kind::Goodbye,
+                ..ext()
+            },
+        )
+        .encode();
+        assert!(!is_query(&goodbye));
+        assert!(!is_query(br#"{"username":"query","files":[]}"#), "legacy");
+        assert!(!is_query(b"query"));
+        assert!(!is_query(b""));
+        let future =
+            br#"{"username":"q","files":[],"p2p":{"v":99,"port":0,"interval":60,"kind":"query"}}"#;
+        assert!(!is_query(future), "a version we do not speak");
+        // A query padded past the limit is not even parsed.
+        let mut padded = query[..query.len() - 1].to_vec();
+        padded.extend_from_slice(
+            format!(r#","pad":"{}"}}"#, "x".repeat(MAX_QUERY_DATAGRAM)).as_bytes(),
+        );
+        assert!(Announcement::decode(&padded).is_ok());
+        assert!(!is_query(&padded));
     }
 
     #[test]

@@ -30,7 +30,8 @@ mod request;
 mod response;
 
 pub use announcement::{
-    Announcement, AnnouncementExt, Kind, KNOWN_VERSIONS, MAX_ANNOUNCE_INTERVAL_SECS, QUERY_USERNAME,
+    is_query, Announcement, AnnouncementExt, Kind, KNOWN_VERSIONS, MAX_ANNOUNCE_INTERVAL_SECS,
+    MAX_QUERY_DATAGRAM, QUERY_USERNAME,
 };
 pub use content::{ContentMeta, Manifest};
 pub use error::{DecodeError, ErrorCode};
