@@ -162,3 +162,46 @@ fn get_verbose_on_a_terminal_shows_a_bar_per_chunk() {
     );
     assert_same_file(&original, &c.downloads_dir().join("Report.pdf"));
 }
+
+#[test]
+fn piped_commands_are_read_as_lines_with_no_history_file() {
+    let dir = testkit::files::temp_dir();
+    let mut child = std::process::Command::new(Program::Downloader.path())
+        .args(["--dir"])
+        .arg(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the downloader");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("its stdin");
+        stdin.write_all(b"get\nhelp\n").expect("write the commands");
+        // End of input ends the prompt, as `quit` would.
+    }
+    testkit::wait::wait_until(
+        std::time::Instant::now() + Duration::from_secs(20),
+        "the prompt ends at the end of its input",
+        || match child.try_wait() {
+            Ok(Some(_)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    let out = child.wait_with_output().expect("the downloader's output");
+    assert_success(&out, "the prompt reading a pipe");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("> usage: get NAME|NUMBER\n"), "{stdout}");
+    assert!(
+        stdout.contains("Tab completes commands and names"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains('\x1b'),
+        "no escape codes off a terminal:\n{stdout:?}"
+    );
+    assert!(
+        !dir.path().join(".prompt_history").exists(),
+        "no history file without a terminal"
+    );
+}

@@ -61,9 +61,10 @@ pub fn interactive(
     write_out(
         out,
         &format!(
-            "Peer folder {}. Type a number or a name to download (Tab completes); Enter or \
-             'list' to refresh, 'history', 'help', 'quit'.\n",
-            config.dir.root().display()
+            "Peer folder {}. Type a number or a name to download{}; Enter or 'list' to \
+             refresh, 'history', 'help', 'quit'.\n",
+            config.dir.root().display(),
+            if terminal { " (Tab completes)" } else { "" }
         ),
     )?;
     let mut catalog = show_catalog(config, out, &names)?;
