@@ -164,6 +164,25 @@ fn get_verbose_on_a_terminal_shows_a_bar_per_chunk() {
 }
 
 #[test]
+fn ctrl_c_cancels_a_download_started_at_the_prompt() {
+    let net = TestNet::new(Duration::from_secs(150));
+    // 12 MiB at 1 MiB/s per connection: seconds to go when Ctrl-C comes.
+    let (_a, c, _) = report_on_offer(&net, 12 << 20, &["--max-rate", "1048576"]);
+    let mut prompt = open_prompt(&net, &c);
+    prompt.type_keys(&format!("get Report.pdf{ENTER}"));
+    // The editor gave the terminal back before the download started: Ctrl-C is a signal again.
+    wait_for_screen(&net, &prompt, "the download starts", |s| {
+        s.contains("Downloading Report.pdf")
+    });
+    prompt.type_keys(CTRL_C);
+    let out = prompt.wait(Duration::from_secs(20));
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.contains("Download cancelled."), "{screen}");
+    assert!(!screen.contains("Done:"), "{screen}");
+    assert!(!c.downloads_dir().join("Report.pdf").exists());
+}
+
+#[test]
 fn piped_commands_are_read_as_lines_with_no_history_file() {
     let dir = testkit::files::temp_dir();
     let mut child = std::process::Command::new(Program::Downloader.path())
