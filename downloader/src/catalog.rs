@@ -75,12 +75,44 @@ impl Target {
 /// Why a selection names no single content.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectError {
-    /// No content with that name (or digest prefix) is on offer.
-    #[error("no peer offers {0:?} (see `downloader list`)")]
-    NotFound(String),
+    /// No content has that name, even ignoring case; `suggestion` is the nearest name on
+    /// offer, when one is near enough to be a typo of it.
+    #[error("no file named {name:?} on offer{}", match suggestion {
+        Some(near) => format!("; did you mean {near:?}?"),
+        None => " (see `downloader list`)".to_owned(),
+    })]
+    NotFound {
+        /// The name asked for.
+        name: String,
+        /// The name on offer it is most likely a typo of.
+        suggestion: Option<String>,
+    },
+    /// Files with that name are on offer, but none whose SHA-256 starts with the prefix given.
+    #[error(
+        "no file named {name:?} has a SHA-256 starting with {prefix:?} (see `downloader list`)"
+    )]
+    NoSuchDigest {
+        /// The name.
+        name: String,
+        /// The digest prefix asked for.
+        prefix: String,
+    },
+    /// No name matches exactly, and several match ignoring case.
+    #[error("{name:?} matches several files whose names differ only in case: {}; type the exact name or its number", quoted(matches))]
+    Ambiguous {
+        /// The name asked for.
+        name: String,
+        /// The names it matches ignoring case.
+        matches: Vec<String>,
+    },
     /// The number is not in the listing.
     #[error("there is no item {0} in the list (1 to {1})")]
     BadNumber(usize, usize),
+}
+
+fn quoted(names: &[String]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
+    quoted.join(", ")
 }
 
 /// The contents on offer, in listing order.
@@ -125,40 +157,89 @@ impl Catalog {
         Catalog { targets }
     }
 
-    /// Picks a content. By name, when several different files share it, the first (most
-    /// available) wins unless `sha256_prefix` picks another; the second value counts how many
-    /// contents had that name.
+    /// Picks a content. By name, the exact name wins; else the one name equal to it ignoring
+    /// case (`report.pdf` picks `Report.pdf`). When several different files share the name,
+    /// the first (most available) wins unless `sha256_prefix` picks another; the second value
+    /// counts how many contents had that name.
     ///
     /// # Errors
-    /// [`SelectError`] when nothing matches.
+    /// [`SelectError`] when nothing matches (with the nearest name, for a typo), or when
+    /// several names differ from it only in case.
     pub fn select(
         &self,
         selection: &Selection,
         sha256_prefix: Option<&str>,
     ) -> Result<(&Target, usize), SelectError> {
-        match selection {
-            Selection::Number(n) => match n.checked_sub(1).and_then(|i| self.targets.get(i)) {
-                Some(target) => Ok((target, 1)),
-                None => Err(SelectError::BadNumber(*n, self.targets.len())),
-            },
-            Selection::Name(name) => {
-                let prefix = sha256_prefix.map(str::to_ascii_lowercase);
-                let matches: Vec<&Target> = self
-                    .targets
-                    .iter()
-                    .filter(|t| &t.name == name)
-                    .filter(|t| match (&prefix, t.sha256) {
-                        (None, _) => true,
-                        (Some(p), Some(d)) => d.to_string().starts_with(p.as_str()),
-                        (Some(_), None) => false,
-                    })
-                    .collect();
-                match matches.first() {
-                    Some(first) => Ok((first, matches.len())),
-                    None => Err(SelectError::NotFound(name.clone())),
+        let name = match selection {
+            Selection::Number(n) => {
+                return match n.checked_sub(1).and_then(|i| self.targets.get(i)) {
+                    Some(target) => Ok((target, 1)),
+                    None => Err(SelectError::BadNumber(*n, self.targets.len())),
                 }
             }
+            Selection::Name(name) => name,
+        };
+        let mut named: Vec<&Target> = self.targets.iter().filter(|t| &t.name == name).collect();
+        if named.is_empty() {
+            let folded = name.to_lowercase();
+            named = self
+                .targets
+                .iter()
+                .filter(|t| t.name.to_lowercase() == folded)
+                .collect();
+            // Targets are sorted by name: equal names are neighbours.
+            let mut names: Vec<String> = named.iter().map(|t| t.name.clone()).collect();
+            names.dedup();
+            if names.len() > 1 {
+                return Err(SelectError::Ambiguous {
+                    name: name.clone(),
+                    matches: names,
+                });
+            }
         }
+        if named.is_empty() {
+            return Err(SelectError::NotFound {
+                name: name.clone(),
+                suggestion: self.nearest_name(name).map(str::to_owned),
+            });
+        }
+        let matches: Vec<&Target> = match sha256_prefix.map(str::to_ascii_lowercase) {
+            None => named,
+            Some(prefix) => {
+                let matching: Vec<&Target> = named
+                    .into_iter()
+                    .filter(|t| t.sha256.is_some_and(|d| d.to_string().starts_with(&prefix)))
+                    .collect();
+                if matching.is_empty() {
+                    return Err(SelectError::NoSuchDigest {
+                        name: name.clone(),
+                        prefix,
+                    });
+                }
+                matching
+            }
+        };
+        Ok((matches[0], matches.len()))
+    }
+
+    /// The name on offer that `name` is most likely a mistyping of: one that holds it (ignoring
+    /// case; `report` for `report.pdf`), else the fewest edits away when they are few for its
+    /// length (`reprot.pdf`). `None` when no name is that close.
+    pub fn nearest_name(&self, name: &str) -> Option<&str> {
+        let wanted = name.to_lowercase();
+        let wanted_len = wanted.chars().count();
+        self.targets
+            .iter()
+            .map(|t| t.name.as_str())
+            .filter_map(|candidate| {
+                let folded = candidate.to_lowercase();
+                let holds = wanted_len >= 3 && folded.contains(&wanted);
+                let edits = strsim::osa_distance(&wanted, &folded);
+                let near = edits <= 1 + wanted_len.max(folded.chars().count()) / 4;
+                (holds || near).then_some(((!holds, edits), candidate))
+            })
+            .min_by_key(|&(rank, _)| rank)
+            .map(|(_, candidate)| candidate)
     }
 
     /// The listing shown by `list` and at the prompt.
@@ -207,21 +288,20 @@ impl Catalog {
             })
             .collect();
         let header = ["#", "NAME", "SIZE", "CHUNKS", "HOLDERS", "SHA256"];
-        let mut widths = header.map(str::len);
+        // Display widths, not char counts: a name with wide or combining characters keeps
+        // the columns after it aligned.
+        let mut widths = header.map(format::width);
         for row in &rows {
             for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.chars().count());
+                *w = (*w).max(format::width(cell));
             }
         }
         let mut out = String::new();
         for row in std::iter::once(header.map(String::from)).chain(rows) {
             let mut line = String::new();
             for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
-                if i == 0 {
-                    let _ = write!(line, "{cell:>width$}  ");
-                } else {
-                    let _ = write!(line, "{cell:<width$}  ");
-                }
+                // The number is right-aligned, the rest left-aligned.
+                let _ = write!(line, "{}  ", format::pad(cell, width, i != 0));
             }
             out.push_str(line.trim_end());
             out.push('\n');
@@ -345,13 +425,17 @@ mod tests {
             c.select(&Selection::Number(0), None),
             Err(SelectError::BadNumber(0, 3))
         );
-        assert!(matches!(
+        assert_eq!(
             c.select(&Selection::Name("nope".into()), None),
-            Err(SelectError::NotFound(_))
+            Err(SelectError::NotFound {
+                name: "nope".into(),
+                suggestion: None
+            })
+        );
+        assert!(matches!(
+            c.select(&Selection::Name("ece".into()), Some("00")),
+            Err(SelectError::NoSuchDigest { .. })
         ));
-        assert!(c
-            .select(&Selection::Name("ece".into()), Some("00"))
-            .is_err());
     }
 
     #[test]
@@ -479,5 +563,96 @@ mod tests {
         // ...but a complete copy beats an incomplete verified one.
         index.entries[1].chunks = ChunkSet::parse("12---").unwrap();
         assert_eq!(first(&index), None);
+    }
+
+    fn named(names: &[&str]) -> Catalog {
+        let entries = names
+            .iter()
+            .zip(2u8..)
+            .map(|(name, ip)| entry("alice", ip, name, Some(ip), "12345"))
+            .collect();
+        Catalog::from_index(
+            &TagsIndex {
+                updated: None,
+                entries,
+            },
+            Utc::now(),
+        )
+    }
+
+    fn pick(c: &Catalog, name: &str) -> Result<String, SelectError> {
+        c.select(&Selection::Name(name.into()), None)
+            .map(|(t, _)| t.name.clone())
+    }
+
+    #[test]
+    fn names_match_ignoring_case_when_no_name_matches_exactly() {
+        let c = named(&["Report.pdf", "notes.txt", "NOTES.txt", "Notes.TXT"]);
+        assert_eq!(pick(&c, "report.pdf"), Ok("Report.pdf".into()));
+        assert_eq!(pick(&c, "REPORT.PDF"), Ok("Report.pdf".into()));
+        // The exact case wins over names that differ only in case...
+        assert_eq!(pick(&c, "NOTES.txt"), Ok("NOTES.txt".into()));
+        // ...and with none exact, several of them are a question, not a guess.
+        let err = pick(&c, "notes.TXT").unwrap_err();
+        assert_eq!(
+            err,
+            SelectError::Ambiguous {
+                name: "notes.TXT".into(),
+                matches: vec!["NOTES.txt".into(), "Notes.TXT".into(), "notes.txt".into()]
+            }
+        );
+        assert!(
+            err.to_string()
+                .contains(r#""NOTES.txt", "Notes.TXT", "notes.txt""#),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_near_miss_suggests_the_name_on_offer() {
+        let c = named(&["Report.pdf", "holiday photo.png", "a.txt"]);
+        for (typed, meant) in [
+            ("reprot.pdf", "Report.pdf"),
+            ("Report.pd", "Report.pdf"),
+            ("report", "Report.pdf"),
+            ("holiday photo.jpg", "holiday photo.png"),
+            ("photo", "holiday photo.png"),
+            ("b.txt", "a.txt"),
+        ] {
+            let err = pick(&c, typed).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("no file named {typed:?} on offer; did you mean {meant:?}?"),
+                "{typed}"
+            );
+        }
+        for far in ["zzz", "budget.xlsx", "x"] {
+            let err = pick(&c, far).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("no file named {far:?} on offer (see `downloader list`)")
+            );
+        }
+    }
+
+    #[test]
+    fn wide_names_keep_the_columns_aligned() {
+        let c = named(&["Résumé 日本語 🎉.pdf", "plain.txt", "e\u{301}.txt"]);
+        let text = c.render();
+        // Where the SIZE column starts, in terminal columns, on every line.
+        let starts: Vec<usize> = text
+            .lines()
+            .map(|line| {
+                let at = line.find("SIZE").or_else(|| line.find("2.0 KiB")).unwrap();
+                format::width(&line[..at])
+            })
+            .collect();
+        assert_eq!(starts.len(), 4, "{text}");
+        assert!(starts.iter().all(|&s| s == starts[0]), "{starts:?}\n{text}");
+        assert_eq!(
+            starts[0],
+            3 + format::width("Résumé 日本語 🎉.pdf") + 2,
+            "{text}"
+        );
     }
 }

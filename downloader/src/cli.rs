@@ -48,7 +48,8 @@ pub(crate) struct Args {
     min_free: u64,
     #[command(flatten)]
     pub(crate) generate: GenerateFlag,
-    /// Log debug details on stderr.
+    /// Log debug details on stderr; but `get` on a terminal shows a bar per chunk (with its
+    /// holder) under the progress bar instead, as log lines would tear the bars.
     #[arg(short, long, global = true, conflicts_with = "quiet")]
     verbose: bool,
     /// Print nothing on stderr but errors: no progress (`get`), no warnings.
@@ -131,7 +132,11 @@ impl Args {
             Some(Cmd::Get { .. }) => (None, self.dir.is_dir()),
             Some(Cmd::List { .. } | Cmd::History { .. }) => (None, false),
         };
+        // `get -v` on a terminal draws the chunks' bars, which log lines would tear.
+        let chunk_bars =
+            matches!(self.command, Some(Cmd::Get { .. })) && self.feedback() == Feedback::ChunkBars;
         let terminal = match (self.verbose, self.quiet || self.command.is_none()) {
+            (true, _) if chunk_bars => LevelFilter::Warn,
             (true, _) => LevelFilter::Debug,
             (false, true) => LevelFilter::Error,
             (false, false) => LevelFilter::Warn,
@@ -145,11 +150,13 @@ impl Args {
         }
     }
 
-    /// How `get` shows its progress on stderr: a bar on a terminal, plain lines elsewhere,
-    /// nothing with `--quiet`.
+    /// How `get` shows its progress on stderr: a bar on a terminal (with `--verbose`, and a
+    /// bar per chunk), plain lines elsewhere, nothing with `--quiet`.
     pub(crate) fn feedback(&self) -> Feedback {
         if self.quiet {
             Feedback::Quiet
+        } else if std::io::stderr().is_terminal() && self.verbose {
+            Feedback::ChunkBars
         } else if std::io::stderr().is_terminal() {
             Feedback::Bar
         } else {

@@ -22,11 +22,20 @@ pub enum Command {
     Help,
     /// Leave the prompt.
     Quit,
+    /// A command word typed without the argument it needs: the line to show instead (a bare
+    /// `get` is never taken for a file named "get").
+    Usage(&'static str),
 }
+
+/// The command words offered by Tab at the start of a line, as `help` lists them.
+pub const WORDS: [&str; 5] = ["get", "list", "history", "help", "quit"];
+
+/// What a bare `get` (or `download`, `d`) answers.
+pub const GET_USAGE: &str = "usage: get NAME|NUMBER";
 
 impl Command {
     /// Parses one input line. Anything that is not a keyword is a content number or name, so a
-    /// file called `list` can still be fetched with `get list`.
+    /// file called `list` can still be fetched with `get list`; `get` alone is a usage hint.
     pub fn parse(line: &str) -> Command {
         let line = line.trim();
         let (word, rest) = match line.split_once(char::is_whitespace) {
@@ -38,9 +47,8 @@ impl Command {
             ("h" | "history", "") => Command::History,
             ("?" | "help", "") => Command::Help,
             ("q" | "quit" | "exit", "") => Command::Quit,
-            ("get" | "download" | "d", rest) if !rest.is_empty() => {
-                Command::Download(Selection::parse(rest))
-            }
+            ("get" | "download" | "d", "") => Command::Usage(GET_USAGE),
+            ("get" | "download" | "d", rest) => Command::Download(Selection::parse(rest)),
             _ => Command::Download(Selection::parse(line)),
         }
     }
@@ -96,7 +104,10 @@ mod tests {
             ("get 2", number(2)),
             ("get list", name("list")),
             ("download my file", name("my file")),
-            ("get", name("get")),
+            ("get", Command::Usage(GET_USAGE)),
+            ("GET  ", Command::Usage(GET_USAGE)),
+            ("d", Command::Usage(GET_USAGE)),
+            ("get get", name("get")),
             ("list files", name("list files")),
         ] {
             assert_eq!(Command::parse(line), expected, "{line:?}");

@@ -1,4 +1,7 @@
-//! Human-readable sizes and rates for the terminal.
+//! Human-readable sizes and rates for the terminal, and the display width that keeps table
+//! columns aligned when names hold wide (CJK, emoji) or zero-width (combining) characters.
+
+use unicode_width::UnicodeWidthStr;
 
 /// `1.0 MiB`, `512 B`, …
 pub fn size(bytes: u64) -> String {
@@ -23,6 +26,23 @@ pub fn rate_mbps(bytes: u64, millis: u128) -> f64 {
     bytes / 1000.0 / millis
 }
 
+/// How many terminal columns `text` takes: 2 per wide character, 0 per combining mark; not
+/// its `char` count, which would misalign a table holding `日本語` or an emoji.
+pub fn width(text: &str) -> usize {
+    UnicodeWidthStr::width(text)
+}
+
+/// `text` padded with spaces to `columns` display columns, on the right (`left_aligned`) or
+/// on the left; unchanged when already as wide.
+pub fn pad(text: &str, columns: usize, left_aligned: bool) -> String {
+    let fill = " ".repeat(columns.saturating_sub(width(text)));
+    if left_aligned {
+        format!("{text}{fill}")
+    } else {
+        format!("{fill}{text}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,5 +60,16 @@ mod tests {
     fn rates() {
         assert!((rate_mbps(10_000_000, 1000) - 10.0).abs() < 1e-9);
         assert!(rate_mbps(5, 0) > 0.0);
+    }
+
+    #[test]
+    fn wide_characters_take_two_columns_and_marks_none() {
+        assert_eq!(width("abc"), 3);
+        assert_eq!(width("日本語"), 6);
+        assert_eq!(width("🎉"), 2);
+        assert_eq!(width("e\u{301}"), 1);
+        assert_eq!(pad("日本", 6, true), "日本  ");
+        assert_eq!(pad("7", 3, false), "  7");
+        assert_eq!(pad("toolong", 3, true), "toolong");
     }
 }

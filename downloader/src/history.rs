@@ -67,8 +67,16 @@ pub fn render(entries: &[Entry]) -> String {
     if entries.is_empty() {
         return "No downloads yet.\n".to_owned();
     }
+    // Names and sizes padded to their widest, in terminal columns (see `format::width`).
+    let names: Vec<String> = entries
+        .iter()
+        .map(|e| terminal_safe(&e.content).into_owned())
+        .collect();
+    let sizes: Vec<String> = entries.iter().map(|e| format::size(e.bytes)).collect();
+    let name_width = names.iter().map(|n| format::width(n)).max().unwrap_or(0);
+    let size_width = sizes.iter().map(|s| format::width(s)).max().unwrap_or(0);
     let mut out = String::new();
-    for e in entries {
+    for ((e, name), size) in entries.iter().zip(&names).zip(&sizes) {
         let when: String = e
             .time
             .chars()
@@ -89,13 +97,13 @@ pub fn render(entries: &[Entry]) -> String {
                 format!("{s} ({n} chunk{})", if *n == 1 { "" } else { "s" })
             })
             .collect();
-        let _ = writeln!(
-            out,
+        let line = format!(
             "{when}  {:<6}  {}  {}  {check}",
             e.outcome.map_or("?", Outcome::as_str),
-            terminal_safe(&e.content),
-            format::size(e.bytes)
+            format::pad(name, name_width, true),
+            format::pad(size, size_width, false),
         );
+        let _ = writeln!(out, "{}", line.trim_end());
         if !sources.is_empty() {
             let _ = writeln!(out, "    from {}", sources.join(", "));
         }
@@ -173,5 +181,22 @@ mod tests {
         assert!(parse("").is_empty());
         assert!(parse("garbage\n[INFO]\n").is_empty());
         assert_eq!(render(&[]), "No downloads yet.\n");
+    }
+
+    #[test]
+    fn wide_names_keep_the_history_columns_aligned() {
+        let log = "\
+2026-11-21T18:00:01.4Z [INFO] download content=\"日本語 🎉.txt\" bytes=6 sha256=ab outcome=ok verified=yes path=-
+2026-11-21T18:05:00.0Z [INFO] download content=plain.txt bytes=2048 sha256=ab outcome=ok verified=yes path=-
+";
+        let text = render(&parse(log));
+        let ends: Vec<usize> = text
+            .lines()
+            .map(|line| format::width(&line[..line.find("verified").unwrap()]))
+            .collect();
+        assert_eq!(ends.len(), 2, "{text}");
+        assert_eq!(ends[0], ends[1], "{text}");
+        assert!(text.contains("日本語 🎉.txt      6 B  verified"), "{text}");
+        assert!(text.contains("plain.txt      2.0 KiB  verified"), "{text}");
     }
 }

@@ -5,7 +5,7 @@
 //! - [`download`]: the download itself (many holders, fallbacks, verification, reassembly).
 //! - [`fetch`]: every request to a holder (a manifest, a chunk).
 //! - `actions`: the commands `list`, `history`, `get`; [`json`]: what they print for scripts
-//!   (`--json`); `prompt`: the interactive loop;
+//!   (`--json`); `prompt`: the interactive loop (line editor, Tab completion, history);
 //!   `wording`: what the user reads about a download.
 //! - [`command`]: parsing of interactive input; [`history`](mod@history): the download history;
 //!   [`format`](mod@format): sizes and rates for people.

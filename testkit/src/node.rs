@@ -334,10 +334,19 @@ impl RunningDownloader {
     /// # Panics
     /// When the run has no terminal to type on, or it is gone.
     pub fn type_line(&mut self, line: &str) {
+        self.type_keys(&format!("{line}\n"));
+    }
+
+    /// Types `keys` on the terminal of a run started by [`Peer::spawn_downloader_on_terminal`],
+    /// as they are: `"\t"` is Tab, `"\r"` Enter, `"\x1b[A"` the up-arrow, `"\x04"` Ctrl-D.
+    ///
+    /// # Panics
+    /// When the run has no terminal to type on, or it is gone.
+    pub fn type_keys(&mut self, keys: &str) {
         use std::io::Write;
         let stdin = self.child.stdin.as_mut().expect("a run on a terminal");
         stdin
-            .write_all(format!("{line}\n").as_bytes())
+            .write_all(keys.as_bytes())
             .and_then(|()| stdin.flush())
             .expect("type on the terminal");
     }

@@ -1,10 +1,13 @@
 //! The interactive prompt: lists the contents, reads a [`Command`] per line, downloads what the
 //! user picks, until `quit`, end of input or Ctrl-C. Its words are here (greeting, help, what a
 //! mistyped line gets); those of a download are `wording`'s, shared with `downloader get`.
+//!
+//! - `input`: where lines come from (the line editor on a terminal, plain lines elsewhere),
+//!   and the history file in the peer folder.
+//! - `complete`: what Tab completes.
 
 use std::io::{self, BufRead, IsTerminal, Write};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use shared::shutdown::Shutdown;
 
@@ -17,11 +20,20 @@ use crate::error::Error;
 use crate::json::Format;
 use crate::wording::{write_line, write_out};
 
-/// How often the prompt looks at the Ctrl-C flag while it waits for input.
-const INPUT_POLL: Duration = Duration::from_millis(100);
+mod complete;
+mod input;
+
+use complete::Names;
+use input::{Input, Next};
+
+/// The prompt's history, in the peer folder: the lines typed at the line editor, kept across
+/// runs (created by the first line typed at a terminal; never by other commands).
+pub const HISTORY_FILE: &str = ".prompt_history";
 
 /// The interactive prompt: lists the contents, downloads what the user picks, loops until
-/// `quit`, end of input or Ctrl-C.
+/// `quit`, end of input or Ctrl-C. When standard input is a terminal, the line editor reads it
+/// (editing, Tab completion, history in [`HISTORY_FILE`]) and `input` is not used; otherwise
+/// commands are read from `input`, a line each.
 ///
 /// # Errors
 /// Only when the terminal cannot be written; failed downloads are reported and the loop goes
@@ -32,59 +44,40 @@ pub fn interactive(
     out: &mut dyn Write,
     shutdown: &Shutdown,
 ) -> Result<(), Error> {
-    if !io::stdin().is_terminal() {
-        log::debug!("standard input is not a terminal; reading commands from it");
-    }
+    let terminal = io::stdin().is_terminal();
     // Someone at a terminal gets the live bars, with a line per chunk in flight, on stderr.
-    let feedback = if io::stdin().is_terminal() && io::stderr().is_terminal() {
+    let feedback = if terminal && io::stderr().is_terminal() {
         Feedback::ChunkBars
     } else {
         Feedback::Lines
     };
-    // Read lines on a thread so that Ctrl-C can end the prompt while it waits for input.
-    let (tx, rx) = mpsc::sync_channel::<io::Result<String>>(1);
-    std::thread::spawn(move || {
-        for line in input.lines() {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let names: Names = Arc::new(Mutex::new(Vec::new()));
+    let mut input = if terminal {
+        Input::editor(config.dir.root().join(HISTORY_FILE), Arc::clone(&names))
+    } else {
+        log::debug!("standard input is not a terminal; reading commands from it");
+        Input::lines(input)
+    };
     write_out(
         out,
         &format!(
-            "Peer folder {}. Type a number or a name to download; Enter or 'list' to refresh, \
-             'history', 'help', 'quit'.\n",
-            config.dir.root().display()
+            "Peer folder {}. Type a number or a name to download{}; Enter or 'list' to \
+             refresh, 'history', 'help', 'quit'.\n",
+            config.dir.root().display(),
+            if terminal { " (Tab completes)" } else { "" }
         ),
     )?;
-    let mut catalog = show_catalog(config, out)?;
+    let mut catalog = show_catalog(config, out, &names)?;
     loop {
-        write_out(out, "> ")?;
-        let line = loop {
-            if shutdown.is_triggered() {
-                write_out(out, "\n")?;
-                return Ok(());
-            }
-            match rx.recv_timeout(INPUT_POLL) {
-                Ok(Ok(line)) => break line,
-                Ok(Err(source)) => {
-                    return Err(Error::Io {
-                        context: "cannot read the terminal".into(),
-                        source,
-                    })
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    write_out(out, "\n")?;
-                    return Ok(());
-                }
-            }
+        let line = match input.next(out, shutdown)? {
+            Next::Line(line) => line,
+            Next::Quit => return Ok(()),
         };
         match Command::parse(&line) {
             Command::Quit => return Ok(()),
-            Command::List => catalog = show_catalog(config, out)?,
+            Command::List => catalog = show_catalog(config, out, &names)?,
             Command::Help => write_out(out, HELP)?,
+            Command::Usage(usage) => write_line(out, usage)?,
             Command::History => {
                 if let Err(e) = history(config, Format::Text, out) {
                     write_line(out, &format!("error: {e}"))?;
@@ -114,6 +107,8 @@ pub fn interactive(
                         write_out(out, "Download cancelled.\n")?;
                         return Ok(());
                     }
+                    // No such name (and maybe the one meant): nothing was downloading.
+                    Err(Error::Select(e)) => write_line(out, &e.to_string())?,
                     Err(e) => write_line(out, &format!("Download failed: {e}"))?,
                 }
             }
@@ -121,23 +116,29 @@ pub fn interactive(
     }
 }
 
-fn show_catalog(config: &Config, out: &mut dyn Write) -> Result<Catalog, Error> {
-    match load_catalog(config) {
+/// Shows the listing, and makes its names what Tab completes.
+fn show_catalog(config: &Config, out: &mut dyn Write, names: &Names) -> Result<Catalog, Error> {
+    let catalog = match load_catalog(config) {
         Ok(catalog) => {
             write_out(out, &catalog.render())?;
-            Ok(catalog)
+            catalog
         }
         Err(e) => {
             write_line(out, &format!("error: {e}"))?;
-            Ok(Catalog::default())
+            Catalog::default()
         }
-    }
+    };
+    *names.lock().unwrap_or_else(PoisonError::into_inner) = complete::names_of(&catalog);
+    Ok(catalog)
 }
 
 const HELP: &str = "\
   <number>      download the item with that number in the last listing
-  <name>        download the file with that name (also: get <name>)
+  <name>        download the file with that name (also: get <name>); case is ignored
+                when no name matches exactly
   list, Enter   refresh the listing from tags.txt
   history       show past downloads (from client.log)
-  quit          leave (also Ctrl-C or end of input)
+  quit          leave (also Ctrl-C, Ctrl-D or end of input)
+At a terminal: Tab completes commands and names, Up/Down recall earlier lines (kept in
+the peer folder's .prompt_history).
 ";
