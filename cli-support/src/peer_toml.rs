@@ -347,21 +347,9 @@ fn suggestion<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> String {
 }
 
 /// Whether two names differ by one letter changed, added or removed, or two adjacent ones
-/// swapped: the usual typos.
+/// swapped: the usual typos (an optimal-string-alignment distance of 1).
 fn near(a: &str, b: &str) -> bool {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let start = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
-    let (a, b) = (&a[start..], &b[start..]);
-    match (a.len(), b.len()) {
-        (0, 0) => true,
-        (1, 0) | (0, 1) => true,
-        (m, n) if m == n => {
-            a[1..] == b[1..] || (m >= 2 && a[0] == b[1] && a[1] == b[0] && a[2..] == b[2..])
-        }
-        (m, n) if m == n + 1 => a[1..] == *b,
-        (m, n) if m + 1 == n => *a == b[1..],
-        _ => false,
-    }
+    strsim::osa_distance(a, b) <= 1
 }
 
 /// A shared key this program has no flag for: at least its type is checked (one value or an

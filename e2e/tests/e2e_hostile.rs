@@ -67,9 +67,9 @@ fn listener_survives_junk_datagrams_and_keeps_indexing() {
             let missing: Vec<_> = junk_senders
                 .iter()
                 .filter(|(_, from)| {
-                    !stderr
-                        .lines()
-                        .any(|l| l.starts_with("listener: warning: ") && l.contains(&from.to_string()))
+                    !stderr.lines().any(|l| {
+                        l.starts_with("listener: warning: ") && l.contains(&from.to_string())
+                    })
                 })
                 .collect();
             missing

@@ -17,10 +17,14 @@ fn listener() -> Command {
     Command::new(env!("CARGO_BIN_EXE_listener"))
 }
 
-/// `listener --dir DIR`.
+/// `listener --dir DIR`, its start-up query also sent to the loopback discard port: without
+/// any `--broadcast` it would go to every interface's broadcast, off this host.
 fn listener_in(dir: &std::path::Path) -> Command {
     let mut command = listener();
-    command.arg("--dir").arg(dir);
+    command
+        .arg("--dir")
+        .arg(dir)
+        .args(["--broadcast", "127.0.0.1:9"]);
     command
 }
 

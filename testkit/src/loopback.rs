@@ -206,10 +206,16 @@ impl Peer {
         self.start(Program::Announcer, &args);
     }
 
-    /// `listener --port <udp> [extra]`, bound to 0.0.0.0 (the default) to hear broadcasts.
+    /// `listener --port <udp> [extra]`, bound to 0.0.0.0 (the default) to hear broadcasts. Its
+    /// start-up query goes to the test's loopback broadcast unless `extra` names a
+    /// `--broadcast`: without one it would go to every interface's broadcast, off this host.
     pub fn start_listener(&self, extra: &[&str]) {
         let port = self.udp_port.to_string();
+        let broadcast = self.broadcast.to_string();
         let mut args = vec!["--port", &port];
+        if !extra.contains(&"--broadcast") {
+            args.extend(["--broadcast", &broadcast]);
+        }
         args.extend_from_slice(extra);
         self.start(Program::Listener, &args);
     }
