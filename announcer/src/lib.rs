@@ -169,7 +169,7 @@ pub fn run(
         }
     }
     announcer.goodbye();
-    log::info!("announcer stopped");
+    log::info!("stopped");
     Ok(())
 }
 

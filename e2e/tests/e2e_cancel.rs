@@ -67,6 +67,21 @@ fn cancelled_download_stops_at_once(signal: &str, expected_status: i32) {
         .map(|(_, len)| len)
         .sum();
     assert!(kept > 0, "received bytes should be kept in temp/");
+    // The cancelled attempt is in the history.
+    let outcomes_of = |c: &Peer| {
+        let out = c.downloader(&["history", "--json"]);
+        assert_success(&out, "history --json");
+        let history: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("history --json parses");
+        history
+            .as_array()
+            .expect("an array")
+            .iter()
+            .filter(|d| d["name"] == CONTENT)
+            .map(|d| d["outcome"].as_str().unwrap_or("null").to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(outcomes_of(&c), ["cancelled"]);
 
     // And a second run resumes and completes.
     a.stop(Program::ChunkServer);
@@ -74,6 +89,7 @@ fn cancelled_download_stops_at_once(signal: &str, expected_status: i32) {
     let out = c.downloader(&["get", CONTENT]);
     assert_success(&out, "the download after the cancelled one");
     assert_eq!(file_digest(&printed_path(&out, &c.dir)).0, digest);
+    assert_eq!(outcomes_of(&c), ["cancelled", "ok"]);
 }
 
 #[test]

@@ -184,6 +184,6 @@ pub fn run(
         // The reading threads stop within one receive timeout of the loop's end.
         hearing.run(receiver, &shutdown);
     });
-    log::info!("listener stopped");
+    log::info!("stopped");
     Ok(())
 }
