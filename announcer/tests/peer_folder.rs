@@ -84,16 +84,23 @@ fn an_announcer_started_first_announces_nothing_until_its_chunk_server_runs_then
     assert!(wait_exit(&mut announcer.0, Duration::from_millis(10)).is_none());
 }
 
-#[test]
-fn a_second_announcer_on_one_folder_refuses_to_start() {
+/// A folder with an announcer running in it (and announcing nothing: no chunk server), and
+/// the socket that holds its UDP port.
+fn first_announcer() -> (tempfile::TempDir, std::net::UdpSocket, ChildGuard) {
     let dir = tempfile::tempdir().unwrap();
-    let (_socket, port) = shared_port_socket();
+    let (socket, port) = shared_port_socket();
     let first = start_announcer(dir.path(), "127.0.0.9", port);
     assert!(
         poll_until(PATIENCE, || stderr_of_announcer(dir.path())
             .contains("announcing nothing")),
         "the first announcer did not start"
     );
+    (dir, socket, first)
+}
+
+#[test]
+fn a_second_announcer_on_one_folder_refuses_to_start() {
+    let (dir, _socket, first) = first_announcer();
     let output = output_of(
         Command::new(env!("CARGO_BIN_EXE_announcer"))
             .arg("--dir")
@@ -106,14 +113,7 @@ fn a_second_announcer_on_one_folder_refuses_to_start() {
 
 #[test]
 fn a_second_announcer_on_a_terminal_refuses_before_asking_a_username() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_socket, port) = shared_port_socket();
-    let first = start_announcer(dir.path(), "127.0.0.9", port);
-    assert!(
-        poll_until(PATIENCE, || stderr_of_announcer(dir.path())
-            .contains("announcing nothing")),
-        "the first announcer did not start"
-    );
+    let (dir, _socket, first) = first_announcer();
     // On a terminal and with no username anywhere, the second one would ask for one; the
     // folder is in use, so it must say so at once instead. Its stdin stays open: a question
     // would hang until the deadline.
