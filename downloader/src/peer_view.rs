@@ -9,13 +9,14 @@
 //! connection is closed at once without a request; a chunk server takes that as a client that
 //! left.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use shared::connection::Connection;
+use shared::digest::Digest;
 use shared::tags::{Proto, TagsIndex};
 use shared::text::terminal_safe;
 
@@ -47,36 +48,33 @@ pub struct PeerView {
 /// The peers of `index` still live at `now`, one per (user, address, protocol), sorted by
 /// username (ignoring case), then address: the same peers in the same order on every run.
 pub fn peers_of(index: &TagsIndex, now: DateTime<Utc>) -> Vec<PeerView> {
-    let mut groups: BTreeMap<(&str, SocketAddr, Proto), PeerView> = BTreeMap::new();
-    let mut contents: BTreeMap<(&str, SocketAddr, Proto), Vec<(&str, Option<_>)>> = BTreeMap::new();
+    // Per peer: its view, and the contents (name, digest) it offers something of.
+    type Held<'a> = BTreeSet<(&'a str, Option<Digest>)>;
+    let mut groups: BTreeMap<(&str, SocketAddr, Proto), (PeerView, Held)> = BTreeMap::new();
     for entry in index.live(now) {
         let key = (entry.user.as_str(), entry.addr, entry.proto);
-        let peer = groups.entry(key).or_insert_with(|| PeerView {
-            user: entry.user.clone(),
-            addr: entry.addr,
-            proto: entry.proto,
-            files: 0,
-            last_seen: entry.last_seen,
-            interval: entry.interval,
-            answers: None,
+        let (peer, held) = groups.entry(key).or_insert_with(|| {
+            let peer = PeerView {
+                user: entry.user.clone(),
+                addr: entry.addr,
+                proto: entry.proto,
+                files: 0,
+                last_seen: entry.last_seen,
+                interval: entry.interval,
+                answers: None,
+            };
+            (peer, BTreeSet::new())
         });
         if entry.last_seen >= peer.last_seen {
             peer.last_seen = entry.last_seen;
             peer.interval = entry.interval;
         }
         if !entry.chunks.is_empty() {
-            let held = contents.entry(key).or_default();
-            if !held.contains(&(entry.content.as_str(), entry.sha256)) {
-                held.push((entry.content.as_str(), entry.sha256));
-            }
-        }
-    }
-    for (key, held) in contents {
-        if let Some(peer) = groups.get_mut(&key) {
+            held.insert((entry.content.as_str(), entry.sha256));
             peer.files = held.len();
         }
     }
-    let mut peers: Vec<PeerView> = groups.into_values().collect();
+    let mut peers: Vec<PeerView> = groups.into_values().map(|(peer, _)| peer).collect();
     // Case ignored first, so `Zed` comes after `alice`; the exact name and address settle ties.
     peers.sort_by(|a, b| {
         (a.user.to_lowercase(), &a.user, a.addr).cmp(&(b.user.to_lowercase(), &b.user, b.addr))
@@ -170,7 +168,6 @@ mod tests {
     use std::net::TcpListener;
 
     use shared::chunk::ChunkSet;
-    use shared::digest::Digest;
     use shared::tags::TagEntry;
 
     fn entry(user: &str, ip: u8, content: &str, legacy: bool, age: i64) -> TagEntry {
