@@ -88,7 +88,7 @@ pub(crate) enum Cmd {
         json: bool,
     },
     /// List every peer heard: username, address, protocol, files, last heard, and whether
-    /// its chunk server answers (a connection tried, 500 ms at most, all peers at once).
+    /// its chunk server answers (all peers asked at once, 500 ms each).
     Peers {
         /// Print one JSON array on stdout instead of the table (shapes: docs/JSON.md).
         #[arg(long)]

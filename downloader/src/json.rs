@@ -91,7 +91,8 @@ pub struct ListedPeer {
     pub last_seen: String,
     /// Its announce interval in seconds.
     pub interval: u64,
-    /// Whether its chunk server accepted a TCP connection just now (within 500 ms).
+    /// Whether its chunk server answered just now (ours: sent a manifest; legacy: accepted a
+    /// connection), within 500 ms.
     pub answers: bool,
 }
 
@@ -323,6 +324,7 @@ mod tests {
                 .into(),
             interval: 60,
             answers: Some(true),
+            sample: None,
         };
         let text = serde_json::to_string(&ListedPeer::new(&peer)).unwrap();
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();

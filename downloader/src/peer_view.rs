@@ -2,12 +2,12 @@
 //! chunk-server address), with its protocol, how many files it offers, when it was last heard,
 //! and whether its chunk server answers now.
 //!
-//! "Answers" is a TCP connect to the chunk address with a short timeout ([`PROBE_TIMEOUT`]),
-//! made for all peers at once (a thread each), so twenty silent peers cost one timeout, not
-//! twenty. A connect, not a request: it is what both protocols have in common (a legacy server
-//! would take any request as a file name), and a download connects the same way first. The
-//! connection is closed at once without a request; a chunk server takes that as a client that
-//! left.
+//! "Answers" is asked of all peers at once (a thread each), each within [`PROBE_TIMEOUT`] for
+//! the connection and again for the answer, so twenty silent peers cost one timeout, not
+//! twenty. Our peers are asked the manifest of a content they announced, the cheapest request
+//! there is, which shows that a chunk server of ours really serves there (not merely that a
+//! port is open). A legacy peer gets only a TCP connection, closed at once: a legacy server
+//! takes any request as a file name and would send a chunk.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -15,12 +15,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use shared::chunk::ChunkSet;
 use shared::connection::Connection;
 use shared::digest::Digest;
 use shared::tags::{Proto, TagsIndex};
 use shared::text::terminal_safe;
 
-use crate::fetch::Network;
+use crate::catalog::Holder;
+use crate::fetch::{fetch_manifest, CancelHandle, FetchError, Network};
 use crate::format;
 
 /// How long a peer's chunk server has to accept a connection to count as answering.
@@ -41,8 +43,11 @@ pub struct PeerView {
     pub last_seen: DateTime<Utc>,
     /// Its announce interval, in seconds (of its latest entry).
     pub interval: u64,
-    /// Whether its chunk server accepted a connection; `None` before [`probe`].
+    /// Whether its chunk server answered; `None` before [`probe`].
     pub answers: Option<bool>,
+    /// A content it announced with its digest (our peers only): what [`probe`] asks the
+    /// manifest of.
+    pub sample: Option<(String, Digest)>,
 }
 
 /// The peers of `index` still live at `now`, one per (user, address, protocol), sorted by
@@ -62,6 +67,7 @@ pub fn peers_of(index: &TagsIndex, now: DateTime<Utc>) -> Vec<PeerView> {
                 last_seen: entry.last_seen,
                 interval: entry.interval,
                 answers: None,
+                sample: None,
             };
             (peer, BTreeSet::new())
         });
@@ -72,6 +78,9 @@ pub fn peers_of(index: &TagsIndex, now: DateTime<Utc>) -> Vec<PeerView> {
         if !entry.chunks.is_empty() {
             held.insert((entry.content.as_str(), entry.sha256));
             peer.files = held.len();
+            if let (None, Some(digest)) = (&peer.sample, entry.sha256) {
+                peer.sample = Some((entry.content.clone(), digest));
+            }
         }
     }
     let mut peers: Vec<PeerView> = groups.into_values().map(|(peer, _)| peer).collect();
@@ -82,23 +91,55 @@ pub fn peers_of(index: &TagsIndex, now: DateTime<Utc>) -> Vec<PeerView> {
     peers
 }
 
-/// Sets `answers` of every peer: a connect to its chunk address within `timeout`, all peers
-/// at once (from the `--bind` address when it suits the peer, as downloads do).
+/// Sets `answers` of every peer, all at once (from the `--bind` address when it suits the
+/// peer, as downloads do): our peers must answer a request for the manifest of their `sample`
+/// (the manifest, or a refusal in our protocol), a legacy one (or one with no sample) only
+/// accept a connection, each within `timeout`.
 pub fn probe(peers: &mut [PeerView], net: &Network, timeout: Duration) {
+    let net = Network {
+        connect: timeout,
+        first_byte: timeout,
+        ..*net
+    };
+    let net = &net;
     std::thread::scope(|scope| {
         let probes: Vec<_> = peers
             .iter()
             .map(|peer| {
-                let addr = peer.addr;
-                scope.spawn(move || {
-                    Connection::connect_with(addr, net.source_for(addr), timeout, timeout).is_ok()
-                })
+                let peer = peer.clone();
+                scope.spawn(move || answers(&peer, net, timeout))
             })
             .collect();
         for (peer, probe) in peers.iter_mut().zip(probes) {
             peer.answers = Some(probe.join().unwrap_or(false));
         }
     });
+}
+
+/// Whether `peer`'s chunk server answers (see [`probe`]).
+fn answers(peer: &PeerView, net: &Network, timeout: Duration) -> bool {
+    match (&peer.sample, peer.proto) {
+        (Some((name, digest)), Proto::P2p(_)) => {
+            let holder = Holder {
+                user: peer.user.clone(),
+                addr: peer.addr,
+                proto: peer.proto,
+                chunks: ChunkSet::EMPTY,
+                root: None,
+            };
+            match fetch_manifest(&holder, name, *digest, net, &CancelHandle::default()) {
+                // A refusal in our protocol (busy, or the file just unshared) is an answer too.
+                Ok(_) | Err(FetchError::Refused { .. }) => true,
+                Err(e) => {
+                    log::debug!("{}: no manifest of {name:?}: {e}", holder.label());
+                    false
+                }
+            }
+        }
+        _ => {
+            Connection::connect_with(peer.addr, net.source_for(peer.addr), timeout, timeout).is_ok()
+        }
+    }
 }
 
 /// `3 s ago`, `2 min ago`, `1 h ago`: how long ago `then` was, for people.
@@ -167,7 +208,6 @@ mod tests {
     use super::*;
     use std::net::TcpListener;
 
-    use shared::chunk::ChunkSet;
     use shared::tags::TagEntry;
 
     fn entry(user: &str, ip: u8, content: &str, legacy: bool, age: i64) -> TagEntry {
@@ -254,11 +294,17 @@ mod tests {
             last_seen: Utc::now(),
             interval: 1,
             answers: None,
+            sample: None,
         };
-        let mut peers = [view(open.local_addr().unwrap()), view(closed_addr)];
-        probe(&mut peers, &Network::default(), PROBE_TIMEOUT);
+        let open_addr = open.local_addr().unwrap();
+        // An open port that never sends a manifest is no chunk server of ours.
+        let mut silent = view(open_addr);
+        silent.sample = Some(("a.txt".into(), Digest::of(b"a")));
+        let mut peers = [view(open_addr), view(closed_addr), silent];
+        probe(&mut peers, &Network::default(), Duration::from_millis(300));
         assert_eq!(peers[0].answers, Some(true));
         assert_eq!(peers[1].answers, Some(false));
+        assert_eq!(peers[2].answers, Some(false));
     }
 
     #[test]
