@@ -15,7 +15,8 @@ use crate::command::Selection;
 use crate::download::{self, Config, DownloadedFile, Progress};
 use crate::error::Error;
 use crate::history as log_history;
-use crate::json::{self, Format, GetFailure, GetSuccess, HistoryEntry, ListedContent};
+use crate::json::{self, Format, GetFailure, GetSuccess, HistoryEntry, ListedContent, ListedPeer};
+use crate::peer_view;
 use crate::wording::{self, write_out};
 
 /// A finished `get`: the content's name as listed, and the file.
@@ -55,23 +56,78 @@ pub fn load_catalog(config: &Config) -> Result<Catalog, Error> {
     Ok(Catalog::from_index(&index, Utc::now()))
 }
 
-/// `downloader list [PATTERN]`: the contents on offer whose name matches `pattern` (see
-/// [`catalog::name_matches`]), numbered as in the full listing. With no `tags.txt`, a note
-/// saying how to start a listener (and, in JSON, an empty array).
+/// Which contents `list` (or `find`) shows: those whose name matches `pattern` (see
+/// [`catalog::name_matches`]) and, with `from`, only those that user holds (seed 002's
+/// FILELIST of one peer; the username's case is ignored).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListFilter<'a> {
+    /// A substring of the name, or a glob over the whole name (path included).
+    pub pattern: Option<&'a str>,
+    /// A holder's username.
+    pub from: Option<&'a str>,
+}
+
+/// `downloader list [PATTERN] [--from USER]`: the contents on offer that `filter` keeps,
+/// numbered as in the full listing. With no `tags.txt`, a note saying how to start a listener
+/// (and, in JSON, an empty array).
 ///
 /// # Errors
-/// When the peer folder does not exist or `tags.txt` cannot be read.
+/// When the peer folder does not exist or `tags.txt` cannot be read, or `from` names no peer
+/// heard ([`Error::UnknownUser`]).
 pub fn list(
     config: &Config,
-    pattern: Option<&str>,
+    filter: &ListFilter,
     format: Format,
     out: &mut dyn Write,
-) -> Result<(), Error> {
+) -> Result<Catalog, Error> {
+    show_contents(config, filter, Style::List, format, out)
+}
+
+/// `downloader find PATTERN`: the contents whose name (folder path included) matches
+/// `pattern`, by the rule of `list PATTERN`, each with every holder's address and the chunks
+/// it has, so the answer says who to fetch it from. `--json` prints what `list --json` prints.
+///
+/// # Errors
+/// As [`list`].
+pub fn find(
+    config: &Config,
+    pattern: &str,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<Catalog, Error> {
+    let filter = ListFilter {
+        pattern: Some(pattern),
+        from: None,
+    };
+    show_contents(config, &filter, Style::Find, format, out)
+}
+
+/// How a listing shows its holders: by name (`list`), or with addresses and chunks (`find`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Style {
+    List,
+    Find,
+}
+
+/// What `list` and `find` share: load, filter, print; returns the catalog loaded, whose
+/// numbers the printed ones are (the prompt's `get NUMBER` then means what was shown).
+fn show_contents(
+    config: &Config,
+    filter: &ListFilter,
+    style: Style,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<Catalog, Error> {
     require_peer_dir(config)?;
     let catalog = match (load_catalog(config), format) {
         // Nothing is on offer: said on stdout to a person, on stderr beside the `[]` of a script.
+        (Err(e @ Error::NoTags(_)), _) if filter.from.is_some() => {
+            log::debug!("{e}");
+            Catalog::default()
+        }
         (Err(e @ Error::NoTags(_)), Format::Text) => {
-            return write_out(out, &format!("No files on offer: {e}.\n"));
+            write_out(out, &format!("No files on offer: {e}.\n"))?;
+            return Ok(Catalog::default());
         }
         (Err(e @ Error::NoTags(_)), Format::Json) => {
             log::warn!("{e}");
@@ -79,9 +135,22 @@ pub fn list(
         }
         (result, _) => result?,
     };
+    if let Some(user) = filter.from {
+        if !catalog.targets.iter().any(|t| t.held_by(user)) {
+            return Err(Error::UnknownUser {
+                user: user.to_owned(),
+                known: catalog.users(),
+            });
+        }
+    }
     let numbered = catalog.targets.iter().enumerate().map(|(i, t)| (i + 1, t));
     let shown: Vec<_> = numbered
-        .filter(|(_, t)| pattern.is_none_or(|p| catalog::name_matches(&t.name, p)))
+        .filter(|(_, t)| {
+            filter
+                .pattern
+                .is_none_or(|p| catalog::name_matches(&t.name, p))
+        })
+        .filter(|(_, t)| filter.from.is_none_or(|user| t.held_by(user)))
         .collect();
     match format {
         Format::Json => {
@@ -89,12 +158,51 @@ pub fn list(
                 .into_iter()
                 .map(|(n, t)| ListedContent::new(n, t))
                 .collect();
+            json::write_json(out, &items)?;
+        }
+        Format::Text
+            if filter.pattern.is_some() && shown.is_empty() && !catalog.targets.is_empty() =>
+        {
+            write_out(out, "No file on offer matches that pattern.\n")?;
+        }
+        Format::Text => {
+            let holders = match style {
+                Style::List => catalog::HolderColumn::Users,
+                Style::Find => catalog::HolderColumn::Addresses,
+            };
+            write_out(out, &catalog.render_with(&shown, holders))?;
+        }
+    }
+    Ok(catalog)
+}
+
+/// `downloader peers`: every peer heard, and whether its chunk server answers now (all probed
+/// at once, [`peer_view::PROBE_TIMEOUT`] each).
+///
+/// # Errors
+/// When the peer folder does not exist or `tags.txt` cannot be read.
+pub fn peers(config: &Config, format: Format, out: &mut dyn Write) -> Result<(), Error> {
+    require_peer_dir(config)?;
+    let path = config.dir.tags();
+    let index = if path.exists() {
+        TagsIndex::load(&path)?
+    } else {
+        if format == Format::Text {
+            let e = Error::NoTags(config.dir.root().to_owned());
+            return write_out(out, &format!("No peer heard: {e}.\n"));
+        }
+        log::warn!("{}", Error::NoTags(config.dir.root().to_owned()));
+        TagsIndex::default()
+    };
+    let now = Utc::now();
+    let mut heard = peer_view::peers_of(&index, now);
+    peer_view::probe(&mut heard, &config.net, peer_view::PROBE_TIMEOUT);
+    match format {
+        Format::Json => {
+            let items: Vec<ListedPeer> = heard.iter().map(ListedPeer::new).collect();
             json::write_json(out, &items)
         }
-        Format::Text if pattern.is_some() && shown.is_empty() && !catalog.targets.is_empty() => {
-            write_out(out, "No file on offer matches that pattern.\n")
-        }
-        Format::Text => write_out(out, &catalog.render_some(&shown)),
+        Format::Text => write_out(out, &peer_view::render(&heard, now)),
     }
 }
 

@@ -64,6 +64,12 @@ pub struct Target {
 }
 
 impl Target {
+    /// Whether `user` (case ignored) is one of its holders.
+    pub fn held_by(&self, user: &str) -> bool {
+        let user = user.to_lowercase();
+        self.holders.iter().any(|h| h.user.to_lowercase() == user)
+    }
+
     /// Union of the holders' chunks.
     pub fn available(&self) -> ChunkSet {
         self.holders
@@ -253,8 +259,27 @@ impl Catalog {
         self.render_some(&all)
     }
 
+    /// The users holding something, each once, sorted ignoring case, as a terminal shows them
+    /// (a legacy one marked so): what an unknown `--from USER` is told to pick from.
+    pub fn users(&self) -> Vec<String> {
+        let mut users: Vec<(String, String)> = self
+            .targets
+            .iter()
+            .flat_map(|t| &t.holders)
+            .map(|h| (h.user.to_lowercase(), holder_name(h)))
+            .collect();
+        users.sort();
+        users.dedup();
+        users.into_iter().map(|(_, shown)| shown).collect()
+    }
+
     /// The listing of some of the targets, each with its number in the full listing.
     pub fn render_some(&self, shown: &[(usize, &Target)]) -> String {
+        self.render_with(shown, HolderColumn::Users)
+    }
+
+    /// [`Catalog::render_some`], with the holders shown as `holders` says.
+    pub fn render_with(&self, shown: &[(usize, &Target)], holders: HolderColumn) -> String {
         if self.targets.is_empty() {
             return "No files on offer yet: tags.txt lists no live peer. Is the listener running?\n"
                 .to_owned();
@@ -267,9 +292,9 @@ impl Catalog {
                 let mut users: Vec<String> = t
                     .holders
                     .iter()
-                    .map(|h| match h.proto {
-                        Proto::Legacy => format!("{} (legacy)", terminal_safe(&h.user)),
-                        Proto::P2p(_) => terminal_safe(&h.user).into_owned(),
+                    .map(|h| match holders {
+                        HolderColumn::Users => holder_name(h),
+                        HolderColumn::Addresses => holder_detail(h),
                     })
                     .collect();
                 users.dedup();
@@ -310,9 +335,48 @@ impl Catalog {
     }
 }
 
-/// Whether a content name matches the pattern of `downloader list PATTERN`, ignoring case: a
-/// glob over the whole name when the pattern holds `*` (any run of characters) or `?` (one
-/// character), else a substring of the name.
+/// How a listing names each holder of a content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HolderColumn {
+    /// `alice, ece (legacy)`: who (`list`).
+    Users,
+    /// `alice@127.0.0.2:5001, ece@127.0.0.9:5001 (legacy, 123--)`: who, where and what part
+    /// (`find`).
+    Addresses,
+}
+
+/// A holder's name as a terminal shows it, `(legacy)` after a legacy one.
+fn holder_name(h: &Holder) -> String {
+    match h.proto {
+        Proto::Legacy => format!("{} (legacy)", terminal_safe(&h.user)),
+        Proto::P2p(_) => terminal_safe(&h.user).into_owned(),
+    }
+}
+
+/// A holder as `find` shows it: `user@address`, then what sets it apart, when anything does.
+fn holder_detail(h: &Holder) -> String {
+    let label = format!("{}@{}", terminal_safe(&h.user), h.addr);
+    let mut notes = Vec::new();
+    if h.proto == Proto::Legacy {
+        notes.push("legacy".to_owned());
+    }
+    if !h.chunks.is_complete() {
+        notes.push(h.chunks.to_string());
+    }
+    if notes.is_empty() {
+        label
+    } else {
+        format!("{label} ({})", notes.join(", "))
+    }
+}
+
+/// Whether a content name matches the pattern of `downloader list PATTERN` and `find PATTERN`,
+/// ignoring case: a glob over the whole name when the pattern holds `*` (any run of characters)
+/// or `?` (one character), else a substring of the name. A name may be a folder path
+/// (`photos/2024/a.jpg`): it is matched whole, and `*` and `?` match `/` too, as `find -path`
+/// does, so `'photos/*.jpg'` takes the whole tree under `photos/` and `'*.jpg'` every JPEG
+/// wherever it is (a pattern for the last component alone would miss the folder names
+/// people search by).
 pub fn name_matches(name: &str, pattern: &str) -> bool {
     let name: Vec<char> = name.chars().flat_map(char::to_lowercase).collect();
     let pattern: Vec<char> = pattern.chars().flat_map(char::to_lowercase).collect();
@@ -482,6 +546,12 @@ mod tests {
                 false,
             ),
             ("x", "**", true),
+            ("photos/2024/A.jpg", "*.JPG", true),
+            ("photos/2024/a.jpg", "photos/*.jpg", true),
+            ("photos/2024/a.jpg", "2024/", true),
+            ("photos/2024/a.jpg", "*/2024/*", true),
+            ("photos/2024/a.jpg", "a.jpg?", false),
+            ("photos/2024/a.jpg", "photos?2024?a.jpg", true),
         ] {
             assert_eq!(
                 name_matches(name, pattern),
@@ -499,6 +569,29 @@ mod tests {
         assert_eq!(text.lines().count(), 2, "{text}");
         assert!(
             text.lines().nth(1).unwrap().starts_with("3  notes.txt"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn users_are_known_ignoring_case_and_find_shows_addresses() {
+        let c = catalog();
+        assert_eq!(c.users(), ["alice", "bob", "carol", "ece (legacy)"]);
+        assert!(c.targets[1].held_by("BOB"));
+        assert!(!c.targets[1].held_by("alice"));
+        let all: Vec<(usize, &Target)> = c
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (i + 1, t))
+            .collect();
+        let text = c.render_with(&all, HolderColumn::Addresses);
+        assert!(
+            text.contains("ece@127.0.0.9:5001 (legacy, 123--)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("bob@127.0.0.3:5001, carol@127.0.0.4:5001 (12---)"),
             "{text}"
         );
     }

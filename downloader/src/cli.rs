@@ -2,18 +2,21 @@
 //! library's [`Config`] and the [`Program`] settings of `run_main`. Binary-only: clap stays out
 //! of the library.
 
-use std::io::IsTerminal;
+use std::io::{self, IsTerminal};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use cli_support::{peer_toml, GenerateFlag};
+use downloader::command::Selection;
 use downloader::fetch::{Limits, Network};
-use downloader::{Config, Feedback};
+use downloader::json::Format;
+use downloader::{Config, Feedback, ListFilter};
 use log::LevelFilter;
 use shared::peer_dir::PeerDir;
 use shared::program::Program;
+use shared::shutdown::Shutdown;
 
 /// The end of `--help`, after the note on DIR/peer.toml: real commands, each with what it does.
 const EXAMPLES: &str = "\
@@ -66,6 +69,27 @@ pub(crate) enum Cmd {
         /// Show only the names that contain this text, or match it as a glob when it holds
         /// `*` or `?` (`'*.mkv'`); case is ignored. Numbers stay those of the full list.
         pattern: Option<String>,
+        /// Show only the files this user holds (case ignored); an unknown user is an error
+        /// that lists the users heard.
+        #[arg(long, value_name = "USER")]
+        from: Option<String>,
+        /// Print one JSON array on stdout instead of the table (shapes: docs/JSON.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Find files by name across all peers: who holds each match, where, and which chunks.
+    Find {
+        /// A part of the name (folder path included), or a glob over the whole name when it
+        /// holds `*` or `?` (`*` also matches `/`: `'photos/*'` is the whole tree); case is
+        /// ignored.
+        pattern: String,
+        /// Print one JSON array on stdout (the shape of `list --json`; docs/JSON.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// List every peer heard: username, address, protocol, files, last heard, and whether
+    /// its chunk server answers (all peers asked at once, 500 ms each).
+    Peers {
         /// Print one JSON array on stdout instead of the table (shapes: docs/JSON.md).
         #[arg(long)]
         json: bool,
@@ -88,6 +112,51 @@ pub(crate) enum Cmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+impl Cmd {
+    /// Runs the command: results (a table, a path, or JSON) on stdout; `get`'s progress on
+    /// stderr.
+    pub(crate) fn run(
+        self,
+        config: &Config,
+        shutdown: &Shutdown,
+        feedback: Feedback,
+    ) -> Result<(), downloader::Error> {
+        let out = &mut io::stdout();
+        match self {
+            Cmd::List {
+                pattern,
+                from,
+                json,
+            } => {
+                let filter = ListFilter {
+                    pattern: pattern.as_deref(),
+                    from: from.as_deref(),
+                };
+                downloader::list(config, &filter, Format::json_if(json), out).map(drop)
+            }
+            Cmd::Find { pattern, json } => {
+                downloader::find(config, &pattern, Format::json_if(json), out).map(drop)
+            }
+            Cmd::Peers { json } => downloader::peers(config, Format::json_if(json), out),
+            Cmd::History { json } => downloader::history(config, Format::json_if(json), out),
+            Cmd::Get { name, sha256, json } => {
+                let selection = Selection::parse(&name);
+                let sha256 = sha256.as_deref();
+                let result = downloader::get(
+                    config,
+                    &selection,
+                    sha256,
+                    shutdown,
+                    feedback,
+                    &mut io::stderr(),
+                );
+                downloader::print_get_result(&name, &result, Format::json_if(json), out)?;
+                result.map(drop)
+            }
+        }
+    }
 }
 
 /// `123`, `10K`, `64M`, `1G`, `2T` (powers of 1024).
@@ -130,7 +199,9 @@ impl Args {
         let (create_dir, log_file) = match &self.command {
             None => (Some(self.dir.clone()), true),
             Some(Cmd::Get { .. }) => (None, self.dir.is_dir()),
-            Some(Cmd::List { .. } | Cmd::History { .. }) => (None, false),
+            Some(Cmd::List { .. } | Cmd::History { .. } | Cmd::Find { .. } | Cmd::Peers { .. }) => {
+                (None, false)
+            }
         };
         // `get -v` on a terminal draws the chunks' bars, which log lines would tear.
         let chunk_bars =

@@ -18,6 +18,12 @@ pub enum Command {
     List,
     /// Show the download history.
     History,
+    /// Show every peer heard (`peers`).
+    Peers,
+    /// Show the contents whose name matches a pattern, with their holders (`find PATTERN`).
+    Find(String),
+    /// Show the contents one user holds (`list --from USER`, `files USER`).
+    ListFrom(String),
     /// Show the commands.
     Help,
     /// Leave the prompt.
@@ -28,10 +34,18 @@ pub enum Command {
 }
 
 /// The command words offered by Tab at the start of a line, as `help` lists them.
-pub const WORDS: [&str; 5] = ["get", "list", "history", "help", "quit"];
+pub const WORDS: [&str; 8] = [
+    "get", "list", "find", "files", "peers", "history", "help", "quit",
+];
 
 /// What a bare `get` (or `download`, `d`) answers.
 pub const GET_USAGE: &str = "usage: get NAME|NUMBER";
+
+/// What a bare `find` answers.
+pub const FIND_USAGE: &str = "usage: find PATTERN (a part of the name, or a glob: *.txt)";
+
+/// What a bare `files` (or `list --from`) answers.
+pub const FILES_USAGE: &str = "usage: files USER (or: list --from USER)";
 
 impl Command {
     /// Parses one input line. Anything that is not a keyword is a content number or name, so a
@@ -45,6 +59,17 @@ impl Command {
         match (word.to_ascii_lowercase().as_str(), rest) {
             ("", _) | ("l" | "ls" | "list" | "r" | "refresh", "") => Command::List,
             ("h" | "history", "") => Command::History,
+            ("peers", "") => Command::Peers,
+            ("find", "") => Command::Usage(FIND_USAGE),
+            ("find", pattern) => Command::Find(pattern.to_owned()),
+            ("files", "") => Command::Usage(FILES_USAGE),
+            ("files", user) => Command::ListFrom(user.to_owned()),
+            ("l" | "ls" | "list", rest) if rest.starts_with("--from") => {
+                match rest["--from".len()..].trim_start_matches('=').trim() {
+                    "" => Command::Usage(FILES_USAGE),
+                    user => Command::ListFrom(user.to_owned()),
+                }
+            }
             ("?" | "help", "") => Command::Help,
             ("q" | "quit" | "exit", "") => Command::Quit,
             ("get" | "download" | "d", "") => Command::Usage(GET_USAGE),
@@ -87,6 +112,28 @@ mod tests {
             ("q", Command::Quit),
             ("quit\n", Command::Quit),
             ("exit", Command::Quit),
+        ] {
+            assert_eq!(Command::parse(line), expected, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn network_views() {
+        for (line, expected) in [
+            ("peers", Command::Peers),
+            ("PEERS ", Command::Peers),
+            ("find photo", Command::Find("photo".into())),
+            ("find  *.JPG ", Command::Find("*.JPG".into())),
+            ("find photos/2024/*", Command::Find("photos/2024/*".into())),
+            ("find", Command::Usage(FIND_USAGE)),
+            ("files alice", Command::ListFrom("alice".into())),
+            ("files", Command::Usage(FILES_USAGE)),
+            ("list --from Bob", Command::ListFrom("Bob".into())),
+            ("ls --from=bob", Command::ListFrom("bob".into())),
+            ("list --from", Command::Usage(FILES_USAGE)),
+            // A file named like a command is still fetched with `get`.
+            ("get peers", name("peers")),
+            ("get find x", name("find x")),
         ] {
             assert_eq!(Command::parse(line), expected, "{line:?}");
         }

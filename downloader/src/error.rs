@@ -22,6 +22,17 @@ pub enum Error {
     /// The requested content is not on offer.
     #[error(transparent)]
     Select(#[from] SelectError),
+    /// `list --from USER` names no peer heard (ignoring case); `known` are the users heard.
+    #[error("no peer named {user:?} is heard{}", match known.as_slice() {
+        [] => " (no peer is heard at all; is the listener running?)".to_owned(),
+        known => format!("; known users: {}", known.join(", ")),
+    })]
+    UnknownUser {
+        /// The name asked for.
+        user: String,
+        /// The users heard, as `peers` lists them (terminal-safe).
+        known: Vec<String>,
+    },
     /// The download failed.
     #[error(transparent)]
     Download(#[from] DownloadError),

@@ -1,5 +1,5 @@
-//! What `--json` prints: the output shapes of `list`, `get` and `history`, one dedicated
-//! serde struct per shape. They are a public contract for scripts (documented with examples in
+//! What `--json` prints: the output shapes of `list` (and `find`), `peers`, `get` and
+//! `history`, one dedicated serde struct per shape. They are a public contract for scripts (documented with examples in
 //! `docs/JSON.md`), kept apart from the internal types so that a refactoring of the catalog or
 //! the history cannot change them by accident.
 //!
@@ -15,6 +15,7 @@ use crate::catalog::{Holder, Target};
 use crate::download::DownloadedFile;
 use crate::error::Error;
 use crate::history::Entry;
+use crate::peer_view::PeerView;
 use crate::wording::write_out;
 
 /// How a command prints its result.
@@ -70,6 +71,29 @@ pub struct ListedHolder {
     pub protocol: &'static str,
     /// The chunk numbers it announced.
     pub chunks: Vec<u8>,
+}
+
+/// One peer heard, as `peers --json` prints it (an array of these, sorted by user, then
+/// address).
+#[derive(Debug, Serialize)]
+pub struct ListedPeer {
+    /// Its username.
+    pub user: String,
+    /// Its chunk server, `IP:PORT`.
+    pub address: String,
+    /// `"p2p"` or `"legacy"`.
+    pub protocol: &'static str,
+    /// The version of our protocol it speaks; `null` for a legacy peer.
+    pub version: Option<u32>,
+    /// How many different files (name and digest) it offers.
+    pub files: usize,
+    /// When it was last heard (RFC 3339, UTC).
+    pub last_seen: String,
+    /// Its announce interval in seconds.
+    pub interval: u64,
+    /// Whether its chunk server answered just now (ours: sent a manifest; legacy: accepted a
+    /// connection), within 500 ms.
+    pub answers: bool,
 }
 
 /// The result `get --json` prints on success.
@@ -153,15 +177,41 @@ impl ListedContent {
     }
 }
 
+impl ListedPeer {
+    /// The JSON form of a peer seen by `peers`.
+    pub fn new(peer: &PeerView) -> ListedPeer {
+        ListedPeer {
+            user: peer.user.clone(),
+            address: peer.addr.to_string(),
+            protocol: protocol_word(peer.proto),
+            version: match peer.proto {
+                Proto::Legacy => None,
+                Proto::P2p(v) => Some(v),
+            },
+            files: peer.files,
+            last_seen: peer
+                .last_seen
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            interval: peer.interval,
+            answers: peer.answers.unwrap_or(false),
+        }
+    }
+}
+
+/// `"p2p"` or `"legacy"`, as every shape names a protocol.
+fn protocol_word(proto: Proto) -> &'static str {
+    match proto {
+        Proto::Legacy => "legacy",
+        Proto::P2p(_) => "p2p",
+    }
+}
+
 impl ListedHolder {
     fn new(holder: &Holder) -> ListedHolder {
         ListedHolder {
             user: holder.user.clone(),
             address: holder.addr.to_string(),
-            protocol: match holder.proto {
-                Proto::Legacy => "legacy",
-                Proto::P2p(_) => "p2p",
-            },
+            protocol: protocol_word(holder.proto),
             chunks: holder.chunks.indexes().collect(),
         }
     }
@@ -260,5 +310,31 @@ mod tests {
         assert_eq!(value["complete"], false);
         assert_eq!(value["holders"][0]["address"], "127.0.0.2:5001");
         assert_eq!(value["holders"][0]["protocol"], "p2p");
+    }
+
+    #[test]
+    fn a_listed_peer_carries_its_protocol_count_and_answer() {
+        let peer = PeerView {
+            user: "ece".into(),
+            addr: SocketAddr::from(([127, 0, 0, 9], 5001)),
+            proto: Proto::Legacy,
+            files: 2,
+            last_seen: chrono::DateTime::parse_from_rfc3339("2026-11-21T17:59:58Z")
+                .unwrap()
+                .into(),
+            interval: 60,
+            answers: Some(true),
+            sample: None,
+        };
+        let text = serde_json::to_string(&ListedPeer::new(&peer)).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["user"], "ece");
+        assert_eq!(value["address"], "127.0.0.9:5001");
+        assert_eq!(value["protocol"], "legacy");
+        assert_eq!(value["version"], serde_json::Value::Null);
+        assert_eq!(value["files"], 2);
+        assert_eq!(value["last_seen"], "2026-11-21T17:59:58Z");
+        assert_eq!(value["interval"], 60);
+        assert_eq!(value["answers"], true);
     }
 }

@@ -4,9 +4,10 @@
 //! - [`catalog`]: what is on offer (from `tags.txt`) and how the user picks it.
 //! - [`download`]: the download itself (many holders, fallbacks, verification, reassembly).
 //! - [`fetch`]: every request to a holder (a manifest, a chunk).
-//! - `actions`: the commands `list`, `history`, `get`; [`json`]: what they print for scripts
+//! - `actions`: the commands `list`, `find`, `peers`, `history`, `get`; [`json`]: what they print for scripts
 //!   (`--json`); `prompt`: the interactive loop (line editor, Tab completion, history);
 //!   `wording`: what the user reads about a download.
+//! - [`peer_view`]: who is heard, and whether their chunk servers answer.
 //! - [`command`]: parsing of interactive input; [`history`](mod@history): the download history;
 //!   [`format`](mod@format): sizes and rates for people.
 //!
@@ -25,11 +26,13 @@ pub mod fetch;
 pub mod format;
 pub mod history;
 pub mod json;
+pub mod peer_view;
 mod prompt;
 mod wording;
 
 pub use crate::actions::{
-    get, history, list, load_catalog, print_get_result, require_peer_dir, Got,
+    find, get, history, list, load_catalog, peers, print_get_result, require_peer_dir, Got,
+    ListFilter,
 };
 pub use crate::bar::Feedback;
 pub use crate::download::Config;

@@ -56,7 +56,8 @@ pub(crate) fn candidates(line: &str, pos: usize, names: &[String]) -> (usize, Ve
                 .iter()
                 .filter(|word| starts_with_ignoring_case(word, text))
                 .map(|&word| match word {
-                    "get" => "get ".to_owned(),
+                    // These take an argument: the space after them is typed too.
+                    "get" | "find" | "files" => format!("{word} "),
                     word => word.to_owned(),
                 });
             (start, words.chain(names_from(text)).collect())

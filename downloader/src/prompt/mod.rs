@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use shared::shutdown::Shutdown;
 
-use crate::actions::{get, history, load_catalog};
+use crate::actions::{find, get, history, list, load_catalog, peers, ListFilter};
 use crate::bar::Feedback;
 use crate::catalog::Catalog;
 use crate::command::{Command, Selection};
@@ -62,7 +62,7 @@ pub fn interactive(
         out,
         &format!(
             "Peer folder {}. Type a number or a name to download{}; Enter or 'list' to \
-             refresh, 'history', 'help', 'quit'.\n",
+             refresh, 'find', 'peers', 'history', 'help', 'quit'.\n",
             config.dir.root().display(),
             if terminal { " (Tab completes)" } else { "" }
         ),
@@ -81,6 +81,26 @@ pub fn interactive(
             Command::History => {
                 if let Err(e) = history(config, Format::Text, out) {
                     write_line(out, &format!("error: {e}"))?;
+                }
+            }
+            Command::Peers => {
+                if let Err(e) = peers(config, Format::Text, out) {
+                    write_line(out, &format!("error: {e}"))?;
+                }
+            }
+            // The numbers shown are those of a fresh listing: `get NUMBER` then means them.
+            Command::Find(pattern) => match find(config, &pattern, Format::Text, out) {
+                Ok(shown) => catalog = remember(shown, &names),
+                Err(e) => write_line(out, &format!("error: {e}"))?,
+            },
+            Command::ListFrom(user) => {
+                let filter = ListFilter {
+                    pattern: None,
+                    from: Some(&user),
+                };
+                match list(config, &filter, Format::Text, out) {
+                    Ok(shown) => catalog = remember(shown, &names),
+                    Err(e) => write_line(out, &format!("error: {e}"))?,
                 }
             }
             Command::Download(selection) => {
@@ -116,6 +136,12 @@ pub fn interactive(
     }
 }
 
+/// Makes `catalog` the one numbers refer to, and its names what Tab completes.
+fn remember(catalog: Catalog, names: &Names) -> Catalog {
+    *names.lock().unwrap_or_else(PoisonError::into_inner) = complete::names_of(&catalog);
+    catalog
+}
+
 /// Shows the listing, and makes its names what Tab completes.
 fn show_catalog(config: &Config, out: &mut dyn Write, names: &Names) -> Result<Catalog, Error> {
     let catalog = match load_catalog(config) {
@@ -137,6 +163,10 @@ const HELP: &str = "\
   <name>        download the file with that name (also: get <name>); case is ignored
                 when no name matches exactly
   list, Enter   refresh the listing from tags.txt
+  find PATTERN  the files whose name (or folder path) holds PATTERN, or matches it as a
+                glob (*.txt, photos/*), with who holds them and where
+  files USER    the files USER holds (also: list --from USER)
+  peers         every peer heard, its files, and whether its chunk server answers
   history       show past downloads (from client.log)
   quit          leave (also Ctrl-C, Ctrl-D or end of input)
 At a terminal: Tab completes commands and names, Up/Down recall earlier lines (kept in
