@@ -2,18 +2,22 @@
 //! library's [`Config`] and the [`Program`] settings of `run_main`. Binary-only: clap stays out
 //! of the library.
 
-use std::io::IsTerminal;
+use std::io::{self, IsTerminal};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use cli_support::{peer_toml, GenerateFlag};
+use downloader::command::Selection;
 use downloader::fetch::{Limits, Network};
+use downloader::json::Format;
+use downloader::sync;
 use downloader::{Config, Feedback};
 use log::LevelFilter;
 use shared::peer_dir::PeerDir;
 use shared::program::Program;
+use shared::shutdown::Shutdown;
 
 /// The end of `--help`, after the note on DIR/peer.toml: real commands, each with what it does.
 const EXAMPLES: &str = "\
@@ -88,6 +92,69 @@ pub(crate) enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Follow a file: each new version announced under its name replaces downloads/NAME
+    /// (the old one is kept in downloads/.previous/), while `sync` or the prompt runs.
+    Subscribe {
+        /// The file's name as listed.
+        name: String,
+        /// Take only the versions this user announces (default: any holder's).
+        #[arg(long, value_name = "USER")]
+        from: Option<String>,
+    },
+    /// Stop following a file.
+    Unsubscribe {
+        /// The file's name.
+        name: String,
+    },
+    /// List the files followed, from whom, and the version here.
+    Subscriptions {
+        /// Print one JSON array on stdout instead of the table (shapes: docs/JSON.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Keep the followed files up to date until stopped (Ctrl-C, SIGTERM): one per folder.
+    Sync,
+}
+
+/// Runs `command` (the prompt when `None`). Progress goes to stderr, results to stdout.
+pub(crate) fn run(
+    command: Option<Cmd>,
+    config: &Config,
+    feedback: Feedback,
+    shutdown: &Shutdown,
+) -> Result<(), downloader::Error> {
+    let stdout = &mut io::stdout();
+    match command {
+        Some(Cmd::List { pattern, json }) => {
+            downloader::list(config, pattern.as_deref(), Format::json_if(json), stdout)
+        }
+        Some(Cmd::History { json }) => downloader::history(config, Format::json_if(json), stdout),
+        Some(Cmd::Get { name, sha256, json }) => {
+            let selection = Selection::parse(&name);
+            let result = downloader::get(
+                config,
+                &selection,
+                sha256.as_deref(),
+                shutdown,
+                feedback,
+                &mut io::stderr(),
+            );
+            downloader::print_get_result(&name, &result, Format::json_if(json), stdout)?;
+            result.map(drop)
+        }
+        Some(Cmd::Subscribe { name, from }) => {
+            sync::subscribe(config, &name, from.as_deref(), stdout)
+        }
+        Some(Cmd::Unsubscribe { name }) => sync::unsubscribe(config, &name, stdout),
+        Some(Cmd::Subscriptions { json }) => {
+            sync::list_subscriptions(config, Format::json_if(json), stdout)
+        }
+        Some(Cmd::Sync) => sync::run(config, shutdown, stdout),
+        None => {
+            let input = io::BufReader::new(io::stdin());
+            downloader::interactive(config, input, stdout, shutdown)
+        }
+    }
 }
 
 /// `123`, `10K`, `64M`, `1G`, `2T` (powers of 1024).
@@ -130,7 +197,12 @@ impl Args {
         let (create_dir, log_file) = match &self.command {
             None => (Some(self.dir.clone()), true),
             Some(Cmd::Get { .. }) => (None, self.dir.is_dir()),
-            Some(Cmd::List { .. } | Cmd::History { .. }) => (None, false),
+            Some(Cmd::Sync | Cmd::Subscribe { .. } | Cmd::Unsubscribe { .. }) => {
+                (None, self.dir.is_dir())
+            }
+            Some(Cmd::List { .. } | Cmd::History { .. } | Cmd::Subscriptions { .. }) => {
+                (None, false)
+            }
         };
         // `get -v` on a terminal draws the chunks' bars, which log lines would tear.
         let chunk_bars =
@@ -146,7 +218,8 @@ impl Args {
             create_dir,
             terminal,
             log_file: log_file.then(|| (dir.client_log(), LevelFilter::Info)),
-            single_in: None,
+            // One `sync` per folder; the prompt leaves the syncing to it while it runs.
+            single_in: matches!(self.command, Some(Cmd::Sync)).then(|| self.dir.clone()),
         }
     }
 

@@ -26,6 +26,8 @@ pub mod format;
 pub mod history;
 pub mod json;
 mod prompt;
+pub mod subscriptions;
+pub mod sync;
 mod wording;
 
 pub use crate::actions::{
