@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One command for a whole peer: starts the chunk server, announcer and listener of the peer
-# folder DIR in the background, then opens the downloader's prompt in the foreground. When the
+# One command for a whole peer: starts the chunk server, announcer, listener and
+# `downloader sync` (which keeps subscribed files up to date) of the peer folder DIR in the
+# background, then opens the downloader's prompt in the foreground. When the
 # prompt ends (`quit`, Ctrl-D, Ctrl-C at the prompt) or this script gets SIGTERM or SIGHUP, it
 # stops exactly the programs it started, by their PIDs, waits for them, and exits with the
 # downloader's status (143 after SIGTERM, 129 after SIGHUP).
@@ -11,10 +12,10 @@
 # come from DIR/peer.toml (see the README, "Configuration file").
 #
 # Files in DIR:
-#   logs/chunk-server.log, logs/announcer.log, logs/listener.log
+#   logs/chunk-server.log, logs/announcer.log, logs/listener.log, logs/downloader.log (sync)
 #                 what each background program prints (appended to, one header line per start)
 #   logs/peer.pids
-#                 "<program> <pid>" of each background program, written once all three run,
+#                 "<program> <pid>" of each background program, written once all of them run,
 #                 removed when they are stopped
 #   server.log, client.log, tags.txt, ...   as when the programs are started by hand
 #
@@ -129,13 +130,15 @@ trap 'on_signal HUP 129' HUP
 # downloader runs alone; the peer stops when the prompt ends.
 trap '' INT
 
-# start PROGRAM: starts PROGRAM --dir DIR in a session of its own, output appended to its log.
+# start PROGRAM [ARG...]: starts PROGRAM --dir DIR [ARG...] in a session of its own, output
+# appended to its log.
 start() {
     local program=$1 log=$LOGS/$1.log launcher=()
+    shift
     if command -v setsid >/dev/null 2>&1; then launcher=(setsid); fi
     printf '=== peer.sh: %s started %s ===\n' "$program" "$(date '+%Y-%m-%d %H:%M:%S')" >>"$log"
     # setsid execs the program (a background job is no process-group leader): $! is its PID.
-    "${launcher[@]}" "$(bin "$program")" --dir "$DIR" </dev/null >>"$log" 2>&1 &
+    "${launcher[@]}" "$(bin "$program")" --dir "$DIR" "$@" </dev/null >>"$log" 2>&1 &
     PIDS+=("$!")
     NAMES+=("$program")
 }
@@ -159,8 +162,10 @@ failed() {
 
 # One after the other, each once it has taken its lock on the folder (another instance on the
 # folder or a bad peer.toml make it exit instead), so that a failure starts nothing more.
-for program in "${PROGRAMS[@]}"; do
-    start "$program"
+# `downloader sync` keeps the subscribed files up to date (the prompt leaves that to it).
+for entry in "${PROGRAMS[@]}" "downloader sync"; do
+    # shellcheck disable=SC2086 # "downloader sync" is a program and its argument
+    start $entry
     i=$((${#PIDS[@]} - 1))
     deadline=$((SECONDS + 15))
     until holds_lock "$i"; do
@@ -177,8 +182,8 @@ done
 for i in "${!PIDS[@]}"; do printf '%s %s\n' "${NAMES[$i]}" "${PIDS[$i]}"; done >"$PIDFILE.tmp"
 mv "$PIDFILE.tmp" "$PIDFILE"
 WROTE_PIDFILE=1
-printf 'peer.sh: chunk-server (pid %s), announcer (pid %s) and listener (pid %s) run for %s; their output is in %s/\n' \
-    "${PIDS[0]}" "${PIDS[1]}" "${PIDS[2]}" "$DIR" "$LOGS" >&2
+running=$(for i in "${!PIDS[@]}"; do printf '%s (pid %s), ' "${NAMES[$i]}" "${PIDS[$i]}"; done)
+printf 'peer.sh: %s run for %s; their output is in %s/\n' "${running%, }" "$DIR" "$LOGS" >&2
 
 # The prompt, on this script's stdin and terminal. Started with & and waited for, so that a
 # SIGTERM or SIGHUP to this script is acted on at once rather than when the prompt ends.

@@ -12,6 +12,7 @@ use cli_support::{peer_toml, GenerateFlag};
 use downloader::command::Selection;
 use downloader::fetch::{Limits, Network};
 use downloader::json::Format;
+use downloader::sync;
 use downloader::{Config, Feedback, ListFilter};
 use log::LevelFilter;
 use shared::peer_dir::PeerDir;
@@ -112,6 +113,28 @@ pub(crate) enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Follow a file: each new version announced under its name replaces downloads/NAME
+    /// (the old one is kept in downloads/.previous/), while `sync` or the prompt runs.
+    Subscribe {
+        /// The file's name as listed.
+        name: String,
+        /// Take only the versions this user announces (default: any holder's).
+        #[arg(long, value_name = "USER")]
+        from: Option<String>,
+    },
+    /// Stop following a file.
+    Unsubscribe {
+        /// The file's name.
+        name: String,
+    },
+    /// List the files followed, from whom, and the version here.
+    Subscriptions {
+        /// Print one JSON array on stdout instead of the table (shapes: docs/JSON.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Keep the followed files up to date until stopped (Ctrl-C, SIGTERM): one per folder.
+    Sync,
 }
 
 impl Cmd {
@@ -155,6 +178,12 @@ impl Cmd {
                 downloader::print_get_result(&name, &result, Format::json_if(json), out)?;
                 result.map(drop)
             }
+            Cmd::Subscribe { name, from } => sync::subscribe(config, &name, from.as_deref(), out),
+            Cmd::Unsubscribe { name } => sync::unsubscribe(config, &name, out),
+            Cmd::Subscriptions { json } => {
+                sync::list_subscriptions(config, Format::json_if(json), out)
+            }
+            Cmd::Sync => sync::run(config, shutdown, out),
         }
     }
 }
@@ -199,7 +228,16 @@ impl Args {
         let (create_dir, log_file) = match &self.command {
             None => (Some(self.dir.clone()), true),
             Some(Cmd::Get { .. }) => (None, self.dir.is_dir()),
-            Some(Cmd::List { .. } | Cmd::History { .. } | Cmd::Find { .. } | Cmd::Peers { .. }) => {
+            Some(Cmd::Sync | Cmd::Subscribe { .. } | Cmd::Unsubscribe { .. }) => {
+                (None, self.dir.is_dir())
+            }
+            Some(
+                Cmd::List { .. }
+                | Cmd::History { .. }
+                | Cmd::Find { .. }
+                | Cmd::Peers { .. }
+                | Cmd::Subscriptions { .. },
+            ) => {
                 (None, false)
             }
         };
@@ -217,7 +255,8 @@ impl Args {
             create_dir,
             terminal,
             log_file: log_file.then(|| (dir.client_log(), LevelFilter::Info)),
-            single_in: None,
+            // One `sync` per folder; the prompt leaves the syncing to it while it runs.
+            single_in: matches!(self.command, Some(Cmd::Sync)).then(|| self.dir.clone()),
         }
     }
 

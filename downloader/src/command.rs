@@ -28,14 +28,35 @@ pub enum Command {
     Help,
     /// Leave the prompt.
     Quit,
+    /// Follow a content (`subscribe NAME [--from USER]`).
+    Subscribe {
+        /// The content.
+        name: String,
+        /// The only user whose versions are taken.
+        from: Option<String>,
+    },
+    /// Stop following a content.
+    Unsubscribe(String),
+    /// List the contents followed.
+    Subscriptions,
     /// A command word typed without the argument it needs: the line to show instead (a bare
     /// `get` is never taken for a file named "get").
     Usage(&'static str),
 }
 
 /// The command words offered by Tab at the start of a line, as `help` lists them.
-pub const WORDS: [&str; 8] = [
-    "get", "list", "find", "files", "peers", "history", "help", "quit",
+pub const WORDS: [&str; 11] = [
+    "get",
+    "list",
+    "find",
+    "files",
+    "peers",
+    "history",
+    "subscribe",
+    "unsubscribe",
+    "subscriptions",
+    "help",
+    "quit",
 ];
 
 /// What a bare `get` (or `download`, `d`) answers.
@@ -46,6 +67,12 @@ pub const FIND_USAGE: &str = "usage: find PATTERN (a part of the name, or a glob
 
 /// What a bare `files` (or `list --from`) answers.
 pub const FILES_USAGE: &str = "usage: files USER (or: list --from USER)";
+
+/// What a bare `subscribe` answers.
+pub const SUBSCRIBE_USAGE: &str = "usage: subscribe NAME [--from USER]";
+
+/// What a bare `unsubscribe` answers.
+pub const UNSUBSCRIBE_USAGE: &str = "usage: unsubscribe NAME";
 
 impl Command {
     /// Parses one input line. Anything that is not a keyword is a content number or name, so a
@@ -74,6 +101,22 @@ impl Command {
             ("q" | "quit" | "exit", "") => Command::Quit,
             ("get" | "download" | "d", "") => Command::Usage(GET_USAGE),
             ("get" | "download" | "d", rest) => Command::Download(Selection::parse(rest)),
+            ("subscriptions", "") => Command::Subscriptions,
+            ("subscribe", "") => Command::Usage(SUBSCRIBE_USAGE),
+            ("subscribe", rest) => match rest.rsplit_once(" --from ") {
+                Some((name, user)) if !name.trim().is_empty() && !user.trim().is_empty() => {
+                    Command::Subscribe {
+                        name: name.trim().to_owned(),
+                        from: Some(user.trim().to_owned()),
+                    }
+                }
+                _ => Command::Subscribe {
+                    name: rest.to_owned(),
+                    from: None,
+                },
+            },
+            ("unsubscribe", "") => Command::Usage(UNSUBSCRIBE_USAGE),
+            ("unsubscribe", rest) => Command::Unsubscribe(rest.to_owned()),
             _ => Command::Download(Selection::parse(line)),
         }
     }
@@ -95,6 +138,32 @@ mod tests {
 
     fn name(s: &str) -> Command {
         Command::Download(Selection::Name(s.into()))
+    }
+
+    #[test]
+    fn subscriptions() {
+        for (line, expected) in [
+            (
+                "subscribe my report.pdf",
+                Command::Subscribe {
+                    name: "my report.pdf".into(),
+                    from: None,
+                },
+            ),
+            (
+                "subscribe report.pdf --from alice",
+                Command::Subscribe {
+                    name: "report.pdf".into(),
+                    from: Some("alice".into()),
+                },
+            ),
+            ("subscribe", Command::Usage(SUBSCRIBE_USAGE)),
+            ("unsubscribe  a b ", Command::Unsubscribe("a b".into())),
+            ("unsubscribe", Command::Usage(UNSUBSCRIBE_USAGE)),
+            ("subscriptions", Command::Subscriptions),
+        ] {
+            assert_eq!(Command::parse(line), expected, "{line:?}");
+        }
     }
 
     #[test]

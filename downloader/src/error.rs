@@ -36,6 +36,10 @@ pub enum Error {
     /// The download failed.
     #[error(transparent)]
     Download(#[from] DownloadError),
+    /// A request that cannot be carried out as given (a name that is not a content name, an
+    /// unknown subscription); the message says what to do instead.
+    #[error("{0}")]
+    Invalid(String),
     /// Reading the log or the terminal failed.
     #[error("{context}: {source}")]
     Io {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use shared::events::{DownloadEvent, Event, FetchedEvent, Outcome};
+use shared::events::{DownloadEvent, Event, FetchedEvent, Outcome, UpdateEvent};
 use shared::text::terminal_safe;
 
 use crate::format;
@@ -29,6 +29,9 @@ pub struct Entry {
     pub sources: BTreeMap<String, usize>,
     /// Failed attempts on the way.
     pub failed_attempts: usize,
+    /// When the download was a subscription's update that replaced the file: where the
+    /// previous version is kept (`-` when there was none).
+    pub replaced: Option<String>,
 }
 
 /// Reads the history from the text of `client.log`. Lines that are not events are skipped.
@@ -55,7 +58,19 @@ pub fn parse(log: &str) -> Vec<Entry> {
                 path: download.path.unwrap_or_else(|| "-".to_owned()),
                 sources,
                 failed_attempts,
+                replaced: None,
             });
+        } else if let Some(update) = UpdateEvent::from_event(&event) {
+            // It follows the download of the new version: that entry now names the file's
+            // place, and where the old one went.
+            if let Some(entry) = entries
+                .iter_mut()
+                .rev()
+                .find(|e| e.content == update.content)
+            {
+                entry.path = update.path;
+                entry.replaced = Some(update.kept.unwrap_or_else(|| "-".to_owned()));
+            }
         }
     }
     entries
@@ -117,6 +132,19 @@ pub fn render(entries: &[Entry]) -> String {
         if e.path != "-" {
             let _ = writeln!(out, "    saved as {}", terminal_safe(&e.path));
         }
+        match e.replaced.as_deref() {
+            Some("-") => {
+                let _ = writeln!(out, "    subscription: first version");
+            }
+            Some(kept) => {
+                let _ = writeln!(
+                    out,
+                    "    subscription update: the previous version is kept as {}",
+                    terminal_safe(kept)
+                );
+            }
+            None => {}
+        }
     }
     out
 }
@@ -133,6 +161,28 @@ mod tests {
 2026-11-21T18:00:01.4Z [INFO] download content=\"my notes.txt\" bytes=6 sha256=ab outcome=ok verified=yes path=\"/x/downloads/my notes.txt\"
 2026-11-21T18:05:00.0Z [INFO] download content=ece bytes=0 sha256=- outcome=failed verified=no path=-
 ";
+
+    #[test]
+    fn an_update_names_the_replaced_version() {
+        let log = format!(
+            "{LOG}2026-11-21T18:06:00.0Z [INFO] download content=r.pdf bytes=3 sha256=cd outcome=ok verified=yes path=\"/x/downloads/r (1).pdf\"
+2026-11-21T18:06:00.1Z [INFO] update content=r.pdf sha256=cd path=/x/downloads/r.pdf kept=/x/downloads/.previous/r.pdf.abababababab
+"
+        );
+        let entries = parse(&log);
+        let update = entries.last().unwrap();
+        assert_eq!(update.path, "/x/downloads/r.pdf");
+        assert_eq!(
+            update.replaced.as_deref(),
+            Some("/x/downloads/.previous/r.pdf.abababababab")
+        );
+        assert_eq!(entries[0].replaced, None);
+        let text = render(&entries);
+        assert!(
+            text.contains("subscription update: the previous version is kept as /x/downloads/.previous/r.pdf.abababababab"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn groups_chunk_events_under_their_download() {

@@ -149,6 +149,10 @@ pub struct HistoryEntry {
     pub sources: Vec<HistorySource>,
     /// Chunk requests that failed on the way.
     pub failed_attempts: usize,
+    /// For a subscription's update: where the replaced version is kept (`null` when there was
+    /// none); absent for other downloads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<Option<String>>,
 }
 
 /// Chunks one holder sent during a past download.
@@ -264,6 +268,10 @@ impl HistoryEntry {
                 })
                 .collect(),
             failed_attempts: entry.failed_attempts,
+            replaced: entry
+                .replaced
+                .as_ref()
+                .map(|kept| (kept != "-").then(|| kept.clone())),
         }
     }
 }

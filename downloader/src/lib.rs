@@ -28,6 +28,8 @@ pub mod history;
 pub mod json;
 pub mod peer_view;
 mod prompt;
+pub mod subscriptions;
+pub mod sync;
 mod wording;
 
 pub use crate::actions::{

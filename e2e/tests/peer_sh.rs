@@ -107,7 +107,8 @@ impl Drop for PeerSh {
     }
 }
 
-/// The programs peer.sh reports running for `dir` (`DIR/logs/peer.pids`), once all three do.
+/// The programs peer.sh reports running for `dir` (`DIR/logs/peer.pids`), once all four do
+/// (the last one is `downloader sync`).
 fn wait_for_pids(net: &TestNet, dir: &Path, peer_sh: &PeerSh) -> Vec<(String, u32)> {
     let pids = net.wait_until(WAIT, "peer.sh writes logs/peer.pids", || {
         let text = fs::read_to_string(dir.join("logs/peer.pids"))
@@ -117,10 +118,10 @@ fn wait_for_pids(net: &TestNet, dir: &Path, peer_sh: &PeerSh) -> Vec<(String, u3
             .filter_map(|l| l.split_once(' '))
             .map(|(name, pid)| (name.to_owned(), pid.trim().parse().expect("a pid")))
             .collect();
-        (pids.len() == 3).then_some(pids).ok_or(text)
+        (pids.len() == 4).then_some(pids).ok_or(text)
     });
     let names: Vec<&str> = pids.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["chunk-server", "announcer", "listener"]);
+    assert_eq!(names, ["chunk-server", "announcer", "listener", "downloader"]);
     for (name, pid) in &pids {
         let exe = fs::read_link(format!("/proc/{pid}/exe")).expect("the program runs");
         assert_eq!(

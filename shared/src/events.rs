@@ -364,6 +364,51 @@ impl DownloadEvent {
     }
 }
 
+/// A subscribed content's file replaced by a newer version (`downloader sync`):
+///
+/// ```text
+/// update content=<name> sha256=<hex> path=<path> kept=<path|->
+/// ```
+/// It follows the `download` event of the new version; `kept` is where the replaced file went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateEvent {
+    /// The content's name.
+    pub content: String,
+    /// The new version's SHA-256 in hex.
+    pub sha256: String,
+    /// Where the file now is.
+    pub path: String,
+    /// Where the replaced version is kept; `None` when there was none.
+    pub kept: Option<String>,
+}
+
+impl UpdateEvent {
+    /// The event's name.
+    pub const NAME: &'static str = "update";
+
+    /// The event as logged.
+    pub fn to_event(&self) -> Event {
+        Event::new(Self::NAME)
+            .with("content", &self.content)
+            .with("sha256", &self.sha256)
+            .with("path", &self.path)
+            .with("kept", self.kept.as_deref().unwrap_or("-"))
+    }
+
+    /// The `update` event `event` holds; `None` for another event or an incomplete one.
+    pub fn from_event(event: &Event) -> Option<UpdateEvent> {
+        if event.name != Self::NAME {
+            return None;
+        }
+        Some(UpdateEvent {
+            content: event.get("content")?.to_owned(),
+            sha256: event.get("sha256")?.to_owned(),
+            path: event.get("path")?.to_owned(),
+            kept: event.get("kept").filter(|k| *k != "-").map(str::to_owned),
+        })
+    }
+}
+
 fn needs_quotes(value: &str) -> bool {
     value.is_empty()
         || value
@@ -478,6 +523,30 @@ mod tests {
         }
         assert_eq!(Outcome::parse("OK"), None);
         assert_eq!(Event::new("x").with("outcome", "weird").outcome(), None);
+    }
+
+    #[test]
+    fn update_events_read_back_as_printed() {
+        let update = UpdateEvent {
+            content: "my report.pdf".into(),
+            sha256: "cd".repeat(32),
+            path: "/x/downloads/my report.pdf".into(),
+            kept: Some("/x/downloads/.previous/my report.pdf.abababababab".into()),
+        };
+        let line = update.to_event().to_string();
+        assert!(
+            line.starts_with("update content=\"my report.pdf\" sha256=cdcd"),
+            "{line}"
+        );
+        let parsed = Event::parse(&line).unwrap();
+        assert_eq!(UpdateEvent::from_event(&parsed), Some(update.clone()));
+        assert_eq!(DownloadEvent::from_event(&parsed), None);
+        let first = UpdateEvent {
+            kept: None,
+            ..update
+        };
+        let parsed = Event::parse(&first.to_event().to_string()).unwrap();
+        assert_eq!(UpdateEvent::from_event(&parsed), Some(first));
     }
 
     #[test]

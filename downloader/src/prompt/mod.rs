@@ -18,6 +18,7 @@ use crate::command::{Command, Selection};
 use crate::download::{Config, DownloadError};
 use crate::error::Error;
 use crate::json::Format;
+use crate::sync;
 use crate::wording::{write_line, write_out};
 
 mod complete;
@@ -68,7 +69,11 @@ pub fn interactive(
         ),
     )?;
     let mut catalog = show_catalog(config, out, &names)?;
+    let notices = background_sync(config, shutdown);
     loop {
+        for notice in std::mem::take(&mut *notices.lock().unwrap_or_else(PoisonError::into_inner)) {
+            write_line(out, &notice)?;
+        }
         let line = match input.next(out, shutdown)? {
             Next::Line(line) => line,
             Next::Quit => return Ok(()),
@@ -78,6 +83,21 @@ pub fn interactive(
             Command::List => catalog = show_catalog(config, out, &names)?,
             Command::Help => write_out(out, HELP)?,
             Command::Usage(usage) => write_line(out, usage)?,
+            Command::Subscribe { name, from } => {
+                if let Err(e) = sync::subscribe(config, &name, from.as_deref(), out) {
+                    write_line(out, &format!("error: {e}"))?;
+                }
+            }
+            Command::Unsubscribe(name) => {
+                if let Err(e) = sync::unsubscribe(config, &name, out) {
+                    write_line(out, &format!("error: {e}"))?;
+                }
+            }
+            Command::Subscriptions => {
+                if let Err(e) = sync::list_subscriptions(config, Format::Text, out) {
+                    write_line(out, &format!("error: {e}"))?;
+                }
+            }
             Command::History => {
                 if let Err(e) = history(config, Format::Text, out) {
                     write_line(out, &format!("error: {e}"))?;
@@ -142,6 +162,32 @@ fn remember(catalog: Catalog, names: &Names) -> Catalog {
     catalog
 }
 
+/// Keeps the subscribed contents up to date while the prompt is open, on a thread of its own,
+/// unless a `downloader sync` runs for the folder (then it does). What it updated is left in
+/// the returned list, which the prompt shows before its next line.
+fn background_sync(config: &Config, shutdown: &Shutdown) -> Arc<Mutex<Vec<String>>> {
+    let notices = Arc::new(Mutex::new(Vec::new()));
+    let (config, shutdown, told) = (config.clone(), shutdown.clone(), Arc::clone(&notices));
+    std::thread::spawn(move || {
+        let mut watched = sync::Watched::default();
+        while !shutdown.sleep(sync::SYNC_POLL) {
+            let sync_runs =
+                shared::instance::is_running(&config.dir, "downloader").unwrap_or(false);
+            if sync_runs || !watched.changed(&config) {
+                continue;
+            }
+            match sync::sync_once(&config, &shutdown, Feedback::Quiet, &mut io::sink()) {
+                Ok(updates) => told
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .extend(updates.iter().map(sync::Updated::describe)),
+                Err(e) => log::warn!("sync: {e}"),
+            }
+        }
+    });
+    notices
+}
+
 /// Shows the listing, and makes its names what Tab completes.
 fn show_catalog(config: &Config, out: &mut dyn Write, names: &Names) -> Result<Catalog, Error> {
     let catalog = match load_catalog(config) {
@@ -168,6 +214,9 @@ const HELP: &str = "\
   files USER    the files USER holds (also: list --from USER)
   peers         every peer heard, its files, and whether its chunk server answers
   history       show past downloads (from client.log)
+  subscribe NAME [--from USER]
+                follow a file: new versions replace downloads/NAME while the prompt
+                (or `downloader sync`) runs; unsubscribe NAME, subscriptions
   quit          leave (also Ctrl-C, Ctrl-D or end of input)
 At a terminal: Tab completes commands and names, Up/Down recall earlier lines (kept in
 the peer folder's .prompt_history).

@@ -1,0 +1,343 @@
+//! Keeping subscribed contents up to date ([`crate::subscriptions`]): `downloader sync` runs
+//! [`run`] until stopped, and the interactive prompt runs the same passes in the background
+//! while it is open, unless a `downloader sync` runs for the folder.
+//!
+//! An update is an ordinary verified download of the new version (into `downloads/<name> (1)`
+//! when the old one is in the way), then put in place atomically: the old file is first
+//! hard-linked into `downloads/.previous/`, then the new one renamed over it, so that
+//! `downloads/<name>` always holds one whole version, the old or the new. The `update` event in
+//! `client.log` ([`UpdateEvent`]) is what `history` shows.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use shared::digest::Digest;
+use shared::events::UpdateEvent;
+use shared::shutdown::Shutdown;
+
+use crate::actions::{get, load_catalog};
+use crate::bar::Feedback;
+use crate::command::Selection;
+use crate::download::Config;
+use crate::error::Error;
+use crate::subscriptions::{self, previous_path, Subscription};
+
+/// How often `tags.txt` and `subscriptions.txt` are looked at for a change.
+pub const SYNC_POLL: Duration = Duration::from_millis(250);
+
+/// A pass runs at least this often even when neither file changed (a holder's entry expires,
+/// a failed update is retried).
+const SYNC_EVERY: Duration = Duration::from_secs(5);
+
+/// A subscribed content's file, replaced by a newer version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Updated {
+    /// The content.
+    pub name: String,
+    /// Its new version.
+    pub version: Digest,
+    /// Where it is: `downloads/<name>`.
+    pub path: PathBuf,
+    /// Where the version it replaced is kept, when there was one.
+    pub kept: Option<PathBuf>,
+}
+
+impl Updated {
+    /// The line the user reads.
+    pub fn describe(&self) -> String {
+        let hex = self.version.to_string();
+        match &self.kept {
+            Some(kept) => format!(
+                "Updated {} to version {} (the previous one is kept as {})",
+                self.path.display(),
+                &hex[..16],
+                kept.display()
+            ),
+            None => format!("Fetched {} (version {})", self.path.display(), &hex[..16]),
+        }
+    }
+}
+
+/// One pass: every subscription with a version due ([`Subscription::due`]) is downloaded and
+/// put in place. Failures are logged and left for the next pass.
+///
+/// # Errors
+/// When the subscriptions cannot be read, or a download was cancelled.
+pub fn sync_once(
+    config: &Config,
+    cancel: &Shutdown,
+    feedback: Feedback,
+    ui: &mut dyn Write,
+) -> Result<Vec<Updated>, Error> {
+    let followed = subscriptions::load(&config.dir).map_err(|source| Error::Io {
+        context: format!("cannot read {}", subscriptions::path(&config.dir).display()),
+        source,
+    })?;
+    if followed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let catalog = match load_catalog(config) {
+        Ok(catalog) => catalog,
+        Err(e) => {
+            log::debug!("sync: {e}");
+            return Ok(Vec::new());
+        }
+    };
+    let mut updated = Vec::new();
+    for subscription in &followed {
+        let Some(target) = subscription.due(&catalog) else {
+            continue;
+        };
+        let Some(version) = target.sha256 else {
+            continue;
+        };
+        let hex = version.to_string();
+        let selection = Selection::Name(subscription.name.clone());
+        match get(config, &selection, Some(&hex), cancel, feedback, ui) {
+            Ok(got) => match put_in_place(config, subscription, version, &got.file.path) {
+                Ok(update) => updated.push(update),
+                Err(e) => log::warn!("cannot update {}: {e}", subscription.name),
+            },
+            Err(e) if e.is_cancelled() => return Err(e),
+            Err(e) => log::warn!(
+                "cannot fetch the new version of {} (will retry): {e}",
+                subscription.name
+            ),
+        }
+    }
+    Ok(updated)
+}
+
+/// Puts the downloaded file `fetched` (version `version` of the subscribed content) at
+/// `downloads/<name>`, keeping the file there before in `downloads/.previous/`, and records it.
+fn put_in_place(
+    config: &Config,
+    subscription: &Subscription,
+    version: Digest,
+    fetched: &Path,
+) -> io::Result<Updated> {
+    let downloads = config.dir.downloads();
+    let dest = downloads.join(&subscription.name);
+    let mut kept = None;
+    if fetched != dest {
+        if dest.exists() {
+            let old = match subscription.current {
+                Some(old) => old,
+                None => Digest::of_reader(io::BufReader::new(File::open(&dest)?))?.0,
+            };
+            let keep = previous_path(&downloads, &subscription.name, old);
+            fs::create_dir_all(keep.parent().unwrap_or(&downloads))?;
+            match fs::hard_link(&dest, &keep) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                _ => {}
+            }
+            kept = Some(keep);
+        }
+        fs::rename(fetched, &dest)?;
+        shared::fsutil::sync_parent(&dest);
+    }
+    let name = subscription.name.clone();
+    subscriptions::update(&config.dir, |all| {
+        let mut changed = false;
+        for s in all.iter_mut().filter(|s| s.name == name) {
+            s.now_at(version);
+            changed = true;
+        }
+        (changed, ())
+    })?;
+    let event = UpdateEvent {
+        content: subscription.name.clone(),
+        sha256: version.to_string(),
+        path: dest.display().to_string(),
+        kept: kept.as_ref().map(|k| k.display().to_string()),
+    };
+    log::info!("{}", event.to_event());
+    Ok(Updated {
+        name: subscription.name.clone(),
+        version,
+        path: dest,
+        kept,
+    })
+}
+
+/// `downloader sync`: runs [`sync_once`] whenever `tags.txt` or `subscriptions.txt` changes
+/// (and every few seconds), until `shutdown`; says each update on `ui`.
+///
+/// # Errors
+/// When `ui` cannot be written or the subscriptions cannot be read.
+pub fn run(config: &Config, shutdown: &Shutdown, ui: &mut dyn Write) -> Result<(), Error> {
+    let mut watched = Watched::default();
+    let mut next_pass = Instant::now();
+    while !shutdown.is_triggered() {
+        if watched.changed(config) || Instant::now() >= next_pass {
+            next_pass = Instant::now() + SYNC_EVERY;
+            match sync_once(config, shutdown, Feedback::Quiet, &mut io::sink()) {
+                Ok(updates) => {
+                    for update in updates {
+                        crate::wording::write_line(ui, &update.describe())?;
+                    }
+                }
+                Err(e) if e.is_cancelled() => break,
+                Err(e) => return Err(e),
+            }
+        }
+        shutdown.sleep(SYNC_POLL);
+    }
+    Ok(())
+}
+
+/// The modification times of `tags.txt` and `subscriptions.txt` last seen, to run a pass
+/// only when one changed.
+#[derive(Default)]
+pub struct Watched(Option<(Option<SystemTime>, Option<SystemTime>)>);
+
+impl Watched {
+    /// Whether either file changed since the last call (always, the first time).
+    pub fn changed(&mut self, config: &Config) -> bool {
+        let mtime = |p: PathBuf| fs::metadata(p).and_then(|m| m.modified()).ok();
+        let now = (
+            mtime(config.dir.tags()),
+            mtime(subscriptions::path(&config.dir)),
+        );
+        self.0.replace(now) != Some(now)
+    }
+}
+
+/// `downloader subscribe NAME [--from USER]`: follows `name` (replacing the user of an existing
+/// subscription). A file already at `downloads/<name>` counts as the current version.
+///
+/// # Errors
+/// When the folder is missing, the name is not a valid content name, or the file cannot be
+/// written.
+pub fn subscribe(
+    config: &Config,
+    name: &str,
+    from: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    crate::actions::require_peer_dir(config)?;
+    shared::chunk::validate_content_name(name).map_err(|e| Error::Invalid(format!("{e}")))?;
+    let existing = config.dir.downloads().join(name);
+    let current = match File::open(&existing) {
+        Ok(file) => Some(
+            Digest::of_reader(io::BufReader::new(file))
+                .map_err(|source| io_error(&existing, source))?
+                .0,
+        ),
+        Err(_) => None,
+    };
+    subscriptions::update(&config.dir, |all| {
+        match all.iter_mut().find(|s| s.name == name) {
+            Some(s) => s.from = from.map(str::to_owned),
+            None => {
+                let mut s = Subscription::new(name, from);
+                if let Some(current) = current {
+                    s.now_at(current);
+                }
+                all.push(s);
+            }
+        }
+        (true, ())
+    })
+    .map_err(|source| io_error(&subscriptions::path(&config.dir), source))?;
+    crate::wording::write_line(
+        out,
+        &format!(
+            "Subscribed to {name} (versions from {}); `downloader sync`, or the prompt while it \
+             is open, keeps downloads/{name} up to date.",
+            from.unwrap_or("any holder")
+        ),
+    )
+}
+
+/// `downloader unsubscribe NAME`.
+///
+/// # Errors
+/// When `name` is not followed, or the file cannot be written.
+pub fn unsubscribe(config: &Config, name: &str, out: &mut dyn Write) -> Result<(), Error> {
+    crate::actions::require_peer_dir(config)?;
+    let removed = subscriptions::update(&config.dir, |all| {
+        let before = all.len();
+        all.retain(|s| s.name != name);
+        (all.len() != before, all.len() != before)
+    })
+    .map_err(|source| io_error(&subscriptions::path(&config.dir), source))?;
+    if !removed {
+        return Err(Error::Invalid(format!(
+            "not subscribed to {name:?} (see `downloader subscriptions`)"
+        )));
+    }
+    crate::wording::write_line(out, &format!("Unsubscribed from {name}."))
+}
+
+/// `downloader subscriptions [--json]`: what is followed, from whom, and the version here.
+///
+/// # Errors
+/// When the file cannot be read or `out` written.
+pub fn list_subscriptions(
+    config: &Config,
+    format: crate::json::Format,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    crate::actions::require_peer_dir(config)?;
+    let all = subscriptions::load(&config.dir)
+        .map_err(|source| io_error(&subscriptions::path(&config.dir), source))?;
+    if format == crate::json::Format::Json {
+        let items: Vec<serde_json::Value> = all
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "name": s.name,
+                    "from": s.from,
+                    "current": s.current.map(|d| d.to_string()),
+                    "previous": s.had.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        return crate::wording::write_line(out, &serde_json::Value::Array(items).to_string());
+    }
+    if all.is_empty() {
+        return crate::wording::write_line(out, "No subscriptions (downloader subscribe NAME).");
+    }
+    let rows: Vec<[String; 3]> = all
+        .iter()
+        .map(|s| {
+            [
+                shared::text::terminal_safe(&s.name).into_owned(),
+                s.from.clone().unwrap_or_else(|| "any holder".to_owned()),
+                s.current
+                    .map_or_else(|| "not yet".to_owned(), |d| d.to_string()[..16].to_owned()),
+            ]
+        })
+        .collect();
+    let width = |i: usize| {
+        rows.iter()
+            .map(|r| crate::format::width(&r[i]))
+            .chain([crate::format::width(["NAME", "FROM", "VERSION HERE"][i])])
+            .max()
+            .unwrap_or(0)
+    };
+    let (w0, w1) = (width(0), width(1));
+    let mut text = format!(
+        "{}  {}  VERSION HERE\n",
+        crate::format::pad("NAME", w0, true),
+        crate::format::pad("FROM", w1, true)
+    );
+    for [name, from, version] in &rows {
+        text.push_str(&format!(
+            "{}  {}  {version}\n",
+            crate::format::pad(name, w0, true),
+            crate::format::pad(from, w1, true)
+        ));
+    }
+    crate::wording::write_out(out, &text)
+}
+
+fn io_error(path: &Path, source: io::Error) -> Error {
+    Error::Io {
+        context: format!("cannot use {}", path.display()),
+        source,
+    }
+}
