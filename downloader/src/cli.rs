@@ -237,9 +237,7 @@ impl Args {
                 | Cmd::Find { .. }
                 | Cmd::Peers { .. }
                 | Cmd::Subscriptions { .. },
-            ) => {
-                (None, false)
-            }
+            ) => (None, false),
         };
         // `get -v` on a terminal draws the chunks' bars, which log lines would tear.
         let chunk_bars =

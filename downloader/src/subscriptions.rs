@@ -5,9 +5,9 @@
 //! commands (atomically, under a lock, so two commands never lose each other's change):
 //!
 //! ```text
-//! # NAME<TAB>FROM<TAB>CURRENT<TAB>HAD
-//! report.pdf	alice	3f1c…	9ab0…,77e2…
-//! notes.txt	*	-	-
+//! # NAME<TAB>FROM<TAB>CURRENT<TAB>HAD   (fields separated by one tab each)
+//! report.pdf  alice  3f1c…  9ab0…,77e2…
+//! notes.txt   *      -      -
 //! ```
 //! `FROM` is the one user whose versions are taken, or `*` for any holder; `CURRENT` the SHA-256
 //! of the version in `downloads/` (`-`: none yet); `HAD` the versions replaced before, which are

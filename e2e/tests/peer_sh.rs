@@ -121,7 +121,10 @@ fn wait_for_pids(net: &TestNet, dir: &Path, peer_sh: &PeerSh) -> Vec<(String, u3
         (pids.len() == 4).then_some(pids).ok_or(text)
     });
     let names: Vec<&str> = pids.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["chunk-server", "announcer", "listener", "downloader"]);
+    assert_eq!(
+        names,
+        ["chunk-server", "announcer", "listener", "downloader"]
+    );
     for (name, pid) in &pids {
         let exe = fs::read_link(format!("/proc/{pid}/exe")).expect("the program runs");
         assert_eq!(
