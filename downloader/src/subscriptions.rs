@@ -212,10 +212,10 @@ mod tests {
             size: Some(10),
             holders: holders
                 .iter()
-                .enumerate()
-                .map(|(i, (user, proto))| Holder {
+                .zip(2u8..)
+                .map(|((user, proto), ip)| Holder {
                     user: (*user).to_owned(),
-                    addr: SocketAddr::from(([127, 0, 0, 2 + i as u8], 5001)),
+                    addr: SocketAddr::from(([127, 0, 0, ip], 5001)),
                     proto: *proto,
                     chunks: ChunkSet::ALL,
                     root: None,
