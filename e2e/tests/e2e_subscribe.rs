@@ -126,3 +126,47 @@ fn sync_replaces_a_followed_file_with_each_new_version_and_keeps_the_old_one() {
     let again = c.downloader(&["unsubscribe", NAME]);
     assert_eq!(again.status.code(), Some(1), "{}", describe_output(&again));
 }
+
+#[test]
+fn the_prompt_keeps_a_followed_file_up_to_date_while_it_is_open() {
+    let net = TestNet::new(Duration::from_secs(120));
+    let a = net.peer("a");
+    let c = net.peer("c");
+    let (_, v1) = a.write_share(NAME, 200_000, 3);
+    a.start_chunk_server(&[], &["--rescan", "1"]);
+    a.start_announcer("alice", ANNOUNCE_INTERVAL_SECS);
+    c.start_listener(&[]);
+    net.wait_for_entry(&c, &a, "alice", NAME, v1);
+    assert_success(&c.downloader(&["subscribe", NAME]), "subscribe");
+
+    // No `downloader sync` runs: the open prompt does the syncing, while nobody types.
+    let mut prompt = c.spawn_downloader_on_terminal(&[]);
+    let got = net.wait_until(Duration::from_secs(20), "the first version", || {
+        version_here(&c)
+    });
+    assert_eq!(got, v1);
+    let (_, v2) = a.write_share(NAME, 210_000, 4);
+    net.wait_until(
+        Duration::from_secs(30),
+        "the new version",
+        || match version_here(&c) {
+            Ok(v) if v == v2 => Ok(()),
+            Ok(v) => Err(format!("still {v}")),
+            Err(e) => Err(e),
+        },
+    );
+    // What it did is said before the next prompt line.
+    prompt.type_keys("\r");
+    net.wait_until(Duration::from_secs(10), "the prompt says so", || {
+        let shown = prompt.stdout_so_far();
+        shown.contains("Updated ").then_some(()).ok_or(shown)
+    });
+    prompt.type_keys("\x04");
+    let out = prompt.wait(Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(0), "{}", describe_output(&out));
+    assert_eq!(
+        files_under(&c.downloads_dir().join(".previous")).len(),
+        1,
+        "the first version is kept"
+    );
+}
