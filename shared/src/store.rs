@@ -632,6 +632,47 @@ mod tests {
     }
 
     #[test]
+    fn a_content_served_in_place_counts_while_its_file_is_as_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path().join("temp")).unwrap();
+        let file = dir.path().join("placed.bin");
+        fs::write(&file, b"abc").unwrap();
+        let mut m = manifest("placed.bin");
+        m.origin = Origin::Downloaded {
+            verified: true,
+            file: Some(PlacedFile::of(&file).unwrap()),
+        };
+        store.save_manifest(&m).unwrap();
+        // A stale chunk file of it (an older store's copy) is never announced.
+        fs::write(store.root().join("placed.bin_1"), b"x").unwrap();
+        let snap = store.snapshot().unwrap();
+        let listed: Vec<String> = snap.chunks.iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            listed,
+            (1..=5)
+                .map(|i| format!("placed.bin_{i}"))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(snap.metas.keys().collect::<Vec<_>>(), ["placed.bin"]);
+        assert!(store.chunks_of("placed.bin").is_complete());
+        assert_eq!(store.remove_copies_of_in_place(), ["placed.bin"]);
+        assert!(store.chunk_files_of("placed.bin").is_empty());
+
+        // Changed (another size): withdrawn, digest and all; deleted: the same.
+        fs::write(&file, b"abcd").unwrap();
+        assert_eq!(store.snapshot().unwrap(), Snapshot::default());
+        assert!(store.chunks_of("placed.bin").is_empty());
+        fs::remove_file(&file).unwrap();
+        assert_eq!(store.snapshot().unwrap(), Snapshot::default());
+        // The old layout (no file recorded) is served from chunk files, as before.
+        let old = manifest("old.bin");
+        store.save_manifest(&old).unwrap();
+        fs::write(store.root().join("old.bin_2"), b"x").unwrap();
+        assert_eq!(store.snapshot().unwrap().chunks.len(), 1);
+        assert_eq!(store.remove_copies_of_in_place(), Vec::<String>::new());
+    }
+
+    #[test]
     fn manifests_round_trip_and_feed_the_snapshot() {
         let dir = tempfile::tempdir().unwrap();
         let store = ChunkStore::open(dir.path()).unwrap();
