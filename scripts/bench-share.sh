@@ -95,7 +95,7 @@ for i in $(seq -w 1 "$FILES"); do
     fi
 done
 sync
-bytes=$(du -sb "$RUN/folder" | cut -f1)
+bytes=$(find "$RUN/folder" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f\n", s }')
 
 say "cp -r"
 t0=$(now_ns)
@@ -125,7 +125,7 @@ done
 share_s=$(seconds_since "$t0")
 stop_pids INT 50 KILL "${PIDS[@]}"
 PIDS=()
-added=$(find "$RUN/peer" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
+added=$(find "$RUN/peer" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f\n", s }')
 
 printf '\n== sharing %s (%d files, %s bytes) on %s ==\n' "$(numfmt --to=iec "$bytes")" "$FILES" \
     "$bytes" "$(df --output=source "$RUN" | tail -n 1)"
