@@ -245,3 +245,41 @@ fn a_shared_file_rewritten_during_a_download_never_gives_a_mixed_file() {
         );
     }
 }
+
+#[test]
+fn a_download_into_a_relative_peer_folder_is_served_by_its_chunk_server() {
+    let net = TestNet::new(Duration::from_secs(90));
+    let a = net.peer("a");
+    let c = net.peer("c");
+    let (original, digest) = a.write_share("rel.bin", 300_000, 5);
+    a.start_chunk_server(&[], &[]);
+    a.start_announcer("alice", ANNOUNCE_INTERVAL_SECS);
+    c.start_listener(&[]);
+    net.wait_for_entry(&c, &a, "alice", "rel.bin", digest);
+    // `--dir .`, run from inside the peer folder: the placed file is recorded by an absolute
+    // path, which the chunk server (another working directory) finds.
+    let out = std::process::Command::new(Program::Downloader.path())
+        .args(["--dir", ".", "get", "rel.bin"])
+        .current_dir(&c.dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the downloader");
+    assert_success(&out, "carol downloads rel.bin with --dir .");
+    assert_same_file(&original, &c.downloads_dir().join("rel.bin"));
+    let store = shared::store::ChunkStore::open(c.temp_dir()).unwrap();
+    let stored = store.load_manifest("rel.bin").unwrap().expect("a manifest");
+    let placed = stored.in_place().expect("served in place").path;
+    assert!(placed.is_absolute(), "{}", placed.display());
+    assert_eq!(
+        placed.canonicalize().unwrap(),
+        c.downloads_dir().join("rel.bin").canonicalize().unwrap()
+    );
+    c.start_chunk_server(&[], &[]);
+    let range = chunk_ranges(300_000)[4];
+    let data = fs::read(&original).unwrap();
+    net.wait_until(WAIT, "carol's chunk server serves rel.bin_5", || {
+        (legacy_fetch(&c, "rel.bin_5") == data[range.start as usize..range.end as usize])
+            .then_some(())
+            .ok_or_else(|| "not served".to_owned())
+    });
+}

@@ -77,7 +77,10 @@ fn already_placed(
     else {
         return Ok(None);
     };
-    if file.path.parent() != Some(downloads) || !store.chunk_files_of(&target.name).is_empty() {
+    let downloads = std::path::absolute(downloads).map_err(io_error("read", downloads))?;
+    if file.path.parent() != Some(downloads.as_path())
+        || !store.chunk_files_of(&target.name).is_empty()
+    {
         return Ok(None);
     }
     let Ok(reader) = file.open_range(0, file.size) else {

@@ -132,13 +132,14 @@ pub struct PlacedFile {
 }
 
 impl PlacedFile {
-    /// The file at `path` as it is now.
+    /// The file at `path` as it is now, its path made absolute: the chunk server that serves
+    /// it may run from another working directory than the downloader that placed it.
     ///
     /// # Errors
     /// When it cannot be examined.
     pub fn of(path: &Path) -> io::Result<PlacedFile> {
         Ok(PlacedFile {
-            path: path.to_owned(),
+            path: std::path::absolute(path)?,
             modified: fs::metadata(path)?.modified()?,
         })
     }
@@ -196,5 +197,15 @@ mod tests {
             in_place.open_range(0, 1),
             Err(InPlaceError::Gone(_))
         ));
+    }
+
+    #[test]
+    fn a_placed_file_is_recorded_by_its_absolute_path() {
+        let placed = PlacedFile::of(Path::new("Cargo.toml")).unwrap();
+        assert!(placed.path.is_absolute());
+        assert_eq!(
+            placed.path,
+            std::env::current_dir().unwrap().join("Cargo.toml")
+        );
     }
 }
