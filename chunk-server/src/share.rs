@@ -1,10 +1,12 @@
 //! Sharing: keeps the chunk store in step with the files this peer shares.
 //!
 //! A [`Sharer`] owns the list of share paths (`--share`, or `DIR/served_files`). Each
-//! [`Sharer::scan`] lists the files under them and, for each one, makes sure the store holds its
-//! five chunks and a manifest whose origin is [`Origin::Shared`] with the file's path and
-//! modification time. New and changed files are split again ([`crate::split`]); contents whose
-//! shared file is gone are removed. Only contents that the server split itself (origin
+//! [`Sharer::scan`] lists the files under them and, for each one, makes sure the store holds a
+//! manifest whose origin is [`Origin::Shared`] with the file's path, size and modification
+//! time: the file is then served in place, its five chunks being byte ranges of it. New and
+//! changed files are hashed again ([`crate::split`]); until then, the store neither announces
+//! nor serves a changed file ([`shared::store::InPlace`]). Contents whose shared file is gone
+//! are removed. Only contents that the server split itself (origin
 //! `Shared`) are ever removed: what the downloader put in the store is not ours to delete,
 //! although a shared file of the same name replaces it.
 //!
@@ -22,27 +24,12 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use shared::chunk::{chunk_ranges, validate_content_name, ChunkName};
+use shared::chunk::validate_content_name;
 use shared::latch::Latches;
-use shared::protocol::Manifest;
 use shared::shutdown::Shutdown;
 use shared::store::{ChunkStore, Origin};
 
 use crate::split::{split_file, SplitOutcome};
-
-/// Whether the five chunk files of `manifest` are present with the lengths it implies.
-fn chunks_intact(store: &ChunkStore, manifest: &Manifest) -> bool {
-    let Ok(names) = ChunkName::all_of(&manifest.name) else {
-        return false;
-    };
-    names
-        .iter()
-        .zip(chunk_ranges(manifest.size))
-        .all(|(name, range)| {
-            fs::metadata(store.chunk_path(name))
-                .is_ok_and(|m| m.is_file() && m.len() == range.len())
-        })
-}
 
 /// One file to share, as listed by a scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,10 +130,10 @@ impl Sharer {
             if let Some(stored) = &existing {
                 match &stored.origin {
                     Origin::Shared { path, modified }
+                        // The listing's `stat` of the file is the check: as hashed, or hash again.
                         if *path == candidate.path
                             && Some(*modified) == candidate.modified
-                            && stored.manifest.size == candidate.size
-                            && chunks_intact(&self.store, &stored.manifest) =>
+                            && stored.manifest.size == candidate.size =>
                     {
                         report.unchanged.push(name.clone());
                         continue;
@@ -356,6 +343,7 @@ impl Sharer {
 mod tests {
     use super::*;
     use crate::split::tests::{assert_stored, fixture, pattern, rewrite};
+    use shared::store::PlacedFile;
 
     #[test]
     fn a_note_is_logged_once_while_it_lasts_and_again_when_it_comes_back() {
@@ -410,21 +398,25 @@ mod tests {
     }
 
     #[test]
-    fn missing_or_damaged_chunk_is_split_again() {
+    fn a_file_changed_with_the_same_size_is_withheld_then_hashed_again() {
         let f = fixture();
+        let path = f.root.join("share").join("x.bin");
         let data = pattern(5000);
-        fs::write(f.root.join("share").join("x.bin"), &data).unwrap();
+        fs::write(&path, &data).unwrap();
         let mut sharer = Sharer::new(f.store.clone(), vec![f.root.join("share")]);
         sharer.scan(&Shutdown::new());
-        let names = ChunkName::all_of("x.bin").unwrap();
-
-        fs::remove_file(f.store.chunk_path(&names[2])).unwrap();
-        assert_eq!(sharer.scan(&Shutdown::new()).split, ["x.bin"]);
         assert_stored(&f.store, "x.bin", &data);
 
-        fs::write(f.store.chunk_path(&names[4]), b"short").unwrap();
+        let mut changed = data.clone();
+        changed[4000] ^= 0xff;
+        rewrite(&path, &changed);
+        // Before the next scan: neither announced nor counted as held.
+        assert!(f.store.chunks_of("x.bin").is_empty());
+        let snapshot = f.store.snapshot().unwrap();
+        assert!(snapshot.chunks.is_empty() && snapshot.metas.is_empty());
         assert_eq!(sharer.scan(&Shutdown::new()).split, ["x.bin"]);
-        assert_stored(&f.store, "x.bin", &data);
+        assert_stored(&f.store, "x.bin", &changed);
+        assert_eq!(f.store.snapshot().unwrap().chunks.len(), 5);
     }
 
     #[test]
@@ -441,7 +433,10 @@ mod tests {
         fs::write(&downloaded, b"from a peer").unwrap();
         split_file(&f.store, "downloaded.bin", &downloaded, &Shutdown::new()).unwrap();
         let mut stored = f.store.load_manifest("downloaded.bin").unwrap().unwrap();
-        stored.origin = Origin::Downloaded { verified: true };
+        stored.origin = Origin::Downloaded {
+            verified: true,
+            file: Some(PlacedFile::of(&downloaded).unwrap()),
+        };
         f.store.save_manifest(&stored).unwrap();
 
         fs::remove_file(&path).unwrap();
@@ -535,7 +530,10 @@ mod tests {
         fs::write(&elsewhere, b"downloaded bytes").unwrap();
         split_file(&f.store, "song.mp3", &elsewhere, &Shutdown::new()).unwrap();
         let mut stored = f.store.load_manifest("song.mp3").unwrap().unwrap();
-        stored.origin = Origin::Downloaded { verified: false };
+        stored.origin = Origin::Downloaded {
+            verified: false,
+            file: Some(PlacedFile::of(&elsewhere).unwrap()),
+        };
         f.store.save_manifest(&stored).unwrap();
 
         fs::write(f.root.join("share").join("song.mp3"), b"our own song").unwrap();

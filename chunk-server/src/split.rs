@@ -1,32 +1,40 @@
-//! Splitting one shared file into the chunk store: five chunks and a manifest with origin
-//! [`Origin::Shared`].
+//! Describing one shared file in the chunk store: a manifest with origin [`Origin::Shared`],
+//! whose five chunks are byte ranges of the file ([`chunk_ranges`]), served in place. Nothing is
+//! copied: "splitting" a file only hashes it.
 //!
-//! [`split_file`] streams the file once through a fixed buffer, writing each chunk to the
-//! store's `.incoming/` folder ([`ChunkStore::split_path`]) while hashing it and the whole file.
-//! Chunks are renamed into place only when the file did not change during the split, so the
-//! store never holds a mix of two versions under one manifest. Memory use does not depend on
-//! the file's size. What a killed split leaves behind is removed at the next start
-//! ([`remove_leftovers`]).
+//! [`split_file`] reads the file once, through a few fixed buffers: this thread hashes each
+//! chunk's range while another hashes the whole file from the same buffers, so hashing costs
+//! one read of the file and about the time of one SHA-256 over it on two cores. The manifest is
+//! recorded only when the file did not change during the read (same size and modification
+//! time after as before), so the store never describes a mix of two versions. Memory use does
+//! not depend on the file's size. What a killed chunk server left behind is removed at the next
+//! start ([`remove_leftovers`]).
 //!
-//! Which files to split, and when, is `share`'s business; this module splits what it is given.
+//! Which files to describe, and when, is `share`'s business; this module hashes what it is
+//! given.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread;
 use std::time::Instant;
 
 use shared::chunk::{chunk_ranges, ChunkName, NameError};
-use shared::digest::{Digest, Hasher, HashingWriter};
+use shared::digest::{Digest, Hasher};
 use shared::protocol::Manifest;
 use shared::shutdown::Shutdown;
-use shared::store::{remove_if_exists, ChunkStore, Origin, StoreError, StoredManifest};
+use shared::store::{ChunkStore, Origin, StoreError, StoredManifest};
 use shared::CHUNKS_PER_FILE;
 
-/// Size of the one buffer a split reads through: large enough for few system calls, small
-/// enough that splitting a file of any size uses a fixed, small amount of memory.
+/// Size of each buffer a hash reads through: large enough for few system calls, small enough
+/// that hashing a file of any size uses a fixed, small amount of memory.
 const SPLIT_BUFFER: usize = 256 * 1024;
 
-/// Why a shared file could not be split into the store.
+/// Buffers in flight between the reading thread and the whole-file hasher.
+const BUFFERS: usize = 4;
+
+/// Why a shared file could not be described in the store.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SplitError {
     /// The file name is not a valid content name.
@@ -40,24 +48,6 @@ pub(crate) enum SplitError {
         /// The cause.
         source: io::Error,
     },
-    /// A chunk could not be written to `.incoming/`.
-    #[error("cannot write {path}: {source}")]
-    WriteChunk {
-        /// The partial chunk file.
-        path: PathBuf,
-        /// The cause.
-        source: io::Error,
-    },
-    /// A finished chunk could not be renamed into place.
-    #[error("cannot move {from} to {to}: {source}")]
-    Install {
-        /// The partial chunk file.
-        from: PathBuf,
-        /// Its final name.
-        to: PathBuf,
-        /// The cause.
-        source: io::Error,
-    },
     /// The store refused the manifest.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -66,33 +56,85 @@ pub(crate) enum SplitError {
 /// What a call to [`split_file`] achieved.
 #[derive(Debug)]
 pub(crate) enum SplitOutcome {
-    /// The five chunks and the manifest are in the store.
+    /// The manifest is in the store: the file is served in place.
     Done(Box<Manifest>),
-    /// The file changed (or vanished) while being read; nothing was installed.
+    /// The file changed (or vanished) while being read; nothing was recorded.
     Changed,
-    /// Shutdown was asked; nothing was installed.
+    /// Shutdown was asked; nothing was recorded.
     Interrupted,
 }
 
-/// The temporary chunk files of one split; whatever is left of them is removed on drop, so a
-/// failed or abandoned split leaves nothing behind.
-struct PartFiles(Vec<PathBuf>);
-
-impl Drop for PartFiles {
-    fn drop(&mut self) {
-        for path in &self.0 {
-            // After a successful rename the path no longer exists, which is fine.
-            let _ = remove_if_exists(path);
-        }
-    }
+/// What reading the file gave: the five chunk digests and the whole file's, or why not.
+enum Hashed {
+    Done([Digest; CHUNKS_PER_FILE], Digest),
+    Changed,
+    Interrupted,
 }
 
-/// Splits the file at `path` into the five chunks of content `name` and records its manifest
-/// with origin [`Origin::Shared`]. Any previous content of that name is replaced.
+/// Hashes the five chunk ranges of `file` (of `size` bytes) and the whole file, in one read.
+fn hash_ranges(file: &mut File, size: u64, shutdown: &Shutdown) -> io::Result<Hashed> {
+    thread::scope(|scope| {
+        let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(BUFFERS);
+        let (free_tx, free_rx) = mpsc::sync_channel::<Vec<u8>>(BUFFERS);
+        for _ in 0..BUFFERS {
+            let _ = free_tx.send(Vec::with_capacity(SPLIT_BUFFER));
+        }
+        let whole = scope.spawn(move || {
+            let mut whole = Hasher::default();
+            for buf in full_rx {
+                whole.update(&buf);
+                // The reader may have stopped early: a buffer nobody takes back is dropped.
+                let _ = free_tx.send(buf);
+            }
+            whole.finish()
+        });
+        let mut digests = [Digest::of(b""); CHUNKS_PER_FILE];
+        for (range, digest) in chunk_ranges(size).iter().zip(&mut digests) {
+            let mut chunk = Hasher::default();
+            let mut remaining = range.len();
+            while remaining > 0 {
+                if shutdown.is_triggered() {
+                    return Ok(Hashed::Interrupted);
+                }
+                let Ok(mut buf) = free_rx.recv() else {
+                    return Err(io::Error::other("the hashing thread stopped"));
+                };
+                let want = usize::try_from(remaining).map_or(SPLIT_BUFFER, |r| r.min(SPLIT_BUFFER));
+                buf.resize(want, 0);
+                let n = match file.read(&mut buf) {
+                    // The file shrank under us.
+                    Ok(0) => return Ok(Hashed::Changed),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                        buf.clear();
+                        let _ = full_tx.send(buf);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                buf.truncate(n);
+                chunk.update(&buf);
+                remaining -= n as u64;
+                if full_tx.send(buf).is_err() {
+                    return Err(io::Error::other("the hashing thread stopped"));
+                }
+            }
+            *digest = chunk.finish();
+        }
+        drop(full_tx);
+        let whole = whole
+            .join()
+            .map_err(|_| io::Error::other("the hashing thread panicked"))?;
+        Ok(Hashed::Done(digests, whole))
+    })
+}
+
+/// Hashes the file at `path` as content `name` and records its manifest with origin
+/// [`Origin::Shared`], so it is served in place. Any previous content of that name is replaced
+/// (and chunk files of it in `temp/`, from a download or an older store, removed).
 ///
 /// # Errors
-/// [`SplitError`] when the file cannot be read or the store written; the store then holds no
-/// partial chunk of this split.
+/// [`SplitError`] when the file cannot be read or the store written.
 pub(crate) fn split_file(
     store: &ChunkStore,
     name: &str,
@@ -100,7 +142,7 @@ pub(crate) fn split_file(
     shutdown: &Shutdown,
 ) -> Result<SplitOutcome, SplitError> {
     let started = Instant::now();
-    let names = ChunkName::all_of(name)?;
+    ChunkName::all_of(name)?;
     let read_err = |source| SplitError::Read {
         path: path.to_owned(),
         source,
@@ -110,36 +152,11 @@ pub(crate) fn split_file(
     let size = before.len();
     let modified = before.modified().map_err(read_err)?;
 
-    let parts = PartFiles(names.iter().map(|n| store.split_path(n)).collect());
-    let mut whole = Hasher::default();
-    let mut buf = vec![0u8; SPLIT_BUFFER];
-    let mut digests = [Digest::of(b""); CHUNKS_PER_FILE];
-    for ((range, part), digest) in chunk_ranges(size).iter().zip(&parts.0).zip(&mut digests) {
-        let write_err = |source| SplitError::WriteChunk {
-            path: part.clone(),
-            source,
-        };
-        let mut out = HashingWriter::new(File::create(part).map_err(write_err)?);
-        let mut remaining = range.len();
-        while remaining > 0 {
-            if shutdown.is_triggered() {
-                return Ok(SplitOutcome::Interrupted);
-            }
-            let want = usize::try_from(remaining).map_or(buf.len(), |r| r.min(buf.len()));
-            let n = match file.read(&mut buf[..want]) {
-                // The file shrank under us.
-                Ok(0) => return Ok(SplitOutcome::Changed),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(read_err(e)),
-            };
-            whole.update(&buf[..n]);
-            out.write_all(&buf[..n]).map_err(write_err)?;
-            remaining -= n as u64;
-        }
-        out.flush().map_err(write_err)?;
-        *digest = out.finish().1;
-    }
+    let (digests, sha256) = match hash_ranges(&mut file, size, shutdown).map_err(read_err)? {
+        Hashed::Done(digests, whole) => (digests, whole),
+        Hashed::Changed => return Ok(SplitOutcome::Changed),
+        Hashed::Interrupted => return Ok(SplitOutcome::Interrupted),
+    };
 
     match fs::metadata(path) {
         Ok(after) if after.len() == size && after.modified().ok() == Some(modified) => {}
@@ -148,14 +165,13 @@ pub(crate) fn split_file(
         Err(e) => return Err(read_err(e)),
     }
 
-    // Old chunks go first, then the new manifest, then the new chunks: whenever the announcer
-    // looks, every chunk it finds is described by the manifest beside it, so no peer ever sees
-    // these chunks announced without their digest, or with the digest of other bytes.
-    store.remove_content(name)?;
+    // The new manifest replaces the old one atomically; chunk files of the name go after it.
+    // Whenever the announcer looks, what it finds is described by the manifest: while the
+    // manifest says "in place", chunk files of that name are never announced.
     let manifest = Manifest {
         name: name.to_owned(),
         size,
-        sha256: whole.finish(),
+        sha256,
         chunks: digests,
     };
     store.save_manifest(&StoredManifest {
@@ -165,25 +181,25 @@ pub(crate) fn split_file(
             modified,
         },
     })?;
-    for (part, chunk) in parts.0.iter().zip(&names) {
-        let to = store.chunk_path(chunk);
-        fs::rename(part, &to).map_err(|source| SplitError::Install {
-            from: part.clone(),
-            to,
-            source,
-        })?;
-    }
+    store.remove_chunk_files(name)?;
     log::info!(
-        "split {name} ({size} bytes) into {CHUNKS_PER_FILE} chunks in {} ms",
+        // "split" as before (scripts read this line): the five chunks are ranges of the file.
+        "split {name} ({size} bytes) into {CHUNKS_PER_FILE} chunks in {} ms, served in place",
         started.elapsed().as_millis()
     );
     Ok(SplitOutcome::Done(Box::new(manifest)))
 }
 
 /// Removes what a chunk server killed mid-split left behind
-/// ([`ChunkStore::is_split_leftover`]). Called once at start, before the first scan, so nothing
-/// removed is in use (one chunk server per peer folder).
+/// ([`ChunkStore::is_split_leftover`]: `.split` files of older versions, which copied shared
+/// files into the store, and half-written manifests), and the chunk files of contents now
+/// served in place ([`ChunkStore::remove_copies_of_in_place`]: the copies an older store
+/// holds). Called once at start, before the first scan, so nothing removed is in use (one chunk
+/// server per peer folder).
 pub(crate) fn remove_leftovers(store: &ChunkStore) {
+    for content in store.remove_copies_of_in_place() {
+        log::info!("removed the chunk files of {content}: it is served in place");
+    }
     for dir in [store.incoming_dir(), store.manifests_dir()] {
         let Ok(entries) = fs::read_dir(&dir) else {
             continue;
@@ -231,15 +247,27 @@ pub(crate) mod tests {
             .collect()
     }
 
+    /// The five chunks of `name` as the store serves them: byte ranges of the file in place.
     fn chunk_files(store: &ChunkStore, name: &str) -> Vec<Vec<u8>> {
+        let stored = store.load_manifest(name).unwrap().expect("manifest saved");
+        let in_place = stored.in_place().expect("served in place");
         ChunkName::all_of(name)
             .unwrap()
             .iter()
-            .map(|c| fs::read(store.chunk_path(c)).unwrap())
+            .map(|c| {
+                let mut bytes = Vec::new();
+                in_place
+                    .open_chunk(c)
+                    .unwrap()
+                    .read_to_end(&mut bytes)
+                    .unwrap();
+                bytes
+            })
             .collect()
     }
 
-    /// Asserts that the store holds exactly `data` as content `name`, with a true manifest.
+    /// Asserts that the store holds exactly `data` as content `name`, with a true manifest,
+    /// served in place: no chunk file of it in `temp/`.
     pub(crate) fn assert_stored(store: &ChunkStore, name: &str, data: &[u8]) {
         let chunks = chunk_files(store, name);
         assert_eq!(chunks.len(), 5);
@@ -262,6 +290,8 @@ pub(crate) mod tests {
             );
         }
         assert!(matches!(stored.origin, Origin::Shared { .. }));
+        assert!(store.chunk_files_of(name).is_empty(), "a copy in temp/");
+        assert!(store.chunks_of(name).is_complete());
         assert_eq!(
             fs::read_dir(store.incoming_dir()).unwrap().count(),
             0,
@@ -309,11 +339,41 @@ pub(crate) mod tests {
         let manifests = store.manifests_dir();
         fs::write(manifests.join(".big.iso.json.4242.tmp"), b"{").unwrap();
         fs::write(manifests.join("keep.json"), b"{}").unwrap();
+        // A copy of a content served in place, as an older store kept it.
+        let path = dir.path().join("shared.bin");
+        fs::write(&path, b"shared").unwrap();
+        split_file(&store, "shared.bin", &path, &Shutdown::new()).unwrap();
+        let copy = store.chunk_path(&ChunkName::parse("shared.bin_1").unwrap());
+        fs::write(&copy, b"sh").unwrap();
+        // A download in transit keeps its chunk files.
+        let transit = store.chunk_path(&ChunkName::parse("transit.bin_2").unwrap());
+        fs::write(&transit, b"tr").unwrap();
         remove_leftovers(&store);
+        assert!(!copy.exists());
+        assert!(transit.exists());
         assert!(!incoming.join("big.iso_3.split").exists());
         assert!(incoming.join("big.iso_3.part").exists());
         assert!(!manifests.join(".big.iso.json.4242.tmp").exists());
         assert!(manifests.join("keep.json").exists());
+    }
+
+    #[test]
+    fn hashing_reads_the_chunks_of_awkward_sizes_in_one_pass() {
+        let f = fixture();
+        // Sizes around the buffer, so chunk ends fall inside, on and across buffer ends.
+        for size in [
+            0,
+            1,
+            5,
+            SPLIT_BUFFER * 5,
+            SPLIT_BUFFER * 5 + 3,
+            SPLIT_BUFFER * 11 + 7,
+        ] {
+            let path = f.root.join("share").join("x.bin");
+            fs::write(&path, pattern(size)).unwrap();
+            split_file(&f.store, "x.bin", &path, &Shutdown::new()).unwrap();
+            assert_stored(&f.store, "x.bin", &pattern(size));
+        }
     }
 
     #[test]

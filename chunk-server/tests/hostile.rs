@@ -329,7 +329,10 @@ fn stored_manifest(name: &str, data: &[u8]) -> StoredManifest {
             sha256: Digest::of(data),
             chunks,
         },
-        origin: Origin::Downloaded { verified: true },
+        origin: Origin::Downloaded {
+            verified: true,
+            file: None,
+        },
     }
 }
 

@@ -4,7 +4,6 @@
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -158,18 +157,27 @@ fn splitting_a_large_file_uses_little_memory() {
         peak_kib < 24 * 1024,
         "splitting {SIZE} bytes peaked at {peak_kib} KiB of memory"
     );
-    let sizes: Vec<u64> = chunk_files_len(tmp.path(), "big.img");
+    // Served in place: a manifest of the whole file, and no chunk file in `temp/`.
+    let sizes: Vec<u64> = chunk_files(tmp.path(), "big.img")
+        .iter()
+        .map(|c| c.len() as u64)
+        .collect();
     assert_eq!(sizes.iter().sum::<u64>(), SIZE);
+    assert!((1..=5).all(|i| !tmp
+        .path()
+        .join("temp")
+        .join(format!("big.img_{i}"))
+        .exists()));
 }
 
-fn chunk_files_len(dir: &Path, content: &str) -> Vec<u64> {
-    (1..=5)
-        .map(|i| {
-            fs::metadata(dir.join("temp").join(format!("{content}_{i}")))
-                .unwrap()
-                .len()
-        })
-        .collect()
+/// Whether process `pid` has the file named `file_name` open (Linux: `/proc/PID/fd`).
+#[cfg(target_os = "linux")]
+fn has_open(pid: u32, file_name: &str) -> bool {
+    fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| fs::read_link(e.path()).is_ok_and(|target| target.ends_with(file_name)))
+    })
 }
 
 #[cfg(unix)]
@@ -268,23 +276,22 @@ fn sigterm_stops_the_server_in_time_during_a_slowloris_attack() {
     assert_stops_in_time(&mut server, "during a slowloris attack");
 }
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 #[test]
 fn sigterm_stops_the_server_in_time_during_the_split_of_a_large_file() {
     let tmp = tempfile::tempdir().unwrap();
     let mut server = start(tmp.path(), &["--rescan", "1"]);
-    // Dropped in after start: the rescan thread splits it.
-    share_sparse(tmp.path(), 600_000_000);
-    let incoming = tmp.path().join("temp").join(".incoming");
-    let splitting = poll_until(Duration::from_secs(10), || {
-        fs::read_dir(&incoming)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(false)
-    });
-    assert!(splitting, "the split did not start:\n{}", server.log_text());
+    // Dropped in after start: the rescan thread hashes it (it is served in place: the file is
+    // read, nothing is written but its manifest).
+    share_sparse(tmp.path(), 6_000_000_000);
+    let pid = server.child.id();
+    let hashing = poll_until(Duration::from_secs(10), || has_open(pid, "big.bin"));
+    assert!(hashing, "the hash did not start:\n{}", server.log_text());
     assert_stops_in_time(&mut server, "during a split");
-    // The interrupted split left nothing half-done.
-    assert_eq!(fs::read_dir(&incoming).unwrap().count(), 0);
+    // The interrupted hash recorded nothing half-done.
+    let temp = tmp.path().join("temp");
+    assert_eq!(fs::read_dir(temp.join(".incoming")).unwrap().count(), 0);
+    assert!(!temp.join(".manifests").join("big.bin.json").exists());
 }
 
 #[cfg(unix)]

@@ -262,7 +262,10 @@ fn an_interrupted_chunk_continues_from_its_last_byte() {
     store
         .save_manifest(&shared::store::StoredManifest {
             manifest: manifest_of("r.bin", &bytes),
-            origin: shared::store::Origin::Downloaded { verified: true },
+            origin: shared::store::Origin::Downloaded {
+                verified: true,
+                file: None,
+            },
         })
         .unwrap();
     let chunk2 = ChunkName::parse("r.bin_2").unwrap();
@@ -290,7 +293,10 @@ fn a_damaged_part_file_is_fetched_again_whole() {
     store
         .save_manifest(&shared::store::StoredManifest {
             manifest: manifest_of("d.bin", &bytes),
-            origin: shared::store::Origin::Downloaded { verified: true },
+            origin: shared::store::Origin::Downloaded {
+                verified: true,
+                file: None,
+            },
         })
         .unwrap();
     // Garbage where the first 5000 bytes of chunk 1 should be (a power cut, say).

@@ -143,7 +143,12 @@ fn chunk_server_refuses_hostile_requests_and_keeps_serving() {
         "the chunk server has split hello.txt and listens",
         || {
             a.check_running(Program::ChunkServer)?;
-            let split = a.temp_dir().join("hello.txt_5").is_file();
+            // Served in place: hashed once its manifest is recorded.
+            let split = a
+                .temp_dir()
+                .join(".manifests")
+                .join("hello.txt.json")
+                .is_file();
             (split && tcp_listening(server))
                 .then_some(())
                 .ok_or_else(|| {

@@ -1,8 +1,8 @@
 //! Crashes and contention at the process level: a downloader killed with SIGKILL resumes where
 //! its bytes on disk end, never refetching a complete chunk and never leaving a partial file in
 //! `downloads/`; two downloaders of one content in one peer folder do not both run; a full disk
-//! fails cleanly; a chunk server killed while splitting splits again on restart and leaves no
-//! `.split` files behind.
+//! fails cleanly; a chunk server killed while hashing a shared file hashes it again on restart
+//! and leaves nothing behind (nor do older versions' `.split` files stay).
 
 use std::fs;
 use std::net::IpAddr;
@@ -697,10 +697,12 @@ fn full_disk_fails_cleanly_then_resumes_when_space_is_freed() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A chunk server killed while splitting
+// A chunk server killed while hashing a shared file (it copies nothing: the file is served in
+// place, and only its manifest is written, once the whole file is hashed)
 // ---------------------------------------------------------------------------------------------
 
-/// `.split` files in `temp/.incoming/`.
+/// `.split` files in `temp/.incoming/`: what chunk servers that copied shared files into the
+/// store left when killed mid-split.
 fn split_files(peer: &Peer) -> Vec<(PathBuf, u64)> {
     files_under(&peer.temp_dir().join(".incoming"))
         .into_iter()
@@ -708,37 +710,33 @@ fn split_files(peer: &Peer) -> Vec<(PathBuf, u64)> {
         .collect()
 }
 
-/// Starts `peer`'s chunk server with `args` and kills it (SIGKILL) as soon as a `.split` file
-/// has bytes; returns the `.split` files it left.
-fn kill_chunk_server_mid_split(
-    net: &TestNet,
-    peer: &Peer,
-    shares: &[&Path],
-) -> Vec<(PathBuf, u64)> {
+/// Whether process `pid` has a file named `file_name` open (`/proc/PID/fd`).
+fn has_open(pid: u32, file_name: &str) -> bool {
+    fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| fs::read_link(e.path()).is_ok_and(|target| target.ends_with(file_name)))
+    })
+}
+
+/// Starts `peer`'s chunk server with `shares` and kills it (SIGKILL) as soon as it has
+/// `file_name` open, hashing it.
+fn kill_chunk_server_mid_hash(peer: &Peer, shares: &[&Path], file_name: &str) {
     peer.start_chunk_server(shares, &[]);
+    let pid = peer
+        .pid_of(Program::ChunkServer)
+        .expect("the chunk server runs");
     let deadline = Instant::now() + WAIT;
-    loop {
-        if split_files(peer).iter().any(|(_, len)| *len > 0) {
-            break;
-        }
+    while !has_open(pid, file_name) {
         peer.check_running(Program::ChunkServer)
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(
             Instant::now() < deadline,
-            "no .split file with bytes appeared within {WAIT:?}"
+            "the chunk server did not open {file_name} within {WAIT:?}"
         );
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(1));
     }
     peer.stop(Program::ChunkServer);
-    let left = split_files(peer);
-    assert!(
-        !left.is_empty(),
-        "the chunk server should have been killed mid-split (no .split files after the kill; \
-         the split finished first?): {:?}",
-        files_under(&peer.temp_dir())
-    );
-    let _ = net;
-    left
 }
 
 #[test]
@@ -748,37 +746,21 @@ fn chunk_server_killed_mid_split_splits_again_and_serves_correct_chunks() {
     let c = net.peer("c");
     let (original, digest) = a.write_share("disk.img", 200 << 20, 0x5B17);
 
-    let left = kill_chunk_server_mid_split(&net, &a, &[]);
-    eprintln!("killed mid-split; left: {left:?}");
-    let installed: Vec<_> = (1..=5)
-        .filter(|i| a.temp_dir().join(format!("disk.img_{i}")).exists())
-        .collect();
-    eprintln!("chunks installed at the kill: {installed:?}");
+    kill_chunk_server_mid_hash(&a, &[], "disk.img");
+    let manifest = a.temp_dir().join(".manifests").join("disk.img.json");
+    eprintln!(
+        "killed mid-hash; manifest recorded: {}; temp/: {:?}",
+        manifest.exists(),
+        files_under(&a.temp_dir())
+    );
+    assert!(split_files(&a).is_empty());
+    assert!((1..=5).all(|i| !a.temp_dir().join(format!("disk.img_{i}")).exists()));
 
-    // Restart: it splits again.
+    // Restart: it hashes again (or finds the manifest the killed run completed).
     a.start_chunk_server(&[], &[]);
     a.start_announcer("alice", ANNOUNCE_INTERVAL_SECS);
     c.start_listener(&[]);
     net.wait_for_entry(&c, &a, "alice", "disk.img", digest);
-    net.wait_until(
-        WAIT,
-        "the restarted chunk server has split disk.img",
-        || {
-            a.check_running(Program::ChunkServer)?;
-            let log = fs::read_to_string(a.dir.join(shared::SERVER_LOG)).unwrap_or_default();
-            let done = log.lines().any(|l| l.contains("split disk.img ("));
-            let all = (1..=5).all(|i| a.temp_dir().join(format!("disk.img_{i}")).is_file());
-            (done && all)
-                .then_some(())
-                .ok_or_else(|| format!("split logged: {done}, five chunks: {all}"))
-        },
-    );
-    let leftovers = split_files(&a);
-    assert!(
-        leftovers.is_empty(),
-        "after the restarted chunk server finished splitting, .split files remain in \
-         temp/.incoming: {leftovers:?}"
-    );
 
     let out = c.downloader(&["get", "disk.img"]);
     assert_success(&out, "download from the restarted chunk server");
@@ -787,28 +769,34 @@ fn chunk_server_killed_mid_split_splits_again_and_serves_correct_chunks() {
     for event in &fetched {
         assert_eq!(event.get("verified"), Some("yes"), "{event}");
     }
-    assert!(split_files(&a).is_empty(), "{:?}", split_files(&a));
+    // Served in place: no copy of the shared file in alice's temp/.
+    let copies: u64 = files_under(&a.temp_dir()).iter().map(|(_, len)| len).sum();
+    assert!(copies < 1 << 20, "{:?}", files_under(&a.temp_dir()));
 }
 
 #[test]
 fn leftovers_of_a_killed_split_are_removed_even_when_the_file_is_no_longer_shared() {
     let net = TestNet::new(Duration::from_secs(240));
     let a = net.peer("a");
+    // What a chunk server that copied shared files into the store left when killed mid-split.
+    let incoming = a.temp_dir().join(".incoming");
+    fs::create_dir_all(&incoming).unwrap();
+    fs::write(incoming.join("old.iso_2.split"), vec![7u8; 100_000]).unwrap();
     let big = net.root().join("elsewhere").join("old.iso");
     write_random_file(&big, 200 << 20, 0x1507);
-    let left = kill_chunk_server_mid_split(&net, &a, &[big.as_path()]);
-    eprintln!("killed mid-split; left: {left:?}");
+    kill_chunk_server_mid_hash(&a, &[big.as_path()], "old.iso");
     // The big file is gone; the server now shares a small one.
     fs::remove_file(&big).expect("remove the big file");
     let (small, small_digest) = a.write_share("small.txt", 1000, 3);
     a.start_chunk_server(&[], &[]);
     net.wait_until(
         WAIT,
-        "the restarted chunk server has split small.txt",
+        "the restarted chunk server has hashed small.txt",
         || {
             a.check_running(Program::ChunkServer)?;
             a.temp_dir()
-                .join("small.txt_5")
+                .join(".manifests")
+                .join("small.txt.json")
                 .is_file()
                 .then_some(())
                 .ok_or_else(|| "not yet".to_owned())
@@ -820,6 +808,11 @@ fn leftovers_of_a_killed_split_are_removed_even_when_the_file_is_no_longer_share
         "the restarted chunk server left the killed split's files in temp/.incoming: \
          {leftovers:?}"
     );
+    assert!(!a
+        .temp_dir()
+        .join(".manifests")
+        .join("old.iso.json")
+        .exists());
     // It works as usual.
     let c = net.peer("c");
     a.start_announcer("alice", ANNOUNCE_INTERVAL_SECS);

@@ -67,7 +67,12 @@ fn chunk_server_listens_where_peer_toml_says() {
     TcpStream::connect(a.chunk_addr())
         .expect("connect to the chunk server at its peer.toml address");
     assert!(
-        poll_until(PATIENCE, || a.temp_dir().join("notes.bin_5").is_file()),
+        poll_until(PATIENCE, || {
+            a.temp_dir()
+                .join(".manifests")
+                .join("notes.bin.json")
+                .is_file()
+        }),
         "a/pub/notes.bin not shared: {}",
         stderr()
     );

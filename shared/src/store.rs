@@ -2,15 +2,21 @@
 //!
 //! Layout inside `temp/`:
 //! ```text
-//! photo.png_1 … photo.png_5            complete chunks: announced and served as they are
-//! .manifests/photo.png.json            the manifest of each content whose chunks are here
+//! .manifests/photo.png.json            the manifest of each content here, and where its bytes are
+//! photo.png_1 … photo.png_5            complete chunks of a content in transit (being downloaded)
 //! .incoming/photo.png_3.part           a chunk being received; never announced or served
 //! .incoming/photo.png_3.part.2         an endgame copy of that chunk, from holder 2
-//! .incoming/photo.png_3.split          a chunk being cut by the chunk server
 //! .incoming/photo.png.4242.download    the file being assembled by downloader 4242
 //! .incoming/4242-photo.png/            the private folder of a download kept out of the store
 //! .locks/photo.png.lock                held while a downloader fetches photo.png
 //! ```
+//! No content is copied here to be served: a shared file, and a downloaded file once verified
+//! and in `downloads/`, is served in place, its five chunks being byte ranges of the file, and
+//! its manifest records the file's path and modification time ([`InPlace`]). Chunk files exist
+//! only while a content is in transit: a download puts its chunks here, and removes them once
+//! the file is assembled in `downloads/`. (A store written before contents were served in place
+//! holds chunk files of finished contents too; they are served as before.)
+//!
 //! The chunk server and the downloader write here; the announcer and chunk server read. A chunk
 //! file only ever appears by rename, so whatever has a chunk name is complete. The store holds at
 //! most one content per name: the manifest says which one.
@@ -18,7 +24,7 @@
 //! Every name under `temp/` is made here, and recognised here ([`Leftover::of`]): the programs
 //! ask for paths, they never format them, so what one run leaves the next one finds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -35,7 +41,9 @@ const INCOMING: &str = ".incoming";
 const LOCKS: &str = ".locks";
 
 mod lock;
+mod source;
 pub use lock::ContentLock;
+pub use source::{InPlace, InPlaceError, PlacedFile};
 /// The suffix of a chunk being received.
 const PART: &str = ".part";
 /// The suffix of a file being assembled.
@@ -103,15 +111,20 @@ impl Leftover {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Origin {
-    /// Split by the chunk server from a file this peer shares.
+    /// Hashed by the chunk server from a file this peer shares, and served from it in place.
     Shared {
         /// The shared file.
         path: PathBuf,
-        /// Its modification time when split; a change triggers a new split.
+        /// Its modification time when hashed; a change triggers a new hash, and until then
+        /// the content is neither announced nor served.
         modified: SystemTime,
     },
     /// Downloaded from other peers, complete and assembled.
     Downloaded {
+        /// The file in `downloads/` the content is served from, in place; `None` in a store
+        /// written before contents were served in place, whose chunk files are in `temp/`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<PlacedFile>,
         /// Whether the whole file matched the SHA-256 its holders announced (always, between
         /// our peers), or it came only from legacy peers and was only hashed as received: such
         /// a content is announced without a digest, legacy style, so nobody downstream takes
@@ -129,7 +142,7 @@ impl Origin {
     pub fn vouches(&self) -> bool {
         matches!(
             self,
-            Origin::Shared { .. } | Origin::Downloaded { verified: true }
+            Origin::Shared { .. } | Origin::Downloaded { verified: true, .. }
         )
     }
 }
@@ -143,11 +156,12 @@ pub struct StoredManifest {
     pub origin: Origin,
 }
 
-/// What the announcer needs: the complete chunks present, and the identity of each content that
-/// has a manifest.
+/// What the announcer needs: the complete chunks it can serve, and the identity of each content
+/// that has a manifest.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
-    /// Chunk names present, sorted.
+    /// Chunk names servable: chunk files present, and the five chunks of each content served in
+    /// place whose file is still as hashed; sorted.
     pub chunks: Vec<ChunkName>,
     /// Size and digest of each content that has a manifest.
     pub metas: BTreeMap<String, ContentMeta>,
@@ -290,8 +304,22 @@ impl ChunkStore {
         Ok(chunks)
     }
 
-    /// Which chunks of `content` are present.
+    /// Which chunks of `content` are here to be served: all five when it is served in place from
+    /// a file still as hashed, none when that file changed or went; otherwise its chunk files.
     pub fn chunks_of(&self, content: &str) -> ChunkSet {
+        let stored = self.load_manifest(content).ok().flatten();
+        if let Some(in_place) = stored.as_ref().and_then(StoredManifest::in_place) {
+            return if in_place.matches() {
+                ChunkSet::ALL
+            } else {
+                ChunkSet::EMPTY
+            };
+        }
+        self.chunk_files_of(content)
+    }
+
+    /// Which chunk files of `content` are in `temp/`.
+    pub fn chunk_files_of(&self, content: &str) -> ChunkSet {
         let mut set = ChunkSet::EMPTY;
         if let Ok(names) = ChunkName::all_of(content) {
             for name in names {
@@ -362,12 +390,42 @@ impl ChunkStore {
     /// # Errors
     /// When a file exists but cannot be removed.
     pub fn remove_content(&self, content: &str) -> Result<(), StoreError> {
+        self.remove_chunk_files(content)?;
+        remove_if_exists(&self.manifest_path(content))
+    }
+
+    /// Removes the chunk files of `content` from `temp/` (not its manifest): once it is served
+    /// in place, they are a second copy.
+    ///
+    /// # Errors
+    /// When a file exists but cannot be removed.
+    pub fn remove_chunk_files(&self, content: &str) -> Result<(), StoreError> {
         if let Ok(names) = ChunkName::all_of(content) {
             for name in names {
                 remove_if_exists(&self.chunk_path(&name))?;
             }
         }
-        remove_if_exists(&self.manifest_path(content))
+        Ok(())
+    }
+
+    /// Removes the chunk files of every content served in place: what a store written before
+    /// contents were served in place holds, or what a killed download left after placing its
+    /// file. Returns the contents cleaned.
+    pub fn remove_copies_of_in_place(&self) -> Vec<String> {
+        let mut cleaned = Vec::new();
+        let Ok(chunks) = self.list_chunks() else {
+            return cleaned;
+        };
+        let mut contents: Vec<&str> = chunks.iter().map(ChunkName::content).collect();
+        contents.dedup();
+        for content in contents {
+            let in_place =
+                matches!(self.load_manifest(content), Ok(Some(m)) if m.in_place().is_some());
+            if in_place && self.remove_chunk_files(content).is_ok() {
+                cleaned.push(content.to_owned());
+            }
+        }
+        cleaned
     }
 
     /// Whether the chunks of `content` may be served and announced: not while a download of it
@@ -382,30 +440,50 @@ impl ChunkStore {
         )
     }
 
-    /// What to announce: the chunks present, except those of contents still being downloaded
-    /// under an unverified manifest, and the identity of each content this peer vouches for
-    /// ([`Origin::vouches`]); contents downloaded from legacy peers only are announced without
-    /// one.
+    /// What to announce: the chunks this peer can serve, and the identity of each content it
+    /// vouches for ([`Origin::Downloaded`]); contents downloaded from legacy peers only are
+    /// announced without one. A content served in place counts as all five chunks while its
+    /// file is as hashed (one `stat` each), and is left out, digest and all, once the file
+    /// changed or went: it is announced again after the chunk server hashed it anew. Chunks of
+    /// contents still being downloaded under an unverified manifest are left out too.
     ///
     /// # Errors
     /// When the folder cannot be listed.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
         let manifests = self.manifests();
-        let unverified: Vec<&str> = manifests
-            .iter()
-            .filter(|m| m.origin == Origin::Downloading)
-            .map(|m| m.manifest.name.as_str())
-            .collect();
-        let chunks = self
-            .list_chunks()?
-            .into_iter()
-            .filter(|c| !unverified.contains(&c.content()))
-            .collect();
-        let metas = manifests
-            .iter()
-            .filter(|m| m.origin.vouches())
-            .map(|m| (m.manifest.name.clone(), m.manifest.meta()))
-            .collect();
+        let mut metas = BTreeMap::new();
+        // Contents whose chunk files are not announced: unverified, or served in place.
+        let mut no_files: BTreeSet<&str> = BTreeSet::new();
+        let mut chunks = Vec::new();
+        for m in &manifests {
+            let name = m.manifest.name.as_str();
+            let servable = match m.in_place() {
+                Some(in_place) => {
+                    no_files.insert(name);
+                    let matches = in_place.matches();
+                    if matches {
+                        if let Ok(names) = ChunkName::all_of(name) {
+                            chunks.extend(names);
+                        }
+                    }
+                    matches
+                }
+                None if m.origin == Origin::Downloading => {
+                    no_files.insert(name);
+                    false
+                }
+                None => true,
+            };
+            if servable && m.origin.vouches() {
+                metas.insert(m.manifest.name.clone(), m.manifest.meta());
+            }
+        }
+        chunks.extend(
+            self.list_chunks()?
+                .into_iter()
+                .filter(|c| !no_files.contains(&c.content())),
+        );
+        chunks.sort();
         Ok(Snapshot { chunks, metas })
     }
 
@@ -501,7 +579,10 @@ mod tests {
                 sha256: Digest::of(b"abc"),
                 chunks: std::array::from_fn(|i| Digest::of(&i.to_le_bytes())),
             },
-            origin: Origin::Downloaded { verified: true },
+            origin: Origin::Downloaded {
+                verified: true,
+                file: None,
+            },
         }
     }
 
@@ -532,7 +613,10 @@ mod tests {
         let mut downloading = manifest("poison.bin");
         downloading.origin = Origin::Downloading;
         let mut legacy = manifest("ece");
-        legacy.origin = Origin::Downloaded { verified: false };
+        legacy.origin = Origin::Downloaded {
+            verified: false,
+            file: None,
+        };
         let verified = manifest("good.bin");
         for m in [&downloading, &legacy, &verified] {
             store.save_manifest(m).unwrap();
@@ -545,6 +629,47 @@ mod tests {
         assert!(!store.is_servable("poison.bin"));
         assert!(store.is_servable("ece") && store.is_servable("good.bin"));
         assert!(store.is_servable("absent"));
+    }
+
+    #[test]
+    fn a_content_served_in_place_counts_while_its_file_is_as_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path().join("temp")).unwrap();
+        let file = dir.path().join("placed.bin");
+        fs::write(&file, b"abc").unwrap();
+        let mut m = manifest("placed.bin");
+        m.origin = Origin::Downloaded {
+            verified: true,
+            file: Some(PlacedFile::of(&file).unwrap()),
+        };
+        store.save_manifest(&m).unwrap();
+        // A stale chunk file of it (an older store's copy) is never announced.
+        fs::write(store.root().join("placed.bin_1"), b"x").unwrap();
+        let snap = store.snapshot().unwrap();
+        let listed: Vec<String> = snap.chunks.iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            listed,
+            (1..=5)
+                .map(|i| format!("placed.bin_{i}"))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(snap.metas.keys().collect::<Vec<_>>(), ["placed.bin"]);
+        assert!(store.chunks_of("placed.bin").is_complete());
+        assert_eq!(store.remove_copies_of_in_place(), ["placed.bin"]);
+        assert!(store.chunk_files_of("placed.bin").is_empty());
+
+        // Changed (another size): withdrawn, digest and all; deleted: the same.
+        fs::write(&file, b"abcd").unwrap();
+        assert_eq!(store.snapshot().unwrap(), Snapshot::default());
+        assert!(store.chunks_of("placed.bin").is_empty());
+        fs::remove_file(&file).unwrap();
+        assert_eq!(store.snapshot().unwrap(), Snapshot::default());
+        // The old layout (no file recorded) is served from chunk files, as before.
+        let old = manifest("old.bin");
+        store.save_manifest(&old).unwrap();
+        fs::write(store.root().join("old.bin_2"), b"x").unwrap();
+        assert_eq!(store.snapshot().unwrap().chunks.len(), 1);
+        assert_eq!(store.remove_copies_of_in_place(), Vec::<String>::new());
     }
 
     #[test]

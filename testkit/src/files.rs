@@ -168,8 +168,9 @@ pub fn folder_report(dir: &Path, tail_bytes: usize) -> String {
     out
 }
 
-/// Writes the five chunks of `content` (made of `bytes`) and its manifest into `DIR/temp`, as
-/// a finished download leaves them; returns the manifest.
+/// Writes the five chunks of `content` (made of `bytes`) as chunk files in `DIR/temp`, and its
+/// manifest, as a finished download left them before contents were served in place (a layout
+/// the store still serves); returns the manifest.
 pub fn add_content(dir: &Path, content: &str, bytes: &[u8]) -> Manifest {
     let store = ChunkStore::open(dir.join(shared::TEMP_DIR)).expect("open the store");
     let ranges = shared::chunk::chunk_ranges(bytes.len() as u64);
@@ -189,7 +190,10 @@ pub fn add_content(dir: &Path, content: &str, bytes: &[u8]) -> Manifest {
     store
         .save_manifest(&StoredManifest {
             manifest: manifest.clone(),
-            origin: Origin::Downloaded { verified: true },
+            origin: Origin::Downloaded {
+                verified: true,
+                file: None,
+            },
         })
         .expect("save the manifest");
     manifest
@@ -209,13 +213,30 @@ pub fn manifest_of(name: &str, data: &[u8]) -> Manifest {
     }
 }
 
-/// The bytes of the five chunk files of `content` in the store under `dir`.
+/// The bytes of the five chunks of `content` as the store under `dir` serves them: byte ranges
+/// of the file it is served from in place (a shared file, a finished download), or chunk files.
 pub fn chunk_files(dir: &Path, content: &str) -> Vec<Vec<u8>> {
+    use std::io::Read as _;
     let store = ChunkStore::open(dir.join(shared::TEMP_DIR)).expect("open the store");
+    let in_place = store
+        .load_manifest(content)
+        .ok()
+        .flatten()
+        .and_then(|m| m.in_place());
     ChunkName::all_of(content)
         .expect("a valid content name")
         .iter()
-        .map(|c| fs::read(store.chunk_path(c)).expect("read a chunk"))
+        .map(|c| match &in_place {
+            Some(file) => {
+                let mut bytes = Vec::new();
+                file.open_chunk(c)
+                    .expect("open a chunk in place")
+                    .read_to_end(&mut bytes)
+                    .expect("read a chunk in place");
+                bytes
+            }
+            None => fs::read(store.chunk_path(c)).expect("read a chunk"),
+        })
         .collect()
 }
 

@@ -328,11 +328,11 @@ fn serve_legacy(
         }
     };
     match open_chunk(&ctx.store, &name) {
-        Ok((mut file, meta)) => {
+        Ok((mut chunk, _)) => {
             let (sent, result) = send_file(
                 conn.stream(),
-                &mut file,
-                meta.len(),
+                &mut chunk.file,
+                chunk.len,
                 ctx.max_rate,
                 ctx.min_rate,
             );

@@ -2,7 +2,7 @@
 //! (name, presence, content digest, offset), and opening what it names. A request name only
 //! reaches the file system after [`ChunkName::parse`] or [`validate_content_name`] accepted
 //! it, and then only through the store's path functions, so no request can name a file outside
-//! `temp/`; and a name there is only read when it is a regular file itself, never through a
+//! `temp/` other than the file a manifest there says is served in place; and a name there is only read when it is a regular file itself, never through a
 //! symbolic link ([`fsutil::open_regular`]).
 
 use std::fs::{File, Metadata};
@@ -14,28 +14,82 @@ use shared::events::Outcome;
 use shared::fsutil::{self, OpenError};
 use shared::protocol::{Manifest, Response};
 use shared::shutdown::Shutdown;
-use shared::store::{ChunkStore, Origin, StoreError};
+use shared::store::{ChunkStore, InPlaceError, Origin, StoreError, StoredManifest};
 
 use super::refusal::{loggable, Refusal};
 use crate::digest_cache::DigestCache;
 
-/// Opens a complete chunk of the store, only if its name there is a regular file: a symbolic
-/// link planted in `temp/` (`x_1 -> /etc/passwd`) or a FIFO is refused as missing, with the
-/// reason logged. Returns the file and its metadata.
+/// A chunk opened for reading.
+pub(super) struct OpenedChunk {
+    /// The file holding the chunk: a chunk file of the store, or the file served in place.
+    pub(super) file: File,
+    /// Where the chunk starts in `file` (0 for a chunk file).
+    pub(super) start: u64,
+    /// The chunk's length.
+    pub(super) len: u64,
+    /// The chunk file's metadata, for the digest cache; `None` for a file served in place,
+    /// whose manifest always has the digest.
+    pub(super) meta: Option<Metadata>,
+}
+
+/// What the store's manifest lookup for a chunk's content gave.
+pub(super) type Lookup = Result<Option<StoredManifest>, StoreError>;
+
+/// Opens a chunk of the store, with the manifest of its content (looked up once).
+///
+/// A content served in place is read from its file, only while the file's size and
+/// modification time are those it had when hashed: a file changed since is refused as missing
+/// (the protocol's error for a chunk not held) until the chunk server has hashed it again.
+/// Otherwise the chunk file in `temp/` is opened, only if its name there is a regular file: a
+/// symbolic link planted in `temp/` (`x_1 -> /etc/passwd`) or a FIFO is refused as missing,
+/// with the reason logged.
 pub(super) fn open_chunk(
     store: &ChunkStore,
     name: &ChunkName,
-) -> Result<(File, Metadata), Refusal> {
-    // A download whose whole file is not verified yet is not passed on: its manifest may be
-    // forged.
-    if !store.is_servable(name.content()) {
-        return Err(Refusal::new(
-            Outcome::NotFound,
-            format!("no chunk {name} here: its download is not verified yet"),
-        ));
+) -> Result<(OpenedChunk, Lookup), Refusal> {
+    let stored = store.load_manifest(name.content());
+    if let Ok(Some(m)) = &stored {
+        // A download whose whole file is not verified yet is not passed on: its manifest may
+        // be forged.
+        if m.origin == Origin::Downloading {
+            return Err(Refusal::new(
+                Outcome::NotFound,
+                format!("no chunk {name} here: its download is not verified yet"),
+            ));
+        }
+        if let Some(in_place) = m.in_place().filter(|_| m.manifest.name == name.content()) {
+            let range = chunk_ranges(in_place.size)[name.position()];
+            return match in_place.open_range(range.start, range.len()) {
+                Ok(reader) => Ok((
+                    OpenedChunk {
+                        file: reader.into_inner(),
+                        start: range.start,
+                        len: range.len(),
+                        meta: None,
+                    },
+                    stored,
+                )),
+                Err(e @ (InPlaceError::Changed(_) | InPlaceError::Gone(_))) => Err(Refusal::new(
+                    Outcome::NotFound,
+                    format!("no chunk {name} here: {e}"),
+                )),
+                Err(e @ InPlaceError::Io { .. }) => Err(Refusal::new(
+                    Outcome::Error,
+                    format!("cannot open chunk {name}: {e}"),
+                )),
+            };
+        }
     }
     match fsutil::open_regular(&store.chunk_path(name)) {
-        Ok(opened) => Ok(opened),
+        Ok((file, meta)) => Ok((
+            OpenedChunk {
+                file,
+                start: 0,
+                len: meta.len(),
+                meta: Some(meta),
+            },
+            stored,
+        )),
         Err(OpenError::Missing) => Err(Refusal::new(
             Outcome::NotFound,
             format!("no chunk {name} here"),
@@ -52,7 +106,7 @@ pub(super) fn open_chunk(
 }
 
 /// A chunk ready to send: header written first, then `length` bytes of `file` from its
-/// current position.
+/// current position (the requested offset within the chunk).
 pub(super) struct PreparedChunk {
     /// The chunk, as validated.
     pub(super) name: ChunkName,
@@ -76,9 +130,14 @@ pub(super) fn prepare_chunk(
 ) -> Result<PreparedChunk, Refusal> {
     let name = ChunkName::parse(filename)
         .map_err(|e| Refusal::new(Outcome::BadRequest, format!("invalid chunk name: {e}")))?;
-    let (mut file, meta) = open_chunk(store, &name)?;
-    let size = meta.len();
-    let stored = match store.load_manifest(name.content()) {
+    let (opened, stored) = open_chunk(store, &name)?;
+    let OpenedChunk {
+        mut file,
+        start,
+        len: size,
+        meta,
+    } = opened;
+    let stored = match stored {
         Ok(stored) => stored,
         Err(e @ StoreError::NotAFile { .. }) => {
             return Err(Refusal::new(Outcome::NotFound, e.to_string()));
@@ -137,11 +196,20 @@ pub(super) fn prepare_chunk(
     let sha256 = match described {
         Some(manifest) => manifest.chunks[name.position()],
         // Hashed once per version of the file, never once per request.
-        None => digests
-            .digest_of(&mut file, &meta, shutdown)
-            .map_err(|e| Refusal::new(Outcome::Error, format!("cannot read {name}: {e}")))?,
+        None => match &meta {
+            Some(meta) => digests
+                .digest_of(&mut file, meta, shutdown)
+                .map_err(|e| Refusal::new(Outcome::Error, format!("cannot read {name}: {e}")))?,
+            // Not reached: a content served in place always has its manifest.
+            None => {
+                return Err(Refusal::new(
+                    Outcome::Error,
+                    format!("no digest for {name}"),
+                ))
+            }
+        },
     };
-    file.seek(SeekFrom::Start(offset))
+    file.seek(SeekFrom::Start(start + offset))
         .map_err(|e| Refusal::new(Outcome::Error, format!("cannot read {name}: {e}")))?;
     let length = size - offset;
     Ok(PreparedChunk {
@@ -178,6 +246,14 @@ pub(super) fn prepare_manifest(
         }
         Err(e) => return Err(Refusal::new(Outcome::Error, e.to_string())),
     };
+    // A file served in place that changed since it was hashed is not described by this
+    // manifest any more; it is offered again once hashed anew.
+    if stored.in_place().is_some_and(|f| !f.matches()) {
+        return Err(Refusal::new(
+            Outcome::NotFound,
+            "no such content here: its file changed since it was hashed",
+        ));
+    }
     if stored.manifest.name != content {
         return Err(Refusal::new(
             Outcome::NotFound,

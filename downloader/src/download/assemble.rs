@@ -1,5 +1,7 @@
 //! The last step of a download: the chunks concatenated into one file, its SHA-256 checked,
 //! and the file moved into `downloads/` under a name that never overwrites a different file.
+//! A content already in `downloads/`, served from there in place, is not copied again: its
+//! file is hashed once more and reported as already present.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter};
@@ -23,13 +25,15 @@ pub(super) fn assemble(
     names: &[ChunkName; CHUNKS_PER_FILE],
     downloads: &Path,
 ) -> Result<(PathBuf, u64, Digest, bool), DownloadError> {
+    if let Some(found) = already_placed(store, placement, target, downloads)? {
+        return Ok(found);
+    }
     let assembly = store.assembly_path(&target.name);
     let result = (|| {
         let file = File::create(&assembly).map_err(io_error("create", &assembly))?;
         let mut out = HashingWriter::new(BufWriter::with_capacity(256 * 1024, file));
         for chunk in names {
-            let path = placement.chunk_path(store, chunk);
-            let mut input = File::open(&path).map_err(io_error("read", &path))?;
+            let mut input = placement.open_chunk(store, chunk)?;
             io::copy(&mut input, &mut out).map_err(io_error("write", &assembly))?;
         }
         let size = out.written();
@@ -58,6 +62,32 @@ pub(super) fn assemble(
         let _ = fs::remove_file(&assembly);
     }
     result
+}
+
+/// The file of `target` when it is already in `downloads/` and the store serves it from there
+/// (every chunk was kept from it, none fetched): hashed whole, and found to be the content
+/// announced.
+fn already_placed(
+    store: &ChunkStore,
+    placement: &Placement,
+    target: &Target,
+    downloads: &Path,
+) -> Result<Option<(PathBuf, u64, Digest, bool)>, DownloadError> {
+    let (Some(expected), Some(file)) = (target.sha256, placement.placed_file(store, &target.name))
+    else {
+        return Ok(None);
+    };
+    let downloads = std::path::absolute(downloads).map_err(io_error("read", downloads))?;
+    if file.path.parent() != Some(downloads.as_path())
+        || !store.chunk_files_of(&target.name).is_empty()
+    {
+        return Ok(None);
+    }
+    let Ok(reader) = file.open_range(0, file.size) else {
+        return Ok(None);
+    };
+    let (digest, size) = Digest::of_reader(reader).map_err(io_error("read", &file.path))?;
+    Ok((digest == expected && size == file.size).then_some((file.path, size, digest, true)))
 }
 
 /// `downloads/<name>`, or `downloads/<stem> (n).<ext>` when a different file has that name.

@@ -1,11 +1,13 @@
 //! Where a download's chunks go, and what becomes of them.
 //!
-//! Chunks go to the chunk store (`temp/`), so this peer serves them as soon as the content is
-//! verified, unless the store already holds a different content of the same name: then they
-//! go to a private folder ([`ChunkStore::private_dir`]) and are not re-served. This module
-//! chooses between the two, keeps what an interrupted run left, checks the disk has room,
-//! records the manifest once the file is whole, and rolls back what a failed round leaves.
-//! Every file name comes from `shared::store`.
+//! Chunks go to the chunk store (`temp/`) while in transit, unless the store already holds a
+//! different content of the same name: then they go to a private folder
+//! ([`ChunkStore::private_dir`]) and are not re-served. Once the file is assembled, checked and
+//! in `downloads/`, the store's manifest records that file ([`PlacedFile`]), the content is
+//! served from it in place, and the chunk files go: one copy on disk. This module chooses
+//! where chunks go, keeps what an interrupted run left (or what the store already serves in
+//! place), checks the disk has room, records the manifest once the file is whole, and rolls
+//! back what a failed round leaves. Every file name comes from `shared::store`.
 
 use std::fs::{self, File};
 use std::io;
@@ -15,7 +17,8 @@ use shared::chunk::ChunkName;
 use shared::digest::Digest;
 use shared::protocol::Manifest;
 use shared::store::{
-    copy_part_path_in, part_path_in, remove_if_exists, ChunkStore, Origin, StoredManifest,
+    copy_part_path_in, part_path_in, remove_if_exists, ChunkStore, InPlace, Origin, PlacedFile,
+    StoredManifest,
 };
 use shared::CHUNKS_PER_FILE;
 
@@ -48,12 +51,16 @@ impl Placement {
             }
         };
         let manifest = obtained.map(|o| &o.manifest);
-        // What the store holds may be replaced: an unverified download, or a legacy cache.
-        let replaceable = |m: &StoredManifest| {
-            matches!(
-                m.origin,
-                Origin::Downloading | Origin::Downloaded { verified: false }
-            )
+        // What the store holds may be replaced: an unverified download, a legacy cache, or a
+        // download whose file in `downloads/` was since changed or removed (it is no longer
+        // served; a shared file that changed is the chunk server's to hash again).
+        let replaceable = |m: &StoredManifest| match &m.origin {
+            Origin::Downloading
+            | Origin::Downloaded {
+                verified: false, ..
+            } => true,
+            Origin::Downloaded { file: Some(_), .. } => m.in_place().is_some_and(|f| !f.matches()),
+            _ => false,
         };
         let shared_in_store = match (manifest, &existing) {
             (Some(m), Some(e)) => e.manifest.sha256 == m.sha256 || replaceable(e),
@@ -68,7 +75,10 @@ impl Placement {
                     store.save_manifest(&StoredManifest {
                         manifest: o.manifest.clone(),
                         origin: if o.trusted {
-                            Origin::Downloaded { verified: true }
+                            Origin::Downloaded {
+                                verified: true,
+                                file: None,
+                            }
                         } else {
                             Origin::Downloading
                         },
@@ -119,40 +129,124 @@ impl Placement {
     }
 
     /// Whether the chunk is already here and correct, as an earlier, interrupted download
-    /// left it: complete, or fully received but not yet renamed when that run stopped.
+    /// left it: complete, or fully received but not yet renamed when that run stopped; or, in
+    /// the store, as a range of the file the content is served from in place (a shared file,
+    /// or this content already in `downloads/`), left where it is.
     pub(super) fn keeps(&self, store: &ChunkStore, chunk: &ChunkName, expected: Expected) -> bool {
         let dest = self.chunk_path(store, chunk);
         let part = self.part_path(store, chunk);
         file_matches(&dest, expected)
             || (file_matches(&part, expected) && fs::rename(&part, &dest).is_ok())
+            || (matches!(self, Placement::Store)
+                && in_place(store, chunk.content()).is_some_and(|f| {
+                    f.open_chunk(chunk).is_ok_and(|reader| {
+                        Digest::of_reader(reader).is_ok_and(|(digest, len)| {
+                            len == expected.len && digest == expected.sha256
+                        })
+                    })
+                }))
     }
 
-    /// Records the finished content: the private folder goes, and the store's manifest says
-    /// the whole file matched (`manifest`), or, for a legacy content, what arrived: chunk
-    /// digests to serve our peers with, but no vouching for the file.
+    /// Opens a chunk for assembling: its file here, else its range of the file the store serves
+    /// it from in place ([`Self::keeps`]).
+    pub(super) fn open_chunk(
+        &self,
+        store: &ChunkStore,
+        chunk: &ChunkName,
+    ) -> Result<Box<dyn io::Read>, DownloadError> {
+        let path = self.chunk_path(store, chunk);
+        match File::open(&path) {
+            Ok(file) => Ok(Box::new(file)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && matches!(self, Placement::Store) => {
+                let Some(in_place) = in_place(store, chunk.content()) else {
+                    return Err(io_error("read", &path)(e));
+                };
+                match in_place.open_chunk(chunk) {
+                    Ok(reader) => Ok(Box::new(reader)),
+                    Err(e) => Err(io_error("read", &in_place.path)(io::Error::other(e))),
+                }
+            }
+            Err(e) => Err(io_error("read", &path)(e)),
+        }
+    }
+
+    /// Records the finished content, now at `placed` in `downloads/`: the private folder goes;
+    /// or the store's manifest says the whole file matched (`manifest`) or, for a legacy
+    /// content, what arrived (chunk digests to serve our peers with, but no vouching for the
+    /// file), and that the content is served from `placed`, in place; its chunk files in
+    /// `temp/` go. A content the store already serves in place from a shared file stays so.
     pub(super) fn finish(
         &self,
         store: &ChunkStore,
         manifest: Option<&Manifest>,
         received: Manifest,
+        placed: &Path,
     ) -> Result<(), DownloadError> {
-        let stored = match (self, manifest) {
-            (Placement::Private(dir), _) => {
-                let _ = fs::remove_dir_all(dir);
-                return Ok(());
-            }
-            (Placement::Store, None) => StoredManifest {
-                manifest: received,
-                origin: Origin::Downloaded { verified: false },
-            },
-            (Placement::Store, Some(m)) => StoredManifest {
-                manifest: m.clone(),
-                origin: Origin::Downloaded { verified: true },
-            },
+        if let Placement::Private(dir) = self {
+            let _ = fs::remove_dir_all(dir);
+            return Ok(());
+        }
+        let served_in_place = |m: &StoredManifest| {
+            matches!(m.origin, Origin::Shared { .. })
+                && manifest.is_some_and(|wanted| *wanted == m.manifest)
+                && m.in_place().is_some_and(|f| f.matches())
         };
-        store.save_manifest(&stored)?;
+        if !store
+            .load_manifest(&received.name)
+            .is_ok_and(|m| m.as_ref().is_some_and(served_in_place))
+        {
+            let file = Some(PlacedFile::of(placed).map_err(io_error("read", placed))?);
+            let stored = match manifest {
+                None => StoredManifest {
+                    manifest: received.clone(),
+                    origin: Origin::Downloaded {
+                        verified: false,
+                        file,
+                    },
+                },
+                Some(m) => StoredManifest {
+                    manifest: m.clone(),
+                    origin: Origin::Downloaded {
+                        verified: true,
+                        file,
+                    },
+                },
+            };
+            store.save_manifest(&stored)?;
+        }
+        // The manifest now points at the file: the chunks in `temp/` are a second copy.
+        store.remove_chunk_files(&received.name)?;
+        if let Ok(names) = ChunkName::all_of(&received.name) {
+            for chunk in &names {
+                remove_if_exists(&store.incoming_path(chunk))?;
+            }
+        }
         Ok(())
     }
+
+    /// The file `content` is already in, in `downloads/`, when the store serves it from there
+    /// in place and it is still as verified: then it needs no fetching, and no copy.
+    pub(super) fn placed_file(&self, store: &ChunkStore, content: &str) -> Option<InPlace> {
+        if !matches!(self, Placement::Store) {
+            return None;
+        }
+        let stored = store.load_manifest(content).ok().flatten()?;
+        match &stored.origin {
+            Origin::Downloaded { file: Some(_), .. } => {}
+            _ => return None,
+        }
+        in_place(store, content)
+    }
+}
+
+/// The file the store serves `content` from in place, if it does and that file is still as
+/// hashed.
+fn in_place(store: &ChunkStore, content: &str) -> Option<InPlace> {
+    let stored = store.load_manifest(content).ok().flatten()?;
+    if stored.manifest.name != content {
+        return None;
+    }
+    stored.in_place().filter(InPlace::matches)
 }
 
 /// Creates an empty chunk file at `path` (a legacy chunk taken as empty).

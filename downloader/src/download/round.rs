@@ -208,7 +208,7 @@ impl Round<'_> {
             sha256,
             chunks: std::array::from_fn(|i| results[i].fetched.sha256),
         };
-        placement.finish(store, manifest, received)?;
+        placement.finish(store, manifest, received, &path)?;
         Ok(DownloadedFile {
             path,
             size,
