@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use shared::digest::Digest;
 use shared::events::UpdateEvent;
 use shared::shutdown::Shutdown;
+use shared::store::{ChunkStore, Origin, PlacedFile};
 
 use crate::actions::{get, load_catalog};
 use crate::bar::Feedback;
@@ -94,6 +95,7 @@ pub fn sync_once(
             continue;
         };
         let hex = version.to_string();
+        release_old_version(config, subscription, version);
         let selection = Selection::Name(subscription.name.clone());
         match get(config, &selection, Some(&hex), cancel, feedback, ui) {
             Ok(got) => match put_in_place(config, subscription, version, &got.file.path) {
@@ -108,6 +110,45 @@ pub fn sync_once(
         }
     }
     Ok(updated)
+}
+
+/// Lets the store take the new version: the chunk store holds one content per name, and a
+/// verified download it serves from `downloads/` would otherwise keep the new version out of
+/// it (downloaded aside, never served onward). Only a content this peer downloaded is let go;
+/// one it shares stays as it is.
+fn release_old_version(config: &Config, subscription: &Subscription, version: Digest) {
+    let Ok(store) = ChunkStore::open(config.dir.temp()) else {
+        return;
+    };
+    if let Ok(Some(stored)) = store.load_manifest(&subscription.name) {
+        let downloaded = matches!(stored.origin, Origin::Downloaded { .. });
+        if downloaded && stored.manifest.sha256 != version {
+            if let Err(e) = store.remove_content(&subscription.name) {
+                log::warn!(
+                    "cannot make room for the new version of {}: {e}",
+                    subscription.name
+                );
+            }
+        }
+    }
+}
+
+/// After the new version's file moved from `from` to `to`: the store serves it from there.
+fn relocate_in_store(config: &Config, name: &str, from: &Path, to: &Path) -> io::Result<()> {
+    let store = ChunkStore::open(config.dir.temp()).map_err(io::Error::other)?;
+    let Ok(Some(mut stored)) = store.load_manifest(name) else {
+        return Ok(());
+    };
+    if let Origin::Downloaded {
+        file: Some(placed), ..
+    } = &mut stored.origin
+    {
+        if placed.path == std::path::absolute(from)? {
+            *placed = PlacedFile::of(to)?;
+            store.save_manifest(&stored).map_err(io::Error::other)?;
+        }
+    }
+    Ok(())
 }
 
 /// Puts the downloaded file `fetched` (version `version` of the subscribed content) at
@@ -137,6 +178,7 @@ fn put_in_place(
         }
         fs::rename(fetched, &dest)?;
         shared::fsutil::sync_parent(&dest);
+        relocate_in_store(config, &subscription.name, fetched, &dest)?;
     }
     let name = subscription.name.clone();
     subscriptions::update(&config.dir, |all| {

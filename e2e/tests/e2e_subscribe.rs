@@ -31,6 +31,9 @@ fn sync_replaces_a_followed_file_with_each_new_version_and_keeps_the_old_one() {
     a.start_chunk_server(&[], &["--rescan", "1"]);
     a.start_announcer("alice", ANNOUNCE_INTERVAL_SECS);
     c.start_listener(&[]);
+    // carol serves what she downloads: the new version too, once it replaced the old one.
+    c.start_chunk_server(&[], &[]);
+    c.start_announcer("carol", ANNOUNCE_INTERVAL_SECS);
     net.wait_for_entry(&c, &a, "alice", NAME, v1);
 
     // Following a name is not downloading: nothing is written until `sync` runs.
@@ -82,6 +85,8 @@ fn sync_replaces_a_followed_file_with_each_new_version_and_keeps_the_old_one() {
     );
     // Only the two versions: no `report (1).txt` left behind.
     assert_eq!(files_under(&c.downloads_dir()).len(), 2);
+    // And carol passes the new version on, served from its place in downloads/.
+    net.wait_for_entry(&c, &c, "carol", NAME, v2);
 
     let history = json_of(&c.downloader(&["history", "--json"]));
     let update = history
