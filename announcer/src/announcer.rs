@@ -43,6 +43,10 @@ pub(crate) struct Announcer {
     ears: Ears,
     /// The last snapshot read successfully; what we announce.
     snapshot: Snapshot,
+    /// Contents the last snapshots dropped, to withdraw before the next announcement.
+    withdrawn: BTreeSet<String>,
+    /// The store's modification stamp when last read ([`Announcer::store_changed`]).
+    store_stamp: StoreStamp,
     /// The chunk-server port we announce; `None` while no chunk server runs for the folder
     /// ([`ChunkPort::Recorded`]): then nothing is sent.
     port: Option<u16>,
@@ -83,6 +87,8 @@ impl Announcer {
             queries,
             ears,
             snapshot: Snapshot::default(),
+            withdrawn: BTreeSet::new(),
+            store_stamp: None,
             port: match config.chunk_port {
                 ChunkPort::Fixed(port) => Some(port),
                 ChunkPort::Recorded => None,
@@ -106,6 +112,25 @@ impl Announcer {
         self.peers_file.poll();
     }
 
+    /// Whether the store's folders (`temp/` and its manifests) were modified since the last
+    /// call: one `stat` each, cheap enough to look many times a second. Every chunk and
+    /// manifest appears or goes by a rename or removal in one of them, which sets its
+    /// modification time; changes within one tick of the file system's clock can hide each
+    /// other, so [`crate::run`] still reads the whole store every [`Config::watch`].
+    pub(crate) fn store_changed(&mut self) -> bool {
+        let modified =
+            |path: &std::path::Path| std::fs::metadata(path).ok().and_then(|m| m.modified().ok());
+        let stamp = Some((
+            modified(self.store.root()),
+            modified(&self.store.manifests_dir()),
+        ));
+        if stamp == self.store_stamp {
+            return false;
+        }
+        self.store_stamp = stamp;
+        true
+    }
+
     /// Re-reads the store; returns whether what we announce changed.
     pub(crate) fn refresh(&mut self) -> bool {
         match self.store.snapshot() {
@@ -116,6 +141,14 @@ impl Announcer {
                 if snapshot == self.snapshot {
                     return false;
                 }
+                let now: BTreeSet<&str> = snapshot.chunks.iter().map(|c| c.content()).collect();
+                for chunk in &self.snapshot.chunks {
+                    if !now.contains(chunk.content()) {
+                        self.withdrawn.insert(chunk.content().to_owned());
+                    }
+                }
+                // Held again before the withdrawal went out: nothing to withdraw.
+                self.withdrawn.retain(|name| !now.contains(name.as_str()));
                 self.snapshot = snapshot;
                 true
             }
@@ -254,13 +287,23 @@ impl Announcer {
         datagrams
     }
 
-    /// Sends the current snapshot to every target; nothing while no chunk server runs.
+    /// Sends the current snapshot to every target, after withdrawing the contents no longer
+    /// held (so listeners drop them at once, not when they expire; a legacy listener that
+    /// shows only a peer's last datagram sees the announcement last); nothing while no chunk
+    /// server runs.
     pub(crate) fn announce(&mut self) {
-        if self.port.is_none() {
+        let withdrawn: Vec<String> = std::mem::take(&mut self.withdrawn).into_iter().collect();
+        let Some(port) = self.port else {
             return;
+        };
+        let targets = self.targets();
+        if !withdrawn.is_empty() {
+            let ext = self.ext(Kind::Withdraw, port);
+            let datagrams = Announcement::pack_withdrawals(&self.config.username, &ext, &withdrawn);
+            self.send_all(&datagrams, &targets);
+            log::debug!("withdrew {}", withdrawn.join(", "));
         }
         let datagrams = self.datagrams();
-        let targets = self.targets();
         self.send_all(&datagrams, &targets);
         let contents: BTreeSet<&str> = self.snapshot.chunks.iter().map(|c| c.content()).collect();
         log::debug!(
@@ -400,6 +443,9 @@ pub(crate) fn interval_secs(interval: Duration) -> u64 {
     let secs = interval.as_secs() + u64::from(interval.subsec_nanos() > 0);
     secs.max(1)
 }
+
+/// The modification times of the store's two folders; `None` before the first look.
+type StoreStamp = Option<(Option<std::time::SystemTime>, Option<std::time::SystemTime>)>;
 
 /// Addresses as one comma-separated line, for the log.
 pub(crate) fn list(targets: &[SocketAddr]) -> String {

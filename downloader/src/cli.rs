@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use cli_support::{peer_toml, GenerateFlag};
 use downloader::fetch::{Limits, Network};
+use downloader::json::Format;
 use downloader::{Config, Feedback};
 use log::LevelFilter;
 use shared::peer_dir::PeerDir;
@@ -20,7 +21,8 @@ const EXAMPLES: &str = "\
 Examples:
   downloader --dir bob                   the interactive prompt: list, get NAME, history, quit
   downloader --dir bob list              what the peers offer, numbered
-  downloader --dir bob get photo.png     download it; prints its path when complete and verified";
+  downloader --dir bob get photo.png     download it; prints its path when complete and verified
+  downloader --dir bob share ~/notes.txt share a file now (unshare notes.txt stops; shared lists)";
 
 /// Download files from the peers on this network (reads tags.txt, written by `listener`).
 #[derive(Debug, Parser)]
@@ -88,6 +90,40 @@ pub(crate) enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Share files or folders now (added to DIR/shares.txt, which the chunk server watches).
+    Share {
+        /// Files or folders (a folder: its files) to share.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// Stop sharing a content, by its name or path (removed from DIR/shares.txt, or excluded).
+    Unshare {
+        /// Content names as `shared` lists them, or paths that were shared.
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+    },
+    /// List what this peer shares: name, size, SHA-256 (once hashed), path.
+    Shared {
+        /// Print one JSON array on stdout instead of the table (shapes: docs/JSON.md).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl Cmd {
+    /// Runs `share`, `unshare` or `shared`, whose results go to `out` (nothing for the others).
+    pub(crate) fn run_sharing(
+        &self,
+        config: &Config,
+        out: &mut dyn std::io::Write,
+    ) -> Result<(), downloader::Error> {
+        match self {
+            Cmd::Share { paths } => downloader::share(config, paths, out),
+            Cmd::Unshare { names } => downloader::unshare(config, names, out),
+            Cmd::Shared { json } => downloader::shared(config, Format::json_if(*json), out),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// `123`, `10K`, `64M`, `1G`, `2T` (powers of 1024).
@@ -130,7 +166,13 @@ impl Args {
         let (create_dir, log_file) = match &self.command {
             None => (Some(self.dir.clone()), true),
             Some(Cmd::Get { .. }) => (None, self.dir.is_dir()),
-            Some(Cmd::List { .. } | Cmd::History { .. }) => (None, false),
+            Some(
+                Cmd::List { .. }
+                | Cmd::History { .. }
+                | Cmd::Share { .. }
+                | Cmd::Unshare { .. }
+                | Cmd::Shared { .. },
+            ) => (None, false),
         };
         // `get -v` on a terminal draws the chunks' bars, which log lines would tear.
         let chunk_bars =

@@ -18,6 +18,12 @@ pub enum Command {
     List,
     /// Show the download history.
     History,
+    /// Share a file or folder (the rest of the line is one path, spaces included).
+    Share(String),
+    /// Stop sharing a content, by name or path (the rest of the line).
+    Unshare(String),
+    /// Show what this peer shares.
+    Shared,
     /// Show the commands.
     Help,
     /// Leave the prompt.
@@ -28,7 +34,9 @@ pub enum Command {
 }
 
 /// The command words offered by Tab at the start of a line, as `help` lists them.
-pub const WORDS: [&str; 5] = ["get", "list", "history", "help", "quit"];
+pub const WORDS: [&str; 8] = [
+    "get", "list", "history", "share", "unshare", "shared", "help", "quit",
+];
 
 /// What a bare `get` (or `download`, `d`) answers.
 pub const GET_USAGE: &str = "usage: get NAME|NUMBER";
@@ -48,6 +56,11 @@ impl Command {
             ("?" | "help", "") => Command::Help,
             ("q" | "quit" | "exit", "") => Command::Quit,
             ("get" | "download" | "d", "") => Command::Usage(GET_USAGE),
+            ("share", "") => Command::Usage("usage: share PATH"),
+            ("share", rest) => Command::Share(rest.to_owned()),
+            ("unshare", "") => Command::Usage("usage: unshare NAME|PATH"),
+            ("unshare", rest) => Command::Unshare(rest.to_owned()),
+            ("shared", "") => Command::Shared,
             ("get" | "download" | "d", rest) => Command::Download(Selection::parse(rest)),
             _ => Command::Download(Selection::parse(line)),
         }
@@ -109,6 +122,11 @@ mod tests {
             ("d", Command::Usage(GET_USAGE)),
             ("get get", name("get")),
             ("list files", name("list files")),
+            ("share /tmp/my file", Command::Share("/tmp/my file".into())),
+            ("unshare a.txt", Command::Unshare("a.txt".into())),
+            ("shared", Command::Shared),
+            ("share", Command::Usage("usage: share PATH")),
+            ("get shared", name("shared")),
         ] {
             assert_eq!(Command::parse(line), expected, "{line:?}");
         }

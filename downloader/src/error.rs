@@ -25,6 +25,9 @@ pub enum Error {
     /// The download failed.
     #[error(transparent)]
     Download(#[from] DownloadError),
+    /// `share` or `unshare` changed nothing.
+    #[error(transparent)]
+    Sharing(#[from] crate::sharing::SharingError),
     /// Reading the log or the terminal failed.
     #[error("{context}: {source}")]
     Io {

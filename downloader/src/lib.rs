@@ -7,6 +7,7 @@
 //! - `actions`: the commands `list`, `history`, `get`; [`json`]: what they print for scripts
 //!   (`--json`); `prompt`: the interactive loop (line editor, Tab completion, history);
 //!   `wording`: what the user reads about a download.
+//! - [`sharing`]: the commands `share`, `unshare`, `shared` (the peer folder's `shares.txt`).
 //! - [`command`]: parsing of interactive input; [`history`](mod@history): the download history;
 //!   [`format`](mod@format): sizes and rates for people.
 //!
@@ -26,6 +27,7 @@ pub mod format;
 pub mod history;
 pub mod json;
 mod prompt;
+pub mod sharing;
 mod wording;
 
 pub use crate::actions::{
@@ -35,3 +37,4 @@ pub use crate::bar::Feedback;
 pub use crate::download::Config;
 pub use crate::error::Error;
 pub use crate::prompt::interactive;
+pub use crate::sharing::{share, shared, unshare};

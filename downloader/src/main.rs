@@ -1,5 +1,4 @@
-//! `downloader`: list what peers offer, download a file, show the history, or (with no
-//! subcommand) an interactive prompt.
+//! `downloader`: list, get, history, share/unshare/shared, or (no subcommand) a prompt.
 
 mod cli;
 
@@ -46,6 +45,7 @@ fn main() -> ExitCode {
                 downloader::print_get_result(&name, &result, format, out)?;
                 result.map(drop)
             }
+            Some(sharing) => sharing.run_sharing(&config, &mut io::stdout()),
             None => {
                 let input = io::BufReader::new(io::stdin());
                 downloader::interactive(&config, input, &mut io::stdout(), shutdown)

@@ -18,6 +18,7 @@ use crate::command::{Command, Selection};
 use crate::download::{Config, DownloadError};
 use crate::error::Error;
 use crate::json::Format;
+use crate::sharing::{share, shared, unshare};
 use crate::wording::{write_line, write_out};
 
 mod complete;
@@ -62,7 +63,7 @@ pub fn interactive(
         out,
         &format!(
             "Peer folder {}. Type a number or a name to download{}; Enter or 'list' to \
-             refresh, 'history', 'help', 'quit'.\n",
+             refresh, 'history', 'shared', 'help', 'quit'.\n",
             config.dir.root().display(),
             if terminal { " (Tab completes)" } else { "" }
         ),
@@ -80,6 +81,21 @@ pub fn interactive(
             Command::Usage(usage) => write_line(out, usage)?,
             Command::History => {
                 if let Err(e) = history(config, Format::Text, out) {
+                    write_line(out, &format!("error: {e}"))?;
+                }
+            }
+            Command::Share(path) => {
+                if let Err(e) = share(config, &[path.into()], out) {
+                    write_line(out, &format!("error: {e}"))?;
+                }
+            }
+            Command::Unshare(name) => {
+                if let Err(e) = unshare(config, &[name], out) {
+                    write_line(out, &format!("error: {e}"))?;
+                }
+            }
+            Command::Shared => {
+                if let Err(e) = shared(config, Format::Text, out) {
                     write_line(out, &format!("error: {e}"))?;
                 }
             }
@@ -138,6 +154,9 @@ const HELP: &str = "\
                 when no name matches exactly
   list, Enter   refresh the listing from tags.txt
   history       show past downloads (from client.log)
+  share PATH    share a file or folder now (the rest of the line is the path)
+  unshare NAME  stop sharing a content (its name, or the path shared)
+  shared        show what this peer shares
   quit          leave (also Ctrl-C, Ctrl-D or end of input)
 At a terminal: Tab completes commands and names, Up/Down recall earlier lines (kept in
 the peer folder's .prompt_history).
