@@ -16,6 +16,8 @@ use crate::share::Sharer;
 pub(crate) struct Listed {
     watch: SharesWatch,
     warned: Latches<String>,
+    /// Whether the list was read once: a missing or empty list at start is not worth a line.
+    read: bool,
 }
 
 impl Listed {
@@ -24,6 +26,7 @@ impl Listed {
         Listed {
             watch: SharesWatch::new(dir),
             warned: Latches::default(),
+            read: false,
         }
     }
 
@@ -51,6 +54,11 @@ impl Listed {
         }
         let paths = list.paths();
         let excluded = list.exclusions();
+        let first = !std::mem::replace(&mut self.read, true);
+        if first && paths.is_empty() && excluded.is_empty() {
+            sharer.set_list(paths, HashSet::new());
+            return true;
+        }
         log::info!(
             "{path}: {} path(s){}{}",
             paths.len(),

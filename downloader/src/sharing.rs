@@ -424,7 +424,7 @@ mod tests {
         share(&config, std::slice::from_ref(&file), &mut out).unwrap();
         share(&config, std::slice::from_ref(&file), &mut out).unwrap();
         let list = shares::load(&config.dir).unwrap();
-        assert_eq!(list.paths(), [file.clone()]);
+        assert_eq!(list.paths(), std::slice::from_ref(&file));
         let names: Vec<(String, bool)> = shared_files(&config)
             .unwrap()
             .into_iter()
