@@ -5,7 +5,7 @@
 //! the network or the disk saying no: every lasting failure is warned about once
 //! ([`shared::latch`]) and the loop carries on with what it last knew.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,9 @@ use crate::ears::Ears;
 /// next poll, the heard queries left are dropped.
 const MAX_ANSWERS_PER_POLL: usize = 64;
 
+/// How many times a withdrawal is sent ([`crate::WITHDRAW_REPEAT`] apart).
+pub(crate) const WITHDRAW_SENDS: u8 = 3;
+
 /// Queries left unanswered because of the [`budget`] are logged at most once per this long.
 pub(crate) const UNANSWERED_LOG_GAP: Duration = Duration::from_secs(10);
 
@@ -43,8 +46,10 @@ pub(crate) struct Announcer {
     ears: Ears,
     /// The last snapshot read successfully; what we announce.
     snapshot: Snapshot,
-    /// Contents the last snapshots dropped, to withdraw before the next announcement.
-    withdrawn: BTreeSet<String>,
+    /// Contents the last snapshots dropped, to withdraw, with how many more times
+    /// ([`WITHDRAW_SENDS`] in all: one lost datagram must not leave them listed until they
+    /// expire).
+    withdrawing: BTreeMap<String, u8>,
     /// The store's modification stamp when last read ([`Announcer::store_changed`]).
     store_stamp: StoreStamp,
     /// The chunk-server port we announce; `None` while no chunk server runs for the folder
@@ -87,7 +92,7 @@ impl Announcer {
             queries,
             ears,
             snapshot: Snapshot::default(),
-            withdrawn: BTreeSet::new(),
+            withdrawing: BTreeMap::new(),
             store_stamp: None,
             port: match config.chunk_port {
                 ChunkPort::Fixed(port) => Some(port),
@@ -144,11 +149,13 @@ impl Announcer {
                 let now: BTreeSet<&str> = snapshot.chunks.iter().map(|c| c.content()).collect();
                 for chunk in &self.snapshot.chunks {
                     if !now.contains(chunk.content()) {
-                        self.withdrawn.insert(chunk.content().to_owned());
+                        self.withdrawing
+                            .insert(chunk.content().to_owned(), WITHDRAW_SENDS);
                     }
                 }
-                // Held again before the withdrawal went out: nothing to withdraw.
-                self.withdrawn.retain(|name| !now.contains(name.as_str()));
+                // Held again: nothing to withdraw any more.
+                self.withdrawing
+                    .retain(|name, _| !now.contains(name.as_str()));
                 self.snapshot = snapshot;
                 true
             }
@@ -292,17 +299,11 @@ impl Announcer {
     /// shows only a peer's last datagram sees the announcement last); nothing while no chunk
     /// server runs.
     pub(crate) fn announce(&mut self) {
-        let withdrawn: Vec<String> = std::mem::take(&mut self.withdrawn).into_iter().collect();
-        let Some(port) = self.port else {
+        self.withdraw();
+        if self.port.is_none() {
             return;
-        };
-        let targets = self.targets();
-        if !withdrawn.is_empty() {
-            let ext = self.ext(Kind::Withdraw, port);
-            let datagrams = Announcement::pack_withdrawals(&self.config.username, &ext, &withdrawn);
-            self.send_all(&datagrams, &targets);
-            log::debug!("withdrew {}", withdrawn.join(", "));
         }
+        let targets = self.targets();
         let datagrams = self.datagrams();
         self.send_all(&datagrams, &targets);
         let contents: BTreeSet<&str> = self.snapshot.chunks.iter().map(|c| c.content()).collect();
@@ -313,6 +314,34 @@ impl Announcer {
             datagrams.len(),
             targets.len()
         );
+    }
+
+    /// Whether contents are still to be withdrawn (again): [`crate::run`] then calls
+    /// [`Announcer::withdraw`] every [`crate::WITHDRAW_REPEAT`].
+    pub(crate) fn is_withdrawing(&self) -> bool {
+        !self.withdrawing.is_empty()
+    }
+
+    /// Sends the withdrawal of the contents no longer held to every target, and counts it;
+    /// nothing (and nothing left to send) while no chunk server runs.
+    pub(crate) fn withdraw(&mut self) {
+        let Some(port) = self.port else {
+            self.withdrawing.clear();
+            return;
+        };
+        if self.withdrawing.is_empty() {
+            return;
+        }
+        let names: Vec<String> = self.withdrawing.keys().cloned().collect();
+        let ext = self.ext(Kind::Withdraw, port);
+        let datagrams = Announcement::pack_withdrawals(&self.config.username, &ext, &names);
+        let targets = self.targets();
+        self.send_all(&datagrams, &targets);
+        log::debug!("withdrew {}", names.join(", "));
+        self.withdrawing.retain(|_, left| {
+            *left -= 1;
+            *left > 0
+        });
     }
 
     /// Tells every target we are leaving: one `goodbye` datagram, without chunks. Nothing when

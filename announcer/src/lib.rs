@@ -8,7 +8,8 @@
 //!   [`STORE_POLL`], the whole store read every [`Config::watch`]), so a freshly downloaded
 //!   chunk or a newly shared file is offered within a fraction of a second rather than a
 //!   minute; a content no longer held (unshared, removed) is *withdrawn* at once
-//!   ([`shared::protocol::Kind::Withdraw`]), so listeners drop it without waiting for expiry. On shutdown it says goodbye, so listeners
+//!   ([`shared::protocol::Kind::Withdraw`], sent three times [`WITHDRAW_REPEAT`] apart), so
+//!   listeners drop it without waiting for expiry. On shutdown it says goodbye, so listeners
 //!   forget it at once.
 //! - `announcer` holds the state and does the sending: announce, answer, goodbye.
 //! - [`prompt`] settles the name announced (flag, stored file, terminal, host name); the rules
@@ -74,6 +75,10 @@ pub const QUERY_POLL: Duration = Duration::from_millis(100);
 /// read and announced at once: a file shared or unshared reaches the listeners well within a
 /// second. The whole store is read anyway every [`Config::watch`].
 pub const STORE_POLL: Duration = Duration::from_millis(50);
+
+/// Time between the sends of one withdrawal (three in all), so that one lost datagram does not
+/// leave an unshared file listed until it expires.
+pub const WITHDRAW_REPEAT: Duration = Duration::from_millis(300);
 
 /// Longest the loop sleeps before looking at the shutdown flag again.
 const TICK: Duration = Duration::from_millis(100);
@@ -143,6 +148,7 @@ pub fn run(
     let mut next_announce = Instant::now() + announcer.config.interval;
     let mut next_watch = Instant::now() + announcer.config.watch;
     let mut next_store = Instant::now() + STORE_POLL;
+    let mut next_withdraw = Instant::now();
     let mut next_peers = Instant::now() + PEERS_POLL;
     let mut next_queries = Instant::now();
     loop {
@@ -169,6 +175,10 @@ pub fn run(
         if now >= next_announce {
             announcer.announce();
             next_announce = Instant::now() + announcer.config.interval;
+            next_withdraw = Instant::now() + WITHDRAW_REPEAT;
+        } else if now >= next_withdraw && announcer.is_withdrawing() {
+            announcer.withdraw();
+            next_withdraw = Instant::now() + WITHDRAW_REPEAT;
         }
         if now >= next_queries {
             next_queries = now + QUERY_POLL;
@@ -176,6 +186,11 @@ pub fn run(
         }
         let wake = next_watch
             .min(next_store)
+            .min(if announcer.is_withdrawing() {
+                next_withdraw
+            } else {
+                next_announce
+            })
             .min(next_announce)
             .min(next_peers)
             .min(next_queries);
