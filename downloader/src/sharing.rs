@@ -187,6 +187,26 @@ pub fn share(config: &Config, paths: &[PathBuf], out: &mut dyn Write) -> Result<
     for line in said {
         write_line(out, &line)?;
     }
+    // Two files of one name: the chunk server shares the first root's (its own roots, then
+    // the list in order), so a file listed now may wait behind another.
+    let hashed = shared_contents(config);
+    for path in resolved.iter().filter(|p| p.is_file()) {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if let Some((_, _, _, other)) = hashed.iter().find(|c| c.0 == name && c.3 != *path) {
+            write_line(
+                out,
+                &format!(
+                    "note: {name} is already shared from {}; {} is shared only while that one \
+                     is not",
+                    other.display(),
+                    path.display()
+                ),
+            )?;
+        }
+    }
     note_server(config, out)
 }
 
