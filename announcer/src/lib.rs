@@ -184,13 +184,11 @@ pub fn run(
             next_queries = now + QUERY_POLL;
             announcer.answer_queries();
         }
+        // A withdrawal still to repeat wakes the loop too.
+        let withdraw_at = Some(next_withdraw).filter(|_| announcer.is_withdrawing());
         let wake = next_watch
             .min(next_store)
-            .min(if announcer.is_withdrawing() {
-                next_withdraw
-            } else {
-                next_announce
-            })
+            .min(withdraw_at.unwrap_or(next_announce))
             .min(next_announce)
             .min(next_peers)
             .min(next_queries);
