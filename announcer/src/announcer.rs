@@ -5,7 +5,7 @@
 //! the network or the disk saying no: every lasting failure is warned about once
 //! ([`shared::latch`]) and the loop carries on with what it last knew.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,9 @@ use crate::ears::Ears;
 /// next poll, the heard queries left are dropped.
 const MAX_ANSWERS_PER_POLL: usize = 64;
 
+/// How many times a withdrawal is sent ([`crate::WITHDRAW_REPEAT`] apart).
+pub(crate) const WITHDRAW_SENDS: u8 = 3;
+
 /// Queries left unanswered because of the [`budget`] are logged at most once per this long.
 pub(crate) const UNANSWERED_LOG_GAP: Duration = Duration::from_secs(10);
 
@@ -43,6 +46,12 @@ pub(crate) struct Announcer {
     ears: Ears,
     /// The last snapshot read successfully; what we announce.
     snapshot: Snapshot,
+    /// Contents the last snapshots dropped, to withdraw, with how many more times
+    /// ([`WITHDRAW_SENDS`] in all: one lost datagram must not leave them listed until they
+    /// expire).
+    withdrawing: BTreeMap<String, u8>,
+    /// The store's modification stamp when last read ([`Announcer::store_changed`]).
+    store_stamp: StoreStamp,
     /// The chunk-server port we announce; `None` while no chunk server runs for the folder
     /// ([`ChunkPort::Recorded`]): then nothing is sent.
     port: Option<u16>,
@@ -83,6 +92,8 @@ impl Announcer {
             queries,
             ears,
             snapshot: Snapshot::default(),
+            withdrawing: BTreeMap::new(),
+            store_stamp: None,
             port: match config.chunk_port {
                 ChunkPort::Fixed(port) => Some(port),
                 ChunkPort::Recorded => None,
@@ -106,6 +117,25 @@ impl Announcer {
         self.peers_file.poll();
     }
 
+    /// Whether the store's folders (`temp/` and its manifests) were modified since the last
+    /// call: one `stat` each, cheap enough to look many times a second. Every chunk and
+    /// manifest appears or goes by a rename or removal in one of them, which sets its
+    /// modification time; changes within one tick of the file system's clock can hide each
+    /// other, so [`crate::run`] still reads the whole store every [`Config::watch`].
+    pub(crate) fn store_changed(&mut self) -> bool {
+        let modified =
+            |path: &std::path::Path| std::fs::metadata(path).ok().and_then(|m| m.modified().ok());
+        let stamp = Some((
+            modified(self.store.root()),
+            modified(&self.store.manifests_dir()),
+        ));
+        if stamp == self.store_stamp {
+            return false;
+        }
+        self.store_stamp = stamp;
+        true
+    }
+
     /// Re-reads the store; returns whether what we announce changed.
     pub(crate) fn refresh(&mut self) -> bool {
         match self.store.snapshot() {
@@ -116,6 +146,16 @@ impl Announcer {
                 if snapshot == self.snapshot {
                     return false;
                 }
+                let now: BTreeSet<&str> = snapshot.chunks.iter().map(|c| c.content()).collect();
+                for chunk in &self.snapshot.chunks {
+                    if !now.contains(chunk.content()) {
+                        self.withdrawing
+                            .insert(chunk.content().to_owned(), WITHDRAW_SENDS);
+                    }
+                }
+                // Held again: nothing to withdraw any more.
+                self.withdrawing
+                    .retain(|name, _| !now.contains(name.as_str()));
                 self.snapshot = snapshot;
                 true
             }
@@ -254,13 +294,17 @@ impl Announcer {
         datagrams
     }
 
-    /// Sends the current snapshot to every target; nothing while no chunk server runs.
+    /// Sends the current snapshot to every target, after withdrawing the contents no longer
+    /// held (so listeners drop them at once, not when they expire; a legacy listener that
+    /// shows only a peer's last datagram sees the announcement last); nothing while no chunk
+    /// server runs.
     pub(crate) fn announce(&mut self) {
+        self.withdraw();
         if self.port.is_none() {
             return;
         }
-        let datagrams = self.datagrams();
         let targets = self.targets();
+        let datagrams = self.datagrams();
         self.send_all(&datagrams, &targets);
         let contents: BTreeSet<&str> = self.snapshot.chunks.iter().map(|c| c.content()).collect();
         log::debug!(
@@ -270,6 +314,34 @@ impl Announcer {
             datagrams.len(),
             targets.len()
         );
+    }
+
+    /// Whether contents are still to be withdrawn (again): [`crate::run`] then calls
+    /// [`Announcer::withdraw`] every [`crate::WITHDRAW_REPEAT`].
+    pub(crate) fn is_withdrawing(&self) -> bool {
+        !self.withdrawing.is_empty()
+    }
+
+    /// Sends the withdrawal of the contents no longer held to every target, and counts it;
+    /// nothing (and nothing left to send) while no chunk server runs.
+    pub(crate) fn withdraw(&mut self) {
+        let Some(port) = self.port else {
+            self.withdrawing.clear();
+            return;
+        };
+        if self.withdrawing.is_empty() {
+            return;
+        }
+        let names: Vec<String> = self.withdrawing.keys().cloned().collect();
+        let ext = self.ext(Kind::Withdraw, port);
+        let datagrams = Announcement::pack_withdrawals(&self.config.username, &ext, &names);
+        let targets = self.targets();
+        self.send_all(&datagrams, &targets);
+        log::debug!("withdrew {}", names.join(", "));
+        self.withdrawing.retain(|_, left| {
+            *left -= 1;
+            *left > 0
+        });
     }
 
     /// Tells every target we are leaving: one `goodbye` datagram, without chunks. Nothing when
@@ -400,6 +472,9 @@ pub(crate) fn interval_secs(interval: Duration) -> u64 {
     let secs = interval.as_secs() + u64::from(interval.subsec_nanos() > 0);
     secs.max(1)
 }
+
+/// The modification times of the store's two folders; `None` before the first look.
+type StoreStamp = Option<(Option<std::time::SystemTime>, Option<std::time::SystemTime>)>;
 
 /// Addresses as one comma-separated line, for the log.
 pub(crate) fn list(targets: &[SocketAddr]) -> String {

@@ -4,8 +4,12 @@
 //! - [`run`] is the timer loop, the whole program once `main` has parsed flags, settled the
 //!   username ([`prompt::resolve`]) and bound the UDP socket: it reads the chunk store
 //!   (`DIR/temp`), announces at once, then every [`Config::interval`], and also promptly
-//!   whenever the store changes (polled every [`Config::watch`]), so a freshly downloaded chunk
-//!   is offered within a second rather than a minute. On shutdown it says goodbye, so listeners
+//!   whenever the store changes (its folders' modification times looked at every
+//!   [`STORE_POLL`], the whole store read every [`Config::watch`]), so a freshly downloaded
+//!   chunk or a newly shared file is offered within a fraction of a second rather than a
+//!   minute; a content no longer held (unshared, removed) is *withdrawn* at once
+//!   ([`shared::protocol::Kind::Withdraw`], sent three times [`WITHDRAW_REPEAT`] apart), so
+//!   listeners drop it without waiting for expiry. On shutdown it says goodbye, so listeners
 //!   forget it at once.
 //! - `announcer` holds the state and does the sending: announce, answer, goodbye.
 //! - [`prompt`] settles the name announced (flag, stored file, terminal, host name); the rules
@@ -66,6 +70,15 @@ use ears::Ears;
 /// within about this long after it arrived, well inside the one second a starting peer waits
 /// for.
 pub const QUERY_POLL: Duration = Duration::from_millis(100);
+
+/// How often the store's folders are looked at (one `stat` each) for a change, which is then
+/// read and announced at once: a file shared or unshared reaches the listeners well within a
+/// second. The whole store is read anyway every [`Config::watch`].
+pub const STORE_POLL: Duration = Duration::from_millis(50);
+
+/// Time between the sends of one withdrawal (three in all), so that one lost datagram does not
+/// leave an unshared file listed until it expires.
+pub const WITHDRAW_REPEAT: Duration = Duration::from_millis(300);
 
 /// Longest the loop sleeps before looking at the shutdown flag again.
 const TICK: Duration = Duration::from_millis(100);
@@ -134,11 +147,18 @@ pub fn run(
     announcer.announce();
     let mut next_announce = Instant::now() + announcer.config.interval;
     let mut next_watch = Instant::now() + announcer.config.watch;
+    let mut next_store = Instant::now() + STORE_POLL;
+    let mut next_withdraw = Instant::now();
     let mut next_peers = Instant::now() + PEERS_POLL;
     let mut next_queries = Instant::now();
     loop {
         let now = Instant::now();
-        if now >= next_watch {
+        let mut look = now >= next_watch;
+        if now >= next_store {
+            next_store = now + STORE_POLL;
+            look |= announcer.store_changed();
+        }
+        if look {
             next_watch = now + announcer.config.watch;
             if announcer.refresh() {
                 log::debug!("chunk store changed: announcing now");
@@ -155,12 +175,20 @@ pub fn run(
         if now >= next_announce {
             announcer.announce();
             next_announce = Instant::now() + announcer.config.interval;
+            next_withdraw = Instant::now() + WITHDRAW_REPEAT;
+        } else if now >= next_withdraw && announcer.is_withdrawing() {
+            announcer.withdraw();
+            next_withdraw = Instant::now() + WITHDRAW_REPEAT;
         }
         if now >= next_queries {
             next_queries = now + QUERY_POLL;
             announcer.answer_queries();
         }
+        // A withdrawal still to repeat wakes the loop too.
+        let withdraw_at = Some(next_withdraw).filter(|_| announcer.is_withdrawing());
         let wake = next_watch
+            .min(next_store)
+            .min(withdraw_at.unwrap_or(next_announce))
             .min(next_announce)
             .min(next_peers)
             .min(next_queries);

@@ -93,6 +93,49 @@ fn new_chunk_is_announced_well_before_the_interval() {
 }
 
 #[test]
+fn removed_content_is_withdrawn_three_times_then_announced_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    add_content(dir.path(), "a", b"0123456789");
+    add_content(dir.path(), "gone.txt", b"soon gone");
+    let receiver = Receiver::new();
+    let _announcer = TestAnnouncer::start(config(dir.path(), &receiver));
+    receiver.until_chunks(&names_of("gone.txt"), PATIENCE);
+    receiver.drain();
+    let store = shared::store::ChunkStore::open(dir.path().join(shared::TEMP_DIR)).unwrap();
+    store.remove_content("gone.txt").unwrap();
+    let removed = Instant::now();
+    let mut withdrawals = 0;
+    let mut announced_after = false;
+    while withdrawals < 3 {
+        let got = receiver
+            .next(Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("{withdrawals} withdrawals only"));
+        let ext = got.announcement.p2p.expect("ours");
+        if ext.kind == Kind::Withdraw {
+            assert_eq!(ext.withdrawn, ["gone.txt"]);
+            assert!(got.announcement.files.is_empty());
+            assert!(ext.instance.is_some());
+            withdrawals += 1;
+        } else {
+            assert_eq!(ext.kind, Kind::Announce);
+            assert_eq!(
+                withdrawals, 1,
+                "the announcement follows the first withdrawal"
+            );
+            let files: BTreeSet<String> = got.announcement.files.into_iter().collect();
+            assert_eq!(files, names_of("a"));
+            announced_after = true;
+        }
+    }
+    assert!(announced_after);
+    // Well within the 60 s interval: the store change was noticed at once.
+    println!("withdrawn three times within {:?}", removed.elapsed());
+    assert!(removed.elapsed() < Duration::from_secs(5));
+    // And no more.
+    assert!(receiver.next(Duration::from_millis(700)).is_none());
+}
+
+#[test]
 fn announcements_repeat_every_interval() {
     let dir = tempfile::tempdir().unwrap();
     add_content(dir.path(), "a", b"0123456789");

@@ -4,6 +4,7 @@
 //! - [`Config`], [`bind`] and [`run`] (here): the seam between `main` (which parses flags,
 //!   starts logging and binds the socket) and the server. Tests call [`run`] in a thread with
 //!   a listener bound to `127.0.0.1:0`.
+//! - `listed` watches `DIR/shares.txt` (what `downloader share` adds to the shares).
 //! - `share` keeps the chunk store (`DIR/temp`) in step with the shared files: it lists them,
 //!   has new and changed ones split, and removes what is no longer shared; `split` splits one
 //!   file into five chunks and a manifest.
@@ -26,6 +27,7 @@
 mod admission;
 mod digest_cache;
 pub mod error;
+mod listed;
 mod serve;
 mod server;
 mod share;
@@ -36,7 +38,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shared::instance::{RecordGuard, ServerRecord};
 use shared::peer_dir::PeerDir;
@@ -47,6 +49,7 @@ use shared::REQUEST_TIMEOUT;
 use crate::admission::{Admission, Limits};
 use crate::digest_cache::DigestCache;
 pub use crate::error::Error;
+use crate::listed::{Listed, SHARES_POLL};
 use crate::serve::{RateFloor, ServeContext};
 use crate::share::Sharer;
 
@@ -170,7 +173,8 @@ pub fn record_address(listener: &TcpListener, dir: &Path) -> Result<RecordGuard,
 ///
 /// Creates the peer folder, the chunk store and (when no share is given) `served_files/`,
 /// splits the shared files once, then accepts connections while a background thread rescans the
-/// shares every [`Config::rescan`]. On shutdown it stops accepting, gives transfers in progress
+/// shares every [`Config::rescan`], and at once when `DIR/shares.txt` changes (looked at every
+/// 200 ms). On shutdown it stops accepting, gives transfers in progress
 /// a short grace period, closes what is left and joins its threads (each wait bounded).
 ///
 /// # Errors
@@ -190,12 +194,18 @@ pub fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> Result<
 
     split::remove_leftovers(&store);
     let mut sharer = Sharer::new(store.clone(), shares.clone());
+    let mut listed = Listed::new(&dir);
+    listed.poll(&mut sharer);
     sharer.scan(&shutdown);
 
     listener.set_nonblocking(true).map_err(Error::Listener)?;
     let addr = listener.local_addr().map_err(Error::Listener)?;
     let shared_list: Vec<String> = shares.iter().map(|p| p.display().to_string()).collect();
-    log::info!("listening on {addr}, sharing {}", shared_list.join(", "));
+    log::info!(
+        "listening on {addr}, sharing {} and what {} lists",
+        shared_list.join(", "),
+        shared::shares::path_in(&dir).display()
+    );
 
     let rescan = {
         let shutdown = shutdown.clone();
@@ -203,8 +213,14 @@ pub fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> Result<
         thread::Builder::new()
             .name("rescan".into())
             .spawn(move || {
-                while !shutdown.sleep(interval) {
-                    sharer.scan(&shutdown);
+                // The list is looked at often and scanned for at once when it changed; the
+                // shared files themselves every `interval`.
+                let mut next_scan = Instant::now() + interval;
+                while !shutdown.sleep(SHARES_POLL.min(interval)) {
+                    if listed.poll(&mut sharer) || Instant::now() >= next_scan {
+                        sharer.scan(&shutdown);
+                        next_scan = Instant::now() + interval;
+                    }
                 }
             })
             .map_err(|source| Error::SpawnThread {

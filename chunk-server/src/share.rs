@@ -1,12 +1,13 @@
 //! Sharing: keeps the chunk store in step with the files this peer shares.
 //!
-//! A [`Sharer`] owns the list of share paths (`--share`, or `DIR/served_files`). Each
-//! [`Sharer::scan`] lists the files under them and, for each one, makes sure the store holds a
-//! manifest whose origin is [`Origin::Shared`] with the file's path, size and modification
-//! time: the file is then served in place, its five chunks being byte ranges of it. New and
-//! changed files are hashed again ([`crate::split`]); until then, the store neither announces
-//! nor serves a changed file ([`shared::store::InPlace`]). Contents whose shared file is gone
-//! are removed. Only contents that the server split itself (origin
+//! A [`Sharer`] owns the list of share paths (`--share`, or `DIR/served_files`, then those of
+//! `DIR/shares.txt`, less its excluded names: [`shared::shares`]). Each [`Sharer::scan`] lists
+//! the files under them and, for each one, makes sure the store holds a manifest whose origin
+//! is [`Origin::Shared`] with the file's path, size and modification time: the file is then
+//! served in place, its five chunks being byte ranges of it. New and changed files are hashed
+//! again ([`crate::split`]); until then, the store neither announces nor serves a changed file
+//! ([`shared::store::InPlace`]). Contents whose shared file is gone are removed. Only contents
+//! that the server split itself (origin
 //! `Shared`) are ever removed: what the downloader put in the store is not ours to delete,
 //! although a shared file of the same name replaces it.
 //!
@@ -95,6 +96,10 @@ pub(crate) struct Sharer {
     store: ChunkStore,
     /// The share paths, in `--share` order: on a name conflict, the first wins.
     shares: Vec<PathBuf>,
+    /// The paths of `DIR/shares.txt`, after `shares` ([`Sharer::set_list`]).
+    listed: Vec<PathBuf>,
+    /// Content names never shared (`-NAME` lines of `DIR/shares.txt`).
+    excluded: HashSet<String>,
     /// What the scans found wrong, so that a rescan every few seconds does not repeat it.
     notes: Notes,
 }
@@ -105,8 +110,17 @@ impl Sharer {
         Sharer {
             store,
             shares,
+            listed: Vec::new(),
+            excluded: HashSet::new(),
             notes: Notes::default(),
         }
+    }
+
+    /// Shares also `listed` (after the share paths) and never the contents named in
+    /// `excluded`, from the next scan on.
+    pub(crate) fn set_list(&mut self, listed: Vec<PathBuf>, excluded: HashSet<String>) {
+        self.listed = listed;
+        self.excluded = excluded;
     }
 
     /// Brings the store up to date with the shared files: splits new and changed files, removes
@@ -206,7 +220,8 @@ impl Sharer {
         let mut complete = true;
         let mut found: Vec<Candidate> = Vec::new();
         let mut by_name: HashMap<String, PathBuf> = HashMap::new();
-        for share in self.shares.clone() {
+        let roots: Vec<PathBuf> = self.shares.iter().chain(&self.listed).cloned().collect();
+        for share in roots {
             let root = std::path::absolute(&share).unwrap_or(share);
             let files = match fs::metadata(&root) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -251,6 +266,9 @@ impl Sharer {
                 let Some(name) = self.content_name(&path) else {
                     continue;
                 };
+                if self.excluded.contains(&name) {
+                    continue;
+                }
                 match by_name.entry(name.clone()) {
                     Entry::Occupied(first) => {
                         if *first.get() != path {
@@ -521,6 +539,33 @@ mod tests {
         let mut sharer = Sharer::new(f.store.clone(), vec![file, f.root.join("missing")]);
         assert_eq!(sharer.scan(&Shutdown::new()).split, ["photo.tar.gz"]);
         assert_stored(&f.store, "photo.tar.gz", &pattern(123));
+    }
+
+    #[test]
+    fn listed_paths_add_to_the_shares_and_exclusions_remove_any_name() {
+        let f = fixture();
+        fs::write(f.root.join("share").join("a.txt"), b"a").unwrap();
+        fs::write(f.root.join("share").join("b.txt"), b"b").unwrap();
+        let extra = f.root.join("extra.txt");
+        fs::write(&extra, b"extra").unwrap();
+        let mut sharer = Sharer::new(f.store.clone(), vec![f.root.join("share")]);
+        sharer.set_list(vec![extra.clone()], HashSet::new());
+        assert_eq!(sharer.scan(&Shutdown::new()).split.len(), 3);
+        assert_stored(&f.store, "extra.txt", b"extra");
+
+        // Excluded: a file of the share folder, which the list cannot remove otherwise.
+        sharer.set_list(vec![extra], HashSet::from(["a.txt".to_owned()]));
+        assert_eq!(sharer.scan(&Shutdown::new()).removed, ["a.txt"]);
+        // No longer listed.
+        sharer.set_list(Vec::new(), HashSet::from(["a.txt".to_owned()]));
+        assert_eq!(sharer.scan(&Shutdown::new()).removed, ["extra.txt"]);
+        let names: Vec<String> = f
+            .store
+            .manifests()
+            .into_iter()
+            .map(|m| m.manifest.name)
+            .collect();
+        assert_eq!(names, ["b.txt"]);
     }
 
     #[test]

@@ -135,6 +135,24 @@ pub(crate) enum Cmd {
     },
     /// Keep the followed files up to date until stopped (Ctrl-C, SIGTERM): one per folder.
     Sync,
+    /// Share files or folders now (added to DIR/shares.txt, which the chunk server watches).
+    Share {
+        /// Files or folders (a folder: its files) to share.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// Stop sharing a content, by its name or path (removed from DIR/shares.txt, or excluded).
+    Unshare {
+        /// Content names as `shared` lists them, or paths that were shared.
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+    },
+    /// List what this peer shares: name, size, SHA-256 (once hashed), path.
+    Shared {
+        /// Print one JSON array on stdout instead of the table (shapes: docs/JSON.md).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 impl Cmd {
@@ -184,6 +202,9 @@ impl Cmd {
                 sync::list_subscriptions(config, Format::json_if(json), out)
             }
             Cmd::Sync => sync::run(config, shutdown, out),
+            Cmd::Share { paths } => downloader::share(config, &paths, out),
+            Cmd::Unshare { names } => downloader::unshare(config, &names, out),
+            Cmd::Shared { json } => downloader::shared(config, Format::json_if(json), out),
         }
     }
 }
@@ -236,7 +257,10 @@ impl Args {
                 | Cmd::History { .. }
                 | Cmd::Find { .. }
                 | Cmd::Peers { .. }
-                | Cmd::Subscriptions { .. },
+                | Cmd::Subscriptions { .. }
+                | Cmd::Share { .. }
+                | Cmd::Unshare { .. }
+                | Cmd::Shared { .. },
             ) => (None, false),
         };
         // `get -v` on a terminal draws the chunks' bars, which log lines would tear.

@@ -24,6 +24,12 @@ pub enum Command {
     Find(String),
     /// Show the contents one user holds (`list --from USER`, `files USER`).
     ListFrom(String),
+    /// Share a file or folder (the rest of the line is one path, spaces included).
+    Share(String),
+    /// Stop sharing a content, by name or path (the rest of the line).
+    Unshare(String),
+    /// Show what this peer shares.
+    Shared,
     /// Show the commands.
     Help,
     /// Leave the prompt.
@@ -45,13 +51,16 @@ pub enum Command {
 }
 
 /// The command words offered by Tab at the start of a line, as `help` lists them.
-pub const WORDS: [&str; 11] = [
+pub const WORDS: [&str; 14] = [
     "get",
     "list",
     "find",
     "files",
     "peers",
     "history",
+    "share",
+    "unshare",
+    "shared",
     "subscribe",
     "unsubscribe",
     "subscriptions",
@@ -100,6 +109,11 @@ impl Command {
             ("?" | "help", "") => Command::Help,
             ("q" | "quit" | "exit", "") => Command::Quit,
             ("get" | "download" | "d", "") => Command::Usage(GET_USAGE),
+            ("share", "") => Command::Usage("usage: share PATH"),
+            ("share", rest) => Command::Share(rest.to_owned()),
+            ("unshare", "") => Command::Usage("usage: unshare NAME|PATH"),
+            ("unshare", rest) => Command::Unshare(rest.to_owned()),
+            ("shared", "") => Command::Shared,
             ("get" | "download" | "d", rest) => Command::Download(Selection::parse(rest)),
             ("subscriptions", "") => Command::Subscriptions,
             ("subscribe", "") => Command::Usage(SUBSCRIBE_USAGE),
@@ -225,6 +239,11 @@ mod tests {
             ("d", Command::Usage(GET_USAGE)),
             ("get get", name("get")),
             ("list files", name("list files")),
+            ("share /tmp/my file", Command::Share("/tmp/my file".into())),
+            ("unshare a.txt", Command::Unshare("a.txt".into())),
+            ("shared", Command::Shared),
+            ("share", Command::Usage("usage: share PATH")),
+            ("get shared", name("shared")),
         ] {
             assert_eq!(Command::parse(line), expected, "{line:?}");
         }

@@ -40,6 +40,9 @@ pub enum Error {
     /// unknown subscription); the message says what to do instead.
     #[error("{0}")]
     Invalid(String),
+    /// `share` or `unshare` changed nothing.
+    #[error(transparent)]
+    Sharing(#[from] crate::sharing::SharingError),
     /// Reading the log or the terminal failed.
     #[error("{context}: {source}")]
     Io {

@@ -8,6 +8,7 @@
 //!   (`--json`); `prompt`: the interactive loop (line editor, Tab completion, history);
 //!   `wording`: what the user reads about a download.
 //! - [`peer_view`]: who is heard, and whether their chunk servers answer.
+//! - [`sharing`]: the commands `share`, `unshare`, `shared` (the peer folder's `shares.txt`).
 //! - [`command`]: parsing of interactive input; [`history`](mod@history): the download history;
 //!   [`format`](mod@format): sizes and rates for people.
 //!
@@ -28,6 +29,7 @@ pub mod history;
 pub mod json;
 pub mod peer_view;
 mod prompt;
+pub mod sharing;
 pub mod subscriptions;
 pub mod sync;
 mod wording;
@@ -40,3 +42,4 @@ pub use crate::bar::Feedback;
 pub use crate::download::Config;
 pub use crate::error::Error;
 pub use crate::prompt::interactive;
+pub use crate::sharing::{share, shared, unshare};

@@ -81,6 +81,7 @@ impl RawInput {
                 1 => Kind::Query,
                 _ => Kind::Goodbye,
             },
+            withdrawn: Vec::new(),
         });
         PackInput {
             username: self.username,

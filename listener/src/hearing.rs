@@ -81,6 +81,7 @@ pub(crate) fn hear(bytes: &[u8], from: SocketAddr) -> Heard {
             Kind::Announce => "an announcement",
             Kind::Query => "a query",
             Kind::Goodbye => "a goodbye",
+            Kind::Withdraw => "a withdrawal",
         },
         announcement.files.len(),
         ext.map_or_else(|| "legacy".to_owned(), |e| format!("p2p/{}", e.v)),

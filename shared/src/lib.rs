@@ -12,7 +12,8 @@
 //! - [`events`]: the structured lines of `server.log` and `client.log`.
 //! - [`text`]: which characters never reach a terminal raw, and how they are escaped.
 //! - [`queries`]: the `.queries/` mailbox through which a listener asks its announcer to
-//!   answer a query; [`peers`]: the static peers of `peers.txt`.
+//!   answer a query; [`peers`]: the static peers of `peers.txt`; [`shares`]: the shares list
+//!   `shares.txt` that `downloader share` edits and the chunk server watches.
 //! - [`username`]: which usernames may be announced, and how a heard one is made safe to show.
 //! - [`ratelimit`]: token buckets, per source address and overall.
 //! - [`instance`]: one chunk server, announcer and listener per peer folder, and the record
@@ -41,6 +42,7 @@ pub mod program;
 pub mod protocol;
 pub mod queries;
 pub mod ratelimit;
+pub mod shares;
 pub mod shutdown;
 pub mod store;
 pub mod tags;

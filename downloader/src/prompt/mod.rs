@@ -18,6 +18,7 @@ use crate::command::{Command, Selection};
 use crate::download::{Config, DownloadError};
 use crate::error::Error;
 use crate::json::Format;
+use crate::sharing::{share, shared, unshare};
 use crate::sync;
 use crate::wording::{write_line, write_out};
 
@@ -63,7 +64,7 @@ pub fn interactive(
         out,
         &format!(
             "Peer folder {}. Type a number or a name to download{}; Enter or 'list' to \
-             refresh, 'find', 'peers', 'history', 'help', 'quit'.\n",
+             refresh, 'find', 'peers', 'shared', 'history', 'help', 'quit'.\n",
             config.dir.root().display(),
             if terminal { " (Tab completes)" } else { "" }
         ),
@@ -121,6 +122,21 @@ pub fn interactive(
                 match list(config, &filter, Format::Text, out) {
                     Ok(shown) => catalog = remember(shown, &names),
                     Err(e) => write_line(out, &format!("error: {e}"))?,
+                }
+            }
+            Command::Share(path) => {
+                if let Err(e) = share(config, &[path.into()], out) {
+                    write_line(out, &format!("error: {e}"))?;
+                }
+            }
+            Command::Unshare(name) => {
+                if let Err(e) = unshare(config, &[name], out) {
+                    write_line(out, &format!("error: {e}"))?;
+                }
+            }
+            Command::Shared => {
+                if let Err(e) = shared(config, Format::Text, out) {
+                    write_line(out, &format!("error: {e}"))?;
                 }
             }
             Command::Download(selection) => {
@@ -217,6 +233,9 @@ const HELP: &str = "\
   subscribe NAME [--from USER]
                 follow a file: new versions replace downloads/NAME while the prompt
                 (or `downloader sync`) runs; unsubscribe NAME, subscriptions
+  share PATH    share a file or folder now (the rest of the line is the path)
+  unshare NAME  stop sharing a content (its name, or the path shared)
+  shared        show what this peer shares
   quit          leave (also Ctrl-C, Ctrl-D or end of input)
 At a terminal: Tab completes commands and names, Up/Down recall earlier lines (kept in
 the peer folder's .prompt_history).

@@ -33,7 +33,8 @@
 //! first drops their `p2p` entries, so a restarted peer replaces its old entries (even under
 //! another chunk port) instead of sitting beside them until they expire; one without chunks
 //! changes nothing (else any host could erase a peer with a forged empty datagram from the
-//! peer's address). A `goodbye` drops the sender's `p2p` entries at its port at once, but only
+//! peer's address). A `withdraw` (a file unshared or removed) drops the named contents of the
+//! sender at its port at once, under the same instance rule as a goodbye. A `goodbye` drops the sender's `p2p` entries at its port at once, but only
 //! when it carries the instance recorded for that address and username: a goodbye without it,
 //! or with another, is ignored. Two peers behind one address (two folders on one laptop) leave
 //! each other alone. And since one of our peers holds at most one content per name, a new
@@ -171,6 +172,8 @@ impl Index {
     ///   the peer restarted.
     /// - a goodbye drops the `p2p` entries of `source` and its username at the port it names,
     ///   if it carries the instance last seen from them; otherwise it is ignored.
+    /// - a withdrawal drops the `p2p` entries of `source` and its username, at the port it
+    ///   names, of the contents it names, under the same instance rule as a goodbye.
     /// - a query changes nothing here (answering it is the caller's business).
     ///
     /// Returns whether anything `tags.txt` shows changed (a refreshed last-seen time counts).
@@ -190,6 +193,10 @@ impl Index {
         if let Some(ext) = ext.filter(|e| e.kind == Kind::Goodbye) {
             let instance = ext.instance.as_deref().map(truncate_instance);
             return self.goodbye(ip, &user, ext.port, instance);
+        }
+        if let Some(ext) = ext.filter(|e| e.kind == Kind::Withdraw) {
+            let instance = ext.instance.as_deref().map(truncate_instance);
+            return self.withdraw(ip, &user, ext.port, instance, &ext.withdrawn);
         }
         let listed = self.listed_chunks(announcement);
         let mut changed = false;
@@ -362,6 +369,49 @@ impl Index {
             .any(|(_, h)| h.user == user && matches!(h.proto, Proto::P2p(_)));
         if !left {
             self.instances.remove(&peer);
+        }
+        dropped
+    }
+
+    /// A withdrawal from `user` at `ip` for the chunk server at `port`, of `instance`: drops
+    /// its `p2p` entries of the contents `names`, whatever their digest. Honoured, like a
+    /// goodbye, only with the instance recorded for that address and username. Returns whether
+    /// entries were dropped.
+    fn withdraw(
+        &mut self,
+        ip: IpAddr,
+        user: &str,
+        port: u16,
+        instance: Option<&str>,
+        names: &[String],
+    ) -> bool {
+        let recorded = self.instances.get(&(ip, user.to_owned()));
+        if instance.is_none() || instance != recorded.map(String::as_str) {
+            log::debug!(
+                "ignoring a withdrawal from {user:?} at {ip} of instance {instance:?}: \
+                 the instance recorded is {recorded:?}"
+            );
+            return false;
+        }
+        let mut dropped = false;
+        for name in names.iter().take(self.limits.max_chunks_per_datagram) {
+            let start = Key {
+                ip,
+                port,
+                content: name.clone(),
+                sha256: None,
+            };
+            let doomed: Vec<Key> = self
+                .holdings
+                .range(start..)
+                .take_while(|(k, _)| k.ip == ip && k.port == port && k.content == *name)
+                .filter(|(_, h)| matches!(h.proto, Proto::P2p(_)) && h.user == user)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in &doomed {
+                log::debug!("{user:?} at {ip} (port {port}) withdrew {name:?}");
+                dropped |= self.remove(key);
+            }
         }
         dropped
     }

@@ -206,6 +206,53 @@ fn goodbye_drops_the_p2p_entries_of_that_address_and_port_only() {
 }
 
 #[test]
+fn withdrawal_drops_the_named_contents_of_that_peer_only() {
+    let mut index = Index::new();
+    let hello = run_of(
+        "alice",
+        6001,
+        &["a_1", "a_2", "b_1"],
+        Some("r1"),
+        Kind::Announce,
+    );
+    index.apply(ip(2), &hello, LEGACY_PORT, t0());
+    index.apply(ip(2), &legacy("ece", &["a_1"]), LEGACY_PORT, t0());
+    index.apply(
+        ip(3),
+        &run_of("bob", 6001, &["a_1"], Some("b1"), Kind::Announce),
+        LEGACY_PORT,
+        t0(),
+    );
+    let withdraw = |instance: Option<&str>, names: &[&str]| {
+        let mut a = run_of("alice", 6001, &[], instance, Kind::Withdraw);
+        a.p2p.as_mut().unwrap().withdrawn = names.iter().map(|n| n.to_string()).collect();
+        a
+    };
+    // Forged or stale: another instance, or none, is ignored.
+    assert!(!index.apply(ip(2), &withdraw(None, &["a"]), LEGACY_PORT, at(1)));
+    assert!(!index.apply(ip(2), &withdraw(Some("r0"), &["a"]), LEGACY_PORT, at(1)));
+    assert_eq!(index.len(), 4);
+    assert!(index.apply(
+        ip(2),
+        &withdraw(Some("r1"), &["a", "zzz"]),
+        LEGACY_PORT,
+        at(1)
+    ));
+    assert_eq!(
+        as_arrays(lines(&index, at(1))),
+        vec![
+            line("bob", "127.0.0.3:6001", "p2p/1", "a", "1----"),
+            line("ece", "127.0.0.2:5001", "legacy", "a", "1----"),
+            line("alice", "127.0.0.2:6001", "p2p/1", "b", "1----"),
+        ]
+    );
+    assert!(!index.apply(ip(2), &withdraw(Some("r1"), &["a"]), LEGACY_PORT, at(2)));
+    // Shared again: announced again, listed again.
+    index.apply(ip(2), &hello, LEGACY_PORT, at(3));
+    assert_eq!(index.len(), 4);
+}
+
+#[test]
 fn late_goodbye_of_a_previous_run_is_ignored() {
     let mut index = Index::new();
     let run2 = run_of("alice", 6001, &["a_1"], Some("run-2"), Kind::Announce);

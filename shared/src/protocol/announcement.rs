@@ -33,6 +33,9 @@ pub struct AnnouncementExt {
     /// What this datagram is for; absent means a plain announcement.
     #[serde(default, skip_serializing_if = "Kind::is_announce")]
     pub kind: Kind,
+    /// With [`Kind::Withdraw`]: the contents the sender no longer holds (unshared, removed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub withdrawn: Vec<String>,
 }
 
 /// The versions of our extension this build speaks: today only [`PROTOCOL_VERSION`].
@@ -50,6 +53,7 @@ impl AnnouncementExt {
             contents: BTreeMap::new(),
             instance: None,
             kind: Kind::Announce,
+            withdrawn: Vec::new(),
         }
     }
 
@@ -82,6 +86,11 @@ pub enum Kind {
     Query,
     /// "I am leaving": listeners drop the sender's entries at once.
     Goodbye,
+    /// "I no longer hold these contents" ([`AnnouncementExt::withdrawn`]): listeners drop the
+    /// sender's entries of them at once instead of waiting for them to expire. Sent when a
+    /// file is unshared or removed; a listener that does not know this kind reads the datagram
+    /// as an announcement without chunks, which changes nothing.
+    Withdraw,
 }
 
 impl Kind {
@@ -129,6 +138,8 @@ pub const MAX_ANNOUNCE_INTERVAL_SECS: u64 = 600;
 ///         "contents":{"photo.png":{"size":1048579,"sha256":"9f86…"}}}} ours
 /// {"username":"carol","files":[],"p2p":{…,"kind":"query"}}          ours: announce to me now
 /// {"username":"alice","files":[],"p2p":{…,"kind":"goodbye"}}        ours: forget me
+/// {"username":"alice","files":[],"p2p":{…,"kind":"withdraw",
+///  "withdrawn":["photo.png"]}}                                       ours: no longer held
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Announcement {
@@ -282,6 +293,50 @@ impl Announcement {
         }
         (datagrams, dropped)
     }
+
+    /// The [`Kind::Withdraw`] datagrams saying that `username` no longer holds `names`: as
+    /// few as fit in [`MAX_ANNOUNCE_DATAGRAM`] bytes each, with `ext`'s port and instance and
+    /// no chunks (to a legacy listener, an announcement of nothing). A name that cannot fit
+    /// alone is left out; listeners then drop it only when it expires.
+    pub fn pack_withdrawals(
+        username: &str,
+        ext: &AnnouncementExt,
+        names: &[String],
+    ) -> Vec<Vec<u8>> {
+        let build = |names: &[String]| {
+            Announcement::ours(
+                username,
+                &[],
+                AnnouncementExt {
+                    kind: Kind::Withdraw,
+                    contents: BTreeMap::new(),
+                    withdrawn: names.to_vec(),
+                    ..ext.clone()
+                },
+            )
+            .encode()
+        };
+        let mut datagrams = Vec::new();
+        let mut current: Vec<String> = Vec::new();
+        for name in names {
+            current.push(name.clone());
+            if build(&current).len() <= MAX_ANNOUNCE_DATAGRAM {
+                continue;
+            }
+            current.pop();
+            if !current.is_empty() {
+                datagrams.push(build(&current));
+            }
+            current = vec![name.clone()];
+            if build(&current).len() > MAX_ANNOUNCE_DATAGRAM {
+                current.clear();
+            }
+        }
+        if !current.is_empty() {
+            datagrams.push(build(&current));
+        }
+        datagrams
+    }
 }
 
 #[cfg(test)]
@@ -337,6 +392,29 @@ mod tests {
         let old = br#"{"username":"x","files":[],"p2p":{"v":1,"port":1,"interval":5}}"#;
         let ext = Announcement::decode(old).unwrap().p2p.unwrap();
         assert_eq!((ext.kind, ext.instance), (Kind::Announce, None));
+    }
+
+    #[test]
+    fn withdrawals_round_trip_fill_datagrams_and_read_as_empty_legacy_announcements() {
+        let names: Vec<String> = (0..60).map(|i| format!("file number {i:03}.bin")).collect();
+        let datagrams = Announcement::pack_withdrawals("alice", &ext(), &names);
+        assert!(datagrams.len() > 1, "60 names need more than one datagram");
+        let mut back = Vec::new();
+        for d in &datagrams {
+            assert!(d.len() <= MAX_ANNOUNCE_DATAGRAM);
+            let a = Announcement::decode(d).unwrap();
+            assert!(a.files.is_empty());
+            let p2p = a.p2p.unwrap();
+            assert_eq!(p2p.kind, Kind::Withdraw);
+            assert_eq!(p2p.instance.as_deref(), Some("a1b2"));
+            back.extend(p2p.withdrawn);
+        }
+        assert_eq!(back, names);
+        // A name too long to fit alone is left out, the others are not.
+        let huge = "\"".repeat(600);
+        let some = Announcement::pack_withdrawals("alice", &ext(), &[huge, "x".into()]);
+        assert_eq!(some.len(), 1);
+        assert!(Announcement::pack_withdrawals("alice", &ext(), &[]).is_empty());
     }
 
     #[test]
