@@ -6,6 +6,9 @@
 #   bob    P2P_NET.12   recipes.txt, the same dataset.bin and archive.bin
 #   carol  P2P_NET.13   poem.txt; downloads notes.txt, dataset.bin (from alice and bob), then
 #                       archive.bin while alice's containers are stopped mid-download
+#   then: bob shares memo.txt while running (downloader share) and unshares it, each seen in
+#   carol's tags.txt; carol subscribes to bob's recipes.txt, bob rewrites it, and carol-sync
+#   (downloader sync) replaces her copy, keeping the old one in downloads/.previous/
 #
 # Usage: ./scripts/docker-demo.sh [demo|build|up|down]
 #   demo (default)  build, start, download, verify, show tags.txt and logs, tear everything down
@@ -223,8 +226,10 @@ make_peer_folders() {
     head -c $((5 * 1024 * 1024)) /dev/urandom >"$RUN/alice/served_files/dataset.bin"
     head -c $((5 * 1024 * 1024)) /dev/urandom >"$RUN/alice/served_files/archive.bin"
     cp "$RUN/alice/served_files/dataset.bin" "$RUN/alice/served_files/archive.bin" "$RUN/bob/served_files/"
+    mkdir -p "$RUN/bob/extra"
+    printf 'Memo: shared while the peer runs, with downloader share.\n' >"$RUN/bob/extra/memo.txt"
     ok "alice: notes.txt, dataset.bin (5 MiB), archive.bin (5 MiB)"
-    ok "bob:   recipes.txt, the same dataset.bin and archive.bin"
+    ok "bob:   recipes.txt, the same dataset.bin and archive.bin (and extra/memo.txt, not shared yet)"
     ok "carol: poem.txt"
 }
 
@@ -450,6 +455,38 @@ show_transfers "$RUN" 's/^[^ ]* //'
 
 say "carol: downloader history"
 compose run --rm -T --no-deps carol-downloader history </dev/null 2>/dev/null | indent || fail "downloader history failed"
+
+# dl PEER ARGS...: PEER's downloader with ARGS, in a one-off container.
+dl() { compose run --rm -T --no-deps "$1-downloader" "${@:2}" </dev/null 2>&1; }
+
+say "bob: downloader share /peer/extra/memo.txt (while his programs run; no restart)"
+start=$(now_ms)
+dl bob share /peer/extra/memo.txt | indent || fail "downloader share failed"
+wait_for "$TIMEOUT" 0.05 tags_have carol memo.txt bob || fail "carol's tags.txt does not list memo.txt"
+ok "memo.txt in carol's tags.txt $(secs $(($(now_ms) - start))) s after the command started (a one-off container)"
+dl bob shared | indent
+say "bob: downloader unshare memo.txt"
+start=$(now_ms)
+dl bob unshare memo.txt | indent || fail "downloader unshare failed"
+not_listed() { ! grep -q ' memo\.txt ' "$RUN/carol/tags.txt"; }
+wait_for "$TIMEOUT" 0.05 not_listed || fail "memo.txt is still in carol's tags.txt"
+ok "memo.txt gone from carol's tags.txt $(secs $(($(now_ms) - start))) s after the command started"
+
+say "carol: downloader subscribe recipes.txt --from bob (carol-sync fetches it)"
+dl carol subscribe recipes.txt --from bob | indent || fail "downloader subscribe failed"
+same_as_bob() { cmp -s "$RUN/bob/served_files/recipes.txt" "$RUN/carol/downloads/recipes.txt"; }
+wait_for "$TIMEOUT" 0.1 same_as_bob || fail "carol-sync did not fetch recipes.txt"
+ok "carol/downloads/recipes.txt is bob's (cmp)"
+say "bob rewrites recipes.txt; carol-sync replaces her copy"
+old_sum=$(sha256sum "$RUN/bob/served_files/recipes.txt" | cut -c1-12)
+printf 'Recipe 41: a new version, followed by carol.\n' | cat "$RUN/bob/served_files/recipes.txt" - >"$RUN/bob/recipes.new"
+mv "$RUN/bob/recipes.new" "$RUN/bob/served_files/recipes.txt"
+start=$(now_ms)
+wait_for "$TIMEOUT" 0.1 same_as_bob || fail "carol's recipes.txt was not updated"
+ok "the new version is in carol/downloads/ $(secs $(($(now_ms) - start))) s after bob's change"
+[ -f "$RUN/carol/downloads/.previous/recipes.txt.$old_sum" ] || fail "the previous version was not kept"
+ok "the previous one is kept as downloads/.previous/recipes.txt.$old_sum"
+dl carol subscriptions | indent
 
 say "${green}Docker demo passed.${off}"
 size=$(docker image ls --format '{{.Size}}' "$P2P_IMAGE" | head -n 1)
