@@ -11,8 +11,13 @@
 # the median, in milliseconds (the clock starts just before B's listener is started, and B's
 # tags.txt is polled every 10 ms).
 #
+# With A_LISTENER=0, peer A runs no listener: then B's query is heard by A's announcer itself
+# (its sockets on the broadcast address it announces to), as for a peer whose listener is not
+# running or not started yet.
+#
 # Usage: ./scripts/bench-discovery.sh [TRIALS]          (default 9)
-#   env: BENCH_UDP_PORT=15100 BENCH_TCP_PORT=15101 (non-default ports, so a running peer on
+#   env: A_LISTENER=1 (0: peer A without a listener),
+#        BENCH_UDP_PORT=15100 BENCH_TCP_PORT=15101 (non-default ports, so a running peer on
 #        5000/5001 is not disturbed), BENCH_TIMEOUT=20 (seconds any one wait may take),
 #        KEEP=1 keeps the temporary folder (its path is printed)
 #
@@ -27,6 +32,7 @@ UDP_PORT=${BENCH_UDP_PORT:-15100}
 TCP_PORT=${BENCH_TCP_PORT:-15101}
 TIMEOUT=${BENCH_TIMEOUT:-20}
 KEEP=${KEEP:-0}
+A_LISTENER=${A_LISTENER:-1}
 BIN=target/release
 A_IP=127.0.0.2
 BROADCAST=127.255.255.255:$UDP_PORT
@@ -70,6 +76,8 @@ check_alive() {
 
 # lists DIR: whether DIR/tags.txt lists alice's $FILE with all five chunks.
 lists() { tags_lists "$1/tags.txt" "$FILE" alice; }
+# announced A: whether A's announcer has announced the file (its debug line says so).
+announced() { grep -q "announced [1-9][0-9]* chunks of 1 contents" "$1/announcer.log"; }
 
 # ---------------------------------------------------------------------------------------------
 [[ "$TRIALS" =~ ^[1-9][0-9]*$ ]] || fail "TRIALS must be a positive number, not '$TRIALS'"
@@ -90,13 +98,21 @@ for trial in $(seq "$TRIALS"); do
     head -c 100000 /dev/urandom >"$a/served_files/$FILE"
 
     start "$a/chunk-server.log" chunk-server --dir "$a" --bind "$A_IP" --port "$TCP_PORT"
-    start "$a/listener.log" listener --dir "$a" --port "$UDP_PORT" --broadcast "$BROADCAST"
+    if [ "$A_LISTENER" = 1 ]; then
+        start "$a/listener.log" listener --dir "$a" --port "$UDP_PORT" --broadcast "$BROADCAST"
+    fi
     start "$a/announcer.log" announcer --dir "$a" --bind "$A_IP" --broadcast "$BROADCAST" \
-        --port "$UDP_PORT" --interval 60 --chunk-port "$TCP_PORT" --username alice
+        --port "$UDP_PORT" --interval 60 --chunk-port "$TCP_PORT" --username alice -v
 
-    # A is up when its own listener lists its file: split, announced, heard.
-    WAIT_CHECK=check_alive wait_for "$TIMEOUT" 0.05 lists "$a" ||
-        fail "trial $trial: peer A not up after ${TIMEOUT}s"
+    if [ "$A_LISTENER" = 1 ]; then
+        # A is up when its own listener lists its file: split, announced, heard.
+        WAIT_CHECK=check_alive wait_for "$TIMEOUT" 0.05 lists "$a" ||
+            fail "trial $trial: peer A not up after ${TIMEOUT}s"
+    else
+        # A is up when its announcer hears queries and has announced the file (debug line).
+        WAIT_CHECK=check_alive wait_for "$TIMEOUT" 0.05 announced "$a" ||
+            fail "trial $trial: peer A not up after ${TIMEOUT}s"
+    fi
 
     t0=$(date +%s%N)
     start "$b/listener.log" listener --dir "$b" --port "$UDP_PORT" --broadcast "$BROADCAST"

@@ -4,7 +4,6 @@
 
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use chrono::{DateTime, Utc};
@@ -312,26 +311,10 @@ impl Catalog {
                 ]
             })
             .collect();
-        let header = ["#", "NAME", "SIZE", "CHUNKS", "HOLDERS", "SHA256"];
         // Display widths, not char counts: a name with wide or combining characters keeps
-        // the columns after it aligned.
-        let mut widths = header.map(format::width);
-        for row in &rows {
-            for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(format::width(cell));
-            }
-        }
-        let mut out = String::new();
-        for row in std::iter::once(header.map(String::from)).chain(rows) {
-            let mut line = String::new();
-            for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
-                // The number is right-aligned, the rest left-aligned.
-                let _ = write!(line, "{}  ", format::pad(cell, width, i != 0));
-            }
-            out.push_str(line.trim_end());
-            out.push('\n');
-        }
-        out
+        // the columns after it aligned. The number is right-aligned, the rest left-aligned.
+        let header = ["#", "NAME", "SIZE", "CHUNKS", "HOLDERS", "SHA256"];
+        format::table(header, &rows, &[0])
     }
 }
 

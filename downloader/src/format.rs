@@ -43,9 +43,50 @@ pub fn pad(text: &str, columns: usize, left_aligned: bool) -> String {
     }
 }
 
+/// A table: `header` and `rows`, each column padded to its widest cell in display columns
+/// (see [`width`]) and two spaces apart; the columns numbered in `right_aligned` (numbers,
+/// sizes) are aligned right, the others left. Cells are shown as they are: the caller makes
+/// what came from the network [`terminal_safe`](shared::text::terminal_safe) first.
+pub fn table<const N: usize>(
+    header: [&str; N],
+    rows: &[[String; N]],
+    right_aligned: &[usize],
+) -> String {
+    let mut widths = header.map(width);
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(width(cell));
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(header.map(String::from)).chain(rows.iter().cloned()) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .enumerate()
+            .map(|(i, (cell, w))| pad(cell, w, !right_aligned.contains(&i)))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_table_aligns_wide_cells_and_right_aligns_numbers() {
+        let rows = [
+            ["日本語.txt".to_owned(), "3".to_owned()],
+            ["a".to_owned(), "12".to_owned()],
+        ];
+        assert_eq!(
+            table(["NAME", "N"], &rows, &[1]),
+            "NAME         N\n日本語.txt   3\na           12\n"
+        );
+    }
 
     #[test]
     fn sizes() {

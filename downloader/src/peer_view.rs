@@ -10,7 +10,6 @@
 //! takes any request as a file name and would send a chunk.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -184,23 +183,8 @@ pub fn render(peers: &[PeerView], now: DateTime<Utc>) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(format::width);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(format::width(cell));
-        }
-    }
-    let mut out = String::new();
-    for row in std::iter::once(header.map(String::from)).chain(rows) {
-        let mut line = String::new();
-        for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
-            // FILES is a number: right-aligned.
-            let _ = write!(line, "{}  ", format::pad(cell, width, i != 3));
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    // FILES is a number: right-aligned.
+    format::table(header, &rows, &[3])
 }
 
 #[cfg(test)]

@@ -384,31 +384,14 @@ pub fn shared(config: &Config, format: Format, out: &mut dyn Write) -> Result<()
             ]
         })
         .collect();
-    let header = ["NAME", "SIZE", "SHA256", "PATH"].map(str::to_owned);
-    let mut widths = [0usize; 4];
-    for row in std::iter::once(&header).chain(&rows) {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(format::width(&shared::text::terminal_safe(cell)));
-        }
-    }
-    let mut text = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .enumerate()
-            .map(|(i, (cell, w))| {
-                let cell = shared::text::terminal_safe(cell);
-                if i == 3 {
-                    cell.into_owned()
-                } else {
-                    format::pad(&cell, w, i != 1)
-                }
-            })
-            .collect();
-        text.push_str(cells.join("  ").trim_end());
-        text.push('\n');
-    }
+    let rows: Vec<[String; 4]> = rows
+        .iter()
+        .map(|row| {
+            row.clone()
+                .map(|cell| shared::text::terminal_safe(&cell).into_owned())
+        })
+        .collect();
+    let text = format::table(["NAME", "SIZE", "SHA256", "PATH"], &rows, &[1]);
     write_out(out, &text)
 }
 

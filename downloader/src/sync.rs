@@ -354,26 +354,7 @@ pub fn list_subscriptions(
             ]
         })
         .collect();
-    let width = |i: usize| {
-        rows.iter()
-            .map(|r| crate::format::width(&r[i]))
-            .chain([crate::format::width(["NAME", "FROM", "VERSION HERE"][i])])
-            .max()
-            .unwrap_or(0)
-    };
-    let (w0, w1) = (width(0), width(1));
-    let mut text = format!(
-        "{}  {}  VERSION HERE\n",
-        crate::format::pad("NAME", w0, true),
-        crate::format::pad("FROM", w1, true)
-    );
-    for [name, from, version] in &rows {
-        text.push_str(&format!(
-            "{}  {}  {version}\n",
-            crate::format::pad(name, w0, true),
-            crate::format::pad(from, w1, true)
-        ));
-    }
+    let text = crate::format::table(["NAME", "FROM", "VERSION HERE"], &rows, &[]);
     crate::wording::write_out(out, &text)
 }
 

@@ -17,6 +17,30 @@ fn version_here(c: &Peer) -> Result<shared::digest::Digest, String> {
     }
 }
 
+/// Waits until `c`'s `downloads/` holds version `wanted` of the followed file.
+fn wait_for_version(net: &TestNet, c: &Peer, wanted: shared::digest::Digest) {
+    net.wait_until(
+        Duration::from_secs(30),
+        "the new version",
+        || match version_here(c) {
+            Ok(v) if v == wanted => Ok(()),
+            Ok(v) => Err(format!("still {v}")),
+            Err(e) => Err(e),
+        },
+    );
+}
+
+/// alice shares the followed file (version `seed`, rescanned every second) and carol (`c`)
+/// hears it; returns its digest.
+fn alice_shares(net: &TestNet, a: &Peer, c: &Peer, size: u64, seed: u64) -> shared::digest::Digest {
+    let (_, v1) = a.write_share(NAME, size, seed);
+    a.start_chunk_server(&[], &["--rescan", "1"]);
+    a.start_announcer("alice", ANNOUNCE_INTERVAL_SECS);
+    c.start_listener(&[]);
+    net.wait_for_entry(c, a, "alice", NAME, v1);
+    v1
+}
+
 fn json_of(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", describe_output(out)))
@@ -27,14 +51,10 @@ fn sync_replaces_a_followed_file_with_each_new_version_and_keeps_the_old_one() {
     let net = TestNet::new(Duration::from_secs(120));
     let a = net.peer("a");
     let c = net.peer("c");
-    let (_, v1) = a.write_share(NAME, 300_000, 1);
-    a.start_chunk_server(&[], &["--rescan", "1"]);
-    a.start_announcer("alice", ANNOUNCE_INTERVAL_SECS);
-    c.start_listener(&[]);
+    let v1 = alice_shares(&net, &a, &c, 300_000, 1);
     // carol serves what she downloads: the new version too, once it replaced the old one.
     c.start_chunk_server(&[], &[]);
     c.start_announcer("carol", ANNOUNCE_INTERVAL_SECS);
-    net.wait_for_entry(&c, &a, "alice", NAME, v1);
 
     // Following a name is not downloading: nothing is written until `sync` runs.
     let out = c.downloader(&["subscribe", NAME, "--from", "alice"]);
@@ -63,15 +83,7 @@ fn sync_replaces_a_followed_file_with_each_new_version_and_keeps_the_old_one() {
     // alice replaces the file: the new version reaches c's downloads/ on its own.
     let (_, v2) = a.write_share(NAME, 310_000, 2);
     let replaced = Instant::now();
-    net.wait_until(
-        Duration::from_secs(30),
-        "the new version",
-        || match version_here(&c) {
-            Ok(v) if v == v2 => Ok(()),
-            Ok(v) => Err(format!("still {v}")),
-            Err(e) => Err(e),
-        },
-    );
+    wait_for_version(&net, &c, v2);
     eprintln!(
         "the new version was in place {:?} after alice replaced the file",
         replaced.elapsed()
@@ -137,11 +149,7 @@ fn the_prompt_keeps_a_followed_file_up_to_date_while_it_is_open() {
     let net = TestNet::new(Duration::from_secs(120));
     let a = net.peer("a");
     let c = net.peer("c");
-    let (_, v1) = a.write_share(NAME, 200_000, 3);
-    a.start_chunk_server(&[], &["--rescan", "1"]);
-    a.start_announcer("alice", ANNOUNCE_INTERVAL_SECS);
-    c.start_listener(&[]);
-    net.wait_for_entry(&c, &a, "alice", NAME, v1);
+    let v1 = alice_shares(&net, &a, &c, 200_000, 3);
     assert_success(&c.downloader(&["subscribe", NAME]), "subscribe");
 
     // No `downloader sync` runs: the open prompt does the syncing, while nobody types.
@@ -151,20 +159,20 @@ fn the_prompt_keeps_a_followed_file_up_to_date_while_it_is_open() {
     });
     assert_eq!(got, v1);
     let (_, v2) = a.write_share(NAME, 210_000, 4);
-    net.wait_until(
-        Duration::from_secs(30),
-        "the new version",
-        || match version_here(&c) {
-            Ok(v) if v == v2 => Ok(()),
-            Ok(v) => Err(format!("still {v}")),
-            Err(e) => Err(e),
-        },
-    );
-    // What it did is said before the next prompt line.
-    prompt.type_keys("\r");
+    wait_for_version(&net, &c, v2);
+    // What it did is said before the next prompt line. The file is in place a moment before
+    // the pass that put it there reports it: Enter again (every half second) until it shows.
+    let mut last_enter: Option<Instant> = None;
     net.wait_until(Duration::from_secs(10), "the prompt says so", || {
         let shown = prompt.stdout_so_far();
-        shown.contains("Updated ").then_some(()).ok_or(shown)
+        if shown.contains("Updated ") {
+            return Ok(());
+        }
+        if last_enter.is_none_or(|t| t.elapsed() > Duration::from_millis(500)) {
+            prompt.type_keys("\r");
+            last_enter = Some(Instant::now());
+        }
+        Err(shown)
     });
     prompt.type_keys("\x04");
     let out = prompt.wait(Duration::from_secs(10));
