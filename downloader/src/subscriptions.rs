@@ -15,11 +15,10 @@
 //!
 //! Which version is due ([`Subscription::due`]) is pure: it looks at the catalog only.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use fs2::FileExt;
 use shared::digest::Digest;
 use shared::peer_dir::PeerDir;
 
@@ -166,21 +165,13 @@ pub fn update<T>(
     dir: &PeerDir,
     change: impl FnOnce(&mut Vec<Subscription>) -> (bool, T),
 ) -> io::Result<T> {
-    let _lock = lock(dir)?;
+    let _lock = dir.lock_for_edit("subscriptions.lock")?;
     let mut subscriptions = load(dir)?;
     let (changed, result) = change(&mut subscriptions);
     if changed {
         shared::fsutil::write_atomic(&path(dir), render(&subscriptions).as_bytes())?;
     }
     Ok(result)
-}
-
-fn lock(dir: &PeerDir) -> io::Result<File> {
-    let run = dir.run_dir();
-    fs::create_dir_all(&run)?;
-    let file = File::create(run.join("subscriptions.lock"))?;
-    file.lock_exclusive()?;
-    Ok(file)
 }
 
 /// Where the version replaced by an update of `name` is kept: `downloads/.previous/<name>.<the

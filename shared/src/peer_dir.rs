@@ -82,4 +82,22 @@ impl PeerDir {
     pub fn run_dir(&self) -> PathBuf {
         self.root.join(RUN_DIR)
     }
+
+    /// Takes the exclusive lock `.run/<name>` (created if missing), waiting for another
+    /// holder to let go: what serialises the writers of one file of the folder (`shares.txt`,
+    /// `subscriptions.txt`), which read, edit and rewrite it. The lock lasts as long as the
+    /// returned file is open.
+    ///
+    /// # Errors
+    /// When `.run/` or the lock file cannot be created, or the lock cannot be taken.
+    pub fn lock_for_edit(&self, name: &str) -> io::Result<std::fs::File> {
+        std::fs::create_dir_all(self.run_dir())?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.run_dir().join(name))?;
+        fs2::FileExt::lock_exclusive(&lock)?;
+        Ok(lock)
+    }
 }

@@ -262,13 +262,7 @@ pub fn update<T, E: From<io::Error>>(
     dir: &PeerDir,
     edit: impl FnOnce(&mut SharesList) -> Result<(T, bool), E>,
 ) -> Result<T, E> {
-    std::fs::create_dir_all(dir.run_dir())?;
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.run_dir().join(SHARES_LOCK))?;
-    fs2::FileExt::lock_exclusive(&lock)?;
+    let lock = dir.lock_for_edit(SHARES_LOCK)?;
     let mut list = load(dir)?;
     let (value, changed) = edit(&mut list)?;
     if changed {
