@@ -11,7 +11,7 @@ use std::net::{IpAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use shared::protocol::{Announcement, Kind, QUERY_USERNAME};
-use testkit::announce::ours_with;
+use testkit::announce::{ours_with, Receiver};
 use testkit::loopback::Peer;
 use testkit::prelude::*;
 
@@ -191,15 +191,14 @@ fn a_query_heard_both_ways_is_answered_once_per_round() {
     // Alice's listener heard her announcer: both run, and the start announcement is out.
     wait_listed(&net, &a, &a, "alice", "once.bin");
 
-    let querier = UdpSocket::bind("127.0.0.1:0").expect("bind the querier");
-    querier.set_broadcast(true).expect("allow broadcast");
-    querier
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .expect("set a timeout");
-    let me = querier.local_addr().expect("its address").to_string();
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind the querier");
+    socket.set_broadcast(true).expect("allow broadcast");
+    let querier = Receiver::with_socket(socket);
+    let me = querier.addr().to_string();
     let query = ours_with(QUERY_USERNAME, 0, 60, &[], None, Kind::Query).encode();
     for round in 1..=2 {
         querier
+            .socket()
             .send_to(&query, net.broadcast())
             .expect("send the query");
         // The first answer, then long enough for a second one through the query file (the
@@ -242,38 +241,28 @@ fn a_query_heard_both_ways_is_answered_once_per_round() {
     );
 }
 
-/// The first announcement `socket` receives from `ip` within `timeout`.
-fn first_from(socket: &UdpSocket, ip: IpAddr, timeout: Duration) -> Option<Announcement> {
-    receive_from(socket, ip, timeout, true).pop()
-}
-
-/// Every announcement `socket` receives from `ip` for `period`.
-fn all_from(socket: &UdpSocket, ip: IpAddr, period: Duration) -> Vec<Announcement> {
-    receive_from(socket, ip, period, false)
-}
-
-fn receive_from(
-    socket: &UdpSocket,
-    ip: IpAddr,
-    period: Duration,
-    first: bool,
-) -> Vec<Announcement> {
-    let deadline = Instant::now() + period;
-    let mut got = Vec::new();
-    let mut buf = vec![0u8; shared::MAX_RECEIVE_DATAGRAM];
-    while Instant::now() < deadline && (!first || got.is_empty()) {
-        match socket.recv_from(&mut buf) {
-            Ok((n, from)) if from.ip() == ip => {
-                got.push(Announcement::decode(&buf[..n]).expect("an announcement"));
-            }
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => panic!("receive failed: {e}"),
+/// The first announcement `querier` receives from `ip` within `timeout`.
+fn first_from(querier: &Receiver, ip: IpAddr, timeout: Duration) -> Option<Announcement> {
+    let deadline = Instant::now() + timeout;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match querier.next(left) {
+            Some(r) if r.from.ip() == ip => return Some(r.announcement),
+            Some(_) => {}
+            None => return None,
         }
     }
-    got
+    None
+}
+
+/// Every announcement `querier` receives from `ip` for `period`.
+fn all_from(querier: &Receiver, ip: IpAddr, period: Duration) -> Vec<Announcement> {
+    let deadline = Instant::now() + period;
+    std::iter::from_fn(|| {
+        first_from(
+            querier,
+            ip,
+            deadline.checked_duration_since(Instant::now())?,
+        )
+    })
+    .collect()
 }

@@ -50,6 +50,11 @@ impl Receiver {
         Receiver { socket }
     }
 
+    /// Its socket, to send from (a querier's answers come back to it).
+    pub fn socket(&self) -> &UdpSocket {
+        &self.socket
+    }
+
     /// Where it receives.
     pub fn addr(&self) -> SocketAddr {
         self.socket.local_addr().unwrap()
