@@ -522,13 +522,17 @@ mod tests {
         let mut sharer = Sharer::new(f.store.clone(), vec![share]);
         let report = sharer.scan(&Shutdown::new());
         assert_eq!(report.split, ["ok.txt"]);
-        let contents: Vec<String> = f
-            .store
+        let contents: Vec<String> = names_in(&f.store);
+        assert_eq!(contents, ["ok.txt"]);
+    }
+
+    /// The contents the store holds a manifest of.
+    fn names_in(store: &ChunkStore) -> Vec<String> {
+        store
             .manifests()
             .into_iter()
             .map(|m| m.manifest.name)
-            .collect();
-        assert_eq!(contents, ["ok.txt"]);
+            .collect()
     }
 
     #[test]
@@ -559,12 +563,7 @@ mod tests {
         // No longer listed.
         sharer.set_list(Vec::new(), HashSet::from(["a.txt".to_owned()]));
         assert_eq!(sharer.scan(&Shutdown::new()).removed, ["extra.txt"]);
-        let names: Vec<String> = f
-            .store
-            .manifests()
-            .into_iter()
-            .map(|m| m.manifest.name)
-            .collect();
+        let names: Vec<String> = names_in(&f.store);
         assert_eq!(names, ["b.txt"]);
     }
 

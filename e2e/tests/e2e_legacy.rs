@@ -3,13 +3,11 @@
 //! downloader get our content from our announcer and chunk server.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shared::chunk::ChunkSet;
 use shared::tags::Proto;
-use testkit::legacy::{
-    legacy_announce, legacy_download, legacy_listen_once, legacy_split, LegacyServer, Mode,
-};
+use testkit::legacy::{legacy_download, legacy_listen_once, legacy_split, LegacyServer, Mode};
 use testkit::prelude::*;
 
 /// A legacy peer `ece` shares `ece.txt` of `size` bytes (content `ece`) with a server in `mode`;
@@ -37,26 +35,9 @@ fn download_from_legacy_peer(size: u64, mode: Mode) {
         expected_chunks.insert(index);
     }
     // Legacy peers announce once a minute; here, every half second until heard.
-    let mut last_sent: Option<Instant> = None;
-    let entry = net.wait_until(
-        WAIT,
-        &format!(
-            "carol's tags.txt lists legacy user ece at {} with {expected_chunks}",
-            server.addr()
-        ),
-        || {
-            if last_sent.is_none_or(|t| t.elapsed() > Duration::from_millis(500)) {
-                legacy_announce(ece_ip, net.broadcast(), "ece", &chunks);
-                last_sent = Some(Instant::now());
-            }
-            let tags = c.tags()?;
-            tags.entries
-                .iter()
-                .find(|e| e.user == "ece" && e.content == "ece" && e.chunks == expected_chunks)
-                .cloned()
-                .ok_or_else(|| format!("tags.txt is:\n{tags}"))
-        },
-    );
+    let entry = net.announce_legacy_until_listed(&c, ece_ip, "ece", &chunks, |e| {
+        e.content == "ece" && e.chunks == expected_chunks
+    });
     assert_eq!(
         entry.addr,
         server.addr(),

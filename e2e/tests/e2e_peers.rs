@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use testkit::legacy::{legacy_announce, legacy_split, LegacyServer, Mode};
+use testkit::legacy::{legacy_split, LegacyServer, Mode};
 use testkit::prelude::*;
 
 /// The one JSON value a `--json` run printed on stdout.
@@ -71,19 +71,7 @@ fn peers_find_and_list_from_show_the_network() {
     ] {
         net.wait_for_entry(&c, holder, user, name, digest);
     }
-    let mut last_sent: Option<Instant> = None;
-    net.wait_until(WAIT, "carol's tags.txt lists legacy user ece", || {
-        if last_sent.is_none_or(|t| t.elapsed() > Duration::from_millis(500)) {
-            legacy_announce(ece_ip, net.broadcast(), "ece", &chunks);
-            last_sent = Some(Instant::now());
-        }
-        let tags = c.tags()?;
-        tags.entries
-            .iter()
-            .find(|e| e.user == "ece" && e.content == content)
-            .map(|_| ())
-            .ok_or_else(|| format!("tags.txt is:\n{tags}"))
-    });
+    net.announce_legacy_until_listed(&c, ece_ip, "ece", &chunks, |e| e.content == content);
 
     // dave's chunk server stops; his announcer (a fixed --chunk-port) keeps announcing.
     d.stop(Program::ChunkServer);

@@ -35,6 +35,41 @@ pub struct TestNet {
     deadline: Instant,
 }
 
+impl TestNet {
+    /// Announces `chunks` as the legacy peer `username` at `from_ip`, every half second as a
+    /// legacy peer would if it announced often (they announce once a minute), until `viewer`'s
+    /// `tags.txt` holds an entry of that user for which `wanted` holds; returns that entry.
+    ///
+    /// # Panics
+    /// After [`WAIT`], with `tags.txt` as last seen.
+    pub fn announce_legacy_until_listed(
+        &self,
+        viewer: &Node,
+        from_ip: Ipv4Addr,
+        username: &str,
+        chunks: &[String],
+        wanted: impl Fn(&shared::tags::TagEntry) -> bool,
+    ) -> shared::tags::TagEntry {
+        let mut last_sent: Option<Instant> = None;
+        self.wait_until(
+            WAIT,
+            &format!("{}'s tags.txt lists legacy user {username}", viewer.name),
+            || {
+                if last_sent.is_none_or(|t| t.elapsed() > Duration::from_millis(500)) {
+                    crate::legacy::legacy_announce(from_ip, self.broadcast(), username, chunks);
+                    last_sent = Some(Instant::now());
+                }
+                let tags = viewer.tags()?;
+                tags.entries
+                    .iter()
+                    .find(|e| e.user == username && wanted(e))
+                    .cloned()
+                    .ok_or_else(|| format!("tags.txt is:\n{tags}"))
+            },
+        )
+    }
+}
+
 impl Network for TestNet {
     fn deadline(&self) -> Instant {
         self.deadline
