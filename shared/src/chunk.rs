@@ -5,9 +5,15 @@
 //! leaves trailing chunks empty; we still keep and serve all five so that legacy downloaders, which
 //! always ask for five names, succeed.
 //!
-//! A chunk is named `<content>_<index>` with index 1..=5 (`photo.png_3`). Content names are file
-//! names: they keep their extension, never contain a path separator, and are checked here before
-//! any of them touches the file system.
+//! A chunk is named `<content>_<index>` with index 1..=5 (`photo.png_3`). A content name is a
+//! relative path of one or more components joined by `/` (`photo.png`, `photos/2024/a.jpg`):
+//! each component a plain file name (never `.`, `..` or empty, never a `\`), so no name can
+//! lead out of the folder it is joined to. Names are checked here before any of them touches
+//! the file system ([`validate_content_name`], [`validate_component`]).
+//!
+//! Legacy peers know no folders: a nested content is shown to them under one flat name,
+//! [`legacy_flat_name`] (`photos%2F2024%2Fa.jpg`), which is the name it has in the `files` of
+//! our announcements and one of the two names our chunk servers answer to.
 
 use std::fmt;
 use std::ops::Range;
@@ -75,9 +81,12 @@ pub enum NameError {
     /// The name is longer than [`MAX_CONTENT_NAME_BYTES`].
     #[error("name is {0} bytes long, more than the {MAX_CONTENT_NAME_BYTES} allowed")]
     TooLong(usize),
-    /// The name is `.` or `..`.
-    #[error("name is a relative path component")]
+    /// The name, or one of its path components, is `.` or `..`.
+    #[error("name is or holds a relative path component (. or ..)")]
     DotName,
+    /// The name starts or ends with `/`, or holds `//`: an empty path component.
+    #[error("name has an empty path component (a leading, trailing or doubled /)")]
+    EmptyComponent,
     /// The name contains a path separator.
     #[error("name contains the forbidden character {0:?}")]
     ForbiddenChar(char),
@@ -90,13 +99,37 @@ pub enum NameError {
     NotAChunk,
 }
 
-/// Checks that `name` can be used as a content name: a plain file name that stays inside the
-/// folder it is joined to, on every platform, and that a terminal shows as it is (no control,
-/// bidi or invisible character, no flood of combining marks: [`text::validate`]).
+/// Checks that `name` can be used as a content name: a relative path of one or more components
+/// joined by `/`, each a plain file name ([`validate_component`]), no leading, trailing or
+/// doubled `/`, at most [`MAX_CONTENT_NAME_BYTES`] in all. Joined to any folder, such a name
+/// stays inside it, on every platform, and a terminal shows it as it is.
 ///
 /// # Errors
 /// The [`NameError`] saying what is wrong.
 pub fn validate_content_name(name: &str) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if name.len() > MAX_CONTENT_NAME_BYTES {
+        return Err(NameError::TooLong(name.len()));
+    }
+    for component in name.split('/') {
+        match validate_component(component) {
+            Err(NameError::Empty) => return Err(NameError::EmptyComponent),
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `name` is a plain file name, one component of a content name: not empty, not
+/// `.` or `..`, no `/` or `\`, at most [`MAX_CONTENT_NAME_BYTES`], and nothing a terminal
+/// would not show as it is (no control, bidi or invisible character, no flood of combining
+/// marks: [`text::validate`]).
+///
+/// # Errors
+/// The [`NameError`] saying what is wrong.
+pub fn validate_component(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty);
     }
@@ -112,6 +145,21 @@ pub fn validate_content_name(name: &str) -> Result<(), NameError> {
     text::validate(name)?;
     Ok(())
 }
+
+/// What a legacy peer sees a content named `name` as: every `/` written `%2F`
+/// (`photos/2024/a.jpg` → `photos%2F2024%2Fa.jpg`), a plain file name it can store and ask
+/// for; a top-level name is unchanged. Our peers read it back through the `p2p.contents` of the
+/// same announcement, never by decoding it: a legacy file may be named `a%2Fb` too.
+pub fn legacy_flat_name(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.contains('/') {
+        std::borrow::Cow::Owned(name.replace('/', LEGACY_SEPARATOR))
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    }
+}
+
+/// What stands for `/` in [`legacy_flat_name`]: its percent-encoding.
+pub const LEGACY_SEPARATOR: &str = "%2F";
 
 /// One chunk's name: the content it belongs to and its index, 1..=5.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -174,6 +222,12 @@ impl ChunkName {
     /// The 1-based index.
     pub fn index(&self) -> u8 {
         self.index
+    }
+
+    /// The name legacy peers know this chunk by: `<`[`legacy_flat_name`]`>_<index>`
+    /// (`photos%2Fa.jpg_3`); the name itself for a top-level content.
+    pub fn to_legacy_string(&self) -> String {
+        format!("{}_{}", legacy_flat_name(&self.content), self.index)
     }
 
     /// The 0-based position, for indexing arrays of five.
@@ -336,7 +390,6 @@ mod tests {
             "ece_",
             "_3",
             "../x_1",
-            "a/b_1",
             "a\\b_1",
             "..\\_1",
             "/etc/passwd_1",
@@ -378,6 +431,100 @@ mod tests {
             ChunkName::parse(&long),
             Err(NameError::TooLong(_))
         ));
+    }
+
+    #[test]
+    fn content_names_are_relative_paths_that_cannot_escape() {
+        for fine in [
+            "a",
+            "photos/2024/a.jpg",
+            "a/b",
+            "my photos/a b.jpg",
+            "日本/語.txt",
+            ".hidden/x",
+            "a/.b",
+            "a/...",
+            "a%2Fb",
+            "x/y/z/w/v/u/t",
+        ] {
+            assert_eq!(validate_content_name(fine), Ok(()), "{fine:?}");
+        }
+        let refused = [
+            ("", NameError::Empty),
+            ("a/../b", NameError::DotName),
+            ("../x", NameError::DotName),
+            ("a/../../x", NameError::DotName),
+            ("./a", NameError::DotName),
+            ("a/.", NameError::DotName),
+            ("..", NameError::DotName),
+            ("/a", NameError::EmptyComponent),
+            ("/etc/x", NameError::EmptyComponent),
+            ("a//b", NameError::EmptyComponent),
+            ("a/", NameError::EmptyComponent),
+            ("/", NameError::EmptyComponent),
+            ("a\\b", NameError::ForbiddenChar('\\')),
+            ("a/b\\..\\c", NameError::ForbiddenChar('\\')),
+            ("C:\\x", NameError::ForbiddenChar('\\')),
+        ];
+        for (name, why) in refused {
+            assert_eq!(validate_content_name(name), Err(why), "{name:?}");
+        }
+        for control in ["a/b\nc", "a\0/b", "a/\u{1b}[31m", "dir\u{202e}/x", "a/\u{7f}"] {
+            assert!(
+                matches!(validate_content_name(control), Err(NameError::Unsafe(_))),
+                "{control:?}"
+            );
+        }
+        // The length limit is on the whole path, and on each component.
+        let long_path = vec!["abcd"; MAX_CONTENT_NAME_BYTES / 5 + 1].join("/");
+        assert!(matches!(
+            validate_content_name(&long_path),
+            Err(NameError::TooLong(_))
+        ));
+        let just = "a/".repeat(MAX_CONTENT_NAME_BYTES / 2 - 1) + "bc";
+        assert_eq!(just.len(), MAX_CONTENT_NAME_BYTES);
+        assert_eq!(validate_content_name(&just), Ok(()));
+        // One component is a plain file name: no '/' at all.
+        assert_eq!(validate_component("a.jpg"), Ok(()));
+        assert_eq!(
+            validate_component("a/b"),
+            Err(NameError::ForbiddenChar('/'))
+        );
+        assert_eq!(validate_component(".."), Err(NameError::DotName));
+        assert_eq!(validate_component(""), Err(NameError::Empty));
+    }
+
+    #[test]
+    fn every_accepted_name_joined_to_a_root_stays_under_it() {
+        use std::path::{Component, Path};
+        let root = Path::new("/srv/root");
+        for name in ["a", "photos/2024/a.jpg", "a/.b/c", "x y/z"] {
+            validate_content_name(name).unwrap();
+            let joined = root.join(name);
+            assert!(joined.starts_with(root));
+            assert!(joined
+                .strip_prefix(root)
+                .unwrap()
+                .components()
+                .all(|c| matches!(c, Component::Normal(_))));
+        }
+    }
+
+    #[test]
+    fn legacy_peers_see_nested_names_flattened() {
+        assert_eq!(legacy_flat_name("a.jpg"), "a.jpg");
+        assert_eq!(legacy_flat_name("photos/2024/a.jpg"), "photos%2F2024%2Fa.jpg");
+        let flat = legacy_flat_name("photos/2024/a.jpg");
+        assert_eq!(validate_component(&flat), Ok(()), "a plain file name");
+        let chunk = ChunkName::new("photos/2024/a.jpg", 3).unwrap();
+        assert_eq!(chunk.to_string(), "photos/2024/a.jpg_3");
+        assert_eq!(chunk.to_legacy_string(), "photos%2F2024%2Fa.jpg_3");
+        let parsed = ChunkName::parse("photos/2024/a.jpg_3").unwrap();
+        assert_eq!(parsed.content(), "photos/2024/a.jpg");
+        assert_eq!(ChunkName::parse("top.txt_1").unwrap().to_legacy_string(), "top.txt_1");
+        for hostile in ["../x_1", "a/../../x_2", "/etc/x_3", "a//b_4", "a/_5"] {
+            assert!(ChunkName::parse(hostile).is_err(), "{hostile:?}");
+        }
     }
 
     #[test]

@@ -9,7 +9,12 @@
 //! .incoming/photo.png.4242.download    the file being assembled by downloader 4242
 //! .incoming/4242-photo.png/            the private folder of a download kept out of the store
 //! .locks/photo.png.lock                held while a downloader fetches photo.png
+//! photos\2024\a.jpg_1                 a chunk of the nested content photos/2024/a.jpg
 //! ```
+//! A content name may be a path (`photos/2024/a.jpg`). Content names never hold a `\`
+//! ([`crate::chunk::validate_content_name`]), so every name under `temp/` writes each `/` of
+//! the content name as `\` ([`file_stem`]): one flat folder as before, no subfolder to create
+//! or to clean, and the mapping is reversible and collision-free ([`content_of_stem`]).
 //! No content is copied here to be served: a shared file, and a downloaded file once verified
 //! and in `downloads/`, is served in place, its five chunks being byte ranges of the file, and
 //! its manifest records the file's path and modification time ([`InPlace`]). Chunk files exist
@@ -49,26 +54,47 @@ const PART: &str = ".part";
 /// The suffix of a file being assembled.
 const ASSEMBLY: &str = ".download";
 
+/// The form a content name takes in the file names under `temp/`: each `/` written `\`
+/// (`photos/a.jpg` → `photos\a.jpg`). Content names never hold a `\`, so this is one to one.
+pub fn file_stem(content: &str) -> String {
+    content.replace('/', "\\")
+}
+
+/// The content name a [`file_stem`] stands for.
+pub fn content_of_stem(stem: &str) -> String {
+    stem.replace('\\', "/")
+}
+
+/// The file name of `chunk` under `temp/`: `<`[`file_stem`]`>_<index>`.
+fn chunk_file_name(chunk: &ChunkName) -> String {
+    format!("{}_{}", file_stem(chunk.content()), chunk.index())
+}
+
+/// The chunk a file name under `temp/` is, if any (the inverse of [`chunk_file_name`]).
+fn chunk_of_file_name(file_name: &str) -> Option<ChunkName> {
+    ChunkName::parse(&content_of_stem(file_name)).ok()
+}
+
 /// Where `chunk` is received in the folder `dir` (the store's `.incoming/`, or a download's
 /// private folder): `<chunk>.part`, renamed to the chunk's name once complete and checked.
 pub fn part_path_in(dir: &Path, chunk: &ChunkName) -> PathBuf {
-    dir.join(format!("{chunk}{PART}"))
+    dir.join(format!("{}{PART}", chunk_file_name(chunk)))
 }
 
 /// Where an endgame copy of `chunk`, asked of holder number `holder` while another copy is in
 /// flight, is received in `dir`: `<chunk>.part.<holder>`, so the copies never share a file.
 pub fn copy_part_path_in(dir: &Path, chunk: &ChunkName, holder: usize) -> PathBuf {
-    dir.join(format!("{chunk}{PART}.{holder}"))
+    dir.join(format!("{}{PART}.{holder}", chunk_file_name(chunk)))
 }
 
 /// `<content>.<pid>.download`: see [`ChunkStore::assembly_path`].
 fn assembly_name(content: &str, pid: u32) -> String {
-    format!("{content}.{pid}{ASSEMBLY}")
+    format!("{}.{pid}{ASSEMBLY}", file_stem(content))
 }
 
 /// `<pid>-<content>`: see [`ChunkStore::private_dir`].
 fn private_dir_name(content: &str, pid: u32) -> String {
-    format!("{pid}-{content}")
+    format!("{pid}-{}", file_stem(content))
 }
 
 /// What a download of a content leaves in `temp/.incoming/` when it is killed, besides the
@@ -87,6 +113,9 @@ impl Leftover {
     /// Which leftover of content `name` the entry `file_name` of `temp/.incoming/` is, if any.
     /// Recognised by their exact shape, never by prefix: `a`'s leftovers are not `a.b`'s.
     pub fn of(file_name: &str, name: &str) -> Option<Leftover> {
+        let content = name;
+        let name = file_stem(name);
+        let name = name.as_str();
         let is_number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
         if let Some((pid, rest)) = file_name.split_once('-') {
             if is_number(pid) && rest == name {
@@ -102,8 +131,8 @@ impl Leftover {
             }
         }
         let (part, holder) = file_name.rsplit_once('.')?;
-        let chunk = ChunkName::parse(part.strip_suffix(PART)?).ok()?;
-        (chunk.content() == name && is_number(holder)).then_some(Leftover::EndgameCopy)
+        let chunk = chunk_of_file_name(part.strip_suffix(PART)?)?;
+        (chunk.content() == content && is_number(holder)).then_some(Leftover::EndgameCopy)
     }
 }
 
@@ -239,7 +268,7 @@ impl ChunkStore {
 
     /// Where a complete chunk lives.
     pub fn chunk_path(&self, name: &ChunkName) -> PathBuf {
-        self.root.join(name.to_string())
+        self.root.join(chunk_file_name(name))
     }
 
     /// Where a chunk is received before it is checked and renamed to [`Self::chunk_path`].
@@ -263,7 +292,9 @@ impl ChunkStore {
 
     /// The lock file of `content` ([`Self::lock_content`]).
     pub fn lock_path(&self, content: &str) -> PathBuf {
-        self.root.join(LOCKS).join(format!("{content}.lock"))
+        self.root
+            .join(LOCKS)
+            .join(format!("{}.lock", file_stem(content)))
     }
 
     /// The folder of chunks being received.
@@ -278,7 +309,9 @@ impl ChunkStore {
 
     /// Where the manifest of `content` lives.
     pub fn manifest_path(&self, content: &str) -> PathBuf {
-        self.root.join(MANIFESTS).join(format!("{content}.json"))
+        self.root
+            .join(MANIFESTS)
+            .join(format!("{}.json", file_stem(content)))
     }
 
     /// The complete chunks present, sorted. Files whose names are not chunk names are ignored.
@@ -295,7 +328,7 @@ impl ChunkStore {
             if let Some(name) = entry
                 .file_name()
                 .to_str()
-                .and_then(|n| ChunkName::parse(n).ok())
+                .and_then(chunk_of_file_name)
             {
                 chunks.push(name);
             }
@@ -371,10 +404,14 @@ impl ChunkStore {
         let mut out = Vec::new();
         for entry in entries.flatten() {
             let name = entry.file_name();
-            let Some(content) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+            let Some(content) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".json"))
+                .map(content_of_stem)
+            else {
                 continue;
             };
-            match self.load_manifest(content) {
+            match self.load_manifest(&content) {
                 Ok(Some(m)) if m.manifest.name == content => out.push(m),
                 Ok(_) => {}
                 // Callers poll this every second: a warning here would repeat forever.
@@ -492,7 +529,8 @@ impl ChunkStore {
     /// ([`Self::incoming_path`]): a download and a split of the same name never write the same
     /// temporary file.
     pub fn split_path(&self, name: &ChunkName) -> PathBuf {
-        self.incoming_dir().join(format!("{name}.split"))
+        self.incoming_dir()
+            .join(format!("{}.split", chunk_file_name(name)))
     }
 
     /// Whether `path` is what a chunk server killed mid-split leaves behind: a chunk at a
@@ -747,6 +785,79 @@ mod tests {
         );
         assert_eq!(assembly_name("a.b", 99), "a.b.99.download");
         assert_eq!(private_dir_name("a", 77), "77-a");
+    }
+
+    #[test]
+    fn nested_contents_live_in_the_flat_store_and_are_found_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let name = "photos/2024/a b.jpg";
+        assert_eq!(file_stem(name), "photos\\2024\\a b.jpg");
+        assert_eq!(content_of_stem(&file_stem(name)), name);
+        let chunk = ChunkName::new(name, 2).unwrap();
+        let incoming = store.incoming_dir();
+        assert_eq!(
+            store.chunk_path(&chunk),
+            dir.path().join("photos\\2024\\a b.jpg_2")
+        );
+        assert_eq!(
+            store.incoming_path(&chunk),
+            incoming.join("photos\\2024\\a b.jpg_2.part")
+        );
+        assert_eq!(
+            store.manifest_path(name),
+            dir.path().join(".manifests/photos\\2024\\a b.jpg.json")
+        );
+        assert_eq!(
+            store.lock_path(name),
+            dir.path().join(".locks/photos\\2024\\a b.jpg.lock")
+        );
+        for path in [
+            store.chunk_path(&chunk),
+            store.incoming_path(&chunk),
+            store.manifest_path(name),
+            store.lock_path(name),
+            store.assembly_path(name),
+            store.private_dir(name),
+            store.split_path(&chunk),
+        ] {
+            assert!(path.starts_with(dir.path()));
+            let parent = path.parent().unwrap();
+            assert!(
+                parent == dir.path()
+                    || parent == incoming
+                    || parent == store.manifests_dir()
+                    || parent == dir.path().join(".locks"),
+                "{}",
+                path.display()
+            );
+        }
+        // What one run leaves, the next finds: chunks, manifests and leftovers.
+        fs::write(store.chunk_path(&chunk), b"x").unwrap();
+        store.save_manifest(&manifest(name)).unwrap();
+        // A top-level content of a similar name is another content.
+        store.save_manifest(&manifest("photos")).unwrap();
+        assert_eq!(store.list_chunks().unwrap(), [chunk.clone()]);
+        assert_eq!(store.chunks_of(name).to_string(), "-2---");
+        let names: Vec<String> = store.manifests().into_iter().map(|m| m.manifest.name).collect();
+        assert_eq!(names, ["photos", name]);
+        let leftover = |path: PathBuf| {
+            let file = path.file_name().unwrap().to_str().unwrap().to_owned();
+            Leftover::of(&file, name)
+        };
+        assert_eq!(leftover(store.assembly_path(name)), Some(Leftover::Assembly));
+        assert_eq!(leftover(store.private_dir(name)), Some(Leftover::PrivateDir));
+        assert_eq!(
+            leftover(copy_part_path_in(&incoming, &chunk, 3)),
+            Some(Leftover::EndgameCopy)
+        );
+        assert_eq!(leftover(store.assembly_path("photos")), None);
+        let snap = store.snapshot().unwrap();
+        assert_eq!(snap.chunks, [chunk]);
+        assert!(snap.metas.contains_key(name));
+        store.remove_content(name).unwrap();
+        assert_eq!(store.list_chunks().unwrap(), []);
+        assert_eq!(store.load_manifest(name).unwrap(), None);
     }
 
     #[test]

@@ -623,7 +623,9 @@ mod tests {
             // Names no peer can hold.
             line("alice", "127.0.0.2:5001", "p2p/1", "%"),
             line("alice", "127.0.0.2:5001", "p2p/1", ".."),
-            line("alice", "127.0.0.2:5001", "p2p/1", "a/b"),
+            line("alice", "127.0.0.2:5001", "p2p/1", "a/../b"),
+            line("alice", "127.0.0.2:5001", "p2p/1", "/etc/x"),
+            line("alice", "127.0.0.2:5001", "p2p/1", "a//b"),
             // Nobody serves on port 0.
             line("alice", "127.0.0.2:0", "p2p/1", "x"),
             line("alice", "127.0.0.2:0", "legacy", "x"),
