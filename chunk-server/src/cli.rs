@@ -41,8 +41,8 @@ pub(crate) struct Args {
     /// TCP port to listen on.
     #[arg(long, default_value_t = DEFAULT_CHUNK_PORT)]
     port: u16,
-    /// File or folder to share (a folder's files, not its subfolders); repeatable. Default:
-    /// DIR/served_files.
+    /// File or folder to share (a folder's whole tree, each file named by its path in it:
+    /// 2024/a.jpg); repeatable. Default: DIR/served_files.
     #[arg(long = "share", value_name = "PATH")]
     shares: Vec<PathBuf>,
     /// Seconds between two scans of the shared files.

@@ -2,7 +2,7 @@
 //!
 //! A [`Sharer`] owns the list of share paths (`--share`, or `DIR/served_files`, then those of
 //! `DIR/shares.txt`, less its excluded names: [`shared::shares`]). Each [`Sharer::scan`] lists
-//! the files under them and, for each one, makes sure the store holds a manifest whose origin
+//! the files under them, whole trees of folders ([`shared::tree`]), and, for each one, makes sure the store holds a manifest whose origin
 //! is [`Origin::Shared`] with the file's path, size and modification time: the file is then
 //! served in place, its five chunks being byte ranges of it. New and changed files are hashed
 //! again ([`crate::split`]); until then, the store neither announces nor serves a changed file
@@ -25,17 +25,19 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use shared::chunk::validate_content_name;
+use shared::chunk::{legacy_flat_name, validate_component};
 use shared::latch::Latches;
+use shared::shares::exclusion_covers;
 use shared::shutdown::Shutdown;
 use shared::store::{ChunkStore, Origin};
+use shared::tree::list_tree;
 
 use crate::split::{split_file, SplitOutcome};
 
 /// One file to share, as listed by a scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Candidate {
-    /// Content name: the file name.
+    /// Content name: the file name, or its path in a shared folder's tree (`photos/a.jpg`).
     name: String,
     /// Absolute path of the file.
     path: PathBuf,
@@ -216,12 +218,22 @@ impl Sharer {
     }
 
     /// The files to share, one per content name, and whether every share could be listed.
+    ///
+    /// A folder of `--share` (or `served_files/`) shares its tree under bare relative names
+    /// (`2024/a.jpg`); a folder of `shares.txt` under its own name first (`photos/2024/a.jpg`),
+    /// which is what someone who shares a folder expects the others to see; a file, under its
+    /// file name. The rules of a tree (links, hidden entries, depth) are [`shared::tree`]'s.
     fn candidates(&mut self) -> (Vec<Candidate>, bool) {
         let mut complete = true;
         let mut found: Vec<Candidate> = Vec::new();
         let mut by_name: HashMap<String, PathBuf> = HashMap::new();
-        let roots: Vec<PathBuf> = self.shares.iter().chain(&self.listed).cloned().collect();
-        for share in roots {
+        let roots: Vec<(PathBuf, bool)> = self
+            .shares
+            .iter()
+            .map(|p| (p.clone(), false))
+            .chain(self.listed.iter().map(|p| (p.clone(), true)))
+            .collect();
+        for (share, under_own_name) in roots {
             let root = std::path::absolute(&share).unwrap_or(share);
             let files = match fs::metadata(&root) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -239,18 +251,25 @@ impl Sharer {
                     );
                     continue;
                 }
-                Ok(meta) if meta.is_dir() => match self.list_folder(&root) {
-                    Ok(files) => files,
-                    Err(e) => {
-                        complete = false;
-                        self.notes.note(
-                            log::Level::Warn,
-                            format!("cannot list shared folder {}: {e}", root.display()),
-                        );
-                        continue;
+                Ok(meta) if meta.is_dir() => {
+                    let own_name = root.file_name().and_then(|n| n.to_str());
+                    let prefix = if under_own_name { own_name } else { None };
+                    match self.list_folder(&root, prefix) {
+                        Ok(files) => files,
+                        Err(e) => {
+                            complete = false;
+                            self.notes.note(
+                                log::Level::Warn,
+                                format!("cannot list shared folder {}: {e}", root.display()),
+                            );
+                            continue;
+                        }
                     }
+                }
+                Ok(meta) if meta.is_file() => match self.content_name(&root) {
+                    Some(name) => vec![(name, root, meta)],
+                    None => continue,
                 },
-                Ok(meta) if meta.is_file() => vec![(root, meta)],
                 Ok(_) => {
                     self.notes.note(
                         log::Level::Warn,
@@ -262,11 +281,8 @@ impl Sharer {
                     continue;
                 }
             };
-            for (path, meta) in files {
-                let Some(name) = self.content_name(&path) else {
-                    continue;
-                };
-                if self.excluded.contains(&name) {
+            for (name, path, meta) in files {
+                if self.excluded.iter().any(|e| exclusion_covers(e, &name)) {
                     continue;
                 }
                 match by_name.entry(name.clone()) {
@@ -292,59 +308,57 @@ impl Sharer {
                 }
             }
         }
-        (found, complete)
-    }
-
-    /// The regular files directly in `folder`, sorted by path; hidden files and subfolders are
-    /// skipped.
-    fn list_folder(&mut self, folder: &Path) -> io::Result<Vec<(PathBuf, Metadata)>> {
-        let mut paths: Vec<PathBuf> = fs::read_dir(folder)?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .collect();
-        paths.sort();
-        let mut files = Vec::new();
-        for path in paths {
-            if path
-                .file_name()
-                .is_some_and(|n| n.as_encoded_bytes().starts_with(b"."))
-            {
-                self.notes.note(
-                    log::Level::Debug,
-                    format!("skipping hidden file {}", path.display()),
+        // Legacy peers know `photos/a.jpg` as `photos%2Fa.jpg`: a content really named so
+        // would be asked for under the same name. The plain one keeps it.
+        let names: HashSet<String> = found.iter().map(|c| c.name.clone()).collect();
+        let mut kept = Vec::with_capacity(found.len());
+        for candidate in found {
+            let flat = legacy_flat_name(&candidate.name);
+            if candidate.name.contains('/') && names.contains(flat.as_ref()) {
+                let message = format!(
+                    "not sharing {}: legacy peers would see it as {flat}, the name of another shared file",
+                    candidate.path.display()
                 );
+                self.notes.note(log::Level::Warn, message);
                 continue;
             }
-            // Follows symbolic links: a link to a file is shared as that file.
-            match fs::metadata(&path) {
-                Ok(meta) if meta.is_file() => files.push((path, meta)),
-                Ok(meta) if meta.is_dir() => self.notes.note(
-                    log::Level::Debug,
-                    format!(
-                        "skipping subfolder {} (shares are not recursive)",
-                        path.display()
-                    ),
-                ),
-                Ok(_) => self.notes.note(
-                    log::Level::Debug,
-                    format!("skipping {}: not a regular file", path.display()),
-                ),
-                // Removed since listed: it is simply gone.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
+            kept.push(candidate);
         }
-        Ok(files)
+        (kept, complete)
     }
 
-    /// The content name of a shared file (its file name), or `None`, with a warning once, when
-    /// it cannot be one.
+    /// The files of `folder`'s tree, named after `prefix` ([`shared::tree`]); what it skips is
+    /// logged once (hidden and special files at debug level, the rest as warnings).
+    fn list_folder(
+        &mut self,
+        folder: &Path,
+        prefix: Option<&str>,
+    ) -> io::Result<Vec<(String, PathBuf, Metadata)>> {
+        let listing = list_tree(folder, prefix)?;
+        for skip in listing.skipped {
+            let level = if skip.is_warning() {
+                log::Level::Warn
+            } else {
+                log::Level::Debug
+            };
+            self.notes.note(level, skip.to_string());
+        }
+        Ok(listing
+            .files
+            .into_iter()
+            .map(|f| (f.name, f.path, f.meta))
+            .collect())
+    }
+
+    /// The content name of a file shared by itself (its file name), or `None`, with a warning
+    /// once, when it cannot be one.
     fn content_name(&mut self, path: &Path) -> Option<String> {
         let file_name = path.file_name().and_then(|n| n.to_str());
         let problem = match file_name {
             // The manifest records the path as text.
             _ if path.to_str().is_none() => "its path is not valid UTF-8".to_owned(),
             None => "it has no valid UTF-8 file name".to_owned(),
-            Some(name) => match validate_content_name(name) {
+            Some(name) => match validate_component(name) {
                 Ok(()) => return Some(name.to_owned()),
                 Err(e) => format!("its name cannot be a content name: {e}"),
             },
@@ -511,19 +525,94 @@ mod tests {
     }
 
     #[test]
-    fn hidden_files_subfolders_and_invalid_names_are_skipped() {
+    fn hidden_files_and_invalid_names_are_skipped_and_subfolders_shared_by_path() {
         let f = fixture();
         let share = f.root.join("share");
         fs::write(share.join(".hidden"), b"secret").unwrap();
         fs::write(share.join("bad\nname.txt"), b"x").unwrap();
         fs::create_dir(share.join("sub")).unwrap();
         fs::write(share.join("sub").join("deep.txt"), b"deep").unwrap();
+        fs::create_dir(share.join(".git")).unwrap();
+        fs::write(share.join(".git").join("HEAD"), b"ref").unwrap();
         fs::write(share.join("ok.txt"), b"ok").unwrap();
         let mut sharer = Sharer::new(f.store.clone(), vec![share]);
         let report = sharer.scan(&Shutdown::new());
-        assert_eq!(report.split, ["ok.txt"]);
+        assert_eq!(report.split, ["ok.txt", "sub/deep.txt"]);
         let contents: Vec<String> = names_in(&f.store);
-        assert_eq!(contents, ["ok.txt"]);
+        assert_eq!(contents, ["ok.txt", "sub/deep.txt"]);
+        assert_stored(&f.store, "sub/deep.txt", b"deep");
+    }
+
+    #[test]
+    fn a_listed_folder_is_shared_whole_under_its_own_name() {
+        let f = fixture();
+        let photos = f.root.join("photos");
+        fs::create_dir_all(photos.join("2024").join("summer")).unwrap();
+        fs::create_dir_all(photos.join("empty")).unwrap();
+        fs::write(photos.join("2024").join("a.jpg"), pattern(1000)).unwrap();
+        fs::write(photos.join("2024").join("summer").join("b c.jpg"), b"bc").unwrap();
+        fs::write(photos.join("top.txt"), b"").unwrap();
+        let mut sharer = Sharer::new(f.store.clone(), vec![f.root.join("share")]);
+        sharer.set_list(vec![photos.clone()], HashSet::new());
+        let report = sharer.scan(&Shutdown::new());
+        assert_eq!(
+            report.split,
+            ["photos/2024/a.jpg", "photos/2024/summer/b c.jpg", "photos/top.txt"]
+        );
+        assert_stored(&f.store, "photos/2024/a.jpg", &pattern(1000));
+        assert_stored(&f.store, "photos/top.txt", b"");
+
+        // A folder exclusion takes its subtree out; a file exclusion one file.
+        sharer.set_list(
+            vec![photos.clone()],
+            HashSet::from(["photos/2024/summer/".to_owned(), "photos/top.txt".to_owned()]),
+        );
+        let mut removed = sharer.scan(&Shutdown::new()).removed;
+        removed.sort();
+        assert_eq!(removed, ["photos/2024/summer/b c.jpg", "photos/top.txt"]);
+        // A file added deep in the tree is picked up by the next scan.
+        fs::write(photos.join("2024").join("new.bin"), b"new").unwrap();
+        assert_eq!(sharer.scan(&Shutdown::new()).split, ["photos/2024/new.bin"]);
+    }
+
+    #[test]
+    fn a_nested_name_that_legacy_peers_would_confuse_with_another_is_not_shared() {
+        let f = fixture();
+        let share = f.root.join("share");
+        fs::create_dir(share.join("a")).unwrap();
+        fs::write(share.join("a").join("b"), b"nested").unwrap();
+        fs::write(share.join("a%2Fb"), b"plain").unwrap();
+        let mut sharer = Sharer::new(f.store.clone(), vec![share]);
+        assert_eq!(sharer.scan(&Shutdown::new()).split, ["a%2Fb"]);
+        assert!(sharer
+            .notes
+            .history
+            .iter()
+            .any(|m| m.contains("legacy peers would see it as a%2Fb")));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_out_of_the_share_are_skipped_with_one_warning() {
+        let f = fixture();
+        let share = f.root.join("share");
+        let secret = f.root.join("secret.txt");
+        fs::write(&secret, b"secret").unwrap();
+        std::os::unix::fs::symlink(&secret, share.join("leak.txt")).unwrap();
+        fs::write(share.join("real.txt"), b"real").unwrap();
+        std::os::unix::fs::symlink(share.join("real.txt"), share.join("alias.txt")).unwrap();
+        let mut sharer = Sharer::new(f.store.clone(), vec![share]);
+        for _ in 0..3 {
+            sharer.scan(&Shutdown::new());
+        }
+        assert_eq!(names_in(&f.store), ["alias.txt", "real.txt"]);
+        let warnings = sharer
+            .notes
+            .history
+            .iter()
+            .filter(|m| m.contains("leak.txt") && m.contains("outside the shared folder"))
+            .count();
+        assert_eq!(warnings, 1);
     }
 
     /// The contents the store holds a manifest of.

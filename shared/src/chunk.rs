@@ -101,8 +101,10 @@ pub enum NameError {
 
 /// Checks that `name` can be used as a content name: a relative path of one or more components
 /// joined by `/`, each a plain file name ([`validate_component`]), no leading, trailing or
-/// doubled `/`, at most [`MAX_CONTENT_NAME_BYTES`] in all. Joined to any folder, such a name
-/// stays inside it, on every platform, and a terminal shows it as it is.
+/// doubled `/`, at most [`MAX_CONTENT_NAME_BYTES`] in all *as legacy peers see it*
+/// ([`legacy_flat_name`]: each `/` counts 3 bytes), so the flattened name is a valid plain name
+/// too, for our chunk servers and listeners as for legacy peers. Joined to any folder, such a
+/// name stays inside it, on every platform, and a terminal shows it as it is.
 ///
 /// # Errors
 /// The [`NameError`] saying what is wrong.
@@ -110,8 +112,9 @@ pub fn validate_content_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty);
     }
-    if name.len() > MAX_CONTENT_NAME_BYTES {
-        return Err(NameError::TooLong(name.len()));
+    let flat_len = name.len() + name.matches('/').count() * (LEGACY_SEPARATOR.len() - 1);
+    if flat_len > MAX_CONTENT_NAME_BYTES {
+        return Err(NameError::TooLong(flat_len));
     }
     for component in name.split('/') {
         match validate_component(component) {
@@ -156,6 +159,27 @@ pub fn legacy_flat_name(name: &str) -> std::borrow::Cow<'_, str> {
     } else {
         std::borrow::Cow::Borrowed(name)
     }
+}
+
+/// The nested content name whose [`legacy_flat_name`] is `flat`, if `flat` holds a `%2F` and
+/// reads as a valid nested name (`photos%2Fa.jpg` → `photos/a.jpg`). It is only a guess, for a
+/// chunk server answering a legacy request: a name such as `a%2Fb` may be a plain file's own;
+/// the server looks for that first, and shares no nested content whose components hold `%2F`
+/// ([`is_legacy_ambiguous`]), so the guess is right whenever such a content is shared.
+pub fn nested_name_of_flat(flat: &str) -> Option<String> {
+    if !flat.contains(LEGACY_SEPARATOR) {
+        return None;
+    }
+    let nested = flat.replace(LEGACY_SEPARATOR, "/");
+    validate_content_name(&nested).ok()?;
+    (legacy_flat_name(&nested) == flat).then_some(nested)
+}
+
+/// Whether a nested content name could not be told from another by its [`legacy_flat_name`]:
+/// one of its components holds `%2F` itself (`a%2Fb/c` and `a/b/c` flatten alike). Such a
+/// name is not shared.
+pub fn is_legacy_ambiguous(name: &str) -> bool {
+    name.contains('/') && name.contains(LEGACY_SEPARATOR)
 }
 
 /// What stands for `/` in [`legacy_flat_name`]: its percent-encoding.
@@ -475,15 +499,21 @@ mod tests {
                 "{control:?}"
             );
         }
-        // The length limit is on the whole path, and on each component.
+        // The length limit is on the whole path as legacy peers see it (each '/' is "%2F").
         let long_path = vec!["abcd"; MAX_CONTENT_NAME_BYTES / 5 + 1].join("/");
         assert!(matches!(
             validate_content_name(&long_path),
             Err(NameError::TooLong(_))
         ));
-        let just = "a/".repeat(MAX_CONTENT_NAME_BYTES / 2 - 1) + "bc";
-        assert_eq!(just.len(), MAX_CONTENT_NAME_BYTES);
+        let just = "a/".repeat(MAX_CONTENT_NAME_BYTES / 4 - 1) + "bcde";
+        assert_eq!(legacy_flat_name(&just).len(), MAX_CONTENT_NAME_BYTES);
         assert_eq!(validate_content_name(&just), Ok(()));
+        let over = "a/".repeat(MAX_CONTENT_NAME_BYTES / 4) + "b";
+        assert_eq!(
+            validate_content_name(&over),
+            Err(NameError::TooLong(MAX_CONTENT_NAME_BYTES + 1))
+        );
+        assert!(ChunkName::parse(&format!("{}_1", legacy_flat_name(&just))).is_ok());
         // One component is a plain file name: no '/' at all.
         assert_eq!(validate_component("a.jpg"), Ok(()));
         assert_eq!(
@@ -519,6 +549,15 @@ mod tests {
         let chunk = ChunkName::new("photos/2024/a.jpg", 3).unwrap();
         assert_eq!(chunk.to_string(), "photos/2024/a.jpg_3");
         assert_eq!(chunk.to_legacy_string(), "photos%2F2024%2Fa.jpg_3");
+        assert_eq!(
+            nested_name_of_flat("photos%2F2024%2Fa.jpg").as_deref(),
+            Some("photos/2024/a.jpg")
+        );
+        for not_nested in ["top.txt", "%2Fa", "a%2F", "a%2F..%2Fb", "a%2F%2Fb"] {
+            assert_eq!(nested_name_of_flat(not_nested), None, "{not_nested}");
+        }
+        assert!(is_legacy_ambiguous("a%2Fb/c"));
+        assert!(!is_legacy_ambiguous("a%2Fb") && !is_legacy_ambiguous("a/b"));
         let parsed = ChunkName::parse("photos/2024/a.jpg_3").unwrap();
         assert_eq!(parsed.content(), "photos/2024/a.jpg");
         assert_eq!(ChunkName::parse("top.txt_1").unwrap().to_legacy_string(), "top.txt_1");

@@ -47,6 +47,7 @@ pub mod shutdown;
 pub mod store;
 pub mod tags;
 pub mod text;
+pub mod tree;
 pub mod username;
 
 use std::time::Duration;

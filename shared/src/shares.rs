@@ -3,11 +3,13 @@
 //!
 //! # Format
 //! ```text
-//! # shares.txt: one absolute path per line (a file, or a folder: its files); `#` comments
-//! /home/me/Music
+//! # shares.txt: one absolute path per line (a file, or a folder: its whole tree); `#` comments
+//! /home/me/photos
 //! /home/me/notes.txt
 //! # a line `-NAME` never shares the content NAME, whichever share holds it
 //! -draft.txt
+//! # and `-FOLDER/` no content under it
+//! -photos/private/
 //! ```
 //! A line is a *path* when it starts with `/`, an *exclusion* when it starts with `-`; blank
 //! lines and lines starting with `#` are skipped; leading and trailing spaces are ignored (so a
@@ -15,10 +17,15 @@
 //! the chunk server ignores it with a warning, and the downloader keeps it as it is when it
 //! rewrites the file, as it keeps comments. `#` inside a line is part of the path.
 //!
+//! A folder of this list is shared under its own name: `/home/me/photos` shares
+//! `photos/2024/a.jpg` ([`crate::tree`]); a file, under its file name.
+//!
 //! # How it combines with `--share` and `served_files/`
 //! The chunk server shares the union: its own roots first (`--share PATH`…, or
 //! `served_files/` when none is given), then the paths of this file in order; on a name
-//! conflict the first root wins. Exclusions apply to all of them, so a file of
+//! conflict the first root wins. `--share` folders and `served_files/` are shared by their
+//! contents: their files keep their bare names (`served_files/photos/a.jpg` is `photos/a.jpg`).
+//! Exclusions apply to all of them, so a file of
 //! `served_files/` or of a `--share` folder, which the list cannot remove, is unshared by an
 //! exclusion (`downloader unshare` writes one) until `downloader share` shares it again.
 //!
@@ -48,7 +55,8 @@ pub const SHARES_POLL: Duration = Duration::from_millis(200);
 /// The header a new shares list starts with.
 const HEADER: &str = "\
 # shares.txt: what the chunk server shares besides --share / served_files (see README).
-# One absolute path per line (a file, or a folder: its files); '-NAME' never shares NAME.
+# One absolute path per line (a file, or a folder: its whole tree, under the folder's name);
+# '-NAME' never shares NAME, '-FOLDER/' nothing under FOLDER.
 ";
 
 /// What one line of the list says.
@@ -214,6 +222,13 @@ impl SharesList {
     }
 }
 
+/// Whether the exclusion `-excluded` keeps the content `name` from being shared: the name
+/// itself, or, for an exclusion ending with `/` (`-photos/2024/`), every content under that
+/// folder.
+pub fn exclusion_covers(excluded: &str, name: &str) -> bool {
+    excluded == name || (excluded.ends_with('/') && name.starts_with(excluded))
+}
+
 /// Why a path cannot be written as a line of the list.
 ///
 /// # Errors
@@ -337,6 +352,16 @@ impl SharesWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_folder_exclusion_covers_its_subtree_only() {
+        assert!(exclusion_covers("a.txt", "a.txt"));
+        assert!(!exclusion_covers("a.txt", "a.txt.bak"));
+        assert!(exclusion_covers("photos/", "photos/2024/a.jpg"));
+        assert!(exclusion_covers("photos/2024/a.jpg", "photos/2024/a.jpg"));
+        assert!(!exclusion_covers("photos/", "photos2/a.jpg"));
+        assert!(!exclusion_covers("photos", "photos/a.jpg"));
+    }
 
     const TEXT: &str = "\
 # my shares

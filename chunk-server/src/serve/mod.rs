@@ -320,7 +320,7 @@ fn serve_legacy(
     started: Instant,
 ) -> Result<(), SendError> {
     let name = match ChunkName::parse(filename) {
-        Ok(name) => name,
+        Ok(name) => prepare::resolve(&ctx.store, name),
         Err(e) => {
             let reason = format!("invalid chunk name: {e}");
             log_refused(peer, Outcome::BadRequest, Some(filename), &reason);

@@ -8,7 +8,7 @@
 use std::fs::{File, Metadata};
 use std::io::{Seek, SeekFrom};
 
-use shared::chunk::{chunk_ranges, validate_content_name, ChunkName};
+use shared::chunk::{chunk_ranges, nested_name_of_flat, validate_content_name, ChunkName};
 use shared::digest::Digest;
 use shared::events::Outcome;
 use shared::fsutil::{self, OpenError};
@@ -30,6 +30,25 @@ pub(super) struct OpenedChunk {
     /// The chunk file's metadata, for the digest cache; `None` for a file served in place,
     /// whose manifest always has the digest.
     pub(super) meta: Option<Metadata>,
+}
+
+/// The chunk a request names: `name` itself, or, when the store has no content of that name
+/// and it is the flattened name legacy peers know a nested content by (`photos%2Fa.jpg_1`,
+/// [`shared::chunk::legacy_flat_name`]), that nested content's chunk. A content of the exact
+/// name always wins.
+pub(super) fn resolve(store: &ChunkStore, name: ChunkName) -> ChunkName {
+    let Some(nested) = nested_name_of_flat(name.content()) else {
+        return name;
+    };
+    let exact = !store.chunk_files_of(name.content()).is_empty()
+        || !matches!(store.load_manifest(name.content()), Ok(None));
+    if exact {
+        return name;
+    }
+    match store.load_manifest(&nested) {
+        Ok(Some(_)) => ChunkName::new(&nested, name.index()).unwrap_or(name),
+        _ => name,
+    }
 }
 
 /// What the store's manifest lookup for a chunk's content gave.
@@ -130,6 +149,7 @@ pub(super) fn prepare_chunk(
 ) -> Result<PreparedChunk, Refusal> {
     let name = ChunkName::parse(filename)
         .map_err(|e| Refusal::new(Outcome::BadRequest, format!("invalid chunk name: {e}")))?;
+    let name = resolve(store, name);
     let (opened, stored) = open_chunk(store, &name)?;
     let OpenedChunk {
         mut file,

@@ -62,7 +62,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use chrono::{DateTime, Utc};
 
-use shared::chunk::{ChunkName, ChunkSet};
+use shared::chunk::ChunkSet;
 use shared::protocol::{Announcement, Kind};
 use shared::tags::{Proto, TagEntry, TagsIndex};
 use shared::username::sanitize as sanitize_username;
@@ -256,10 +256,7 @@ impl Index {
     /// [`Limits::max_chunks_per_datagram`] of them (a longer datagram is counted as refused).
     fn listed_chunks(&mut self, announcement: &Announcement) -> BTreeMap<String, ChunkSet> {
         let mut listed: BTreeMap<String, ChunkSet> = BTreeMap::new();
-        let names = announcement
-            .files
-            .iter()
-            .filter_map(|f| ChunkName::parse(f).ok());
+        let names = announcement.chunk_names();
         for (taken, name) in names.enumerate() {
             if taken == self.limits.max_chunks_per_datagram {
                 self.refusals.long_datagrams += 1;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::content::ContentMeta;
 use super::error::DecodeError;
-use crate::chunk::ChunkName;
+use crate::chunk::{legacy_flat_name, ChunkName};
 use crate::{MAX_ANNOUNCE_DATAGRAM, PROTOCOL_VERSION};
 
 /// What our peers add to an announcement under the `p2p` key.
@@ -214,14 +214,38 @@ impl Announcement {
 
     /// The valid chunk names among `files`, skipping everything else.
     pub fn chunks(&self) -> Vec<ChunkName> {
-        self.files
+        self.chunk_names().collect()
+    }
+
+    /// The valid chunk names among `files`, in order, lazily (a listener stops after its
+    /// limit), each under its content's real name: a nested content is listed in `files` under
+    /// its [`legacy_flat_name`] (`photos%2Fa.jpg_1`, for legacy listeners), and read back as
+    /// `photos/a.jpg` when `p2p.contents` has that key. Never by decoding the `%2F`: a legacy
+    /// file may be named `a%2Fb`, and stays that.
+    pub fn chunk_names(&self) -> impl Iterator<Item = ChunkName> + '_ {
+        let nested: BTreeMap<String, &str> = self
+            .p2p
             .iter()
-            .filter_map(|f| ChunkName::parse(f).ok())
-            .collect()
+            .flat_map(|ext| ext.contents.keys())
+            .filter(|name| name.contains('/'))
+            .map(|name| (legacy_flat_name(name).into_owned(), name.as_str()))
+            .collect();
+        self.files.iter().filter_map(move |f| {
+            let chunk = ChunkName::parse(f).ok()?;
+            match nested.get(chunk.content()) {
+                Some(real) => ChunkName::new(real, chunk.index()).ok(),
+                None => Some(chunk),
+            }
+        })
     }
 
     /// Splits one peer's whole announcement into datagrams of at most
     /// [`MAX_ANNOUNCE_DATAGRAM`] bytes, each a complete announcement on its own.
+    ///
+    /// `files` lists each chunk under the name legacy peers know it by
+    /// ([`ChunkName::to_legacy_string`]: a nested content's `/` written `%2F`), and
+    /// `p2p.contents` is keyed by the real name, which is how our listeners read it back
+    /// ([`Announcement::chunk_names`]).
     ///
     /// The chunks of one content stay in one datagram when they fit, and a datagram carries the
     /// `contents` entry of every content it lists. With no chunks at all, one datagram with an
@@ -241,7 +265,7 @@ impl Announcement {
         let build = |names: &[&ChunkName]| -> Announcement {
             Announcement {
                 username: username.to_owned(),
-                files: names.iter().map(|n| n.to_string()).collect(),
+                files: names.iter().map(|n| n.to_legacy_string()).collect(),
                 p2p: ext.map(|ext| AnnouncementExt {
                     contents: names
                         .iter()
@@ -576,6 +600,53 @@ mod tests {
             total += a.chunks().len();
         }
         assert_eq!(total, 5);
+    }
+
+    #[test]
+    fn nested_contents_are_flattened_for_legacy_listeners_and_read_back_by_ours() {
+        // The longest nested name, '/' every other byte.
+        let long = "a/".repeat(crate::MAX_CONTENT_NAME_BYTES / 4 - 1) + "bcde";
+        assert_eq!(legacy_flat_name(&long).len(), crate::MAX_CONTENT_NAME_BYTES);
+        let mut chunks: Vec<ChunkName> = Vec::new();
+        for name in ["photos/2024/a.jpg", "top.txt", long.as_str()] {
+            chunks.extend(ChunkName::all_of(name).unwrap());
+        }
+        let metas = metas_for(&chunks);
+        let user = "u".repeat(crate::MAX_USERNAME_BYTES);
+        let (datagrams, dropped) = Announcement::pack(&user, Some(&ext()), &chunks, &metas);
+        assert!(dropped.is_empty(), "{dropped:?}");
+        let mut seen = Vec::new();
+        let mut legacy_seen = Vec::new();
+        for bytes in &datagrams {
+            assert!(bytes.len() <= MAX_ANNOUNCE_DATAGRAM, "{} bytes", bytes.len());
+            let a = Announcement::decode(bytes).unwrap();
+            // What a legacy listener reads: plain file names only.
+            for f in &a.files {
+                assert!(!f.contains('/'), "{f}");
+            }
+            legacy_seen.extend(Announcement { p2p: None, ..a.clone() }.chunks());
+            seen.extend(a.chunks());
+        }
+        seen.sort();
+        chunks.sort();
+        assert_eq!(seen, chunks, "ours read the real names back");
+        let legacy: std::collections::BTreeSet<String> =
+            legacy_seen.iter().map(|c| c.content().to_owned()).collect();
+        assert!(legacy.contains("photos%2F2024%2Fa.jpg") && legacy.contains("top.txt"));
+    }
+
+    #[test]
+    fn a_flat_name_is_mapped_back_only_through_the_contents_of_its_datagram() {
+        let meta = manifest().meta();
+        // A legacy-style file really named a%2Fb, and a nested content c/d.
+        let ext = ext().with_content("c/d", meta).with_content("a%2Fb", meta);
+        let a = Announcement::ours("x", &["a%2Fb_1", "c%2Fd_2", "e%2Ff_3", "g/h_4"], ext);
+        let names: Vec<String> = a.chunks().iter().map(|c| c.to_string()).collect();
+        assert_eq!(names, ["a%2Fb_1", "c/d_2", "e%2Ff_3", "g/h_4"]);
+        // Hostile paths are no chunk names at all.
+        let a = Announcement::legacy("m", &["../x_1", "a/../../x_1", "/etc/x_1", "ok_1"]);
+        let names: Vec<String> = a.chunks().iter().map(|c| c.to_string()).collect();
+        assert_eq!(names, ["ok_1"]);
     }
 
     #[test]
