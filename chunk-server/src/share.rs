@@ -557,7 +557,11 @@ mod tests {
         let report = sharer.scan(&Shutdown::new());
         assert_eq!(
             report.split,
-            ["photos/2024/a.jpg", "photos/2024/summer/b c.jpg", "photos/top.txt"]
+            [
+                "photos/2024/a.jpg",
+                "photos/2024/summer/b c.jpg",
+                "photos/top.txt"
+            ]
         );
         assert_stored(&f.store, "photos/2024/a.jpg", &pattern(1000));
         assert_stored(&f.store, "photos/top.txt", b"");
@@ -565,7 +569,10 @@ mod tests {
         // A folder exclusion takes its subtree out; a file exclusion one file.
         sharer.set_list(
             vec![photos.clone()],
-            HashSet::from(["photos/2024/summer/".to_owned(), "photos/top.txt".to_owned()]),
+            HashSet::from([
+                "photos/2024/summer/".to_owned(),
+                "photos/top.txt".to_owned(),
+            ]),
         );
         let mut removed = sharer.scan(&Shutdown::new()).removed;
         removed.sort();

@@ -227,6 +227,20 @@ impl Catalog {
         Ok((matches[0], matches.len()))
     }
 
+    /// The names on offer under the folder `prefix` (ending with `/`: `photos/`), each once,
+    /// sorted: the contents `get photos/` downloads.
+    pub fn names_under(&self, prefix: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .targets
+            .iter()
+            .filter(|t| t.name.starts_with(prefix))
+            .map(|t| t.name.clone())
+            .collect();
+        // Targets are sorted by name: equal names are neighbours.
+        names.dedup();
+        names
+    }
+
     /// The name on offer that `name` is most likely a mistyping of: one that holds it (ignoring
     /// case; `report` for `report.pdf`), else the fewest edits away when they are few for its
     /// length (`reprot.pdf`). `None` when no name is that close.

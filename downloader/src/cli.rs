@@ -12,7 +12,7 @@ use cli_support::{peer_toml, GenerateFlag};
 use downloader::command::Selection;
 use downloader::fetch::{Limits, Network};
 use downloader::json::Format;
-use downloader::sync;
+use downloader::{folder, sync};
 use downloader::{Config, Feedback, ListFilter};
 use log::LevelFilter;
 use shared::peer_dir::PeerDir;
@@ -95,9 +95,10 @@ pub(crate) enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Download a file by name (or list number); prints its path when complete and verified.
+    /// Download a file by name (or list number), or a whole folder (`photos/`); prints the
+    /// path of each file when complete and verified.
     Get {
-        /// The file's name as listed, or its number in `list`.
+        /// The file's name as listed, its number in `list`, or a folder (`photos/`).
         name: String,
         /// Of several different files with this name, take the one whose SHA-256 starts so.
         #[arg(long, value_name = "PREFIX")]
@@ -184,6 +185,18 @@ impl Cmd {
             Cmd::History { json } => downloader::history(config, Format::json_if(json), out),
             Cmd::Get { name, sha256, json } => {
                 let selection = Selection::parse(&name);
+                let folder = match &sha256 {
+                    None => downloader::load_catalog(config)
+                        .ok()
+                        .and_then(|catalog| folder::folder_of(&catalog, &selection)),
+                    Some(_) => None,
+                };
+                if let Some(prefix) = folder {
+                    let got =
+                        folder::get_folder(config, &prefix, shutdown, feedback, &mut io::stderr())?;
+                    folder::print_folder_result(&got, Format::json_if(json), out)?;
+                    return got.status();
+                }
                 let sha256 = sha256.as_deref();
                 let result = downloader::get(
                     config,

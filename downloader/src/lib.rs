@@ -8,6 +8,7 @@
 //!   (`--json`); `prompt`: the interactive loop (line editor, Tab completion, history);
 //!   `wording`: what the user reads about a download.
 //! - [`peer_view`]: who is heard, and whether their chunk servers answer.
+//! - [`folder`]: `get FOLDER/`, every content under a folder path.
 //! - [`sharing`]: the commands `share`, `unshare`, `shared` (the peer folder's `shares.txt`).
 //! - [`command`]: parsing of interactive input; [`history`](mod@history): the download history;
 //!   [`format`](mod@format): sizes and rates for people.
@@ -24,6 +25,7 @@ pub mod command;
 pub mod download;
 pub mod error;
 pub mod fetch;
+pub mod folder;
 pub mod format;
 pub mod history;
 pub mod json;

@@ -3,14 +3,17 @@
 //! server watches: it hashes what was added and drops what was removed within a fraction of a
 //! second, and the announcer tells the network (a removed content is withdrawn at once).
 //!
-//! - `share PATH`: lists the file or folder (its absolute, resolved path) and lifts an
-//!   exclusion of the file's name. A path that does not exist, or that cannot be a share, is an
+//! - `share PATH`: lists the file or folder (its absolute, resolved path; a folder shares its
+//!   whole tree under its own name, `photos/2024/a.jpg`) and lifts an exclusion of the file's
+//!   content name. A path that does not exist, or that cannot be a share, is an
 //!   error and nothing is changed, for any of the paths given.
 //! - `unshare NAME|PATH`: a listed path is removed from the list. A shared content name (or
 //!   the path of a shared file) is removed from the list when its file is listed by itself;
 //!   when it is shared through a folder (`served_files/`, a `--share` folder, a listed one),
-//!   which the list cannot take apart, an exclusion `-NAME` is written instead. A name that is
-//!   not shared is an error.
+//!   which the list cannot take apart, an exclusion `-NAME` is written instead. A folder path
+//!   (`photos/`): the listed folder of that name is removed from the list, or, for a folder
+//!   inside a shared one, `-photos/` excludes its whole subtree. A name that is not shared is
+//!   an error.
 //! - `shared`: what the store holds as shared (name, size, SHA-256, path), and the files of
 //!   the listed paths and `served_files/` not hashed yet.
 
@@ -19,10 +22,11 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use shared::chunk::validate_content_name;
+use shared::chunk::validate_component;
 use shared::instance::ServerRecord;
-use shared::shares::{self, SharesList};
+use shared::shares::{self, exclusion_covers, SharesList};
 use shared::store::{ChunkStore, Origin};
+use shared::tree;
 
 use crate::actions::require_peer_dir;
 use crate::download::Config;
@@ -68,7 +72,7 @@ fn resolve_shareable(path: &Path) -> Result<PathBuf, SharingError> {
     shares::check_listable(&resolved).map_err(fail)?;
     if meta.is_file() {
         let name = resolved.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        validate_content_name(name)
+        validate_component(name)
             .map_err(|e| fail(format!("its name cannot be a content name: {e}")))?;
     } else if !meta.is_dir() {
         return Err(fail("neither a file nor a folder".into()));
@@ -125,15 +129,37 @@ impl From<io::Error> for ListError {
     }
 }
 
-/// Whether `path` is directly in a folder that is shared anyway (a listed folder, or
+/// Whether `path` is in the tree of a folder that is shared anyway (a listed folder, or
 /// `served_files/`): then the list cannot unshare it but by an exclusion.
 fn in_shared_folder(config: &Config, list: &SharesList, path: &Path) -> bool {
-    let Some(parent) = path.parent() else {
-        return false;
-    };
     let served = config.dir.default_share_dir();
     let served = std::fs::canonicalize(&served).unwrap_or(served);
-    parent == served || list.paths().iter().any(|p| p == parent)
+    let under = |folder: &Path| path != folder && path.starts_with(folder);
+    under(&served) || list.paths().iter().any(|p| under(p))
+}
+
+/// The content name of the file `path` when it is in the tree of a folder that is shared
+/// anyway: its path under `served_files/` (`2024/a.jpg`), or under a listed folder after that
+/// folder's name (`photos/2024/a.jpg`); else its file name, as when it is listed by itself.
+fn content_name_of(config: &Config, list: &SharesList, path: &Path) -> Option<String> {
+    let served = config.dir.default_share_dir();
+    let served = std::fs::canonicalize(&served).unwrap_or(served);
+    let relative = |under: &Path| -> Option<String> {
+        let rest = path.strip_prefix(under).ok()?.to_str()?;
+        (!rest.is_empty()).then(|| rest.to_owned())
+    };
+    if let Some(name) = relative(&served) {
+        return Some(name);
+    }
+    for folder in list.paths() {
+        if let (Some(rest), Some(own)) = (
+            relative(&folder),
+            folder.file_name().and_then(|n| n.to_str()),
+        ) {
+            return Some(format!("{own}/{rest}"));
+        }
+    }
+    path.file_name().and_then(|n| n.to_str()).map(str::to_owned)
 }
 
 /// Says, once, when no chunk server runs for the folder: the list is read when one starts.
@@ -167,15 +193,22 @@ pub fn share(config: &Config, paths: &[PathBuf], out: &mut dyn Write) -> Result<
         for path in &resolved {
             let name = path
                 .is_file()
-                .then(|| path.file_name().and_then(|n| n.to_str()))
+                .then(|| content_name_of(config, list, path))
                 .flatten();
-            let included = name.is_some_and(|n| list.include(n));
+            let included = name.is_some_and(|n| list.include(&n));
             changed |= included;
             if included && in_shared_folder(config, list, path) {
                 said.push(format!("sharing {} again", path.display()));
             } else if list.add_path(path) {
                 changed = true;
-                said.push(format!("sharing {}", path.display()));
+                match path.is_dir().then(|| path.file_name()).flatten() {
+                    Some(folder) => said.push(format!(
+                        "sharing {} (its whole tree, as {}/…)",
+                        path.display(),
+                        folder.to_string_lossy()
+                    )),
+                    None => said.push(format!("sharing {}", path.display())),
+                }
             } else if included {
                 said.push(format!("sharing {} again", path.display()));
             } else {
@@ -235,9 +268,9 @@ pub fn unshare(config: &Config, names: &[String], out: &mut dyn Write) -> Result
             if let Some(path) = as_path.as_ref().filter(|p| list.has_path(p)) {
                 list.remove_path(path);
                 said.push(format!("no longer sharing {}", path.display()));
-                if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
-                    if path.is_file() && in_shared_folder(config, list, path) {
-                        list.exclude(name);
+                if path.is_file() && in_shared_folder(config, list, path) {
+                    if let Some(name) = content_name_of(config, list, path) {
+                        list.exclude(&name);
                     }
                 }
                 continue;
@@ -248,6 +281,23 @@ pub fn unshare(config: &Config, names: &[String], out: &mut dyn Write) -> Result
                 .find(|(name, _)| name == arg)
                 .or_else(|| shared.iter().find(|(_, p)| Some(p) == as_path.as_ref()));
             let Some((name, path)) = found else {
+                // A folder, by its content path (`photos/`, or `photos` naming no content).
+                let folder = format!("{}/", arg.trim_end_matches('/'));
+                let listed = list.paths().into_iter().find(|p| {
+                    p.is_dir()
+                        && p.file_name().and_then(|n| n.to_str())
+                            == Some(folder.trim_end_matches('/'))
+                });
+                if let Some(path) = listed {
+                    list.remove_path(&path);
+                    said.push(format!("no longer sharing {folder} ({})", path.display()));
+                    continue;
+                }
+                if shared.iter().any(|(name, _)| name.starts_with(&folder)) {
+                    list.exclude(&folder);
+                    said.push(format!("no longer sharing anything under {folder}"));
+                    continue;
+                }
                 return Err(SharingError::NotShared(arg.clone()));
             };
             let listed_itself = list.remove_path(path);
@@ -279,39 +329,45 @@ pub struct SharedFile {
     pub hashed: bool,
 }
 
-/// The files to share of the listed paths and `served_files/` (a folder's files, not its
-/// subfolders or hidden files, as the chunk server takes them), less the excluded names.
+/// The files to share of the listed paths and `served_files/` (whole trees, by the rule the
+/// chunk server shares by: [`shared::tree`]), less the excluded names.
 fn listed_files(config: &Config, list: &SharesList) -> Vec<(String, u64, PathBuf)> {
     let excluded = list.exclusions();
-    let mut roots = vec![config.dir.default_share_dir()];
-    roots.extend(list.paths());
+    let mut roots = vec![(config.dir.default_share_dir(), false)];
+    roots.extend(list.paths().into_iter().map(|p| (p, true)));
     let mut files = Vec::new();
-    let mut take = |path: PathBuf| {
-        let Ok(meta) = std::fs::metadata(&path) else {
-            return;
-        };
-        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
-            return;
-        };
-        if meta.is_file()
-            && !name.starts_with('.')
-            && !excluded.contains(&name)
-            && validate_content_name(&name).is_ok()
-        {
-            files.push((name, meta.len(), path));
-        }
-    };
-    for root in roots {
+    for (root, under_own_name) in roots {
         let root = std::fs::canonicalize(&root).unwrap_or(root);
-        match std::fs::read_dir(&root) {
-            Ok(entries) => {
-                let mut paths: Vec<PathBuf> =
-                    entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-                paths.sort();
-                paths.into_iter().for_each(&mut take);
+        let Ok(meta) = std::fs::metadata(&root) else {
+            continue;
+        };
+        let found: Vec<(String, u64, PathBuf)> = if meta.is_dir() {
+            let prefix = root
+                .file_name()
+                .and_then(|n| n.to_str())
+                .filter(|_| under_own_name);
+            match tree::list_tree(&root, prefix) {
+                Ok(listing) => listing
+                    .files
+                    .into_iter()
+                    .map(|f| (f.name, f.meta.len(), f.path))
+                    .collect(),
+                Err(_) => Vec::new(),
             }
-            Err(_) => take(root),
-        }
+        } else {
+            let name = root.file_name().and_then(|n| n.to_str()).map(str::to_owned);
+            match name {
+                Some(name) if !name.starts_with('.') && validate_component(&name).is_ok() => {
+                    vec![(name, meta.len(), root.clone())]
+                }
+                _ => Vec::new(),
+            }
+        };
+        files.extend(
+            found
+                .into_iter()
+                .filter(|(name, _, _)| !excluded.iter().any(|e| exclusion_covers(e, name))),
+        );
     }
     files
 }

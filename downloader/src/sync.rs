@@ -169,7 +169,14 @@ fn put_in_place(
                 None => Digest::of_reader(io::BufReader::new(File::open(&dest)?))?.0,
             };
             let keep = previous_path(&downloads, &subscription.name, old);
-            fs::create_dir_all(keep.parent().unwrap_or(&downloads))?;
+            // A nested name keeps its folders there too (`.previous/photos/2024/`), made
+            // without following any link planted in `downloads/`.
+            let folder = Path::new(".previous").join(&subscription.name);
+            let folder = folder
+                .parent()
+                .and_then(Path::to_str)
+                .unwrap_or(".previous");
+            crate::download::create_folders_within(&downloads, folder).map_err(io::Error::other)?;
             match fs::hard_link(&dest, &keep) {
                 Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
                 _ => {}

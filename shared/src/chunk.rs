@@ -493,7 +493,13 @@ mod tests {
         for (name, why) in refused {
             assert_eq!(validate_content_name(name), Err(why), "{name:?}");
         }
-        for control in ["a/b\nc", "a\0/b", "a/\u{1b}[31m", "dir\u{202e}/x", "a/\u{7f}"] {
+        for control in [
+            "a/b\nc",
+            "a\0/b",
+            "a/\u{1b}[31m",
+            "dir\u{202e}/x",
+            "a/\u{7f}",
+        ] {
             assert!(
                 matches!(validate_content_name(control), Err(NameError::Unsafe(_))),
                 "{control:?}"
@@ -543,7 +549,10 @@ mod tests {
     #[test]
     fn legacy_peers_see_nested_names_flattened() {
         assert_eq!(legacy_flat_name("a.jpg"), "a.jpg");
-        assert_eq!(legacy_flat_name("photos/2024/a.jpg"), "photos%2F2024%2Fa.jpg");
+        assert_eq!(
+            legacy_flat_name("photos/2024/a.jpg"),
+            "photos%2F2024%2Fa.jpg"
+        );
         let flat = legacy_flat_name("photos/2024/a.jpg");
         assert_eq!(validate_component(&flat), Ok(()), "a plain file name");
         let chunk = ChunkName::new("photos/2024/a.jpg", 3).unwrap();
@@ -560,7 +569,10 @@ mod tests {
         assert!(!is_legacy_ambiguous("a%2Fb") && !is_legacy_ambiguous("a/b"));
         let parsed = ChunkName::parse("photos/2024/a.jpg_3").unwrap();
         assert_eq!(parsed.content(), "photos/2024/a.jpg");
-        assert_eq!(ChunkName::parse("top.txt_1").unwrap().to_legacy_string(), "top.txt_1");
+        assert_eq!(
+            ChunkName::parse("top.txt_1").unwrap().to_legacy_string(),
+            "top.txt_1"
+        );
         for hostile in ["../x_1", "a/../../x_2", "/etc/x_3", "a//b_4", "a/_5"] {
             assert!(ChunkName::parse(hostile).is_err(), "{hostile:?}");
         }

@@ -75,6 +75,12 @@ fn chunk_of_file_name(file_name: &str) -> Option<ChunkName> {
     ChunkName::parse(&content_of_stem(file_name)).ok()
 }
 
+/// Where a complete `chunk` lives in the folder `dir` (the store, or a download's private
+/// folder): `<`[`file_stem`]`>_<index>`, never in a subfolder.
+pub fn chunk_path_in(dir: &Path, chunk: &ChunkName) -> PathBuf {
+    dir.join(chunk_file_name(chunk))
+}
+
 /// Where `chunk` is received in the folder `dir` (the store's `.incoming/`, or a download's
 /// private folder): `<chunk>.part`, renamed to the chunk's name once complete and checked.
 pub fn part_path_in(dir: &Path, chunk: &ChunkName) -> PathBuf {
@@ -268,7 +274,7 @@ impl ChunkStore {
 
     /// Where a complete chunk lives.
     pub fn chunk_path(&self, name: &ChunkName) -> PathBuf {
-        self.root.join(chunk_file_name(name))
+        chunk_path_in(&self.root, name)
     }
 
     /// Where a chunk is received before it is checked and renamed to [`Self::chunk_path`].
@@ -325,11 +331,7 @@ impl ChunkStore {
             if !entry.file_type().is_ok_and(|t| t.is_file()) {
                 continue;
             }
-            if let Some(name) = entry
-                .file_name()
-                .to_str()
-                .and_then(chunk_of_file_name)
-            {
+            if let Some(name) = entry.file_name().to_str().and_then(chunk_of_file_name) {
                 chunks.push(name);
             }
         }
@@ -839,14 +841,24 @@ mod tests {
         store.save_manifest(&manifest("photos")).unwrap();
         assert_eq!(store.list_chunks().unwrap(), [chunk.clone()]);
         assert_eq!(store.chunks_of(name).to_string(), "-2---");
-        let names: Vec<String> = store.manifests().into_iter().map(|m| m.manifest.name).collect();
+        let names: Vec<String> = store
+            .manifests()
+            .into_iter()
+            .map(|m| m.manifest.name)
+            .collect();
         assert_eq!(names, ["photos", name]);
         let leftover = |path: PathBuf| {
             let file = path.file_name().unwrap().to_str().unwrap().to_owned();
             Leftover::of(&file, name)
         };
-        assert_eq!(leftover(store.assembly_path(name)), Some(Leftover::Assembly));
-        assert_eq!(leftover(store.private_dir(name)), Some(Leftover::PrivateDir));
+        assert_eq!(
+            leftover(store.assembly_path(name)),
+            Some(Leftover::Assembly)
+        );
+        assert_eq!(
+            leftover(store.private_dir(name)),
+            Some(Leftover::PrivateDir)
+        );
         assert_eq!(
             leftover(copy_part_path_in(&incoming, &chunk, 3)),
             Some(Leftover::EndgameCopy)

@@ -234,7 +234,11 @@ mod tests {
         let secret = dir.path().join("secret.txt");
         fs::write(&secret, b"secret").unwrap();
         symlink(&secret, photos.join("outside.txt")).unwrap();
-        symlink(photos.join("top.txt"), photos.join("2024").join("inside.txt")).unwrap();
+        symlink(
+            photos.join("top.txt"),
+            photos.join("2024").join("inside.txt"),
+        )
+        .unwrap();
         symlink(&photos, photos.join("loop")).unwrap();
         symlink(dir.path().join("nowhere"), photos.join("dangling")).unwrap();
 
@@ -276,7 +280,10 @@ mod tests {
         assert_eq!(names(&listing), ["a%2Fb"], "a top-level name is its own");
         let reasons: Vec<String> = listing.skipped.iter().map(|s| s.to_string()).collect();
         assert_eq!(listing.skipped.len(), 3, "{reasons:?}");
-        assert!(listing.skipped.iter().any(|s| matches!(s, Skip::TooDeep(_))));
+        assert!(listing
+            .skipped
+            .iter()
+            .any(|s| matches!(s, Skip::TooDeep(_))));
         // The deepest folder allowed is still listed.
         let mut ok = dir.path().join("ok");
         for _ in 1..MAX_SHARE_DEPTH {

@@ -78,9 +78,9 @@ fn already_placed(
         return Ok(None);
     };
     let downloads = std::path::absolute(downloads).map_err(io_error("read", downloads))?;
-    if file.path.parent() != Some(downloads.as_path())
-        || !store.chunk_files_of(&target.name).is_empty()
-    {
+    // A nested content is in its folder under `downloads/` (`downloads/photos/2024/`).
+    let folder = downloads.join(&target.name);
+    if file.path.parent() != folder.parent() || !store.chunk_files_of(&target.name).is_empty() {
         return Ok(None);
     }
     let Ok(reader) = file.open_range(0, file.size) else {
@@ -90,13 +90,50 @@ fn already_placed(
     Ok((digest == expected && size == file.size).then_some((file.path, size, digest, true)))
 }
 
-/// `downloads/<name>`, or `downloads/<stem> (n).<ext>` when a different file has that name.
-/// The flag says an identical file is already there.
+/// Creates the folders of the relative path `folder` (`/`-separated components of a valid
+/// content name) under `base`, and returns the deepest. Refuses to go through anything but a
+/// real folder: a symbolic link planted in `downloads/` (`photos -> /etc`) must not redirect
+/// where a download is written.
+///
+/// # Errors
+/// When a component exists and is not a folder (a link to one included), or cannot be created.
+pub(crate) fn create_folders_within(base: &Path, folder: &str) -> Result<PathBuf, DownloadError> {
+    let mut dir = base.to_owned();
+    for component in folder.split('/').filter(|c| !c.is_empty()) {
+        dir.push(component);
+        match fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(io_error("create", &dir)(io::Error::other(
+                    "refusing to write through it: not a folder (a symbolic link, or a file)",
+                )))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    // Created meanwhile by another download of the same folder: check it again.
+                    if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                        return Err(io_error("create", &dir)(e));
+                    }
+                }
+                Err(e) => return Err(io_error("create", &dir)(e)),
+            },
+            Err(e) => return Err(io_error("read", &dir)(e)),
+        }
+    }
+    Ok(dir)
+}
+
+/// `downloads/<name>`, or `downloads/<stem> (n).<ext>` when a different file has that name. A
+/// nested content goes to its folder, created as needed ([`create_folders_within`]):
+/// `downloads/photos/2024/a.jpg`. The flag says an identical file is already there.
 fn destination(
     downloads: &Path,
     name: &str,
     digest: Digest,
 ) -> Result<(PathBuf, bool), DownloadError> {
+    let (folder, name) = name.rsplit_once('/').unwrap_or(("", name));
+    let downloads = &create_folders_within(downloads, folder)?;
     let (stem, ext) = match name.rsplit_once('.') {
         Some((stem, ext)) if !stem.is_empty() => (stem, Some(ext)),
         _ => (name, None),
@@ -176,5 +213,37 @@ mod tests {
         fs::write(dir.path().join("ece"), b"x").unwrap();
         let (p, _) = destination(dir.path(), "ece", d).unwrap();
         assert_eq!(p.file_name().unwrap(), "ece (1)");
+    }
+
+    #[test]
+    fn a_nested_content_gets_its_folders_and_keeps_its_structure() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Digest::of(b"x");
+        let (p, same) = destination(dir.path(), "photos/2024/a b.jpg", d).unwrap();
+        assert_eq!(p, dir.path().join("photos/2024/a b.jpg"));
+        assert!(!same && dir.path().join("photos/2024").is_dir());
+        fs::write(&p, b"other").unwrap();
+        let (p, _) = destination(dir.path(), "photos/2024/a b.jpg", d).unwrap();
+        assert_eq!(p, dir.path().join("photos/2024/a b (1).jpg"));
+        // A dot in a folder's name is not an extension.
+        let (p, _) = destination(dir.path(), "v1.2/readme", d).unwrap();
+        assert_eq!(p, dir.path().join("v1.2/readme"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_planted_in_downloads_never_redirects_a_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let downloads = dir.path().join("downloads");
+        let elsewhere = dir.path().join("elsewhere");
+        fs::create_dir_all(&downloads).unwrap();
+        fs::create_dir_all(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, downloads.join("photos")).unwrap();
+        fs::write(downloads.join("file"), b"x").unwrap();
+        let d = Digest::of(b"x");
+        assert!(destination(&downloads, "photos/a.jpg", d).is_err());
+        assert!(destination(&downloads, "photos/2024/a.jpg", d).is_err());
+        assert!(destination(&downloads, "file/a.jpg", d).is_err());
+        assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
     }
 }

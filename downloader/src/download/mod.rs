@@ -26,6 +26,7 @@ use shared::chunk::ChunkName;
 use shared::shutdown::Shutdown;
 use shared::store::ChunkStore;
 
+pub(crate) use assemble::create_folders_within;
 pub use config::Config;
 pub use error::DownloadError;
 pub use progress::{DownloadedFile, Progress, Transfer};

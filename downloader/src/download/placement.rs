@@ -17,8 +17,8 @@ use shared::chunk::ChunkName;
 use shared::digest::Digest;
 use shared::protocol::Manifest;
 use shared::store::{
-    copy_part_path_in, part_path_in, remove_if_exists, ChunkStore, InPlace, Origin, PlacedFile,
-    StoredManifest,
+    chunk_path_in, copy_part_path_in, part_path_in, remove_if_exists, ChunkStore, InPlace, Origin,
+    PlacedFile, StoredManifest,
 };
 use shared::CHUNKS_PER_FILE;
 
@@ -102,7 +102,7 @@ impl Placement {
     pub(super) fn chunk_path(&self, store: &ChunkStore, chunk: &ChunkName) -> PathBuf {
         match self {
             Placement::Store => store.chunk_path(chunk),
-            Placement::Private(dir) => dir.join(chunk.to_string()),
+            Placement::Private(dir) => chunk_path_in(dir, chunk),
         }
     }
 

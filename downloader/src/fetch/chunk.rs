@@ -342,7 +342,7 @@ fn fetch_legacy(
     part: &Path,
 ) -> Result<Fetched, FetchError> {
     conn.write_request(&Request::LegacyChunk {
-        filename: job.chunk.to_string(),
+        filename: job.chunk.to_legacy_string(),
     })
     .map_err(FetchError::Send)?;
     if let Err(e) = conn.read_body_to_end(net.legacy_end, &mut out, &mut |_| {}) {

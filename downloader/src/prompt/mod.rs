@@ -155,6 +155,21 @@ pub fn interactive(
                     },
                     name => (name, None),
                 };
+                if let Some(prefix) = sha
+                    .is_none()
+                    .then(|| crate::folder::folder_of(&catalog, &selection))
+                    .flatten()
+                {
+                    match crate::folder::get_folder(config, &prefix, shutdown, feedback, out) {
+                        Ok(got) if got.status().is_err_and(|e| e.is_cancelled()) => {
+                            write_out(out, "Download cancelled.\n")?;
+                            return Ok(());
+                        }
+                        Ok(_) => {}
+                        Err(e) => write_line(out, &e.to_string())?,
+                    }
+                    continue;
+                }
                 match get(config, &selection, sha.as_deref(), shutdown, feedback, out) {
                     Ok(_) => {}
                     // The failure summary said it all.

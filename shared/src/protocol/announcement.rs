@@ -618,13 +618,23 @@ mod tests {
         let mut seen = Vec::new();
         let mut legacy_seen = Vec::new();
         for bytes in &datagrams {
-            assert!(bytes.len() <= MAX_ANNOUNCE_DATAGRAM, "{} bytes", bytes.len());
+            assert!(
+                bytes.len() <= MAX_ANNOUNCE_DATAGRAM,
+                "{} bytes",
+                bytes.len()
+            );
             let a = Announcement::decode(bytes).unwrap();
             // What a legacy listener reads: plain file names only.
             for f in &a.files {
                 assert!(!f.contains('/'), "{f}");
             }
-            legacy_seen.extend(Announcement { p2p: None, ..a.clone() }.chunks());
+            legacy_seen.extend(
+                Announcement {
+                    p2p: None,
+                    ..a.clone()
+                }
+                .chunks(),
+            );
             seen.extend(a.chunks());
         }
         seen.sort();
