@@ -839,7 +839,7 @@ mod tests {
         store.save_manifest(&manifest(name)).unwrap();
         // A top-level content of a similar name is another content.
         store.save_manifest(&manifest("photos")).unwrap();
-        assert_eq!(store.list_chunks().unwrap(), [chunk.clone()]);
+        assert_eq!(store.list_chunks().unwrap(), std::slice::from_ref(&chunk));
         assert_eq!(store.chunks_of(name).to_string(), "-2---");
         let names: Vec<String> = store
             .manifests()
