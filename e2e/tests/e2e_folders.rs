@@ -95,6 +95,34 @@ fn a_shared_folder_tree_is_downloaded_whole_and_byte_identical() {
         "one warning for the link out of the share, not one per scan:\n{server_log}"
     );
 
+    // At the prompt, a subfolder: only what is under it.
+    let mut prompt = b.spawn_downloader_on_terminal(&[]);
+    let screen = |what: &str, cond: &dyn Fn(&str) -> bool, prompt: &RunningDownloader| {
+        net.wait_until(Duration::from_secs(30), what, || {
+            let screen = prompt.stdout_so_far();
+            cond(&screen).then_some(()).ok_or(screen)
+        })
+    };
+    screen("the prompt waits for a line", &|s| s.contains("> "), &prompt);
+    prompt.type_keys("get photos/2024/summer/\r");
+    screen(
+        "the subfolder is downloaded",
+        &|s| s.contains("Folder photos/2024/summer/: 3 of 3 files"),
+        &prompt,
+    );
+    prompt.type_keys("quit\r");
+    let out = prompt.wait(Duration::from_secs(60));
+    assert_success(&out, "get photos/2024/summer/ at the prompt");
+    let summer: Vec<&String> = expected
+        .keys()
+        .filter(|n| n.starts_with("photos/2024/summer/"))
+        .collect();
+    assert_eq!(summer.len(), 3);
+    for name in &summer {
+        assert_same_file(&expected[*name].0, &b.downloads_dir().join(name));
+    }
+    assert_eq!(files_under(&b.downloads_dir()).len(), 3, "only the subfolder");
+
     // `get photos/`: every file, each verified, its structure kept.
     let out = b.downloader(&["get", "photos/"]);
     assert_success(&out, "downloader get photos/");
