@@ -103,7 +103,11 @@ fn a_shared_folder_tree_is_downloaded_whole_and_byte_identical() {
             cond(&screen).then_some(()).ok_or(screen)
         })
     };
-    screen("the prompt waits for a line", &|s| s.contains("> "), &prompt);
+    screen(
+        "the prompt waits for a line",
+        &|s| s.contains("> "),
+        &prompt,
+    );
     prompt.type_keys("get photos/2024/summer/\r");
     screen(
         "the subfolder is downloaded",
@@ -121,7 +125,11 @@ fn a_shared_folder_tree_is_downloaded_whole_and_byte_identical() {
     for name in &summer {
         assert_same_file(&expected[*name].0, &b.downloads_dir().join(name));
     }
-    assert_eq!(files_under(&b.downloads_dir()).len(), 3, "only the subfolder");
+    assert_eq!(
+        files_under(&b.downloads_dir()).len(),
+        3,
+        "only the subfolder"
+    );
 
     // `get photos/`: every file, each verified, its structure kept.
     let out = b.downloader(&["get", "photos/"]);

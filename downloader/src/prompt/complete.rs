@@ -24,7 +24,8 @@ use crate::command::WORDS;
 pub(crate) type Names = Arc<Mutex<Vec<String>>>;
 
 /// The names of `catalog` that can be typed: each once, and none that holds a character a
-/// terminal would obey (those are picked by number, as the listing shows them escaped).
+/// terminal would obey (those are picked by number, as the listing shows them escaped); and
+/// the folders of nested names (`photos/`, `photos/2024/`), which `get` takes whole.
 pub(crate) fn names_of(catalog: &Catalog) -> Vec<String> {
     let mut names: Vec<String> = catalog
         .targets
@@ -32,6 +33,12 @@ pub(crate) fn names_of(catalog: &Catalog) -> Vec<String> {
         .map(|t| t.name.clone())
         .filter(|name| matches!(terminal_safe(name), Cow::Borrowed(_)))
         .collect();
+    let folders: Vec<String> = names
+        .iter()
+        .flat_map(|name| name.match_indices('/').map(|(i, _)| name[..=i].to_owned()))
+        .collect();
+    names.extend(folders);
+    names.sort();
     names.dedup();
     names
 }
@@ -183,6 +190,40 @@ mod tests {
         );
         // Only what is left of the cursor counts.
         assert_eq!(candidates("get repXYZ", 7, &names()).1.len(), 2);
+    }
+
+    #[test]
+    fn folders_of_nested_names_complete_too() {
+        let mut c = Catalog::default();
+        for name in ["notes.txt", "photos/2024/a.jpg", "photos/2024/b.jpg"] {
+            c.targets.push(crate::catalog::Target {
+                name: name.into(),
+                sha256: None,
+                size: None,
+                holders: Vec::new(),
+            });
+        }
+        let names = names_of(&c);
+        assert_eq!(
+            names,
+            [
+                "notes.txt",
+                "photos/",
+                "photos/2024/",
+                "photos/2024/a.jpg",
+                "photos/2024/b.jpg"
+            ]
+        );
+        let (_, offered) = candidates("get pho", 7, &names);
+        assert_eq!(
+            offered,
+            [
+                "photos/",
+                "photos/2024/",
+                "photos/2024/a.jpg",
+                "photos/2024/b.jpg"
+            ]
+        );
     }
 
     #[test]
