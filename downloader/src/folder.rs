@@ -161,7 +161,17 @@ pub struct FolderResult {
     /// How many contents failed.
     pub failed: usize,
     /// Each content's result: a `get --json` success or failure object.
-    pub files: Vec<serde_json::Value>,
+    pub files: Vec<FileResult>,
+}
+
+/// One content's result in a [`FolderResult`]: what `get NAME --json` prints for it.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum FileResult {
+    /// Downloaded (or already there).
+    Done(GetSuccess),
+    /// Not downloaded.
+    Failed(GetFailure),
 }
 
 /// What `downloader get FOLDER/` prints on stdout: the path of each file downloaded, one per
@@ -189,11 +199,10 @@ pub fn print_folder_result(
                 .results
                 .iter()
                 .map(|(name, result)| match result {
-                    Ok(done) => serde_json::to_value(GetSuccess::new(&done.name, &done.file)),
-                    Err(e) => serde_json::to_value(GetFailure::new(name, e)),
+                    Ok(done) => FileResult::Done(GetSuccess::new(&done.name, &done.file)),
+                    Err(e) => FileResult::Failed(GetFailure::new(name, e)),
                 })
-                .collect::<Result<Vec<_>, _>>()
-                .unwrap_or_default();
+                .collect();
             json::write_json(
                 out,
                 &FolderResult {

@@ -168,6 +168,10 @@ fn a_shared_folder_tree_is_downloaded_whole_and_byte_identical() {
     // Again, with --json: each file already there, nothing fetched, exit 0.
     let out = b.downloader(&["get", "photos", "--json"]);
     assert_success(&out, "downloader get photos --json");
+    println!(
+        "get photos --json: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let result: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON: {e}\n{}", describe_output(&out)));
     assert_eq!(result["ok"], true);
