@@ -420,3 +420,48 @@ fn a_holder_claiming_a_huge_chunk_of_an_unverified_content_is_refused_before_its
         "{stored} bytes written from the huge holder"
     );
 }
+
+#[test]
+fn a_nested_content_resumes_lands_in_its_folders_and_is_served_in_place() {
+    let name = "photos/2024/r b.bin";
+    let bytes = data(100_000);
+    let a = start_holder(name, bytes.clone(), Behaviour::Honest);
+    let dir = tempfile::tempdir().unwrap();
+    let t = target(name, &bytes, &[("alice", &a)]);
+    // An earlier run got the manifest and the first 7000 bytes of chunk 2, then died: what it
+    // left under temp/ (flat names, '/' written '\') is found and continued.
+    let store = ChunkStore::open(dir.path().join("temp")).unwrap();
+    store
+        .save_manifest(&shared::store::StoredManifest {
+            manifest: manifest_of(name, &bytes),
+            origin: shared::store::Origin::Downloaded {
+                verified: true,
+                file: None,
+            },
+        })
+        .unwrap();
+    let chunk2 = ChunkName::new(name, 2).unwrap();
+    let r = chunk_ranges(bytes.len() as u64)[1];
+    let part = store.incoming_path(&chunk2);
+    assert_eq!(part.parent(), Some(store.incoming_dir().as_path()));
+    std::fs::write(&part, &bytes[r.start as usize..r.start as usize + 7000]).unwrap();
+    let outcome =
+        download::download(&config(dir.path()), &t, &Shutdown::new(), &mut |_| {}).unwrap();
+    assert_eq!(
+        outcome.path,
+        dir.path().join("downloads/photos/2024/r b.bin")
+    );
+    assert_eq!(std::fs::read(&outcome.path).unwrap(), bytes);
+    assert_eq!(
+        a.bytes_sent(),
+        bytes.len() - 7000,
+        "resumed, not fetched again"
+    );
+    // Served on from downloads/, in place: no chunk file left in temp/.
+    assert!(store.chunks_of(name).is_complete());
+    assert!(store.chunk_files_of(name).is_empty());
+    let second =
+        download::download(&config(dir.path()), &t, &Shutdown::new(), &mut |_| {}).unwrap();
+    assert!(second.already_present);
+    assert_eq!(second.path, outcome.path);
+}
