@@ -204,6 +204,57 @@ fn a_shared_folder_tree_is_downloaded_whole_and_byte_identical() {
 }
 
 #[test]
+fn a_link_planted_in_downloads_fails_the_folder_and_nothing_is_written_through_it() {
+    let net = TestNet::new(Duration::from_secs(180));
+    let a = net.peer("a");
+    let b = net.peer("b");
+    let home = net.folder("home");
+    let (photos, expected) = build_tree(&home);
+    assert_success(
+        &a.downloader(&["share", photos.to_str().unwrap()]),
+        "downloader share photos",
+    );
+    a.start_chunk_server(&[], &[]);
+    a.start_announcer("alice", ANNOUNCE_INTERVAL_SECS);
+    b.start_listener(&[]);
+    for (name, (_, digest)) in &expected {
+        net.wait_for_entry(&b, &a, "alice", name, *digest);
+    }
+    // Someone with access to b's folder planted downloads/photos/2024 -> elsewhere.
+    let elsewhere = net.folder("elsewhere");
+    fs::create_dir_all(b.downloads_dir().join("photos")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, b.downloads_dir().join("photos/2024")).unwrap();
+
+    let out = b.downloader(&["get", "photos/"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe_output(&out));
+    let under_2024 = expected
+        .keys()
+        .filter(|n| n.starts_with("photos/2024/"))
+        .count();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "Folder photos/: {} of {} files downloaded and verified",
+            expected.len() - under_2024,
+            expected.len()
+        )) && stderr.contains(&format!("{under_2024} failed")),
+        "{}",
+        describe_output(&out)
+    );
+    assert!(stderr.contains("refusing to write through it"), "{stderr}");
+    assert!(
+        files_under(&elsewhere).is_empty(),
+        "written through the link: {:?}",
+        files_under(&elsewhere)
+    );
+    // The files outside the planted link did arrive, verified.
+    assert_same_file(
+        &expected["photos/top.txt"].0,
+        &b.downloads_dir().join("photos/top.txt"),
+    );
+}
+
+#[test]
 fn unshare_of_a_folder_or_one_file_in_it_withdraws_them() {
     let net = TestNet::new(Duration::from_secs(180));
     let a = net.peer("a");
