@@ -195,7 +195,16 @@ pub fn share(config: &Config, paths: &[PathBuf], out: &mut dyn Write) -> Result<
                 .is_file()
                 .then(|| content_name_of(config, list, path))
                 .flatten();
-            let included = name.is_some_and(|n| list.include(&n));
+            let mut included = name.is_some_and(|n| list.include(&n));
+            if path.is_dir() {
+                // A folder excluded whole (`-photos/`), where it is in a shared tree or by the
+                // name it is shared under, is shared again.
+                let own = path.file_name().and_then(|n| n.to_str());
+                let names = [content_name_of(config, list, path), own.map(str::to_owned)];
+                for folder in names.into_iter().flatten() {
+                    included |= list.include(&format!("{folder}/"));
+                }
+            }
             changed |= included;
             if included && in_shared_folder(config, list, path) {
                 said.push(format!("sharing {} again", path.display()));
@@ -511,5 +520,60 @@ mod tests {
         assert_eq!(shared_files(&config).unwrap().len(), 1);
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("a.txt is already shared"), "{text}");
+    }
+
+    #[test]
+    fn folders_share_their_tree_and_unshare_by_file_or_folder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        let config = config(&root);
+        let served = root.join("served_files");
+        std::fs::create_dir_all(served.join("sub")).unwrap();
+        std::fs::write(served.join("sub").join("x.txt"), b"x").unwrap();
+        let photos = root.join("photos");
+        std::fs::create_dir_all(photos.join("2024")).unwrap();
+        std::fs::write(photos.join("2024").join("a.jpg"), b"a").unwrap();
+        std::fs::write(photos.join("b.jpg"), b"b").unwrap();
+        let names = |config: &Config| -> Vec<String> {
+            shared_files(config)
+                .unwrap()
+                .into_iter()
+                .map(|f| f.name)
+                .collect()
+        };
+        let mut out = Vec::new();
+        assert_eq!(names(&config), ["sub/x.txt"]);
+
+        share(&config, std::slice::from_ref(&photos), &mut out).unwrap();
+        assert_eq!(
+            names(&config),
+            ["photos/2024/a.jpg", "photos/b.jpg", "sub/x.txt"]
+        );
+        // One file of a listed folder: excluded by its content name.
+        unshare(&config, &["photos/2024/a.jpg".into()], &mut out).unwrap();
+        assert_eq!(names(&config), ["photos/b.jpg", "sub/x.txt"]);
+        // Shared again by its path: the exclusion goes, nothing else is listed.
+        share(&config, &[photos.join("2024").join("a.jpg")], &mut out).unwrap();
+        let list = shares::load(&config.dir).unwrap();
+        assert!(list.exclusions().is_empty(), "{:?}", list.exclusions());
+        assert_eq!(list.paths(), std::slice::from_ref(&photos));
+        // The listed folder, by its content path: its line goes.
+        unshare(&config, &["photos/".into()], &mut out).unwrap();
+        assert!(shares::load(&config.dir).unwrap().paths().is_empty());
+        assert_eq!(names(&config), ["sub/x.txt"]);
+        // A folder inside served_files/: excluded whole, then shared again.
+        unshare(&config, &["sub".into()], &mut out).unwrap();
+        assert_eq!(shares::load(&config.dir).unwrap().exclusions(), ["sub/"]);
+        assert!(names(&config).is_empty());
+        share(&config, &[served.join("sub")], &mut out).unwrap();
+        let list = shares::load(&config.dir).unwrap();
+        assert!(list.exclusions().is_empty() && list.paths().is_empty());
+        assert_eq!(names(&config), ["sub/x.txt"]);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("its whole tree, as photos/"), "{text}");
+        assert!(
+            text.contains("no longer sharing anything under sub/"),
+            "{text}"
+        );
     }
 }
