@@ -201,6 +201,25 @@ fn a_shared_folder_tree_is_downloaded_whole_and_byte_identical() {
         0,
         "the secret must not be served"
     );
+
+    // bob passes the tree on, from downloads/photos/… in place: with alice's chunk server
+    // stopped, carol gets a subfolder from him.
+    a.stop(Program::ChunkServer);
+    b.start_chunk_server(&[], &[]);
+    b.start_announcer("bob", ANNOUNCE_INTERVAL_SECS);
+    let c = net.peer("c");
+    c.start_listener(&[]);
+    for (name, (_, digest)) in &expected {
+        net.wait_for_entry(&c, &b, "bob", name, *digest);
+    }
+    let out = c.downloader(&["get", "photos/2024/"]);
+    assert_success(&out, "carol: get photos/2024/ from bob");
+    for (name, (original, _)) in expected
+        .iter()
+        .filter(|(n, _)| n.starts_with("photos/2024/"))
+    {
+        assert_same_file(original, &c.downloads_dir().join(name));
+    }
 }
 
 #[test]
