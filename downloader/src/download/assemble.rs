@@ -100,6 +100,13 @@ fn already_placed(
 pub(crate) fn create_folders_within(base: &Path, folder: &str) -> Result<PathBuf, DownloadError> {
     let mut dir = base.to_owned();
     for component in folder.split('/').filter(|c| !c.is_empty()) {
+        // Content names are checked long before (`validate_content_name`); this is the last
+        // line of defence before the disk.
+        if component == "." || component == ".." || component.contains('\\') {
+            return Err(io_error("create", &dir)(io::Error::other(format!(
+                "refusing the folder name {component:?}"
+            ))));
+        }
         dir.push(component);
         match fs::symlink_metadata(&dir) {
             Ok(meta) if meta.is_dir() => {}
@@ -244,6 +251,8 @@ mod tests {
         assert!(destination(&downloads, "photos/a.jpg", d).is_err());
         assert!(destination(&downloads, "photos/2024/a.jpg", d).is_err());
         assert!(destination(&downloads, "file/a.jpg", d).is_err());
+        assert!(destination(&downloads, "../a.jpg", d).is_err());
+        assert!(destination(&downloads, "x/../../a.jpg", d).is_err());
         assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
     }
 }
