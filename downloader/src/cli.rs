@@ -138,13 +138,13 @@ pub(crate) enum Cmd {
     Sync,
     /// Share files or folders now (added to DIR/shares.txt, which the chunk server watches).
     Share {
-        /// Files or folders (a folder: its files) to share.
+        /// Files or folders to share (a folder: its whole tree, under the folder's name).
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
     /// Stop sharing a content, by its name or path (removed from DIR/shares.txt, or excluded).
     Unshare {
-        /// Content names as `shared` lists them, or paths that were shared.
+        /// Content names as `shared` lists them, folders (`photos/`), or paths that were shared.
         #[arg(required = true, value_name = "NAME")]
         names: Vec<String>,
     },
