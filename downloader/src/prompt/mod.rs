@@ -239,6 +239,7 @@ const HELP: &str = "\
   <number>      download the item with that number in the last listing
   <name>        download the file with that name (also: get <name>); case is ignored
                 when no name matches exactly
+  get FOLDER/   download every file under a folder (photos/), keeping its structure
   list, Enter   refresh the listing from tags.txt
   find PATTERN  the files whose name (or folder path) holds PATTERN, or matches it as a
                 glob (*.txt, photos/*), with who holds them and where
@@ -248,8 +249,8 @@ const HELP: &str = "\
   subscribe NAME [--from USER]
                 follow a file: new versions replace downloads/NAME while the prompt
                 (or `downloader sync`) runs; unsubscribe NAME, subscriptions
-  share PATH    share a file or folder now (the rest of the line is the path)
-  unshare NAME  stop sharing a content (its name, or the path shared)
+  share PATH    share a file or folder (its whole tree) now (the rest of the line is the path)
+  unshare NAME  stop sharing a content (its name, a folder photos/, or the path shared)
   shared        show what this peer shares
   quit          leave (also Ctrl-C, Ctrl-D or end of input)
 At a terminal: Tab completes commands and names, Up/Down recall earlier lines (kept in
