@@ -371,3 +371,41 @@ fn io_error(path: &Path, source: io::Error) -> Error {
         source,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::peer_dir::PeerDir;
+
+    #[test]
+    fn a_nested_update_keeps_the_old_version_in_its_folder_under_previous() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = Config {
+            dir: PeerDir::new(tmp.path()),
+            ..Config::default()
+        };
+        let folder = config.dir.downloads().join("photos").join("2024");
+        fs::create_dir_all(&folder).unwrap();
+        fs::create_dir_all(tmp.path().join(".run")).unwrap();
+        let (old, new) = (b"old version".as_slice(), b"new version".as_slice());
+        fs::write(folder.join("a.jpg"), old).unwrap();
+        let fetched = folder.join("a (1).jpg");
+        fs::write(&fetched, new).unwrap();
+        let mut subscription = Subscription::new("photos/2024/a.jpg", None);
+        subscription.current = Some(Digest::of(old));
+        let updated = put_in_place(&config, &subscription, Digest::of(new), &fetched).unwrap();
+        assert_eq!(updated.path, folder.join("a.jpg"));
+        assert_eq!(fs::read(&updated.path).unwrap(), new);
+        let kept = updated.kept.unwrap();
+        assert_eq!(
+            kept,
+            previous_path(
+                &config.dir.downloads(),
+                "photos/2024/a.jpg",
+                Digest::of(old)
+            )
+        );
+        assert!(kept.starts_with(config.dir.downloads().join(".previous/photos/2024")));
+        assert_eq!(fs::read(&kept).unwrap(), old);
+    }
+}
