@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use shared::digest::Digest;
 use shared::protocol::{Announcement, AnnouncementExt, ContentMeta};
-use testkit::legacy::legacy_download;
+use testkit::legacy::{legacy_download, legacy_listen_once};
 use testkit::prelude::*;
 
 /// The tree alice shares: content name under `photos/` → (size, seed). Four levels deep, an
@@ -88,6 +88,20 @@ fn a_shared_folder_tree_is_downloaded_whole_and_byte_identical() {
         expected.len(),
         "exactly the tree, no link out, no hidden file, no folder: {listed:?}"
     );
+    // What a legacy listener hears: plain file names, the tree flattened, every datagram
+    // under 1024 bytes and valid JSON (legacy_listen_once checks both).
+    let heard = legacy_listen_once(net.udp_port(), Duration::from_millis(2500));
+    let files: Vec<String> = heard
+        .iter()
+        .filter(|h| h.json["username"] == "alice")
+        .flat_map(|h| h.json["files"].as_array().cloned().unwrap_or_default())
+        .filter_map(|f| f.as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        files.iter().any(|f| f == "photos%2F2024%2Fa b.jpg_1"),
+        "{files:?}"
+    );
+    assert!(files.iter().all(|f| !f.contains('/')), "{files:?}");
     let server_log = fs::read_to_string(a.dir.join("server.log")).unwrap();
     assert_eq!(
         server_log.matches("leak.txt: a symbolic link to").count(),
