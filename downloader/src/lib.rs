@@ -9,6 +9,9 @@
 //!   `wording`: what the user reads about a download.
 //! - [`peer_view`]: who is heard, and whether their chunk servers answer.
 //! - [`sharing`]: the commands `share`, `unshare`, `shared` (the peer folder's `shares.txt`).
+//! - [`send`]: `send PATH --to USER`, `sends`, `unsend ID` (the outbox `sends.txt`);
+//!   [`offers`]: `offers`, `accept N`, `decline N` and the auto-accept of `sync` (the inbox
+//!   `offers.txt` the listener keeps, and `accept-from.txt`).
 //! - [`command`]: parsing of interactive input; [`history`](mod@history): the download history;
 //!   [`format`](mod@format): sizes and rates for people.
 //!
@@ -27,8 +30,10 @@ pub mod fetch;
 pub mod format;
 pub mod history;
 pub mod json;
+pub mod offers;
 pub mod peer_view;
 mod prompt;
+pub mod send;
 pub mod sharing;
 pub mod subscriptions;
 pub mod sync;

@@ -75,11 +75,12 @@ impl InboxKeeper {
         if !offer.to.eq_ignore_ascii_case(me) {
             return;
         }
-        let offer = Offer::heard(offer, user, from, unix_now());
+        let now = unix_now();
+        let offer = Offer::heard(offer, user, from, now);
         let answered = &self.answered;
         let (id, name) = (offer.id.clone(), offer.name.clone());
         let new = !self.inbox.offers.iter().any(|o| o.id == id);
-        if self.inbox.record(offer, |id| answered.contains(id)) {
+        if self.inbox.record(offer, now, |id| answered.contains(id)) {
             if new {
                 log::info!("{user:?} at {from} offers {name:?} (offer {id})");
             }
@@ -105,7 +106,9 @@ impl InboxKeeper {
                 }
             }
             let answered = &self.answered;
-            self.dirty |= self.inbox.prune(unix_now(), |id| answered.contains(id));
+            // Expired offers stay a while, so accepting one says "expired".
+            let kept_since = unix_now().saturating_sub(offers::KEEP_EXPIRED_SECS);
+            self.dirty |= self.inbox.prune(kept_since, |id| answered.contains(id));
             if self.last_write.is_none() {
                 // Written once at start, so the file exists (and its header says what it is).
                 self.dirty = true;

@@ -54,6 +54,10 @@ pub const MAX_PENDING_OFFERS: usize = 100;
 /// Most offers the inbox holds from one source address.
 pub const MAX_OFFERS_PER_SOURCE: usize = 10;
 
+/// How long the listener keeps an expired offer in the inbox (hidden from `downloader
+/// offers`), so that accepting it says "expired" rather than "no such offer".
+pub const KEEP_EXPIRED_SECS: u64 = 600;
+
 const HEADER: &str = "\
 # offers.txt: offers heard for this peer's user (written by the listener; see `downloader offers`).
 # ID<TAB>FROM<TAB>ADDRESS<TAB>EXPIRES (Unix seconds)<TAB>SIZE<TAB>SHA256<TAB>ROOT<TAB>NAME";
@@ -168,8 +172,9 @@ impl Inbox {
     /// answered (`is_answered`) is ignored; one already held is refreshed (its expiry) only
     /// when it comes from the same address with the same content, so nobody else can alter it;
     /// a new one is refused beyond [`MAX_OFFERS_PER_SOURCE`] from its IP or
-    /// [`MAX_PENDING_OFFERS`] in all.
-    pub fn record(&mut self, offer: Offer, is_answered: impl Fn(&str) -> bool) -> bool {
+    /// [`MAX_PENDING_OFFERS`] in all, once the offers expired at `now` made what room they
+    /// could.
+    pub fn record(&mut self, offer: Offer, now: u64, is_answered: impl Fn(&str) -> bool) -> bool {
         if is_answered(&offer.id) {
             return false;
         }
@@ -183,9 +188,15 @@ impl Inbox {
             return changed;
         }
         let ip: IpAddr = offer.addr.ip();
-        let from_ip = self.offers.iter().filter(|o| o.addr.ip() == ip).count();
-        if from_ip >= MAX_OFFERS_PER_SOURCE || self.offers.len() >= MAX_PENDING_OFFERS {
-            return false;
+        let full = |offers: &[Offer]| {
+            offers.iter().filter(|o| o.addr.ip() == ip).count() >= MAX_OFFERS_PER_SOURCE
+                || offers.len() >= MAX_PENDING_OFFERS
+        };
+        if full(&self.offers) {
+            self.offers.retain(|o| o.is_live(now));
+            if full(&self.offers) {
+                return false;
+            }
         }
         self.offers.push(offer);
         true
@@ -427,8 +438,8 @@ mod tests {
     #[test]
     fn the_inbox_round_trips_and_skips_bad_lines() {
         let mut inbox = Inbox::default();
-        assert!(inbox.record(offer("a1", 2, 100), |_| false));
-        assert!(inbox.record(offer("b2", 3, 200), |_| false));
+        assert!(inbox.record(offer("a1", 2, 100), 0, |_| false));
+        assert!(inbox.record(offer("b2", 3, 200), 0, |_| false));
         let text = inbox.render();
         assert!(text.starts_with("# offers.txt"), "{text}");
         assert_eq!(Inbox::parse(&text), inbox);
@@ -453,41 +464,44 @@ mod tests {
     fn the_inbox_is_bounded_per_source_and_in_all() {
         let mut inbox = Inbox::default();
         for i in 0..MAX_OFFERS_PER_SOURCE + 5 {
-            inbox.record(offer(&format!("s{i}"), 9, 100), |_| false);
+            inbox.record(offer(&format!("s{i}"), 9, 100), 0, |_| false);
         }
         assert_eq!(inbox.offers.len(), MAX_OFFERS_PER_SOURCE);
         for ip in 10..40u8 {
             for i in 0..MAX_OFFERS_PER_SOURCE {
-                inbox.record(offer(&format!("i{ip}x{i}"), ip, 100), |_| false);
+                inbox.record(offer(&format!("i{ip}x{i}"), ip, 100), 0, |_| false);
             }
         }
         assert_eq!(inbox.offers.len(), MAX_PENDING_OFFERS);
+        // Once those offers expired, they make room.
+        assert!(inbox.record(offer("late", 99, 500), 100, |_| false));
+        assert_eq!(inbox.offers.len(), 1);
     }
 
     #[test]
     fn refreshes_come_only_from_the_sender_and_answered_offers_stay_away() {
         let mut inbox = Inbox::default();
-        assert!(inbox.record(offer("a", 2, 100), |_| false));
-        assert!(!inbox.record(offer("a", 2, 100), |_| false), "a repeat");
-        assert!(inbox.record(offer("a", 2, 150), |_| false), "refreshed");
+        assert!(inbox.record(offer("a", 2, 100), 0, |_| false));
+        assert!(!inbox.record(offer("a", 2, 100), 0, |_| false), "a repeat");
+        assert!(inbox.record(offer("a", 2, 150), 0, |_| false), "refreshed");
         assert_eq!(inbox.offers[0].expires, 150);
         // The same id from elsewhere, or naming another content, changes nothing.
         let mut forged = offer("a", 3, 9_999);
         forged.meta = meta(2);
         forged.name = "file a.pdf".into();
-        assert!(!inbox.record(forged, |_| false));
+        assert!(!inbox.record(forged, 0, |_| false));
         let mut other = offer("a", 2, 9_999);
         other.name = "x".into();
-        assert!(!inbox.record(other, |_| false));
+        assert!(!inbox.record(other, 0, |_| false));
         assert_eq!(inbox.offers.len(), 1);
         assert_eq!(inbox.offers[0].expires, 150);
         // Answered: ignored, and pruned.
-        assert!(!inbox.record(offer("b", 2, 100), |id| id == "b"));
+        assert!(!inbox.record(offer("b", 2, 100), 0, |id| id == "b"));
         assert!(inbox.prune(10, |id| id == "a"));
         assert!(inbox.offers.is_empty());
-        inbox.record(offer("c", 2, 100), |_| false);
-        assert!(!inbox.prune(99, |_| false));
-        assert!(inbox.prune(100, |_| false), "expired");
+        inbox.record(offer("c", 2, 100), 0, |_| false);
+        assert!(!inbox.prune(99, 0, |_| false));
+        assert!(inbox.prune(100, 0, |_| false), "expired");
     }
 
     #[test]
@@ -504,9 +518,9 @@ mod tests {
         assert_eq!(answered.answer("b"), Some(Answer::Declined));
         assert_eq!(Answered::parse(&answered.render()), answered);
         let mut inbox = Inbox::default();
-        inbox.record(a.clone(), |_| false);
-        inbox.record(b.clone(), |_| false);
-        inbox.record(offer("c", 3, 300), |_| false);
+        inbox.record(a.clone(), 0, |_| false);
+        inbox.record(b.clone(), 0, |_| false);
+        inbox.record(offer("c", 3, 300), 0, |_| false);
         let ids: Vec<String> = pending(&inbox, &answered, 50)
             .into_iter()
             .map(|o| o.id)
