@@ -452,6 +452,7 @@ impl Sharer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::split::split_file;
     use crate::split::tests::{assert_stored, fixture, pattern, rewrite};
     use shared::store::PlacedFile;
 
@@ -486,6 +487,48 @@ mod tests {
         let report = sharer.scan(&Shutdown::new());
         assert!(report.split.is_empty(), "{report:?}");
         assert_eq!(report.unchanged.len(), sizes.len());
+    }
+
+    #[test]
+    fn offered_files_are_served_unlisted_until_no_longer_offered_and_shares_win() {
+        let f = fixture();
+        let outside = f.root.join("outside");
+        fs::create_dir(&outside).unwrap();
+        let report = outside.join("report.pdf");
+        fs::write(&report, pattern(5000)).unwrap();
+        let clash = outside.join("same.txt");
+        fs::write(&clash, b"offered").unwrap();
+        fs::write(f.root.join("share").join("same.txt"), b"shared").unwrap();
+        let mut sharer = Sharer::new(f.store.clone(), vec![f.root.join("share")]);
+        sharer.set_offered(vec![report.clone(), clash.clone()]);
+        let done = sharer.scan(&Shutdown::new());
+        assert_eq!(done.split.len(), 2, "{done:?}");
+        let origin = |name: &str| f.store.load_manifest(name).unwrap().map(|m| m.origin);
+        assert!(
+            matches!(origin("report.pdf"), Some(Origin::Offered { path, .. }) if path == report)
+        );
+        assert!(
+            matches!(origin("same.txt"), Some(Origin::Shared { .. })),
+            "the share wins"
+        );
+        let snap = f.store.snapshot().unwrap();
+        assert!(snap.offered.contains_key("report.pdf"));
+        assert!(!snap.metas.contains_key("report.pdf"));
+        assert!(snap.chunks.iter().all(|c| c.content() != "report.pdf"));
+
+        // Shared as well, from the same path: listed, without hashing it again.
+        let mut both = Sharer::new(f.store.clone(), vec![f.root.join("share"), report.clone()]);
+        both.set_offered(vec![report.clone()]);
+        let done = both.scan(&Shutdown::new());
+        assert!(done.split.is_empty(), "{done:?}");
+        assert!(matches!(origin("report.pdf"), Some(Origin::Shared { .. })));
+
+        // No longer offered (expired, cancelled) nor shared: removed from the store.
+        sharer.set_offered(Vec::new());
+        let done = sharer.scan(&Shutdown::new());
+        assert_eq!(done.removed, ["report.pdf"]);
+        assert_eq!(origin("report.pdf"), None);
+        assert!(report.exists(), "the file itself is left alone");
     }
 
     #[test]

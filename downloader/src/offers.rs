@@ -274,10 +274,7 @@ fn accept_offer(
 /// An unknown or answered offer; the file cannot be written.
 pub fn decline(config: &Config, which: &str, out: &mut dyn Write) -> Result<(), Error> {
     require_peer_dir(config)?;
-    let offer = match find(config, which) {
-        Ok(offer) => offer,
-        Err(e) => return Err(e),
-    };
+    let offer = find(config, which)?;
     offers::record_answer(&config.dir, &offer, Answer::Declined, unix_now())
         .map_err(|e| io_error(offers::ANSWERED_FILE, e))?;
     write_line(

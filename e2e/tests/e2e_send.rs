@@ -90,13 +90,26 @@ fn an_offer_reaches_only_its_recipient_and_nothing_is_written_before_accept() {
     // Errors first: a folder, a bad username, a name bob already serves for another file.
     let outside = net.folder("outside");
     let folder = bob.downloader(&["send", outside.to_str().unwrap(), "--to", "carol"]);
-    assert_eq!(folder.status.code(), Some(1), "{}", describe_output(&folder));
-    assert!(all_output(&folder).contains("folder"), "{}", describe_output(&folder));
+    assert_eq!(
+        folder.status.code(),
+        Some(1),
+        "{}",
+        describe_output(&folder)
+    );
+    assert!(
+        all_output(&folder).contains("folder"),
+        "{}",
+        describe_output(&folder)
+    );
     let clash = outside.join("base.txt");
     write_random_file(&clash, 10, 9);
     let out = send(&bob, &clash, "carol", &[]);
     assert_eq!(out.status.code(), Some(1), "{}", describe_output(&out));
-    assert!(all_output(&out).contains("already serves"), "{}", describe_output(&out));
+    assert!(
+        all_output(&out).contains("already serves"),
+        "{}",
+        describe_output(&out)
+    );
     let report = outside.join("report.pdf");
     let digest = write_random_file(&report, 300_003, 11);
     let out = send(&bob, &report, "bad\u{1b}name", &[]);
@@ -136,20 +149,24 @@ fn an_offer_reaches_only_its_recipient_and_nothing_is_written_before_accept() {
     // queries meanwhile: the listeners restart).
     dave.stop(Program::Listener);
     dave.start_listener(&[]);
-    net.holds_for(Duration::from_secs(3), "nothing of the offer reaches dave", || {
-        let tags = dave.tags()?;
-        if tags.entries.iter().any(|e| e.content == "report.pdf") {
-            return Err(format!("dave's tags.txt lists it:\n{tags}"));
-        }
-        if !offers(&dave).is_empty() {
-            return Err("dave lists an offer".into());
-        }
-        let traces = traces_of(&carol.dir, "report.pdf");
-        if !traces.is_empty() {
-            return Err(format!("carol holds {traces:?}"));
-        }
-        Ok(())
-    });
+    net.holds_for(
+        Duration::from_secs(3),
+        "nothing of the offer reaches dave",
+        || {
+            let tags = dave.tags()?;
+            if tags.entries.iter().any(|e| e.content == "report.pdf") {
+                return Err(format!("dave's tags.txt lists it:\n{tags}"));
+            }
+            if !offers(&dave).is_empty() {
+                return Err("dave lists an offer".into());
+            }
+            let traces = traces_of(&carol.dir, "report.pdf");
+            if !traces.is_empty() {
+                return Err(format!("carol holds {traces:?}"));
+            }
+            Ok(())
+        },
+    );
     assert!(tags_list(&dave, "base.txt"), "dave still hears bob");
     let inbox = std::fs::read_to_string(dave.dir.join("offers.txt")).unwrap_or_default();
     assert!(!inbox.contains("report.pdf"), "{inbox}");
@@ -161,7 +178,10 @@ fn an_offer_reaches_only_its_recipient_and_nothing_is_written_before_accept() {
     assert_eq!(path, carol.downloads_dir().join("report.pdf"));
     assert_same_file(&report, &path);
     assert_eq!(file_digest(&path).0, digest);
-    assert!(offers(&carol).is_empty(), "an accepted offer is not pending");
+    assert!(
+        offers(&carol).is_empty(),
+        "an accepted offer is not pending"
+    );
     let again = carol.downloader(&["accept", offer["id"].as_str().unwrap()]);
     assert_eq!(again.status.code(), Some(1), "{}", describe_output(&again));
     assert!(all_output(&again).contains("accepted already"));
@@ -187,14 +207,18 @@ fn an_offer_reaches_only_its_recipient_and_nothing_is_written_before_accept() {
     assert!(offers(&carol).is_empty());
     carol.stop(Program::Listener);
     carol.start_listener(&[]);
-    net.holds_for(Duration::from_secs(3), "the declined offer stays away", || {
-        let listed = offers(&carol);
-        let inbox = std::fs::read_to_string(carol.dir.join("offers.txt")).unwrap_or_default();
-        if !listed.is_empty() || inbox.contains(&id) {
-            return Err(format!("{listed:?}\n{inbox}"));
-        }
-        Ok(())
-    });
+    net.holds_for(
+        Duration::from_secs(3),
+        "the declined offer stays away",
+        || {
+            let listed = offers(&carol);
+            let inbox = std::fs::read_to_string(carol.dir.join("offers.txt")).unwrap_or_default();
+            if !listed.is_empty() || inbox.contains(&id) {
+                return Err(format!("{listed:?}\n{inbox}"));
+            }
+            Ok(())
+        },
+    );
     assert!(traces_of(&carol.dir, "notes.txt").is_empty());
 
     // bob cancels what is left: his chunk server stops serving notes.txt.
@@ -221,11 +245,7 @@ fn sync_accepts_from_allowed_users_only_and_expired_offers_cannot_be_accepted() 
     let (bob, _) = sender(&net, "bob", 2);
     let (mallory, _) = sender(&net, "mallory", 3);
     let carol = receiver(&net, "carol");
-    std::fs::write(
-        carol.dir.join("accept-from.txt"),
-        "# my friends\nbob\n",
-    )
-    .unwrap();
+    std::fs::write(carol.dir.join("accept-from.txt"), "# my friends\nbob\n").unwrap();
     let sync = carol.spawn_downloader(&["sync"]);
 
     let outside = net.folder("outside");
@@ -234,7 +254,10 @@ fn sync_accepts_from_allowed_users_only_and_expired_offers_cannot_be_accepted() 
     let from_mallory = outside.join("invoice.exe");
     write_random_file(&from_mallory, 20_000, 22);
     let sent = Instant::now();
-    assert_success(&send(&mallory, &from_mallory, "carol", &[]), "mallory sends");
+    assert_success(
+        &send(&mallory, &from_mallory, "carol", &[]),
+        "mallory sends",
+    );
     assert_success(&send(&bob, &from_bob, "carol", &[]), "bob sends");
 
     // bob's arrives unasked; mallory's stays pending, and unwritten.
@@ -255,14 +278,18 @@ fn sync_accepts_from_allowed_users_only_and_expired_offers_cannot_be_accepted() 
     assert_eq!(pending.len(), 1, "{pending:?}");
     assert_eq!(pending[0]["from"], "mallory");
     assert_eq!(pending[0]["name"], "invoice.exe");
-    net.holds_for(Duration::from_secs(2), "mallory's offer stays pending", || {
-        let traces = traces_of(&carol.dir, "invoice.exe");
-        if traces.is_empty() && offers(&carol).len() == 1 {
-            Ok(())
-        } else {
-            Err(format!("{traces:?}"))
-        }
-    });
+    net.holds_for(
+        Duration::from_secs(2),
+        "mallory's offer stays pending",
+        || {
+            let traces = traces_of(&carol.dir, "invoice.exe");
+            if traces.is_empty() && offers(&carol).len() == 1 {
+                Ok(())
+            } else {
+                Err(format!("{traces:?}"))
+            }
+        },
+    );
     signal(sync.pid(), "TERM");
     let out = sync.wait(Duration::from_secs(10));
     assert!(
@@ -290,7 +317,11 @@ fn sync_accepts_from_allowed_users_only_and_expired_offers_cannot_be_accepted() 
     });
     let out = carol.downloader(&["accept", &id]);
     assert_eq!(out.status.code(), Some(1), "{}", describe_output(&out));
-    assert!(all_output(&out).contains("expired"), "{}", describe_output(&out));
+    assert!(
+        all_output(&out).contains("expired"),
+        "{}",
+        describe_output(&out)
+    );
     assert!(traces_of(&carol.dir, "brief.txt").is_empty());
     // bob stops serving it, and lists it as expired.
     let store = ChunkStore::open(bob.temp_dir()).unwrap();
@@ -308,4 +339,78 @@ fn sync_accepts_from_allowed_users_only_and_expired_offers_cannot_be_accepted() 
         .find(|s| s["name"] == "brief.txt")
         .unwrap_or_else(|| panic!("{listed:#}"));
     assert_eq!(brief["state"], "expired");
+}
+
+#[test]
+fn hostile_offers_cannot_crash_fill_or_forge_the_inbox() {
+    use shared::protocol::{Announcement, AnnouncementExt, ContentMeta, OfferHeard};
+    use testkit::announce::UdpPeer;
+
+    let net = TestNet::new(Duration::from_secs(120));
+    let carol = receiver(&net, "carol");
+    let (bob, _) = sender(&net, "bob", 4);
+    let hostile = UdpPeer::new(net.next_ip().octets()[3]);
+    let offer = |i: usize| OfferHeard {
+        to: "carol".into(),
+        id: format!("flood{i:04}"),
+        name: format!("free-{i}.exe"),
+        meta: ContentMeta {
+            size: 1,
+            sha256: Digest::of(&i.to_le_bytes()),
+            root: None,
+        },
+        expires_in: 600,
+    };
+    let ext = AnnouncementExt::new(6001, 60);
+    // Junk, offers that break a rule each, then many well-formed ones from one address.
+    for junk in [
+        &br#"{"username":"m","files":[],"p2p":{"v":1,"port":6001,"interval":60,"kind":"offer"}}"#[..],
+        br#"{"username":"m","files":[],"p2p":{"v":1,"port":6001,"interval":60,"kind":"offer","to":"carol","offer":"../x","expires_in":5,"contents":{"a":{"size":1,"sha256":"00"}}}}"#,
+        b"{\"username\":\"m\",\"files\":[],\"p2p\":{\"kind\":\"offer\"",
+    ] {
+        hostile.send_raw(net.udp_port(), junk);
+    }
+    let mut escape = offer(9999);
+    escape.name = "../../.bashrc".into();
+    if let Some(bytes) = Announcement::offer("m", &ext, &escape) {
+        hostile.send_raw(net.udp_port(), &bytes);
+    }
+    for i in 0..40 {
+        let bytes = Announcement::offer("mallory", &ext, &offer(i)).unwrap();
+        hostile.send_raw(net.udp_port(), &bytes);
+    }
+    // The listener is alive and keeps at most 10 offers from that address.
+    let outside = net.folder("outside");
+    let file = outside.join("real.txt");
+    write_random_file(&file, 2_000, 31);
+    assert_success(&send(&bob, &file, "carol", &[]), "bob sends");
+    wait_for_offer(&net, &carol, "real.txt");
+    let listed = offers(&carol);
+    let flooded = listed.iter().filter(|o| o["from"] == "mallory").count();
+    assert_eq!(flooded, 10, "{listed:#?}");
+    assert!(
+        listed
+            .iter()
+            .all(|o| o["name"] != "../../.bashrc" && o["from"] != "m"),
+        "{listed:#?}"
+    );
+    // A forged re-broadcast of bob's offer from another address changes nothing of it.
+    let real = listed.iter().find(|o| o["name"] == "real.txt").unwrap();
+    let mut forged = offer(0);
+    forged.id = real["id"].as_str().unwrap().to_owned();
+    forged.name = "real.txt".into();
+    hostile.send_raw(
+        net.udp_port(),
+        &Announcement::offer("bob", &ext, &forged).unwrap(),
+    );
+    net.holds_for(Duration::from_secs(1), "bob's offer is left alone", || {
+        let now = offers(&carol);
+        match now.iter().find(|o| o["id"] == real["id"]) {
+            Some(o) if o["address"] == real["address"] && o["sha256"] == real["sha256"] => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    // Nothing of any offer was written.
+    assert!(files_under(&carol.downloads_dir()).is_empty());
+    assert!(files_under(&carol.temp_dir()).is_empty());
 }

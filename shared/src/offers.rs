@@ -420,7 +420,7 @@ mod tests {
         ContentMeta {
             size: 1000 + u64::from(n),
             sha256: Digest::of(&[n]),
-            root: (n % 2 == 0).then(|| Digest::of(&[n, n])),
+            root: n.is_multiple_of(2).then(|| Digest::of(&[n, n])),
         }
     }
 
@@ -500,8 +500,8 @@ mod tests {
         assert!(inbox.prune(10, |id| id == "a"));
         assert!(inbox.offers.is_empty());
         inbox.record(offer("c", 2, 100), 0, |_| false);
-        assert!(!inbox.prune(99, 0, |_| false));
-        assert!(inbox.prune(100, 0, |_| false), "expired");
+        assert!(!inbox.prune(99, |_| false));
+        assert!(inbox.prune(100, |_| false), "expired");
     }
 
     #[test]
