@@ -24,8 +24,7 @@ const EXAMPLES: &str = "\
 Examples:
   downloader --dir bob                   the interactive prompt: list, get NAME, history, quit
   downloader --dir bob list              what the peers offer, numbered
-  downloader --dir bob get photo.png     download it; prints its path when complete and verified
-  downloader --dir bob send a.pdf --to carol   offer a file to carol alone (carol: offers, accept N)";
+  downloader --dir bob get photo.png     download it; prints its path when complete and verified";
 
 /// Download files from the peers on this network (reads tags.txt, written by `listener`).
 #[derive(Debug, Parser)]
