@@ -414,3 +414,90 @@ fn hostile_offers_cannot_crash_fill_or_forge_the_inbox() {
     assert!(files_under(&carol.downloads_dir()).is_empty());
     assert!(files_under(&carol.temp_dir()).is_empty());
 }
+
+#[test]
+fn a_legacy_listener_reads_an_offer_as_an_announcement_of_nothing() {
+    let net = TestNet::new(Duration::from_secs(60));
+    let (bob, _) = sender(&net, "bob", 5);
+    let file = net.folder("outside").join("for-carol.txt");
+    write_random_file(&file, 4_000, 41);
+    let port = net.udp_port();
+    let legacy = std::thread::spawn(move || {
+        testkit::legacy::legacy_listen_once(port, Duration::from_millis(2500))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_success(&send(&bob, &file, "carol", &[]), "bob sends");
+    // Every datagram fits the legacy 1024-byte buffer and is JSON (or the helper panics).
+    let heard = legacy.join().expect("the legacy listener");
+    let offers: Vec<_> = heard
+        .iter()
+        .filter(|h| h.json["p2p"]["kind"] == "offer")
+        .collect();
+    assert!(!offers.is_empty(), "no offer heard: {heard:?}");
+    for h in offers {
+        assert_eq!(h.json["username"], "bob", "{}", h.json);
+        // What a legacy listener looks at: the username and files, and there are none.
+        assert_eq!(h.json["files"], serde_json::json!([]), "{}", h.json);
+        assert_eq!(h.json["p2p"]["to"], "carol");
+    }
+}
+
+#[test]
+fn the_prompt_tells_of_a_new_offer_and_accepts_it() {
+    let net = TestNet::new(Duration::from_secs(90));
+    let (bob, _) = sender(&net, "bob", 6);
+    let carol = receiver(&net, "carol");
+    let mut prompt = carol.spawn_downloader_on_terminal(&[]);
+    let file = net.folder("outside").join("minutes.txt");
+    let digest = write_random_file(&file, 40_000, 51);
+    assert_success(&send(&bob, &file, "carol", &[]), "bob sends");
+    // The notice is shown before the next prompt line: Enter until it shows.
+    let mut last_enter: Option<Instant> = None;
+    net.wait_until(
+        Duration::from_secs(15),
+        "the prompt tells of the offer",
+        || {
+            let shown = prompt.stdout_so_far();
+            if shown.contains("bob offers minutes.txt (39.1 KiB): accept 1 / decline 1") {
+                return Ok(());
+            }
+            if last_enter.is_none_or(|t| t.elapsed() > Duration::from_millis(500)) {
+                prompt.type_keys("\r");
+                last_enter = Some(Instant::now());
+            }
+            Err(shown)
+        },
+    );
+    assert!(traces_of(&carol.dir, "minutes.txt").is_empty());
+    prompt.type_keys("offers\r");
+    net.wait_until(Duration::from_secs(10), "the offers listed", || {
+        let shown = prompt.stdout_so_far();
+        match shown.rsplit_once("accept N downloads one") {
+            // Typed once the line editor is back, or the keys could be lost.
+            Some((_, after)) if after.contains("> ") => Ok(()),
+            _ => Err(shown),
+        }
+    });
+    prompt.type_keys("accept 1\r");
+    let path = carol.downloads_dir().join("minutes.txt");
+    net.wait_until(Duration::from_secs(20), "the accepted file", || {
+        if path.exists() && file_digest(&path).0 == digest {
+            Ok(())
+        } else {
+            Err(prompt.stdout_so_far())
+        }
+    });
+    // The prompt prints the path, then waits for the next line: Ctrl-D once it does.
+    let printed = path.display().to_string();
+    net.wait_until(Duration::from_secs(10), "the prompt is back", || {
+        let shown = prompt.stdout_so_far();
+        match shown.rsplit_once(printed.as_str()) {
+            Some((_, after)) if after.contains("> ") => Ok(()),
+            _ => Err(shown),
+        }
+    });
+    prompt.type_keys("\x04");
+    let out = prompt.wait(Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(0), "{}", describe_output(&out));
+    assert!(offers(&carol).is_empty());
+}
