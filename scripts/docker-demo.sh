@@ -8,7 +8,9 @@
 #                       archive.bin while alice's containers are stopped mid-download
 #   then: bob shares memo.txt while running (downloader share) and unshares it, each seen in
 #   carol's tags.txt; carol subscribes to bob's recipes.txt, bob rewrites it, and carol-sync
-#   (downloader sync) replaces her copy, keeping the old one in downloads/.previous/
+#   (downloader sync) replaces her copy, keeping the old one in downloads/.previous/;
+#   bob sends report.txt to carol (downloader send --to carol): carol's accept-from.txt lists
+#   bob, so carol-sync accepts it; alice's offer to carol stays pending, unwritten
 #
 # Usage: ./scripts/docker-demo.sh [demo|build|up|down]
 #   demo (default)  build, start, download, verify, show tags.txt and logs, tear everything down
@@ -226,11 +228,17 @@ make_peer_folders() {
     head -c $((5 * 1024 * 1024)) /dev/urandom >"$RUN/alice/served_files/dataset.bin"
     head -c $((5 * 1024 * 1024)) /dev/urandom >"$RUN/alice/served_files/archive.bin"
     cp "$RUN/alice/served_files/dataset.bin" "$RUN/alice/served_files/archive.bin" "$RUN/bob/served_files/"
-    mkdir -p "$RUN/bob/extra"
+    mkdir -p "$RUN/bob/extra" "$RUN/alice/extra"
     printf 'Memo: shared while the peer runs, with downloader share.\n' >"$RUN/bob/extra/memo.txt"
+    head -c $((256 * 1024)) /dev/urandom >"$RUN/bob/extra/report.txt"
+    printf 'A gift carol did not ask for.\n' >"$RUN/alice/extra/gift.txt"
+    # The listeners record the offers made to the user of username.txt (the announcers are
+    # given --username, which is not stored); carol accepts bob's offers unasked.
+    for peer in "${PEERS[@]}"; do printf '%s\n' "$peer" >"$RUN/$peer/username.txt"; done
+    printf '# downloader sync accepts the offers of these users unasked\nbob\n' >"$RUN/carol/accept-from.txt"
     ok "alice: notes.txt, dataset.bin (5 MiB), archive.bin (5 MiB)"
     ok "bob:   recipes.txt, the same dataset.bin and archive.bin (and extra/memo.txt, not shared yet)"
-    ok "carol: poem.txt"
+    ok "carol: poem.txt (accept-from.txt: bob)"
 }
 
 # tags_have PEER CONTENT HOLDER...: whether PEER's tags.txt lists all five chunks of CONTENT for
@@ -488,11 +496,30 @@ ok "the new version is in carol/downloads/ $(secs $(($(now_ms) - start))) s afte
 ok "the previous one is kept as downloads/.previous/recipes.txt.$old_sum"
 dl carol subscriptions | indent
 
+say "bob: downloader send /peer/extra/report.txt --to carol (carol-sync accepts it: accept-from.txt lists bob)"
+start=$(now_ms)
+dl bob send /peer/extra/report.txt --to carol | indent || fail "downloader send failed"
+same_report() { cmp -s "$RUN/bob/extra/report.txt" "$RUN/carol/downloads/report.txt"; }
+wait_for "$TIMEOUT" 0.05 same_report || fail "carol-sync did not accept bob's report.txt"
+SEND_MS=$(($(now_ms) - start))
+ok "carol/downloads/report.txt is bob's (cmp; sha256 $(sha256sum "$RUN/carol/downloads/report.txt" | cut -c1-16)…) $(secs "$SEND_MS") s after the command started"
+say "alice: downloader send /peer/extra/gift.txt --to carol (alice is not in carol's accept-from.txt)"
+# alice's containers were stopped mid-download above: she comes back first.
+compose start alice-chunk-server alice-announcer alice-listener 2>&1 | indent
+dl alice send /peer/extra/gift.txt --to carol | indent || fail "downloader send failed"
+gift_offered() { grep -q 'gift\.txt' "$RUN/carol/offers.txt" 2>/dev/null; }
+wait_for "$TIMEOUT" 0.05 gift_offered || fail "carol's listener did not record alice's offer"
+sleep 1
+[ ! -e "$RUN/carol/downloads/gift.txt" ] || fail "alice's gift.txt was written without carol's consent"
+dl carol offers | indent
+ok "alice's offer waits for carol (downloader accept 1 / decline 1); nothing of it is written"
+
 say "${green}Docker demo passed.${off}"
 size=$(docker image ls --format '{{.Size}}' "$P2P_IMAGE" | head -n 1)
 bytes=$(docker image inspect -f '{{.Size}}' "$P2P_IMAGE" 2>/dev/null || echo '?')
 printf '    image          %s  %s (%s bytes; FROM scratch + 4 static binaries)\n' "$P2P_IMAGE" "$size" "$bytes"
 printf '    cold start     %s s from "up" to the first successful "downloader get" (containers started in %s s, peers heard after %s s)\n' \
     "$(secs "$COLD_START_MS")" "$(secs $((t_started - t_up)))" "$(secs $((t_heard - t_up)))"
+printf '    send           %s s from "downloader send" (a one-off container) to the verified file in carol/downloads/\n' "$(secs "$SEND_MS")"
 printf '    peer folders   %s/{alice,bob,carol}/ (kept; the containers, network%s are removed next)\n' \
     "${RUN#"$ROOT"/}" "$([ "$KEEP_IMAGE" = 1 ] && echo '' || echo ' and image')"

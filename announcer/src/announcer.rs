@@ -14,8 +14,9 @@ use shared::instance::ServerRecord;
 use shared::latch::{Latch, Latches};
 use shared::peer_dir::PeerDir;
 use shared::peers::PeersFile;
-use shared::protocol::{Announcement, AnnouncementExt, Kind};
+use shared::protocol::{Announcement, AnnouncementExt, Kind, OfferHeard};
 use shared::queries::QueryBox;
+use shared::sends::{unix_now, SendsWatch};
 use shared::store::{ChunkStore, Snapshot};
 
 use crate::budget::{self, AnswerBudget, Refusal};
@@ -50,6 +51,15 @@ pub(crate) struct Announcer {
     /// ([`WITHDRAW_SENDS`] in all: one lost datagram must not leave them listed until they
     /// expire).
     withdrawing: BTreeMap<String, u8>,
+    /// `DIR/sends.txt`: the offers to make, polled every [`shared::sends::SENDS_POLL`].
+    sends: SendsWatch,
+    /// The ids of the offers ready last time looked (live, content hashed).
+    ready_offers: BTreeSet<String>,
+    /// Offers that just became ready, with how many more times to send them at once
+    /// ([`WITHDRAW_SENDS`] in all, [`crate::WITHDRAW_REPEAT`] apart, like a withdrawal).
+    new_offers: BTreeMap<String, u8>,
+    /// `sends.txt` cannot be read.
+    sends_unreadable: Latch,
     /// The store's modification stamp when last read ([`Announcer::store_changed`]).
     store_stamp: StoreStamp,
     /// The chunk-server port we announce; `None` while no chunk server runs for the folder
@@ -93,6 +103,10 @@ impl Announcer {
             ears,
             snapshot: Snapshot::default(),
             withdrawing: BTreeMap::new(),
+            sends: SendsWatch::new(&PeerDir::new(&config.dir)),
+            ready_offers: BTreeSet::new(),
+            new_offers: BTreeMap::new(),
+            sends_unreadable: Latch::default(),
             store_stamp: None,
             port: match config.chunk_port {
                 ChunkPort::Fixed(port) => Some(port),
@@ -304,7 +318,10 @@ impl Announcer {
             return;
         }
         let targets = self.targets();
-        let datagrams = self.datagrams();
+        let mut datagrams = self.datagrams();
+        // The offers go again with every announcement, until they expire.
+        let offers = self.offers();
+        datagrams.extend(self.offer_datagrams(&offers));
         self.send_all(&datagrams, &targets);
         let contents: BTreeSet<&str> = self.snapshot.chunks.iter().map(|c| c.content()).collect();
         log::debug!(
@@ -339,6 +356,115 @@ impl Announcer {
         self.send_all(&datagrams, &targets);
         log::debug!("withdrew {}", names.join(", "));
         self.withdrawing.retain(|_, left| {
+            *left -= 1;
+            *left > 0
+        });
+    }
+
+    /// Re-reads `sends.txt` if it changed, and looks which offers are ready (live, their
+    /// content hashed by the chunk server); returns whether one became ready, that is when to
+    /// send it at once.
+    pub(crate) fn poll_sends(&mut self) -> bool {
+        match self.sends.poll() {
+            Ok(_) => {
+                self.sends_unreadable.reset();
+            }
+            Err(e) => {
+                if self.sends_unreadable.trip_because(&e) {
+                    log::warn!(
+                        "cannot read {}: {e}; offering what it last listed",
+                        self.sends.path().display()
+                    );
+                }
+            }
+        }
+        let ready: BTreeSet<String> = self.offers().into_iter().map(|o| o.id).collect();
+        let mut fresh = false;
+        for id in ready.difference(&self.ready_offers) {
+            self.new_offers.insert(id.clone(), WITHDRAW_SENDS);
+            fresh = true;
+        }
+        self.new_offers.retain(|id, _| ready.contains(id));
+        self.ready_offers = ready;
+        fresh
+    }
+
+    /// The offers to make now: those of `sends.txt` still live whose content the store
+    /// holds (offered, or also shared), with the seconds left.
+    fn offers(&self) -> Vec<OfferHeard> {
+        let now = unix_now();
+        self.sends
+            .all()
+            .iter()
+            .filter(|s| s.is_live(now))
+            .filter_map(|s| {
+                let name = s.name()?;
+                let meta = self
+                    .snapshot
+                    .offered
+                    .get(name)
+                    .or_else(|| self.snapshot.metas.get(name))?;
+                Some(OfferHeard {
+                    to: s.to.clone(),
+                    id: s.id.clone(),
+                    name: name.to_owned(),
+                    meta: *meta,
+                    expires_in: s.left(now),
+                })
+            })
+            .collect()
+    }
+
+    /// The offer datagrams of `offers`; none while no chunk server runs.
+    fn offer_datagrams(&self, offers: &[OfferHeard]) -> Vec<Vec<u8>> {
+        let Some(port) = self.port else {
+            return Vec::new();
+        };
+        let ext = self.ext(Kind::Offer, port);
+        offers
+            .iter()
+            .filter_map(|offer| {
+                let datagram = Announcement::offer(&self.config.username, &ext, offer);
+                if datagram.is_none() {
+                    log::warn!(
+                        "the offer of {} to {} cannot fit in one datagram: not sent",
+                        offer.name,
+                        offer.to
+                    );
+                }
+                datagram
+            })
+            .collect()
+    }
+
+    /// Whether offers that just became ready are still to be sent (again): [`crate::run`]
+    /// then calls [`Announcer::send_new_offers`] every [`crate::WITHDRAW_REPEAT`].
+    pub(crate) fn has_new_offers(&self) -> bool {
+        !self.new_offers.is_empty()
+    }
+
+    /// Sends the offers that just became ready to every target, and counts it.
+    pub(crate) fn send_new_offers(&mut self) {
+        if self.new_offers.is_empty() {
+            return;
+        }
+        let offers: Vec<OfferHeard> = self
+            .offers()
+            .into_iter()
+            .filter(|o| self.new_offers.contains_key(&o.id))
+            .collect();
+        let datagrams = self.offer_datagrams(&offers);
+        let targets = self.targets();
+        self.send_all(&datagrams, &targets);
+        for offer in &offers {
+            log::debug!(
+                "offered {} to {} (offer {})",
+                offer.name,
+                offer.to,
+                offer.id
+            );
+        }
+        self.new_offers.retain(|_, left| {
             *left -= 1;
             *left > 0
         });
@@ -405,7 +531,10 @@ impl Announcer {
                 continue;
             }
             if datagrams.is_none() {
-                datagrams = Some(self.datagrams());
+                let mut answer = self.datagrams();
+                let offers = self.offers();
+                answer.extend(self.offer_datagrams(&offers));
+                datagrams = Some(answer);
             }
             let answer = datagrams.as_deref().unwrap_or_default();
             self.send_all(answer, &[addr]);

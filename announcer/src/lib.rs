@@ -9,7 +9,10 @@
 //!   chunk or a newly shared file is offered within a fraction of a second rather than a
 //!   minute; a content no longer held (unshared, removed) is *withdrawn* at once
 //!   ([`shared::protocol::Kind::Withdraw`], sent three times [`WITHDRAW_REPEAT`] apart), so
-//!   listeners drop it without waiting for expiry. On shutdown it says goodbye, so listeners
+//!   listeners drop it without waiting for expiry. The offers of `DIR/sends.txt` (`downloader
+//!   send`) whose content the chunk server has hashed (unlisted) are sent as offer datagrams
+//!   ([`shared::protocol::Kind::Offer`]): three times at once when one appears, then with
+//!   every announcement and every answer to a query, until it expires. On shutdown it says goodbye, so listeners
 //!   forget it at once.
 //! - `announcer` holds the state and does the sending: announce, answer, goodbye.
 //! - [`prompt`] settles the name announced (flag, stored file, terminal, host name); the rules
@@ -59,6 +62,7 @@ use std::time::{Duration, Instant};
 use shared::peer_dir::PeerDir;
 use shared::peers::{PeersFile, PEERS_POLL};
 use shared::queries::QueryBox;
+use shared::sends::SENDS_POLL;
 use shared::shutdown::Shutdown;
 use shared::store::{ChunkStore, StoreError};
 
@@ -151,6 +155,7 @@ pub fn run(
     let mut next_withdraw = Instant::now();
     let mut next_peers = Instant::now() + PEERS_POLL;
     let mut next_queries = Instant::now();
+    let mut next_sends = Instant::now();
     loop {
         let now = Instant::now();
         let mut look = now >= next_watch;
@@ -172,25 +177,36 @@ pub fn run(
             next_peers = now + PEERS_POLL;
             announcer.poll_peers();
         }
+        if now >= next_sends {
+            next_sends = now + SENDS_POLL;
+            if announcer.poll_sends() {
+                // A new offer goes out at once (then twice more, like a withdrawal).
+                next_withdraw = now;
+            }
+        }
         if now >= next_announce {
             announcer.announce();
             next_announce = Instant::now() + announcer.config.interval;
             next_withdraw = Instant::now() + WITHDRAW_REPEAT;
-        } else if now >= next_withdraw && announcer.is_withdrawing() {
+        } else if now >= next_withdraw && (announcer.is_withdrawing() || announcer.has_new_offers())
+        {
             announcer.withdraw();
+            announcer.send_new_offers();
             next_withdraw = Instant::now() + WITHDRAW_REPEAT;
         }
         if now >= next_queries {
             next_queries = now + QUERY_POLL;
             announcer.answer_queries();
         }
-        // A withdrawal still to repeat wakes the loop too.
-        let withdraw_at = Some(next_withdraw).filter(|_| announcer.is_withdrawing());
+        // A withdrawal or a new offer still to repeat wakes the loop too.
+        let withdraw_at = Some(next_withdraw)
+            .filter(|_| announcer.is_withdrawing() || announcer.has_new_offers());
         let wake = next_watch
             .min(next_store)
             .min(withdraw_at.unwrap_or(next_announce))
             .min(next_announce)
             .min(next_peers)
+            .min(next_sends)
             .min(next_queries);
         if shutdown.sleep(wake.saturating_duration_since(Instant::now()).min(TICK)) {
             break;

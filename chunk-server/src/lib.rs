@@ -4,7 +4,9 @@
 //! - [`Config`], [`bind`] and [`run`] (here): the seam between `main` (which parses flags,
 //!   starts logging and binds the socket) and the server. Tests call [`run`] in a thread with
 //!   a listener bound to `127.0.0.1:0`.
-//! - `listed` watches `DIR/shares.txt` (what `downloader share` adds to the shares).
+//! - `listed` watches `DIR/shares.txt` (what `downloader share` adds to the shares);
+//!   `offered` watches `DIR/sends.txt` (the files `downloader send` offers to one user each,
+//!   served unlisted while the offer lasts).
 //! - `share` keeps the chunk store (`DIR/temp`) in step with the shared files: it lists them,
 //!   has new and changed ones split, and removes what is no longer shared; `split` splits one
 //!   file into five chunks and a manifest.
@@ -28,6 +30,7 @@ mod admission;
 mod digest_cache;
 pub mod error;
 mod listed;
+mod offered;
 mod serve;
 mod server;
 mod share;
@@ -50,6 +53,7 @@ use crate::admission::{Admission, Limits};
 use crate::digest_cache::DigestCache;
 pub use crate::error::Error;
 use crate::listed::{Listed, SHARES_POLL};
+use crate::offered::Offered;
 use crate::serve::{RateFloor, ServeContext};
 use crate::share::Sharer;
 
@@ -196,6 +200,8 @@ pub fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> Result<
     let mut sharer = Sharer::new(store.clone(), shares.clone());
     let mut listed = Listed::new(&dir);
     listed.poll(&mut sharer);
+    let mut offered = Offered::new(&dir);
+    offered.poll(&mut sharer);
     sharer.scan(&shutdown);
 
     listener.set_nonblocking(true).map_err(Error::Listener)?;
@@ -217,7 +223,9 @@ pub fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> Result<
                 // shared files themselves every `interval`.
                 let mut next_scan = Instant::now() + interval;
                 while !shutdown.sleep(SHARES_POLL.min(interval)) {
-                    if listed.poll(&mut sharer) || Instant::now() >= next_scan {
+                    // Both lists are polled each time (`|`, not `||`).
+                    let changed = listed.poll(&mut sharer) | offered.poll(&mut sharer);
+                    if changed || Instant::now() >= next_scan {
                         sharer.scan(&shutdown);
                         next_scan = Instant::now() + interval;
                     }

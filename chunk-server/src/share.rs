@@ -32,7 +32,18 @@ use shared::shutdown::Shutdown;
 use shared::store::{ChunkStore, Origin};
 use shared::tree::list_tree;
 
-use crate::split::{split_file, SplitOutcome};
+use crate::split::{split_file_as, SplitOutcome};
+
+/// The origin of a file served in place: [`Origin::Offered`] when `offered`, else
+/// [`Origin::Shared`].
+fn origin_of(offered: bool, path: &Path, modified: SystemTime) -> Origin {
+    let path = path.to_owned();
+    if offered {
+        Origin::Offered { path, modified }
+    } else {
+        Origin::Shared { path, modified }
+    }
+}
 
 /// One file to share, as listed by a scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +56,9 @@ struct Candidate {
     size: u64,
     /// Modification time when listed.
     modified: Option<SystemTime>,
+    /// Offered to one user (`DIR/sends.txt`) rather than shared: described as
+    /// [`Origin::Offered`], never announced.
+    offered: bool,
 }
 
 /// What one scan did, by content name; for logs and tests.
@@ -102,6 +116,8 @@ pub(crate) struct Sharer {
     listed: Vec<PathBuf>,
     /// Content names never shared (`-NAME` lines of `DIR/shares.txt`).
     excluded: HashSet<String>,
+    /// The files of the live offers of `DIR/sends.txt` ([`Sharer::set_offered`]).
+    offered: Vec<PathBuf>,
     /// What the scans found wrong, so that a rescan every few seconds does not repeat it.
     notes: Notes,
 }
@@ -114,6 +130,7 @@ impl Sharer {
             shares,
             listed: Vec::new(),
             excluded: HashSet::new(),
+            offered: Vec::new(),
             notes: Notes::default(),
         }
     }
@@ -123,6 +140,13 @@ impl Sharer {
     pub(crate) fn set_list(&mut self, listed: Vec<PathBuf>, excluded: HashSet<String>) {
         self.listed = listed;
         self.excluded = excluded;
+    }
+
+    /// Serves also the files `offered` (to one user each: `DIR/sends.txt`), unlisted, from the
+    /// next scan on; a file also shared stays listed. Those no longer offered are removed by
+    /// that scan (unless shared).
+    pub(crate) fn set_offered(&mut self, offered: Vec<PathBuf>) {
+        self.offered = offered;
     }
 
     /// Brings the store up to date with the shared files: splits new and changed files, removes
@@ -145,12 +169,22 @@ impl Sharer {
             };
             if let Some(stored) = &existing {
                 match &stored.origin {
-                    Origin::Shared { path, modified }
+                    Origin::Shared { path, modified } | Origin::Offered { path, modified }
                         // The listing's `stat` of the file is the check: as hashed, or hash again.
                         if *path == candidate.path
                             && Some(*modified) == candidate.modified
                             && stored.manifest.size == candidate.size =>
                     {
+                        let offered = matches!(stored.origin, Origin::Offered { .. });
+                        if offered != candidate.offered {
+                            // Shared now as well as offered, or no longer: the same bytes,
+                            // listed or not; no need to hash them again.
+                            let mut relisted = stored.clone();
+                            relisted.origin = origin_of(candidate.offered, path, *modified);
+                            if let Err(e) = self.store.save_manifest(&relisted) {
+                                log::warn!("cannot update the manifest of {name}: {e}");
+                            }
+                        }
                         report.unchanged.push(name.clone());
                         continue;
                     }
@@ -158,10 +192,11 @@ impl Sharer {
                         "shared file {} replaces the downloaded content {name}",
                         candidate.path.display()
                     ),
-                    Origin::Shared { .. } => {}
+                    Origin::Shared { .. } | Origin::Offered { .. } => {}
                 }
             }
-            match split_file(&self.store, name, &candidate.path, shutdown) {
+            let origin = |path: &Path, modified| origin_of(candidate.offered, path, modified);
+            match split_file_as(&self.store, name, &candidate.path, &origin, shutdown) {
                 Ok(SplitOutcome::Done(manifest)) => report.split.push(manifest.name),
                 Ok(SplitOutcome::Changed) => {
                     log::info!(
@@ -184,7 +219,8 @@ impl Sharer {
         if complete {
             let shared: HashSet<&str> = candidates.iter().map(|c| c.name.as_str()).collect();
             for stored in self.store.manifests() {
-                let Origin::Shared { path, .. } = &stored.origin else {
+                let (Origin::Shared { path, .. } | Origin::Offered { path, .. }) = &stored.origin
+                else {
                     continue;
                 };
                 let name = &stored.manifest.name;
@@ -303,11 +339,13 @@ impl Sharer {
                             path,
                             size: meta.len(),
                             modified: meta.modified().ok(),
+                            offered: false,
                         });
                     }
                 }
             }
         }
+        self.offered_candidates(&mut found, &mut by_name);
         // Legacy peers know `photos/a.jpg` as `photos%2Fa.jpg`: a content really named so
         // would be asked for under the same name. The plain one keeps it.
         let names: HashSet<String> = found.iter().map(|c| c.name.clone()).collect();
@@ -325,6 +363,60 @@ impl Sharer {
             kept.push(candidate);
         }
         (kept, complete)
+    }
+
+    /// Adds to `found` the files offered to one user, unless a shared file of the same name
+    /// is listed already (the same file: then it is served listed; another: warned about, and
+    /// `downloader send` refuses that in the first place).
+    fn offered_candidates(
+        &mut self,
+        found: &mut Vec<Candidate>,
+        by_name: &mut HashMap<String, PathBuf>,
+    ) {
+        for path in self.offered.clone() {
+            let meta = match fs::metadata(&path) {
+                Ok(meta) if meta.is_file() => meta,
+                Ok(_) => {
+                    self.notes.note(
+                        log::Level::Warn,
+                        format!("not offering {}: not a regular file", path.display()),
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    self.notes.note(
+                        log::Level::Warn,
+                        format!("cannot offer {}: {e}", path.display()),
+                    );
+                    continue;
+                }
+            };
+            let Some(name) = self.content_name(&path) else {
+                continue;
+            };
+            match by_name.entry(name.clone()) {
+                Entry::Occupied(first) => {
+                    if *first.get() != path {
+                        let message = format!(
+                            "not offering {}: {} has the same name {name} and is served",
+                            path.display(),
+                            first.get().display()
+                        );
+                        self.notes.note(log::Level::Warn, message);
+                    }
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(path.clone());
+                    found.push(Candidate {
+                        name,
+                        path,
+                        size: meta.len(),
+                        modified: meta.modified().ok(),
+                        offered: true,
+                    });
+                }
+            }
+        }
     }
 
     /// The files of `folder`'s tree, named after `prefix` ([`shared::tree`]); what it skips is
@@ -374,6 +466,7 @@ impl Sharer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::split::split_file;
     use crate::split::tests::{assert_stored, fixture, pattern, rewrite};
     use shared::store::PlacedFile;
 
@@ -408,6 +501,48 @@ mod tests {
         let report = sharer.scan(&Shutdown::new());
         assert!(report.split.is_empty(), "{report:?}");
         assert_eq!(report.unchanged.len(), sizes.len());
+    }
+
+    #[test]
+    fn offered_files_are_served_unlisted_until_no_longer_offered_and_shares_win() {
+        let f = fixture();
+        let outside = f.root.join("outside");
+        fs::create_dir(&outside).unwrap();
+        let report = outside.join("report.pdf");
+        fs::write(&report, pattern(5000)).unwrap();
+        let clash = outside.join("same.txt");
+        fs::write(&clash, b"offered").unwrap();
+        fs::write(f.root.join("share").join("same.txt"), b"shared").unwrap();
+        let mut sharer = Sharer::new(f.store.clone(), vec![f.root.join("share")]);
+        sharer.set_offered(vec![report.clone(), clash.clone()]);
+        let done = sharer.scan(&Shutdown::new());
+        assert_eq!(done.split.len(), 2, "{done:?}");
+        let origin = |name: &str| f.store.load_manifest(name).unwrap().map(|m| m.origin);
+        assert!(
+            matches!(origin("report.pdf"), Some(Origin::Offered { path, .. }) if path == report)
+        );
+        assert!(
+            matches!(origin("same.txt"), Some(Origin::Shared { .. })),
+            "the share wins"
+        );
+        let snap = f.store.snapshot().unwrap();
+        assert!(snap.offered.contains_key("report.pdf"));
+        assert!(!snap.metas.contains_key("report.pdf"));
+        assert!(snap.chunks.iter().all(|c| c.content() != "report.pdf"));
+
+        // Shared as well, from the same path: listed, without hashing it again.
+        let mut both = Sharer::new(f.store.clone(), vec![f.root.join("share"), report.clone()]);
+        both.set_offered(vec![report.clone()]);
+        let done = both.scan(&Shutdown::new());
+        assert!(done.split.is_empty(), "{done:?}");
+        assert!(matches!(origin("report.pdf"), Some(Origin::Shared { .. })));
+
+        // No longer offered (expired, cancelled) nor shared: removed from the store.
+        sharer.set_offered(Vec::new());
+        let done = sharer.scan(&Shutdown::new());
+        assert_eq!(done.removed, ["report.pdf"]);
+        assert_eq!(origin("report.pdf"), None);
+        assert!(report.exists(), "the file itself is left alone");
     }
 
     #[test]

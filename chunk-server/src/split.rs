@@ -18,7 +18,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use shared::chunk::{chunk_ranges, ChunkName, NameError};
 use shared::digest::{Digest, Hasher};
@@ -135,10 +135,30 @@ fn hash_ranges(file: &mut File, size: u64, shutdown: &Shutdown) -> io::Result<Ha
 ///
 /// # Errors
 /// [`SplitError`] when the file cannot be read or the store written.
+#[cfg(test)]
 pub(crate) fn split_file(
     store: &ChunkStore,
     name: &str,
     path: &Path,
+    shutdown: &Shutdown,
+) -> Result<SplitOutcome, SplitError> {
+    let shared = |path: &Path, modified| Origin::Shared {
+        path: path.to_owned(),
+        modified,
+    };
+    split_file_as(store, name, path, &shared, shutdown)
+}
+
+/// [`split_file`], recording the origin `origin` makes of the file's path and modification
+/// time: [`Origin::Shared`], or [`Origin::Offered`] for a file offered to one user.
+///
+/// # Errors
+/// As [`split_file`].
+pub(crate) fn split_file_as(
+    store: &ChunkStore,
+    name: &str,
+    path: &Path,
+    origin: &dyn Fn(&Path, SystemTime) -> Origin,
     shutdown: &Shutdown,
 ) -> Result<SplitOutcome, SplitError> {
     let started = Instant::now();
@@ -176,10 +196,7 @@ pub(crate) fn split_file(
     };
     store.save_manifest(&StoredManifest {
         manifest: manifest.clone(),
-        origin: Origin::Shared {
-            path: path.to_owned(),
-            modified,
-        },
+        origin: origin(path, modified),
     })?;
     store.remove_chunk_files(name)?;
     log::info!(

@@ -250,8 +250,25 @@ pub fn get(
     require_peer_dir(config)?;
     let catalog = load_catalog(config)?;
     let (target, same_name) = catalog.select(selection, sha256_prefix)?;
+    let starting = wording::starting(target, same_name);
+    fetch_target(config, target, &starting, cancel, feedback, ui)
+}
+
+/// Downloads `target` (chosen by `get`, or offered: `downloader accept`), telling `ui` what
+/// happens the way `feedback` says, starting with the lines `starting`.
+///
+/// # Errors
+/// When the download fails.
+pub(crate) fn fetch_target(
+    config: &Config,
+    target: &catalog::Target,
+    starting: &[String],
+    cancel: &Shutdown,
+    feedback: Feedback,
+    ui: &mut dyn Write,
+) -> Result<Got, Error> {
     let mut display = Display::new(feedback, target, ui);
-    display.starting(&wording::starting(target, same_name));
+    display.starting(starting);
     // Holders' names and their error messages come from the network: `Display` escapes them.
     let result = download::download(config, target, cancel, &mut |p: &Progress| {
         display.progress(p);

@@ -154,6 +154,49 @@ pub(crate) enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Offer a file to one user: nothing reaches them unless they accept (DIR/sends.txt).
+    Send {
+        /// The file to offer (one file; served in place, unlisted, while the offer lasts).
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+        /// The username to offer it to.
+        #[arg(long, value_name = "USER")]
+        to: String,
+        /// How long the offer lasts: 90s, 10m, 2h, 7d (at most 7 days).
+        #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = downloader::send::parse_lifetime)]
+        expires: Duration,
+    },
+    /// List the offers this peer sent: id, recipient, name, time left, state.
+    Sends {
+        /// Print one JSON array on stdout instead of the table (shapes: docs/JSON.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel an offer sent (its id as `sends` shows it, or the start of it).
+    Unsend {
+        /// The offer's id.
+        id: String,
+    },
+    /// List the offers received and pending, numbered for `accept N` / `decline N`.
+    Offers {
+        /// Print one JSON array on stdout instead of the table (shapes: docs/JSON.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Accept an offer: download it into downloads/ (from the sender and any other holder),
+    /// verified; prints its path.
+    Accept {
+        /// Its number in `offers`, or its id.
+        offer: String,
+        /// Print one JSON result object on stdout (the shape of `get --json`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decline an offer: it is never shown again, and nothing of it is written.
+    Decline {
+        /// Its number in `offers`, or its id.
+        offer: String,
+    },
 }
 
 impl Cmd {
@@ -218,6 +261,26 @@ impl Cmd {
             Cmd::Share { paths } => downloader::share(config, &paths, out),
             Cmd::Unshare { names } => downloader::unshare(config, &names, out),
             Cmd::Shared { json } => downloader::shared(config, Format::json_if(json), out),
+            Cmd::Send { path, to, expires } => {
+                downloader::send::send(config, &path, &to, Some(expires), out)
+            }
+            Cmd::Sends { json } => downloader::send::list_sends(config, Format::json_if(json), out),
+            Cmd::Unsend { id } => downloader::send::unsend(config, &id, out),
+            Cmd::Offers { json } => {
+                downloader::offers::list_offers(config, Format::json_if(json), out)
+            }
+            Cmd::Accept { offer, json } => {
+                let result = downloader::offers::accept(
+                    config,
+                    &offer,
+                    shutdown,
+                    feedback,
+                    &mut io::stderr(),
+                );
+                downloader::print_get_result(&offer, &result, Format::json_if(json), out)?;
+                result.map(drop)
+            }
+            Cmd::Decline { offer } => downloader::offers::decline(config, &offer, out),
         }
     }
 }
@@ -262,9 +325,15 @@ impl Args {
         let (create_dir, log_file) = match &self.command {
             None => (Some(self.dir.clone()), true),
             Some(Cmd::Get { .. }) => (None, self.dir.is_dir()),
-            Some(Cmd::Sync | Cmd::Subscribe { .. } | Cmd::Unsubscribe { .. }) => {
-                (None, self.dir.is_dir())
-            }
+            Some(
+                Cmd::Sync
+                | Cmd::Subscribe { .. }
+                | Cmd::Unsubscribe { .. }
+                | Cmd::Accept { .. }
+                | Cmd::Decline { .. }
+                | Cmd::Send { .. }
+                | Cmd::Unsend { .. },
+            ) => (None, self.dir.is_dir()),
             Some(
                 Cmd::List { .. }
                 | Cmd::History { .. }
@@ -273,12 +342,14 @@ impl Args {
                 | Cmd::Subscriptions { .. }
                 | Cmd::Share { .. }
                 | Cmd::Unshare { .. }
-                | Cmd::Shared { .. },
+                | Cmd::Shared { .. }
+                | Cmd::Sends { .. }
+                | Cmd::Offers { .. },
             ) => (None, false),
         };
         // `get -v` on a terminal draws the chunks' bars, which log lines would tear.
-        let chunk_bars =
-            matches!(self.command, Some(Cmd::Get { .. })) && self.feedback() == Feedback::ChunkBars;
+        let chunk_bars = matches!(self.command, Some(Cmd::Get { .. } | Cmd::Accept { .. }))
+            && self.feedback() == Feedback::ChunkBars;
         let terminal = match (self.verbose, self.quiet || self.command.is_none()) {
             (true, _) if chunk_bars => LevelFilter::Warn,
             (true, _) => LevelFilter::Debug,

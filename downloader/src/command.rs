@@ -45,13 +45,32 @@ pub enum Command {
     Unsubscribe(String),
     /// List the contents followed.
     Subscriptions,
+    /// Offer a file to one user (`send PATH --to USER [--expires DURATION]`).
+    Send {
+        /// The file (the text before ` --to `, spaces included).
+        path: String,
+        /// The recipient.
+        to: String,
+        /// How long the offer lasts, as typed (`10m`); the default when `None`.
+        expires: Option<String>,
+    },
+    /// List the offers sent.
+    Sends,
+    /// Cancel an offer sent, by id.
+    Unsend(String),
+    /// List the offers received and pending.
+    Offers,
+    /// Accept an offer received (its number or id).
+    Accept(String),
+    /// Decline an offer received (its number or id).
+    Decline(String),
     /// A command word typed without the argument it needs: the line to show instead (a bare
     /// `get` is never taken for a file named "get").
     Usage(&'static str),
 }
 
 /// The command words offered by Tab at the start of a line, as `help` lists them.
-pub const WORDS: [&str; 14] = [
+pub const WORDS: [&str; 20] = [
     "get",
     "list",
     "find",
@@ -64,6 +83,12 @@ pub const WORDS: [&str; 14] = [
     "subscribe",
     "unsubscribe",
     "subscriptions",
+    "send",
+    "sends",
+    "unsend",
+    "offers",
+    "accept",
+    "decline",
     "help",
     "quit",
 ];
@@ -79,6 +104,15 @@ pub const FILES_USAGE: &str = "usage: files USER (or: list --from USER)";
 
 /// What a bare `subscribe` answers.
 pub const SUBSCRIBE_USAGE: &str = "usage: subscribe NAME [--from USER]";
+
+/// What a bare or incomplete `send` answers.
+pub const SEND_USAGE: &str = "usage: send PATH --to USER [--expires 10m|2h|7d]";
+
+/// What a bare `accept` answers.
+pub const ACCEPT_USAGE: &str = "usage: accept N (the number `offers` shows, or the offer's id)";
+
+/// What a bare `decline` answers.
+pub const DECLINE_USAGE: &str = "usage: decline N (the number `offers` shows, or the offer's id)";
 
 /// What a bare `unsubscribe` answers.
 pub const UNSUBSCRIBE_USAGE: &str = "usage: unsubscribe NAME";
@@ -129,10 +163,41 @@ impl Command {
                     from: None,
                 },
             },
+            ("send", rest) => parse_send(rest),
+            ("sends", "") => Command::Sends,
+            ("unsend", "") => Command::Usage("usage: unsend ID (as `sends` shows it)"),
+            ("unsend", id) => Command::Unsend(id.to_owned()),
+            ("offers", "") => Command::Offers,
+            ("accept", "") => Command::Usage(ACCEPT_USAGE),
+            ("accept", which) => Command::Accept(which.to_owned()),
+            ("decline", "") => Command::Usage(DECLINE_USAGE),
+            ("decline", which) => Command::Decline(which.to_owned()),
             ("unsubscribe", "") => Command::Usage(UNSUBSCRIBE_USAGE),
             ("unsubscribe", rest) => Command::Unsubscribe(rest.to_owned()),
             _ => Command::Download(Selection::parse(line)),
         }
+    }
+}
+
+/// `PATH --to USER [--expires DURATION]` (the path may hold spaces; the last ` --to ` ends it).
+fn parse_send(rest: &str) -> Command {
+    let Some((path, after)) = rest.rsplit_once(" --to ") else {
+        return Command::Usage(SEND_USAGE);
+    };
+    let mut words = after.split_whitespace();
+    let (path, to) = (path.trim(), words.next().unwrap_or(""));
+    let expires = match (words.next(), words.next(), words.next()) {
+        (None, _, _) => None,
+        (Some("--expires"), Some(d), None) => Some(d.to_owned()),
+        _ => return Command::Usage(SEND_USAGE),
+    };
+    if path.is_empty() || to.is_empty() {
+        return Command::Usage(SEND_USAGE);
+    }
+    Command::Send {
+        path: path.to_owned(),
+        to: to.to_owned(),
+        expires,
     }
 }
 
@@ -175,6 +240,40 @@ mod tests {
             ("unsubscribe  a b ", Command::Unsubscribe("a b".into())),
             ("unsubscribe", Command::Usage(UNSUBSCRIBE_USAGE)),
             ("subscriptions", Command::Subscriptions),
+        ] {
+            assert_eq!(Command::parse(line), expected, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn sending_and_offers() {
+        let send = |path: &str, to: &str, expires: Option<&str>| Command::Send {
+            path: path.into(),
+            to: to.into(),
+            expires: expires.map(str::to_owned),
+        };
+        for (line, expected) in [
+            (
+                "send /tmp/a b.pdf --to carol",
+                send("/tmp/a b.pdf", "carol", None),
+            ),
+            (
+                "send x --to bob --expires 10m",
+                send("x", "bob", Some("10m")),
+            ),
+            ("send", Command::Usage(SEND_USAGE)),
+            ("send x", Command::Usage(SEND_USAGE)),
+            ("send x --to ", Command::Usage(SEND_USAGE)),
+            ("send x --to bob --expires", Command::Usage(SEND_USAGE)),
+            ("send x --to bob extra", Command::Usage(SEND_USAGE)),
+            ("sends", Command::Sends),
+            ("unsend 3f9c", Command::Unsend("3f9c".into())),
+            ("offers", Command::Offers),
+            ("accept 2", Command::Accept("2".into())),
+            ("accept", Command::Usage(ACCEPT_USAGE)),
+            ("decline 1", Command::Decline("1".into())),
+            ("decline", Command::Usage(DECLINE_USAGE)),
+            ("get offers", name("offers")),
         ] {
             assert_eq!(Command::parse(line), expected, "{line:?}");
         }

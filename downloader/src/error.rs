@@ -53,6 +53,17 @@ pub enum Error {
     },
 }
 
+/// An I/O error met while editing a file of the peer folder under its lock (the callers that
+/// know which file replace the context).
+impl From<std::io::Error> for Error {
+    fn from(source: std::io::Error) -> Error {
+        Error::Io {
+            context: "cannot use the peer folder".into(),
+            source,
+        }
+    }
+}
+
 impl Error {
     /// Whether the command stopped because the user asked it to (Ctrl-C, SIGTERM).
     pub fn is_cancelled(&self) -> bool {

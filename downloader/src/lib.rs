@@ -10,6 +10,9 @@
 //! - [`peer_view`]: who is heard, and whether their chunk servers answer.
 //! - [`folder`]: `get FOLDER/`, every content under a folder path.
 //! - [`sharing`]: the commands `share`, `unshare`, `shared` (the peer folder's `shares.txt`).
+//! - [`send`]: `send PATH --to USER`, `sends`, `unsend ID` (the outbox `sends.txt`);
+//!   [`offers`]: `offers`, `accept N`, `decline N` and the auto-accept of `sync` (the inbox
+//!   `offers.txt` the listener keeps, and `accept-from.txt`).
 //! - [`command`]: parsing of interactive input; [`history`](mod@history): the download history;
 //!   [`format`](mod@format): sizes and rates for people.
 //!
@@ -29,8 +32,10 @@ pub mod folder;
 pub mod format;
 pub mod history;
 pub mod json;
+pub mod offers;
 pub mod peer_view;
 mod prompt;
+pub mod send;
 pub mod sharing;
 pub mod subscriptions;
 pub mod sync;

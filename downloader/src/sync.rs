@@ -11,7 +11,7 @@
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use shared::digest::Digest;
 use shared::events::UpdateEvent;
@@ -212,7 +212,9 @@ fn put_in_place(
 }
 
 /// `downloader sync`: runs [`sync_once`] whenever `tags.txt` or `subscriptions.txt` changes
-/// (and every few seconds), until `shutdown`; says each update on `ui`.
+/// (and every few seconds), and accepts the offers of the users of `accept-from.txt`
+/// ([`crate::offers::accept_allowed`]) whenever `offers.txt` or `accept-from.txt` changes,
+/// until `shutdown`; says each update and each offer accepted on `ui`.
 ///
 /// # Errors
 /// When `ui` cannot be written or the subscriptions cannot be read.
@@ -231,25 +233,47 @@ pub fn run(config: &Config, shutdown: &Shutdown, ui: &mut dyn Write) -> Result<(
                 Err(e) if e.is_cancelled() => break,
                 Err(e) => return Err(e),
             }
+            match crate::offers::accept_allowed(config, shutdown, Feedback::Quiet, &mut io::sink())
+            {
+                Ok(accepted) => {
+                    for (offer, got) in accepted {
+                        crate::wording::write_line(ui, &accepted_line(&offer, &got))?;
+                    }
+                }
+                Err(e) if e.is_cancelled() => break,
+                Err(e) => return Err(e),
+            }
         }
         shutdown.sleep(SYNC_POLL);
     }
     Ok(())
 }
 
-/// The modification times of `tags.txt` and `subscriptions.txt` last seen, to run a pass
-/// only when one changed.
+/// What the user reads when an offer was accepted unasked.
+pub fn accepted_line(offer: &shared::offers::Offer, got: &crate::Got) -> String {
+    format!(
+        "Accepted {} from {} (accept-from.txt): {}",
+        shared::text::terminal_safe(&offer.name),
+        shared::text::terminal_safe(&offer.from),
+        got.file.path.display()
+    )
+}
+
+/// The modification stamps of `tags.txt`, `subscriptions.txt`, `offers.txt` and
+/// `accept-from.txt` last seen, to run a pass only when one changed.
 #[derive(Default)]
-pub struct Watched(Option<(Option<SystemTime>, Option<SystemTime>)>);
+pub struct Watched(Option<[shared::fsutil::FileStamp; 4]>);
 
 impl Watched {
-    /// Whether either file changed since the last call (always, the first time).
+    /// Whether any of the files changed since the last call (always, the first time).
     pub fn changed(&mut self, config: &Config) -> bool {
-        let mtime = |p: PathBuf| fs::metadata(p).and_then(|m| m.modified()).ok();
-        let now = (
-            mtime(config.dir.tags()),
-            mtime(subscriptions::path(&config.dir)),
-        );
+        let stamp = |p: PathBuf| shared::fsutil::file_stamp(&p).ok().flatten();
+        let now = [
+            stamp(config.dir.tags()),
+            stamp(subscriptions::path(&config.dir)),
+            stamp(shared::offers::inbox_path(&config.dir)),
+            stamp(shared::offers::accept_from_path(&config.dir)),
+        ];
         self.0.replace(now) != Some(now)
     }
 }

@@ -7,7 +7,9 @@
 //! - `dataset.bin`, which alice and bob both share, came in chunks from both: each one's
 //!   `server.log` has `served ... outcome=ok` lines for it, to carol's address;
 //! - `archive.bin`, also on both, still arrived complete although alice's containers were stopped
-//!   in the middle of the transfer (a cut transfer from alice is in carol's `client.log`).
+//!   in the middle of the transfer (a cut transfer from alice is in carol's `client.log`);
+//! - `report.txt`, sent by bob to carol, was accepted unasked (carol's `accept-from.txt` lists
+//!   bob) and is byte-identical; `gift.txt`, sent by alice, stays an offer, unwritten.
 //!
 //! Runs only when a Docker engine answers (`docker info`) and a compose command exists; else it
 //! prints why it is skipped and passes. Everything it creates is named after a project unique to
@@ -332,6 +334,18 @@ fn docker_compose_demo_downloads_across_containers() {
             && field(l, "verified") == Some("yes")),
         "carol's client.log has no verified, successful download of archive.bin:\n{client_log}"
     );
+
+    // 4. bob's report.txt, sent to carol, was accepted by carol-sync (accept-from.txt lists
+    // bob); alice's gift.txt, offered too, was not written.
+    assert!(
+        read(&bob.join("extra/report.txt")) == read(&carol.join("downloads/report.txt")),
+        "carol's report.txt differs from the one bob sent"
+    );
+    assert!(
+        !carol.join("downloads/gift.txt").exists(),
+        "alice's offer was written without carol's consent"
+    );
+    assert!(read_text(&carol.join("offers.txt")).contains("gift.txt"));
 
     // The demo tore down what it started (the guard would otherwise still remove it).
     let left = teardown.leftovers();

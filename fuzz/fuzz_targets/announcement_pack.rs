@@ -82,6 +82,9 @@ impl RawInput {
                 _ => Kind::Goodbye,
             },
             withdrawn: Vec::new(),
+            to: None,
+            offer: None,
+            expires_in: None,
         });
         PackInput {
             username: self.username,

@@ -20,10 +20,12 @@ use chrono::Utc;
 use shared::latch::Latch;
 use shared::peer_dir::PeerDir;
 use shared::peers::{PeersFile, PEERS_POLL};
-use shared::protocol::{Announcement, Kind};
+use shared::protocol::{Announcement, Kind, OfferHeard};
 use shared::shutdown::Shutdown;
+use shared::username::sanitize as sanitize_username;
 
 use crate::config::Config;
+use crate::inbox::InboxKeeper;
 use crate::index::{self, Index, Limits, Refusals};
 use crate::intake::QueuedBytes;
 use crate::query::{Asker, Querier};
@@ -61,6 +63,9 @@ pub(crate) enum Heard {
     Query,
     /// An announcement or a goodbye, for the index.
     Announcement(Announcement),
+    /// An offer of a content to one user, for the inbox (if it is for ours): its sender's
+    /// username and chunk-server port.
+    Offer(OfferHeard, String, u16),
 }
 
 /// Decodes one datagram and decides what it is. A name a terminal would obey, or not show,
@@ -82,6 +87,7 @@ pub(crate) fn hear(bytes: &[u8], from: SocketAddr) -> Heard {
             Kind::Query => "a query",
             Kind::Goodbye => "a goodbye",
             Kind::Withdraw => "a withdrawal",
+            Kind::Offer => "an offer",
         },
         announcement.files.len(),
         ext.map_or_else(|| "legacy".to_owned(), |e| format!("p2p/{}", e.v)),
@@ -91,6 +97,15 @@ pub(crate) fn hear(bytes: &[u8], from: SocketAddr) -> Heard {
     }
     if let Err(e) = shared::text::validate(&announcement.username) {
         return Heard::Malformed(format!("the username {e}"));
+    }
+    if kind == Kind::Offer {
+        let port = ext.map_or(0, |e| e.port);
+        return match announcement.as_offer() {
+            Some(offer) => Heard::Offer(offer, sanitize_username(&announcement.username), port),
+            None => {
+                Heard::Malformed("an offer without a valid recipient, id, content or expiry".into())
+            }
+        };
     }
     Heard::Announcement(announcement)
 }
@@ -117,6 +132,8 @@ pub(crate) struct Hearing<'a> {
     asker: Asker,
     /// Sources of malformed datagrams.
     malformed: MalformedSources,
+    /// The offers heard for this peer's user (`DIR/offers.txt`).
+    inbox: InboxKeeper,
 }
 
 impl<'a> Hearing<'a> {
@@ -143,6 +160,7 @@ impl<'a> Hearing<'a> {
             peers_file: PeersFile::new(peer.peers_file(), config.peer_port),
             asker: Asker::new(peer.queries_dir()),
             malformed: MalformedSources::default(),
+            inbox: InboxKeeper::new(peer),
         }
     }
 }
@@ -190,6 +208,7 @@ impl Hearing<'_> {
                 Err(RecvTimeoutError::Disconnected) => std::thread::sleep(timeout),
             }
             let now = Instant::now();
+            self.inbox.tick(now);
             if now >= next_expire {
                 next_expire = now + EXPIRE_EVERY;
                 dirty |= self.index.expire(Utc::now());
@@ -302,6 +321,14 @@ impl Hearing<'_> {
             }
             Heard::Query => {
                 self.asker.ask(*from);
+                false
+            }
+            Heard::Offer(offer, user, port) => {
+                self.inbox.hear(
+                    &offer,
+                    &user,
+                    SocketAddr::new(from.ip().to_canonical(), port),
+                );
                 false
             }
             Heard::Announcement(announcement) => self.index.apply(
@@ -429,6 +456,42 @@ mod tests {
             Heard::Malformed(why) => assert!(why.starts_with("the username"), "{why}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn offers_go_to_the_inbox_and_never_to_the_index() {
+        use shared::digest::Digest;
+        use shared::protocol::{AnnouncementExt, ContentMeta};
+        let offer = OfferHeard {
+            to: "carol".into(),
+            id: "abc123".into(),
+            name: "report.pdf".into(),
+            meta: ContentMeta {
+                size: 3,
+                sha256: Digest::of(b"abc"),
+                root: None,
+            },
+            expires_in: 60,
+        };
+        let bytes = Announcement::offer("bob", &AnnouncementExt::new(6001, 60), &offer).unwrap();
+        match hear(&bytes, from()) {
+            Heard::Offer(heard, user, port) => {
+                assert_eq!((heard, user.as_str(), port), (offer.clone(), "bob", 6001));
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut index = crate::index::Index::new();
+        let a = Announcement::decode(&bytes).unwrap();
+        assert!(!index.apply(from().ip(), &a, 5001, Utc::now()));
+        assert!(index.to_tags(Utc::now()).entries.is_empty());
+        // An offer without an id is malformed, not an announcement.
+        let text = String::from_utf8(bytes)
+            .unwrap()
+            .replace("\"offer\":\"abc123\",", "");
+        assert!(
+            matches!(hear(text.as_bytes(), from()), Heard::Malformed(_)),
+            "{text}"
+        );
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //!   what it shows changed.
 //! - `query` sends the start-up query and passes the queries it hears on to this peer's
 //!   announcer.
+//! - `inbox` keeps `DIR/offers.txt`: the offers (`downloader send` elsewhere) heard for this
+//!   peer's user, bounded, answered ones dropped; nothing of an offered content is fetched.
 //! - [`index`] holds the pure logic (apply, expire, render) with an injected clock, and the
 //!   limits that keep it small; [`writer`] writes `tags.txt` on a thread of its own, at a
 //!   bounded rate.
@@ -51,6 +53,7 @@
 
 mod config;
 mod hearing;
+mod inbox;
 pub mod index;
 pub mod intake;
 mod query;

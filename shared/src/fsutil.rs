@@ -39,6 +39,30 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     write_atomic_via(path, &tmp, bytes)
 }
 
+/// What identifies one version of a file another program rewrites by rename: modification
+/// time, length and inode; `None` while it is missing. The inode changes with every rename, so
+/// two edits of the same length within one clock tick still differ.
+pub type FileStamp = Option<(Option<std::time::SystemTime>, u64, u64)>;
+
+/// The [`FileStamp`] of `path` (one `stat`).
+///
+/// # Errors
+/// When it exists but cannot be looked at.
+pub fn file_stamp(path: &Path) -> io::Result<FileStamp> {
+    match fs::metadata(path) {
+        #[cfg(unix)]
+        Ok(meta) => Ok(Some((
+            meta.modified().ok(),
+            meta.len(),
+            std::os::unix::fs::MetadataExt::ino(&meta),
+        ))),
+        #[cfg(not(unix))]
+        Ok(meta) => Ok(Some((meta.modified().ok(), meta.len(), 0))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Flushes a directory entry change (a rename) to disk; best effort, as not every file system
 /// supports syncing a directory.
 pub fn sync_parent(path: &Path) {

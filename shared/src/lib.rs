@@ -13,7 +13,9 @@
 //! - [`text`]: which characters never reach a terminal raw, and how they are escaped.
 //! - [`queries`]: the `.queries/` mailbox through which a listener asks its announcer to
 //!   answer a query; [`peers`]: the static peers of `peers.txt`; [`shares`]: the shares list
-//!   `shares.txt` that `downloader share` edits and the chunk server watches.
+//!   `shares.txt` that `downloader share` edits and the chunk server watches; [`sends`]: the
+//!   outbox `sends.txt` of `downloader send`; [`offers`]: the inbox `offers.txt` the listener
+//!   keeps, the offers answered and `accept-from.txt`.
 //! - [`username`]: which usernames may be announced, and how a heard one is made safe to show.
 //! - [`ratelimit`]: token buckets, per source address and overall.
 //! - [`instance`]: one chunk server, announcer and listener per peer folder, and the record
@@ -36,12 +38,14 @@ pub mod instance;
 pub mod latch;
 pub mod logging;
 pub mod net;
+pub mod offers;
 pub mod peer_dir;
 pub mod peers;
 pub mod program;
 pub mod protocol;
 pub mod queries;
 pub mod ratelimit;
+pub mod sends;
 pub mod shares;
 pub mod shutdown;
 pub mod store;

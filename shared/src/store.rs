@@ -154,6 +154,15 @@ pub enum Origin {
         /// the content is neither announced nor served.
         modified: SystemTime,
     },
+    /// Hashed by the chunk server from a file this peer offers to one user (`downloader send`,
+    /// [`crate::sends`]), and served from it in place while the offer lasts, but *unlisted*:
+    /// never announced, so only the offer's recipient (told by an offer datagram) asks for it.
+    Offered {
+        /// The file offered.
+        path: PathBuf,
+        /// Its modification time when hashed, as for [`Origin::Shared`].
+        modified: SystemTime,
+    },
     /// Downloaded from other peers, complete and assembled.
     Downloaded {
         /// The file in `downloads/` the content is served from, in place; `None` in a store
@@ -200,6 +209,9 @@ pub struct Snapshot {
     pub chunks: Vec<ChunkName>,
     /// Size and digest of each content that has a manifest.
     pub metas: BTreeMap<String, ContentMeta>,
+    /// Size and digest of each content offered to one user ([`Origin::Offered`]) whose file is
+    /// still as hashed: never announced, only offered.
+    pub offered: BTreeMap<String, ContentMeta>,
 }
 
 /// Why the store could not be read or written.
@@ -494,8 +506,17 @@ impl ChunkStore {
         // Contents whose chunk files are not announced: unverified, or served in place.
         let mut no_files: BTreeSet<&str> = BTreeSet::new();
         let mut chunks = Vec::new();
+        let mut offered = BTreeMap::new();
         for m in &manifests {
             let name = m.manifest.name.as_str();
+            if matches!(m.origin, Origin::Offered { .. }) {
+                // Unlisted: no chunk and no digest of it is announced.
+                no_files.insert(name);
+                if m.in_place().is_some_and(|f| f.matches()) {
+                    offered.insert(m.manifest.name.clone(), m.manifest.meta());
+                }
+                continue;
+            }
             let servable = match m.in_place() {
                 Some(in_place) => {
                     no_files.insert(name);
@@ -523,7 +544,11 @@ impl ChunkStore {
                 .filter(|c| !no_files.contains(&c.content())),
         );
         chunks.sort();
-        Ok(Snapshot { chunks, metas })
+        Ok(Snapshot {
+            chunks,
+            metas,
+            offered,
+        })
     }
 
     /// Where the chunk server writes a chunk of a shared file while splitting it, before the
@@ -710,6 +735,32 @@ mod tests {
         fs::write(store.root().join("old.bin_2"), b"x").unwrap();
         assert_eq!(store.snapshot().unwrap().chunks.len(), 1);
         assert_eq!(store.remove_copies_of_in_place(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn an_offered_content_is_never_announced_only_offered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path().join("temp")).unwrap();
+        let file = dir.path().join("report.pdf");
+        fs::write(&file, b"abc").unwrap();
+        let mut m = manifest("report.pdf");
+        m.origin = Origin::Offered {
+            path: file.clone(),
+            modified: fs::metadata(&file).unwrap().modified().unwrap(),
+        };
+        store.save_manifest(&m).unwrap();
+        // Not even a stray chunk file of it is announced.
+        fs::write(store.root().join("report.pdf_1"), b"x").unwrap();
+        let snap = store.snapshot().unwrap();
+        assert!(snap.chunks.is_empty(), "{snap:?}");
+        assert!(snap.metas.is_empty(), "{snap:?}");
+        assert_eq!(snap.offered["report.pdf"], m.manifest.meta());
+        // Served in place, from the file, like a shared one.
+        assert!(store.chunks_of("report.pdf").is_complete());
+        assert!(!m.origin.vouches());
+        // Changed: not offered any more until hashed again.
+        fs::write(&file, b"abcd").unwrap();
+        assert!(store.snapshot().unwrap().offered.is_empty());
     }
 
     #[test]

@@ -64,7 +64,9 @@ pub(crate) fn candidates(line: &str, pos: usize, names: &[String]) -> (usize, Ve
                 .filter(|word| starts_with_ignoring_case(word, text))
                 .map(|&word| match word {
                     // These take an argument: the space after them is typed too.
-                    "get" | "find" | "files" => format!("{word} "),
+                    "get" | "find" | "files" | "send" | "accept" | "decline" | "unsend" => {
+                        format!("{word} ")
+                    }
                     word => word.to_owned(),
                 });
             (start, words.chain(names_from(text)).collect())

@@ -18,6 +18,7 @@ use crate::command::{Command, Selection};
 use crate::download::{Config, DownloadError};
 use crate::error::Error;
 use crate::json::Format;
+use crate::offers;
 use crate::sharing::{share, shared, unshare};
 use crate::sync;
 use crate::wording::{write_line, write_out};
@@ -64,7 +65,7 @@ pub fn interactive(
         out,
         &format!(
             "Peer folder {}. Type a number or a name to download{}; Enter or 'list' to \
-             refresh, 'find', 'peers', 'shared', 'history', 'help', 'quit'.\n",
+             refresh, 'find', 'peers', 'shared', 'offers', 'history', 'help', 'quit'.\n",
             config.dir.root().display(),
             if terminal { " (Tab completes)" } else { "" }
         ),
@@ -139,6 +140,49 @@ pub fn interactive(
                     write_line(out, &format!("error: {e}"))?;
                 }
             }
+            Command::Send { path, to, expires } => {
+                let result = match expires.as_deref().map(crate::send::parse_lifetime) {
+                    Some(Err(e)) => Err(Error::Invalid(e)),
+                    Some(Ok(lifetime)) => {
+                        crate::send::send(config, path.as_ref(), &to, Some(lifetime), out)
+                    }
+                    None => crate::send::send(config, path.as_ref(), &to, None, out),
+                };
+                if let Err(e) = result {
+                    write_line(out, &format!("error: {e}"))?;
+                }
+            }
+            Command::Sends => {
+                if let Err(e) = crate::send::list_sends(config, Format::Text, out) {
+                    write_line(out, &format!("error: {e}"))?;
+                }
+            }
+            Command::Unsend(id) => {
+                if let Err(e) = crate::send::unsend(config, &id, out) {
+                    write_line(out, &format!("error: {e}"))?;
+                }
+            }
+            Command::Offers => {
+                if let Err(e) = offers::list_offers(config, Format::Text, out) {
+                    write_line(out, &format!("error: {e}"))?;
+                }
+            }
+            Command::Decline(which) => {
+                if let Err(e) = offers::decline(config, &which, out) {
+                    write_line(out, &format!("error: {e}"))?;
+                }
+            }
+            Command::Accept(which) => {
+                match offers::accept(config, &which, shutdown, feedback, out) {
+                    Ok(got) => write_line(out, &format!("{}", got.file.path.display()))?,
+                    Err(Error::Download(DownloadError::Incomplete { .. })) => {}
+                    Err(Error::Download(DownloadError::Cancelled)) => {
+                        write_out(out, "Download cancelled.\n")?;
+                        return Ok(());
+                    }
+                    Err(e) => write_line(out, &format!("error: {e}"))?,
+                }
+            }
             Command::Download(selection) => {
                 // A number means the item the user saw in the last listing: pin its digest, so
                 // that of two files with the same name the one shown is fetched.
@@ -193,27 +237,42 @@ fn remember(catalog: Catalog, names: &Names) -> Catalog {
     catalog
 }
 
-/// Keeps the subscribed contents up to date while the prompt is open, on a thread of its own,
-/// unless a `downloader sync` runs for the folder (then it does). What it updated is left in
-/// the returned list, which the prompt shows before its next line.
+/// Keeps the subscribed contents up to date and accepts the offers of the users of
+/// `accept-from.txt` while the prompt is open, on a thread of its own, unless a `downloader
+/// sync` runs for the folder (then it does). What it updated and accepted, and the new offers
+/// (`bob offers report.pdf (2.0 MiB): accept 1 / decline 1`), are left in the returned list,
+/// which the prompt shows before its next line.
 fn background_sync(config: &Config, shutdown: &Shutdown) -> Arc<Mutex<Vec<String>>> {
     let notices = Arc::new(Mutex::new(Vec::new()));
     let (config, shutdown, told) = (config.clone(), shutdown.clone(), Arc::clone(&notices));
     std::thread::spawn(move || {
         let mut watched = sync::Watched::default();
+        let mut new_offers = offers::NewOffers::default();
         while !shutdown.sleep(sync::SYNC_POLL) {
             let sync_runs =
                 shared::instance::is_running(&config.dir, "downloader").unwrap_or(false);
-            if sync_runs || !watched.changed(&config) {
+            if !watched.changed(&config) {
                 continue;
             }
-            match sync::sync_once(&config, &shutdown, Feedback::Quiet, &mut io::sink()) {
-                Ok(updates) => told
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .extend(updates.iter().map(sync::Updated::describe)),
-                Err(e) => log::warn!("sync: {e}"),
+            let mut lines = Vec::new();
+            if !sync_runs {
+                match sync::sync_once(&config, &shutdown, Feedback::Quiet, &mut io::sink()) {
+                    Ok(updates) => lines.extend(updates.iter().map(sync::Updated::describe)),
+                    Err(e) => log::warn!("sync: {e}"),
+                }
+                match offers::accept_allowed(&config, &shutdown, Feedback::Quiet, &mut io::sink()) {
+                    Ok(accepted) => lines.extend(
+                        accepted
+                            .iter()
+                            .map(|(offer, got)| sync::accepted_line(offer, got)),
+                    ),
+                    Err(e) => log::warn!("sync: {e}"),
+                }
             }
+            lines.extend(new_offers.take(&config));
+            told.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend(lines);
         }
     });
     notices
@@ -252,6 +311,11 @@ const HELP: &str = "\
   share PATH    share a file or folder (its whole tree) now (the rest of the line is the path)
   unshare NAME  stop sharing a content (its name, a folder photos/, or the path shared)
   shared        show what this peer shares
+  send PATH --to USER [--expires 10m|2h|7d]
+                offer a file to USER alone (nothing reaches them unless they accept);
+                sends lists the offers sent, unsend ID cancels one
+  offers        the offers received: accept N downloads one, decline N refuses it
+                (the users of accept-from.txt are accepted unasked while the prompt runs)
   quit          leave (also Ctrl-C, Ctrl-D or end of input)
 At a terminal: Tab completes commands and names, Up/Down recall earlier lines (kept in
 the peer folder's .prompt_history).

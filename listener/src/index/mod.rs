@@ -187,7 +187,8 @@ impl Index {
         let ip = source.to_canonical();
         let user = sanitize_username(&announcement.username);
         let ext = readable_extension(announcement);
-        if ext.is_some_and(|e| e.kind == Kind::Query) {
+        // A query asks, an offer is for one user's inbox: neither lists anything.
+        if ext.is_some_and(|e| matches!(e.kind, Kind::Query | Kind::Offer)) {
             return false;
         }
         if let Some(ext) = ext.filter(|e| e.kind == Kind::Goodbye) {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::content::ContentMeta;
 use super::error::DecodeError;
-use crate::chunk::{legacy_flat_name, ChunkName};
+use crate::chunk::{legacy_flat_name, validate_content_name, ChunkName};
 use crate::{MAX_ANNOUNCE_DATAGRAM, PROTOCOL_VERSION};
 
 /// What our peers add to an announcement under the `p2p` key.
@@ -36,6 +36,16 @@ pub struct AnnouncementExt {
     /// With [`Kind::Withdraw`]: the contents the sender no longer holds (unshared, removed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub withdrawn: Vec<String>,
+    /// With [`Kind::Offer`]: the username the offered content is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// With [`Kind::Offer`]: the offer's id, chosen at random by the sender.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer: Option<String>,
+    /// With [`Kind::Offer`]: seconds until the offer expires, relative so that the two
+    /// peers' clocks need not agree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<u64>,
 }
 
 /// The versions of our extension this build speaks: today only [`PROTOCOL_VERSION`].
@@ -54,6 +64,9 @@ impl AnnouncementExt {
             instance: None,
             kind: Kind::Announce,
             withdrawn: Vec::new(),
+            to: None,
+            offer: None,
+            expires_in: None,
         }
     }
 
@@ -91,12 +104,49 @@ pub enum Kind {
     /// file is unshared or removed; a listener that does not know this kind reads the datagram
     /// as an announcement without chunks, which changes nothing.
     Withdraw,
+    /// "I offer you this content" ([`AnnouncementExt::to`], [`AnnouncementExt::offer`],
+    /// [`AnnouncementExt::expires_in`], one entry in [`AnnouncementExt::contents`]): sent to
+    /// the whole LAN, but recorded only by the listener of the user named in `to`, which
+    /// downloads nothing until its user accepts ([`OfferHeard`]). A listener that does not
+    /// know this kind reads the datagram as an announcement without chunks.
+    Offer,
 }
 
 impl Kind {
     fn is_announce(&self) -> bool {
         *self == Kind::Announce
     }
+}
+
+/// Longest an offer lasts, in seconds (seven days): a longer `expires_in` is taken at this.
+pub const MAX_OFFER_SECS: u64 = 7 * 24 * 3600;
+
+/// Longest offer id accepted, in bytes; ours are 32 hex digits.
+pub const MAX_OFFER_ID_BYTES: usize = 64;
+
+/// Whether `id` can be an offer id: 1 to [`MAX_OFFER_ID_BYTES`] ASCII letters, digits, `-`
+/// or `_` (it is written in files and typed in commands).
+pub fn is_offer_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_OFFER_ID_BYTES
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// One offer, as sent by [`Announcement::offer`] and read back by [`Announcement::as_offer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferHeard {
+    /// The username it is for.
+    pub to: String,
+    /// Its id ([`is_offer_id`]).
+    pub id: String,
+    /// The content's name ([`validate_content_name`]).
+    pub name: String,
+    /// The content's size and digests.
+    pub meta: ContentMeta,
+    /// Seconds until it expires, at most [`MAX_OFFER_SECS`], at least 1.
+    pub expires_in: u64,
 }
 
 /// The username every query is sent under: never a real peer's name (our announcers refuse
@@ -140,6 +190,9 @@ pub const MAX_ANNOUNCE_INTERVAL_SECS: u64 = 600;
 /// {"username":"alice","files":[],"p2p":{…,"kind":"goodbye"}}        ours: forget me
 /// {"username":"alice","files":[],"p2p":{…,"kind":"withdraw",
 ///  "withdrawn":["photo.png"]}}                                       ours: no longer held
+/// {"username":"bob","files":[],"p2p":{…,"kind":"offer","to":"carol",
+///  "offer":"9f0c…","expires_in":3600,
+///  "contents":{"report.pdf":{"size":2100000,"sha256":"…","root":"…"}}}}  ours: for carol
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Announcement {
@@ -318,6 +371,49 @@ impl Announcement {
         (datagrams, dropped)
     }
 
+    /// The [`Kind::Offer`] datagram offering `offer` to its user, with `ext`'s port and
+    /// instance and no chunks (to a legacy listener, an announcement of nothing); `None` when
+    /// it cannot fit in [`MAX_ANNOUNCE_DATAGRAM`] bytes.
+    pub fn offer(username: &str, ext: &AnnouncementExt, offer: &OfferHeard) -> Option<Vec<u8>> {
+        let bytes = Announcement::ours(
+            username,
+            &[],
+            AnnouncementExt {
+                kind: Kind::Offer,
+                contents: BTreeMap::from([(offer.name.clone(), offer.meta)]),
+                withdrawn: Vec::new(),
+                to: Some(offer.to.clone()),
+                offer: Some(offer.id.clone()),
+                expires_in: Some(offer.expires_in),
+                ..ext.clone()
+            },
+        )
+        .encode();
+        (bytes.len() <= MAX_ANNOUNCE_DATAGRAM).then_some(bytes)
+    }
+
+    /// The offer this datagram makes, when it is a usable [`Kind::Offer`]: a recipient, a
+    /// valid id, exactly one content of a valid name, and an expiry of at least one second
+    /// (taken at most at [`MAX_OFFER_SECS`]); `None` for anything else.
+    pub fn as_offer(&self) -> Option<OfferHeard> {
+        let ext = self.p2p.as_ref().filter(|e| e.kind == Kind::Offer)?;
+        let to = ext.to.clone().filter(|t| !t.is_empty())?;
+        let id = ext.offer.clone().filter(|id| is_offer_id(id))?;
+        let expires_in = ext.expires_in.filter(|&s| s > 0)?.min(MAX_OFFER_SECS);
+        if ext.contents.len() != 1 {
+            return None;
+        }
+        let (name, meta) = ext.contents.iter().next()?;
+        validate_content_name(name).ok()?;
+        Some(OfferHeard {
+            to,
+            id,
+            name: name.clone(),
+            meta: *meta,
+            expires_in,
+        })
+    }
+
     /// The [`Kind::Withdraw`] datagrams saying that `username` no longer holds `names`: as
     /// few as fit in [`MAX_ANNOUNCE_DATAGRAM`] bytes each, with `ext`'s port and instance and
     /// no chunks (to a legacy listener, an announcement of nothing). A name that cannot fit
@@ -439,6 +535,130 @@ mod tests {
         let some = Announcement::pack_withdrawals("alice", &ext(), &[huge, "x".into()]);
         assert_eq!(some.len(), 1);
         assert!(Announcement::pack_withdrawals("alice", &ext(), &[]).is_empty());
+    }
+
+    fn an_offer() -> OfferHeard {
+        OfferHeard {
+            to: "carol".into(),
+            id: "0123456789abcdef0123456789abcdef".into(),
+            name: "report.pdf".into(),
+            meta: manifest().meta(),
+            expires_in: 3600,
+        }
+    }
+
+    #[test]
+    fn offers_round_trip_and_read_as_empty_legacy_announcements() {
+        let offer = an_offer();
+        let bytes = Announcement::offer("bob", &ext(), &offer).unwrap();
+        assert!(bytes.len() <= MAX_ANNOUNCE_DATAGRAM);
+        let a = Announcement::decode(&bytes).unwrap();
+        assert_eq!(a.username, "bob");
+        assert!(a.files.is_empty() && a.chunks().is_empty());
+        let p2p = a.p2p.as_ref().unwrap();
+        assert_eq!(p2p.kind, Kind::Offer);
+        assert_eq!(p2p.port, 5001);
+        assert_eq!(p2p.instance.as_deref(), Some("a1b2"));
+        assert_eq!(a.as_offer(), Some(offer));
+        // A legacy listener only looks at username and files: an announcement of nothing.
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["username"], "bob");
+        assert_eq!(v["files"], serde_json::json!([]));
+        // A peer of ours that predates offers cannot read the kind: the extension counts as
+        // absent, and the datagram as a legacy announcement without chunks.
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        let older = text.replace("\"offer\",\"to\"", "\"unknown\",\"to\"");
+        assert_ne!(older, text);
+        let a = Announcement::decode(older.as_bytes()).unwrap();
+        assert_eq!(a.p2p, None);
+        assert!(a.chunks().is_empty());
+        // Other kinds are no offers.
+        for kind in [Kind::Announce, Kind::Withdraw, Kind::Goodbye, Kind::Query] {
+            let a = Announcement::ours("bob", &[], AnnouncementExt { kind, ..ext() });
+            assert_eq!(a.as_offer(), None);
+        }
+    }
+
+    #[test]
+    fn an_offer_that_cannot_fit_is_not_made() {
+        let mut offer = an_offer();
+        offer.name = "\"".repeat(crate::MAX_CONTENT_NAME_BYTES);
+        offer.to = "t".repeat(crate::MAX_USERNAME_BYTES);
+        assert!(Announcement::offer(&"u".repeat(600), &ext(), &offer).is_none());
+        // The longest ordinary name and usernames fit.
+        let mut offer = an_offer();
+        offer.name = "n".repeat(crate::MAX_CONTENT_NAME_BYTES);
+        offer.to = "t".repeat(crate::MAX_USERNAME_BYTES);
+        offer.id = "i".repeat(MAX_OFFER_ID_BYTES);
+        offer.expires_in = MAX_OFFER_SECS;
+        let bytes =
+            Announcement::offer(&"u".repeat(crate::MAX_USERNAME_BYTES), &ext(), &offer).unwrap();
+        assert_eq!(
+            Announcement::decode(&bytes).unwrap().as_offer(),
+            Some(offer)
+        );
+    }
+
+    #[test]
+    fn unusable_offers_are_refused_field_by_field() {
+        let good = Announcement::decode(&Announcement::offer("bob", &ext(), &an_offer()).unwrap())
+            .unwrap();
+        let with = |edit: &dyn Fn(&mut AnnouncementExt)| {
+            let mut a = good.clone();
+            edit(a.p2p.as_mut().unwrap());
+            Announcement::decode(&a.encode()).unwrap().as_offer()
+        };
+        assert!(with(&|_| {}).is_some());
+        assert_eq!(with(&|e| e.to = None), None);
+        assert_eq!(with(&|e| e.to = Some(String::new())), None);
+        assert_eq!(with(&|e| e.offer = None), None);
+        assert_eq!(with(&|e| e.offer = Some(String::new())), None);
+        assert_eq!(with(&|e| e.offer = Some("a/b".into())), None);
+        assert_eq!(with(&|e| e.offer = Some("x".repeat(65))), None);
+        assert_eq!(with(&|e| e.expires_in = None), None);
+        assert_eq!(with(&|e| e.expires_in = Some(0)), None);
+        assert_eq!(with(&|e| e.contents.clear()), None);
+        assert_eq!(
+            with(&|e| {
+                let meta = e.contents["report.pdf"];
+                e.contents.insert("other.pdf".into(), meta);
+            }),
+            None,
+            "one content per offer"
+        );
+        for bad_name in ["../x", "a/../../b", "", "a\u{1b}[31m"] {
+            assert_eq!(
+                with(&|e| {
+                    let meta = e.contents.remove("report.pdf").unwrap();
+                    e.contents.insert(bad_name.into(), meta);
+                }),
+                None,
+                "{bad_name:?}"
+            );
+        }
+        // A long expiry is capped at a week.
+        let capped = with(&|e| e.expires_in = Some(u64::MAX)).unwrap();
+        assert_eq!(capped.expires_in, MAX_OFFER_SECS);
+        // Garbage in the offer fields makes the extension unreadable: a legacy datagram.
+        let text = r#"{"username":"bob","files":[],"p2p":{"v":1,"port":5001,"interval":60,"kind":"offer","to":7,"offer":"x","expires_in":"soon"}}"#;
+        let a = Announcement::decode(text.as_bytes()).unwrap();
+        assert_eq!((a.as_offer(), a.p2p), (None, None));
+    }
+
+    #[test]
+    fn offer_ids_are_short_plain_tokens() {
+        assert!(is_offer_id("0123abcdEF-_"));
+        for bad in [
+            "",
+            "a b",
+            "a/b",
+            "é",
+            "a\n",
+            &"x".repeat(MAX_OFFER_ID_BYTES + 1),
+        ] {
+            assert!(!is_offer_id(bad), "{bad:?}");
+        }
+        assert!(is_offer_id(&"x".repeat(MAX_OFFER_ID_BYTES)));
     }
 
     #[test]

@@ -30,8 +30,9 @@ mod request;
 mod response;
 
 pub use announcement::{
-    is_query, Announcement, AnnouncementExt, Kind, KNOWN_VERSIONS, MAX_ANNOUNCE_INTERVAL_SECS,
-    MAX_QUERY_DATAGRAM, QUERY_USERNAME,
+    is_offer_id, is_query, Announcement, AnnouncementExt, Kind, OfferHeard, KNOWN_VERSIONS,
+    MAX_ANNOUNCE_INTERVAL_SECS, MAX_OFFER_ID_BYTES, MAX_OFFER_SECS, MAX_QUERY_DATAGRAM,
+    QUERY_USERNAME,
 };
 pub use content::{ContentMeta, Manifest};
 pub use error::{DecodeError, ErrorCode};

@@ -107,7 +107,9 @@ impl StoredManifest {
     /// download in progress, or a store written before contents were served in place).
     pub fn in_place(&self) -> Option<InPlace> {
         let (path, modified) = match &self.origin {
-            Origin::Shared { path, modified } => (path, *modified),
+            Origin::Shared { path, modified } | Origin::Offered { path, modified } => {
+                (path, *modified)
+            }
             Origin::Downloaded {
                 file: Some(file), ..
             } => (&file.path, file.modified),

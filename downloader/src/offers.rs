@@ -1,0 +1,448 @@
+//! `downloader offers`, `accept N` and `decline N`: the receiving side of `downloader send`
+//! ([`crate::send`]). The listener keeps the inbox `DIR/offers.txt`; answers go to
+//! `DIR/offers-answered.txt` ([`shared::offers`]), so an answered offer is never shown again,
+//! whatever its sender re-broadcasts. Nothing of an offered content is written anywhere
+//! before it is accepted: then it is downloaded like any content, by the same engine as `get`
+//! (from the sender, and anyone else `tags.txt` lists with the same digest), verified,
+//! resumable, into `downloads/`.
+//!
+//! `downloader sync` (and the prompt in the background) accepts unasked the offers of the
+//! users listed in `DIR/accept-from.txt` ([`accept_allowed`]).
+
+use std::io::Write;
+
+use chrono::Utc;
+use serde::Serialize;
+use shared::chunk::ChunkSet;
+use shared::offers::{self, Answer, Offer};
+use shared::sends::unix_now;
+use shared::shutdown::Shutdown;
+use shared::tags::{Proto, TagsIndex};
+use shared::PROTOCOL_VERSION;
+
+use crate::actions::{fetch_target, require_peer_dir, Got};
+use crate::bar::Feedback;
+use crate::catalog::{Catalog, Holder, Target};
+use crate::download::Config;
+use crate::error::Error;
+use crate::format;
+use crate::json::{self, Format};
+use crate::send::{left, utc};
+use crate::wording::{write_line, write_out};
+
+fn io_error(what: &str, source: std::io::Error) -> Error {
+    Error::Io {
+        context: format!("cannot read {what}"),
+        source,
+    }
+}
+
+/// The offers pending now (live, unanswered), numbered 1..n in this order.
+///
+/// # Errors
+/// When `offers.txt` or `offers-answered.txt` exists but cannot be read.
+pub fn pending(config: &Config) -> Result<Vec<Offer>, Error> {
+    let inbox = offers::load_inbox(&config.dir).map_err(|e| io_error(offers::OFFERS_FILE, e))?;
+    let answered =
+        offers::load_answered(&config.dir).map_err(|e| io_error(offers::ANSWERED_FILE, e))?;
+    Ok(offers::pending(&inbox, &answered, unix_now()))
+}
+
+/// What `offers --json` prints for each offer.
+#[derive(Debug, Serialize)]
+pub struct ListedOffer {
+    /// Its number, for `accept N` / `decline N`.
+    pub number: usize,
+    /// Its id (also accepted by `accept` / `decline`).
+    pub id: String,
+    /// The sender's username.
+    pub from: String,
+    /// The sender's chunk server.
+    pub address: String,
+    /// The content's name.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its SHA-256.
+    pub sha256: String,
+    /// When the offer expires, Unix seconds (this peer's clock).
+    pub expires_at: u64,
+    /// Seconds left.
+    pub expires_in: u64,
+}
+
+/// `downloader offers [--json]`: the pending offers, numbered.
+///
+/// # Errors
+/// When the peer folder is missing, a file cannot be read, or `out` written.
+pub fn list_offers(config: &Config, format: Format, out: &mut dyn Write) -> Result<(), Error> {
+    require_peer_dir(config)?;
+    let now = unix_now();
+    let items: Vec<ListedOffer> = pending(config)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, o)| ListedOffer {
+            number: i + 1,
+            id: o.id.clone(),
+            from: o.from.clone(),
+            address: o.addr.to_string(),
+            name: o.name.clone(),
+            size: o.meta.size,
+            sha256: o.meta.sha256.to_string(),
+            expires_at: o.expires,
+            expires_in: o.expires.saturating_sub(now),
+        })
+        .collect();
+    if format == Format::Json {
+        return json::write_json(out, &items);
+    }
+    if items.is_empty() {
+        let note = if offers::own_username(&config.dir).is_none() {
+            " (this peer has no username.txt, so its listener records none)"
+        } else {
+            ""
+        };
+        return write_line(out, &format!("No offers{note}."));
+    }
+    let rows: Vec<[String; 6]> = items
+        .iter()
+        .map(|o| {
+            [
+                o.number.to_string(),
+                shared::text::terminal_safe(&o.from).into_owned(),
+                o.address.clone(),
+                shared::text::terminal_safe(&o.name).into_owned(),
+                format::size(o.size),
+                left(o.expires_in),
+            ]
+        })
+        .collect();
+    write_out(
+        out,
+        &format::table(
+            ["#", "FROM", "ADDRESS", "NAME", "SIZE", "EXPIRES IN"],
+            &rows,
+            &[],
+        ),
+    )?;
+    write_line(out, "accept N downloads one, decline N refuses it.")
+}
+
+/// The offer `which` names: its number among the pending ones, or its id (or the start of
+/// it) among all the inbox holds, so that an expired one is told apart from a wrong number.
+fn find(config: &Config, which: &str) -> Result<Offer, Error> {
+    let which = which.trim();
+    let now = unix_now();
+    let pending = pending(config)?;
+    if let Ok(n) = which.parse::<usize>() {
+        return match n.checked_sub(1).and_then(|i| pending.get(i)) {
+            Some(offer) => Ok(offer.clone()),
+            None if pending.is_empty() => Err(Error::Invalid(format!(
+                "there is no offer {n}: no offer is pending (expired ones cannot be accepted; \
+                 see `downloader offers`)"
+            ))),
+            None => Err(Error::Invalid(format!(
+                "there is no offer {n} (1 to {}; see `downloader offers`)",
+                pending.len()
+            ))),
+        };
+    }
+    let inbox = offers::load_inbox(&config.dir).map_err(|e| io_error(offers::OFFERS_FILE, e))?;
+    let answered =
+        offers::load_answered(&config.dir).map_err(|e| io_error(offers::ANSWERED_FILE, e))?;
+    let matching: Vec<&Offer> = inbox
+        .offers
+        .iter()
+        .filter(|o| !which.is_empty() && o.id.starts_with(which))
+        .collect();
+    let offer = match matching[..] {
+        [offer] => offer,
+        [] => {
+            return Err(Error::Invalid(format!(
+                "no offer {which:?} (see `downloader offers`)"
+            )))
+        }
+        _ => {
+            return Err(Error::Invalid(format!(
+                "{which:?} is the start of several offers' ids; type more of it"
+            )))
+        }
+    };
+    if let Some(answer) = answered.answer(&offer.id) {
+        let how = match answer {
+            Answer::Accepted => "accepted",
+            Answer::Declined => "declined",
+        };
+        return Err(Error::Invalid(format!(
+            "the offer of {} from {} was {how} already",
+            offer.name, offer.from
+        )));
+    }
+    if !offer.is_live(now) {
+        return Err(expired(offer));
+    }
+    Ok(offer.clone())
+}
+
+fn expired(offer: &Offer) -> Error {
+    Error::Invalid(format!(
+        "the offer of {} from {} expired at {}: it cannot be accepted; ask {} to send it again",
+        offer.name,
+        offer.from,
+        utc(offer.expires),
+        offer.from
+    ))
+}
+
+/// What to download for `offer`: its content, from the sender's chunk server, and from every
+/// holder `tags.txt` lists with the same name and digest.
+fn target_of(config: &Config, offer: &Offer) -> Target {
+    let mut holders = vec![Holder {
+        user: offer.from.clone(),
+        addr: offer.addr,
+        proto: Proto::P2p(PROTOCOL_VERSION),
+        chunks: ChunkSet::ALL,
+        root: offer.meta.root,
+    }];
+    if let Ok(index) = TagsIndex::load(&config.dir.tags()) {
+        let catalog = Catalog::from_index(&index, Utc::now());
+        for t in catalog
+            .targets
+            .into_iter()
+            .filter(|t| t.name == offer.name && t.sha256 == Some(offer.meta.sha256))
+        {
+            holders.extend(t.holders.into_iter().filter(|h| h.addr != offer.addr));
+        }
+    }
+    Target {
+        name: offer.name.clone(),
+        sha256: Some(offer.meta.sha256),
+        size: Some(offer.meta.size),
+        holders,
+    }
+}
+
+/// `downloader accept N|ID`: downloads the offered content into `downloads/` (same rules as
+/// `get`), then records the offer as accepted. A failed download leaves the offer pending,
+/// and what arrived in the store for the next attempt.
+///
+/// # Errors
+/// An unknown, answered or expired offer; a failed download.
+pub fn accept(
+    config: &Config,
+    which: &str,
+    cancel: &Shutdown,
+    feedback: Feedback,
+    ui: &mut dyn Write,
+) -> Result<Got, Error> {
+    require_peer_dir(config)?;
+    let offer = find(config, which)?;
+    accept_offer(config, &offer, cancel, feedback, ui)
+}
+
+fn accept_offer(
+    config: &Config,
+    offer: &Offer,
+    cancel: &Shutdown,
+    feedback: Feedback,
+    ui: &mut dyn Write,
+) -> Result<Got, Error> {
+    let target = target_of(config, offer);
+    let mut starting = vec![format!(
+        "Accepting {} ({}) offered by {}",
+        offer.name,
+        format::size(offer.meta.size),
+        offer.from
+    )];
+    starting.extend(crate::wording::starting(&target, 1));
+    let got = fetch_target(config, &target, &starting, cancel, feedback, ui)?;
+    offers::record_answer(&config.dir, offer, Answer::Accepted, unix_now())
+        .map_err(|e| io_error(offers::ANSWERED_FILE, e))?;
+    log::info!(
+        "accepted the offer {} of {} from {}: {}",
+        offer.id,
+        offer.name,
+        offer.from,
+        got.file.path.display()
+    );
+    Ok(got)
+}
+
+/// `downloader decline N|ID`: records the offer as declined; it is never shown again.
+///
+/// # Errors
+/// An unknown or answered offer; the file cannot be written.
+pub fn decline(config: &Config, which: &str, out: &mut dyn Write) -> Result<(), Error> {
+    require_peer_dir(config)?;
+    let offer = find(config, which)?;
+    offers::record_answer(&config.dir, &offer, Answer::Declined, unix_now())
+        .map_err(|e| io_error(offers::ANSWERED_FILE, e))?;
+    write_line(
+        out,
+        &format!("Declined {} from {}.", offer.name, offer.from),
+    )
+}
+
+/// Accepts every pending offer from a user of `DIR/accept-from.txt`; the others stay pending.
+/// Returns what was downloaded; failures are logged and retried at the next call.
+///
+/// # Errors
+/// When a download was cancelled.
+pub fn accept_allowed(
+    config: &Config,
+    cancel: &Shutdown,
+    feedback: Feedback,
+    ui: &mut dyn Write,
+) -> Result<Vec<(Offer, Got)>, Error> {
+    let allowed = match offers::load_accept_from(&config.dir) {
+        Ok(allowed) if allowed.is_empty() => return Ok(Vec::new()),
+        Ok(allowed) => allowed,
+        Err(e) => {
+            log::warn!("cannot read {}: {e}", offers::ACCEPT_FROM_FILE);
+            return Ok(Vec::new());
+        }
+    };
+    let pending = match pending(config) {
+        Ok(pending) => pending,
+        Err(e) => {
+            log::warn!("{e}");
+            return Ok(Vec::new());
+        }
+    };
+    let mut accepted = Vec::new();
+    for offer in pending
+        .into_iter()
+        .filter(|o| offers::is_allowed(&allowed, &o.from))
+    {
+        match accept_offer(config, &offer, cancel, feedback, ui) {
+            Ok(got) => accepted.push((offer, got)),
+            Err(e) if e.is_cancelled() => return Err(e),
+            Err(e) => log::warn!(
+                "cannot accept {} from {} (will retry): {e}",
+                offer.name,
+                offer.from
+            ),
+        }
+    }
+    Ok(accepted)
+}
+
+/// The line that tells the user of a new offer: `bob offers report.pdf (2.1 MB): accept 3 /
+/// decline 3`.
+pub fn notice(number: usize, offer: &Offer) -> String {
+    format!(
+        "{} offers {} ({}): accept {number} / decline {number}",
+        shared::text::terminal_safe(&offer.from),
+        shared::text::terminal_safe(&offer.name),
+        format::size(offer.meta.size)
+    )
+}
+
+/// The ids of offers already told about, so each is told once ([`NewOffers::take`]).
+#[derive(Debug, Default)]
+pub struct NewOffers(std::collections::HashSet<String>);
+
+impl NewOffers {
+    /// The notices of the pending offers not told about before.
+    pub fn take(&mut self, config: &Config) -> Vec<String> {
+        let Ok(pending) = pending(config) else {
+            return Vec::new();
+        };
+        pending
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| self.0.insert(o.id.clone()))
+            .map(|(i, o)| notice(i + 1, o))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::digest::Digest;
+    use shared::peer_dir::PeerDir;
+    use shared::protocol::ContentMeta;
+
+    fn config(dir: &std::path::Path) -> Config {
+        Config {
+            dir: PeerDir::new(dir),
+            ..Config::default()
+        }
+    }
+
+    fn offer(id: &str, expires: u64) -> Offer {
+        Offer {
+            id: id.into(),
+            from: "bob".into(),
+            addr: "127.0.0.2:6001".parse().unwrap(),
+            expires,
+            name: format!("{id}.pdf"),
+            meta: ContentMeta {
+                size: 2_100_000,
+                sha256: Digest::of(id.as_bytes()),
+                root: None,
+            },
+        }
+    }
+
+    fn inbox(dir: &std::path::Path, offers_: &[Offer]) {
+        let mut inbox = offers::Inbox::default();
+        for o in offers_ {
+            inbox.record(o.clone(), 0, |_| false);
+        }
+        offers::save_inbox(&PeerDir::new(dir), &inbox).unwrap();
+    }
+
+    #[test]
+    fn numbers_ids_expiry_and_answers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = config(tmp.path());
+        let now = unix_now();
+        inbox(
+            tmp.path(),
+            &[
+                offer("aaaa1", now + 100),
+                offer("gone", now - 5),
+                offer("bbbb2", now + 100),
+            ],
+        );
+        let listed: Vec<String> = pending(&c).unwrap().into_iter().map(|o| o.id).collect();
+        assert_eq!(listed, ["aaaa1", "bbbb2"]);
+        assert_eq!(find(&c, "2").unwrap().id, "bbbb2");
+        assert_eq!(find(&c, "aaa").unwrap().id, "aaaa1");
+        let e = find(&c, "3").unwrap_err().to_string();
+        assert!(e.contains("no offer 3 (1 to 2"), "{e}");
+        let e = find(&c, "gone").unwrap_err().to_string();
+        assert!(e.contains("expired"), "{e}");
+        let mut out = Vec::new();
+        decline(&c, "1", &mut out).unwrap();
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("Declined aaaa1.pdf from bob"));
+        let e = find(&c, "aaaa1").unwrap_err().to_string();
+        assert!(e.contains("declined already"), "{e}");
+        let listed: Vec<String> = pending(&c).unwrap().into_iter().map(|o| o.id).collect();
+        assert_eq!(listed, ["bbbb2"]);
+        // The notices tell each pending offer once.
+        let mut told = NewOffers::default();
+        assert_eq!(
+            told.take(&c),
+            ["bob offers bbbb2.pdf (2.0 MiB): accept 1 / decline 1"]
+        );
+        assert!(told.take(&c).is_empty());
+    }
+
+    #[test]
+    fn the_sender_is_a_holder_of_the_offered_content() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = config(tmp.path());
+        let o = offer("x", unix_now() + 10);
+        let t = target_of(&c, &o);
+        assert_eq!(t.name, "x.pdf");
+        assert_eq!(t.sha256, Some(o.meta.sha256));
+        assert_eq!(t.holders.len(), 1);
+        assert_eq!(t.holders[0].addr, o.addr);
+        assert_eq!(t.holders[0].chunks, ChunkSet::ALL);
+    }
+}

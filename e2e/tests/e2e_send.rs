@@ -1,0 +1,503 @@
+//! Sending a file to one peer (`downloader send PATH --to USER`, seed 002's upload) with the
+//! real programs on loopback: the offer reaches only its recipient, nothing of it is written
+//! there until accepted, an accepted offer is downloaded and verified, a declined one never
+//! comes back, `downloader sync` accepts unasked from the users of `accept-from.txt` only,
+//! and an expired offer cannot be accepted.
+//!
+//! The latencies are printed (`cargo test -p e2e --test e2e_send -- --nocapture`).
+
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use shared::digest::Digest;
+use shared::store::ChunkStore;
+use testkit::prelude::*;
+
+/// Long enough that nothing is re-announced by the clock during a test: what arrives was sent
+/// at once, or in answer to a query.
+const INTERVAL_SECS: u64 = 60;
+
+fn json_of(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", describe_output(out)))
+}
+
+/// `downloader offers --json` of `peer`.
+fn offers(peer: &Peer) -> Vec<serde_json::Value> {
+    let out = peer.downloader(&["offers", "--json"]);
+    assert_success(&out, "downloader offers --json");
+    json_of(&out).as_array().expect("an array").clone()
+}
+
+/// Waits until `peer` lists an offer of `name`; returns it.
+fn wait_for_offer(net: &TestNet, peer: &Peer, name: &str) -> serde_json::Value {
+    net.wait_until(
+        Duration::from_secs(20),
+        &format!("{} lists the offer of {name}", peer.name),
+        || {
+            let listed = offers(peer);
+            listed
+                .iter()
+                .find(|o| o["name"] == name)
+                .cloned()
+                .ok_or_else(|| format!("{listed:?}"))
+        },
+    )
+}
+
+/// Every file under `dir` whose path mentions `name`.
+fn traces_of(dir: &Path, name: &str) -> Vec<String> {
+    files_under(dir)
+        .into_iter()
+        .map(|(p, _)| p.display().to_string())
+        .filter(|p| p.contains(name))
+        .collect()
+}
+
+/// A peer that receives: a username (the listener records offers only for it) and a listener.
+fn receiver(net: &TestNet, name: &str) -> Peer {
+    let peer = net.peer(name);
+    std::fs::write(peer.dir.join("username.txt"), format!("{name}\n")).unwrap();
+    peer.start_listener(&[]);
+    peer
+}
+
+/// A peer that sends: chunk server (sharing `base.txt`, so others hear it) and announcer.
+fn sender(net: &TestNet, name: &str, seed: u64) -> (Peer, Digest) {
+    let peer = net.peer(name);
+    let (_, base) = peer.write_share("base.txt", 1_000, seed);
+    peer.start_chunk_server(&[], &["--rescan", "1"]);
+    peer.start_announcer(name, INTERVAL_SECS);
+    (peer, base)
+}
+
+/// `peer` runs `downloader send PATH --to TO [extra]`.
+fn send(peer: &Peer, path: &Path, to: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["send", path.to_str().unwrap(), "--to", to];
+    args.extend_from_slice(extra);
+    peer.downloader(&args)
+}
+
+#[test]
+fn an_offer_reaches_only_its_recipient_and_nothing_is_written_before_accept() {
+    let net = TestNet::new(Duration::from_secs(180));
+    let (bob, base) = sender(&net, "bob", 1);
+    let carol = receiver(&net, "carol");
+    let dave = receiver(&net, "dave");
+    net.wait_for_entry(&dave, &bob, "bob", "base.txt", base);
+
+    // Errors first: a folder, a bad username, a name bob already serves for another file.
+    let outside = net.folder("outside");
+    let folder = bob.downloader(&["send", outside.to_str().unwrap(), "--to", "carol"]);
+    assert_eq!(
+        folder.status.code(),
+        Some(1),
+        "{}",
+        describe_output(&folder)
+    );
+    assert!(
+        all_output(&folder).contains("folder"),
+        "{}",
+        describe_output(&folder)
+    );
+    let clash = outside.join("base.txt");
+    write_random_file(&clash, 10, 9);
+    let out = send(&bob, &clash, "carol", &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe_output(&out));
+    assert!(
+        all_output(&out).contains("already serves"),
+        "{}",
+        describe_output(&out)
+    );
+    let report = outside.join("report.pdf");
+    let digest = write_random_file(&report, 300_003, 11);
+    let out = send(&bob, &report, "bad\u{1b}name", &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe_output(&out));
+    let out = send(&bob, &report, "carol", &["--expires", "8d"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe_output(&out));
+    assert!(!bob.dir.join("sends.txt").exists(), "nothing recorded");
+
+    // bob offers report.pdf to carol.
+    let sent = Instant::now();
+    let out = send(&bob, &report, "carol", &[]);
+    assert_success(&out, "bob sends report.pdf to carol");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("Offered report.pdf") && said.contains("to carol until"),
+        "{said}"
+    );
+    let offer = wait_for_offer(&net, &carol, "report.pdf");
+    println!(
+        "offer latency: {} ms (send returned -> listed by carol's offers)",
+        sent.elapsed().as_millis()
+    );
+    assert_eq!(offer["number"], 1);
+    assert_eq!(offer["from"], "bob");
+    assert_eq!(offer["address"], bob.chunk_addr().to_string());
+    assert_eq!(offer["sha256"], digest.to_string());
+    assert_eq!(offer["size"], 300_003);
+    let left = offer["expires_in"].as_u64().unwrap();
+    assert!((3500..=3600).contains(&left), "{offer}");
+    let listed = json_of(&bob.downloader(&["sends", "--json"]));
+    assert_eq!(listed[0]["to"], "carol", "{listed:#}");
+    assert_eq!(listed[0]["name"], "report.pdf");
+    assert_eq!(listed[0]["state"], "offered");
+
+    // Nothing of it is written at carol's before she accepts, and dave neither lists the offer
+    // nor sees the content in his tags.txt, for a few seconds (bob answers dave's and carol's
+    // queries meanwhile: the listeners restart).
+    dave.stop(Program::Listener);
+    dave.start_listener(&[]);
+    net.holds_for(
+        Duration::from_secs(3),
+        "nothing of the offer reaches dave",
+        || {
+            let tags = dave.tags()?;
+            if tags.entries.iter().any(|e| e.content == "report.pdf") {
+                return Err(format!("dave's tags.txt lists it:\n{tags}"));
+            }
+            if !offers(&dave).is_empty() {
+                return Err("dave lists an offer".into());
+            }
+            let traces = traces_of(&carol.dir, "report.pdf");
+            if !traces.is_empty() {
+                return Err(format!("carol holds {traces:?}"));
+            }
+            Ok(())
+        },
+    );
+    assert!(tags_list(&dave, "base.txt"), "dave still hears bob");
+    let inbox = std::fs::read_to_string(dave.dir.join("offers.txt")).unwrap_or_default();
+    assert!(!inbox.contains("report.pdf"), "{inbox}");
+
+    // carol accepts: the file in her downloads/ is bob's, byte for byte.
+    let out = carol.downloader(&["accept", "1"]);
+    assert_success(&out, "carol accepts offer 1");
+    let path = printed_path(&out, &carol.dir);
+    assert_eq!(path, carol.downloads_dir().join("report.pdf"));
+    assert_same_file(&report, &path);
+    assert_eq!(file_digest(&path).0, digest);
+    assert!(
+        offers(&carol).is_empty(),
+        "an accepted offer is not pending"
+    );
+    let again = carol.downloader(&["accept", offer["id"].as_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1), "{}", describe_output(&again));
+    assert!(all_output(&again).contains("accepted already"));
+    let history = json_of(&carol.downloader(&["history", "--json"]));
+    assert!(
+        history
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "report.pdf" && e["outcome"] == "ok"),
+        "{history:#}"
+    );
+
+    // Declined: gone, and a re-broadcast (bob answers carol's restarted listener's query)
+    // does not bring it back; nothing of it is written.
+    let notes = outside.join("notes.txt");
+    write_random_file(&notes, 5_000, 12);
+    assert_success(&send(&bob, &notes, "carol", &[]), "bob sends notes.txt");
+    let offer = wait_for_offer(&net, &carol, "notes.txt");
+    let id = offer["id"].as_str().unwrap().to_owned();
+    let out = carol.downloader(&["decline", "1"]);
+    assert_success(&out, "carol declines");
+    assert!(offers(&carol).is_empty());
+    carol.stop(Program::Listener);
+    carol.start_listener(&[]);
+    net.holds_for(
+        Duration::from_secs(3),
+        "the declined offer stays away",
+        || {
+            let listed = offers(&carol);
+            let inbox = std::fs::read_to_string(carol.dir.join("offers.txt")).unwrap_or_default();
+            if !listed.is_empty() || inbox.contains(&id) {
+                return Err(format!("{listed:?}\n{inbox}"));
+            }
+            Ok(())
+        },
+    );
+    assert!(traces_of(&carol.dir, "notes.txt").is_empty());
+
+    // bob cancels what is left: his chunk server stops serving notes.txt.
+    let store = ChunkStore::open(bob.temp_dir()).unwrap();
+    assert!(store.load_manifest("notes.txt").unwrap().is_some());
+    let out = bob.downloader(&["unsend", &id[..8]]);
+    assert_success(&out, "bob cancels the offer");
+    net.wait_until(WAIT, "bob stops serving notes.txt", || {
+        match store.load_manifest("notes.txt") {
+            Ok(None) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+}
+
+fn tags_list(peer: &Peer, name: &str) -> bool {
+    peer.tags()
+        .is_ok_and(|t| t.entries.iter().any(|e| e.content == name))
+}
+
+#[test]
+fn sync_accepts_from_allowed_users_only_and_expired_offers_cannot_be_accepted() {
+    let net = TestNet::new(Duration::from_secs(180));
+    let (bob, _) = sender(&net, "bob", 2);
+    let (mallory, _) = sender(&net, "mallory", 3);
+    let carol = receiver(&net, "carol");
+    std::fs::write(carol.dir.join("accept-from.txt"), "# my friends\nbob\n").unwrap();
+    let sync = carol.spawn_downloader(&["sync"]);
+
+    let outside = net.folder("outside");
+    let from_bob = outside.join("photos.tar");
+    let bob_digest = write_random_file(&from_bob, 1_000_003, 21);
+    let from_mallory = outside.join("invoice.exe");
+    write_random_file(&from_mallory, 20_000, 22);
+    let sent = Instant::now();
+    assert_success(
+        &send(&mallory, &from_mallory, "carol", &[]),
+        "mallory sends",
+    );
+    assert_success(&send(&bob, &from_bob, "carol", &[]), "bob sends");
+
+    // bob's arrives unasked; mallory's stays pending, and unwritten.
+    let path = carol.downloads_dir().join("photos.tar");
+    net.wait_until(Duration::from_secs(30), "bob's file accepted", || {
+        if path.exists() && file_digest(&path).0 == bob_digest {
+            Ok(())
+        } else {
+            Err(format!("{:?}", files_under(&carol.downloads_dir())))
+        }
+    });
+    println!(
+        "auto-accept latency: {} ms (send returned -> verified in carol's downloads/)",
+        sent.elapsed().as_millis()
+    );
+    assert_same_file(&from_bob, &path);
+    let pending = offers(&carol);
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(pending[0]["from"], "mallory");
+    assert_eq!(pending[0]["name"], "invoice.exe");
+    net.holds_for(
+        Duration::from_secs(2),
+        "mallory's offer stays pending",
+        || {
+            let traces = traces_of(&carol.dir, "invoice.exe");
+            if traces.is_empty() && offers(&carol).len() == 1 {
+                Ok(())
+            } else {
+                Err(format!("{traces:?}"))
+            }
+        },
+    );
+    signal(sync.pid(), "TERM");
+    let out = sync.wait(Duration::from_secs(10));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Accepted photos.tar from bob"),
+        "{}",
+        describe_output(&out)
+    );
+
+    // An offer of three seconds: listed, then gone, and then it cannot be accepted.
+    let brief = outside.join("brief.txt");
+    write_random_file(&brief, 3_000, 23);
+    assert_success(
+        &send(&bob, &brief, "carol", &["--expires", "3s"]),
+        "bob sends for 3 s",
+    );
+    let offer = wait_for_offer(&net, &carol, "brief.txt");
+    let id = offer["id"].as_str().unwrap().to_owned();
+    net.wait_until(Duration::from_secs(10), "the brief offer expires", || {
+        let listed = offers(&carol);
+        if listed.iter().any(|o| o["name"] == "brief.txt") {
+            Err(format!("{listed:?}"))
+        } else {
+            Ok(())
+        }
+    });
+    let out = carol.downloader(&["accept", &id]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe_output(&out));
+    assert!(
+        all_output(&out).contains("expired"),
+        "{}",
+        describe_output(&out)
+    );
+    assert!(traces_of(&carol.dir, "brief.txt").is_empty());
+    // bob stops serving it, and lists it as expired.
+    let store = ChunkStore::open(bob.temp_dir()).unwrap();
+    net.wait_until(WAIT, "bob stops serving brief.txt", || {
+        match store.load_manifest("brief.txt") {
+            Ok(None) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    let listed = json_of(&bob.downloader(&["sends", "--json"]));
+    let brief = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "brief.txt")
+        .unwrap_or_else(|| panic!("{listed:#}"));
+    assert_eq!(brief["state"], "expired");
+}
+
+#[test]
+fn hostile_offers_cannot_crash_fill_or_forge_the_inbox() {
+    use shared::protocol::{Announcement, AnnouncementExt, ContentMeta, OfferHeard};
+    use testkit::announce::UdpPeer;
+
+    let net = TestNet::new(Duration::from_secs(120));
+    let carol = receiver(&net, "carol");
+    let (bob, _) = sender(&net, "bob", 4);
+    let hostile = UdpPeer::new(net.next_ip().octets()[3]);
+    let offer = |i: usize| OfferHeard {
+        to: "carol".into(),
+        id: format!("flood{i:04}"),
+        name: format!("free-{i}.exe"),
+        meta: ContentMeta {
+            size: 1,
+            sha256: Digest::of(&i.to_le_bytes()),
+            root: None,
+        },
+        expires_in: 600,
+    };
+    let ext = AnnouncementExt::new(6001, 60);
+    // Junk, offers that break a rule each, then many well-formed ones from one address.
+    for junk in [
+        &br#"{"username":"m","files":[],"p2p":{"v":1,"port":6001,"interval":60,"kind":"offer"}}"#[..],
+        br#"{"username":"m","files":[],"p2p":{"v":1,"port":6001,"interval":60,"kind":"offer","to":"carol","offer":"../x","expires_in":5,"contents":{"a":{"size":1,"sha256":"00"}}}}"#,
+        b"{\"username\":\"m\",\"files\":[],\"p2p\":{\"kind\":\"offer\"",
+    ] {
+        hostile.send_raw(net.udp_port(), junk);
+    }
+    let mut escape = offer(9999);
+    escape.name = "../../.bashrc".into();
+    if let Some(bytes) = Announcement::offer("m", &ext, &escape) {
+        hostile.send_raw(net.udp_port(), &bytes);
+    }
+    for i in 0..40 {
+        let bytes = Announcement::offer("mallory", &ext, &offer(i)).unwrap();
+        hostile.send_raw(net.udp_port(), &bytes);
+    }
+    // The listener is alive and keeps at most 10 offers from that address.
+    let outside = net.folder("outside");
+    let file = outside.join("real.txt");
+    write_random_file(&file, 2_000, 31);
+    assert_success(&send(&bob, &file, "carol", &[]), "bob sends");
+    wait_for_offer(&net, &carol, "real.txt");
+    let listed = offers(&carol);
+    let flooded = listed.iter().filter(|o| o["from"] == "mallory").count();
+    assert_eq!(flooded, 10, "{listed:#?}");
+    assert!(
+        listed
+            .iter()
+            .all(|o| o["name"] != "../../.bashrc" && o["from"] != "m"),
+        "{listed:#?}"
+    );
+    // A forged re-broadcast of bob's offer from another address changes nothing of it.
+    let real = listed.iter().find(|o| o["name"] == "real.txt").unwrap();
+    let mut forged = offer(0);
+    forged.id = real["id"].as_str().unwrap().to_owned();
+    forged.name = "real.txt".into();
+    hostile.send_raw(
+        net.udp_port(),
+        &Announcement::offer("bob", &ext, &forged).unwrap(),
+    );
+    net.holds_for(Duration::from_secs(1), "bob's offer is left alone", || {
+        let now = offers(&carol);
+        match now.iter().find(|o| o["id"] == real["id"]) {
+            Some(o) if o["address"] == real["address"] && o["sha256"] == real["sha256"] => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    // Nothing of any offer was written.
+    assert!(files_under(&carol.downloads_dir()).is_empty());
+    assert!(files_under(&carol.temp_dir()).is_empty());
+}
+
+#[test]
+fn a_legacy_listener_reads_an_offer_as_an_announcement_of_nothing() {
+    let net = TestNet::new(Duration::from_secs(60));
+    let (bob, _) = sender(&net, "bob", 5);
+    let file = net.folder("outside").join("for-carol.txt");
+    write_random_file(&file, 4_000, 41);
+    let port = net.udp_port();
+    let legacy = std::thread::spawn(move || {
+        testkit::legacy::legacy_listen_once(port, Duration::from_millis(2500))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_success(&send(&bob, &file, "carol", &[]), "bob sends");
+    // Every datagram fits the legacy 1024-byte buffer and is JSON (or the helper panics).
+    let heard = legacy.join().expect("the legacy listener");
+    let offers: Vec<_> = heard
+        .iter()
+        .filter(|h| h.json["p2p"]["kind"] == "offer")
+        .collect();
+    assert!(!offers.is_empty(), "no offer heard: {heard:?}");
+    for h in offers {
+        assert_eq!(h.json["username"], "bob", "{}", h.json);
+        // What a legacy listener looks at: the username and files, and there are none.
+        assert_eq!(h.json["files"], serde_json::json!([]), "{}", h.json);
+        assert_eq!(h.json["p2p"]["to"], "carol");
+    }
+}
+
+#[test]
+fn the_prompt_tells_of_a_new_offer_and_accepts_it() {
+    let net = TestNet::new(Duration::from_secs(90));
+    let (bob, _) = sender(&net, "bob", 6);
+    let carol = receiver(&net, "carol");
+    let mut prompt = carol.spawn_downloader_on_terminal(&[]);
+    let file = net.folder("outside").join("minutes.txt");
+    let digest = write_random_file(&file, 40_000, 51);
+    assert_success(&send(&bob, &file, "carol", &[]), "bob sends");
+    // The notice is shown before the next prompt line: Enter until it shows.
+    let mut last_enter: Option<Instant> = None;
+    net.wait_until(
+        Duration::from_secs(15),
+        "the prompt tells of the offer",
+        || {
+            let shown = prompt.stdout_so_far();
+            if shown.contains("bob offers minutes.txt (39.1 KiB): accept 1 / decline 1") {
+                return Ok(());
+            }
+            if last_enter.is_none_or(|t| t.elapsed() > Duration::from_millis(500)) {
+                prompt.type_keys("\r");
+                last_enter = Some(Instant::now());
+            }
+            Err(shown)
+        },
+    );
+    assert!(traces_of(&carol.dir, "minutes.txt").is_empty());
+    prompt.type_keys("offers\r");
+    net.wait_until(Duration::from_secs(10), "the offers listed", || {
+        let shown = prompt.stdout_so_far();
+        match shown.rsplit_once("accept N downloads one") {
+            // Typed once the line editor is back, or the keys could be lost.
+            Some((_, after)) if after.contains("> ") => Ok(()),
+            _ => Err(shown),
+        }
+    });
+    prompt.type_keys("accept 1\r");
+    let path = carol.downloads_dir().join("minutes.txt");
+    net.wait_until(Duration::from_secs(20), "the accepted file", || {
+        if path.exists() && file_digest(&path).0 == digest {
+            Ok(())
+        } else {
+            Err(prompt.stdout_so_far())
+        }
+    });
+    // The prompt prints the path, then waits for the next line: Ctrl-D once it does.
+    let printed = path.display().to_string();
+    net.wait_until(Duration::from_secs(10), "the prompt is back", || {
+        let shown = prompt.stdout_so_far();
+        match shown.rsplit_once(printed.as_str()) {
+            Some((_, after)) if after.contains("> ") => Ok(()),
+            _ => Err(shown),
+        }
+    });
+    prompt.type_keys("\x04");
+    let out = prompt.wait(Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(0), "{}", describe_output(&out));
+    assert!(offers(&carol).is_empty());
+}
