@@ -232,9 +232,8 @@ make_peer_folders() {
     printf 'Memo: shared while the peer runs, with downloader share.\n' >"$RUN/bob/extra/memo.txt"
     head -c $((256 * 1024)) /dev/urandom >"$RUN/bob/extra/report.txt"
     printf 'A gift carol did not ask for.\n' >"$RUN/alice/extra/gift.txt"
-    # The listeners record the offers made to the user of username.txt (the announcers are
-    # given --username, which is not stored); carol accepts bob's offers unasked.
-    for peer in "${PEERS[@]}"; do printf '%s\n' "$peer" >"$RUN/$peer/username.txt"; done
+    # The listeners record the offers made to the name their announcer announces (--username,
+    # recorded in .run/announcer.json); carol accepts bob's offers unasked.
     printf '# downloader sync accepts the offers of these users unasked\nbob\n' >"$RUN/carol/accept-from.txt"
     ok "alice: notes.txt, dataset.bin (5 MiB), archive.bin (5 MiB)"
     ok "bob:   recipes.txt, the same dataset.bin and archive.bin (and extra/memo.txt, not shared yet)"

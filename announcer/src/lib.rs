@@ -59,6 +59,7 @@ pub mod prompt;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
+use shared::instance::UsernameRecord;
 use shared::peer_dir::PeerDir;
 use shared::peers::{PeersFile, PEERS_POLL};
 use shared::queries::QueryBox;
@@ -133,6 +134,17 @@ pub fn run(
         interval_secs(config.interval),
         config.chunk_port,
     );
+    // The listener tells the offers meant for this peer by the name announced, which
+    // username.txt does not always hold (a --username flag, the host name).
+    let _username_record = UsernameRecord::of_this_process(&config.username)
+        .write(&peer_dir)
+        .map_err(|e| {
+            log::warn!(
+                "cannot record the username in {}: {e}; the listener takes username.txt's",
+                UsernameRecord::path(&peer_dir).display()
+            );
+        })
+        .ok();
     let peers_file = PeersFile::new(peer_dir.peers_file(), config.peer_port);
     let queries = QueryBox::new(peer_dir.queries_dir());
     let ears = Ears::new(query_sockets);

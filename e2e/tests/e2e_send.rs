@@ -501,3 +501,32 @@ fn the_prompt_tells_of_a_new_offer_and_accepts_it() {
     assert_eq!(out.status.code(), Some(0), "{}", describe_output(&out));
     assert!(offers(&carol).is_empty());
 }
+
+#[test]
+fn offers_reach_the_name_the_announcer_announces_even_when_username_txt_says_otherwise() {
+    let net = TestNet::new(Duration::from_secs(120));
+    let (bob, _) = sender(&net, "bob", 5);
+    // carol's announcer is given its name by flag, which is not stored; username.txt holds an
+    // older name. The network knows her as "carol": offers to that name must reach her.
+    let carol = net.peer("carol");
+    std::fs::write(carol.dir.join("username.txt"), "carol-laptop\n").unwrap();
+    carol.start_listener(&[]);
+    carol.start_announcer("carol", INTERVAL_SECS);
+    let file = net.folder("outside").join("notes.md");
+    write_random_file(&file, 4_000, 51);
+    assert_success(&send(&bob, &file, "carol", &[]), "bob sends to carol");
+    let offer = wait_for_offer(&net, &carol, "notes.md");
+    assert_eq!(offer["from"], "bob", "{offer}");
+    // An offer to the stored name is not hers any more.
+    let other = net.folder("outside").join("old.md");
+    write_random_file(&other, 4_000, 52);
+    assert_success(&send(&bob, &other, "carol-laptop", &[]), "bob sends");
+    net.holds_for(Duration::from_secs(2), "no offer for the old name", || {
+        let listed = offers(&carol);
+        if listed.iter().any(|o| o["name"] == "old.md") {
+            Err(format!("{listed:?}"))
+        } else {
+            Ok(())
+        }
+    });
+}

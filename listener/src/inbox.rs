@@ -2,8 +2,8 @@
 //! in `DIR/offers.txt` ([`shared::offers`]), of which the listener is the only writer.
 //!
 //! An offer datagram goes to the whole LAN; only the listener whose user it names records it
-//! (this peer's user is `DIR/username.txt`, looked at every [`LOOK_EVERY`]; without one,
-//! offers are ignored). Recording writes the offer's description and nothing else: nothing of
+//! (this peer's user is the name its running announcer announces, else `DIR/username.txt`:
+//! [`offers::own_username`], looked at every [`LOOK_EVERY`]; without one, offers are ignored). Recording writes the offer's description and nothing else: nothing of
 //! the content is fetched until the user accepts. The sender's chunk server is the datagram's
 //! source IP and the port its extension names. Offers answered (`DIR/offers-answered.txt`,
 //! written by the downloader) are dropped and their re-broadcasts ignored; expired ones are
@@ -69,7 +69,7 @@ impl InboxKeeper {
     /// its extension names), if it is for this peer's user.
     pub(crate) fn hear(&mut self, offer: &OfferHeard, user: &str, from: SocketAddr) {
         let Some(me) = &self.username else {
-            log::debug!("ignoring an offer from {from}: this peer has no username.txt");
+            log::debug!("ignoring an offer from {from}: this peer has no username yet");
             return;
         };
         if !offer.to.eq_ignore_ascii_case(me) {

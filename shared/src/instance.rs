@@ -8,7 +8,10 @@
 //! - the chunk server, once bound, records where it actually listens in
 //!   `DIR/.run/chunk-server.json` ([`ServerRecord`]), and removes it when it stops; the announcer
 //!   announces exactly that port ([`ServerRecord::read_live`]). A record is believed only while
-//!   the chunk server's lock is held, so one left behind by `kill -9` counts as "not running".
+//!   the chunk server's lock is held, so one left behind by `kill -9` counts as "not running";
+//! - the announcer, once it has settled on a username (its flag, `username.txt`, the terminal
+//!   or the host name), records it in `DIR/.run/announcer.json` ([`UsernameRecord`]): the name
+//!   the network knows this peer by, which the listener needs to tell the offers meant for it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
@@ -24,6 +27,9 @@ use crate::peer_dir::PeerDir;
 
 /// Name of the chunk server's program (and of its lock and record files).
 pub const CHUNK_SERVER: &str = "chunk-server";
+
+/// Name of the announcer's program (and of its lock and record files).
+pub const ANNOUNCER: &str = "announcer";
 
 /// How long [`InstanceLock::acquire`] retries a lock held for a moment by a probe
 /// ([`is_running`]) before it concludes another instance holds it.
@@ -209,18 +215,67 @@ impl ServerRecord {
         let Some(record) = ServerRecord::read(dir)? else {
             return Ok(None);
         };
-        // The record of a server that died is stale even when a new one holds the lock and
-        // has not yet written its own: the record's pid must be the lock holder's.
-        let holder = match File::open(lock_path(dir, CHUNK_SERVER)) {
-            Ok(mut file) => read_pid(&mut file),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        if holder == Some(record.pid) && is_running(dir, CHUNK_SERVER)? {
-            Ok(Some(record))
-        } else {
-            Ok(None)
+        Ok(written_by_running(dir, CHUNK_SERVER, record.pid)?.then_some(record))
+    }
+}
+
+/// Whether the record written by process `pid` is the running `program`'s: `pid` is the one in
+/// its lock file, and the lock is held ([`is_running`]). The record of a program that died is
+/// stale even when a new one holds the lock and has not yet written its own.
+fn written_by_running(dir: &PeerDir, program: &str, pid: u32) -> io::Result<bool> {
+    let holder = match File::open(lock_path(dir, program)) {
+        Ok(mut file) => read_pid(&mut file),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    Ok(holder == Some(pid) && is_running(dir, program)?)
+}
+
+/// The username the folder's running announcer announces: `DIR/.run/announcer.json`. It may
+/// differ from `username.txt` (a `--username` flag, or the host name when nobody could be
+/// asked), and it is the name other peers send offers to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsernameRecord {
+    /// The username announced.
+    pub username: String,
+    /// The announcer's process id, as in its lock file.
+    pub pid: u32,
+}
+
+impl UsernameRecord {
+    /// The record of this process announcing as `username`.
+    pub fn of_this_process(username: &str) -> UsernameRecord {
+        UsernameRecord {
+            username: username.to_owned(),
+            pid: std::process::id(),
         }
+    }
+
+    /// The record's path in `dir`.
+    pub fn path(dir: &PeerDir) -> PathBuf {
+        dir.run_dir().join(format!("{ANNOUNCER}.json"))
+    }
+
+    /// Writes the record atomically; it is removed when the returned guard is dropped.
+    ///
+    /// # Errors
+    /// When `.run/` or the file cannot be written.
+    pub fn write(&self, dir: &PeerDir) -> io::Result<RecordGuard> {
+        std::fs::create_dir_all(dir.run_dir())?;
+        let path = UsernameRecord::path(dir);
+        let json = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
+        fsutil::write_atomic(&path, &json)?;
+        Ok(RecordGuard { path })
+    }
+
+    /// The username of `dir`'s announcer if it is running now and recorded one; `None` when
+    /// no announcer runs, or the record is missing, unreadable or left by one that died.
+    pub fn read_live(dir: &PeerDir) -> Option<String> {
+        let bytes = std::fs::read(UsernameRecord::path(dir)).ok()?;
+        let record: UsernameRecord = serde_json::from_slice(&bytes).ok()?;
+        written_by_running(dir, ANNOUNCER, record.pid)
+            .ok()?
+            .then_some(record.username)
     }
 }
 

@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 
 use crate::digest::Digest;
 use crate::fsutil;
+use crate::instance::UsernameRecord;
 use crate::peer_dir::PeerDir;
 use crate::protocol::{is_offer_id, ContentMeta, OfferHeard};
 
@@ -404,9 +405,13 @@ pub fn is_allowed(allowed: &[String], user: &str) -> bool {
     allowed.iter().any(|a| a.eq_ignore_ascii_case(user))
 }
 
-/// This peer's username, from `DIR/username.txt` (first line, trimmed); `None` when there is
-/// none: then nobody can send it anything.
+/// This peer's username: the one its running announcer announces ([`UsernameRecord`]), else
+/// `DIR/username.txt` (first line, trimmed); `None` when there is neither: then nobody can
+/// send it anything.
 pub fn own_username(dir: &PeerDir) -> Option<String> {
+    if let Some(name) = UsernameRecord::read_live(dir) {
+        return Some(name);
+    }
     let text = std::fs::read_to_string(dir.username_file()).ok()?;
     let name = text.lines().next()?.trim();
     (!name.is_empty()).then(|| name.to_owned())
@@ -556,5 +561,40 @@ mod tests {
         assert_eq!(own_username(&dir).as_deref(), Some("carol"));
         std::fs::write(dir.username_file(), "\n").unwrap();
         assert_eq!(own_username(&dir), None);
+    }
+
+    #[test]
+    fn the_running_announcers_name_wins_over_username_txt_and_a_dead_ones_does_not() {
+        use crate::instance::{InstanceLock, ANNOUNCER};
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = PeerDir::new(tmp.path());
+        std::fs::write(dir.username_file(), "stored\n").unwrap();
+        // A record without the announcer's lock is one left by an announcer that died.
+        let record = UsernameRecord::of_this_process("flagged");
+        let guard = record.write(&dir).unwrap();
+        assert_eq!(own_username(&dir).as_deref(), Some("stored"));
+        let lock = InstanceLock::acquire(&dir, ANNOUNCER).unwrap();
+        assert_eq!(own_username(&dir).as_deref(), Some("flagged"));
+        // Another process holding the lock (a new announcer) makes this record stale.
+        std::fs::write(
+            UsernameRecord::path(&dir),
+            serde_json::to_vec(&UsernameRecord {
+                username: "ghost".into(),
+                pid: std::process::id() + 1,
+            })
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(own_username(&dir).as_deref(), Some("stored"));
+        let again = record.write(&dir).unwrap();
+        assert_eq!(own_username(&dir).as_deref(), Some("flagged"));
+        drop(lock);
+        assert_eq!(own_username(&dir).as_deref(), Some("stored"), "it stopped");
+        drop(again);
+        assert!(
+            !UsernameRecord::path(&dir).exists(),
+            "removed when it stops"
+        );
+        drop(guard);
     }
 }
