@@ -9,7 +9,9 @@
 //! `downloader sync` (and the prompt in the background) accepts unasked the offers of the
 //! users listed in `DIR/accept-from.txt` ([`accept_allowed`]).
 
+use std::collections::HashMap;
 use std::io::Write;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde::Serialize;
@@ -290,6 +292,7 @@ pub fn decline(config: &Config, which: &str, out: &mut dyn Write) -> Result<(), 
 /// When a download was cancelled.
 pub fn accept_allowed(
     config: &Config,
+    retries: &mut Retries,
     cancel: &Shutdown,
     feedback: Feedback,
     ui: &mut dyn Write,
@@ -310,21 +313,61 @@ pub fn accept_allowed(
         }
     };
     let mut accepted = Vec::new();
-    for offer in pending
+    let now = Instant::now();
+    let due: Vec<Offer> = pending
         .into_iter()
-        .filter(|o| offers::is_allowed(&allowed, &o.from))
-    {
+        .filter(|o| offers::is_allowed(&allowed, &o.from) && retries.is_due(&o.id, now))
+        .collect();
+    for offer in due {
         match accept_offer(config, &offer, cancel, feedback, ui) {
-            Ok(got) => accepted.push((offer, got)),
+            Ok(got) => {
+                retries.forget(&offer.id);
+                accepted.push((offer, got));
+            }
             Err(e) if e.is_cancelled() => return Err(e),
-            Err(e) => log::warn!(
-                "cannot accept {} from {} (will retry): {e}",
-                offer.name,
-                offer.from
-            ),
+            Err(e) => {
+                let gap = retries.failed(&offer.id, Instant::now());
+                log::warn!(
+                    "cannot accept {} from {} (trying again in {} s): {e}",
+                    offer.name,
+                    offer.from,
+                    gap.as_secs()
+                );
+            }
         }
     }
     Ok(accepted)
+}
+
+/// When each offer whose unasked acceptance failed may be tried again: after 5 s, then twice
+/// as long after each failure, up to 5 min. A sender that is offline for hours costs a
+/// warning every few minutes, not one per pass, and is still picked up soon after it returns.
+#[derive(Debug, Default)]
+pub struct Retries(HashMap<String, (Instant, Duration)>);
+
+impl Retries {
+    const FIRST: Duration = Duration::from_secs(5);
+    const MOST: Duration = Duration::from_secs(300);
+
+    /// Whether offer `id` may be tried at `now`.
+    pub fn is_due(&self, id: &str, now: Instant) -> bool {
+        self.0.get(id).is_none_or(|(next, _)| now >= *next)
+    }
+
+    /// Records a failure of offer `id` at `now`; returns the wait before the next try.
+    pub fn failed(&mut self, id: &str, now: Instant) -> Duration {
+        let gap = self
+            .0
+            .get(id)
+            .map_or(Self::FIRST, |(_, gap)| (*gap * 2).min(Self::MOST));
+        self.0.insert(id.to_owned(), (now + gap, gap));
+        gap
+    }
+
+    /// Forgets offer `id` (accepted).
+    pub fn forget(&mut self, id: &str) {
+        self.0.remove(id);
+    }
 }
 
 /// The line that tells the user of a new offer: `bob offers report.pdf (2.1 MB): accept 3 /
@@ -431,6 +474,21 @@ mod tests {
             ["bob offers bbbb2.pdf (2.0 MiB): accept 1 / decline 1"]
         );
         assert!(told.take(&c).is_empty());
+    }
+
+    #[test]
+    fn a_failed_unasked_acceptance_waits_longer_each_time_up_to_five_minutes() {
+        let mut retries = Retries::default();
+        let t0 = Instant::now();
+        assert!(retries.is_due("a", t0));
+        assert_eq!(retries.failed("a", t0), Duration::from_secs(5));
+        assert!(!retries.is_due("a", t0 + Duration::from_secs(4)));
+        assert!(retries.is_due("a", t0 + Duration::from_secs(5)));
+        assert!(retries.is_due("b", t0), "each offer on its own");
+        let gaps: Vec<u64> = (0..8).map(|_| retries.failed("a", t0).as_secs()).collect();
+        assert_eq!(gaps, [10, 20, 40, 80, 160, 300, 300, 300]);
+        retries.forget("a");
+        assert!(retries.is_due("a", t0));
     }
 
     #[test]

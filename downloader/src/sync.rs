@@ -220,6 +220,7 @@ fn put_in_place(
 /// When `ui` cannot be written or the subscriptions cannot be read.
 pub fn run(config: &Config, shutdown: &Shutdown, ui: &mut dyn Write) -> Result<(), Error> {
     let mut watched = Watched::default();
+    let mut retries = crate::offers::Retries::default();
     let mut next_pass = Instant::now();
     while !shutdown.is_triggered() {
         if watched.changed(config) || Instant::now() >= next_pass {
@@ -233,8 +234,14 @@ pub fn run(config: &Config, shutdown: &Shutdown, ui: &mut dyn Write) -> Result<(
                 Err(e) if e.is_cancelled() => break,
                 Err(e) => return Err(e),
             }
-            match crate::offers::accept_allowed(config, shutdown, Feedback::Quiet, &mut io::sink())
-            {
+            let accepted = crate::offers::accept_allowed(
+                config,
+                &mut retries,
+                shutdown,
+                Feedback::Quiet,
+                &mut io::sink(),
+            );
+            match accepted {
                 Ok(accepted) => {
                     for (offer, got) in accepted {
                         crate::wording::write_line(ui, &accepted_line(&offer, &got))?;

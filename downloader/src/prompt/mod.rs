@@ -248,6 +248,7 @@ fn background_sync(config: &Config, shutdown: &Shutdown) -> Arc<Mutex<Vec<String
     std::thread::spawn(move || {
         let mut watched = sync::Watched::default();
         let mut new_offers = offers::NewOffers::default();
+        let mut retries = offers::Retries::default();
         while !shutdown.sleep(sync::SYNC_POLL) {
             let sync_runs =
                 shared::instance::is_running(&config.dir, "downloader").unwrap_or(false);
@@ -260,7 +261,14 @@ fn background_sync(config: &Config, shutdown: &Shutdown) -> Arc<Mutex<Vec<String
                     Ok(updates) => lines.extend(updates.iter().map(sync::Updated::describe)),
                     Err(e) => log::warn!("sync: {e}"),
                 }
-                match offers::accept_allowed(&config, &shutdown, Feedback::Quiet, &mut io::sink()) {
+                let accepted = offers::accept_allowed(
+                    &config,
+                    &mut retries,
+                    &shutdown,
+                    Feedback::Quiet,
+                    &mut io::sink(),
+                );
+                match accepted {
                     Ok(accepted) => lines.extend(
                         accepted
                             .iter()
