@@ -398,7 +398,7 @@ impl Announcer {
             .iter()
             .filter(|s| s.is_live(now))
             .filter_map(|s| {
-                let name = s.name()?;
+                let name = s.name.as_str();
                 let meta = self
                     .snapshot
                     .offered

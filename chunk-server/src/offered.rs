@@ -1,8 +1,10 @@
 //! `DIR/sends.txt` as the chunk server sees it: the files offered to one user each
-//! (`downloader send`), served unlisted while their offer lasts. Polled with the shares list;
+//! (`downloader send`), served unlisted, under the content name recorded with each, while
+//! their offer lasts. Polled with the shares list;
 //! the [`Sharer`] is handed the files of the live offers whenever that set changes, because the
 //! file changed or an offer expired. The format is [`shared::sends`]'s.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use shared::latch::Latch;
@@ -15,8 +17,8 @@ use crate::share::Sharer;
 #[derive(Debug)]
 pub(crate) struct Offered {
     watch: SendsWatch,
-    /// The files of the live offers last handed over; `None` before the first poll.
-    live: Option<Vec<PathBuf>>,
+    /// The live offers last handed over (content name, file); `None` before the first poll.
+    live: Option<Vec<(String, PathBuf)>>,
     unreadable: Latch,
 }
 
@@ -48,12 +50,16 @@ impl Offered {
             }
         }
         let now = unix_now();
-        let mut live: Vec<PathBuf> = Vec::new();
-        for send in self.watch.all().iter().filter(|s| s.is_live(now)) {
-            if !live.contains(&send.path) {
-                live.push(send.path.clone());
-            }
-        }
+        // A set: a folder sent whole is a thousand offers, polled five times a second.
+        let live: Vec<(String, PathBuf)> = self
+            .watch
+            .all()
+            .iter()
+            .filter(|s| s.is_live(now))
+            .map(|s| (s.name.clone(), s.path.clone()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         if self.live.as_ref() == Some(&live) {
             return false;
         }

@@ -25,7 +25,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use shared::chunk::{legacy_flat_name, validate_component};
+use shared::chunk::{
+    is_legacy_ambiguous, legacy_flat_name, validate_component, validate_content_name,
+};
 use shared::latch::Latches;
 use shared::shares::exclusion_covers;
 use shared::shutdown::Shutdown;
@@ -116,8 +118,9 @@ pub(crate) struct Sharer {
     listed: Vec<PathBuf>,
     /// Content names never shared (`-NAME` lines of `DIR/shares.txt`).
     excluded: HashSet<String>,
-    /// The files of the live offers of `DIR/sends.txt` ([`Sharer::set_offered`]).
-    offered: Vec<PathBuf>,
+    /// The live offers of `DIR/sends.txt` ([`Sharer::set_offered`]): the content name each
+    /// is offered under, and its file.
+    offered: Vec<(String, PathBuf)>,
     /// What the scans found wrong, so that a rescan every few seconds does not repeat it.
     notes: Notes,
 }
@@ -142,10 +145,11 @@ impl Sharer {
         self.excluded = excluded;
     }
 
-    /// Serves also the files `offered` (to one user each: `DIR/sends.txt`), unlisted, from the
-    /// next scan on; a file also shared stays listed. Those no longer offered are removed by
-    /// that scan (unless shared).
-    pub(crate) fn set_offered(&mut self, offered: Vec<PathBuf>) {
+    /// Serves also the files `offered` (to one user each: `DIR/sends.txt`), unlisted, each
+    /// under the content name recorded with it, from the next scan on; a file also shared
+    /// under that name stays listed. Those no longer offered are removed by that scan (unless
+    /// shared).
+    pub(crate) fn set_offered(&mut self, offered: Vec<(String, PathBuf)>) {
         self.offered = offered;
     }
 
@@ -365,15 +369,32 @@ impl Sharer {
         (kept, complete)
     }
 
-    /// Adds to `found` the files offered to one user, unless a shared file of the same name
-    /// is listed already (the same file: then it is served listed; another: warned about, and
-    /// `downloader send` refuses that in the first place).
+    /// Adds to `found` the files offered to one user, under the names `sends.txt` records,
+    /// unless a shared file of the same name is listed already (the same file: then it is
+    /// served listed; another: warned about, and `downloader send` refuses that in the first
+    /// place). A recorded name that cannot be a content name is skipped, with a warning:
+    /// `sends.txt` is a file anyone with access to the folder may edit.
     fn offered_candidates(
         &mut self,
         found: &mut Vec<Candidate>,
         by_name: &mut HashMap<String, PathBuf>,
     ) {
-        for path in self.offered.clone() {
+        for (name, path) in self.offered.clone() {
+            let bad_name = match validate_content_name(&name) {
+                Err(e) => Some(format!("{name:?} cannot be a content name: {e}")),
+                Ok(()) if is_legacy_ambiguous(&name) => Some(format!(
+                    "{name:?} holds \"%2F\" and would read as another name to legacy peers"
+                )),
+                Ok(()) if path.to_str().is_none() => Some("its path is not valid UTF-8".into()),
+                Ok(()) => None,
+            };
+            if let Some(why) = bad_name {
+                self.notes.note(
+                    log::Level::Warn,
+                    format!("not offering {}: {why}", path.display()),
+                );
+                continue;
+            }
             let meta = match fs::metadata(&path) {
                 Ok(meta) if meta.is_file() => meta,
                 Ok(_) => {
@@ -390,9 +411,6 @@ impl Sharer {
                     );
                     continue;
                 }
-            };
-            let Some(name) = self.content_name(&path) else {
-                continue;
             };
             match by_name.entry(name.clone()) {
                 Entry::Occupied(first) => {
@@ -467,7 +485,7 @@ impl Sharer {
 mod tests {
     use super::*;
     use crate::split::split_file;
-    use crate::split::tests::{assert_stored, fixture, pattern, rewrite};
+    use crate::split::tests::{assert_stored, chunk_files, fixture, pattern, rewrite};
     use shared::store::PlacedFile;
 
     #[test]
@@ -514,7 +532,10 @@ mod tests {
         fs::write(&clash, b"offered").unwrap();
         fs::write(f.root.join("share").join("same.txt"), b"shared").unwrap();
         let mut sharer = Sharer::new(f.store.clone(), vec![f.root.join("share")]);
-        sharer.set_offered(vec![report.clone(), clash.clone()]);
+        sharer.set_offered(vec![
+            ("report.pdf".into(), report.clone()),
+            ("same.txt".into(), clash.clone()),
+        ]);
         let done = sharer.scan(&Shutdown::new());
         assert_eq!(done.split.len(), 2, "{done:?}");
         let origin = |name: &str| f.store.load_manifest(name).unwrap().map(|m| m.origin);
@@ -532,7 +553,7 @@ mod tests {
 
         // Shared as well, from the same path: listed, without hashing it again.
         let mut both = Sharer::new(f.store.clone(), vec![f.root.join("share"), report.clone()]);
-        both.set_offered(vec![report.clone()]);
+        both.set_offered(vec![("report.pdf".into(), report.clone())]);
         let done = both.scan(&Shutdown::new());
         assert!(done.split.is_empty(), "{done:?}");
         assert!(matches!(origin("report.pdf"), Some(Origin::Shared { .. })));
@@ -543,6 +564,53 @@ mod tests {
         assert_eq!(done.removed, ["report.pdf"]);
         assert_eq!(origin("report.pdf"), None);
         assert!(report.exists(), "the file itself is left alone");
+    }
+
+    #[test]
+    fn an_offered_file_is_served_under_its_recorded_nested_name_and_a_bad_name_is_skipped() {
+        let f = fixture();
+        let deep = f.root.join("outside").join("photos").join("2024");
+        fs::create_dir_all(&deep).unwrap();
+        let photo = deep.join("a b.jpg");
+        fs::write(&photo, pattern(70_000)).unwrap();
+        let other = deep.join("b.jpg");
+        fs::write(&other, pattern(10)).unwrap();
+        let mut sharer = Sharer::new(f.store.clone(), Vec::new());
+        sharer.set_offered(vec![
+            ("photos/2024/a b.jpg".into(), photo.clone()),
+            ("../escape".into(), other.clone()),
+            ("/abs".into(), other.clone()),
+            ("a%2Fb/c".into(), other.clone()),
+        ]);
+        let done = sharer.scan(&Shutdown::new());
+        assert_eq!(done.split, ["photos/2024/a b.jpg"], "{done:?}");
+        let chunks = chunk_files(&f.store, "photos/2024/a b.jpg");
+        assert_eq!(
+            chunks.concat(),
+            pattern(70_000),
+            "served from the file, whole"
+        );
+        assert!(matches!(
+            f.store.load_manifest("photos/2024/a b.jpg").unwrap().map(|m| m.origin),
+            Some(Origin::Offered { path, .. }) if path == photo
+        ));
+        assert_eq!(
+            f.store.load_manifest("a b.jpg").unwrap(),
+            None,
+            "not its file name"
+        );
+        let snap = f.store.snapshot().unwrap();
+        assert!(snap.offered.contains_key("photos/2024/a b.jpg"));
+        assert!(snap.metas.is_empty(), "unlisted");
+        assert_eq!(snap.offered.len(), 1, "the bad names are skipped");
+        let warned = |what: &str| sharer.notes.history.iter().any(|m| m.contains(what));
+        assert!(
+            warned("\"../escape\" cannot be a content name"),
+            "{:?}",
+            sharer.notes.history
+        );
+        assert!(warned("\"/abs\" cannot be a content name"));
+        assert!(warned("\"a%2Fb/c\" holds"));
     }
 
     #[test]

@@ -265,7 +265,7 @@ pub(crate) mod tests {
     }
 
     /// The five chunks of `name` as the store serves them: byte ranges of the file in place.
-    fn chunk_files(store: &ChunkStore, name: &str) -> Vec<Vec<u8>> {
+    pub(crate) fn chunk_files(store: &ChunkStore, name: &str) -> Vec<Vec<u8>> {
         let stored = store.load_manifest(name).unwrap().expect("manifest saved");
         let in_place = stored.in_place().expect("served in place");
         ChunkName::all_of(name)

@@ -13,8 +13,9 @@ use serde::Serialize;
 use shared::chunk::validate_content_name;
 use shared::instance::ServerRecord;
 use shared::protocol::MAX_OFFER_SECS;
-use shared::sends::{self, unix_now, Send, DEFAULT_OFFER_LIFETIME};
+use shared::sends::{self, unix_now, Send, DEFAULT_OFFER_LIFETIME, MAX_FILES_PER_SEND};
 use shared::store::{ChunkStore, Origin};
+use shared::tree::list_tree;
 
 use crate::actions::require_peer_dir;
 use crate::download::Config;
@@ -77,35 +78,115 @@ pub(crate) fn left(secs: u64) -> String {
     }
 }
 
-/// The file `path` resolved, checked to be a regular file whose name can be a content name.
-fn resolve_sendable(path: &Path) -> Result<(PathBuf, String, u64), Error> {
+/// One file to offer: the content name it is offered under, its path (resolved), its size.
+#[derive(Debug)]
+struct Sendable {
+    name: String,
+    path: PathBuf,
+    size: u64,
+}
+
+/// What `downloader send PATH` offers: the file, or every file of the folder's tree.
+#[derive(Debug)]
+struct Sending {
+    files: Vec<Sendable>,
+    /// The folder sent whole (its name), if it is one.
+    folder: Option<String>,
+    /// What the tree walk skipped: each entry, and whether the user should hear of it.
+    skipped: Vec<(String, bool)>,
+}
+
+/// The file or folder `path` resolved: a regular file whose name can be a content name, or a
+/// folder whose tree holds at least one file and at most [`MAX_FILES_PER_SEND`], each named
+/// by its path from the folder on (`photos/2024/a.jpg`), by the rules a shared folder follows
+/// ([`shared::tree`]: hidden entries, links and empty folders are not content).
+fn resolve_sendable(path: &Path) -> Result<Sending, Error> {
     let fail = |why: String| Error::Invalid(format!("cannot send {}: {why}", path.display()));
     let resolved = std::fs::canonicalize(path).map_err(|e| fail(e.to_string()))?;
     let meta = std::fs::metadata(&resolved).map_err(|e| fail(e.to_string()))?;
+    let own_name = resolved
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .to_owned();
+    validate_content_name(&own_name)
+        .map_err(|e| fail(format!("its name cannot be a content name: {e}")))?;
     if meta.is_dir() {
-        return Err(fail(
-            "it is a folder; send its files one by one (or share it: downloader share)".into(),
-        ));
+        return resolve_folder(&resolved, own_name, fail);
     }
     if !meta.is_file() {
         return Err(fail("not a regular file".into()));
     }
     shared::shares::check_listable(&resolved).map_err(fail)?;
-    let name = resolved
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("")
-        .to_owned();
-    validate_content_name(&name)
-        .map_err(|e| fail(format!("its name cannot be a content name: {e}")))?;
     std::fs::File::open(&resolved).map_err(|e| fail(format!("cannot be read: {e}")))?;
-    Ok((resolved, name, meta.len()))
+    Ok(Sending {
+        files: vec![Sendable {
+            name: own_name,
+            path: resolved,
+            size: meta.len(),
+        }],
+        folder: None,
+        skipped: Vec::new(),
+    })
+}
+
+/// The files of the folder `folder` (resolved), named after `own_name`.
+fn resolve_folder(
+    folder: &Path,
+    own_name: String,
+    fail: impl Fn(String) -> Error,
+) -> Result<Sending, Error> {
+    let listing = list_tree(folder, Some(&own_name))
+        .map_err(|e| fail(format!("cannot list the folder: {e}")))?;
+    let mut skipped: Vec<(String, bool)> = listing
+        .skipped
+        .iter()
+        .map(|s| (s.to_string(), s.is_warning()))
+        .collect();
+    let mut files = Vec::new();
+    for file in listing.files {
+        // sends.txt holds the path as a line's text.
+        if let Err(why) = shared::shares::check_listable(&file.path) {
+            skipped.push((format!("not sending {}: {why}", file.path.display()), true));
+            continue;
+        }
+        files.push(Sendable {
+            name: file.name,
+            size: file.meta.len(),
+            path: file.path,
+        });
+    }
+    if files.is_empty() {
+        return Err(fail(format!(
+            "the folder holds no file to send ({} entr{} skipped: hidden files, links to \
+             folders or outside it, and empty folders are not sent)",
+            skipped.len(),
+            if skipped.len() == 1 { "y" } else { "ies" }
+        )));
+    }
+    if files.len() > MAX_FILES_PER_SEND {
+        return Err(fail(format!(
+            "the folder holds {} files, more than the {MAX_FILES_PER_SEND} one send may offer \
+             (a receiver keeps at most that many offers from one peer); send its subfolders \
+             one by one, or share it (downloader share)",
+            files.len()
+        )));
+    }
+    Ok(Sending {
+        files,
+        folder: Some(own_name),
+        skipped,
+    })
 }
 
 /// Where the store of `config` serves another file than `path` under `name`, if it does.
-fn clash_in_store(config: &Config, name: &str, path: &Path) -> Option<String> {
-    let store = ChunkStore::open(config.dir.temp()).ok()?;
-    let stored = store.load_manifest(name).ok()??;
+fn clash_in_store(
+    store: Option<&ChunkStore>,
+    config: &Config,
+    name: &str,
+    path: &Path,
+) -> Option<String> {
+    let stored = store?.load_manifest(name).ok()??;
     let other = match &stored.origin {
         Origin::Shared { path: p, .. } | Origin::Offered { path: p, .. } => p.clone(),
         Origin::Downloaded { file: Some(f), .. } => f.path.clone(),
@@ -116,13 +197,19 @@ fn clash_in_store(config: &Config, name: &str, path: &Path) -> Option<String> {
     (other != path).then(|| other.display().to_string())
 }
 
-/// `downloader send PATH --to USER [--expires DURATION]`: offers the file at `path` to `to`
-/// until `lifetime` from now (default one hour); prints what was offered, to whom, until when.
+/// How many lines of a list of problems are printed before "and N more".
+const SHOWN_PROBLEMS: usize = 10;
+
+/// `downloader send PATH --to USER [--expires DURATION]`: offers the file at `path` to `to`,
+/// or every file of the folder at `path` (each its own offer, named by its path from the
+/// folder on), until `lifetime` from now (default one hour); prints what was offered, to
+/// whom, until when, and what of a folder was skipped.
 ///
 /// # Errors
-/// A folder or anything but a readable regular file; a username we would not announce; a
-/// name under which this peer already serves another file; a lifetime over seven days; the
-/// outbox cannot be written.
+/// Anything but a readable regular file or a folder holding 1 to [`MAX_FILES_PER_SEND`]
+/// files; a username we would not announce; a name under which this peer already serves, or
+/// offers, another file (then nothing is offered); a lifetime over seven days; the outbox
+/// cannot be written.
 pub fn send(
     config: &Config,
     path: &Path,
@@ -140,36 +227,68 @@ pub fn send(
             "an offer lasts from one second to 7 days (--expires)".into(),
         ));
     }
-    let (path, name, size) = resolve_sendable(path)?;
-    if let Some(other) = clash_in_store(config, &name, &path) {
+    let sending = resolve_sendable(path)?;
+    let what = match &sending.folder {
+        Some(_) => format!("{} (a folder)", path.display()),
+        None => sending.files[0].path.display().to_string(),
+    };
+    let store = ChunkStore::open(config.dir.temp()).ok();
+    let clashes: Vec<String> = sending
+        .files
+        .iter()
+        .filter_map(|f| {
+            clash_in_store(store.as_ref(), config, &f.name, &f.path)
+                .map(|other| format!("{:?} is already served for {other}", f.name))
+        })
+        .collect();
+    if !clashes.is_empty() {
         return Err(Error::Invalid(format!(
-            "cannot send {}: this peer already serves another file named {name:?} ({other}); \
-             rename the file to send it",
-            path.display()
+            "cannot send {what}: this peer already serves another file under {} of its \
+             name(s): {}; rename the file to send it",
+            clashes.len(),
+            summary(&clashes)
         )));
     }
     let now = unix_now();
-    let send = Send {
-        id: sends::new_offer_id(),
-        to: to.to_owned(),
-        expires: now + lifetime.as_secs(),
-        path: path.clone(),
-    };
+    let expires = now + lifetime.as_secs();
+    let offered: Vec<Send> = sending
+        .files
+        .iter()
+        .map(|f| Send {
+            id: sends::new_offer_id(),
+            to: to.to_owned(),
+            expires,
+            name: f.name.clone(),
+            path: f.path.clone(),
+        })
+        .collect();
     let outbox = sends::path_in(&config.dir);
     sends::update(&config.dir, now, |all: &mut Vec<Send>| {
-        if let Some(other) = all
+        let on_offer: std::collections::HashMap<&str, &Send> =
+            all.iter().map(|s| (s.name.as_str(), s)).collect();
+        let clashes: Vec<String> = offered
             .iter()
-            .find(|s| s.name() == Some(name.as_str()) && s.path != path)
-        {
+            .filter_map(|new| {
+                let other = on_offer.get(new.name.as_str())?;
+                (other.path != new.path).then(|| {
+                    format!(
+                        "{:?} is on offer for {} (downloader unsend {})",
+                        new.name,
+                        other.path.display(),
+                        &other.id[..8]
+                    )
+                })
+            })
+            .collect();
+        if !clashes.is_empty() {
             return Err(Error::Invalid(format!(
-                "cannot send {}: another file named {name:?} ({}) is on offer already; \
-                 cancel it first (downloader unsend {})",
-                path.display(),
-                other.path.display(),
-                other.id
+                "cannot send {what}: another file is on offer already under {} of its \
+                 name(s): {}; cancel it first",
+                clashes.len(),
+                summary(&clashes)
             )));
         }
-        all.push(send.clone());
+        all.extend(offered.iter().cloned());
         Ok(())
     })
     .map_err(|e| match e {
@@ -179,17 +298,71 @@ pub fn send(
         },
         other => other,
     })?;
-    write_line(
-        out,
-        &format!(
-            "Offered {name} ({}) to {to} until {} (offer {}). Nothing reaches {to} unless \
-             they accept; `downloader sends` shows it, `downloader unsend {}` cancels it.",
-            format::size(size),
-            utc(send.expires),
-            send.id,
-            &send.id[..8],
-        ),
-    )?;
+    let total: u64 = sending.files.iter().map(|f| f.size).sum();
+    match &sending.folder {
+        None => {
+            let send = &offered[0];
+            write_line(
+                out,
+                &format!(
+                    "Offered {} ({}) to {to} until {} (offer {}). Nothing reaches {to} unless \
+                     they accept; `downloader sends` shows it, `downloader unsend {}` cancels it.",
+                    shared::text::terminal_safe(&send.name),
+                    format::size(total),
+                    utc(send.expires),
+                    send.id,
+                    &send.id[..8],
+                ),
+            )?;
+        }
+        Some(folder) => {
+            write_line(
+                out,
+                &format!(
+                    "Offered {}/ to {to} until {}: {} file(s), {}, one offer each (named \
+                     {}/...). Nothing reaches {to} unless they accept (`accept all`); \
+                     `downloader sends` shows them, `downloader unsend ID` cancels one, \
+                     `downloader unsend all` every offer.",
+                    shared::text::terminal_safe(folder),
+                    utc(expires),
+                    offered.len(),
+                    format::size(total),
+                    shared::text::terminal_safe(folder),
+                ),
+            )?;
+            if !sending.skipped.is_empty() {
+                let warnings: Vec<String> = sending
+                    .skipped
+                    .iter()
+                    .filter(|(_, warn)| *warn)
+                    .map(|(what, _)| shared::text::terminal_safe(what).into_owned())
+                    .collect();
+                let quiet = sending.skipped.len() - warnings.len();
+                let mut text = format!(
+                    "Skipped {} entr{} of the folder",
+                    sending.skipped.len(),
+                    if sending.skipped.len() == 1 {
+                        "y"
+                    } else {
+                        "ies"
+                    }
+                );
+                if quiet > 0 {
+                    text.push_str(&format!(
+                        " ({quiet} hidden or not regular file(s): never sent)"
+                    ));
+                }
+                text.push('.');
+                for line in warnings.iter().take(SHOWN_PROBLEMS) {
+                    text.push_str(&format!("\n  {line}"));
+                }
+                if warnings.len() > SHOWN_PROBLEMS {
+                    text.push_str(&format!("\n  and {} more", warnings.len() - SHOWN_PROBLEMS));
+                }
+                write_line(out, &text)?;
+            }
+        }
+    }
     if !matches!(ServerRecord::read_live(&config.dir), Ok(Some(_))) {
         write_line(
             out,
@@ -201,6 +374,20 @@ pub fn send(
         )?;
     }
     Ok(())
+}
+
+/// The first [`SHOWN_PROBLEMS`] of `problems`, then how many more.
+fn summary(problems: &[String]) -> String {
+    let mut text = problems
+        .iter()
+        .take(SHOWN_PROBLEMS)
+        .map(|p| shared::text::terminal_safe(p).into_owned())
+        .collect::<Vec<_>>()
+        .join("; ");
+    if problems.len() > SHOWN_PROBLEMS {
+        text.push_str(&format!(" and {} more", problems.len() - SHOWN_PROBLEMS));
+    }
+    text
 }
 
 /// What `sends --json` prints for each offer.
@@ -242,7 +429,7 @@ pub fn list_sends(config: &Config, format: Format, out: &mut dyn Write) -> Resul
     let items: Vec<ListedSend> = all
         .iter()
         .map(|s| {
-            let name = s.name().unwrap_or("?").to_owned();
+            let name = s.name.clone();
             let state = if !s.is_live(now) {
                 "expired"
             } else if offered.contains_key(&name) {
@@ -288,8 +475,9 @@ pub fn list_sends(config: &Config, format: Format, out: &mut dyn Write) -> Resul
     )
 }
 
-/// `downloader unsend ID`: cancels an offer (its id, or the start of it): the chunk server
-/// stops serving the file (unless it is also shared) and the announcer stops offering it.
+/// `downloader unsend ID|all`: cancels an offer (its id, or the start of it), or every offer
+/// with `all`: the chunk server stops serving the file (unless it is also shared) and the
+/// announcer stops offering it.
 ///
 /// # Errors
 /// When no offer, or several, match `id`, or the outbox cannot be written.
@@ -298,11 +486,15 @@ pub fn unsend(config: &Config, id: &str, out: &mut dyn Write) -> Result<(), Erro
     let id = id.trim();
     let outbox = sends::path_in(&config.dir);
     let removed = sends::update(&config.dir, unix_now(), |all: &mut Vec<Send>| {
+        // An id is hex: `all` can be none's start.
+        if id.eq_ignore_ascii_case("all") {
+            return Ok(std::mem::take(all));
+        }
         let matching: Vec<usize> = (0..all.len())
             .filter(|&i| !id.is_empty() && all[i].id.starts_with(id))
             .collect();
         match matching[..] {
-            [i] => Ok(all.remove(i)),
+            [i] => Ok(vec![all.remove(i)]),
             [] => Err(Error::Invalid(format!(
                 "no offer {id:?} (see `downloader sends`; expired ones are gone already)"
             ))),
@@ -318,14 +510,18 @@ pub fn unsend(config: &Config, id: &str, out: &mut dyn Write) -> Result<(), Erro
         },
         other => other,
     })?;
-    write_line(
-        out,
-        &format!(
-            "Cancelled the offer of {} to {}.",
-            removed.name().unwrap_or("?"),
-            removed.to
+    match &removed[..] {
+        [] => write_line(out, "No offer to cancel."),
+        [one] => write_line(
+            out,
+            &format!(
+                "Cancelled the offer of {} to {}.",
+                shared::text::terminal_safe(&one.name),
+                one.to
+            ),
         ),
-    )
+        many => write_line(out, &format!("Cancelled {} offers.", many.len())),
+    }
 }
 
 #[cfg(test)]

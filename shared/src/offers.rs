@@ -49,11 +49,15 @@ pub const ACCEPT_FROM_FILE: &str = "accept-from.txt";
 /// Name of the lock file, in `.run/`, that serialises writers of [`ANSWERED_FILE`].
 pub const ANSWERED_LOCK: &str = "offers.lock";
 
-/// Most offers the inbox holds.
-pub const MAX_PENDING_OFFERS: usize = 100;
+/// Most offers the inbox holds. A line of `offers.txt` is at most about 500 bytes (the content
+/// name at most [`crate::MAX_CONTENT_NAME_BYTES`]), so the file stays under about 1 MB.
+pub const MAX_PENDING_OFFERS: usize = 2000;
 
-/// Most offers the inbox holds from one source address.
-pub const MAX_OFFERS_PER_SOURCE: usize = 10;
+/// Most offers the inbox holds from one source address: a folder sent whole is one offer per
+/// file, so as many as one `downloader send` may make
+/// ([`crate::sends::MAX_FILES_PER_SEND`]); half the inbox, so that one hostile address
+/// cannot fill it.
+pub const MAX_OFFERS_PER_SOURCE: usize = 1000;
 
 /// How long the listener keeps an expired offer in the inbox (hidden from `downloader
 /// offers`), so that accepting it says "expired" rather than "no such offer".
@@ -472,7 +476,7 @@ mod tests {
             inbox.record(offer(&format!("s{i}"), 9, 100), 0, |_| false);
         }
         assert_eq!(inbox.offers.len(), MAX_OFFERS_PER_SOURCE);
-        for ip in 10..40u8 {
+        for ip in 10..13u8 {
             for i in 0..MAX_OFFERS_PER_SOURCE {
                 inbox.record(offer(&format!("i{ip}x{i}"), ip, 100), 0, |_| false);
             }

@@ -4,13 +4,19 @@
 //!
 //! # Format
 //! ```text
-//! # sends.txt: files offered with `downloader send`: ID<TAB>TO<TAB>EXPIRES<TAB>PATH
-//! 3f9c0a…<TAB>carol<TAB>1764027000<TAB>/home/bob/report.pdf
+//! # sends.txt: files offered with `downloader send`: ID<TAB>TO<TAB>EXPIRES<TAB>NAME<TAB>PATH
+//! 3f9c0a…<TAB>carol<TAB>1764027000<TAB>report.pdf<TAB>/home/bob/report.pdf
+//! 8d21b7…<TAB>carol<TAB>1764027000<TAB>photos/2024/a.jpg<TAB>/home/bob/photos/2024/a.jpg
 //! ```
 //! `ID` is the offer's id (32 random hex digits: [`new_offer_id`]), `TO` the recipient's
 //! username, `EXPIRES` the offer's end in seconds since the Unix epoch (this peer's clock: the
-//! announcer sends the time left, so clocks need not agree), `PATH` the absolute path of the
-//! file, served in place. Blank lines and `#` comments are skipped; a line that does not parse
+//! announcer sends the time left, so clocks need not agree), `NAME` the content name the file
+//! is offered under (its file name, or its path under a folder sent whole), `PATH` the absolute
+//! path of the file, served in place. `PATH` is last and taken whole, so it may hold tabs; a
+//! content name never holds a tab (a control character) nor starts with `/`, which is how a
+//! line of the first form, `ID<TAB>TO<TAB>EXPIRES<TAB>PATH` (no `NAME`: the file name), is told
+//! apart and still read. The chunk server checks `NAME` ([`crate::chunk::validate_content_name`])
+//! before serving under it. Blank lines and `#` comments are skipped; a line that does not parse
 //! is skipped too (and dropped at the next edit).
 //!
 //! # Writers
@@ -36,12 +42,17 @@ pub const SENDS_LOCK: &str = "sends.lock";
 /// clock for offers that expired.
 pub const SENDS_POLL: Duration = Duration::from_millis(200);
 
+/// Most files one `downloader send` offers (a folder sent whole: one offer per file), as
+/// many as the receiver's inbox holds from one address
+/// ([`crate::offers::MAX_OFFERS_PER_SOURCE`]).
+pub const MAX_FILES_PER_SEND: usize = crate::offers::MAX_OFFERS_PER_SOURCE;
+
 /// How long an offer lasts unless `--expires` says otherwise.
 pub const DEFAULT_OFFER_LIFETIME: Duration = Duration::from_secs(3600);
 
 const HEADER: &str = "\
 # sends.txt: files offered with `downloader send` (see README), written by the downloader.
-# ID<TAB>TO<TAB>EXPIRES (Unix seconds)<TAB>PATH";
+# ID<TAB>TO<TAB>EXPIRES (Unix seconds)<TAB>NAME<TAB>PATH";
 
 /// One outgoing offer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,16 +63,14 @@ pub struct Send {
     pub to: String,
     /// When it expires, in seconds since the Unix epoch.
     pub expires: u64,
+    /// The content name it is offered under: the file name, or for a file of a folder sent
+    /// whole its path from the folder on (`photos/2024/a.jpg`). Checked by whoever serves it.
+    pub name: String,
     /// The file offered (absolute).
     pub path: PathBuf,
 }
 
 impl Send {
-    /// The content name the file is offered under: its file name.
-    pub fn name(&self) -> Option<&str> {
-        self.path.file_name().and_then(|n| n.to_str())
-    }
-
     /// Whether it is still on offer at `now` (Unix seconds).
     pub fn is_live(&self, now: u64) -> bool {
         self.expires > now
@@ -74,10 +83,11 @@ impl Send {
 
     fn to_line(&self) -> String {
         format!(
-            "{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}",
             self.id,
             self.to,
             self.expires,
+            self.name,
             self.path.display()
         )
     }
@@ -87,14 +97,28 @@ impl Send {
         let id = fields.next().filter(|id| is_offer_id(id))?;
         let to = fields.next().filter(|to| !to.is_empty())?;
         let expires = fields.next()?.parse().ok()?;
-        let path = PathBuf::from(fields.next()?);
-        if !path.is_absolute() {
+        let rest = fields.next()?;
+        // A content name never starts with `/`: an absolute path here is the first form.
+        let (name, path) = if rest.starts_with('/') {
+            let path = PathBuf::from(rest);
+            let name = path.file_name()?.to_str()?.to_owned();
+            // It could never be a content name, and would not be read back from NAME.
+            if name.contains('\t') {
+                return None;
+            }
+            (name, path)
+        } else {
+            let (name, path) = rest.split_once('\t')?;
+            (name.to_owned(), PathBuf::from(path))
+        };
+        if name.is_empty() || !path.is_absolute() {
             return None;
         }
         Some(Send {
             id: id.to_owned(),
             to: to.to_owned(),
             expires,
+            name,
             path,
         })
     }
@@ -236,31 +260,42 @@ mod tests {
     use super::*;
 
     fn send(id: &str, expires: u64, path: &str) -> Send {
+        let path = PathBuf::from(path);
         Send {
             id: id.into(),
             to: "carol".into(),
             expires,
-            path: PathBuf::from(path),
+            name: path.file_name().unwrap().to_str().unwrap().into(),
+            path,
         }
     }
 
     #[test]
     fn lines_round_trip_and_bad_lines_are_skipped() {
-        let sends = vec![
-            send("a1", 100, "/home/bob/report 2024.pdf"),
-            send("b2", 200, "/x/tab\there"),
-        ];
+        let mut nested = send("c3", 300, "/home/bob/photos/2024/a b.jpg");
+        nested.name = "photos/2024/a b.jpg".into();
+        let mut tabbed = send("b2", 200, "/x/tab\there");
+        tabbed.name = "there".into();
+        let sends = vec![send("a1", 100, "/home/bob/report 2024.pdf"), tabbed, nested];
         let text = render(&sends);
         assert!(text.starts_with("# sends.txt"), "{text}");
-        assert_eq!(parse(&text), sends);
-        assert_eq!(sends[0].name(), Some("report 2024.pdf"));
+        assert!(
+            text.contains("c3\tcarol\t300\tphotos/2024/a b.jpg\t/home/bob/photos/2024/a b.jpg\n"),
+            "{text}"
+        );
+        assert_eq!(parse(&text), sends, "a tab in the path stays in the path");
+        assert_eq!(sends[0].name, "report 2024.pdf");
         let bad = "\
 # comment
 a1\tcarol\t100\trelative/path
+a1\tcarol\t100\tname\trelative/path
+a1\tcarol\t100\tname-but-no-path
+a1\tcarol\t100\t\t/p
 bad id\tcarol\t100\t/p
 a1\t\t100\t/p
 a1\tcarol\tsoon\t/p
 a1\tcarol\t100
+a1\tcarol\t100\t/
 ok\tdave\t5\t/p
 ";
         assert_eq!(
@@ -269,9 +304,28 @@ ok\tdave\t5\t/p
                 id: "ok".into(),
                 to: "dave".into(),
                 expires: 5,
+                name: "p".into(),
                 path: "/p".into()
             }]
         );
+    }
+
+    #[test]
+    fn lines_of_the_first_form_are_named_after_their_file_and_rewritten_in_the_new_one() {
+        // Written by a downloader from before folders could be sent: no NAME column.
+        let old = "# old header\n\
+                   a1\tcarol\t100\t/home/bob/report.pdf\n\
+                   b2\tdave\t200\t/x/with\ttab/file.txt\n\
+                   c3\tdave\t200\t/x/never\tserved\n";
+        let read = parse(old);
+        assert_eq!(read.len(), 2, "{read:?}");
+        assert_eq!(read[0].name, "report.pdf");
+        assert_eq!(read[0].path, PathBuf::from("/home/bob/report.pdf"));
+        assert_eq!(read[1].name, "file.txt");
+        assert_eq!(read[1].path, PathBuf::from("/x/with\ttab/file.txt"));
+        let rewritten = render(&read);
+        assert!(rewritten.contains("a1\tcarol\t100\treport.pdf\t/home/bob/report.pdf\n"));
+        assert_eq!(parse(&rewritten), read);
     }
 
     #[test]
