@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use cli_support::{peer_toml, GenerateFlag};
-use downloader::command::Selection;
+use downloader::command::{Selection, Selectors};
 use downloader::fetch::{Limits, Network};
 use downloader::json::Format;
 use downloader::{folder, sync};
@@ -154,9 +154,12 @@ pub(crate) enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Offer a file to one user: nothing reaches them unless they accept (DIR/sends.txt).
+    /// Offer a file, or a folder's files, to one user: nothing reaches them unless they accept
+    /// (DIR/sends.txt).
     Send {
-        /// The file to offer (one file; served in place, unlisted, while the offer lasts).
+        /// The file to offer, or a folder: each file of its tree is offered, named by its
+        /// path from the folder on (at most 1000; served in place, unlisted, while the offer
+        /// lasts).
         #[arg(value_name = "PATH")]
         path: PathBuf,
         /// The username to offer it to.
@@ -172,9 +175,9 @@ pub(crate) enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Cancel an offer sent (its id as `sends` shows it, or the start of it).
+    /// Cancel an offer sent (its id as `sends` shows it, or the start of it), or `all`.
     Unsend {
-        /// The offer's id.
+        /// The offer's id, or `all`.
         id: String,
     },
     /// List the offers received and pending, numbered for `accept N` / `decline N`.
@@ -183,19 +186,22 @@ pub(crate) enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Accept an offer: download it into downloads/ (from the sender and any other holder),
-    /// verified; prints its path.
+    /// Accept offers: download each into downloads/ (from the sender and any other holder),
+    /// verified; prints their paths.
     Accept {
-        /// Its number in `offers`, or its id.
-        offer: String,
-        /// Print one JSON result object on stdout (the shape of `get --json`).
+        /// Their numbers in `offers`, or ids, or `all`.
+        #[arg(required = true, value_name = "N|ID|all")]
+        offers: Vec<String>,
+        /// Print JSON on stdout: for one offer the result object of `get --json`, for
+        /// several (or all) an array of them.
         #[arg(long)]
         json: bool,
     },
-    /// Decline an offer: it is never shown again, and nothing of it is written.
+    /// Decline offers: they are never shown again, and nothing of them is written.
     Decline {
-        /// Its number in `offers`, or its id.
-        offer: String,
+        /// Their numbers in `offers`, or ids, or `all`.
+        #[arg(required = true, value_name = "N|ID|all")]
+        offers: Vec<String>,
     },
 }
 
@@ -269,18 +275,32 @@ impl Cmd {
             Cmd::Offers { json } => {
                 downloader::offers::list_offers(config, Format::json_if(json), out)
             }
-            Cmd::Accept { offer, json } => {
-                let result = downloader::offers::accept(
+            Cmd::Accept { offers, json } => {
+                let selectors = Selectors::parse(&offers).map_err(downloader::Error::Invalid)?;
+                if let (true, [offer]) = (selectors.is_one(), &offers[..]) {
+                    let result = downloader::offers::accept(
+                        config,
+                        offer,
+                        shutdown,
+                        feedback,
+                        &mut io::stderr(),
+                    );
+                    downloader::print_get_result(offer, &result, Format::json_if(json), out)?;
+                    return result.map(drop);
+                }
+                let outcomes = downloader::offers::accept_many(
                     config,
-                    &offer,
+                    &selectors,
                     shutdown,
                     feedback,
                     &mut io::stderr(),
-                );
-                downloader::print_get_result(&offer, &result, Format::json_if(json), out)?;
-                result.map(drop)
+                )?;
+                downloader::offers::print_accepted(&outcomes, Format::json_if(json), out)
             }
-            Cmd::Decline { offer } => downloader::offers::decline(config, &offer, out),
+            Cmd::Decline { offers } => {
+                let selectors = Selectors::parse(&offers).map_err(downloader::Error::Invalid)?;
+                downloader::offers::decline(config, &selectors, out)
+            }
         }
     }
 }

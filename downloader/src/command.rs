@@ -9,6 +9,52 @@ pub enum Selection {
     Name(String),
 }
 
+/// Which offers `accept` and `decline` name: every pending one, or a list of numbers (as
+/// `offers` shows them) and ids (or their start).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selectors {
+    /// `all`: every pending offer.
+    All,
+    /// `1 3 4`, `3f9c`, `1,3`: these, in this order, each once.
+    These(Vec<String>),
+}
+
+impl Selectors {
+    /// The selectors of `words` (each may hold several, separated by commas or spaces).
+    ///
+    /// # Errors
+    /// A message when there is none, or `all` comes with others.
+    pub fn parse<S: AsRef<str>>(words: &[S]) -> Result<Selectors, String> {
+        let mut these: Vec<String> = Vec::new();
+        for word in words
+            .iter()
+            .flat_map(|w| w.as_ref().split([',', ' ', '\t']))
+            .filter(|w| !w.is_empty())
+        {
+            let word = if word.eq_ignore_ascii_case("all") {
+                "all"
+            } else {
+                word
+            };
+            if !these.iter().any(|t| t == word) {
+                these.push(word.to_owned());
+            }
+        }
+        let all = these.iter().any(|w| w == "all");
+        match (all, these.len()) {
+            (_, 0) => Err("name an offer: its number in `offers`, its id, or all".into()),
+            (true, 1) => Ok(Selectors::All),
+            (true, _) => Err("`all` names every pending offer: give it alone".into()),
+            (false, _) => Ok(Selectors::These(these)),
+        }
+    }
+
+    /// Whether they name one offer only (not `all`).
+    pub fn is_one(&self) -> bool {
+        matches!(self, Selectors::These(these) if these.len() == 1)
+    }
+}
+
 /// What the user asked for at the prompt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -60,10 +106,10 @@ pub enum Command {
     Unsend(String),
     /// List the offers received and pending.
     Offers,
-    /// Accept an offer received (its number or id).
-    Accept(String),
-    /// Decline an offer received (its number or id).
-    Decline(String),
+    /// Accept offers received (numbers, ids, or all).
+    Accept(Selectors),
+    /// Decline offers received (numbers, ids, or all).
+    Decline(Selectors),
     /// A command word typed without the argument it needs: the line to show instead (a bare
     /// `get` is never taken for a file named "get").
     Usage(&'static str),
@@ -109,10 +155,12 @@ pub const SUBSCRIBE_USAGE: &str = "usage: subscribe NAME [--from USER]";
 pub const SEND_USAGE: &str = "usage: send PATH --to USER [--expires 10m|2h|7d]";
 
 /// What a bare `accept` answers.
-pub const ACCEPT_USAGE: &str = "usage: accept N (the number `offers` shows, or the offer's id)";
+pub const ACCEPT_USAGE: &str =
+    "usage: accept N [N...] | all (the numbers `offers` shows, or the offers' ids)";
 
 /// What a bare `decline` answers.
-pub const DECLINE_USAGE: &str = "usage: decline N (the number `offers` shows, or the offer's id)";
+pub const DECLINE_USAGE: &str =
+    "usage: decline N [N...] | all (the numbers `offers` shows, or the offers' ids)";
 
 /// What a bare `unsubscribe` answers.
 pub const UNSUBSCRIBE_USAGE: &str = "usage: unsubscribe NAME";
@@ -165,13 +213,17 @@ impl Command {
             },
             ("send", rest) => parse_send(rest),
             ("sends", "") => Command::Sends,
-            ("unsend", "") => Command::Usage("usage: unsend ID (as `sends` shows it)"),
+            ("unsend", "") => Command::Usage("usage: unsend ID|all (as `sends` shows it)"),
             ("unsend", id) => Command::Unsend(id.to_owned()),
             ("offers", "") => Command::Offers,
-            ("accept", "") => Command::Usage(ACCEPT_USAGE),
-            ("accept", which) => Command::Accept(which.to_owned()),
-            ("decline", "") => Command::Usage(DECLINE_USAGE),
-            ("decline", which) => Command::Decline(which.to_owned()),
+            ("accept", which) => match Selectors::parse(&[which]) {
+                Ok(selectors) => Command::Accept(selectors),
+                Err(_) => Command::Usage(ACCEPT_USAGE),
+            },
+            ("decline", which) => match Selectors::parse(&[which]) {
+                Ok(selectors) => Command::Decline(selectors),
+                Err(_) => Command::Usage(DECLINE_USAGE),
+            },
             ("unsubscribe", "") => Command::Usage(UNSUBSCRIBE_USAGE),
             ("unsubscribe", rest) => Command::Unsubscribe(rest.to_owned()),
             _ => Command::Download(Selection::parse(line)),
@@ -217,6 +269,28 @@ mod tests {
 
     fn name(s: &str) -> Command {
         Command::Download(Selection::Name(s.into()))
+    }
+
+    fn these(words: &[&str]) -> Selectors {
+        Selectors::These(words.iter().map(|w| (*w).to_owned()).collect())
+    }
+
+    #[test]
+    fn offer_selectors_are_numbers_ids_or_all_alone() {
+        assert_eq!(Selectors::parse(&["3"]), Ok(these(&["3"])));
+        assert_eq!(
+            Selectors::parse(&["1", "3 4", "1,3f9c", ""]),
+            Ok(these(&["1", "3", "4", "3f9c"])),
+            "split on commas and spaces, each once, in order"
+        );
+        assert_eq!(Selectors::parse(&["all"]), Ok(Selectors::All));
+        assert_eq!(Selectors::parse(&["All", "all"]), Ok(Selectors::All));
+        assert!(Selectors::parse(&["all", "2"]).is_err());
+        assert!(Selectors::parse::<&str>(&[]).is_err());
+        assert!(Selectors::parse(&[" , "]).is_err());
+        assert!(these(&["1"]).is_one());
+        assert!(!these(&["1", "2"]).is_one());
+        assert!(!Selectors::All.is_one());
     }
 
     #[test]
@@ -269,10 +343,17 @@ mod tests {
             ("sends", Command::Sends),
             ("unsend 3f9c", Command::Unsend("3f9c".into())),
             ("offers", Command::Offers),
-            ("accept 2", Command::Accept("2".into())),
+            ("accept 2", Command::Accept(these(&["2"]))),
+            ("accept 1 3  4", Command::Accept(these(&["1", "3", "4"]))),
+            ("accept 1,3", Command::Accept(these(&["1", "3"]))),
+            ("accept all", Command::Accept(Selectors::All)),
+            ("accept ALL", Command::Accept(Selectors::All)),
+            ("accept all 2", Command::Usage(ACCEPT_USAGE)),
             ("accept", Command::Usage(ACCEPT_USAGE)),
-            ("decline 1", Command::Decline("1".into())),
+            ("decline 1", Command::Decline(these(&["1"]))),
+            ("decline all", Command::Decline(Selectors::All)),
             ("decline", Command::Usage(DECLINE_USAGE)),
+            ("unsend all", Command::Unsend("all".into())),
             ("get offers", name("offers")),
         ] {
             assert_eq!(Command::parse(line), expected, "{line:?}");

@@ -1,4 +1,4 @@
-//! `downloader offers`, `accept N` and `decline N`: the receiving side of `downloader send`
+//! `downloader offers`, `accept N…|all` and `decline N…|all`: the receiving side of `downloader send`
 //! ([`crate::send`]). The listener keeps the inbox `DIR/offers.txt`; answers go to
 //! `DIR/offers-answered.txt` ([`shared::offers`]), so an answered offer is never shown again,
 //! whatever its sender re-broadcasts. Nothing of an offered content is written anywhere
@@ -25,10 +25,13 @@ use shared::PROTOCOL_VERSION;
 use crate::actions::{fetch_target, require_peer_dir, Got};
 use crate::bar::Feedback;
 use crate::catalog::{Catalog, Holder, Target};
+use crate::command::Selectors;
 use crate::download::Config;
+use crate::download::DownloadError;
 use crate::error::Error;
+use crate::folder::FileResult;
 use crate::format;
-use crate::json::{self, Format};
+use crate::json::{self, Format, GetFailure, GetSuccess};
 use crate::send::{left, utc};
 use crate::wording::{write_line, write_out};
 
@@ -127,7 +130,11 @@ pub fn list_offers(config: &Config, format: Format, out: &mut dyn Write) -> Resu
             &[],
         ),
     )?;
-    write_line(out, "accept N downloads one, decline N refuses it.")
+    write_line(
+        out,
+        "accept N [N...] (or accept all) downloads them, decline N [N...] (or decline all) \
+         refuses them.",
+    )
 }
 
 /// The offer `which` names: its number among the pending ones, or its id (or the start of
@@ -224,6 +231,37 @@ fn target_of(config: &Config, offer: &Offer) -> Target {
     }
 }
 
+/// The offers `selectors` name, each once, checked all before any is answered: an unknown,
+/// answered or expired one is an error, and nothing is done.
+///
+/// # Errors
+/// As [`find`], and `all` when no offer is pending.
+pub fn select(config: &Config, selectors: &Selectors) -> Result<Vec<Offer>, Error> {
+    match selectors {
+        Selectors::All => {
+            let pending = pending(config)?;
+            if pending.is_empty() {
+                return Err(Error::Invalid(
+                    "no offer is pending (expired ones cannot be accepted; see `downloader \
+                     offers`)"
+                        .into(),
+                ));
+            }
+            Ok(pending)
+        }
+        Selectors::These(these) => {
+            let mut offers: Vec<Offer> = Vec::new();
+            for which in these {
+                let offer = find(config, which)?;
+                if !offers.iter().any(|o| o.id == offer.id) {
+                    offers.push(offer);
+                }
+            }
+            Ok(offers)
+        }
+    }
+}
+
 /// `downloader accept N|ID`: downloads the offered content into `downloads/` (same rules as
 /// `get`), then records the offer as accepted. A failed download leaves the offer pending,
 /// and what arrived in the store for the next attempt.
@@ -240,6 +278,32 @@ pub fn accept(
     require_peer_dir(config)?;
     let offer = find(config, which)?;
     accept_offer(config, &offer, cancel, feedback, ui)
+}
+
+/// `downloader accept N N…|all`: accepts each offer `selectors` name, one after the other
+/// (a nested name lands at `downloads/photos/2024/a.jpg`); one that fails does not stop the
+/// others, and stays pending. Returns each offer's outcome, in order; stops at a cancel.
+///
+/// # Errors
+/// When a selector names no pending offer (then nothing is accepted).
+pub fn accept_many(
+    config: &Config,
+    selectors: &Selectors,
+    cancel: &Shutdown,
+    feedback: Feedback,
+    ui: &mut dyn Write,
+) -> Result<Vec<(Offer, Result<Got, Error>)>, Error> {
+    require_peer_dir(config)?;
+    let mut outcomes = Vec::new();
+    for offer in select(config, selectors)? {
+        let result = accept_offer(config, &offer, cancel, feedback, ui);
+        let cancelled = matches!(&result, Err(e) if e.is_cancelled());
+        outcomes.push((offer, result));
+        if cancelled {
+            break;
+        }
+    }
+    Ok(outcomes)
 }
 
 fn accept_offer(
@@ -270,19 +334,78 @@ fn accept_offer(
     Ok(got)
 }
 
-/// `downloader decline N|ID`: records the offer as declined; it is never shown again.
+/// What `downloader accept N N…|all` prints on stdout once done: the path of each file
+/// downloaded, one per line, or with [`Format::Json`] one array of `get --json` result
+/// objects, one per offer; then its outcome, for the exit status.
 ///
 /// # Errors
-/// An unknown or answered offer; the file cannot be written.
-pub fn decline(config: &Config, which: &str, out: &mut dyn Write) -> Result<(), Error> {
+/// When `out` cannot be written; [`DownloadError::Cancelled`] when a download was cancelled;
+/// [`Error::Invalid`] saying how many offers were not accepted when any failed.
+pub fn print_accepted(
+    outcomes: &[(Offer, Result<Got, Error>)],
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    match format {
+        Format::Text => {
+            let mut text = String::new();
+            for (_, result) in outcomes {
+                if let Ok(got) = result {
+                    text.push_str(&format!("{}\n", got.file.path.display()));
+                }
+            }
+            write_out(out, &text)?;
+        }
+        Format::Json => {
+            let results: Vec<FileResult> = outcomes
+                .iter()
+                .map(|(offer, result)| match result {
+                    Ok(got) => FileResult::Done(GetSuccess::new(&got.name, &got.file)),
+                    Err(e) => FileResult::Failed(GetFailure::new(&offer.name, e)),
+                })
+                .collect();
+            json::write_json(out, &results)?;
+        }
+    }
+    let failed = outcomes.iter().filter(|(_, r)| r.is_err()).count();
+    if outcomes
+        .iter()
+        .any(|(_, r)| matches!(r, Err(e) if e.is_cancelled()))
+    {
+        return Err(DownloadError::Cancelled.into());
+    }
+    if failed > 0 {
+        return Err(Error::Invalid(format!(
+            "{failed} of {} offers could not be accepted; they stay pending",
+            outcomes.len()
+        )));
+    }
+    Ok(())
+}
+
+/// `downloader decline N…|all`: records the offers `selectors` name as declined; they are
+/// never shown again.
+///
+/// # Errors
+/// An unknown or answered offer (then none is declined); the file cannot be written.
+pub fn decline(config: &Config, selectors: &Selectors, out: &mut dyn Write) -> Result<(), Error> {
     require_peer_dir(config)?;
-    let offer = find(config, which)?;
-    offers::record_answer(&config.dir, &offer, Answer::Declined, unix_now())
-        .map_err(|e| io_error(offers::ANSWERED_FILE, e))?;
-    write_line(
-        out,
-        &format!("Declined {} from {}.", offer.name, offer.from),
-    )
+    let offers = select(config, selectors)?;
+    for offer in &offers {
+        offers::record_answer(&config.dir, offer, Answer::Declined, unix_now())
+            .map_err(|e| io_error(offers::ANSWERED_FILE, e))?;
+    }
+    match &offers[..] {
+        [offer] => write_line(
+            out,
+            &format!(
+                "Declined {} from {}.",
+                shared::text::terminal_safe(&offer.name),
+                shared::text::terminal_safe(&offer.from)
+            ),
+        ),
+        many => write_line(out, &format!("Declined {} offers.", many.len())),
+    }
 }
 
 /// Accepts every pending offer from a user of `DIR/accept-from.txt`; the others stay pending.
@@ -381,6 +504,9 @@ pub fn notice(number: usize, offer: &Offer) -> String {
     )
 }
 
+/// How many new offers are told one per line before the rest are counted.
+const SHOWN_NOTICES: usize = 5;
+
 /// The ids of offers already told about, so each is told once ([`NewOffers::take`]).
 #[derive(Debug, Default)]
 pub struct NewOffers(std::collections::HashSet<String>);
@@ -391,12 +517,21 @@ impl NewOffers {
         let Ok(pending) = pending(config) else {
             return Vec::new();
         };
-        pending
+        let mut notices: Vec<String> = pending
             .iter()
             .enumerate()
             .filter(|(_, o)| self.0.insert(o.id.clone()))
             .map(|(i, o)| notice(i + 1, o))
-            .collect()
+            .collect();
+        // A folder sent whole is an offer per file: a few lines, then how many more.
+        if notices.len() > SHOWN_NOTICES {
+            let more = notices.len() - SHOWN_NOTICES + 1;
+            notices.truncate(SHOWN_NOTICES - 1);
+            notices.push(format!(
+                "and {more} more offers: `offers` lists them, `accept all` takes every one"
+            ));
+        }
+        notices
     }
 }
 
@@ -459,7 +594,7 @@ mod tests {
         let e = find(&c, "gone").unwrap_err().to_string();
         assert!(e.contains("expired"), "{e}");
         let mut out = Vec::new();
-        decline(&c, "1", &mut out).unwrap();
+        decline(&c, &Selectors::These(vec!["1".into()]), &mut out).unwrap();
         assert!(String::from_utf8(out)
             .unwrap()
             .contains("Declined aaaa1.pdf from bob"));
@@ -474,6 +609,36 @@ mod tests {
             ["bob offers bbbb2.pdf (2.0 MiB): accept 1 / decline 1"]
         );
         assert!(told.take(&c).is_empty());
+    }
+
+    #[test]
+    fn several_offers_or_all_are_declined_at_once_and_a_wrong_one_declines_none() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = config(tmp.path());
+        let now = unix_now();
+        let ids = ["aaaa1", "bbbb2", "cccc3", "dddd4"];
+        let held: Vec<Offer> = ids.iter().map(|id| offer(id, now + 100)).collect();
+        inbox(tmp.path(), &held);
+        let these = |w: &[&str]| Selectors::These(w.iter().map(|w| (*w).to_owned()).collect());
+        let picked: Vec<String> = select(&c, &these(&["3", "1", "cccc", "3"]))
+            .unwrap()
+            .into_iter()
+            .map(|o| o.id)
+            .collect();
+        assert_eq!(picked, ["cccc3", "aaaa1"], "in order, each once");
+        let mut out = Vec::new();
+        let e = decline(&c, &these(&["1", "9"]), &mut out).unwrap_err();
+        assert!(e.to_string().contains("no offer 9"), "{e}");
+        assert_eq!(pending(&c).unwrap().len(), 4, "none declined");
+        decline(&c, &these(&["1", "3"]), &mut out).unwrap();
+        let left: Vec<String> = pending(&c).unwrap().into_iter().map(|o| o.id).collect();
+        assert_eq!(left, ["bbbb2", "dddd4"]);
+        decline(&c, &Selectors::All, &mut out).unwrap();
+        assert!(pending(&c).unwrap().is_empty());
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("Declined 2 offers."), "{text}");
+        let e = select(&c, &Selectors::All).unwrap_err();
+        assert!(e.to_string().contains("no offer is pending"), "{e}");
     }
 
     #[test]

@@ -167,18 +167,27 @@ pub fn interactive(
                     write_line(out, &format!("error: {e}"))?;
                 }
             }
-            Command::Decline(which) => {
-                if let Err(e) = offers::decline(config, &which, out) {
+            Command::Decline(selectors) => {
+                if let Err(e) = offers::decline(config, &selectors, out) {
                     write_line(out, &format!("error: {e}"))?;
                 }
             }
-            Command::Accept(which) => {
-                match offers::accept(config, &which, shutdown, feedback, out) {
-                    Ok(got) => write_line(out, &format!("{}", got.file.path.display()))?,
-                    Err(Error::Download(DownloadError::Incomplete { .. })) => {}
-                    Err(Error::Download(DownloadError::Cancelled)) => {
-                        write_out(out, "Download cancelled.\n")?;
-                        return Ok(());
+            Command::Accept(selectors) => {
+                match offers::accept_many(config, &selectors, shutdown, feedback, out) {
+                    Ok(outcomes) => {
+                        for (_, result) in &outcomes {
+                            match result {
+                                Ok(got) => {
+                                    write_line(out, &format!("{}", got.file.path.display()))?;
+                                }
+                                Err(Error::Download(DownloadError::Incomplete { .. })) => {}
+                                Err(Error::Download(DownloadError::Cancelled)) => {
+                                    write_out(out, "Download cancelled.\n")?;
+                                    return Ok(());
+                                }
+                                Err(e) => write_line(out, &format!("error: {e}"))?,
+                            }
+                        }
                     }
                     Err(e) => write_line(out, &format!("error: {e}"))?,
                 }
