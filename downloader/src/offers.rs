@@ -280,6 +280,9 @@ pub fn accept(
     accept_offer(config, &offer, cancel, feedback, ui)
 }
 
+/// One offer of `accept N N…|all`, and how its acceptance went.
+pub type Accepted = (Offer, Result<Got, Error>);
+
 /// `downloader accept N N…|all`: accepts each offer `selectors` name, one after the other
 /// (a nested name lands at `downloads/photos/2024/a.jpg`); one that fails does not stop the
 /// others, and stays pending. Returns each offer's outcome, in order; stops at a cancel.
@@ -292,7 +295,7 @@ pub fn accept_many(
     cancel: &Shutdown,
     feedback: Feedback,
     ui: &mut dyn Write,
-) -> Result<Vec<(Offer, Result<Got, Error>)>, Error> {
+) -> Result<Vec<Accepted>, Error> {
     require_peer_dir(config)?;
     let mut outcomes = Vec::new();
     for offer in select(config, selectors)? {
@@ -342,7 +345,7 @@ fn accept_offer(
 /// When `out` cannot be written; [`DownloadError::Cancelled`] when a download was cancelled;
 /// [`Error::Invalid`] saying how many offers were not accepted when any failed.
 pub fn print_accepted(
-    outcomes: &[(Offer, Result<Got, Error>)],
+    outcomes: &[Accepted],
     format: Format,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
