@@ -26,6 +26,11 @@ pub(crate) const LOOK_EVERY: Duration = Duration::from_secs(1);
 /// Least time between two writes of `offers.txt`, so a flood of offers costs few writes.
 const WRITE_GAP: Duration = Duration::from_millis(100);
 
+/// Least time between two writes of `offers.txt` when only offers already held were refreshed
+/// (their expiry, their sender's name): the inbox may hold 2000 offers, about 1 MB, and a
+/// sender re-broadcasting with a shifting expiry must not have it rewritten ten times a second.
+const REFRESH_GAP: Duration = Duration::from_secs(5);
+
 /// The listener's inbox; see the module documentation.
 pub(crate) struct InboxKeeper {
     dir: PeerDir,
@@ -34,8 +39,10 @@ pub(crate) struct InboxKeeper {
     answered_stamp: Option<FileStamp>,
     username: Option<String>,
     next_look: Instant,
-    /// The inbox changed since it was last written.
+    /// The inbox gained or lost offers since it was last written.
     dirty: bool,
+    /// Offers already held were refreshed since it was last written.
+    refreshed: bool,
     last_write: Option<Instant>,
     unwritable: Latch,
 }
@@ -58,6 +65,7 @@ impl InboxKeeper {
             username: None,
             next_look: Instant::now(),
             dirty: false,
+            refreshed: false,
             last_write: None,
             unwritable: Latch::default(),
         };
@@ -83,15 +91,18 @@ impl InboxKeeper {
         if self.inbox.record(offer, now, |id| answered.contains(id)) {
             if new {
                 log::info!("{user:?} at {from} offers {name:?} (offer {id})");
+                self.dirty = true;
+            } else {
+                self.refreshed = true;
             }
-            self.dirty = true;
         } else if new && !answered.contains(&id) {
             log::debug!("offer {id} from {from} refused: the inbox is full for it");
         }
     }
 
     /// Looks at the username, the answered offers and the expiries when due, and writes
-    /// `offers.txt` when it changed (at most once per [`WRITE_GAP`]).
+    /// `offers.txt` when it changed (at most once per [`WRITE_GAP`], or per [`REFRESH_GAP`]
+    /// when offers were only refreshed).
     pub(crate) fn tick(&mut self, now: Instant) {
         if now >= self.next_look {
             self.next_look = now + LOOK_EVERY;
@@ -114,11 +125,8 @@ impl InboxKeeper {
                 self.dirty = true;
             }
         }
-        if self.dirty
-            && self
-                .last_write
-                .is_none_or(|t| now.duration_since(t) >= WRITE_GAP)
-        {
+        let since = |gap| self.last_write.is_none_or(|t| now.duration_since(t) >= gap);
+        if (self.dirty && since(WRITE_GAP)) || (self.refreshed && since(REFRESH_GAP)) {
             self.write(now);
         }
     }
@@ -131,6 +139,7 @@ impl InboxKeeper {
                     log::info!("{} written again", path.display());
                 }
                 self.dirty = false;
+                self.refreshed = false;
             }
             Err(e) => {
                 if self.unwritable.trip_because(&e) {
@@ -194,5 +203,39 @@ mod tests {
         keeper.hear(&heard("carol", "a"), "bob", from);
         keeper.tick(t + WRITE_GAP);
         assert!(offers::load_inbox(&dir).unwrap().offers.is_empty());
+    }
+
+    #[test]
+    fn a_refreshed_offer_is_written_at_most_every_few_seconds_a_new_one_at_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = PeerDir::new(tmp.path());
+        std::fs::write(dir.username_file(), "carol\n").unwrap();
+        let from = SocketAddr::from(([127, 0, 0, 2], 6001));
+        let mut keeper = InboxKeeper::new(&dir);
+        let t = Instant::now() + LOOK_EVERY * 2;
+        keeper.tick(t);
+        keeper.hear(&heard("carol", "a"), "bob", from);
+        keeper.tick(t + WRITE_GAP);
+        let expires = |dir: &PeerDir| offers::load_inbox(dir).unwrap().offers[0].expires;
+        let first = expires(&dir);
+        // Re-broadcast with another expiry: held, but not written for REFRESH_GAP.
+        let mut later = heard("carol", "a");
+        later.expires_in = 3600;
+        keeper.hear(&later, "bob", from);
+        keeper.tick(t + WRITE_GAP * 2);
+        assert_eq!(expires(&dir), first, "not rewritten for a refresh at once");
+        // A new offer is written at once, the refresh with it.
+        keeper.hear(&heard("carol", "b"), "bob", from);
+        keeper.tick(t + WRITE_GAP * 3);
+        assert_eq!(offers::load_inbox(&dir).unwrap().offers.len(), 2);
+        let refreshed = expires(&dir);
+        assert!(refreshed > first, "{refreshed} vs {first}");
+        // A refresh alone is written once REFRESH_GAP has passed.
+        later.expires_in = 7200;
+        keeper.hear(&later, "bob", from);
+        keeper.tick(t + WRITE_GAP * 4);
+        assert_eq!(expires(&dir), refreshed);
+        keeper.tick(t + WRITE_GAP * 3 + REFRESH_GAP);
+        assert!(expires(&dir) > refreshed);
     }
 }
