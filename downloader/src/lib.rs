@@ -10,8 +10,8 @@
 //! - [`peer_view`]: who is heard, and whether their chunk servers answer.
 //! - [`folder`]: `get FOLDER/`, every content under a folder path.
 //! - [`sharing`]: the commands `share`, `unshare`, `shared` (the peer folder's `shares.txt`).
-//! - [`send`]: `send PATH --to USER`, `sends`, `unsend ID` (the outbox `sends.txt`);
-//!   [`offers`]: `offers`, `accept N`, `decline N` and the auto-accept of `sync` (the inbox
+//! - [`send`]: `send PATH|FOLDER --to USER`, `sends`, `unsend ID|all` (the outbox
+//!   `sends.txt`); [`offers`]: `offers`, `accept N…|all`, `decline N…|all` and the auto-accept of `sync` (the inbox
 //!   `offers.txt` the listener keeps, and `accept-from.txt`).
 //! - [`command`]: parsing of interactive input; [`history`](mod@history): the download history;
 //!   [`format`](mod@format): sizes and rates for people.

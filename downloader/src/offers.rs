@@ -1,5 +1,5 @@
-//! `downloader offers`, `accept N…|all` and `decline N…|all`: the receiving side of `downloader send`
-//! ([`crate::send`]). The listener keeps the inbox `DIR/offers.txt`; answers go to
+//! `downloader offers`, `accept N…|all` and `decline N…|all`: the receiving side of
+//! `downloader send` ([`crate::send`]). The listener keeps the inbox `DIR/offers.txt`; answers go to
 //! `DIR/offers-answered.txt` ([`shared::offers`]), so an answered offer is never shown again,
 //! whatever its sender re-broadcasts. Nothing of an offered content is written anywhere
 //! before it is accepted: then it is downloaded like any content, by the same engine as `get`

@@ -1,5 +1,6 @@
-//! `downloader send PATH --to USER`, `sends` and `unsend ID`: offering a file to one user
-//! (seed 002's upload, LocalSend's send), the sender's side. They edit the outbox
+//! `downloader send PATH --to USER`, `sends` and `unsend ID|all`: offering a file, or every
+//! file of a folder's tree (one offer each, named `photos/2024/a.jpg`), to one user (seed
+//! 002's upload, LocalSend's send), the sender's side. They edit the outbox
 //! `DIR/sends.txt` ([`shared::sends`]): the chunk server hashes the file and serves it in place
 //! but unlisted (never announced), and the announcer sends the offer to the whole LAN, where
 //! only the listener of the user named records it. Nothing is written on the receiving peer

@@ -620,7 +620,7 @@ fn a_legacy_listener_reads_an_offer_as_an_announcement_of_nothing() {
 }
 
 #[test]
-fn the_prompt_tells_of_a_new_offer_and_accepts_it() {
+fn the_prompt_tells_of_a_new_offer_and_accepts_it_and_a_folder_with_accept_all() {
     let net = TestNet::new(Duration::from_secs(90));
     let (bob, _) = sender(&net, "bob", 6);
     let carol = receiver(&net, "carol");
@@ -670,6 +670,53 @@ fn the_prompt_tells_of_a_new_offer_and_accepts_it() {
         let shown = prompt.stdout_so_far();
         match shown.rsplit_once(printed.as_str()) {
             Some((_, after)) if after.contains("> ") => Ok(()),
+            _ => Err(shown),
+        }
+    });
+    // A folder of two nested files: `accept all` at the prompt takes both.
+    let folder = net.folder("outside").join("minutes-dir");
+    let nested = ["minutes-dir/2026/jan.txt", "minutes-dir/feb.txt"];
+    let digests: Vec<Digest> = nested
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            write_random_file(
+                &folder.join(n.split_once('/').unwrap().1),
+                3_000,
+                60 + i as u64,
+            )
+        })
+        .collect();
+    assert_success(&send(&bob, &folder, "carol", &[]), "bob sends a folder");
+    net.wait_until(Duration::from_secs(15), "both offers listed", || {
+        let listed = offers(&carol);
+        (listed.len() == 2)
+            .then_some(())
+            .ok_or_else(|| format!("{listed:?}"))
+    });
+    prompt.type_keys("accept all\r");
+    net.wait_until(Duration::from_secs(20), "both files accepted", || {
+        for (name, digest) in nested.iter().zip(&digests) {
+            let path = carol.downloads_dir().join(name);
+            if !path.exists() || file_digest(&path).0 != *digest {
+                return Err(prompt.stdout_so_far());
+            }
+        }
+        Ok(())
+    });
+    // Both paths printed, in either order, then the next prompt line.
+    let printed: Vec<String> = nested
+        .iter()
+        .map(|n| carol.downloads_dir().join(n).display().to_string())
+        .collect();
+    net.wait_until(Duration::from_secs(10), "the prompt is back", || {
+        let shown = prompt.stdout_so_far();
+        let last = printed
+            .iter()
+            .map(|p| shown.rfind(p.as_str()))
+            .collect::<Option<Vec<_>>>();
+        match last.and_then(|at| at.into_iter().max()) {
+            Some(at) if shown[at..].contains("> ") => Ok(()),
             _ => Err(shown),
         }
     });

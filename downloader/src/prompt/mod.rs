@@ -329,9 +329,9 @@ const HELP: &str = "\
   unshare NAME  stop sharing a content (its name, a folder photos/, or the path shared)
   shared        show what this peer shares
   send PATH --to USER [--expires 10m|2h|7d]
-                offer a file to USER alone (nothing reaches them unless they accept);
-                sends lists the offers sent, unsend ID cancels one
-  offers        the offers received: accept N downloads one, decline N refuses it
+                offer a file, or a folder's files, to USER alone (nothing reaches them
+                unless they accept); sends lists the offers sent, unsend ID|all cancels
+  offers        the offers received: accept N [N...]|all downloads them, decline refuses
                 (the users of accept-from.txt are accepted unasked while the prompt runs)
   quit          leave (also Ctrl-C, Ctrl-D or end of input)
 At a terminal: Tab completes commands and names, Up/Down recall earlier lines (kept in
