@@ -290,6 +290,26 @@ fn sync_accepts_from_allowed_users_only_and_expired_offers_cannot_be_accepted() 
             }
         },
     );
+    // A folder from bob: accepted unasked offer by offer, its tree rebuilt.
+    let album = outside.join("album");
+    let tracks: Vec<(&str, Digest)> = [("album/a.ogg", 30_000u64), ("album/disc 2/b.ogg", 7)]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, size))| {
+            let digest = write_random_file(&outside.join(name), size, 24 + i as u64);
+            (name, digest)
+        })
+        .collect();
+    assert_success(&send(&bob, &album, "carol", &[]), "bob sends a folder");
+    net.wait_until(Duration::from_secs(30), "bob's folder accepted", || {
+        for (name, digest) in &tracks {
+            let path = carol.downloads_dir().join(name);
+            if !path.exists() || file_digest(&path).0 != *digest {
+                return Err(format!("{:?}", files_under(&carol.downloads_dir())));
+            }
+        }
+        Ok(())
+    });
     signal(sync.pid(), "TERM");
     let out = sync.wait(Duration::from_secs(10));
     assert!(
