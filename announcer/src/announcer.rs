@@ -31,6 +31,12 @@ const MAX_ANSWERS_PER_POLL: usize = 64;
 /// How many times a withdrawal is sent ([`crate::WITHDRAW_REPEAT`] apart).
 pub(crate) const WITHDRAW_SENDS: u8 = 3;
 
+/// Most new offers sent at once ([`Announcer::send_new_offers`], every
+/// [`crate::WITHDRAW_REPEAT`]): a folder sent whole is an offer per file, about 400 bytes
+/// each, and a listener drops what a source sends beyond 256 KiB/s (after a 1 MiB burst); 128
+/// every 300 ms is about 170 KB/s. The rest wait for the next send.
+pub(crate) const NEW_OFFERS_PER_SEND: usize = 128;
+
 /// Queries left unanswered because of the [`budget`] are logged at most once per this long.
 pub(crate) const UNANSWERED_LOG_GAP: Duration = Duration::from_secs(10);
 
@@ -443,16 +449,21 @@ impl Announcer {
         !self.new_offers.is_empty()
     }
 
-    /// Sends the offers that just became ready to every target, and counts it.
+    /// Sends the offers that just became ready to every target, at most
+    /// [`NEW_OFFERS_PER_SEND`] of them, those sent the fewest times first, and counts it.
     pub(crate) fn send_new_offers(&mut self) {
         if self.new_offers.is_empty() {
             return;
         }
-        let offers: Vec<OfferHeard> = self
+        let mut offers: Vec<OfferHeard> = self
             .offers()
             .into_iter()
             .filter(|o| self.new_offers.contains_key(&o.id))
             .collect();
+        // Most sends left first: every offer of a folder is heard once before any twice.
+        offers.sort_by_key(|o| std::cmp::Reverse(self.new_offers.get(&o.id).copied()));
+        offers.truncate(NEW_OFFERS_PER_SEND);
+        let sent: BTreeSet<String> = offers.iter().map(|o| o.id.clone()).collect();
         let datagrams = self.offer_datagrams(&offers);
         let targets = self.targets();
         self.send_all(&datagrams, &targets);
@@ -464,8 +475,10 @@ impl Announcer {
                 offer.id
             );
         }
-        self.new_offers.retain(|_, left| {
-            *left -= 1;
+        self.new_offers.retain(|id, left| {
+            if sent.contains(id) {
+                *left -= 1;
+            }
             *left > 0
         });
     }
