@@ -455,14 +455,7 @@ impl Announcer {
         if self.new_offers.is_empty() {
             return;
         }
-        let mut offers: Vec<OfferHeard> = self
-            .offers()
-            .into_iter()
-            .filter(|o| self.new_offers.contains_key(&o.id))
-            .collect();
-        // Most sends left first: every offer of a folder is heard once before any twice.
-        offers.sort_by_key(|o| std::cmp::Reverse(self.new_offers.get(&o.id).copied()));
-        offers.truncate(NEW_OFFERS_PER_SEND);
+        let offers = next_new_offers(self.offers(), &self.new_offers, NEW_OFFERS_PER_SEND);
         let sent: BTreeSet<String> = offers.iter().map(|o| o.id.clone()).collect();
         let datagrams = self.offer_datagrams(&offers);
         let targets = self.targets();
@@ -475,12 +468,7 @@ impl Announcer {
                 offer.id
             );
         }
-        self.new_offers.retain(|id, left| {
-            if sent.contains(id) {
-                *left -= 1;
-            }
-            *left > 0
-        });
+        count_sends(&mut self.new_offers, &sent);
     }
 
     /// Tells every target we are leaving: one `goodbye` datagram, without chunks. Nothing when
@@ -608,6 +596,33 @@ impl Announcer {
     }
 }
 
+/// Of `ready` (the offers to make now), the new ones (`left`: how many sends each has left) to
+/// send at once: at most `max`, those with the most sends left first, so that every offer of a
+/// folder is heard once before any is heard twice.
+fn next_new_offers(
+    ready: Vec<OfferHeard>,
+    left: &BTreeMap<String, u8>,
+    max: usize,
+) -> Vec<OfferHeard> {
+    let mut offers: Vec<OfferHeard> = ready
+        .into_iter()
+        .filter(|o| left.contains_key(&o.id))
+        .collect();
+    offers.sort_by_key(|o| std::cmp::Reverse(left.get(&o.id).copied()));
+    offers.truncate(max);
+    offers
+}
+
+/// Counts one send of the new offers `sent`; those sent enough times leave `left`.
+fn count_sends(left: &mut BTreeMap<String, u8>, sent: &BTreeSet<String>) {
+    left.retain(|id, n| {
+        if sent.contains(id) {
+            *n = n.saturating_sub(1);
+        }
+        *n > 0
+    });
+}
+
 /// The interval as announced: whole seconds, rounded up, at least 1, so a listener never
 /// expires us before our next announcement.
 pub(crate) fn interval_secs(interval: Duration) -> u64 {
@@ -627,6 +642,56 @@ pub(crate) fn list(targets: &[SocketAddr]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_offers_go_out_paced_each_heard_once_before_any_twice() {
+        let ready: Vec<OfferHeard> = (0..300)
+            .map(|i| OfferHeard {
+                to: "carol".into(),
+                id: format!("o{i:03}"),
+                name: format!("photos/{i}.jpg"),
+                meta: shared::protocol::ContentMeta {
+                    size: 1,
+                    sha256: shared::digest::Digest::of(b"x"),
+                    root: None,
+                },
+                expires_in: 60,
+            })
+            .collect();
+        let mut left: BTreeMap<String, u8> = ready
+            .iter()
+            .map(|o| (o.id.clone(), WITHDRAW_SENDS))
+            .collect();
+        let mut sends: BTreeMap<String, u8> = BTreeMap::new();
+        let mut rounds = 0;
+        while !left.is_empty() {
+            let batch = next_new_offers(ready.clone(), &left, NEW_OFFERS_PER_SEND);
+            assert!(!batch.is_empty() && batch.len() <= NEW_OFFERS_PER_SEND);
+            let least = sends.values().copied().min().unwrap_or(0);
+            for o in &batch {
+                let before = sends.get(&o.id).copied().unwrap_or(0);
+                // Nobody is sent a second time while another was never sent.
+                if before > 0 {
+                    assert_eq!(sends.len(), ready.len(), "round {rounds}");
+                }
+                assert!(before <= least + 1);
+                sends.insert(o.id.clone(), before + 1);
+            }
+            let sent: BTreeSet<String> = batch.into_iter().map(|o| o.id).collect();
+            count_sends(&mut left, &sent);
+            rounds += 1;
+        }
+        assert_eq!(
+            rounds,
+            (300 * usize::from(WITHDRAW_SENDS)).div_ceil(NEW_OFFERS_PER_SEND)
+        );
+        assert!(sends.values().all(|&n| n == WITHDRAW_SENDS), "{sends:?}");
+        // Offers not ready (not hashed yet) are not sent, and wait.
+        let mut left = BTreeMap::from([("later".to_owned(), 3)]);
+        assert!(next_new_offers(ready.clone(), &left, 10).is_empty());
+        count_sends(&mut left, &BTreeSet::new());
+        assert_eq!(left.len(), 1);
+    }
 
     #[test]
     fn interval_is_announced_in_whole_seconds_rounded_up() {
