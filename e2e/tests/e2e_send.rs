@@ -756,6 +756,19 @@ fn offers_reach_the_name_the_announcer_announces_even_when_username_txt_says_oth
     std::fs::write(carol.dir.join("username.txt"), "carol-laptop\n").unwrap();
     carol.start_listener(&[]);
     carol.start_announcer("carol", INTERVAL_SECS);
+    // The announcer records the name it announces once it runs; offers sent before that
+    // would be for a name this peer does not have yet.
+    let record = carol.dir.join(".run/announcer.json");
+    net.wait_until(
+        Duration::from_secs(10),
+        "carol's announcer records its name",
+        || {
+            std::fs::read_to_string(&record)
+                .ok()
+                .filter(|text| text.contains("\"carol\""))
+                .ok_or_else(|| "not yet".to_owned())
+        },
+    );
     let file = net.folder("outside").join("notes.md");
     write_random_file(&file, 4_000, 51);
     assert_success(&send(&bob, &file, "carol", &[]), "bob sends to carol");

@@ -3,8 +3,10 @@
 //!
 //! An offer datagram goes to the whole LAN; only the listener whose user it names records it
 //! (this peer's user is the name its running announcer announces, else `DIR/username.txt`:
-//! [`offers::own_username`], looked at every [`LOOK_EVERY`]; without one, offers are ignored). Recording writes the offer's description and nothing else: nothing of
-//! the content is fetched until the user accepts. The sender's chunk server is the datagram's
+//! [`offers::own_username`], looked at every [`LOOK_EVERY`], and again at once, at most every
+//! [`RELOOK_GAP`], when an offer names someone else: the announcer may have just started; without
+//! one, offers are ignored). Recording writes the offer's description and nothing else: nothing
+//! of the content is fetched until the user accepts. The sender's chunk server is the datagram's
 //! source IP and the port its extension names. Offers answered (`DIR/offers-answered.txt`,
 //! written by the downloader) are dropped and their re-broadcasts ignored; expired ones are
 //! dropped; the inbox is bounded ([`shared::offers::Inbox::record`]), so a hostile peer can
@@ -26,6 +28,11 @@ pub(crate) const LOOK_EVERY: Duration = Duration::from_secs(1);
 /// Least time between two writes of `offers.txt`, so a flood of offers costs few writes.
 const WRITE_GAP: Duration = Duration::from_millis(100);
 
+/// Least time between two looks at the username prompted by offers naming someone else: an
+/// announcer that started a moment ago (its name not yet seen) must not cost the offers sent
+/// meanwhile, and a flood of offers for other users must not cost a file read each.
+const RELOOK_GAP: Duration = Duration::from_millis(100);
+
 /// Least time between two writes of `offers.txt` when only offers already held were refreshed
 /// (their expiry, their sender's name): the inbox may hold 2000 offers, about 1 MB, and a
 /// sender re-broadcasting with a shifting expiry must not have it rewritten ten times a second.
@@ -38,6 +45,8 @@ pub(crate) struct InboxKeeper {
     answered: Answered,
     answered_stamp: Option<FileStamp>,
     username: Option<String>,
+    /// When the username was last read.
+    username_read: Instant,
     next_look: Instant,
     /// The inbox gained or lost offers since it was last written.
     dirty: bool,
@@ -63,6 +72,7 @@ impl InboxKeeper {
             answered: Answered::default(),
             answered_stamp: None,
             username: None,
+            username_read: Instant::now(),
             next_look: Instant::now(),
             dirty: false,
             refreshed: false,
@@ -76,6 +86,14 @@ impl InboxKeeper {
     /// Records `offer`, heard from `user` at `from` (source IP, and the chunk-server port
     /// its extension names), if it is for this peer's user.
     pub(crate) fn hear(&mut self, offer: &OfferHeard, user: &str, from: SocketAddr) {
+        let for_me = |me: &Option<String>| {
+            me.as_ref()
+                .is_some_and(|m| offer.to.eq_ignore_ascii_case(m))
+        };
+        if !for_me(&self.username) && self.username_read.elapsed() >= RELOOK_GAP {
+            self.username = offers::own_username(&self.dir);
+            self.username_read = Instant::now();
+        }
         let Some(me) = &self.username else {
             log::debug!("ignoring an offer from {from}: this peer has no username yet");
             return;
@@ -107,6 +125,7 @@ impl InboxKeeper {
         if now >= self.next_look {
             self.next_look = now + LOOK_EVERY;
             self.username = offers::own_username(&self.dir);
+            self.username_read = Instant::now();
             let path = offers::answered_path(&self.dir);
             if let Ok(stamp) = fsutil::file_stamp(&path) {
                 if self.answered_stamp != Some(stamp) {
@@ -203,6 +222,23 @@ mod tests {
         keeper.hear(&heard("carol", "a"), "bob", from);
         keeper.tick(t + WRITE_GAP);
         assert!(offers::load_inbox(&dir).unwrap().offers.is_empty());
+    }
+
+    #[test]
+    fn an_offer_for_a_name_just_taken_is_recorded_without_waiting_for_the_next_look() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = PeerDir::new(tmp.path());
+        std::fs::write(dir.username_file(), "carol-laptop\n").unwrap();
+        let from = SocketAddr::from(([127, 0, 0, 2], 6001));
+        let mut keeper = InboxKeeper::new(&dir);
+        // The name changes (an announcer starting with --username carol) less than LOOK_EVERY
+        // after the last look, and an offer for it comes at once: it is not lost.
+        std::thread::sleep(RELOOK_GAP);
+        std::fs::write(dir.username_file(), "carol\n").unwrap();
+        keeper.hear(&heard("carol", "a"), "bob", from);
+        keeper.tick(Instant::now() + WRITE_GAP);
+        let inbox = offers::load_inbox(&dir).unwrap();
+        assert_eq!(inbox.offers.len(), 1, "{inbox:?}");
     }
 
     #[test]
