@@ -63,6 +63,18 @@ struct Candidate {
     offered: bool,
 }
 
+impl Candidate {
+    fn of(name: String, path: PathBuf, meta: &Metadata, offered: bool) -> Candidate {
+        Candidate {
+            name,
+            path,
+            size: meta.len(),
+            modified: meta.modified().ok(),
+            offered,
+        }
+    }
+}
+
 /// What one scan did, by content name; for logs and tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct ScanReport {
@@ -325,28 +337,8 @@ impl Sharer {
                 if self.excluded.iter().any(|e| exclusion_covers(e, &name)) {
                     continue;
                 }
-                match by_name.entry(name.clone()) {
-                    Entry::Occupied(first) => {
-                        if *first.get() != path {
-                            let message = format!(
-                                "not sharing {}: {} has the same name {name} and is shared first",
-                                path.display(),
-                                first.get().display()
-                            );
-                            self.notes.note(log::Level::Warn, message);
-                        }
-                    }
-                    Entry::Vacant(slot) => {
-                        slot.insert(path.clone());
-                        found.push(Candidate {
-                            name,
-                            path,
-                            size: meta.len(),
-                            modified: meta.modified().ok(),
-                            offered: false,
-                        });
-                    }
-                }
+                let candidate = Candidate::of(name, path, &meta, false);
+                self.admit(candidate, &mut found, &mut by_name);
             }
         }
         self.offered_candidates(&mut found, &mut by_name);
@@ -367,6 +359,38 @@ impl Sharer {
             kept.push(candidate);
         }
         (kept, complete)
+    }
+
+    /// Adds `candidate` to `found` unless a file of the same name is there already: the same
+    /// file is let be; another is warned about (once), the first one keeping the name.
+    fn admit(
+        &mut self,
+        candidate: Candidate,
+        found: &mut Vec<Candidate>,
+        by_name: &mut HashMap<String, PathBuf>,
+    ) {
+        match by_name.entry(candidate.name.clone()) {
+            Entry::Occupied(first) => {
+                if *first.get() != candidate.path {
+                    let (verb, first_is) = if candidate.offered {
+                        ("offering", "served")
+                    } else {
+                        ("sharing", "shared first")
+                    };
+                    let message = format!(
+                        "not {verb} {}: {} has the same name {} and is {first_is}",
+                        candidate.path.display(),
+                        first.get().display(),
+                        candidate.name
+                    );
+                    self.notes.note(log::Level::Warn, message);
+                }
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(candidate.path.clone());
+                found.push(candidate);
+            }
+        }
     }
 
     /// Adds to `found` the files offered to one user, under the names `sends.txt` records,
@@ -412,28 +436,7 @@ impl Sharer {
                     continue;
                 }
             };
-            match by_name.entry(name.clone()) {
-                Entry::Occupied(first) => {
-                    if *first.get() != path {
-                        let message = format!(
-                            "not offering {}: {} has the same name {name} and is served",
-                            path.display(),
-                            first.get().display()
-                        );
-                        self.notes.note(log::Level::Warn, message);
-                    }
-                }
-                Entry::Vacant(slot) => {
-                    slot.insert(path.clone());
-                    found.push(Candidate {
-                        name,
-                        path,
-                        size: meta.len(),
-                        modified: meta.modified().ok(),
-                        offered: true,
-                    });
-                }
-            }
+            self.admit(Candidate::of(name, path, &meta, true), found, by_name);
         }
     }
 

@@ -201,6 +201,17 @@ fn clash_in_store(
 /// How many lines of a list of problems are printed before "and N more".
 const SHOWN_PROBLEMS: usize = 10;
 
+/// An I/O error met while editing `outbox`, said as such.
+fn in_outbox(e: Error, outbox: &Path) -> Error {
+    match e {
+        Error::Io { source, .. } => Error::Io {
+            context: format!("cannot update {}", outbox.display()),
+            source,
+        },
+        other => other,
+    }
+}
+
 /// `downloader send PATH --to USER [--expires DURATION]`: offers the file at `path` to `to`,
 /// or every file of the folder at `path` (each its own offer, named by its path from the
 /// folder on), until `lifetime` from now (default one hour); prints what was offered, to
@@ -292,13 +303,7 @@ pub fn send(
         all.extend(offered.iter().cloned());
         Ok(())
     })
-    .map_err(|e| match e {
-        Error::Io { source, .. } => Error::Io {
-            context: format!("cannot update {}", outbox.display()),
-            source,
-        },
-        other => other,
-    })?;
+    .map_err(|e| in_outbox(e, &outbox))?;
     let total: u64 = sending.files.iter().map(|f| f.size).sum();
     match &sending.folder {
         None => {
@@ -504,13 +509,7 @@ pub fn unsend(config: &Config, id: &str, out: &mut dyn Write) -> Result<(), Erro
             ))),
         }
     })
-    .map_err(|e| match e {
-        Error::Io { source, .. } => Error::Io {
-            context: format!("cannot update {}", outbox.display()),
-            source,
-        },
-        other => other,
-    })?;
+    .map_err(|e| in_outbox(e, &outbox))?;
     match &removed[..] {
         [] => write_line(out, "No offer to cancel."),
         [one] => write_line(

@@ -37,9 +37,9 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use crate::fsutil;
+use crate::fsutil::{self, FileStamp};
 use crate::peer_dir::PeerDir;
 
 /// Name of the shares list in the peer folder.
@@ -288,32 +288,12 @@ pub fn update<T, E: From<io::Error>>(
     Ok(value)
 }
 
-/// What identifies one version of the file: modification time, length and inode; `None` while
-/// it is missing. The inode changes with every rename by [`update`], so two edits of the same
-/// length within one clock tick still differ.
-type Stamp = Option<(Option<SystemTime>, u64, u64)>;
-
-fn stamp_of(path: &Path) -> io::Result<Stamp> {
-    match std::fs::metadata(path) {
-        #[cfg(unix)]
-        Ok(meta) => Ok(Some((
-            meta.modified().ok(),
-            meta.len(),
-            std::os::unix::fs::MetadataExt::ino(&meta),
-        ))),
-        #[cfg(not(unix))]
-        Ok(meta) => Ok(Some((meta.modified().ok(), meta.len(), 0))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
 /// Watches a shares list: [`SharesWatch::poll`] re-reads it when it changed.
 #[derive(Debug)]
 pub struct SharesWatch {
     path: PathBuf,
     /// The version last read; `None` before the first read, so the first poll always reads.
-    stamp: Option<Stamp>,
+    stamp: Option<FileStamp>,
 }
 
 impl SharesWatch {
@@ -335,7 +315,7 @@ impl SharesWatch {
     /// # Errors
     /// When the file exists but cannot be read; it is read again at the next poll.
     pub fn poll(&mut self) -> io::Result<Option<SharesList>> {
-        let stamp = stamp_of(&self.path)?;
+        let stamp = fsutil::file_stamp(&self.path)?;
         if self.stamp == Some(stamp) {
             return Ok(None);
         }
