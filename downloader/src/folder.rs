@@ -174,6 +174,25 @@ pub enum FileResult {
     Failed(GetFailure),
 }
 
+impl FileResult {
+    /// The result of the download of the content `name`.
+    pub fn of(name: &str, result: &Result<Got, Error>) -> FileResult {
+        match result {
+            Ok(done) => FileResult::Done(GetSuccess::new(&done.name, &done.file)),
+            Err(e) => FileResult::Failed(GetFailure::new(name, e)),
+        }
+    }
+}
+
+/// The path of each file downloaded among `results`, one per line: what the text forms of
+/// `get FOLDER/` and `accept N N…` print on stdout.
+pub fn paths_got<'a>(results: impl Iterator<Item = &'a Result<Got, Error>>) -> String {
+    results
+        .filter_map(|r| r.as_ref().ok())
+        .map(|done| format!("{}\n", done.file.path.display()))
+        .collect()
+}
+
 /// What `downloader get FOLDER/` prints on stdout: the path of each file downloaded, one per
 /// line, or with [`Format::Json`] one [`FolderResult`].
 ///
@@ -185,23 +204,12 @@ pub fn print_folder_result(
     out: &mut dyn Write,
 ) -> Result<(), Error> {
     match format {
-        Format::Text => {
-            let mut text = String::new();
-            for (_, result) in &got.results {
-                if let Ok(done) = result {
-                    text.push_str(&format!("{}\n", done.file.path.display()));
-                }
-            }
-            write_out(out, &text)
-        }
+        Format::Text => write_out(out, &paths_got(got.results.iter().map(|(_, r)| r))),
         Format::Json => {
             let files = got
                 .results
                 .iter()
-                .map(|(name, result)| match result {
-                    Ok(done) => FileResult::Done(GetSuccess::new(&done.name, &done.file)),
-                    Err(e) => FileResult::Failed(GetFailure::new(name, e)),
-                })
+                .map(|(name, result)| FileResult::of(name, result))
                 .collect();
             json::write_json(
                 out,

@@ -29,9 +29,9 @@ use crate::command::Selectors;
 use crate::download::Config;
 use crate::download::DownloadError;
 use crate::error::Error;
-use crate::folder::FileResult;
+use crate::folder::{paths_got, FileResult};
 use crate::format;
-use crate::json::{self, Format, GetFailure, GetSuccess};
+use crate::json::{self, Format};
 use crate::send::{left, utc};
 use crate::wording::{write_line, write_out};
 
@@ -350,22 +350,11 @@ pub fn print_accepted(
     out: &mut dyn Write,
 ) -> Result<(), Error> {
     match format {
-        Format::Text => {
-            let mut text = String::new();
-            for (_, result) in outcomes {
-                if let Ok(got) = result {
-                    text.push_str(&format!("{}\n", got.file.path.display()));
-                }
-            }
-            write_out(out, &text)?;
-        }
+        Format::Text => write_out(out, &paths_got(outcomes.iter().map(|(_, r)| r)))?,
         Format::Json => {
             let results: Vec<FileResult> = outcomes
                 .iter()
-                .map(|(offer, result)| match result {
-                    Ok(got) => FileResult::Done(GetSuccess::new(&got.name, &got.file)),
-                    Err(e) => FileResult::Failed(GetFailure::new(&offer.name, e)),
-                })
+                .map(|(offer, result)| FileResult::of(&offer.name, result))
                 .collect();
             json::write_json(out, &results)?;
         }
