@@ -22,6 +22,7 @@
 //!   of where the folder's chunk server listens (`.run/`).
 //! - [`latch`]: "warn once while a failure lasts".
 //! - [`program`]: the `main` all four programs share ([`program::run_main`]).
+//! - [`trust`]: private networks (the network key, sealed datagrams) and peer identities.
 //! - [`fsutil`], [`net`], [`logging`], [`shutdown`]: small edges shared by every binary.
 //!
 //! The programs coordinate only through the network and the files of the peer folder, so every
@@ -52,6 +53,7 @@ pub mod store;
 pub mod tags;
 pub mod text;
 pub mod tree;
+pub mod trust;
 pub mod username;
 
 use std::time::Duration;

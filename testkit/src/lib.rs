@@ -46,7 +46,9 @@ pub mod prelude {
     };
     pub use crate::loopback::{Peer, TestNet, ANNOUNCE_INTERVAL_SECS};
     pub use crate::network::{assert_fetched_all, wait_for_served_all, Network};
-    pub use crate::node::{Node, RunningDownloader, DOWNLOADER_TIMEOUT};
+    pub use crate::node::{
+        network_key, Node, RunningDownloader, DOWNLOADER_TIMEOUT, OTHER_PHRASE, TEST_PHRASE,
+    };
     pub use crate::ports::{free_tcp_port, free_udp_port, tcp_listening, udp_bound};
     pub use crate::process::{
         all_output, assert_success, describe_output, kill_and_reap, printed_path, signal, Program,

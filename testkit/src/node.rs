@@ -67,6 +67,22 @@ impl Node {
         }
     }
 
+    /// Makes this node a member of the private network of `phrase`: writes the key that
+    /// `downloader network join PHRASE` would (without the Argon2 cost of running it for every
+    /// test: [`network_key`] derives each phrase once per test process).
+    pub fn join_network(&self, phrase: &str) {
+        network_key(phrase)
+            .save(&self.dir)
+            .expect("write network.key");
+    }
+
+    /// This node's peer ID (its identity is made if it has none yet).
+    pub fn peer_id(&self) -> shared::trust::PeerId {
+        shared::trust::Identity::load_or_create(&self.dir)
+            .expect("identity.key")
+            .id()
+    }
+
     /// Where its chunk server answers.
     pub fn chunk_addr(&self) -> SocketAddr {
         self.chunk_addr
@@ -423,3 +439,24 @@ impl Drop for RunningDownloader {
         let _ = kill_and_reap(&mut self.child);
     }
 }
+
+/// The network key of `phrase`, derived once per test process and phrase.
+pub fn network_key(phrase: &str) -> shared::trust::NetworkKey {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static KEYS: OnceLock<Mutex<HashMap<String, shared::trust::NetworkKey>>> = OnceLock::new();
+    let canonical = shared::trust::key::normalize_phrase(phrase).expect("a valid test phrase");
+    let mut keys = KEYS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    keys.entry(canonical.clone())
+        .or_insert_with(|| shared::trust::NetworkKey::from_phrase(&canonical))
+        .clone()
+}
+
+/// A passphrase for tests (any phrase of listed words works).
+pub const TEST_PHRASE: &str = "abandon ability able about above absent";
+
+/// Another network's passphrase for tests.
+pub const OTHER_PHRASE: &str = "zoo zone youth young yellow year";

@@ -1,0 +1,150 @@
+//! Trust: private networks, peer identities, and what outsiders cannot do.
+//!
+//! - [`key`]: the network key, derived from a passphrase by Argon2id, in `DIR/network.key`.
+//!   Without it the network is open, as before.
+//! - [`identity`]: this peer's Ed25519 key pair in `DIR/identity.key`, and its [`PeerId`].
+//! - [`envelope`]: sealed datagrams (encrypted with the network key, signed by the sender).
+//! - [`replay`]: refusing datagrams sent again.
+//!
+//! [`Trust::load`] reads both files of a peer folder; every program calls it at start.
+//! `docs/PROTOCOL.md` ("Private networks") gives the design and the threat model.
+
+pub mod envelope;
+pub mod identity;
+pub mod key;
+pub mod replay;
+
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+pub use envelope::{is_sealed, Opened, Opener, Sealer, Unsealed, MAX_SEALED_PAYLOAD};
+pub use identity::{Identity, IdentityError, PeerId};
+pub use key::{KeyFileError, NetworkKey};
+pub use replay::{ReplayGuard, Stale};
+
+/// What a program of a peer folder knows of trust: the network key, if the network is
+/// private, and this peer's identity.
+#[derive(Debug, Clone)]
+pub struct Trust {
+    /// The network key; `None` on an open network.
+    pub key: Option<NetworkKey>,
+    /// This peer's identity.
+    pub identity: Arc<Identity>,
+}
+
+/// Why [`Trust::load`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    /// The network key file.
+    #[error(transparent)]
+    Key(#[from] KeyFileError),
+    /// The identity file.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+}
+
+impl Trust {
+    /// The network key (if any) and the identity (made if missing) of the peer folder `dir`.
+    ///
+    /// # Errors
+    /// [`TrustError`]: a key or identity file that exists but cannot be used is an error,
+    /// never silently an open network.
+    pub fn load(dir: &Path) -> Result<Trust, TrustError> {
+        let key = NetworkKey::load(dir)?;
+        let identity = Arc::new(Identity::load_or_create(dir)?);
+        Ok(Trust { key, identity })
+    }
+
+    /// An open network with a fresh identity (tests).
+    ///
+    /// # Errors
+    /// When the system's random source fails.
+    pub fn open_with_new_identity() -> io::Result<Trust> {
+        Ok(Trust {
+            key: None,
+            identity: Arc::new(Identity::generate()?),
+        })
+    }
+
+    /// Whether the network is private.
+    pub fn is_private(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// A sealer for this program run's datagrams; `None` on an open network.
+    ///
+    /// # Errors
+    /// When the system's random source fails.
+    pub fn sealer(&self) -> io::Result<Option<Sealer>> {
+        self.key
+            .as_ref()
+            .map(|key| Sealer::new(key, Arc::clone(&self.identity)))
+            .transpose()
+    }
+
+    /// An opener of the network's datagrams; `None` on an open network.
+    pub fn opener(&self) -> Option<Opener> {
+        self.key.as_ref().map(Opener::new)
+    }
+
+    /// One line for a program's start-up log: the network and this peer's ID.
+    pub fn describe(&self) -> String {
+        match &self.key {
+            Some(key) => format!(
+                "private network {} (DIR/{}), peer ID {}",
+                key.id(),
+                key::NETWORK_KEY_FILE,
+                self.identity.id()
+            ),
+            None => format!(
+                "open network (no {}: anyone on the LAN can list and download what is shared)",
+                key::NETWORK_KEY_FILE
+            ),
+        }
+    }
+}
+
+/// `N` bytes from the system's random source.
+///
+/// # Errors
+/// When it fails.
+pub fn random_bytes<const N: usize>() -> io::Result<[u8; N]> {
+    use ring::rand::SecureRandom;
+    let mut out = [0u8; N];
+    ring::rand::SystemRandom::new()
+        .fill(&mut out)
+        .map_err(|_| io::Error::other("the system's random source failed"))?;
+    Ok(out)
+}
+
+/// Writes a secret file: created with mode 0600 (never readable by others, even for a moment),
+/// flushed, then renamed over `path`.
+pub(crate) fn write_secret(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_file_name(format!(
+        ".{}.{}.secret.tmp",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut options = OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)?;
+        crate::fsutil::sync_parent(path);
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
