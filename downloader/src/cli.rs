@@ -12,7 +12,7 @@ use cli_support::{peer_toml, GenerateFlag};
 use downloader::command::{Selection, Selectors};
 use downloader::fetch::{Limits, Network};
 use downloader::json::Format;
-use downloader::{folder, sync};
+use downloader::{folder, network, sync};
 use downloader::{Config, Feedback, ListFilter};
 use log::LevelFilter;
 use shared::peer_dir::PeerDir;
@@ -203,6 +203,50 @@ pub(crate) enum Cmd {
         #[arg(required = true, value_name = "N|ID|all")]
         offers: Vec<String>,
     },
+    /// This folder's network: open (anyone on the LAN), or private (the machines that typed
+    /// one passphrase); with no subcommand, which one it is (`status`).
+    #[command(args_conflicts_with_subcommands = true, after_help = NETWORK_EXAMPLES)]
+    Network {
+        /// What to do; `status` when none.
+        #[command(subcommand)]
+        action: Option<NetworkCmd>,
+        /// Print the status as one JSON object on stdout (shape: docs/JSON.md).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The end of `downloader network --help`.
+const NETWORK_EXAMPLES: &str = "\
+Examples:
+  downloader --dir alice network new                 make one; prints its passphrase
+  downloader --dir bob network join \"PHRASE\"         on each other machine
+  downloader --dir bob network                       open or private, network id, peer ID";
+
+/// `downloader network …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum NetworkCmd {
+    /// Make a private network: prints a new passphrase (6 words) for the other machines to
+    /// join with, and keeps the key made from it in DIR/network.key (mode 0600).
+    New,
+    /// Join a private network with its passphrase (from `network new` on another machine):
+    /// its key goes to DIR/network.key; a typo gets the closest word, and nothing is written.
+    Join {
+        /// The passphrase, quoted or as separate words; case, spaces and dashes do not matter.
+        #[arg(required = true, value_name = "PHRASE")]
+        phrase: Vec<String>,
+        /// Replace the key of another private network this folder is on.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Leave the private network: removes DIR/network.key; the network is open again.
+    Leave,
+    /// Open or private (and which network), this peer's ID, and the key file.
+    Status {
+        /// Print one JSON object on stdout (shape: docs/JSON.md).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 impl Cmd {
@@ -301,6 +345,40 @@ impl Cmd {
                 let selectors = Selectors::parse(&offers).map_err(downloader::Error::Invalid)?;
                 downloader::offers::decline(config, &selectors, out)
             }
+            Cmd::Network { action, json } => match action {
+                None => network::status(config, Format::json_if(json), out),
+                Some(NetworkCmd::Status { json }) => {
+                    network::status(config, Format::json_if(json), out)
+                }
+                Some(NetworkCmd::New) => network::new(config, feedback, &mut io::stderr(), out),
+                Some(NetworkCmd::Join { phrase, force }) => network::join(
+                    config,
+                    &phrase.join(" "),
+                    force,
+                    feedback,
+                    &mut io::stderr(),
+                    out,
+                )
+                .map(drop),
+                Some(NetworkCmd::Leave) => network::leave(config, out),
+            },
+        }
+    }
+}
+
+impl Args {
+    /// The checks clap cannot make: a passphrase given to `network join` must be one (every
+    /// word in the list, enough of them). Like any wrong command line, a failure is exit status
+    /// 2, with the closest word to a typo.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        match &self.command {
+            Some(Cmd::Network {
+                action: Some(NetworkCmd::Join { phrase, .. }),
+                ..
+            }) => shared::trust::key::normalize_phrase(&phrase.join(" "))
+                .map(drop)
+                .map_err(|e| format!("network join: {e}; nothing changed")),
+            _ => Ok(()),
         }
     }
 }
@@ -345,6 +423,11 @@ impl Args {
         let (create_dir, log_file) = match &self.command {
             None => (Some(self.dir.clone()), true),
             Some(Cmd::Get { .. }) => (None, self.dir.is_dir()),
+            // `new` and `join` are how a machine starts: they make the folder for the key.
+            Some(Cmd::Network {
+                action: Some(NetworkCmd::New | NetworkCmd::Join { .. }),
+                ..
+            }) => (Some(self.dir.clone()), false),
             Some(
                 Cmd::Sync
                 | Cmd::Subscribe { .. }
@@ -364,7 +447,8 @@ impl Args {
                 | Cmd::Unshare { .. }
                 | Cmd::Shared { .. }
                 | Cmd::Sends { .. }
-                | Cmd::Offers { .. },
+                | Cmd::Offers { .. }
+                | Cmd::Network { .. },
             ) => (None, false),
         };
         // `get -v` on a terminal draws the chunks' bars, which log lines would tear.

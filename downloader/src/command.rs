@@ -110,13 +110,36 @@ pub enum Command {
     Accept(Selectors),
     /// Decline offers received (numbers, ids, or all).
     Decline(Selectors),
+    /// `network`, `network status|new|join PHRASE|leave`: the peer folder's network.
+    Network(NetworkAction),
     /// A command word typed without the argument it needs: the line to show instead (a bare
     /// `get` is never taken for a file named "get").
     Usage(&'static str),
 }
 
+/// What `network` does at the prompt (as `downloader network …` on the command line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkAction {
+    /// Open or private, the network id, this peer's ID (also a bare `network`).
+    Status,
+    /// Make a private network and print its passphrase.
+    New,
+    /// Join the network of a passphrase.
+    Join {
+        /// The passphrase as typed (normalized when used).
+        phrase: String,
+        /// Replace another network's key.
+        force: bool,
+    },
+    /// Remove the key: an open network again.
+    Leave,
+}
+
+/// The words Tab offers after `network `.
+pub const NETWORK_WORDS: [&str; 4] = ["status", "new", "join", "leave"];
+
 /// The command words offered by Tab at the start of a line, as `help` lists them.
-pub const WORDS: [&str; 20] = [
+pub const WORDS: [&str; 21] = [
     "get",
     "list",
     "find",
@@ -135,6 +158,7 @@ pub const WORDS: [&str; 20] = [
     "offers",
     "accept",
     "decline",
+    "network",
     "help",
     "quit",
 ];
@@ -161,6 +185,10 @@ pub const ACCEPT_USAGE: &str =
 /// What a bare `decline` answers.
 pub const DECLINE_USAGE: &str =
     "usage: decline N [N...] | all (the numbers `offers` shows, or the offers' ids)";
+
+/// What `network` with an unknown subcommand, or `network join` without a phrase, answers.
+pub const NETWORK_USAGE: &str =
+    "usage: network [status] | network new | network join [--force] PHRASE | network leave";
 
 /// What a bare `unsubscribe` answers.
 pub const UNSUBSCRIBE_USAGE: &str = "usage: unsubscribe NAME";
@@ -224,6 +252,7 @@ impl Command {
                 Ok(selectors) => Command::Decline(selectors),
                 Err(_) => Command::Usage(DECLINE_USAGE),
             },
+            ("network", rest) => parse_network(rest),
             ("unsubscribe", "") => Command::Usage(UNSUBSCRIBE_USAGE),
             ("unsubscribe", rest) => Command::Unsubscribe(rest.to_owned()),
             _ => Command::Download(Selection::parse(line)),
@@ -251,6 +280,33 @@ fn parse_send(rest: &str) -> Command {
         to: to.to_owned(),
         expires,
     }
+}
+
+/// What follows `network`: a subcommand (any case), and for `join` the phrase, with
+/// `--force` anywhere among its words.
+fn parse_network(rest: &str) -> Command {
+    let (word, rest) = match rest.split_once(char::is_whitespace) {
+        Some((word, rest)) => (word, rest.trim()),
+        None => (rest, ""),
+    };
+    let action = match (word.to_ascii_lowercase().as_str(), rest) {
+        ("" | "status", "") => NetworkAction::Status,
+        ("new", "") => NetworkAction::New,
+        ("leave", "") => NetworkAction::Leave,
+        ("join", rest) => {
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            let force = words.contains(&"--force");
+            let phrase: Vec<&str> = words.into_iter().filter(|w| *w != "--force").collect();
+            if phrase.is_empty() {
+                return Command::Usage(NETWORK_USAGE);
+            }
+            // Quotes copied along with the phrase are not part of it.
+            let phrase = phrase.join(" ").replace(['"', '\''], "");
+            NetworkAction::Join { phrase, force }
+        }
+        _ => return Command::Usage(NETWORK_USAGE),
+    };
+    Command::Network(action)
 }
 
 impl Selection {
@@ -355,6 +411,33 @@ mod tests {
             ("decline", Command::Usage(DECLINE_USAGE)),
             ("unsend all", Command::Unsend("all".into())),
             ("get offers", name("offers")),
+        ] {
+            assert_eq!(Command::parse(line), expected, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn network() {
+        let join = |phrase: &str, force| {
+            Command::Network(NetworkAction::Join {
+                phrase: phrase.into(),
+                force,
+            })
+        };
+        for (line, expected) in [
+            ("network", Command::Network(NetworkAction::Status)),
+            ("NETWORK status", Command::Network(NetworkAction::Status)),
+            ("network new", Command::Network(NetworkAction::New)),
+            ("network Leave", Command::Network(NetworkAction::Leave)),
+            ("network join a b c", join("a b c", false)),
+            ("network join \"a-b-c\"", join("a-b-c", false)),
+            ("network join --force a b", join("a b", true)),
+            ("network join a b --force", join("a b", true)),
+            ("network join", Command::Usage(NETWORK_USAGE)),
+            ("network join --force", Command::Usage(NETWORK_USAGE)),
+            ("network new x", Command::Usage(NETWORK_USAGE)),
+            ("network lave", Command::Usage(NETWORK_USAGE)),
+            ("get network", name("network")),
         ] {
             assert_eq!(Command::parse(line), expected, "{line:?}");
         }

@@ -43,6 +43,9 @@ pub enum Error {
     /// `share` or `unshare` changed nothing.
     #[error(transparent)]
     Sharing(#[from] crate::sharing::SharingError),
+    /// A `network` command changed nothing.
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
     /// Reading the log or the terminal failed.
     #[error("{context}: {source}")]
     Io {

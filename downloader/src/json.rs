@@ -276,6 +276,19 @@ impl HistoryEntry {
     }
 }
 
+/// What `network status --json` prints (docs/JSON.md).
+#[derive(Debug, Serialize)]
+pub struct NetworkStatus {
+    /// Whether the folder has a network key.
+    pub private: bool,
+    /// The network's public id (`1a2b-3c4d`); `null` on an open network.
+    pub network: Option<String>,
+    /// This peer's ID (`ABCD-EFGH-IJKL-MNOP`).
+    pub peer_id: String,
+    /// Where the key is (or would be) kept.
+    pub key_file: std::path::PathBuf,
+}
+
 /// Writes `value` as one line of JSON.
 ///
 /// # Errors

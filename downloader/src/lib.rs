@@ -13,6 +13,8 @@
 //! - [`send`]: `send PATH|FOLDER --to USER`, `sends`, `unsend ID|all` (the outbox
 //!   `sends.txt`); [`offers`]: `offers`, `accept N…|all`, `decline N…|all` and the auto-accept of `sync` (the inbox
 //!   `offers.txt` the listener keeps, and `accept-from.txt`).
+//! - [`network`]: `network new`, `join PHRASE`, `leave`, `status` (the peer folder's
+//!   `network.key`: a private network).
 //! - [`command`]: parsing of interactive input; [`history`](mod@history): the download history;
 //!   [`format`](mod@format): sizes and rates for people.
 //!
@@ -32,6 +34,7 @@ pub mod folder;
 pub mod format;
 pub mod history;
 pub mod json;
+pub mod network;
 pub mod offers;
 pub mod peer_view;
 mod prompt;

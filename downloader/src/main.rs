@@ -8,11 +8,17 @@ use std::process::ExitCode;
 
 use cli_support::peer_toml;
 use shared::program::{self, MainError};
+use shared::text::terminal_safe;
 
 fn main() -> ExitCode {
     let mut args: cli::Args = peer_toml::parse(); // flags, then DIR/peer.toml
     if let Some(exit) = args.generate.print::<cli::Args>() {
         return exit; // --generate: printed, nothing else done
+    }
+    if let Err(message) = args.check() {
+        // A wrong command line, as clap's own errors: status 2, nothing done.
+        eprintln!("downloader: error: {}", terminal_safe(&message));
+        return ExitCode::from(2);
     }
     program::run_main(args.program(), |shutdown| {
         let command = args.command.take();

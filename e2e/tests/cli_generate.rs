@@ -127,6 +127,18 @@ fn completion_scripts_name_the_program_for_each_shell() {
 }
 
 #[test]
+fn the_downloader_network_subcommands_are_in_its_man_page_and_completions() {
+    let page = stdout(&run(Program::Downloader, &["--generate", "man"]));
+    assert!(page.contains("downloader\\-network(1)"), "{page}");
+    for kind in ["complete-bash", "complete-zsh", "complete-fish"] {
+        let script = stdout(&run(Program::Downloader, &["--generate", kind]));
+        for word in ["network", "new", "join", "leave", "status", "force"] {
+            assert!(script.contains(word), "{kind}: no {word:?}\n{script}");
+        }
+    }
+}
+
+#[test]
 fn an_unknown_kind_is_a_usage_error() {
     for program in PROGRAMS {
         let output = run(program, &["--generate", "complete-tcsh"]);

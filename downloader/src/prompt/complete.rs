@@ -17,7 +17,7 @@ use rustyline::{Context, Helper};
 use shared::text::terminal_safe;
 
 use crate::catalog::Catalog;
-use crate::command::WORDS;
+use crate::command::{NETWORK_WORDS, WORDS};
 
 /// The names Tab offers, shared between the prompt (which refreshes them with each listing)
 /// and the line editor's thread (which reads them on Tab).
@@ -74,6 +74,26 @@ pub(crate) fn candidates(line: &str, pos: usize, names: &[String]) -> (usize, Ve
         Some((word, rest)) if matches!(word.to_lowercase().as_str(), "get" | "download" | "d") => {
             let name = rest.trim_start();
             (pos - name.len(), names_from(name))
+        }
+        // Its subcommand (a phrase is not completed: it is secret, and not in any list here).
+        Some((word, rest)) if word.eq_ignore_ascii_case("network") => {
+            let sub = rest.trim_start();
+            let offered = if sub.contains(char::is_whitespace) {
+                Vec::new()
+            } else {
+                NETWORK_WORDS
+                    .iter()
+                    .filter(|w| starts_with_ignoring_case(w, sub))
+                    .map(|&w| {
+                        if w == "join" {
+                            "join ".to_owned()
+                        } else {
+                            w.to_owned()
+                        }
+                    })
+                    .collect()
+            };
+            (pos - sub.len(), offered)
         }
         Some(_) => (start, names_from(text)),
     }
@@ -192,6 +212,29 @@ mod tests {
         );
         // Only what is left of the cursor counts.
         assert_eq!(candidates("get repXYZ", 7, &names()).1.len(), 2);
+    }
+
+    #[test]
+    fn network_completes_its_subcommands() {
+        assert_eq!(complete("netw"), (0, vec!["network".to_owned()]));
+        assert_eq!(
+            complete("network "),
+            (
+                8,
+                vec![
+                    "status".to_owned(),
+                    "new".to_owned(),
+                    "join ".to_owned(),
+                    "leave".to_owned()
+                ]
+            )
+        );
+        assert_eq!(complete("network j"), (8, vec!["join ".to_owned()]));
+        assert_eq!(complete("NETWORK  le"), (9, vec!["leave".to_owned()]));
+        assert!(
+            complete("network join abandon ab").1.is_empty(),
+            "a phrase is not completed"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use shared::shutdown::Shutdown;
 use crate::actions::{find, get, history, list, load_catalog, peers, ListFilter};
 use crate::bar::Feedback;
 use crate::catalog::Catalog;
-use crate::command::{Command, Selection};
+use crate::command::{Command, NetworkAction, Selection};
 use crate::download::{Config, DownloadError};
 use crate::error::Error;
 use crate::json::Format;
@@ -169,6 +169,27 @@ pub fn interactive(
             }
             Command::Decline(selectors) => {
                 if let Err(e) = offers::decline(config, &selectors, out) {
+                    write_line(out, &format!("error: {e}"))?;
+                }
+            }
+            Command::Network(action) => {
+                let result = match action {
+                    NetworkAction::Status => crate::network::status(config, Format::Text, out),
+                    NetworkAction::New => {
+                        crate::network::new(config, feedback, &mut io::stderr(), out)
+                    }
+                    NetworkAction::Join { phrase, force } => crate::network::join(
+                        config,
+                        &phrase,
+                        force,
+                        feedback,
+                        &mut io::stderr(),
+                        out,
+                    )
+                    .map(drop),
+                    NetworkAction::Leave => crate::network::leave(config, out),
+                };
+                if let Err(e) = result {
                     write_line(out, &format!("error: {e}"))?;
                 }
             }
@@ -333,6 +354,9 @@ const HELP: &str = "\
                 unless they accept); sends lists the offers sent, unsend ID|all cancels
   offers        the offers received: accept N [N...]|all downloads them, decline refuses
                 (the users of accept-from.txt are accepted unasked while the prompt runs)
+  network       this folder's network: open, or private (which one), and this peer's ID;
+                network new makes a private one and prints its passphrase, network join
+                PHRASE joins one (--force replaces another), network leave opens it again
   quit          leave (also Ctrl-C, Ctrl-D or end of input)
 At a terminal: Tab completes commands and names, Up/Down recall earlier lines (kept in
 the peer folder's .prompt_history).
