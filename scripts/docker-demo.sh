@@ -12,6 +12,13 @@
 #   bob sends report.txt to carol (downloader send --to carol): carol's accept-from.txt lists
 #   bob, so carol-sync accepts it; alice's offer to carol stays pending, unwritten
 #
+# P2P_PRIVATE=1: the same demo on a private network. Before the peers start, alice runs
+# `downloader network new` and bob and carol `downloader network join "PHRASE"` with the
+# passphrase it printed (one-off containers with no network: the key is made from the phrase
+# alone). One more container, mallory (P2P_NET.14, no key, service mallory-listener), listens on
+# the same Docker network all along: its tags.txt lists none of the three, and its downloader,
+# given carol's tags.txt (names, addresses), gets 0 bytes from alice's and bob's chunk servers.
+#
 # Usage: ./scripts/docker-demo.sh [demo|build|up|down]
 #   demo (default)  build, start, download, verify, show tags.txt and logs, tear everything down
 #   build           static binaries (cargo) and the FROM-scratch image
@@ -26,7 +33,8 @@
 #   a chunk takes 8 s and alice can be stopped mid-download; up: 0 = unlimited)
 #   COMPOSE_PROJECT_NAME (as docker-compose: the repository folder's name)
 #   DEMO_TIMEOUT=60  DEMO_FAILOVER=1 (0 skips the mid-download stop)  DEMO_KEEP_IMAGE=0
-#   (1 keeps the image after the demo)
+#   (1 keeps the image after the demo)  P2P_PRIVATE=0 (1: a private network and an outsider;
+#   `up` too)
 set -euo pipefail
 
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -55,6 +63,8 @@ CARGO=${CARGO:-cargo}
 TIMEOUT=${DEMO_TIMEOUT:-60}
 FAILOVER=${DEMO_FAILOVER:-1}
 KEEP_IMAGE=${DEMO_KEEP_IMAGE:-0}
+PRIVATE=${P2P_PRIVATE:-0}
+case $PRIVATE in 0 | 1) ;; *) printf 'P2P_PRIVATE is 0 or 1, not %s\n' "$PRIVATE" >&2 && exit 2 ;; esac
 
 export P2P_IMAGE=${P2P_IMAGE:-p2p-demo:latest}
 export P2P_INTERVAL=${P2P_INTERVAL:-5}
@@ -211,11 +221,14 @@ build() {
 make_peer_folders() {
     say "Creating the peer folders in $RUN/ with sample files"
     local peer
-    for peer in "${PEERS[@]}"; do
+    for peer in "${PEERS[@]}" mallory; do
         rm -rf "${RUN:?}/$peer" 2>/dev/null ||
             fail "cannot remove $RUN/$peer (written by another user? remove it, or set P2P_RUN_DIR)"
+    done
+    for peer in "${PEERS[@]}"; do
         mkdir -p "$RUN/$peer/served_files"
     done
+    [ "$PRIVATE" = 0 ] || mkdir -p "$RUN/mallory/served_files"
     for i in $(seq 1 150); do
         printf 'Note %03d: peers announce their chunks over UDP and serve them over TCP.\n' "$i"
     done >"$RUN/alice/served_files/notes.txt"
@@ -240,6 +253,55 @@ make_peer_folders() {
     ok "carol: poem.txt (accept-from.txt: bob)"
 }
 
+# peer_network PEER ARGS...: PEER's `downloader network ARGS`, in a one-off container of the
+# image with no network at all (the key is made from the phrase alone) on PEER's folder.
+peer_network() {
+    docker run --rm --network none --label "com.docker.compose.project=$PROJECT" \
+        -u "$P2P_UID:$P2P_GID" -v "$RUN/$1:/peer" "$P2P_IMAGE" network "${@:2}" </dev/null
+}
+
+# network_id PEER: the network id of PEER's folder (`downloader network --json`), or "open".
+network_id() {
+    local json
+    json=$(peer_network "$1" --json) || return 1
+    if grep -q '"private":true' <<<"$json"; then
+        sed -n 's/.*"network":"\([^"]*\)".*/\1/p' <<<"$json"
+    else
+        echo open
+    fi
+}
+
+# make_private_network: alice makes a network, bob and carol join it with its passphrase;
+# mallory has no key. Sets PHRASE, NETWORK and KEYS_MS.
+make_private_network() {
+    local out peer start id
+    say "Making a private network: alice runs downloader network new; bob and carol join with its passphrase"
+    start=$(now_ms)
+    out=$(peer_network alice new) || fail "downloader network new failed: $out"
+    indent <<<"$out"
+    PHRASE=$(sed -n 's/^ *downloader network join "\(.*\)" *$/\1/p' <<<"$out" | head -n 1)
+    [ -n "$PHRASE" ] || fail "downloader network new printed no passphrase"
+    for peer in bob carol; do
+        printf '%s$ downloader network join "%s"\n' "$peer" "$PHRASE" | indent
+        peer_network "$peer" join "$PHRASE" | indent || fail "$peer: downloader network join failed"
+    done
+    KEYS_MS=$(($(now_ms) - start))
+    NETWORK=$(network_id alice) || fail "downloader network --json failed"
+    for peer in bob carol; do
+        id=$(network_id "$peer") || fail "$peer: downloader network --json failed"
+        [ "$id" = "$NETWORK" ] || fail "$peer is on network $id, alice on $NETWORK"
+        cmp -s "$RUN/alice/network.key" "$RUN/$peer/network.key" || fail "$peer's network.key differs from alice's"
+    done
+    ok "alice, bob and carol are on private network $NETWORK (one key file, mode $(stat -c %a "$RUN/carol/network.key")) in $(secs "$KEYS_MS") s: three one-off containers, three Argon2id derivations"
+    id=$(network_id mallory) || fail "mallory: downloader network --json failed"
+    [ "$id" = open ] || fail "mallory should have no key"
+    [ ! -e "$RUN/mallory/network.key" ] || fail "mallory should have no key"
+    ok "mallory ($P2P_NET.14) has no key: an outsider on the same Docker network"
+}
+
+# entries TAGS: the entry lines of the tags.txt file TAGS (none if it does not exist).
+entries() { [ ! -f "$1" ] || grep -v -e '^#' -e '^[[:space:]]*$' "$1" || true; }
+
 # tags_have PEER CONTENT HOLDER...: whether PEER's tags.txt lists all five chunks of CONTENT for
 # every HOLDER.
 tags_have() { tags_lists "$RUN/$1/tags.txt" "${@:2}"; }
@@ -247,10 +309,12 @@ tags_have() { tags_lists "$RUN/$1/tags.txt" "${@:2}"; }
 # Fails if one of the peers' long-running containers has stopped (docker-compose ps lists the
 # running ones with --filter, in v1 and v2 alike).
 check_running() {
-    local running service peer
+    local running service peer services
     running=$(compose ps --services --filter status=running 2>/dev/null || true)
     for peer in "$@"; do
-        for service in "$peer-chunk-server" "$peer-announcer" "$peer-listener"; do
+        services=("$peer-chunk-server" "$peer-announcer" "$peer-listener")
+        [ "$peer" != mallory ] || services=(mallory-listener)
+        for service in "${services[@]}"; do
             if ! grep -qx "$service" <<<"$running"; then
                 compose logs --no-color --tail=20 "$service" >&2 || true
                 fail "$service is not running (its last output is above)"
@@ -302,7 +366,7 @@ build)
 down)
     need_docker
     say "Stopping and removing the peers (project $PROJECT)"
-    compose --profile downloader down --remove-orphans
+    compose --profile downloader --profile outsider down --remove-orphans
     ok "peer folders kept in ${RUN#"$ROOT"/}/; the image stays too: docker image rm $P2P_IMAGE"
     exit 0
     ;;
@@ -311,9 +375,14 @@ up)
     build
     choose_net
     make_peer_folders
+    [ "$PRIVATE" = 0 ] || make_private_network
     say "Starting the peers (project $PROJECT, network $P2P_NET.0/24)"
     compose up -d
     ok "alice $P2P_NET.11, bob $P2P_NET.12, carol $P2P_NET.13"
+    if [ "$PRIVATE" = 1 ]; then
+        compose --profile outsider up -d --no-deps mallory-listener
+        ok "mallory $P2P_NET.14 (no key): ${COMPOSE[*]} run --rm mallory-downloader list shows nothing"
+    fi
     print_howto
     exit 0
     ;;
@@ -341,7 +410,7 @@ cleanup() {
     fi
     if [ "$UP" -eq 1 ]; then
         say "Tearing down (containers, network$([ "$KEEP_IMAGE" = 1 ] || echo ", image"))"
-        compose --profile downloader down -v --remove-orphans >/dev/null 2>&1 ||
+        compose --profile downloader --profile outsider down -v --remove-orphans >/dev/null 2>&1 ||
             compose down -v --remove-orphans >/dev/null 2>&1 || true
         # Whatever `down` missed (a one-off container still starting, say), by the project label.
         while read -r kind id; do
@@ -367,15 +436,23 @@ BUILT=1
 build
 choose_net
 make_peer_folders
+if [ "$PRIVATE" = 1 ]; then
+    UP=1 # the one-off containers of `network` carry the project's label: cleaned up with it
+    make_private_network
+fi
 
 say "Starting three peers, 3 containers each (project $PROJECT, network $P2P_NET.0/24)"
 UP=1
 t_up=$(now_ms)
 compose up -d 2>&1 | indent || fail "docker-compose up failed"
+if [ "$PRIVATE" = 1 ]; then
+    compose --profile outsider up -d --no-deps mallory-listener 2>&1 | indent || fail "starting mallory-listener failed"
+fi
 t_started=$(now_ms)
-ok "alice $P2P_NET.11, bob $P2P_NET.12, carol $P2P_NET.13 (started in $(secs $((t_started - t_up))) s)"
+ok "alice $P2P_NET.11, bob $P2P_NET.12, carol $P2P_NET.13$([ "$PRIVATE" = 0 ] || echo ", mallory $P2P_NET.14 (listener, no key)") (started in $(secs $((t_started - t_up))) s)"
 sleep 0.5
 check_running "${PEERS[@]}"
+[ "$PRIVATE" = 0 ] || check_running mallory
 
 say "Waiting for carol's listener to hear alice and bob (up to ${TIMEOUT}s)"
 carol_hears_all() {
@@ -513,6 +590,45 @@ sleep 1
 dl carol offers | indent
 ok "alice's offer waits for carol (downloader accept 1 / decline 1); nothing of it is written"
 
+if [ "$PRIVATE" = 1 ]; then
+    say "mallory (no key; its listener has been on the same Docker network since the start): what it sees"
+    check_running mallory
+    seen=$(entries "$RUN/mallory/tags.txt")
+    if [ -n "$seen" ]; then
+        indent <<<"$seen" >&2
+        fail "mallory's tags.txt lists entries of the private network"
+    fi
+    heard_for=$(secs $(($(now_ms) - t_started)))
+    if [ -f "$RUN/mallory/tags.txt" ]; then
+        ok "mallory's tags.txt has no entry after $heard_for s beside alice, bob and carol"
+    else
+        ok "mallory's listener wrote no tags.txt at all in $heard_for s beside alice, bob and carol"
+    fi
+    printf "mallory's listener said (the last lines of its output):\n" | indent
+    compose logs --no-color --tail=4 mallory-listener 2>&1 | sed 's/^[^|]*| //' | indent
+    printf 'mallory$ downloader list\n' | indent
+    compose run --rm -T --no-deps mallory-downloader list </dev/null 2>&1 | indent || true
+
+    say "mallory: downloader get dataset.bin, given carol's tags.txt (every name and address, as if stolen)"
+    mkdir -p "$RUN/mallory/stolen"
+    cp "$RUN/carol/tags.txt" "$RUN/mallory/stolen/tags.txt"
+    start=$(now_ms)
+    status=0
+    out=$(compose run --rm -T --no-deps --entrypoint /bin/downloader mallory-downloader \
+        --dir /peer/stolen get dataset.bin </dev/null 2>&1) || status=$?
+    MALLORY_MS=$(($(now_ms) - start))
+    indent <<<"$out"
+    [ "$status" -ne 0 ] || fail "mallory's downloader get dataset.bin succeeded without the key"
+    got=$(find "$RUN/mallory" -type f \( -path '*/downloads/*' -o -path '*/temp/*' \) -printf '%s\n' |
+        awk '{ s += $1 } END { print s + 0 }')
+    [ "$got" -eq 0 ] || fail "mallory holds $got bytes under downloads/ and temp/"
+    ok "refused (exit status $status, $(secs "$MALLORY_MS") s, the one-off container included): mallory holds 0 bytes (downloads/, temp/)"
+    for peer in alice bob; do
+        lines=$(grep -h -F "$P2P_NET.14" "$RUN/$peer/server.log" | sed 's/^[^ ]* //' | tail -n 2)
+        [ -z "$lines" ] || printf '%s: %s\n' "$peer" "$lines" | indent
+    done
+fi
+
 say "${green}Docker demo passed.${off}"
 size=$(docker image ls --format '{{.Size}}' "$P2P_IMAGE" | head -n 1)
 bytes=$(docker image inspect -f '{{.Size}}' "$P2P_IMAGE" 2>/dev/null || echo '?')
@@ -520,5 +636,9 @@ printf '    image          %s  %s (%s bytes; FROM scratch + 4 static binaries)\n
 printf '    cold start     %s s from "up" to the first successful "downloader get" (containers started in %s s, peers heard after %s s)\n' \
     "$(secs "$COLD_START_MS")" "$(secs $((t_started - t_up)))" "$(secs $((t_heard - t_up)))"
 printf '    send           %s s from "downloader send" (a one-off container) to the verified file in carol/downloads/\n' "$(secs "$SEND_MS")"
+if [ "$PRIVATE" = 1 ]; then
+    printf '    private        network %s: the three keys made in %s s (network new + 2 joins, one-off containers)\n' "$NETWORK" "$(secs "$KEYS_MS")"
+    printf '    outsider       mallory: 0 entries in tags.txt, 0 bytes of dataset.bin (refused in %s s)\n' "$(secs "$MALLORY_MS")"
+fi
 printf '    peer folders   %s/{alice,bob,carol}/ (kept; the containers, network%s are removed next)\n' \
     "${RUN#"$ROOT"/}" "$([ "$KEEP_IMAGE" = 1 ] && echo '' || echo ' and image')"

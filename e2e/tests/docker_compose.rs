@@ -11,6 +11,12 @@
 //! - `report.txt`, sent by bob to carol, was accepted unasked (carol's `accept-from.txt` lists
 //!   bob) and is byte-identical; `gift.txt`, sent by alice, stays an offer, unwritten.
 //!
+//! It runs twice: on an open network, and as a private network (`P2P_PRIVATE=1`: the three
+//! joined with one passphrase, made by `downloader network new`), where everything above holds
+//! too, and one more container, mallory, without the key on the same Docker network, sees
+//! nothing (its `tags.txt` has no entry) and gets nothing (0 bytes of a file whose name and
+//! holders it was given). The two runs take turns.
+//!
 //! Runs only when a Docker engine answers (`docker info`) and a compose command exists; else it
 //! prints why it is skipped and passes. Everything it creates is named after a project unique to
 //! this run (`p2ptest<pid>`) and removed by a guard, whatever happens: containers, network, image.
@@ -108,7 +114,14 @@ impl Drop for Teardown {
             .arg(&self.repo)
             .arg("-f")
             .arg(&compose_file)
-            .args(["-p", &self.project, "--profile", "downloader"])
+            .args([
+                "-p",
+                &self.project,
+                "--profile",
+                "downloader",
+                "--profile",
+                "outsider",
+            ])
             .args(["down", "-v", "--remove-orphans", "--rmi", "local"])
             .env("P2P_IMAGE", &self.image)
             .stdin(Stdio::null())
@@ -159,8 +172,50 @@ fn ip_of(addr: &str) -> &str {
     addr.rsplit_once(':').map_or(addr, |(ip, _)| ip)
 }
 
+/// The two demos take turns: each builds the same binaries and starts a dozen containers.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn docker_compose_demo_downloads_across_containers() {
+    run_demo(false);
+}
+
+#[test]
+fn docker_compose_demo_as_a_private_network_with_an_outsider() {
+    run_demo(true);
+}
+
+/// The entry lines of a tags.txt (none when it does not exist).
+fn tag_entries(path: &Path) -> Vec<String> {
+    match fs::read_to_string(path) {
+        Ok(text) => text
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Bytes of the files under `dir` (0 when it does not exist).
+fn bytes_under(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => bytes_under(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}
+
+fn run_demo(private: bool) {
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if !docker_engine_answers() {
         eprintln!("skipping: no Docker engine answers (`docker info` failed)");
         return;
@@ -174,8 +229,9 @@ fn docker_compose_demo_downloads_across_containers() {
         .expect("the workspace root")
         .to_path_buf();
     let pid = std::process::id();
-    let project = format!("p2ptest{pid}");
-    let image = format!("p2ptest{pid}:latest");
+    let mode = if private { "p" } else { "o" };
+    let project = format!("p2ptest{pid}{mode}");
+    let image = format!("p2ptest{pid}{mode}:latest");
     let run_dir = tempfile::Builder::new()
         .prefix("p2p-docker-test-")
         .tempdir()
@@ -199,6 +255,7 @@ fn docker_compose_demo_downloads_across_containers() {
         .env("P2P_NET", "auto")
         .env("DEMO_KEEP_IMAGE", "0")
         .env("DEMO_FAILOVER", "1")
+        .env("P2P_PRIVATE", if private { "1" } else { "0" })
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
@@ -217,7 +274,10 @@ fn docker_compose_demo_downloads_across_containers() {
         "the demo did not report success"
     );
     for line in output.lines() {
-        if line.contains("image  ") || line.contains("cold start  ") {
+        if ["image  ", "cold start  ", "private  ", "outsider  "]
+            .iter()
+            .any(|m| line.contains(m))
+        {
             eprintln!("{}", line.trim());
         }
     }
@@ -346,6 +406,44 @@ fn docker_compose_demo_downloads_across_containers() {
         "alice's offer was written without carol's consent"
     );
     assert!(read_text(&carol.join("offers.txt")).contains("gift.txt"));
+
+    // 5. On a private network: the three hold one key, made from one passphrase; mallory, an
+    // outsider without it, heard nothing it could read and got nothing.
+    if private {
+        let key = read(&alice.join("network.key"));
+        for (name, folder) in [("bob", &bob), ("carol", &carol)] {
+            assert!(
+                read(&folder.join("network.key")) == key,
+                "{name}'s network.key differs from alice's"
+            );
+        }
+        let mallory = peer("mallory");
+        assert!(
+            !mallory.join("network.key").exists(),
+            "mallory must have no key"
+        );
+        let seen = tag_entries(&mallory.join("tags.txt"));
+        assert!(
+            seen.is_empty(),
+            "mallory's tags.txt lists entries of the private network:\n{}",
+            seen.join("\n")
+        );
+        let stolen = mallory.join("stolen");
+        assert!(
+            !tag_entries(&stolen.join("tags.txt")).is_empty(),
+            "mallory's downloader was given carol's tags.txt"
+        );
+        for part in ["downloads", "temp"] {
+            assert_eq!(
+                bytes_under(&mallory.join(part)) + bytes_under(&stolen.join(part)),
+                0,
+                "mallory holds bytes under {part}/"
+            );
+        }
+    } else {
+        assert!(!alice.join("network.key").exists());
+        assert!(!run_dir.path().join("mallory").exists());
+    }
 
     // The demo tore down what it started (the guard would otherwise still remove it).
     let left = teardown.leftovers();
