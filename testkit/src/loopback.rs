@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::files::folder_report;
 use crate::network::Network;
 use crate::node::Node;
-use crate::ports::{free_tcp_port, free_udp_port, tcp_listening, udp_bound};
+use crate::ports::{free_tcp_port, free_udp_port, tcp_listening, tcp_listening_in, udp_bound};
 use crate::process::Program;
 use crate::wait::{POLL, WAIT};
 
@@ -33,6 +33,9 @@ pub struct TestNet {
     /// Folders of the peers made so far, for the diagnostics printed on failure.
     peer_dirs: RefCell<Vec<PathBuf>>,
     deadline: Instant,
+    /// The network namespace the peers' programs run in (its own loopback); `None` for the
+    /// test's.
+    netns: Option<String>,
 }
 
 impl TestNet {
@@ -89,7 +92,17 @@ impl TestNet {
             next_ip: Cell::new(2),
             peer_dirs: RefCell::new(Vec::new()),
             deadline: Instant::now() + budget,
+            netns: None,
         }
+    }
+
+    /// [`TestNet::new`] whose peers run their programs in the network namespace `netns`, on
+    /// its loopback (made by [`crate::netns::Lab::loopback_namespace`], which outlives this):
+    /// their traffic is that namespace's alone, for a capture of it.
+    pub fn inside(netns: &str, budget: Duration) -> TestNet {
+        let mut net = TestNet::new(budget);
+        net.netns = Some(netns.to_owned());
+        net
     }
 
     /// The UDP port announcements go to.
@@ -133,7 +146,7 @@ impl TestNet {
                 name,
                 dir,
                 SocketAddr::from((ip, free_tcp_port(ip))),
-                None,
+                self.netns.clone(),
                 self.deadline,
             ),
             ip,
@@ -212,7 +225,12 @@ impl Peer {
         // Return once it listens (or has exited, for tests of failures), so that a download
         // started next does not find the port closed: downloads skip an unreachable holder.
         let until = Instant::now() + Duration::from_secs(10);
-        while !tcp_listening(self.chunk_addr())
+        let listening = || match (&self.node.netns(), self.pid_of(Program::ChunkServer)) {
+            (None, _) => tcp_listening(self.chunk_addr()),
+            (Some(_), Some(pid)) => tcp_listening_in(pid, self.chunk_addr()),
+            (Some(_), None) => false,
+        };
+        while !listening()
             && self.check_running(Program::ChunkServer).is_ok()
             && Instant::now() < until
         {

@@ -83,6 +83,11 @@ impl Node {
             .id()
     }
 
+    /// The network namespace its programs run in; `None` for the test's own.
+    pub fn netns(&self) -> Option<&str> {
+        self.netns.as_deref()
+    }
+
     /// Where its chunk server answers.
     pub fn chunk_addr(&self) -> SocketAddr {
         self.chunk_addr

@@ -25,7 +25,17 @@ pub fn free_tcp_port(ip: Ipv4Addr) -> u16 {
 /// Whether some socket is listening on TCP `addr`, read from `/proc/net/tcp`: a readiness check
 /// that, unlike a probe connection, leaves no trace in the server's log.
 pub fn tcp_listening(addr: SocketAddr) -> bool {
-    let Ok(table) = fs::read_to_string("/proc/net/tcp") else {
+    listening_in_table("/proc/net/tcp", addr)
+}
+
+/// [`tcp_listening`] in the network namespace of the process `pid` (its `/proc/<pid>/net/tcp`):
+/// for a program started in another namespace than the test's.
+pub fn tcp_listening_in(pid: u32, addr: SocketAddr) -> bool {
+    listening_in_table(&format!("/proc/{pid}/net/tcp"), addr)
+}
+
+fn listening_in_table(path: &str, addr: SocketAddr) -> bool {
+    let Ok(table) = fs::read_to_string(path) else {
         return false;
     };
     table.lines().skip(1).any(|line| {

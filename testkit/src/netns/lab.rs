@@ -146,6 +146,18 @@ impl Lab {
         port
     }
 
+    /// A new namespace (`<tag>h<n>`, like a host's) with nothing but its loopback, up: for
+    /// peers on `127.0.0.x` ([`crate::loopback::TestNet::inside`]) whose traffic no other test
+    /// sees, and that a capture on its `lo` records whole. Deleted with the lab.
+    pub fn loopback_namespace(&self) -> String {
+        let n = self.host_count.get();
+        self.host_count.set(n + 1);
+        let ns = format!("{}h{n}", self.tag);
+        self.namespace(&ns);
+        self.log(&format!("namespace {ns}: loopback only"));
+        ns
+    }
+
     /// A new /24 for this lab.
     pub fn subnet(&self) -> Subnet {
         let subnet = Subnet::next();
