@@ -19,9 +19,31 @@ use crate::error::Error;
 use crate::json::{write_json, Format, NetworkStatus};
 use crate::wording::write_out;
 
-/// What the programs of the folder do with a new or removed key: they read it when they
-/// start.
-pub const RESTART_NOTE: &str = "The chunk server, announcer and listener of this folder read the key when they start: restart any that run.";
+/// The programs that read the key, once, when they start.
+const READERS: [&str; 3] = ["chunk-server", "announcer", "listener"];
+
+/// What to do after the key changed: the programs of the folder read it when they start, so
+/// those running now (named, from their instance locks) must be restarted.
+pub fn restart_note(config: &Config) -> String {
+    let running: Vec<&str> = READERS
+        .into_iter()
+        .filter(|p| shared::instance::is_running(&config.dir, p).unwrap_or(false))
+        .collect();
+    match running.as_slice() {
+        [] => "The chunk server, announcer and listener read the key when they start.".to_owned(),
+        running => format!(
+            "Restart the {} of this folder: running, {} still on the network {} started on \
+             (they read the key when they start).",
+            running.join(", "),
+            if running.len() == 1 {
+                "it is"
+            } else {
+                "they are"
+            },
+            if running.len() == 1 { "it" } else { "they" },
+        ),
+    }
+}
 
 /// Why a `network` command changed nothing.
 #[derive(Debug, thiserror::Error)]
@@ -124,9 +146,10 @@ pub fn new(
              network:  {network} (every member shows the same)\n\
              peer ID:  {id} (this peer)\n\
              key file: {path}\n\
-             {RESTART_NOTE}\n",
+             {restart}\n",
             network = key.id(),
             path = path.display(),
+            restart = restart_note(config),
         ),
     )
 }
@@ -206,7 +229,7 @@ pub fn join(
     };
     let restart = match joined {
         Joined::AlreadyMember => String::new(),
-        _ => format!("{RESTART_NOTE}\n"),
+        _ => format!("{}\n", restart_note(config)),
     };
     write_out(
         out,
@@ -245,8 +268,9 @@ pub fn leave(config: &Config, out: &mut dyn Write) -> Result<(), Error> {
             out,
             &format!(
                 "Left {left}: removed {}. This peer folder is on an open network now.\n\
-                 {RESTART_NOTE}\n",
-                path.display()
+                 {}\n",
+                path.display(),
+                restart_note(config)
             ),
         ),
         _ => write_out(
@@ -342,7 +366,7 @@ mod tests {
         assert_eq!(phrase.split('-').count(), key::PHRASE_WORDS, "{said}");
         let made = NetworkKey::load(a.path()).unwrap().unwrap();
         assert!(said.contains(&made.id()), "{said}");
-        assert!(said.contains(RESTART_NOTE), "{said}");
+        assert!(said.contains("read the key when they start"), "{said}");
 
         let mut out = Vec::new();
         let typed = phrase.replace('-', " ").to_uppercase();

@@ -13,7 +13,9 @@ use std::time::Duration;
 use shared::trust::key::{normalize_phrase, PHRASE_WORDS};
 use shared::trust::NetworkKey;
 use testkit::prelude::*;
-use testkit::process::{assert_failed_once_with, output_of, wait_exit, ChildGuard};
+use testkit::process::{
+    assert_failed_once_with, output_of, start_chunk_server_process, wait_exit, ChildGuard,
+};
 
 fn network(dir: &Path, args: &[&str]) -> Output {
     output_of(
@@ -80,7 +82,7 @@ fn new_join_typo_other_key_and_leave() {
         .id()
         .to_string();
     assert!(said.contains(&alice_peer), "the peer ID is shown:\n{said}");
-    assert!(said.contains("restart"), "{said}");
+    assert!(said.contains("read the key when they start"), "{said}");
     assert!(
         !fs::read_to_string(NetworkKey::path_in(&alice))
             .expect("key file")
@@ -143,8 +145,16 @@ fn new_join_typo_other_key_and_leave() {
         fs::read(NetworkKey::path_in(&bob)).expect("bob's key"),
         before
     );
+    // With bob's chunk server running, the change names it as the program to restart.
+    let server = start_chunk_server_process(&bob, &[]);
     let out = network(&bob, &["join", "--force", OTHER_PHRASE]);
+    drop(server);
     assert_success(&out, "network join --force OTHER");
+    assert!(
+        stdout(&out).contains("Restart the chunk-server of this folder"),
+        "{}",
+        stdout(&out)
+    );
     let other = network_key(OTHER_PHRASE);
     assert_eq!(key_of(&bob).as_ref(), Some(&other));
     assert!(
