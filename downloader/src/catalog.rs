@@ -421,6 +421,8 @@ mod tests {
     fn entry(user: &str, ip: u8, content: &str, sha: Option<u8>, chunks: &str) -> TagEntry {
         TagEntry {
             user: user.into(),
+            id: None,
+            impostor: false,
             addr: SocketAddr::from(([127, 0, 0, ip], 5001)),
             proto: if sha.is_some() {
                 Proto::P2p(1)

@@ -197,6 +197,8 @@ mod tests {
     fn entry(user: &str, ip: u8, content: &str, legacy: bool, age: i64) -> TagEntry {
         TagEntry {
             user: user.into(),
+            id: None,
+            impostor: false,
             addr: SocketAddr::from(([127, 0, 0, ip], 5001)),
             proto: if legacy { Proto::Legacy } else { Proto::P2p(1) },
             content: content.into(),
