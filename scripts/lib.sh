@@ -118,14 +118,18 @@ port_busy() {
 }
 
 # tags_lists TAGS CONTENT HOLDER...: whether the tags.txt file TAGS lists all five chunks of
-# CONTENT for every HOLDER (columns: USER ADDRESS PROTO CONTENT CHUNKS ...).
+# CONTENT for every HOLDER. The columns are found by name in the header line `# USER ...`
+# (USER, CONTENT, CHUNKS), so a column added (PEER_ID) moves nothing here.
 tags_lists() {
     local tags=$1 content=$2 holder
     shift 2
     [ -f "$tags" ] || return 1
     for holder in "$@"; do
-        awk -v u="$holder" -v c="$content" '$1 == u && $4 == c && $5 == "12345" { found = 1 } END { exit !found }' \
-            "$tags" || return 1
+        awk -v u="$holder" -v c="$content" '
+            /^# USER / { for (i = 2; i <= NF; i++) col[$i] = i - 1; next }
+            /^#/ || NF == 0 { next }
+            $col["USER"] == u && $col["CONTENT"] == c && $col["CHUNKS"] == "12345" { found = 1 }
+            END { exit !found }' "$tags" || return 1
     done
 }
 

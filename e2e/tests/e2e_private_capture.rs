@@ -229,11 +229,13 @@ fn a_capture_of_a_keyed_download_shows_neither_the_name_nor_the_content() {
     );
     assert!(
         !contains(&keyed, NAME.as_bytes()),
-        "the keyed capture holds the file name {NAME:?}"
+        "the keyed capture holds the file name {NAME:?} ({} times)",
+        count(&keyed, NAME.as_bytes())
     );
     assert!(
         !contains(&keyed, MARKER),
-        "the keyed capture holds the content's marker"
+        "the keyed capture holds the content's marker ({} times)",
+        count(&keyed, MARKER)
     );
     lab.log("keyed: the capture holds neither the name nor the marker");
 }
