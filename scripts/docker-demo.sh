@@ -299,6 +299,9 @@ make_private_network() {
     ok "mallory ($P2P_NET.14) has no key: an outsider on the same Docker network"
 }
 
+# compose_noise: drops docker-compose's own lines (Creating …, Attaching to …) from its output.
+compose_noise() { grep -v -E '^(Creating|Attaching to|Starting) ' || true; }
+
 # entries TAGS: the entry lines of the tags.txt file TAGS (none if it does not exist).
 entries() { [ ! -f "$1" ] || grep -v -e '^#' -e '^[[:space:]]*$' "$1" || true; }
 
@@ -605,9 +608,9 @@ if [ "$PRIVATE" = 1 ]; then
         ok "mallory's listener wrote no tags.txt at all in $heard_for s beside alice, bob and carol"
     fi
     printf "mallory's listener said (the last lines of its output):\n" | indent
-    compose logs --no-color --tail=4 mallory-listener 2>&1 | sed 's/^[^|]*| //' | indent
+    compose logs --no-color --tail=4 mallory-listener 2>&1 | compose_noise | sed 's/^[^|]*| //' | indent
     printf 'mallory$ downloader list\n' | indent
-    compose run --rm -T --no-deps mallory-downloader list </dev/null 2>&1 | indent || true
+    compose run --rm -T --no-deps mallory-downloader list </dev/null 2>&1 | compose_noise | indent || true
 
     say "mallory: downloader get dataset.bin, given carol's tags.txt (every name and address, as if stolen)"
     mkdir -p "$RUN/mallory/stolen"
@@ -617,8 +620,9 @@ if [ "$PRIVATE" = 1 ]; then
     out=$(compose run --rm -T --no-deps --entrypoint /bin/downloader mallory-downloader \
         --dir /peer/stolen get dataset.bin </dev/null 2>&1) || status=$?
     MALLORY_MS=$(($(now_ms) - start))
-    indent <<<"$out"
+    compose_noise <<<"$out" | indent
     [ "$status" -ne 0 ] || fail "mallory's downloader get dataset.bin succeeded without the key"
+    grep -q 'private network' <<<"$out" || fail "mallory's downloader did not say that the holders are on a private network"
     got=$(find "$RUN/mallory" -type f \( -path '*/downloads/*' -o -path '*/temp/*' \) -printf '%s\n' |
         awk '{ s += $1 } END { print s + 0 }')
     [ "$got" -eq 0 ] || fail "mallory holds $got bytes under downloads/ and temp/"
