@@ -187,6 +187,31 @@ fn capture_of_a_download(lab: &Lab, tcpdump: &Path, private: bool) -> Vec<u8> {
         content.len(),
         started.elapsed().as_secs_f64()
     ));
+    // The five chunks as alice's and bob's chunk servers logged them: on the private network,
+    // each served to carol's peer ID, proven in the encrypted channel.
+    let served = lab.wait_until(WAIT, "alice and bob logged the five chunks served", || {
+        let events: Vec<_> = [&alice, &bob]
+            .iter()
+            .flat_map(|h| h.server_events())
+            .filter(|e| e.name == "served" && e.get("outcome") == Some("ok"))
+            .filter(|e| e.get("chunk").is_some_and(|c| c.starts_with(NAME)))
+            .collect();
+        let mut chunks: Vec<&str> = events.iter().filter_map(|e| e.get("chunk")).collect();
+        chunks.sort_unstable();
+        chunks.dedup();
+        (chunks.len() == 5)
+            .then(|| events.clone())
+            .ok_or_else(|| format!("served so far: {chunks:?}"))
+    });
+    let carol_id = carol.peer_id().to_string();
+    for event in &served {
+        let id = event.get("id").filter(|id| *id != "-");
+        if private {
+            assert_eq!(id, Some(carol_id.as_str()), "{kind}: {event}");
+        } else {
+            assert_eq!(id, None, "{kind}: an open transfer proves no ID: {event}");
+        }
+    }
     for peer in [&alice, &bob, &carol] {
         peer.stop_all();
     }
