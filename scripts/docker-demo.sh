@@ -300,7 +300,8 @@ make_private_network() {
 }
 
 # compose_noise: drops docker-compose's own lines (Creating …, Attaching to …) from its output.
-compose_noise() { grep -v -E '^(Creating|Attaching to|Starting) ' || true; }
+# (docker-compose 1 also prints a failed `run`'s exit status alone on a line.)
+compose_noise() { grep -v -E '^(Creating|Attaching to|Starting) |^[0-9]+$' || true; }
 
 # entries TAGS: the entry lines of the tags.txt file TAGS (none if it does not exist).
 entries() { [ ! -f "$1" ] || grep -v -e '^#' -e '^[[:space:]]*$' "$1" || true; }
@@ -644,5 +645,5 @@ if [ "$PRIVATE" = 1 ]; then
     printf '    private        network %s: the three keys made in %s s (network new + 2 joins, one-off containers)\n' "$NETWORK" "$(secs "$KEYS_MS")"
     printf '    outsider       mallory: 0 entries in tags.txt, 0 bytes of dataset.bin (refused in %s s)\n' "$(secs "$MALLORY_MS")"
 fi
-printf '    peer folders   %s/{alice,bob,carol}/ (kept; the containers, network%s are removed next)\n' \
-    "${RUN#"$ROOT"/}" "$([ "$KEEP_IMAGE" = 1 ] && echo '' || echo ' and image')"
+printf '    peer folders   %s/{alice,bob,carol%s}/ (kept; the containers, network%s are removed next)\n' \
+    "${RUN#"$ROOT"/}" "$([ "$PRIVATE" = 0 ] || echo ',mallory')" "$([ "$KEEP_IMAGE" = 1 ] && echo '' || echo ' and image')"

@@ -440,6 +440,37 @@ fn run_demo(private: bool) {
                 "mallory holds bytes under {part}/"
             );
         }
+        // What mallory's downloader logged: each holder named as on a private network, and
+        // the download failed with 0 bytes.
+        let mallory_log = read_text(&stolen.join("client.log"));
+        for addr in [alice_addr, bob_addr] {
+            assert!(
+                mallory_log.contains(&format!(
+                    "peer at {addr} is on a private network; this peer has no network key"
+                )),
+                "mallory's client.log does not say that {addr} is on a private network:\n{mallory_log}"
+            );
+        }
+        assert!(
+            events(&mallory_log, "download").any(|l| field(l, "content") == Some("dataset.bin")
+                && field(l, "bytes") == Some("0")
+                && field(l, "outcome") == Some("failed")),
+            "mallory's client.log has no failed, 0-byte download of dataset.bin:\n{mallory_log}"
+        );
+        // And the chunk servers refused mallory's plaintext requests.
+        for (name, folder) in [("alice", &alice), ("bob", &bob)] {
+            let server_log = read_text(&folder.join("server.log"));
+            let refused: Vec<&str> = events(&server_log, "refused")
+                .filter(|l| field(l, "outcome") == Some("private_network"))
+                .collect();
+            assert!(
+                refused
+                    .iter()
+                    .filter_map(|l| field(l, "peer"))
+                    .any(|p| !carol_ips.contains(&ip_of(p).to_string())),
+                "{name}'s server.log refused no request of mallory as private_network:\n{server_log}"
+            );
+        }
     } else {
         assert!(!alice.join("network.key").exists());
         assert!(!run_dir.path().join("mallory").exists());
