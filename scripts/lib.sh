@@ -118,18 +118,15 @@ port_busy() {
 }
 
 # tags_lists TAGS CONTENT HOLDER...: whether the tags.txt file TAGS lists all five chunks of
-# CONTENT for every HOLDER. The columns are found by name in the header line `# USER ...`
-# (USER, CONTENT, CHUNKS), so a column added (PEER_ID) moves nothing here.
+# CONTENT for every HOLDER (columns: USER PEER_ID ADDRESS PROTO CONTENT CHUNKS ...; an
+# impostor's line, PEER_ID `!ID`, does not count for its claimed USER).
 tags_lists() {
     local tags=$1 content=$2 holder
     shift 2
     [ -f "$tags" ] || return 1
     for holder in "$@"; do
-        awk -v u="$holder" -v c="$content" '
-            /^# USER / { for (i = 2; i <= NF; i++) col[$i] = i - 1; next }
-            /^#/ || NF == 0 { next }
-            $col["USER"] == u && $col["CONTENT"] == c && $col["CHUNKS"] == "12345" { found = 1 }
-            END { exit !found }' "$tags" || return 1
+        awk -v u="$holder" -v c="$content" '$1 == u && $2 !~ /^!/ && $5 == c && $6 == "12345" { found = 1 } END { exit !found }' \
+            "$tags" || return 1
     done
 }
 

@@ -63,6 +63,13 @@ pub const SHARED_KEYS: &[(&str, &[(&str, &str)])] = &[
         &[("announcer", "broadcast"), ("listener", "broadcast")],
     ),
     ("peer", &[("announcer", "peer"), ("listener", "peer")]),
+    (
+        "allow-legacy",
+        &[
+            ("listener", "allow-legacy"),
+            ("chunk-server", "allow-legacy"),
+        ],
+    ),
 ];
 
 /// Flags the file cannot set: `--dir` says where the file is, the others are not settings.

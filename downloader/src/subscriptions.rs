@@ -210,6 +210,8 @@ mod tests {
                     proto: *proto,
                     chunks: ChunkSet::ALL,
                     root: None,
+                    id: None,
+                    impostor: false,
                 })
                 .collect(),
         }

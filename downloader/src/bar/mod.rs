@@ -377,6 +377,8 @@ mod tests {
             proto: shared::tags::Proto::Legacy,
             chunks: ChunkSet::parse(chunks).unwrap(),
             root: None,
+            id: None,
+            impostor: false,
         };
         let target = Target {
             name: "f".into(),

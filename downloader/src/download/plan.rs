@@ -197,6 +197,8 @@ mod tests {
             proto: Proto::P2p(1),
             chunks: ChunkSet::parse(chunks).unwrap(),
             root: None,
+            id: None,
+            impostor: false,
         }
     }
 
