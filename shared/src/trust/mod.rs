@@ -5,10 +5,14 @@
 //! - [`identity`]: this peer's Ed25519 key pair in `DIR/identity.key`, and its [`PeerId`].
 //! - [`envelope`]: sealed datagrams (encrypted with the network key, signed by the sender).
 //! - [`replay`]: refusing datagrams sent again.
+//! - [`channel`]: the encrypted, mutually authenticated transfer channel (Noise, keyed by the
+//!   network key); [`allow`]: the allow list of peers that may download from this one.
 //!
 //! [`Trust::load`] reads both files of a peer folder; every program calls it at start.
 //! `docs/PROTOCOL.md` ("Private networks") gives the design and the threat model.
 
+pub mod allow;
+pub mod channel;
 pub mod envelope;
 pub mod identity;
 pub mod key;
@@ -19,6 +23,8 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::sync::Arc;
 
+pub use allow::{AllowList, AllowWatch, ALLOW_FILE};
+pub use channel::{ChannelError, ChannelKeys, SecureStream};
 pub use envelope::{is_sealed, Opened, Opener, Sealer, Unsealed, MAX_SEALED_PAYLOAD};
 pub use identity::{Identity, IdentityError, PeerId};
 pub use key::{KeyFileError, NetworkKey};
@@ -71,6 +77,13 @@ impl Trust {
     /// Whether the network is private.
     pub fn is_private(&self) -> bool {
         self.key.is_some()
+    }
+
+    /// The keys of the transfer channel; `None` on an open network.
+    pub fn channel_keys(&self) -> Option<ChannelKeys> {
+        self.key
+            .as_ref()
+            .map(|key| ChannelKeys::new(key, Arc::clone(&self.identity)))
     }
 
     /// A sealer for this program run's datagrams; `None` on an open network.
