@@ -7,7 +7,8 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+
+use shared::connection::Transport;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -111,7 +112,7 @@ impl WriteWatch {
     /// Writes all of `data`, adding each byte the socket takes to `sent`.
     fn write_all(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut Transport,
         mut data: &[u8],
         sent: &mut u64,
     ) -> Result<(), SendError> {
@@ -167,7 +168,7 @@ impl WriteWatch {
 /// since later changes to the file could show in bytes already "sent"), and its fallback copies
 /// through an 8 KiB buffer. Our own loop uses a larger buffer and counts exactly what was sent.
 pub(super) fn send_file(
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     file: &mut File,
     length: u64,
     max_rate: Option<u64>,
@@ -213,6 +214,10 @@ pub(super) fn send_file(
             }
         }
     }
+    // The encrypted channel holds back a partial frame until flushed.
+    if let Err(e) = stream.flush() {
+        return (sent, Err(SendError::Io(e)));
+    }
     (sent, Ok(()))
 }
 
@@ -237,14 +242,16 @@ mod tests {
         assert_eq!(due_after(u64::MAX, 1), Duration::from_nanos(u64::MAX));
     }
 
-    fn socket_pair() -> (TcpStream, TcpStream) {
+    use std::net::TcpStream;
+
+    fn socket_pair() -> (Transport, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
         client
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
-        (server, client)
+        (Transport::Plain(server), client)
     }
 
     #[test]
