@@ -185,3 +185,44 @@ impl FetchError {
         matches!(self, FetchError::BadData { .. })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::trust::Identity;
+
+    #[test]
+    fn trust_failures_say_which_peer_and_what_to_do() {
+        let addr = SocketAddr::from(([127, 0, 0, 2], 5001));
+        let channel = |error| FetchError::Channel { addr, error }.to_string();
+        assert_eq!(
+            channel(ChannelError::DifferentKey),
+            "peer at 127.0.0.2:5001 uses a different network key"
+        );
+        assert_eq!(
+            channel(ChannelError::PeerHasNoKey),
+            "peer at 127.0.0.2:5001 has no network key (an open network)"
+        );
+        let (expected, actual) = (
+            Identity::from_seed(&[1; 32]).id(),
+            Identity::from_seed(&[2; 32]).id(),
+        );
+        assert_eq!(
+            channel(ChannelError::WrongPeer { expected, actual }),
+            format!("peer at 127.0.0.2:5001 is not {expected} (it proved to be {actual})")
+        );
+        let keyless = FetchError::refused(addr, true, ErrorCode::PrivateNetwork, "x".into());
+        assert_eq!(
+            keyless.to_string(),
+            "peer at 127.0.0.2:5001 is on a private network; this peer has no network key"
+        );
+        assert_eq!(keyless.outcome(), Outcome::PrivateNetwork);
+        assert!(keyless.is_unresponsive());
+        let member = FetchError::refused(addr, false, ErrorCode::NotAllowed, "not listed".into());
+        assert_eq!(member.outcome(), Outcome::NotAllowed);
+        assert!(member.is_unresponsive());
+        let other = FetchError::refused(addr, true, ErrorCode::NotFound, "gone".into());
+        assert_eq!(other.outcome(), Outcome::NotFound);
+        assert!(!other.is_unresponsive());
+    }
+}
