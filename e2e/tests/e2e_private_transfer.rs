@@ -135,7 +135,7 @@ fn allow_legacy_serves_plaintext_and_an_open_server_refuses_the_channel() {
     let size = 1_000_003;
     let (a, c, original, _) = private_holder(&net, size, &["--allow-legacy"]);
     // With --allow-legacy a raw legacy request gets the chunk.
-    let first = chunk_ranges(size)[0].clone();
+    let first = chunk_ranges(size)[0];
     let bytes = fs::read(&original).unwrap();
     let got = legacy_fetch(a.chunk_addr(), "sample.bin_1");
     assert!(
@@ -185,7 +185,11 @@ fn the_allow_list_refuses_an_unlisted_member_until_it_is_listed() {
 
     copy_tags(&c, &d);
     let dave = d.peer_id().to_string();
-    assert_gets_nothing(&d, "sample.bin", &format!("peer {dave} is not in the allow list"));
+    assert_gets_nothing(
+        &d,
+        "sample.bin",
+        &format!("peer {dave} is not in the allow list"),
+    );
     let refused = read_events(&a.dir.join("server.log"));
     assert!(
         refused

@@ -210,7 +210,11 @@ mod tests {
         let alice = Identity::from_seed(&[2; 32]).id();
         let bob = Identity::from_seed(&[3; 32]).id();
         assert!(gate.admit(Some(alice)).is_ok(), "no list: every member");
-        std::fs::write(dir.path().join(shared::trust::ALLOW_FILE), format!("{alice}\n")).unwrap();
+        std::fs::write(
+            dir.path().join(shared::trust::ALLOW_FILE),
+            format!("{alice}\n"),
+        )
+        .unwrap();
         assert!(gate.admit(Some(alice)).is_ok());
         let refusal = gate.admit(Some(bob)).unwrap_err();
         assert_eq!(refusal.outcome, Outcome::NotAllowed);

@@ -103,9 +103,7 @@ fn log_served(
         Err(SendError::TooSlow { .. }) => Outcome::TooSlow,
         Err(SendError::Io(_)) => Outcome::Error,
     };
-    let mut event = Event::new("served")
-        .with("chunk", name)
-        .with("peer", peer);
+    let mut event = Event::new("served").with("chunk", name).with("peer", peer);
     // On a private network: the client's proved peer ID.
     if let Some(id) = id {
         event = event.with("id", id);

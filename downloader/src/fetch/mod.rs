@@ -22,4 +22,6 @@ pub use chunk::{fetch_chunk, Expected, Fetched, Job};
 pub use connect::CancelHandle;
 pub use error::FetchError;
 pub use manifest::fetch_manifest;
-pub use network::{channel_keys, Limits, Network, DEFAULT_MAX_SIZE, DEFAULT_MIN_FREE, FIRST_BYTE_TIMEOUT};
+pub use network::{
+    channel_keys, Limits, Network, DEFAULT_MAX_SIZE, DEFAULT_MIN_FREE, FIRST_BYTE_TIMEOUT,
+};
