@@ -18,6 +18,7 @@ use shared::protocol::{Announcement, AnnouncementExt, Kind, OfferHeard};
 use shared::queries::QueryBox;
 use shared::sends::{unix_now, SendsWatch};
 use shared::store::{ChunkStore, Snapshot};
+use shared::trust::Wire;
 
 use crate::budget::{self, AnswerBudget, Refusal};
 use crate::config::{ChunkPort, Config};
@@ -43,6 +44,8 @@ pub(crate) const UNANSWERED_LOG_GAP: Duration = Duration::from_secs(10);
 /// The announcer's state. Only [`crate::run`]'s thread touches it.
 pub(crate) struct Announcer {
     socket: UdpSocket,
+    /// Seals every datagram on a private network.
+    wire: Wire,
     pub(crate) config: Config,
     store: ChunkStore,
     /// `DIR/peers.txt`, polled every [`shared::peers::PEERS_POLL`].
@@ -100,9 +103,11 @@ impl Announcer {
         peers_file: PeersFile,
         queries: QueryBox,
         ears: Ears,
+        wire: Wire,
     ) -> Self {
         Announcer {
             socket,
+            wire,
             store,
             peers_file,
             queries,
@@ -301,13 +306,14 @@ impl Announcer {
             Some(&self.ext(Kind::Announce, port)),
             &self.snapshot.chunks,
             &self.snapshot.metas,
+            self.wire.payload_limit(),
         );
         for name in dropped {
             let text = name.to_string();
             if self.too_big.trip(name) {
                 log::warn!(
                     "chunk {text} cannot fit in one {}-byte datagram: not announced",
-                    shared::MAX_ANNOUNCE_DATAGRAM
+                    self.wire.payload_limit()
                 );
             }
         }
@@ -357,7 +363,12 @@ impl Announcer {
         }
         let names: Vec<String> = self.withdrawing.keys().cloned().collect();
         let ext = self.ext(Kind::Withdraw, port);
-        let datagrams = Announcement::pack_withdrawals(&self.config.username, &ext, &names);
+        let datagrams = Announcement::pack_withdrawals(
+            &self.config.username,
+            &ext,
+            &names,
+            self.wire.payload_limit(),
+        );
         let targets = self.targets();
         self.send_all(&datagrams, &targets);
         log::debug!("withdrew {}", names.join(", "));
@@ -430,7 +441,12 @@ impl Announcer {
         offers
             .iter()
             .filter_map(|offer| {
-                let datagram = Announcement::offer(&self.config.username, &ext, offer);
+                let datagram = Announcement::offer(
+                    &self.config.username,
+                    &ext,
+                    offer,
+                    self.wire.payload_limit(),
+                );
                 if datagram.is_none() {
                     log::warn!(
                         "the offer of {} to {} cannot fit in one datagram: not sent",
@@ -576,6 +592,26 @@ impl Announcer {
     /// Sends every datagram to every target; a failing target is warned about once while it
     /// fails and does not stop the others.
     fn send_all(&mut self, datagrams: &[Vec<u8>], targets: &[SocketAddr]) {
+        // Sealed once for all targets: a receiver takes each sealed datagram once.
+        let sealed;
+        let datagrams = if self.wire.is_sealed() {
+            match datagrams
+                .iter()
+                .map(|d| self.wire.wrap(d))
+                .collect::<std::io::Result<Vec<_>>>()
+            {
+                Ok(wrapped) => {
+                    sealed = wrapped;
+                    &sealed[..]
+                }
+                Err(e) => {
+                    log::warn!("cannot seal datagrams: {e}; nothing sent");
+                    return;
+                }
+            }
+        } else {
+            datagrams
+        };
         for target in targets {
             let result = datagrams
                 .iter()

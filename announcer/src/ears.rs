@@ -33,6 +33,8 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 
 use shared::latch::Latches;
 use shared::protocol::{is_query, MAX_QUERY_DATAGRAM};
+use shared::trust::envelope::now_ms;
+use shared::trust::{Gate, Passed};
 
 use crate::config::Config;
 
@@ -80,12 +82,14 @@ pub(crate) struct Ears {
     buf: Vec<u8>,
     /// The sockets whose receive fails.
     failing: Latches<usize>,
+    /// On a private network, lets in only sealed, fresh queries of members.
+    gate: Gate,
 }
 
 impl Ears {
     /// Hearing on `sockets` (already bound), which are made non-blocking; one that cannot be
     /// is dropped with a warning.
-    pub(crate) fn new(sockets: Vec<UdpSocket>) -> Ears {
+    pub(crate) fn new(sockets: Vec<UdpSocket>, gate: Gate) -> Ears {
         let sockets = sockets
             .into_iter()
             .filter(|s| match s.set_nonblocking(true) {
@@ -100,6 +104,7 @@ impl Ears {
             sockets,
             buf: vec![0; MAX_QUERY_DATAGRAM + 1],
             failing: Latches::default(),
+            gate,
         }
     }
 
@@ -120,7 +125,7 @@ impl Ears {
                             log::info!("hearing queries on {} works again", name(socket));
                         }
                         if n <= MAX_QUERY_DATAGRAM
-                            && is_query(&self.buf[..n])
+                            && admits_query(&mut self.gate, &self.buf[..n], from)
                             && queriers.len() < max
                             && !queriers.contains(&from)
                         {
@@ -145,6 +150,19 @@ impl Ears {
             }
         }
         queriers
+    }
+}
+
+/// Whether `bytes` is a query that `gate` lets in: on an open network any query; on a
+/// private one only a member's, sealed and fresh.
+fn admits_query(gate: &mut Gate, bytes: &[u8], from: SocketAddr) -> bool {
+    match gate.admit(bytes, now_ms()) {
+        Ok(Passed::Plain(bytes)) => !gate.is_private() && is_query(bytes),
+        Ok(Passed::Sealed(opened)) => is_query(&opened.payload),
+        Err(refused) => {
+            log::debug!("{}", refused.describe(from, None));
+            false
+        }
     }
 }
 
@@ -193,7 +211,7 @@ mod tests {
     fn queries_are_taken_once_per_querier_and_everything_else_is_skipped() {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         let to = socket.local_addr().unwrap();
-        let mut ears = Ears::new(vec![socket]);
+        let mut ears = Ears::new(vec![socket], Gate::new(None, false));
         assert_eq!(ears.take(64), []);
         let a = UdpSocket::bind("127.0.0.1:0").unwrap();
         let b = UdpSocket::bind("127.0.0.1:0").unwrap();

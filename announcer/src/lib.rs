@@ -66,6 +66,7 @@ use shared::queries::QueryBox;
 use shared::sends::SENDS_POLL;
 use shared::shutdown::Shutdown;
 use shared::store::{ChunkStore, StoreError};
+use shared::trust::{Gate, Trust, TrustError, Wire};
 
 use announcer::{interval_secs, list, Announcer};
 pub use config::{new_instance_id, ChunkPort, Config, DEFAULT_WATCH};
@@ -98,6 +99,12 @@ pub enum Error {
     /// The chunk store could not be opened (or created).
     #[error("cannot open the chunk store")]
     OpenStore(#[source] StoreError),
+    /// The network key or the identity could not be loaded.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    /// The system's random source failed.
+    #[error("cannot start sealing datagrams")]
+    Random(#[source] std::io::Error),
 }
 
 /// Announces the chunk store of `config.dir` through `socket` until `shutdown` is triggered,
@@ -118,6 +125,9 @@ pub fn run(
 ) -> Result<(), Error> {
     let peer_dir = PeerDir::new(&config.dir);
     let store = ChunkStore::open(peer_dir.temp()).map_err(Error::OpenStore)?;
+    let trust = Trust::load(&config.dir)?;
+    log::info!("{}", trust.describe());
+    let wire = Wire::of(&trust).map_err(Error::Random)?;
     // Best effort: without it a send can block, which only delays the loop.
     let _ = socket.set_write_timeout(Some(SEND_TIMEOUT));
     log::info!(
@@ -147,7 +157,8 @@ pub fn run(
         .ok();
     let peers_file = PeersFile::new(peer_dir.peers_file(), config.peer_port);
     let queries = QueryBox::new(peer_dir.queries_dir());
-    let ears = Ears::new(query_sockets);
+    // Only authenticated queries are answered on a private network.
+    let ears = Ears::new(query_sockets, Gate::new(trust.key.as_ref(), false));
     let heard_on = ears.addresses();
     if heard_on.is_empty() {
         log::info!("hearing no query directly: answering those our listener passes on");
@@ -157,7 +168,7 @@ pub fn run(
             heard_on.join(", ")
         );
     }
-    let mut announcer = Announcer::new(socket, config, store, peers_file, queries, ears);
+    let mut announcer = Announcer::new(socket, config, store, peers_file, queries, ears, wire);
     announcer.look_around();
     announcer.refresh_server();
     announcer.announce();

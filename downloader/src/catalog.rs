@@ -11,6 +11,7 @@ use shared::chunk::ChunkSet;
 use shared::digest::Digest;
 use shared::tags::{Proto, TagEntry, TagsIndex};
 use shared::text::terminal_safe;
+use shared::trust::PeerId;
 
 use crate::command::Selection;
 use crate::format;
@@ -29,6 +30,9 @@ pub struct Holder {
     /// The root digest of the manifest it announced, when it announced one: the manifest it
     /// vouches for.
     pub root: Option<Digest>,
+    /// The peer ID its announcements were signed with (a private network): its chunk server
+    /// must prove this ID in the transfer channel. `None` on an open network.
+    pub id: Option<PeerId>,
 }
 
 impl Holder {
@@ -40,6 +44,7 @@ impl Holder {
             proto: entry.proto,
             chunks: entry.chunks,
             root: entry.root,
+            id: entry.id,
         }
     }
 
@@ -421,6 +426,8 @@ mod tests {
     fn entry(user: &str, ip: u8, content: &str, sha: Option<u8>, chunks: &str) -> TagEntry {
         TagEntry {
             user: user.into(),
+            id: None,
+            impostor: false,
             addr: SocketAddr::from(([127, 0, 0, ip], 5001)),
             proto: if sha.is_some() {
                 Proto::P2p(1)

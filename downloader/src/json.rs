@@ -306,6 +306,7 @@ mod tests {
                 proto: Proto::P2p(1),
                 chunks: ChunkSet::parse("12-4-").unwrap(),
                 root: None,
+                id: None,
             }],
         };
         let text = serde_json::to_string(&ListedContent::new(3, &target)).unwrap();

@@ -212,6 +212,7 @@ fn target_of(config: &Config, offer: &Offer) -> Target {
         proto: Proto::P2p(PROTOCOL_VERSION),
         chunks: ChunkSet::ALL,
         root: offer.meta.root,
+        id: None,
     }];
     if let Ok(index) = TagsIndex::load(&config.dir.tags()) {
         let catalog = Catalog::from_index(&index, Utc::now());

@@ -125,6 +125,7 @@ fn answers(peer: &PeerView, net: &Network, timeout: Duration) -> bool {
                 proto: peer.proto,
                 chunks: ChunkSet::EMPTY,
                 root: None,
+                id: None,
             };
             match fetch_manifest(&holder, name, *digest, net, &CancelHandle::default()) {
                 // A refusal in our protocol (busy, or the file just unshared) is an answer too.
@@ -197,6 +198,8 @@ mod tests {
     fn entry(user: &str, ip: u8, content: &str, legacy: bool, age: i64) -> TagEntry {
         TagEntry {
             user: user.into(),
+            id: None,
+            impostor: false,
             addr: SocketAddr::from(([127, 0, 0, ip], 5001)),
             proto: if legacy { Proto::Legacy } else { Proto::P2p(1) },
             content: content.into(),

@@ -210,6 +210,7 @@ mod tests {
                     proto: *proto,
                     chunks: ChunkSet::ALL,
                     root: None,
+                    id: None,
                 })
                 .collect(),
         }

@@ -107,6 +107,24 @@ fn members_download_byte_identical_and_outsiders_get_no_byte() {
         &format!("peer at {addr} is on a private network; this peer has no network key"),
     );
 
+    // frank is a member, but his tags.txt says alice's entries were announced by another ID
+    // (his own): alice's server proves hers, and he refuses it.
+    let f = net.peer("frank");
+    f.join_network(TEST_PHRASE);
+    let mut tags = c.tags().unwrap_or_else(|e| panic!("{e}"));
+    let frank = f.peer_id();
+    let alice = a.peer_id();
+    for entry in &mut tags.entries {
+        assert_eq!(entry.id, Some(alice), "carol's listener binds alice's entry to her ID");
+        entry.id = Some(frank);
+    }
+    tags.save(&f.dir.join("tags.txt")).expect("write frank's tags.txt");
+    assert_gets_nothing(
+        &f,
+        "sample.bin",
+        &format!("peer at {addr} is not {frank} (it proved to be {alice})"),
+    );
+
     // A legacy client's raw request: nothing but the close.
     assert!(legacy_fetch(addr, "sample.bin_1").is_empty());
 

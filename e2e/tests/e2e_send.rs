@@ -540,7 +540,7 @@ fn hostile_offers_cannot_crash_fill_or_forge_the_inbox() {
     }
     let mut escape = offer(9999);
     escape.name = "../../.bashrc".into();
-    if let Some(bytes) = Announcement::offer("m", &ext, &escape) {
+    if let Some(bytes) = Announcement::offer("m", &ext, &escape, shared::MAX_ANNOUNCE_DATAGRAM) {
         hostile.send_raw(net.udp_port(), &bytes);
     }
     // More than the inbox keeps from one address, paced a little (the listener takes in
@@ -551,7 +551,9 @@ fn hostile_offers_cannot_crash_fill_or_forge_the_inbox() {
         |listed: &[serde_json::Value]| listed.iter().filter(|o| o["from"] == "mallory").count();
     for round in 0.. {
         for i in 0..flood {
-            let bytes = Announcement::offer("mallory", &ext, &offer(i)).unwrap();
+            let bytes =
+                Announcement::offer("mallory", &ext, &offer(i), shared::MAX_ANNOUNCE_DATAGRAM)
+                    .unwrap();
             hostile.send_raw(net.udp_port(), &bytes);
             if i % 50 == 49 {
                 std::thread::sleep(Duration::from_millis(20));
@@ -598,7 +600,7 @@ fn hostile_offers_cannot_crash_fill_or_forge_the_inbox() {
     forged.name = "real.txt".into();
     hostile.send_raw(
         net.udp_port(),
-        &Announcement::offer("bob", &ext, &forged).unwrap(),
+        &Announcement::offer("bob", &ext, &forged, shared::MAX_ANNOUNCE_DATAGRAM).unwrap(),
     );
     net.holds_for(Duration::from_secs(1), "bob's offer is left alone", || {
         let now = offers(&carol);

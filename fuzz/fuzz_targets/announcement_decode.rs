@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(shared::chunk::validate_content_name(&offer.name).is_ok());
         assert!((1..=MAX_OFFER_SECS).contains(&offer.expires_in));
         assert!(!offer.to.is_empty());
-        if let Some(bytes) = Announcement::offer(&announcement.username, ext, &offer) {
+        if let Some(bytes) = Announcement::offer(&announcement.username, ext, &offer, shared::MAX_ANNOUNCE_DATAGRAM) {
             let back = Announcement::decode(&bytes).expect("an offer we make decodes");
             assert_eq!(back.as_offer(), Some(offer));
         }

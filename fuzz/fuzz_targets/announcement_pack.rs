@@ -171,8 +171,7 @@ fn check(input: &PackInput) {
         &input.username,
         input.ext.as_ref(),
         &input.chunks,
-        &input.metas,
-    );
+        &input.metas, shared::MAX_ANNOUNCE_DATAGRAM);
     let given: BTreeSet<&ChunkName> = input.chunks.iter().collect();
     assert!(!datagrams.is_empty(), "pack made no datagram");
     // With a username or instance so long that even a datagram without chunks is too big

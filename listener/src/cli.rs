@@ -66,6 +66,10 @@ pub struct Args {
     /// unread (0 = no limit).
     #[arg(long, value_name = "BYTES_PER_SEC", default_value_t = DEFAULT_SOURCE_RATE)]
     max_source_rate: u64,
+    /// On a private network (DIR/network.key), also list legacy peers, whose announcements
+    /// nothing authenticates (by default they are ignored). No effect on an open network.
+    #[arg(long)]
+    allow_legacy: bool,
     #[command(flatten)]
     pub(crate) generate: GenerateFlag,
     /// Log debugging details.
@@ -106,6 +110,7 @@ impl Args {
                 max_chunks_per_datagram: self.max_chunks_per_datagram,
             },
             source_rate: self.max_source_rate,
+            allow_legacy: self.allow_legacy,
         })
     }
 }

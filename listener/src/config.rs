@@ -31,6 +31,10 @@ pub struct Config {
     /// Bytes per second one source address may send before its datagrams are dropped
     /// unread (`--max-source-rate`; 0 = no limit). See [`intake`].
     pub source_rate: u64,
+    /// On a private network, also take unauthenticated datagrams, as a legacy peer's
+    /// (`--allow-legacy`): their entries carry no peer ID, and their `p2p` extension, which
+    /// nothing vouches for, is ignored.
+    pub allow_legacy: bool,
 }
 
 impl Default for Config {
@@ -46,6 +50,7 @@ impl Default for Config {
             peer_port: DEFAULT_ANNOUNCE_PORT,
             limits: Limits::default(),
             source_rate: intake::DEFAULT_SOURCE_RATE,
+            allow_legacy: false,
         }
     }
 }

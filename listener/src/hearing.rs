@@ -9,8 +9,9 @@
 //! announcement for the [`Index`]. What the index limits refused is logged at most once every
 //! [`LIMIT_LOG_GAP`].
 
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -22,6 +23,8 @@ use shared::peer_dir::PeerDir;
 use shared::peers::{PeersFile, PEERS_POLL};
 use shared::protocol::{Announcement, Kind, OfferHeard};
 use shared::shutdown::Shutdown;
+use shared::trust::envelope::now_ms;
+use shared::trust::{Gate, NetworkKey, Passed, PeerId, Refused, Trust};
 use shared::username::sanitize as sanitize_username;
 
 use crate::config::Config;
@@ -59,10 +62,14 @@ const MAX_MALFORMED_SOURCES: usize = 1024;
 pub(crate) enum Heard {
     /// Not a datagram we can use, and why.
     Malformed(String),
+    /// Refused by the gate: another network's, unauthenticated on a private network, forged,
+    /// replayed.
+    Refused(Refused),
     /// A query: answering it is the announcer's business.
     Query,
-    /// An announcement or a goodbye, for the index.
-    Announcement(Announcement),
+    /// An announcement or a goodbye, for the index, with the peer ID that signed it (private
+    /// network only).
+    Announcement(Announcement, Option<PeerId>),
     /// An offer of a content to one user, for the inbox (if it is for ours): its sender's
     /// username and chunk-server port.
     Offer(OfferHeard, String, u16),
@@ -72,11 +79,30 @@ pub(crate) enum Heard {
 /// must not reach `tags.txt` and from there the downloader's listing: a datagram under such a
 /// username is refused whole. (Chunk names are checked one by one: `ChunkName::parse` skips
 /// the unsafe ones.)
-pub(crate) fn hear(bytes: &[u8], from: SocketAddr) -> Heard {
-    let announcement = match Announcement::decode(bytes) {
+pub(crate) fn hear(bytes: &[u8], from: SocketAddr, gate: &mut Gate) -> Heard {
+    let (payload, signer) = match gate.admit(bytes, now_ms()) {
+        Ok(Passed::Plain(bytes)) => (Cow::Borrowed(bytes), None),
+        Ok(Passed::Sealed(opened)) => {
+            let id = opened.peer_id();
+            (Cow::Owned(opened.payload), Some(id))
+        }
+        Err(refused) => return Heard::Refused(refused),
+    };
+    let mut announcement = match Announcement::decode(&payload) {
         Ok(announcement) => announcement,
         Err(e) => return Heard::Malformed(e.to_string()),
     };
+    if gate.is_private() {
+        match signer {
+            // Let in by --allow-legacy: nothing vouches for its extension (an open peer's
+            // query, a port): it counts as a legacy peer's announcement.
+            None => announcement.p2p = None,
+            Some(_) if index::readable_extension(&announcement).is_none() => {
+                return Heard::Malformed("a sealed datagram without a usable p2p extension".into())
+            }
+            Some(_) => {}
+        }
+    }
     let ext = index::readable_extension(&announcement);
     let kind = ext.map_or(Kind::Announce, |e| e.kind);
     log::debug!(
@@ -107,7 +133,7 @@ pub(crate) fn hear(bytes: &[u8], from: SocketAddr) -> Heard {
             }
         };
     }
-    Heard::Announcement(announcement)
+    Heard::Announcement(announcement, signer)
 }
 
 /// The main loop's state. Only [`crate::run`]'s thread touches it.
@@ -132,20 +158,27 @@ pub(crate) struct Hearing<'a> {
     asker: Asker,
     /// Sources of malformed datagrams.
     malformed: MalformedSources,
+    /// What datagrams are let in ([`Gate`]), and the network key for its messages.
+    gate: Gate,
+    key: Option<NetworkKey>,
+    /// Sources of refused datagrams, and why (each reason is reported on its own).
+    refused_sources: MalformedSources<(IpAddr, std::mem::Discriminant<Refused>)>,
     /// The offers heard for this peer's user (`DIR/offers.txt`).
     inbox: InboxKeeper,
 }
 
 impl<'a> Hearing<'a> {
     /// The loop of a listener of the peer folder `peer`, starting from `index`, whose
-    /// `tags.txt` `writer` writes, and sending its queries from `query_socket`.
+    /// `tags.txt` `writer` writes, sending its queries through `querier`, and letting in what
+    /// the [`Gate`] of `trust`'s network admits.
     pub(crate) fn new(
         config: &'a Config,
         peer: &PeerDir,
         index: Index,
         writer: TagsWriter,
         queued: &'a QueuedBytes,
-        query_socket: &'a UdpSocket,
+        querier: Querier<'a>,
+        trust: &Trust,
     ) -> Hearing<'a> {
         Hearing {
             config,
@@ -156,10 +189,13 @@ impl<'a> Hearing<'a> {
             queued,
             refused: Refusals::default(),
             refusals_reported: None,
-            querier: Querier::new(query_socket),
+            querier,
             peers_file: PeersFile::new(peer.peers_file(), config.peer_port),
             asker: Asker::new(peer.queries_dir()),
             malformed: MalformedSources::default(),
+            gate: Gate::new(trust.key.as_ref(), config.allow_legacy),
+            key: trust.key.clone(),
+            refused_sources: MalformedSources::default(),
             inbox: InboxKeeper::new(peer),
         }
     }
@@ -207,6 +243,7 @@ impl Hearing<'_> {
                 // Both reading threads are gone (they only stop with us): nothing more comes.
                 Err(RecvTimeoutError::Disconnected) => std::thread::sleep(timeout),
             }
+            self.keep_pins();
             let now = Instant::now();
             self.inbox.tick(now);
             if now >= next_expire {
@@ -314,9 +351,13 @@ impl Hearing<'_> {
     fn handle(&mut self, datagram: &Datagram) -> bool {
         let Datagram { bytes, from } = datagram;
         self.queued.taken(bytes.len());
-        match hear(bytes, *from) {
+        match hear(bytes, *from, &mut self.gate) {
             Heard::Malformed(why) => {
                 self.warn_malformed(*from, bytes, &why);
+                false
+            }
+            Heard::Refused(refused) => {
+                self.warn_refused(*from, refused);
                 false
             }
             Heard::Query => {
@@ -331,11 +372,41 @@ impl Hearing<'_> {
                 );
                 false
             }
-            Heard::Announcement(announcement) => self.index.apply(
+            Heard::Announcement(announcement, signer) => self.index.apply_signed(
                 from.ip(),
                 &announcement,
+                signer,
                 self.config.legacy_chunk_port,
                 Utc::now(),
+            ),
+        }
+    }
+
+    /// Stores the pins in `known-peers.txt` when a username was pinned (rare: the first time a
+    /// name is heard on the network).
+    fn keep_pins(&mut self) {
+        let (Some(key), false) = (&self.key, self.index.take_new_pins().is_empty()) else {
+            return;
+        };
+        if let Err(e) = shared::trust::pins::save(&self.config.dir, self.index.pins(), &key.id()) {
+            log::warn!(
+                "cannot write {}: {e}; the pins hold until the listener stops",
+                shared::trust::pins::path_in(&self.config.dir).display()
+            );
+        }
+    }
+
+    /// Logs a datagram the gate refused, at most once per source per [`MALFORMED_LOG_GAP`],
+    /// counting the ones refused silently meanwhile.
+    fn warn_refused(&mut self, from: SocketAddr, refused: Refused) {
+        let what = refused.describe(from, self.key.as_ref());
+        let reason = (from.ip(), std::mem::discriminant(&refused));
+        match self.refused_sources.note(reason, Instant::now()) {
+            None => log::debug!("{what}"),
+            Some(0) => log::warn!("{what}"),
+            Some(skipped) => log::warn!(
+                "{what} ({skipped} more datagrams from {} refused silently before this)",
+                from.ip()
             ),
         }
     }
@@ -363,21 +434,28 @@ impl Hearing<'_> {
     }
 }
 
-/// For each source that sent malformed datagrams: when it was last warned about and how many
-/// were skipped silently since (the quiet ones forgotten beyond [`MAX_MALFORMED_SOURCES`]).
-#[derive(Debug, Default)]
-pub(crate) struct MalformedSources(HashMap<IpAddr, (Instant, u64)>);
+/// For each source that sent malformed datagrams (or, with another key `K`, each source and
+/// reason of refusal): when it was last warned about and how many were skipped silently since
+/// (the quiet ones forgotten beyond [`MAX_MALFORMED_SOURCES`]).
+#[derive(Debug)]
+pub(crate) struct MalformedSources<K = IpAddr>(HashMap<K, (Instant, u64)>);
 
-impl MalformedSources {
-    /// A malformed datagram came from `ip` at `now`: `Some(skipped)` when it is to be warned
-    /// about (with how many were skipped silently before it), `None` when it is skipped
+impl<K> Default for MalformedSources<K> {
+    fn default() -> Self {
+        MalformedSources(HashMap::new())
+    }
+}
+
+impl<K: Eq + std::hash::Hash> MalformedSources<K> {
+    /// A malformed datagram came from `source` at `now`: `Some(skipped)` when it is to be
+    /// warned about (with how many were skipped silently before it), `None` when it is skipped
     /// silently (counted).
-    pub(crate) fn note(&mut self, ip: IpAddr, now: Instant) -> Option<u64> {
+    pub(crate) fn note(&mut self, source: K, now: Instant) -> Option<u64> {
         if self.0.len() > MAX_MALFORMED_SOURCES {
             self.0
                 .retain(|_, (last, _)| now.duration_since(*last) < MALFORMED_LOG_GAP);
         }
-        let skipped = match self.0.get_mut(&ip) {
+        let skipped = match self.0.get_mut(&source) {
             Some((last, skipped)) if now.duration_since(*last) < MALFORMED_LOG_GAP => {
                 *skipped += 1;
                 return None;
@@ -385,7 +463,7 @@ impl MalformedSources {
             Some((_, skipped)) => *skipped,
             None => 0,
         };
-        self.0.insert(ip, (now, 0));
+        self.0.insert(source, (now, 0));
         Some(skipped)
     }
 }
@@ -422,6 +500,13 @@ pub(crate) fn describe_refusals(r: &Refusals, limits: Limits) -> String {
             limits.max_entries, r.over_total, r.evicted
         ));
     }
+    if r.foreign > 0 {
+        parts.push(format!(
+            "{} announcements of entries that another peer ID holds were ignored (a member \
+             sending from another's address)",
+            r.foreign
+        ));
+    }
     parts.join("; ")
 }
 
@@ -442,17 +527,96 @@ mod tests {
         SocketAddr::from(([127, 0, 0, 7], 5000))
     }
 
+    fn open() -> Gate {
+        Gate::new(None, false)
+    }
+
+    fn key(byte: u8) -> NetworkKey {
+        NetworkKey::from_bytes([byte; 32])
+    }
+
+    fn sealer(key: &NetworkKey, seed: u8) -> shared::trust::Sealer {
+        shared::trust::Sealer::new(
+            key,
+            std::sync::Arc::new(shared::trust::Identity::from_seed(&[seed; 32])),
+        )
+        .unwrap()
+    }
+
+    fn ours() -> Vec<u8> {
+        let ext = shared::protocol::AnnouncementExt {
+            instance: Some("i1".into()),
+            ..shared::protocol::AnnouncementExt::new(6001, 60)
+        };
+        Announcement::ours("alice", &["a.txt_1"], ext).encode()
+    }
+
+    #[test]
+    fn on_a_private_network_only_members_sealed_datagrams_are_heard_with_their_signer() {
+        let mut gate = Gate::new(Some(&key(1)), false);
+        let member = sealer(&key(1), 5);
+        let sealed = member.seal(&ours()).unwrap();
+        match hear(&sealed, from(), &mut gate) {
+            Heard::Announcement(a, Some(id)) => {
+                assert_eq!(a.username, "alice");
+                assert_eq!(id, member.peer_id());
+            }
+            other => panic!("{other:?}"),
+        }
+        // The same datagram again, another network's, a plain one, a sealed query.
+        assert!(matches!(
+            hear(&sealed, from(), &mut gate),
+            Heard::Refused(Refused::Stale(_))
+        ));
+        let theirs = sealer(&key(2), 5).seal(&ours()).unwrap();
+        assert!(matches!(
+            hear(&theirs, from(), &mut gate),
+            Heard::Refused(Refused::OtherNetwork(_))
+        ));
+        assert!(matches!(
+            hear(&ours(), from(), &mut gate),
+            Heard::Refused(Refused::Plain)
+        ));
+        let query = member.seal(&crate::query::query_datagram()).unwrap();
+        assert!(matches!(hear(&query, from(), &mut gate), Heard::Query));
+        // An open listener refuses sealed datagrams.
+        assert!(matches!(
+            hear(&member.seal(&ours()).unwrap(), from(), &mut open()),
+            Heard::Refused(Refused::Private)
+        ));
+    }
+
+    #[test]
+    fn allow_legacy_lets_plain_datagrams_in_as_legacy_only() {
+        let mut gate = Gate::new(Some(&key(1)), true);
+        // Our plain announcement: its extension is not believed.
+        match hear(&ours(), from(), &mut gate) {
+            Heard::Announcement(a, None) => assert!(a.p2p.is_none(), "{a:?}"),
+            other => panic!("{other:?}"),
+        }
+        // A plain query is no query here: an announcement of nothing.
+        assert!(matches!(
+            hear(&crate::query::query_datagram(), from(), &mut gate),
+            Heard::Announcement(a, None) if a.files.is_empty()
+        ));
+    }
+
     #[test]
     fn what_a_datagram_is() {
-        assert!(matches!(hear(b"not json", from()), Heard::Malformed(_)));
         assert!(matches!(
-            hear(&crate::query::query_datagram(), from()),
+            hear(b"not json", from(), &mut open()),
+            Heard::Malformed(_)
+        ));
+        assert!(matches!(
+            hear(&crate::query::query_datagram(), from(), &mut open()),
             Heard::Query
         ));
         let legacy = br#"{"username":"ece","files":["ece_1"]}"#;
-        assert!(matches!(hear(legacy, from()), Heard::Announcement(a) if a.username == "ece"));
+        assert!(
+            matches!(hear(legacy, from(), &mut open()), Heard::Announcement(a, None) if a.username == "ece")
+        );
         let hidden = br#"{"username":"a\u001b[31mb","files":["ece_1"]}"#;
-        match hear(hidden, from()) {
+        match hear(hidden, from(), &mut open()) {
             Heard::Malformed(why) => assert!(why.starts_with("the username"), "{why}"),
             other => panic!("{other:?}"),
         }
@@ -473,8 +637,14 @@ mod tests {
             },
             expires_in: 60,
         };
-        let bytes = Announcement::offer("bob", &AnnouncementExt::new(6001, 60), &offer).unwrap();
-        match hear(&bytes, from()) {
+        let bytes = Announcement::offer(
+            "bob",
+            &AnnouncementExt::new(6001, 60),
+            &offer,
+            shared::MAX_ANNOUNCE_DATAGRAM,
+        )
+        .unwrap();
+        match hear(&bytes, from(), &mut open()) {
             Heard::Offer(heard, user, port) => {
                 assert_eq!((heard, user.as_str(), port), (offer.clone(), "bob", 6001));
             }
@@ -489,7 +659,10 @@ mod tests {
             .unwrap()
             .replace("\"offer\":\"abc123\",", "");
         assert!(
-            matches!(hear(text.as_bytes(), from()), Heard::Malformed(_)),
+            matches!(
+                hear(text.as_bytes(), from(), &mut open()),
+                Heard::Malformed(_)
+            ),
             "{text}"
         );
     }
@@ -525,15 +698,20 @@ mod tests {
             over_source: 2,
             over_total: 3,
             evicted: 4,
+            foreign: 5,
         };
         let line = describe_refusals(&r, limits);
+        assert!(
+            line.contains("5 announcements of entries that another peer ID holds"),
+            "{line}"
+        );
         assert!(
             line.contains("1 datagrams listed more than 512 chunks"),
             "{line}"
         );
         assert!(line.contains("2 new entries refused"), "{line}");
         assert!(line.contains("3 new entries refused, 4 evicted"), "{line}");
-        assert_eq!(line.matches("; ").count(), 2);
+        assert_eq!(line.matches("; ").count(), 3);
     }
 
     #[test]

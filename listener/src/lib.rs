@@ -69,7 +69,8 @@ use chrono::Utc;
 
 use shared::peer_dir::PeerDir;
 use shared::shutdown::Shutdown;
-use shared::tags::{TagsError, TagsIndex};
+use shared::tags::{Proto, TagsError, TagsIndex};
+use shared::trust::{Trust, TrustError, Wire};
 
 pub use config::Config;
 use hearing::Hearing;
@@ -98,6 +99,12 @@ pub enum Error {
     /// The first write of `tags.txt` failed: later ones would too.
     #[error("cannot write the index")]
     WriteTags(#[source] TagsError),
+    /// The network key or the identity could not be loaded.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    /// The system's random source failed.
+    #[error("cannot start sealing queries")]
+    Random(#[source] io::Error),
 }
 
 /// Listens on `socket` (the shared announce port) and `query_socket` (this listener's own
@@ -131,9 +138,26 @@ pub fn run(
     }
     // Best effort: without it a send can block, which only delays the loop.
     let _ = query_socket.set_write_timeout(Some(RECV_TIMEOUT));
+    let trust = Trust::load(&config.dir)?;
+    log::info!("{}", trust.describe());
+    if trust.is_private() && config.allow_legacy {
+        log::warn!(
+            "--allow-legacy: legacy peers are listed too; nothing authenticates what they announce"
+        );
+    }
+    let wire = Wire::of(&trust).map_err(Error::Random)?;
     let path = peer.tags();
     let mut index = match TagsIndex::load(&path) {
-        Ok(tags) => {
+        Ok(mut tags) => {
+            // What an earlier run heard on another network (open, or before a key was
+            // joined or left) is not believed on this one.
+            tags.entries.retain(|e| {
+                if trust.is_private() {
+                    e.id.is_some() || (config.allow_legacy && e.proto == Proto::Legacy)
+                } else {
+                    e.id.is_none()
+                }
+            });
             if !tags.entries.is_empty() {
                 log::info!(
                     "reloaded {} entries from {}",
@@ -148,6 +172,15 @@ pub fn run(
             Index::with_limits(config.limits)
         }
     };
+    if let Some(key) = &trust.key {
+        match shared::trust::pins::load(&config.dir, &key.id()) {
+            Ok(pins) => index = index.with_pins(pins),
+            Err(e) => log::warn!(
+                "cannot read {}: {e}; usernames are pinned afresh",
+                shared::trust::pins::path_in(&config.dir).display()
+            ),
+        }
+    }
     index.expire(Utc::now());
     let name = |s: &UdpSocket| {
         s.local_addr()
@@ -183,7 +216,15 @@ pub fn run(
         let sockets = [&socket, &query_socket];
         let receiver = receive::start(scope, sockets, &queued, config.source_rate, &stop);
         let _stop_readers = StopOnDrop(&stop);
-        let mut hearing = Hearing::new(&config, &peer, index, writer, &queued, &query_socket);
+        let mut hearing = Hearing::new(
+            &config,
+            &peer,
+            index,
+            writer,
+            &queued,
+            query::Querier::new(&query_socket, wire),
+            &trust,
+        );
         // The reading threads stop within one receive timeout of the loop's end.
         hearing.run(receiver, &shutdown);
     });

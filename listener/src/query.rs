@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use shared::latch::{Latch, Latches};
 use shared::protocol::{Announcement, AnnouncementExt, Kind, QUERY_USERNAME};
 use shared::queries::QueryBox;
+use shared::trust::Wire;
 use shared::DEFAULT_ANNOUNCE_INTERVAL_SECS;
 
 /// When the start-up query is sent, after the start: three times, because UDP may drop the
@@ -50,8 +51,10 @@ const MAX_QUERY_FILES_PER_SEC: u32 = 32;
 /// Sends the start-up query, on the schedule of [`QUERY_SCHEDULE`].
 pub(crate) struct Querier<'a> {
     socket: &'a UdpSocket,
-    /// The query datagram; the same every time.
+    /// The query datagram; the same every time (sealed anew for each send on a private
+    /// network).
     datagram: Vec<u8>,
+    wire: Wire,
     /// Sends still to come: when, and to whom.
     pending: Vec<(Instant, Vec<SocketAddr>)>,
     /// The targets sends fail to.
@@ -59,10 +62,11 @@ pub(crate) struct Querier<'a> {
 }
 
 impl<'a> Querier<'a> {
-    pub(crate) fn new(socket: &'a UdpSocket) -> Querier<'a> {
+    pub(crate) fn new(socket: &'a UdpSocket, wire: Wire) -> Querier<'a> {
         Querier {
             socket,
             datagram: query_datagram(),
+            wire,
             pending: Vec::new(),
             unreachable: Latches::default(),
         }
@@ -90,8 +94,15 @@ impl<'a> Querier<'a> {
             .partition(|(t, _)| *t <= now);
         self.pending = later;
         for (_, targets) in due {
+            let datagram = match self.wire.wrap(&self.datagram) {
+                Ok(datagram) => datagram,
+                Err(e) => {
+                    log::warn!("cannot seal a query: {e}");
+                    continue;
+                }
+            };
             for &target in &targets {
-                match self.socket.send_to(&self.datagram, target) {
+                match self.socket.send_to(&datagram, target) {
                     Ok(_) => {
                         if self.unreachable.reset(&target) {
                             log::info!("sending to {target} works again");

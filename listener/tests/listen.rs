@@ -217,6 +217,8 @@ fn restarted_listener_keeps_fresh_entries_and_drops_stale_ones() {
     let now = Utc::now();
     let entry = |user: &str, last_seen| TagEntry {
         user: user.into(),
+        id: None,
+        impostor: false,
         addr: "127.0.0.9:5001".parse().unwrap(),
         proto: Proto::Legacy,
         content: format!("{user}-file"),

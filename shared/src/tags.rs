@@ -10,10 +10,16 @@
 //! ```text
 //! # tags.txt: peers and the chunks they serve. Written by `listener`; read by `downloader`.
 //! # updated 2026-11-21T18:00:00Z; an entry expires 3 announce intervals after LAST_SEEN.
-//! # USER  ADDRESS         PROTO   CONTENT    CHUNKS  SIZE     SHA256  EVERY  LAST_SEEN
-//! alice   127.0.0.2:5001  p2p/1   photo.png  12345   1048579  9f86…   60     2026-11-21T17:59:58Z
-//! ece     127.0.0.9:5001  legacy  ece        123--   -        -       60     2026-11-21T17:59:40Z
+//! # USER  PEER_ID               ADDRESS         PROTO   CONTENT    CHUNKS  SIZE     SHA256  ROOT  EVERY  LAST_SEEN
+//! alice   7QXM-2KD4-AB3Z-QQ5T   127.0.0.2:5001  p2p/1   photo.png  12345   1048579  9f86…   …     60     2026-11-21T17:59:58Z
+//! alice   !K3PA-JJ2W-9ZXC-M4D7  127.0.0.5:5001  p2p/1   photo.png  12345   1048579  9f86…   …     60     2026-11-21T17:59:58Z
+//! ece     -                     127.0.0.9:5001  legacy  ece        123--   -        -       -     60     2026-11-21T17:59:40Z
 //! ```
+//!
+//! `PEER_ID` is, on a private network, the ID that signed the holder's announcements (`-` on an
+//! open network and for legacy peers); `!` marks an ID announcing under a username first seen
+//! with another ID (an impostor, or a reinstalled peer): listed apart, never merged. A file
+//! from before this column (ten fields per line) still reads, every `PEER_ID` being `-`.
 //!
 //! Writes go to `tags.txt.tmp` and are renamed over `tags.txt`, so a reader sees the old file or
 //! the new one, never a torn one. Readers and the writer also take an fs2 lock on
@@ -32,6 +38,7 @@ use crate::chunk::{validate_content_name, ChunkSet};
 use crate::digest::Digest;
 use crate::protocol::KNOWN_VERSIONS;
 use crate::text::{self, terminal_safe};
+use crate::trust::PeerId;
 use crate::{fsutil, EXPIRY_INTERVALS};
 
 /// Which protocol a holder's chunk server speaks.
@@ -72,6 +79,12 @@ impl Proto {
 pub struct TagEntry {
     /// The holder's username.
     pub user: String,
+    /// On a private network, the peer ID that signed the holder's announcements; `None` on an
+    /// open network and for legacy peers (nothing proves who they are).
+    pub id: Option<PeerId>,
+    /// The holder announced under a username the listener had pinned to another peer ID: it is
+    /// listed apart (written `!ID`), never merged with the peer whose name it uses.
+    pub impostor: bool,
     /// Where the holder's chunk server answers.
     pub addr: SocketAddr,
     /// What that chunk server speaks.
@@ -153,8 +166,9 @@ pub struct TagsIndex {
     pub entries: Vec<TagEntry>,
 }
 
-const COLUMNS: [&str; 10] = [
+const COLUMNS: [&str; 11] = [
     "USER",
+    "PEER_ID",
     "ADDRESS",
     "PROTO",
     "CONTENT",
@@ -288,7 +302,11 @@ impl TagsIndex {
 }
 
 fn parse_line(line: &str) -> Result<TagEntry, String> {
-    let fields: Vec<&str> = line.split_whitespace().collect();
+    let mut fields: Vec<&str> = line.split_whitespace().collect();
+    // A file of a listener from before peer IDs has no PEER_ID column.
+    if fields.len() == COLUMNS.len() - 1 {
+        fields.insert(1, "-");
+    }
     if fields.len() != COLUMNS.len() {
         return Err(format!(
             "expected {} fields, found {}",
@@ -300,8 +318,16 @@ fn parse_line(line: &str) -> Result<TagEntry, String> {
     fn optional(value: &str) -> Option<&str> {
         (value != "-").then_some(value)
     }
+    let impostor = fields[1].starts_with('!');
+    let id = optional(fields[1].trim_start_matches('!'))
+        .map(|v| v.parse::<PeerId>().map_err(|_| bad("PEER_ID", fields[1])))
+        .transpose()?;
+    // The columns after PEER_ID, by their old positions.
+    fields.remove(1);
     Ok(TagEntry {
         user: decode_field(fields[0]).ok_or_else(|| bad("USER", fields[0]))?,
+        id,
+        impostor: impostor && id.is_some(),
         addr: fields[1].parse().map_err(|_| bad("ADDRESS", fields[1]))?,
         proto: Proto::parse(fields[2]).ok_or_else(|| bad("PROTO", fields[2]))?,
         content: decode_field(fields[3]).ok_or_else(|| bad("CONTENT", fields[3]))?,
@@ -366,12 +392,17 @@ impl fmt::Display for TagsIndex {
                 updated.to_rfc3339_opts(SecondsFormat::Secs, true)
             )?;
         }
-        let rows: Vec<[String; 10]> = self
+        let rows: Vec<[String; 11]> = self
             .entries
             .iter()
             .map(|e| {
                 [
                     encode_field(&e.user),
+                    match (e.id, e.impostor) {
+                        (None, _) => "-".into(),
+                        (Some(id), false) => id.to_string(),
+                        (Some(id), true) => format!("!{id}"),
+                    },
                     e.addr.to_string(),
                     e.proto.to_string(),
                     encode_field(&e.content),
@@ -451,6 +482,8 @@ mod tests {
     fn entry(user: &str, ip: &str, content: &str, sha: Option<u8>) -> TagEntry {
         TagEntry {
             user: user.into(),
+            id: None,
+            impostor: false,
             addr: format!("{ip}:5001").parse().unwrap(),
             proto: if sha.is_some() {
                 Proto::P2p(1)

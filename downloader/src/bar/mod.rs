@@ -377,6 +377,7 @@ mod tests {
             proto: shared::tags::Proto::Legacy,
             chunks: ChunkSet::parse(chunks).unwrap(),
             root: None,
+            id: None,
         };
         let target = Target {
             name: "f".into(),

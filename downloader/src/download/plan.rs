@@ -197,6 +197,7 @@ mod tests {
             proto: Proto::P2p(1),
             chunks: ChunkSet::parse(chunks).unwrap(),
             root: None,
+            id: None,
         }
     }
 

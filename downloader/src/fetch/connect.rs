@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use shared::connection::{self, Connection};
 use shared::tags::Proto;
-use shared::trust::{channel, PeerId};
+use shared::trust::channel;
 
 use super::error::FetchError;
 use super::network::Network;
@@ -100,9 +100,11 @@ pub(crate) fn connect(
     }
     let conn = match (&net.keys, holder.proto) {
         (Some(keys), Proto::P2p(_)) => {
-            // The handshake is answered at once by our servers, like a request.
-            let secure = channel::connect(stream, keys, expected_id(holder), net.first_byte)
-                .map_err(|error| {
+            // The handshake is answered at once by our servers, like a request. The holder must
+            // prove the peer ID it announced with (`None`, any member, for a holder known
+            // otherwise: an offer's sender, a probe).
+            let secure =
+                channel::connect(stream, keys, holder.id, net.first_byte).map_err(|error| {
                     if handle.is_cancelled() {
                         FetchError::Cancelled
                     } else {
@@ -117,10 +119,4 @@ pub(crate) fn connect(
         _ => Connection::new(stream, read_timeout),
     };
     conn.map_err(FetchError::Connect)
-}
-
-/// The peer ID the holder announced with, which its chunk server must prove.
-fn expected_id(_holder: &Holder) -> Option<PeerId> {
-    // tags.txt has no ID column yet: any member of the network is taken.
-    None
 }

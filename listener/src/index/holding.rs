@@ -13,6 +13,9 @@ use shared::chunk::ChunkSet;
 use shared::digest::Digest;
 use shared::protocol::{Announcement, AnnouncementExt, Kind, MAX_ANNOUNCE_INTERVAL_SECS};
 use shared::tags::{expires_at, Proto};
+use shared::trust::PeerId;
+
+use super::Who;
 use shared::username::truncate;
 use shared::{CHUNKS_PER_FILE, DEFAULT_ANNOUNCE_INTERVAL_SECS, PROTOCOL_VERSION};
 
@@ -54,6 +57,10 @@ impl Key {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Holding {
     pub(crate) user: String,
+    /// The peer ID that signed the announcements (private network only).
+    pub(crate) id: Option<PeerId>,
+    /// The username is pinned to another peer ID ([`super::Index`]'s pins).
+    pub(crate) impostor: bool,
     pub(crate) proto: Proto,
     pub(crate) size: Option<u64>,
     /// The root digest of the holder's manifest, when announced.
@@ -66,9 +73,16 @@ pub(crate) struct Holding {
 }
 
 impl Holding {
-    pub(crate) fn new(user: &str, proto: Proto, interval: u64) -> Holding {
+    /// Whether this entry is `who`'s: same username, same peer ID (or both without one).
+    pub(crate) fn is(&self, who: &Who) -> bool {
+        self.user == who.user && self.id == who.id
+    }
+
+    pub(crate) fn new(who: &Who, proto: Proto, interval: u64) -> Holding {
         Holding {
-            user: user.to_owned(),
+            user: who.user.clone(),
+            id: who.id,
+            impostor: false,
             proto,
             size: None,
             root: None,

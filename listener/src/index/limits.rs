@@ -49,6 +49,9 @@ pub struct Refusals {
     pub over_total: u64,
     /// Entries evicted from the biggest source to make room for a smaller one.
     pub evicted: u64,
+    /// Announcements of an entry that another peer ID holds (a member sending from another
+    /// member's address), left untouched.
+    pub foreign: u64,
 }
 
 impl Refusals {
@@ -63,6 +66,7 @@ impl Refusals {
         self.over_source += other.over_source;
         self.over_total += other.over_total;
         self.evicted += other.evicted;
+        self.foreign += other.foreign;
     }
 }
 

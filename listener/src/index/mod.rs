@@ -65,6 +65,7 @@ use chrono::{DateTime, Utc};
 use shared::chunk::ChunkSet;
 use shared::protocol::{Announcement, Kind};
 use shared::tags::{Proto, TagEntry, TagsIndex};
+use shared::trust::PeerId;
 use shared::username::sanitize as sanitize_username;
 use shared::{CHUNKS_PER_FILE, DEFAULT_ANNOUNCE_INTERVAL_SECS};
 
@@ -84,12 +85,38 @@ pub use limits::{
 pub struct Index {
     limits: Limits,
     holdings: BTreeMap<Key, Holding>,
-    /// The last instance announced with chunks from each source IP and username.
-    instances: BTreeMap<(IpAddr, String), String>,
+    /// The last instance announced with chunks from each source IP and peer (username and,
+    /// on a private network, peer ID).
+    instances: BTreeMap<(IpAddr, Who), String>,
+    /// On a private network: the peer ID each username was first heard from. Another ID
+    /// under a pinned name is listed apart as an impostor.
+    pins: BTreeMap<String, PeerId>,
+    /// Pins made since the last [`Index::take_new_pins`], for the caller to keep.
+    new_pins: Vec<(String, PeerId)>,
     /// How many entries each source IP holds.
     counts: SourceCounts,
     /// What the limits refused since the last [`Index::take_refusals`].
     refusals: Refusals,
+    /// The impostors already warned about.
+    impostors_warned: BTreeSet<(String, PeerId)>,
+}
+
+/// Who sent a datagram: its username and, on a private network, the peer ID that signed it.
+/// Entries, instances, goodbyes and withdrawals belong to one `Who`: a member cannot speak for
+/// another, even from the other's address.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Who {
+    pub(crate) user: String,
+    pub(crate) id: Option<PeerId>,
+}
+
+impl Who {
+    pub(crate) fn new(user: &str, id: Option<PeerId>) -> Who {
+        Who {
+            user: user.to_owned(),
+            id,
+        }
+    }
 }
 
 impl Index {
@@ -133,8 +160,12 @@ impl Index {
                         .clamp(LEGACY_MIN_INTERVAL_SECS, LEGACY_MAX_INTERVAL_SECS),
                     Proto::P2p(_) => clamp_interval(entry.interval),
                 };
-                let mut holding =
-                    Holding::new(&sanitize_username(&entry.user), entry.proto, interval);
+                let who = Who::new(&sanitize_username(&entry.user), entry.id);
+                let mut holding = Holding::new(&who, entry.proto, interval);
+                holding.impostor = entry.impostor;
+                if let (Some(id), false) = (entry.id, entry.impostor) {
+                    index.pins.entry(who.user.clone()).or_insert(id);
+                }
                 holding.size = entry.size;
                 holding.root = entry.root;
                 index.insert_new(key.clone(), holding);
@@ -147,7 +178,48 @@ impl Index {
             }
         }
         index.refusals = Refusals::default();
+        index.new_pins.clear();
         index
+    }
+
+    /// Adds pins kept from earlier runs (`known-peers.txt`): each username to the first peer
+    /// ID heard under it.
+    pub fn with_pins(mut self, pins: impl IntoIterator<Item = (String, PeerId)>) -> Index {
+        self.pins.extend(pins);
+        self
+    }
+
+    /// Every pin: each username heard on a private network, and the first peer ID heard
+    /// under it.
+    pub fn pins(&self) -> &BTreeMap<String, PeerId> {
+        &self.pins
+    }
+
+    /// The pins made since the last call (new usernames heard on a private network).
+    pub fn take_new_pins(&mut self) -> Vec<(String, PeerId)> {
+        std::mem::take(&mut self.new_pins)
+    }
+
+    /// Whether `user` announcing as `id` is an impostor (the name is pinned to another ID);
+    /// pins the name to `id` when it is the first. Warns once per (name, ID) at most.
+    fn check_pin(&mut self, user: &str, id: PeerId) -> bool {
+        match self.pins.get(user) {
+            Some(pinned) if *pinned == id => false,
+            Some(pinned) => {
+                let pinned = *pinned;
+                if self.impostors_warned.insert((user.to_owned(), id)) {
+                    log::warn!(
+                        "peer {id} announces under the username {user:?}, which belongs to peer                          {pinned} (first heard with it): listed apart as an impostor (`!{id}` in                          tags.txt), never merged"
+                    );
+                }
+                true
+            }
+            None => {
+                self.pins.insert(user.to_owned(), id);
+                self.new_pins.push((user.to_owned(), id));
+                false
+            }
+        }
     }
 
     /// The limits this index keeps to.
@@ -184,8 +256,24 @@ impl Index {
         legacy_chunk_port: u16,
         now: DateTime<Utc>,
     ) -> bool {
+        self.apply_signed(source, announcement, None, legacy_chunk_port, now)
+    }
+
+    /// [`Index::apply`] for a datagram of a private network, signed by `signer` (`None`: an
+    /// unsigned datagram, let in by `--allow-legacy`, which counts as legacy). Its entries
+    /// carry the ID; a username first heard with another ID makes them an impostor's, listed
+    /// apart. An entry, an instance, a goodbye or a withdrawal touches only the entries of the
+    /// same username and ID.
+    pub fn apply_signed(
+        &mut self,
+        source: IpAddr,
+        announcement: &Announcement,
+        signer: Option<PeerId>,
+        legacy_chunk_port: u16,
+        now: DateTime<Utc>,
+    ) -> bool {
         let ip = source.to_canonical();
-        let user = sanitize_username(&announcement.username);
+        let user = Who::new(&sanitize_username(&announcement.username), signer);
         let ext = readable_extension(announcement);
         // A query asks, an offer is for one user's inbox: neither lists anything.
         if ext.is_some_and(|e| matches!(e.kind, Kind::Query | Kind::Offer)) {
@@ -200,6 +288,10 @@ impl Index {
             return self.withdraw(ip, &user, ext.port, instance, &ext.withdrawn);
         }
         let listed = self.listed_chunks(announcement);
+        let impostor = match signer {
+            Some(id) if !listed.is_empty() => self.check_pin(&user.user, id),
+            _ => false,
+        };
         let mut changed = false;
         if let Some(instance) = ext.and_then(|e| e.instance.as_deref()) {
             if !listed.is_empty() {
@@ -222,9 +314,14 @@ impl Index {
                 content,
                 sha256: meta.map(|m| m.sha256),
             };
+            if self.holdings.get(&key).is_some_and(|h| h.id != user.id) {
+                // Another peer's entry (a member sending from another's address): untouched.
+                self.refusals.foreign += 1;
+                continue;
+            }
             if proto != Proto::Legacy {
                 // Whatever it drops, `changed` is set below for the chunks themselves.
-                self.drop_other_versions(&key);
+                self.drop_other_versions(&key, user.id);
             }
             if !self.holdings.contains_key(&key) {
                 if !self.admit(ip) {
@@ -235,7 +332,8 @@ impl Index {
             let Some(holding) = self.holdings.get_mut(&key) else {
                 continue;
             };
-            holding.user.clone_from(&user);
+            holding.user.clone_from(&user.user);
+            holding.impostor = impostor;
             holding.proto = proto;
             holding.size = meta.map(|m| m.size);
             holding.root = meta.and_then(|m| m.root);
@@ -329,8 +427,8 @@ impl Index {
 
     /// Records `instance` as the last one seen with chunks from `ip` as `user`; when another
     /// was seen before, drops their `p2p` entries first. Returns whether entries were dropped.
-    fn note_instance(&mut self, ip: IpAddr, user: &str, instance: &str) -> bool {
-        let peer = (ip, user.to_owned());
+    fn note_instance(&mut self, ip: IpAddr, user: &Who, instance: &str) -> bool {
+        let peer = (ip, user.clone());
         match self.instances.get(&peer) {
             Some(last) if last == instance => false,
             Some(last) => {
@@ -350,8 +448,8 @@ impl Index {
 
     /// A goodbye from `user` at `ip` for the chunk server at `port`, of `instance`. Returns
     /// whether entries were dropped.
-    fn goodbye(&mut self, ip: IpAddr, user: &str, port: u16, instance: Option<&str>) -> bool {
-        let peer = (ip, user.to_owned());
+    fn goodbye(&mut self, ip: IpAddr, user: &Who, port: u16, instance: Option<&str>) -> bool {
+        let peer = (ip, user.clone());
         let recorded = self.instances.get(&peer);
         if instance.is_none() || instance != recorded.map(String::as_str) {
             log::debug!(
@@ -364,7 +462,7 @@ impl Index {
         let dropped = self.drop_p2p(ip, user, Some(port));
         let left = self
             .entries_of(ip)
-            .any(|(_, h)| h.user == user && matches!(h.proto, Proto::P2p(_)));
+            .any(|(_, h)| h.is(user) && matches!(h.proto, Proto::P2p(_)));
         if !left {
             self.instances.remove(&peer);
         }
@@ -378,12 +476,12 @@ impl Index {
     fn withdraw(
         &mut self,
         ip: IpAddr,
-        user: &str,
+        user: &Who,
         port: u16,
         instance: Option<&str>,
         names: &[String],
     ) -> bool {
-        let recorded = self.instances.get(&(ip, user.to_owned()));
+        let recorded = self.instances.get(&(ip, user.clone()));
         if instance.is_none() || instance != recorded.map(String::as_str) {
             log::debug!(
                 "ignoring a withdrawal from {user:?} at {ip} of instance {instance:?}: \
@@ -403,7 +501,7 @@ impl Index {
                 .holdings
                 .range(start..)
                 .take_while(|(k, _)| k.ip == ip && k.port == port && k.content == *name)
-                .filter(|(_, h)| matches!(h.proto, Proto::P2p(_)) && h.user == user)
+                .filter(|(_, h)| matches!(h.proto, Proto::P2p(_)) && h.is(user))
                 .map(|(k, _)| k.clone())
                 .collect();
             for key in &doomed {
@@ -416,12 +514,12 @@ impl Index {
 
     /// Drops the `p2p` entries of `user` at `ip` (at `port` only, when given); returns whether
     /// any was there.
-    fn drop_p2p(&mut self, ip: IpAddr, user: &str, port: Option<u16>) -> bool {
+    fn drop_p2p(&mut self, ip: IpAddr, user: &Who, port: Option<u16>) -> bool {
         let doomed: Vec<Key> = self
             .entries_of(ip)
             .filter(|(key, holding)| {
                 matches!(holding.proto, Proto::P2p(_))
-                    && holding.user == user
+                    && holding.is(user)
                     && port.is_none_or(|p| p == key.port)
             })
             .map(|(key, _)| key.clone())
@@ -433,8 +531,9 @@ impl Index {
     }
 
     /// Drops the entries of the same address, port and content name as `key` but another
-    /// digest: one of our peers holds one content per name, so `key` supersedes them.
-    fn drop_other_versions(&mut self, key: &Key) -> bool {
+    /// digest, of the same peer ID: one of our peers holds one content per name, so `key`
+    /// supersedes them.
+    fn drop_other_versions(&mut self, key: &Key, id: Option<PeerId>) -> bool {
         let start = Key {
             sha256: None,
             ..key.clone()
@@ -445,7 +544,9 @@ impl Index {
             .take_while(|(other, _)| {
                 other.ip == key.ip && other.port == key.port && other.content == key.content
             })
-            .filter(|(other, holding)| other.sha256 != key.sha256 && holding.proto != Proto::Legacy)
+            .filter(|(other, holding)| {
+                other.sha256 != key.sha256 && holding.proto != Proto::Legacy && holding.id == id
+            })
             .map(|(other, _)| other.clone())
             .collect();
         for other in &doomed {
@@ -487,13 +588,13 @@ impl Index {
         // An address and user with no entry left have nothing a restart could duplicate:
         // forget their instance, so spoofed sources cannot grow the map for ever.
         if !self.instances.is_empty() {
-            let live: BTreeSet<(IpAddr, &str)> = self
+            let live: BTreeSet<(IpAddr, &str, Option<PeerId>)> = self
                 .holdings
                 .iter()
-                .map(|(k, h)| (k.ip, h.user.as_str()))
+                .map(|(k, h)| (k.ip, h.user.as_str(), h.id))
                 .collect();
             self.instances
-                .retain(|(ip, user), _| live.contains(&(*ip, user.as_str())));
+                .retain(|(ip, who), _| live.contains(&(*ip, who.user.as_str(), who.id)));
         }
         changed
     }
@@ -523,6 +624,8 @@ impl Index {
                 }
                 Some(TagEntry {
                     user: holding.user.clone(),
+                    id: holding.id,
+                    impostor: holding.impostor,
                     addr: SocketAddr::new(key.ip, key.port),
                     proto: holding.proto,
                     content: key.content.clone(),

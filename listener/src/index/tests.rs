@@ -319,7 +319,7 @@ fn instances_of_addresses_without_entries_are_forgotten() {
         t0(),
     );
     assert_eq!(
-        index.instances[&(ip(2), "x".to_owned())].len(),
+        index.instances[&(ip(2), Who::new("x", None))].len(),
         MAX_INSTANCE_BYTES
     );
 }
@@ -954,4 +954,73 @@ fn a_legacy_original_file_name_beside_its_chunks_is_no_offer() {
         as_arrays(lines(&index, t0())),
         vec![line("ece", "127.0.0.9:5001", "legacy", "photo", "-2---")]
     );
+}
+
+/// Two peer IDs of a private network.
+fn ids() -> (PeerId, PeerId) {
+    (
+        shared::trust::Identity::from_seed(&[1; 32]).id(),
+        shared::trust::Identity::from_seed(&[2; 32]).id(),
+    )
+}
+
+#[test]
+fn signed_entries_carry_their_peer_id_and_a_second_id_under_a_name_is_an_impostor() {
+    let (alice, mallory) = ids();
+    let mut index = Index::new();
+    let hello = run_of("alice", 6001, &["a_1"], Some("r1"), Kind::Announce);
+    assert!(index.apply_signed(ip(2), &hello, Some(alice), LEGACY_PORT, t0()));
+    assert_eq!(index.take_new_pins(), vec![("alice".to_owned(), alice)]);
+    // Mallory, a member, announces under alice's name from another address.
+    let fake = run_of("alice", 6001, &["a_1"], Some("m1"), Kind::Announce);
+    assert!(index.apply_signed(ip(5), &fake, Some(mallory), LEGACY_PORT, t0()));
+    assert!(index.take_new_pins().is_empty());
+    let tags = index.to_tags(t0());
+    let by_ip = |last: u8| {
+        tags.entries
+            .iter()
+            .find(|e| e.addr.ip() == ip(last))
+            .map(|e| (e.user.clone(), e.id, e.impostor))
+    };
+    assert_eq!(by_ip(2), Some(("alice".into(), Some(alice), false)));
+    assert_eq!(by_ip(5), Some(("alice".into(), Some(mallory), true)));
+    // The impostor's line reads back from tags.txt as an impostor's, and pins survive.
+    let reread = Index::from_tags(&tags);
+    assert_eq!(reread.to_tags(t0()), tags);
+    assert_eq!(reread.pins.get("alice"), Some(&alice));
+}
+
+#[test]
+fn a_member_cannot_replace_or_erase_another_members_entries_even_from_its_address() {
+    let (alice, mallory) = ids();
+    let mut index = Index::new();
+    let hello = run_of("alice", 6001, &["a_1"], Some("r1"), Kind::Announce);
+    index.apply_signed(ip(2), &hello, Some(alice), LEGACY_PORT, t0());
+    let before = index.to_tags(t0());
+    // From alice's address (spoofed), signed by mallory: a goodbye, a withdrawal, a new
+    // instance, another digest of the same name.
+    let bye = run_of("alice", 6001, &[], Some("r1"), Kind::Goodbye);
+    assert!(!index.apply_signed(ip(2), &bye, Some(mallory), LEGACY_PORT, at(1)));
+    let mut withdraw = run_of("alice", 6001, &[], Some("r1"), Kind::Withdraw);
+    withdraw.p2p.as_mut().unwrap().withdrawn = vec!["a".into()];
+    assert!(!index.apply_signed(ip(2), &withdraw, Some(mallory), LEGACY_PORT, at(1)));
+    let restart = run_of("alice", 6001, &["a_1"], Some("m9"), Kind::Announce);
+    index.apply_signed(ip(2), &restart, Some(mallory), LEGACY_PORT, at(1));
+    let other = ours("alice", 6001, 60, &["a_1"], &[("a", meta("other", 9))]);
+    index.apply_signed(ip(2), &other, Some(mallory), LEGACY_PORT, at(1));
+    let alices: Vec<_> = index
+        .to_tags(at(1))
+        .entries
+        .into_iter()
+        .filter(|e| e.id == Some(alice))
+        .collect();
+    assert_eq!(alices, before.entries, "alice's entry untouched");
+    assert!(index.take_refusals().foreign > 0);
+    // Alice's own goodbye still works.
+    assert!(index.apply_signed(ip(2), &bye, Some(alice), LEGACY_PORT, at(2)));
+    assert!(index
+        .to_tags(at(2))
+        .entries
+        .iter()
+        .all(|e| e.id != Some(alice)));
 }

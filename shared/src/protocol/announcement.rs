@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::content::ContentMeta;
 use super::error::DecodeError;
 use crate::chunk::{legacy_flat_name, validate_content_name, ChunkName};
-use crate::{MAX_ANNOUNCE_DATAGRAM, PROTOCOL_VERSION};
+use crate::PROTOCOL_VERSION;
 
 /// What our peers add to an announcement under the `p2p` key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -292,8 +292,10 @@ impl Announcement {
         })
     }
 
-    /// Splits one peer's whole announcement into datagrams of at most
-    /// [`MAX_ANNOUNCE_DATAGRAM`] bytes, each a complete announcement on its own.
+    /// Splits one peer's whole announcement into datagrams of at most `limit` bytes
+    /// ([`MAX_ANNOUNCE_DATAGRAM`](crate::MAX_ANNOUNCE_DATAGRAM) on an open network, less on a private one, whose sealing
+    /// adds bytes: `shared::trust::Wire::payload_limit`), each a complete announcement on its
+    /// own.
     ///
     /// `files` lists each chunk under the name legacy peers know it by
     /// ([`ChunkName::to_legacy_string`]: a nested content's `/` written `%2F`), and
@@ -310,6 +312,7 @@ impl Announcement {
         ext: Option<&AnnouncementExt>,
         chunks: &[ChunkName],
         metas: &BTreeMap<String, ContentMeta>,
+        limit: usize,
     ) -> (Vec<Vec<u8>>, Vec<ChunkName>) {
         let mut sorted: Vec<&ChunkName> = chunks.iter().collect();
         sorted.sort();
@@ -330,7 +333,7 @@ impl Announcement {
                 }),
             }
         };
-        let fits = |names: &[&ChunkName]| build(names).encode().len() <= MAX_ANNOUNCE_DATAGRAM;
+        let fits = |names: &[&ChunkName]| build(names).encode().len() <= limit;
 
         let mut datagrams = Vec::new();
         let mut dropped = Vec::new();
@@ -373,8 +376,13 @@ impl Announcement {
 
     /// The [`Kind::Offer`] datagram offering `offer` to its user, with `ext`'s port and
     /// instance and no chunks (to a legacy listener, an announcement of nothing); `None` when
-    /// it cannot fit in [`MAX_ANNOUNCE_DATAGRAM`] bytes.
-    pub fn offer(username: &str, ext: &AnnouncementExt, offer: &OfferHeard) -> Option<Vec<u8>> {
+    /// it cannot fit in `limit` bytes.
+    pub fn offer(
+        username: &str,
+        ext: &AnnouncementExt,
+        offer: &OfferHeard,
+        limit: usize,
+    ) -> Option<Vec<u8>> {
         let bytes = Announcement::ours(
             username,
             &[],
@@ -389,7 +397,7 @@ impl Announcement {
             },
         )
         .encode();
-        (bytes.len() <= MAX_ANNOUNCE_DATAGRAM).then_some(bytes)
+        (bytes.len() <= limit).then_some(bytes)
     }
 
     /// The offer this datagram makes, when it is a usable [`Kind::Offer`]: a recipient, a
@@ -415,13 +423,14 @@ impl Announcement {
     }
 
     /// The [`Kind::Withdraw`] datagrams saying that `username` no longer holds `names`: as
-    /// few as fit in [`MAX_ANNOUNCE_DATAGRAM`] bytes each, with `ext`'s port and instance and
+    /// few as fit in `limit` bytes each, with `ext`'s port and instance and
     /// no chunks (to a legacy listener, an announcement of nothing). A name that cannot fit
     /// alone is left out; listeners then drop it only when it expires.
     pub fn pack_withdrawals(
         username: &str,
         ext: &AnnouncementExt,
         names: &[String],
+        limit: usize,
     ) -> Vec<Vec<u8>> {
         let build = |names: &[String]| {
             Announcement::ours(
@@ -440,7 +449,7 @@ impl Announcement {
         let mut current: Vec<String> = Vec::new();
         for name in names {
             current.push(name.clone());
-            if build(&current).len() <= MAX_ANNOUNCE_DATAGRAM {
+            if build(&current).len() <= limit {
                 continue;
             }
             current.pop();
@@ -448,7 +457,7 @@ impl Announcement {
                 datagrams.push(build(&current));
             }
             current = vec![name.clone()];
-            if build(&current).len() > MAX_ANNOUNCE_DATAGRAM {
+            if build(&current).len() > limit {
                 current.clear();
             }
         }
@@ -465,6 +474,7 @@ mod tests {
     use crate::digest::Digest;
     use crate::protocol::content::tests::manifest;
     use crate::protocol::error::tests::assert_malformed;
+    use crate::MAX_ANNOUNCE_DATAGRAM;
 
     fn ext() -> AnnouncementExt {
         AnnouncementExt {
@@ -517,7 +527,8 @@ mod tests {
     #[test]
     fn withdrawals_round_trip_fill_datagrams_and_read_as_empty_legacy_announcements() {
         let names: Vec<String> = (0..60).map(|i| format!("file number {i:03}.bin")).collect();
-        let datagrams = Announcement::pack_withdrawals("alice", &ext(), &names);
+        let datagrams =
+            Announcement::pack_withdrawals("alice", &ext(), &names, MAX_ANNOUNCE_DATAGRAM);
         assert!(datagrams.len() > 1, "60 names need more than one datagram");
         let mut back = Vec::new();
         for d in &datagrams {
@@ -532,9 +543,16 @@ mod tests {
         assert_eq!(back, names);
         // A name too long to fit alone is left out, the others are not.
         let huge = "\"".repeat(600);
-        let some = Announcement::pack_withdrawals("alice", &ext(), &[huge, "x".into()]);
+        let some = Announcement::pack_withdrawals(
+            "alice",
+            &ext(),
+            &[huge, "x".into()],
+            MAX_ANNOUNCE_DATAGRAM,
+        );
         assert_eq!(some.len(), 1);
-        assert!(Announcement::pack_withdrawals("alice", &ext(), &[]).is_empty());
+        assert!(
+            Announcement::pack_withdrawals("alice", &ext(), &[], MAX_ANNOUNCE_DATAGRAM).is_empty()
+        );
     }
 
     fn an_offer() -> OfferHeard {
@@ -550,7 +568,7 @@ mod tests {
     #[test]
     fn offers_round_trip_and_read_as_empty_legacy_announcements() {
         let offer = an_offer();
-        let bytes = Announcement::offer("bob", &ext(), &offer).unwrap();
+        let bytes = Announcement::offer("bob", &ext(), &offer, MAX_ANNOUNCE_DATAGRAM).unwrap();
         assert!(bytes.len() <= MAX_ANNOUNCE_DATAGRAM);
         let a = Announcement::decode(&bytes).unwrap();
         assert_eq!(a.username, "bob");
@@ -584,15 +602,22 @@ mod tests {
         let mut offer = an_offer();
         offer.name = "\"".repeat(crate::MAX_CONTENT_NAME_BYTES);
         offer.to = "t".repeat(crate::MAX_USERNAME_BYTES);
-        assert!(Announcement::offer(&"u".repeat(600), &ext(), &offer).is_none());
+        assert!(
+            Announcement::offer(&"u".repeat(600), &ext(), &offer, MAX_ANNOUNCE_DATAGRAM).is_none()
+        );
         // The longest ordinary name and usernames fit.
         let mut offer = an_offer();
         offer.name = "n".repeat(crate::MAX_CONTENT_NAME_BYTES);
         offer.to = "t".repeat(crate::MAX_USERNAME_BYTES);
         offer.id = "i".repeat(MAX_OFFER_ID_BYTES);
         offer.expires_in = MAX_OFFER_SECS;
-        let bytes =
-            Announcement::offer(&"u".repeat(crate::MAX_USERNAME_BYTES), &ext(), &offer).unwrap();
+        let bytes = Announcement::offer(
+            &"u".repeat(crate::MAX_USERNAME_BYTES),
+            &ext(),
+            &offer,
+            MAX_ANNOUNCE_DATAGRAM,
+        )
+        .unwrap();
         assert_eq!(
             Announcement::decode(&bytes).unwrap().as_offer(),
             Some(offer)
@@ -601,8 +626,10 @@ mod tests {
 
     #[test]
     fn unusable_offers_are_refused_field_by_field() {
-        let good = Announcement::decode(&Announcement::offer("bob", &ext(), &an_offer()).unwrap())
-            .unwrap();
+        let good = Announcement::decode(
+            &Announcement::offer("bob", &ext(), &an_offer(), MAX_ANNOUNCE_DATAGRAM).unwrap(),
+        )
+        .unwrap();
         let with = |edit: &dyn Fn(&mut AnnouncementExt)| {
             let mut a = good.clone();
             edit(a.p2p.as_mut().unwrap());
@@ -777,7 +804,13 @@ mod tests {
             }
         }
         let metas = metas_for(&chunks);
-        let (datagrams, dropped) = Announcement::pack("alice", Some(&ext()), &chunks, &metas);
+        let (datagrams, dropped) = Announcement::pack(
+            "alice",
+            Some(&ext()),
+            &chunks,
+            &metas,
+            MAX_ANNOUNCE_DATAGRAM,
+        );
         assert!(dropped.is_empty());
         assert!(datagrams.len() > 10);
         let mut seen = Vec::new();
@@ -809,7 +842,8 @@ mod tests {
         let long = "n".repeat(crate::MAX_CONTENT_NAME_BYTES);
         let chunks: Vec<ChunkName> = ChunkName::all_of(&long).unwrap().into();
         let metas = metas_for(&chunks);
-        let (datagrams, dropped) = Announcement::pack("bob", Some(&ext()), &chunks, &metas);
+        let (datagrams, dropped) =
+            Announcement::pack("bob", Some(&ext()), &chunks, &metas, MAX_ANNOUNCE_DATAGRAM);
         assert!(dropped.is_empty());
         assert!(datagrams.len() >= 2);
         let mut total = 0;
@@ -833,7 +867,8 @@ mod tests {
         }
         let metas = metas_for(&chunks);
         let user = "u".repeat(crate::MAX_USERNAME_BYTES);
-        let (datagrams, dropped) = Announcement::pack(&user, Some(&ext()), &chunks, &metas);
+        let (datagrams, dropped) =
+            Announcement::pack(&user, Some(&ext()), &chunks, &metas, MAX_ANNOUNCE_DATAGRAM);
         assert!(dropped.is_empty(), "{dropped:?}");
         let mut seen = Vec::new();
         let mut legacy_seen = Vec::new();
@@ -881,7 +916,13 @@ mod tests {
 
     #[test]
     fn pack_without_chunks_still_announces_presence() {
-        let (datagrams, _) = Announcement::pack("carol", Some(&ext()), &[], &BTreeMap::new());
+        let (datagrams, _) = Announcement::pack(
+            "carol",
+            Some(&ext()),
+            &[],
+            &BTreeMap::new(),
+            MAX_ANNOUNCE_DATAGRAM,
+        );
         assert_eq!(datagrams.len(), 1);
         let a = Announcement::decode(&datagrams[0]).unwrap();
         assert!(a.files.is_empty());
@@ -892,7 +933,13 @@ mod tests {
     fn pack_drops_what_cannot_fit_at_all() {
         let chunks: Vec<ChunkName> = ChunkName::all_of("a").unwrap().into();
         let huge_user = "u".repeat(2000);
-        let (datagrams, dropped) = Announcement::pack(&huge_user, None, &chunks, &BTreeMap::new());
+        let (datagrams, dropped) = Announcement::pack(
+            &huge_user,
+            None,
+            &chunks,
+            &BTreeMap::new(),
+            MAX_ANNOUNCE_DATAGRAM,
+        );
         assert_eq!(dropped.len(), 5);
         assert_eq!(datagrams.len(), 1);
     }

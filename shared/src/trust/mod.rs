@@ -4,7 +4,8 @@
 //!   Without it the network is open, as before.
 //! - [`identity`]: this peer's Ed25519 key pair in `DIR/identity.key`, and its [`PeerId`].
 //! - [`envelope`]: sealed datagrams (encrypted with the network key, signed by the sender).
-//! - [`replay`]: refusing datagrams sent again.
+//! - [`replay`]: refusing datagrams sent again; [`gate`]: what a receiver lets in.
+//! - [`pins`]: `DIR/known-peers.txt`, the peer ID each username was first heard with.
 //! - [`channel`]: the encrypted, mutually authenticated transfer channel (Noise, keyed by the
 //!   network key); [`allow`]: the allow list of peers that may download from this one.
 //!
@@ -14,8 +15,10 @@
 pub mod allow;
 pub mod channel;
 pub mod envelope;
+pub mod gate;
 pub mod identity;
 pub mod key;
+pub mod pins;
 pub mod replay;
 
 use std::fs::OpenOptions;
@@ -26,6 +29,7 @@ use std::sync::Arc;
 pub use allow::{AllowList, AllowWatch, ALLOW_FILE};
 pub use channel::{ChannelError, ChannelKeys, SecureStream};
 pub use envelope::{is_sealed, Opened, Opener, Sealer, Unsealed, MAX_SEALED_PAYLOAD};
+pub use gate::{Gate, Passed, Refused};
 pub use identity::{Identity, IdentityError, PeerId};
 pub use key::{KeyFileError, NetworkKey};
 pub use replay::{ReplayGuard, Stale};
@@ -116,6 +120,52 @@ impl Trust {
                 key::NETWORK_KEY_FILE
             ),
         }
+    }
+}
+
+/// How a program's datagrams leave: as they are on an open network, sealed on a private one.
+#[derive(Debug)]
+pub struct Wire(Option<Sealer>);
+
+impl Wire {
+    /// The wire of `trust`'s network, with a new session for this program run.
+    ///
+    /// # Errors
+    /// When the system's random source fails.
+    pub fn of(trust: &Trust) -> io::Result<Wire> {
+        Ok(Wire(trust.sealer()?))
+    }
+
+    /// An open network's wire (tests).
+    pub fn open() -> Wire {
+        Wire(None)
+    }
+
+    /// Longest payload that still leaves as one datagram of at most
+    /// [`crate::MAX_ANNOUNCE_DATAGRAM`] bytes.
+    pub fn payload_limit(&self) -> usize {
+        if self.0.is_some() {
+            MAX_SEALED_PAYLOAD
+        } else {
+            crate::MAX_ANNOUNCE_DATAGRAM
+        }
+    }
+
+    /// The datagram carrying `payload`: itself, or sealed (each call a new sequence number, so
+    /// a datagram meant to be sent again must be wrapped again).
+    ///
+    /// # Errors
+    /// When the system's random source fails.
+    pub fn wrap(&self, payload: &[u8]) -> io::Result<Vec<u8>> {
+        match &self.0 {
+            Some(sealer) => sealer.seal(payload),
+            None => Ok(payload.to_vec()),
+        }
+    }
+
+    /// Whether datagrams are sealed.
+    pub fn is_sealed(&self) -> bool {
+        self.0.is_some()
     }
 }
 

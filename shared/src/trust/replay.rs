@@ -4,11 +4,14 @@
 //! it was sealed within [`MAX_CLOCK_SKEW_MS`] of its own clock, and if its number was not seen
 //! before in its sender's session: each (signer, session) keeps the highest sequence number seen
 //! and a window of the [`WINDOW`] numbers below it (as IPsec and WireGuard do), so datagrams
-//! that arrive out of order by a few, through two sockets, are still taken. Sessions whose
+//! that arrive out of order by a few, through two sockets, are still taken. On first contact
+//! with a session every earlier number counts as seen: what a receiver missed (sent before it
+//! started) cannot be replayed to it later. Sessions whose
 //! last datagram is older than the clock window are forgotten: anything they could still send
 //! is refused by the clock. The number of sessions remembered is bounded ([`MAX_SESSIONS`]);
 //! only members, whose datagrams open, can make new ones.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use super::envelope::Opened;
@@ -81,11 +84,20 @@ impl ReplayGuard {
             }
         }
         let n = opened.sequence;
-        let session = self.sessions.entry(key).or_insert(Session {
-            highest: n,
-            seen: [0; WORDS],
-            last_time_ms: opened.time_ms,
-        });
+        let session = match self.sessions.entry(key) {
+            Entry::Occupied(session) => session.into_mut(),
+            // First contact: everything this session sent before is taken as seen. A number
+            // below it was either heard by us already or missed (sent before we started,
+            // lost): either way, one recorded then and replayed now must not count.
+            Entry::Vacant(vacant) => {
+                vacant.insert(Session {
+                    highest: n,
+                    seen: [u64::MAX; WORDS],
+                    last_time_ms: opened.time_ms,
+                });
+                return Ok(());
+            }
+        };
         if n > session.highest {
             shift(&mut session.seen, n - session.highest);
             session.highest = n;
@@ -158,10 +170,11 @@ mod tests {
     #[test]
     fn each_number_is_taken_once_even_out_of_order() {
         let mut guard = ReplayGuard::new();
-        for n in [5, 3, 4, 9, 6, 1000, 7] {
+        for n in [5, 9, 6, 1000, 7] {
             assert_eq!(guard.check(&opened(1, 1, n, NOW), NOW), Ok(()), "{n}");
         }
-        for n in [5, 3, 9, 1000, 7] {
+        // Before the first contact: taken as seen (missed, then replayed, is still refused).
+        for n in [5, 3, 4, 9, 1000, 7] {
             assert_eq!(
                 guard.check(&opened(1, 1, n, NOW), NOW),
                 Err(Stale::Repeated),
@@ -184,7 +197,8 @@ mod tests {
     #[test]
     fn the_window_shifts_across_word_boundaries() {
         let mut guard = ReplayGuard::new();
-        for n in (0..3000).step_by(7) {
+        assert_eq!(guard.check(&opened(1, 1, 0, NOW), NOW), Ok(()));
+        for n in (7..3000).step_by(7) {
             assert_eq!(guard.check(&opened(1, 1, n, NOW), NOW), Ok(()), "{n}");
         }
         for n in (3000 - WINDOW + 6..3000).filter(|n| n % 7 == 0) {
