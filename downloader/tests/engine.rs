@@ -38,6 +38,7 @@ fn target(name: &str, data: &[u8], holders: &[(&str, &FakeHolder)]) -> Target {
                 proto: Proto::P2p(1),
                 chunks: ChunkSet::ALL,
                 root: Some(root),
+                id: None,
             })
             .collect(),
     }
@@ -161,6 +162,7 @@ fn unreachable_holders_fail_every_chunk_cleanly() {
             proto: Proto::P2p(1),
             chunks: ChunkSet::ALL,
             root: None,
+            id: None,
         }],
         ..target("gone.txt", &bytes, &[])
     };

@@ -115,10 +115,15 @@ fn members_download_byte_identical_and_outsiders_get_no_byte() {
     let frank = f.peer_id();
     let alice = a.peer_id();
     for entry in &mut tags.entries {
-        assert_eq!(entry.id, Some(alice), "carol's listener binds alice's entry to her ID");
+        assert_eq!(
+            entry.id,
+            Some(alice),
+            "carol's listener binds alice's entry to her ID"
+        );
         entry.id = Some(frank);
     }
-    tags.save(&f.dir.join("tags.txt")).expect("write frank's tags.txt");
+    tags.save(&f.dir.join("tags.txt"))
+        .expect("write frank's tags.txt");
     assert_gets_nothing(
         &f,
         "sample.bin",
