@@ -63,6 +63,14 @@ pub const SHARED_KEYS: &[(&str, &[(&str, &str)])] = &[
         &[("announcer", "broadcast"), ("listener", "broadcast")],
     ),
     ("peer", &[("announcer", "peer"), ("listener", "peer")]),
+    // A private network that lets legacy peers in does so on both channels.
+    (
+        "allow-legacy",
+        &[
+            ("listener", "allow-legacy"),
+            ("chunk-server", "allow-legacy"),
+        ],
+    ),
 ];
 
 /// Flags the file cannot set: `--dir` says where the file is, the others are not settings.
