@@ -678,10 +678,33 @@ impl SecureStream {
 }
 
 impl Read for SecureStream {
+    /// Reads decrypted bytes, waiting for a whole frame. The whole call waits at most the
+    /// socket's read timeout, as a plain socket's read does, however the frame's bytes trickle
+    /// in: a peer sending a byte now and then cannot stretch a deadline the caller keeps by
+    /// setting that timeout.
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         if out.is_empty() {
             return Ok(0);
         }
+        // When the first wait began and the socket's timeout then; the timeout to restore if
+        // a later wait shortened it.
+        let mut waits: Option<(Instant, Option<Duration>)> = None;
+        let mut restore = None;
+        let result = self.read_frames(out, &mut waits, &mut restore);
+        if let Some(timeout) = restore {
+            let _ = self.tcp.set_read_timeout(timeout);
+        }
+        result
+    }
+}
+
+impl SecureStream {
+    fn read_frames(
+        &mut self,
+        out: &mut [u8],
+        waits: &mut Option<(Instant, Option<Duration>)>,
+        restore: &mut Option<Option<Duration>>,
+    ) -> io::Result<usize> {
         loop {
             if self.plain_pos < self.plain_len {
                 let n = out.len().min(self.plain_len - self.plain_pos);
@@ -705,6 +728,21 @@ impl Read for SecureStream {
                     self.plain_pos = 0;
                 }
                 continue;
+            }
+            match *waits {
+                None => *waits = Some((Instant::now(), self.tcp.read_timeout()?)),
+                Some((first, Some(timeout))) => {
+                    let left = timeout.saturating_sub(first.elapsed());
+                    if left.is_zero() {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "secure channel: no whole frame within the read timeout",
+                        ));
+                    }
+                    restore.get_or_insert(Some(timeout));
+                    self.tcp.set_read_timeout(Some(left))?;
+                }
+                Some((_, None)) => {}
             }
             if !self.incoming.fill(&mut self.tcp)? {
                 return if self.incoming.pending().is_empty() {
@@ -1044,6 +1082,57 @@ mod tests {
         raw.shutdown(Shutdown::Write).unwrap();
         let err = stream.read(&mut [0u8; 10]).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn a_frame_trickling_in_cannot_stretch_one_read_past_the_timeout() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let (client, server) = pair();
+        let mut raw = client.try_clone().unwrap();
+        let served = thread::spawn(move || {
+            accept(server, Some(&keys(1, 2)), Instant::now() + TIMEOUT).unwrap()
+        });
+        let mut stream = connect(client, &keys(1, 1), None, TIMEOUT).unwrap();
+        let mut server = served.join().unwrap();
+        stream.seal(&[7u8; 40]).unwrap();
+        let frame = std::mem::take(&mut stream.cipher_out);
+        let all_sent = Arc::new(AtomicBool::new(false));
+        let trickle = {
+            let all_sent = Arc::clone(&all_sent);
+            thread::spawn(move || {
+                // Each byte well within the 300 ms timeout; the whole frame takes 5.8 s.
+                for byte in frame {
+                    if raw.write_all(&[byte]).is_err() {
+                        return;
+                    }
+                    thread::sleep(Duration::from_millis(100));
+                }
+                all_sent.store(true, Ordering::SeqCst);
+            })
+        };
+        server
+            .get_ref()
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let err = server.read(&mut [0u8; 100]).unwrap_err();
+        assert!(
+            matches!(
+                err.kind(),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+            ),
+            "{err}"
+        );
+        assert!(
+            !all_sent.load(Ordering::SeqCst),
+            "the read waited for the whole trickle"
+        );
+        // The caller's timeout is back.
+        assert_eq!(
+            server.get_ref().read_timeout().unwrap(),
+            Some(Duration::from_millis(300))
+        );
+        drop(server);
+        trickle.join().unwrap();
     }
 
     #[test]
