@@ -366,7 +366,12 @@ mod tests {
             unreachable!()
         };
         let handshake = thread::spawn(move || {
-            accept(server, Some(&keys(1)), Instant::now() + Duration::from_secs(5)).unwrap()
+            accept(
+                server,
+                Some(&keys(1)),
+                Instant::now() + Duration::from_secs(5),
+            )
+            .unwrap()
         });
         let mut client = connect(client, &keys(2), None, Duration::from_secs(5)).unwrap();
         let mut server = Transport::from(handshake.join().unwrap());

@@ -660,10 +660,42 @@ impl SecureStream {
         result
     }
 
-    /// Writes the sealed frames not yet written. On a timeout what was written is remembered,
-    /// and the next call continues.
+    /// Writes the sealed frames not yet written, waiting at most the socket's write timeout in
+    /// all (as one write to a plain socket does), however slowly the peer takes them: a peer
+    /// reading a byte now and then cannot hold a writer for ever. On a timeout what was
+    /// written is remembered, and the next call continues.
     fn push(&mut self) -> io::Result<()> {
+        let mut first: Option<(Instant, Option<Duration>)> = None;
+        let mut restore = None;
+        let result = self.push_within(&mut first, &mut restore);
+        if let Some(timeout) = restore {
+            let _ = self.tcp.set_write_timeout(timeout);
+        }
+        result
+    }
+
+    fn push_within(
+        &mut self,
+        first: &mut Option<(Instant, Option<Duration>)>,
+        restore: &mut Option<Option<Duration>>,
+    ) -> io::Result<()> {
         while self.cipher_pos < self.cipher_out.len() {
+            match *first {
+                None => *first = Some((Instant::now(), self.tcp.write_timeout()?)),
+                Some((started, Some(timeout))) => {
+                    let left = timeout.saturating_sub(started.elapsed());
+                    if left.is_zero() {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "secure channel: the peer did not take a whole frame within the \
+                             write timeout",
+                        ));
+                    }
+                    restore.get_or_insert(Some(timeout));
+                    self.tcp.set_write_timeout(Some(left))?;
+                }
+                Some((_, None)) => {}
+            }
             match self.tcp.write(&self.cipher_out[self.cipher_pos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.cipher_pos += n,
@@ -1133,6 +1165,31 @@ mod tests {
         );
         drop(server);
         trickle.join().unwrap();
+    }
+
+    #[test]
+    fn a_peer_that_takes_nothing_makes_writes_time_out_and_keeps_the_timeout() {
+        let (client, server) = pair();
+        let served = thread::spawn(move || {
+            accept(server, Some(&keys(1, 2)), Instant::now() + TIMEOUT).unwrap()
+        });
+        let _client = connect(client, &keys(1, 1), None, TIMEOUT).unwrap();
+        let mut server = served.join().unwrap();
+        let timeout = Some(Duration::from_millis(300));
+        server.get_ref().set_write_timeout(timeout).unwrap();
+        // Far more than the socket buffers hold.
+        let block = vec![1u8; 1 << 20];
+        let err = (0..256)
+            .find_map(|_| server.write_all(&block).err())
+            .expect("a write times out");
+        assert!(
+            matches!(
+                err.kind(),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+            ),
+            "{err}"
+        );
+        assert_eq!(server.get_ref().write_timeout().unwrap(), timeout);
     }
 
     #[test]
