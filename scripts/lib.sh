@@ -118,13 +118,14 @@ port_busy() {
 }
 
 # tags_lists TAGS CONTENT HOLDER...: whether the tags.txt file TAGS lists all five chunks of
-# CONTENT for every HOLDER (columns: USER ADDRESS PROTO CONTENT CHUNKS ...).
+# CONTENT for every HOLDER (columns: USER PEER_ID ADDRESS PROTO CONTENT CHUNKS ...; an
+# impostor's line, PEER_ID `!ID`, does not count for its claimed USER).
 tags_lists() {
     local tags=$1 content=$2 holder
     shift 2
     [ -f "$tags" ] || return 1
     for holder in "$@"; do
-        awk -v u="$holder" -v c="$content" '$1 == u && $4 == c && $5 == "12345" { found = 1 } END { exit !found }' \
+        awk -v u="$holder" -v c="$content" '$1 == u && $2 !~ /^!/ && $5 == c && $6 == "12345" { found = 1 } END { exit !found }' \
             "$tags" || return 1
     done
 }

@@ -63,7 +63,6 @@ pub const SHARED_KEYS: &[(&str, &[(&str, &str)])] = &[
         &[("announcer", "broadcast"), ("listener", "broadcast")],
     ),
     ("peer", &[("announcer", "peer"), ("listener", "peer")]),
-    // A private network that lets legacy peers in does so on both channels.
     (
         "allow-legacy",
         &[

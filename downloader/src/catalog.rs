@@ -30,9 +30,12 @@ pub struct Holder {
     /// The root digest of the manifest it announced, when it announced one: the manifest it
     /// vouches for.
     pub root: Option<Digest>,
-    /// The peer ID its announcements were signed with (a private network): its chunk server
-    /// must prove this ID in the transfer channel. `None` on an open network.
+    /// On a private network, the peer ID that announced it: its chunk server must prove to
+    /// be that peer.
     pub id: Option<PeerId>,
+    /// It announced under a username pinned to another peer ID: never picked by `--from`
+    /// that name, and shown as such.
+    pub impostor: bool,
 }
 
 impl Holder {
@@ -45,6 +48,7 @@ impl Holder {
             chunks: entry.chunks,
             root: entry.root,
             id: entry.id,
+            impostor: entry.impostor,
         }
     }
 
@@ -71,7 +75,9 @@ impl Target {
     /// Whether `user` (case ignored) is one of its holders.
     pub fn held_by(&self, user: &str) -> bool {
         let user = user.to_lowercase();
-        self.holders.iter().any(|h| h.user.to_lowercase() == user)
+        self.holders
+            .iter()
+            .any(|h| !h.impostor && h.user.to_lowercase() == user)
     }
 
     /// Union of the holders' chunks.
@@ -284,6 +290,7 @@ impl Catalog {
             .targets
             .iter()
             .flat_map(|t| &t.holders)
+            .filter(|h| !h.impostor)
             .map(|h| (h.user.to_lowercase(), holder_name(h)))
             .collect();
         users.sort();
@@ -349,9 +356,10 @@ pub enum HolderColumn {
 
 /// A holder's name as a terminal shows it, `(legacy)` after a legacy one.
 fn holder_name(h: &Holder) -> String {
-    match h.proto {
-        Proto::Legacy => format!("{} (legacy)", terminal_safe(&h.user)),
-        Proto::P2p(_) => terminal_safe(&h.user).into_owned(),
+    match (h.proto, h.impostor, h.id) {
+        (Proto::Legacy, _, _) => format!("{} (legacy)", terminal_safe(&h.user)),
+        (Proto::P2p(_), true, Some(id)) => format!("{} (impostor {id})", terminal_safe(&h.user)),
+        (Proto::P2p(_), _, _) => terminal_safe(&h.user).into_owned(),
     }
 }
 
@@ -361,6 +369,13 @@ fn holder_detail(h: &Holder) -> String {
     let mut notes = Vec::new();
     if h.proto == Proto::Legacy {
         notes.push("legacy".to_owned());
+    }
+    if let Some(id) = h.id {
+        notes.push(if h.impostor {
+            format!("impostor {id}: the name is another peer's")
+        } else {
+            format!("ID {id}")
+        });
     }
     if !h.chunks.is_complete() {
         notes.push(h.chunks.to_string());
@@ -598,6 +613,46 @@ mod tests {
             text.contains("bob@127.0.0.3:5001, carol@127.0.0.4:5001 (12---)"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn an_impostor_is_shown_as_such_and_never_taken_for_the_name_it_uses() {
+        let alice = shared::trust::Identity::from_seed(&[1; 32]).id();
+        let mallory = shared::trust::Identity::from_seed(&[2; 32]).id();
+        let mut real = entry("alice", 2, "notes.txt", Some(1), "12345");
+        real.id = Some(alice);
+        let mut fake = entry("alice", 5, "plans.txt", Some(3), "12345");
+        fake.id = Some(mallory);
+        fake.impostor = true;
+        let c = Catalog::from_index(
+            &TagsIndex {
+                updated: None,
+                entries: vec![real, fake],
+            },
+            Utc::now(),
+        );
+        let plans = c.targets.iter().find(|t| t.name == "plans.txt").unwrap();
+        assert!(
+            !plans.held_by("alice"),
+            "--from alice must not pick the impostor"
+        );
+        let notes = c.targets.iter().find(|t| t.name == "notes.txt").unwrap();
+        assert!(notes.held_by("alice"));
+        assert_eq!(c.users(), ["alice"]);
+        let text = c.render();
+        assert!(
+            text.contains(&format!("alice (impostor {mallory})")),
+            "{text}"
+        );
+        let all: Vec<(usize, &Target)> = c
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (i + 1, t))
+            .collect();
+        let detail = c.render_with(&all, HolderColumn::Addresses);
+        assert!(detail.contains(&format!("ID {alice}")), "{detail}");
+        assert!(detail.contains(&format!("impostor {mallory}")), "{detail}");
     }
 
     #[test]

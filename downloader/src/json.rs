@@ -71,6 +71,11 @@ pub struct ListedHolder {
     pub protocol: &'static str,
     /// The chunk numbers it announced.
     pub chunks: Vec<u8>,
+    /// On a private network, its peer ID (`ABCD-EFGH-IJKL-MNOP`); `null` on an open network
+    /// and for legacy peers.
+    pub peer_id: Option<String>,
+    /// Whether it announced under a username pinned to another peer ID (listed apart).
+    pub impostor: bool,
 }
 
 /// One peer heard, as `peers --json` prints it (an array of these, sorted by user, then
@@ -79,6 +84,12 @@ pub struct ListedHolder {
 pub struct ListedPeer {
     /// Its username.
     pub user: String,
+    /// On a private network, its peer ID (`ABCD-EFGH-IJKL-MNOP`); `null` on an open network
+    /// and for legacy peers.
+    pub peer_id: Option<String>,
+    /// Whether it announced under a username pinned to another peer ID (listed apart).
+    pub impostor: bool,
+
     /// Its chunk server, `IP:PORT`.
     pub address: String,
     /// `"p2p"` or `"legacy"`.
@@ -186,6 +197,8 @@ impl ListedPeer {
     pub fn new(peer: &PeerView) -> ListedPeer {
         ListedPeer {
             user: peer.user.clone(),
+            peer_id: peer.id.map(|id| id.to_string()),
+            impostor: peer.impostor,
             address: peer.addr.to_string(),
             protocol: protocol_word(peer.proto),
             version: match peer.proto {
@@ -217,6 +230,8 @@ impl ListedHolder {
             address: holder.addr.to_string(),
             protocol: protocol_word(holder.proto),
             chunks: holder.chunks.indexes().collect(),
+            peer_id: holder.id.map(|id| id.to_string()),
+            impostor: holder.impostor,
         }
     }
 }
@@ -307,6 +322,7 @@ mod tests {
                 chunks: ChunkSet::parse("12-4-").unwrap(),
                 root: None,
                 id: None,
+                impostor: false,
             }],
         };
         let text = serde_json::to_string(&ListedContent::new(3, &target)).unwrap();
@@ -325,6 +341,8 @@ mod tests {
     fn a_listed_peer_carries_its_protocol_count_and_answer() {
         let peer = PeerView {
             user: "ece".into(),
+            id: None,
+            impostor: false,
             addr: SocketAddr::from(([127, 0, 0, 9], 5001)),
             proto: Proto::Legacy,
             files: 2,

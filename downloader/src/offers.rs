@@ -213,6 +213,7 @@ fn target_of(config: &Config, offer: &Offer) -> Target {
         chunks: ChunkSet::ALL,
         root: offer.meta.root,
         id: None,
+        impostor: false,
     }];
     if let Ok(index) = TagsIndex::load(&config.dir.tags()) {
         let catalog = Catalog::from_index(&index, Utc::now());

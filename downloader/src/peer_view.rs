@@ -19,6 +19,7 @@ use shared::connection::Connection;
 use shared::digest::Digest;
 use shared::tags::{Proto, TagsIndex};
 use shared::text::terminal_safe;
+use shared::trust::PeerId;
 
 use crate::catalog::Holder;
 use crate::fetch::{fetch_manifest, CancelHandle, FetchError, Network};
@@ -32,6 +33,10 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 pub struct PeerView {
     /// Its username.
     pub user: String,
+    /// On a private network, its peer ID.
+    pub id: Option<PeerId>,
+    /// It announced under a username pinned to another peer ID.
+    pub impostor: bool,
     /// Its chunk server's address.
     pub addr: SocketAddr,
     /// What its chunk server speaks.
@@ -54,12 +59,15 @@ pub struct PeerView {
 pub fn peers_of(index: &TagsIndex, now: DateTime<Utc>) -> Vec<PeerView> {
     // Per peer: its view, and the contents (name, digest) it offers something of.
     type Held<'a> = BTreeSet<(&'a str, Option<Digest>)>;
-    let mut groups: BTreeMap<(&str, SocketAddr, Proto), (PeerView, Held)> = BTreeMap::new();
+    type Key<'a> = (&'a str, SocketAddr, Proto, Option<PeerId>);
+    let mut groups: BTreeMap<Key, (PeerView, Held)> = BTreeMap::new();
     for entry in index.live(now) {
-        let key = (entry.user.as_str(), entry.addr, entry.proto);
+        let key = (entry.user.as_str(), entry.addr, entry.proto, entry.id);
         let (peer, held) = groups.entry(key).or_insert_with(|| {
             let peer = PeerView {
                 user: entry.user.clone(),
+                id: entry.id,
+                impostor: entry.impostor,
                 addr: entry.addr,
                 proto: entry.proto,
                 files: 0,
@@ -126,6 +134,7 @@ fn answers(peer: &PeerView, net: &Network, timeout: Duration) -> bool {
                 chunks: ChunkSet::EMPTY,
                 root: None,
                 id: None,
+                impostor: false,
             };
             match fetch_manifest(&holder, name, *digest, net, &CancelHandle::default()) {
                 // A refusal in our protocol (busy, or the file just unshared) is an answer too.
@@ -160,18 +169,24 @@ pub fn render(peers: &[PeerView], now: DateTime<Utc>) -> String {
     }
     let header = [
         "USER",
+        "PEER ID",
         "ADDRESS",
         "PROTOCOL",
         "FILES",
         "LAST HEARD",
         "CHUNK SERVER",
     ];
-    let rows: Vec<[String; 6]> = peers
+    let rows: Vec<[String; 7]> = peers
         .iter()
         .map(|p| {
             [
                 // Names come from the network: shown, never obeyed.
                 terminal_safe(&p.user).into_owned(),
+                match (p.id, p.impostor) {
+                    (None, _) => "-".to_owned(),
+                    (Some(id), false) => id.to_string(),
+                    (Some(id), true) => format!("{id} (impostor: the name is another peer's)"),
+                },
                 p.addr.to_string(),
                 p.proto.to_string(),
                 p.files.to_string(),
@@ -185,7 +200,7 @@ pub fn render(peers: &[PeerView], now: DateTime<Utc>) -> String {
         })
         .collect();
     // FILES is a number: right-aligned.
-    format::table(header, &rows, &[3])
+    format::table(header, &rows, &[4])
 }
 
 #[cfg(test)]
@@ -275,6 +290,8 @@ mod tests {
         drop(closed);
         let view = |addr| PeerView {
             user: "u".into(),
+            id: None,
+            impostor: false,
             addr,
             proto: Proto::P2p(1),
             files: 1,

@@ -211,6 +211,7 @@ mod tests {
                     chunks: ChunkSet::ALL,
                     root: None,
                     id: None,
+                    impostor: false,
                 })
                 .collect(),
         }

@@ -39,6 +39,7 @@ fn target(name: &str, data: &[u8], holders: &[(&str, &FakeHolder)]) -> Target {
                 chunks: ChunkSet::ALL,
                 root: Some(root),
                 id: None,
+                impostor: false,
             })
             .collect(),
     }
@@ -163,6 +164,7 @@ fn unreachable_holders_fail_every_chunk_cleanly() {
             chunks: ChunkSet::ALL,
             root: None,
             id: None,
+            impostor: false,
         }],
         ..target("gone.txt", &bytes, &[])
     };

@@ -378,6 +378,7 @@ mod tests {
             chunks: ChunkSet::parse(chunks).unwrap(),
             root: None,
             id: None,
+            impostor: false,
         };
         let target = Target {
             name: "f".into(),

@@ -198,6 +198,7 @@ mod tests {
             chunks: ChunkSet::parse(chunks).unwrap(),
             root: None,
             id: None,
+            impostor: false,
         }
     }
 

@@ -180,12 +180,9 @@ impl Identity {
             Identity::from_seed(&seed).id(),
             encode_hex(&seed)
         );
-        static ATTEMPT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let attempt = ATTEMPT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = dir.join(format!(
-            ".{IDENTITY_FILE}.{}.{attempt}.tmp",
-            std::process::id()
-        ));
+        // A random name: programs in containers sharing the folder may all be pid 1.
+        let unique: [u8; 8] = random_bytes().map_err(io_err)?;
+        let tmp = dir.join(format!(".{IDENTITY_FILE}.{}.tmp", encode_hex(&unique)));
         write_secret(&tmp, text.as_bytes()).map_err(io_err)?;
         let linked = fs::hard_link(&tmp, &path);
         let _ = fs::remove_file(&tmp);

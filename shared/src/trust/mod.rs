@@ -185,10 +185,12 @@ pub fn random_bytes<const N: usize>() -> io::Result<[u8; N]> {
 /// Writes a secret file: created with mode 0600 (never readable by others, even for a moment),
 /// flushed, then renamed over `path`.
 pub(crate) fn write_secret(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    // A random name: programs in containers sharing the folder may all be pid 1.
+    let unique: [u8; 8] = random_bytes()?;
     let tmp = path.with_file_name(format!(
         ".{}.{}.secret.tmp",
         path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
+        key::encode_hex(&unique)
     ));
     let result = (|| {
         let mut options = OpenOptions::new();
