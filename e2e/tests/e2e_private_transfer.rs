@@ -227,3 +227,32 @@ fn the_allow_list_refuses_an_unlisted_member_until_it_is_listed() {
     assert_success(&out, "dave (listed now) downloads");
     assert_same_file(&original, &d.downloads_dir().join("sample.bin"));
 }
+
+#[test]
+fn a_member_fetches_a_legacy_holder_in_plaintext_when_its_listener_allows_legacy_peers() {
+    use testkit::legacy::{legacy_split, LegacyServer, Mode};
+    let net = TestNet::new(std::time::Duration::from_secs(120));
+    let ece_ip = net.next_ip();
+    let ece_dir = net.folder("ece-legacy");
+    let original = ece_dir.join("ece.txt");
+    write_random_file(&original, 300_001, 11);
+    let (content, chunks) = legacy_split(&original, &ece_dir.join("chunks"));
+    let server = LegacyServer::start(ece_ip, &ece_dir.join("chunks"), Mode::Close);
+
+    let c = net.peer("carol");
+    c.join_network(TEST_PHRASE);
+    let port = server.addr().port().to_string();
+    c.start_listener(&["--allow-legacy", "--legacy-chunk-port", &port]);
+    net.announce_legacy_until_listed(&c, ece_ip, "ece", &chunks, |e| {
+        e.content == content && e.chunks == shared::chunk::ChunkSet::ALL
+    });
+    let out = c.downloader(&["get", &content]);
+    assert_success(&out, "a member downloads from a legacy holder");
+    assert_same_file(&original, &printed_path(&out, &c.dir));
+    // The legacy server heard plain legacy requests, not our handshake.
+    let requests = server.requests();
+    assert!(!requests.is_empty());
+    for request in &requests {
+        assert!(request.contains("filename"), "{request:?}");
+    }
+}
