@@ -78,6 +78,10 @@ pub(crate) struct Args {
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_MIN_RATE_WINDOW_SECS,
           value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
     min_rate_window: u64,
+    /// On a private network (DIR/network.key), also answer plaintext requests: legacy peers
+    /// and peers without the key can then download what is shared here.
+    #[arg(long)]
+    allow_legacy: bool,
     #[command(flatten)]
     pub(crate) generate: GenerateFlag,
     /// Log debug messages on stderr.
@@ -116,6 +120,7 @@ impl Args {
             max_rate: (self.max_rate > 0).then_some(self.max_rate),
             min_rate: (self.min_rate > 0).then_some(self.min_rate),
             min_rate_window: Duration::from_secs(self.min_rate_window),
+            allow_legacy: self.allow_legacy,
         }
     }
 }

@@ -56,4 +56,7 @@ pub enum Error {
         /// The cause.
         source: io::Error,
     },
+    /// The network key or the identity of the peer folder cannot be used.
+    #[error("cannot load the peer folder's trust files")]
+    Trust(#[source] shared::trust::TrustError),
 }

@@ -14,7 +14,9 @@
 //!   them on shutdown; `admission` decides which connections are taken on (per source address,
 //!   pending and transfer budgets).
 //! - `serve` answers one connection: a legacy chunk request, or our chunk and manifest
-//!   requests; `digest_cache` remembers digests of chunks no manifest describes.
+//!   requests, in plaintext or (on a private network) over the encrypted channel, which its
+//!   `gate` opens and checks against the allow list; `digest_cache` remembers digests of
+//!   chunks no manifest describes.
 //! - [`error`]: the errors that stop the server; per-connection and per-file failures are only
 //!   logged.
 //!
@@ -47,6 +49,7 @@ use shared::instance::{RecordGuard, ServerRecord};
 use shared::peer_dir::PeerDir;
 use shared::shutdown::Shutdown;
 use shared::store::ChunkStore;
+use shared::trust::Trust;
 use shared::REQUEST_TIMEOUT;
 
 use crate::admission::{Admission, Limits};
@@ -54,7 +57,7 @@ use crate::digest_cache::DigestCache;
 pub use crate::error::Error;
 use crate::listed::{Listed, SHARES_POLL};
 use crate::offered::Offered;
-use crate::serve::{RateFloor, ServeContext};
+use crate::serve::{Gate, RateFloor, ServeContext};
 use crate::share::Sharer;
 
 /// Seconds between two scans of the shared files: short, so a file dropped into the share
@@ -118,6 +121,10 @@ pub struct Config {
     pub min_rate: Option<u64>,
     /// See [`Config::min_rate`].
     pub min_rate_window: Duration,
+    /// On a private network, also answer plaintext requests (legacy peers, and our peers
+    /// without the key): `--allow-legacy`. No effect on an open network, which answers them
+    /// anyway.
+    pub allow_legacy: bool,
 }
 
 impl Default for Config {
@@ -133,6 +140,7 @@ impl Default for Config {
             max_rate: None,
             min_rate: Some(DEFAULT_MIN_RATE),
             min_rate_window: Duration::from_secs(DEFAULT_MIN_RATE_WINDOW_SECS),
+            allow_legacy: false,
         }
     }
 }
@@ -187,6 +195,18 @@ pub fn record_address(listener: &TcpListener, dir: &Path) -> Result<RecordGuard,
 pub fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> Result<(), Error> {
     let dir = PeerDir::new(&config.dir);
     create_dir(dir.root())?;
+    let trust = Trust::load(dir.root()).map_err(Error::Trust)?;
+    log::info!("{}", trust.describe());
+    if trust.is_private() {
+        if config.allow_legacy {
+            log::warn!(
+                "--allow-legacy: plaintext requests are answered too, so anyone on the LAN can \
+                 download what is shared here"
+            );
+        } else {
+            log::info!("plaintext requests (legacy peers, peers without the key) are refused");
+        }
+    }
     let store = ChunkStore::open(dir.temp()).map_err(Error::OpenStore)?;
     let shares = if config.shares.is_empty() {
         let default = dir.default_share_dir();
@@ -247,6 +267,7 @@ pub fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> Result<
         request_timeout: config.request_timeout.max(Duration::from_millis(1)),
         digests: DigestCache::default(),
         shutdown: shutdown.clone(),
+        gate: Gate::new(&trust, dir.root(), config.allow_legacy),
     });
     let admission = Admission::new(Limits {
         max_transfers: config.max_connections,

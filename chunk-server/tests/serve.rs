@@ -309,13 +309,14 @@ fn hostile_requests_get_nothing_and_never_reach_outside_the_store() {
         legacy_fetch(server.addr, "ok.bin_5"),
         chunk_files(dir.path(), "ok.bin")[4]
     );
-    // Nothing was created or changed outside the store.
+    // Nothing was created or changed outside the store (but the peer's identity, made on first
+    // start).
     let mut top: Vec<String> = fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     top.sort();
-    assert_eq!(top, ["secret_1", "served_files", "temp"]);
+    assert_eq!(top, ["identity.key", "secret_1", "served_files", "temp"]);
     assert_eq!(fs::read(&secret).unwrap(), b"TOP SECRET");
     drop(silent);
 }

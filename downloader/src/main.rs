@@ -23,7 +23,9 @@ fn main() -> ExitCode {
     program::run_main(args.program(), |shutdown| {
         let command = args.command.take();
         let feedback = args.feedback();
-        let config = args.into_config();
+        let mut config = args.into_config();
+        // On a private network our holders are asked only over the encrypted channel.
+        config.net.keys = downloader::fetch::channel_keys(config.dir.root())?;
         let result = match command {
             Some(command) => command.run(&config, shutdown, feedback),
             None => {

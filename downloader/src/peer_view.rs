@@ -106,7 +106,7 @@ pub fn probe(peers: &mut [PeerView], net: &Network, timeout: Duration) {
     let net = Network {
         connect: timeout,
         first_byte: timeout,
-        ..*net
+        ..net.clone()
     };
     let net = &net;
     std::thread::scope(|scope| {
@@ -138,7 +138,7 @@ fn answers(peer: &PeerView, net: &Network, timeout: Duration) -> bool {
             };
             match fetch_manifest(&holder, name, *digest, net, &CancelHandle::default()) {
                 // A refusal in our protocol (busy, or the file just unshared) is an answer too.
-                Ok(_) | Err(FetchError::Refused { .. }) => true,
+                Ok(_) | Err(FetchError::Refused { .. } | FetchError::PrivateNetwork(_)) => true,
                 Err(e) => {
                     log::debug!("{}: no manifest of {name:?}: {e}", holder.label());
                     false

@@ -71,8 +71,8 @@ pub(crate) enum Heard {
     /// network only).
     Announcement(Announcement, Option<PeerId>),
     /// An offer of a content to one user, for the inbox (if it is for ours): its sender's
-    /// username and chunk-server port.
-    Offer(OfferHeard, String, u16),
+    /// username and chunk-server port, and the peer ID that signed it (private network only).
+    Offer(OfferHeard, String, u16, Option<PeerId>),
 }
 
 /// Decodes one datagram and decides what it is. A name a terminal would obey, or not show,
@@ -127,7 +127,12 @@ pub(crate) fn hear(bytes: &[u8], from: SocketAddr, gate: &mut Gate) -> Heard {
     if kind == Kind::Offer {
         let port = ext.map_or(0, |e| e.port);
         return match announcement.as_offer() {
-            Some(offer) => Heard::Offer(offer, sanitize_username(&announcement.username), port),
+            Some(offer) => Heard::Offer(
+                offer,
+                sanitize_username(&announcement.username),
+                port,
+                signer,
+            ),
             None => {
                 Heard::Malformed("an offer without a valid recipient, id, content or expiry".into())
             }
@@ -364,7 +369,17 @@ impl Hearing<'_> {
                 self.asker.ask(*from);
                 false
             }
-            Heard::Offer(offer, user, port) => {
+            Heard::Offer(offer, user, port, signer) => {
+                // An offer in a pinned name from another ID would pass an impostor's file off
+                // as that user's (and `accept-from.txt` would accept it unasked).
+                if let Some(id) = signer.filter(|id| self.index.is_impostor(&user, *id)) {
+                    log::warn!(
+                        "ignoring an offer of {:?} from peer {id} in the name of {user:?}, which \
+                         belongs to another peer ID",
+                        offer.name
+                    );
+                    return false;
+                }
                 self.inbox.hear(
                     &offer,
                     &user,
@@ -645,7 +660,7 @@ mod tests {
         )
         .unwrap();
         match hear(&bytes, from(), &mut open()) {
-            Heard::Offer(heard, user, port) => {
+            Heard::Offer(heard, user, port, None) => {
                 assert_eq!((heard, user.as_str(), port), (offer.clone(), "bob", 6001));
             }
             other => panic!("{other:?}"),

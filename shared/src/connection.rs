@@ -5,6 +5,10 @@
 //! body bytes that arrived with the header are never lost; body bytes are then copied from the
 //! same buffer. Writes go straight to the socket, unbuffered, so large bodies are not copied
 //! twice. Every read is bounded by a socket timeout: nothing here blocks forever.
+//!
+//! The bytes travel over a [`Transport`]: the plain socket, or on a private network the
+//! encrypted channel ([`SecureStream`]) that carries the same protocol unchanged; the socket
+//! beneath either gives the timeouts and the shutdowns.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
@@ -13,6 +17,8 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::protocol::{DecodeError, Request, Response, MAX_RESPONSE_HEADER};
+use crate::trust::channel::SecureStream;
+use crate::trust::PeerId;
 use crate::{IO_IDLE_TIMEOUT, MAX_REQUEST_BYTES};
 
 /// Why a read or write on a connection failed.
@@ -49,9 +55,102 @@ fn is_timeout(err: &io::Error) -> bool {
     )
 }
 
+/// What a [`Connection`] carries its bytes over.
+#[derive(Debug)]
+pub enum Transport {
+    /// The socket itself: an open network, or a legacy peer.
+    Plain(TcpStream),
+    /// The encrypted channel of a private network.
+    Secure(Box<SecureStream>),
+}
+
+impl Transport {
+    /// The socket beneath, for its options and shutdowns.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Transport::Plain(tcp) => tcp,
+            Transport::Secure(secure) => secure.get_ref(),
+        }
+    }
+
+    /// The peer ID the other side proved, on the encrypted channel.
+    pub fn peer_id(&self) -> Option<PeerId> {
+        match self {
+            Transport::Plain(_) => None,
+            Transport::Secure(secure) => Some(secure.peer_id()),
+        }
+    }
+
+    /// Sets the socket's write timeout.
+    ///
+    /// # Errors
+    /// When the socket option cannot be set.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.tcp().set_write_timeout(timeout)
+    }
+}
+
+impl From<TcpStream> for Transport {
+    fn from(tcp: TcpStream) -> Transport {
+        Transport::Plain(tcp)
+    }
+}
+
+impl From<SecureStream> for Transport {
+    fn from(secure: SecureStream) -> Transport {
+        Transport::Secure(Box::new(secure))
+    }
+}
+
+impl Read for Transport {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(tcp) => tcp.read(buf),
+            Transport::Secure(secure) => secure.read(buf),
+        }
+    }
+}
+
+impl Write for Transport {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(tcp) => tcp.write(buf),
+            Transport::Secure(secure) => secure.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Transport::Plain(tcp) => tcp.flush(),
+            Transport::Secure(secure) => secure.flush(),
+        }
+    }
+}
+
+/// Connects to `addr` from the source address `bind` (see [`Connection::connect_with`])
+/// within `connect_timeout`.
+///
+/// # Errors
+/// When the source address cannot be bound or the server cannot be reached.
+pub fn dial(
+    addr: SocketAddr,
+    bind: Option<IpAddr>,
+    connect_timeout: Duration,
+) -> io::Result<TcpStream> {
+    match bind {
+        None => TcpStream::connect_timeout(&addr, connect_timeout),
+        Some(ip) => {
+            let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+            socket.bind(&SocketAddr::new(ip, 0).into())?;
+            socket.connect_timeout(&addr.into(), connect_timeout)?;
+            Ok(socket.into())
+        }
+    }
+}
+
 /// A TCP connection with protocol-aware reads.
 pub struct Connection {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<Transport>,
 }
 
 /// What one wait for bytes gave ([`Connection::fill`]).
@@ -69,11 +168,13 @@ impl Connection {
     ///
     /// # Errors
     /// When the socket options cannot be set.
-    pub fn new(stream: TcpStream, timeout: Duration) -> io::Result<Connection> {
-        stream.set_read_timeout(Some(timeout))?;
-        stream.set_write_timeout(Some(timeout))?;
+    pub fn new(stream: impl Into<Transport>, timeout: Duration) -> io::Result<Connection> {
+        let stream = stream.into();
+        let tcp = stream.tcp();
+        tcp.set_read_timeout(Some(timeout))?;
+        tcp.set_write_timeout(Some(timeout))?;
         // Requests and headers are small single writes; do not let Nagle delay them.
-        stream.set_nodelay(true)?;
+        tcp.set_nodelay(true)?;
         Ok(Connection {
             reader: BufReader::with_capacity(64 * 1024, stream),
         })
@@ -91,17 +192,7 @@ impl Connection {
         connect_timeout: Duration,
         io_timeout: Duration,
     ) -> io::Result<Connection> {
-        let stream = match bind {
-            None => TcpStream::connect_timeout(&addr, connect_timeout)?,
-            Some(ip) => {
-                let socket =
-                    Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-                socket.bind(&SocketAddr::new(ip, 0).into())?;
-                socket.connect_timeout(&addr.into(), connect_timeout)?;
-                socket.into()
-            }
-        };
-        Self::new(stream, io_timeout)
+        Self::new(dial(addr, bind, connect_timeout)?, io_timeout)
     }
 
     /// Changes the read timeout.
@@ -109,7 +200,7 @@ impl Connection {
     /// # Errors
     /// When the socket option cannot be set.
     pub fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
-        self.reader.get_ref().set_read_timeout(Some(timeout))
+        self.reader.get_ref().tcp().set_read_timeout(Some(timeout))
     }
 
     /// The socket's read timeout now.
@@ -117,6 +208,7 @@ impl Connection {
         Ok(self
             .reader
             .get_ref()
+            .tcp()
             .read_timeout()?
             .unwrap_or(IO_IDLE_TIMEOUT))
     }
@@ -127,12 +219,17 @@ impl Connection {
     /// # Errors
     /// When the handle cannot be duplicated.
     pub fn try_clone_stream(&self) -> io::Result<TcpStream> {
-        self.reader.get_ref().try_clone()
+        self.reader.get_ref().tcp().try_clone()
     }
 
-    /// The socket, for writing body bytes directly.
-    pub fn stream(&mut self) -> &mut TcpStream {
+    /// The transport, for writing body bytes directly.
+    pub fn stream(&mut self) -> &mut Transport {
         self.reader.get_mut()
+    }
+
+    /// The peer ID the other side proved, on the encrypted channel.
+    pub fn peer_id(&self) -> Option<PeerId> {
+        self.reader.get_ref().peer_id()
     }
 
     /// The one read loop under every read here: waits until the buffer holds bytes, the peer
@@ -338,8 +435,10 @@ impl Connection {
     }
 
     /// Half-closes the write side: the peer sees end of stream, we can still read.
-    pub fn shutdown_write(&self) {
-        let _ = self.reader.get_ref().shutdown(Shutdown::Write);
+    pub fn shutdown_write(&mut self) {
+        // Sealed bytes still buffered go out first.
+        let _ = self.reader.get_mut().flush();
+        let _ = self.reader.get_ref().tcp().shutdown(Shutdown::Write);
     }
 
     /// Reads and discards whatever is already buffered or arrives within the read timeout, up to

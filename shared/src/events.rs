@@ -145,11 +145,17 @@ pub enum Outcome {
     Superseded,
     /// The bytes contradict a manifest their sender never vouched for: no proof against it.
     UnconfirmedMismatch,
+    /// The two sides of a transfer hold different network keys (or one has none).
+    WrongKey,
+    /// A plaintext request to a chunk server of a private network.
+    PrivateNetwork,
+    /// A member of the network that the allow list does not name.
+    NotAllowed,
 }
 
 impl Outcome {
     /// Every outcome, for tests and documentation.
-    pub const ALL: [Outcome; 24] = [
+    pub const ALL: [Outcome; 27] = [
         Outcome::Ok,
         Outcome::Failed,
         Outcome::BadRequest,
@@ -174,6 +180,9 @@ impl Outcome {
         Outcome::Cancelled,
         Outcome::Superseded,
         Outcome::UnconfirmedMismatch,
+        Outcome::WrongKey,
+        Outcome::PrivateNetwork,
+        Outcome::NotAllowed,
     ];
 
     /// The word written in logs.
@@ -203,6 +212,9 @@ impl Outcome {
             Outcome::Cancelled => "cancelled",
             Outcome::Superseded => "superseded",
             Outcome::UnconfirmedMismatch => "unconfirmed_mismatch",
+            Outcome::WrongKey => "wrong_key",
+            Outcome::PrivateNetwork => "private_network",
+            Outcome::NotAllowed => "not_allowed",
         }
     }
 

@@ -12,6 +12,8 @@
 //!
 //! # Layout
 //! - here: [`handle_connection`], the life of one connection, and the `served` event;
+//! - `gate`: who is answered at all: the encrypted channel of a private network, the allow
+//!   list, and plaintext refused there unless `--allow-legacy` ([`Gate`]);
 //! - `refusal`: why a request gets no data, the `refused` event and the protocol's error reply;
 //! - `prepare`: checking a request against the store and opening what it names (the only way
 //!   a request name reaches the file system);
@@ -26,6 +28,7 @@
 //! This module neither accepts connections nor counts them: `server` and [`crate::admission`]
 //! do. Failures here concern one client and are logged, never returned.
 
+mod gate;
 mod prepare;
 mod refusal;
 mod send;
@@ -41,8 +44,10 @@ use shared::events::{Event, Outcome};
 use shared::protocol::{Request, Response};
 use shared::shutdown::Shutdown;
 use shared::store::ChunkStore;
+use shared::trust::PeerId;
 use shared::IO_IDLE_TIMEOUT;
 
+pub(crate) use self::gate::Gate;
 use self::prepare::{open_chunk, prepare_chunk, prepare_manifest};
 pub(crate) use self::refusal::log_refused;
 use self::refusal::{loggable, read_refusal, Refusal};
@@ -79,12 +84,14 @@ pub(crate) struct ServeContext {
     pub(crate) digests: DigestCache,
     /// The server's shutdown flag: waits and long hashes end when it is set.
     pub(crate) shutdown: Shutdown,
+    /// Who is answered: the network key, `--allow-legacy`, the allow list.
+    pub(crate) gate: Gate,
 }
 
 /// Logs one `served` event: what was sent to whom, how much, how fast, and how it ended.
 fn log_served(
     name: &ChunkName,
-    peer: SocketAddr,
+    (peer, id): (SocketAddr, Option<PeerId>),
     proto: &str,
     offset: Option<u64>,
     sent: u64,
@@ -96,10 +103,12 @@ fn log_served(
         Err(SendError::TooSlow { .. }) => Outcome::TooSlow,
         Err(SendError::Io(_)) => Outcome::Error,
     };
-    let mut event = Event::new("served")
-        .with("chunk", name)
-        .with("peer", peer)
-        .with("proto", proto);
+    let mut event = Event::new("served").with("chunk", name).with("peer", peer);
+    // On a private network: the client's proved peer ID.
+    if let Some(id) = id {
+        event = event.with("id", id);
+    }
+    event = event.with("proto", proto);
     // A resumed transfer starts mid-chunk; say where, so the log shows what was re-sent.
     if let Some(offset) = offset {
         event = event.with("offset", offset);
@@ -129,7 +138,15 @@ pub(crate) fn handle_connection(
     ctx: &ServeContext,
     transferring: &AtomicBool,
 ) {
-    let mut conn = match Connection::new(stream, ctx.request_timeout) {
+    let deadline = accepted + ctx.request_timeout;
+    let transport = match ctx.gate.open(stream, deadline) {
+        Ok(transport) => transport,
+        Err(refusal) => {
+            ctx.gate.log(peer, None, &refusal);
+            return;
+        }
+    };
+    let mut conn = match Connection::new(transport, ctx.request_timeout) {
         Ok(conn) => conn,
         Err(e) => {
             let reason = format!("cannot set up the connection: {e}");
@@ -137,7 +154,7 @@ pub(crate) fn handle_connection(
             return;
         }
     };
-    let request = match conn.read_request_until(accepted + ctx.request_timeout) {
+    let request = match conn.read_request_until(deadline) {
         Ok(request) => request,
         Err(e) => {
             let (outcome, reason) = read_refusal(&e);
@@ -149,6 +166,22 @@ pub(crate) fn handle_connection(
             return;
         }
     };
+    if let Err(refusal) = ctx.gate.admit(conn.peer_id()) {
+        match &request {
+            // All a legacy client understands: the close (a missing chunk, to it).
+            Request::LegacyChunk { filename } => ctx.gate.log(peer, Some(filename), &refusal),
+            Request::Chunk { filename, .. } => {
+                ctx.gate.log(peer, Some(filename), &refusal);
+                reply_error(&mut conn, peer, &refusal);
+            }
+            Request::Manifest { .. } => {
+                ctx.gate.log(peer, None, &refusal);
+                reply_error(&mut conn, peer, &refusal);
+            }
+        }
+        close(&mut conn);
+        return;
+    }
     if !ticket.start_transfer(Instant::now() + SLOT_WAIT, &ctx.shutdown) {
         refuse_busy(&mut conn, peer, &request, &ctx.shutdown);
         close(&mut conn);
@@ -248,7 +281,7 @@ fn serve_chunk(
     };
     log_served(
         &chunk.name,
-        peer,
+        (peer, conn.peer_id()),
         "p2p",
         Some(offset),
         sent,
@@ -305,6 +338,11 @@ fn abort(conn: &Connection) {
 /// Refuses our request: the `refused` event, then the protocol's error reply.
 fn refuse_p2p(conn: &mut Connection, peer: SocketAddr, chunk: Option<&str>, refusal: &Refusal) {
     log_refused(peer, refusal.outcome, chunk, &refusal.reason);
+    reply_error(conn, peer, refusal);
+}
+
+/// The protocol's error reply for `refusal`.
+fn reply_error(conn: &mut Connection, peer: SocketAddr, refusal: &Refusal) {
     if let Err(e) = conn.write_response(&refusal.response()) {
         log::debug!("cannot send an error reply to {peer}: {e}");
     }
@@ -336,7 +374,8 @@ fn serve_legacy(
                 ctx.max_rate,
                 ctx.min_rate,
             );
-            log_served(&name, peer, "legacy", None, sent, started, &result);
+            let who = (peer, conn.peer_id());
+            log_served(&name, who, "legacy", None, sent, started, &result);
             result
         }
         Err(refusal) => {

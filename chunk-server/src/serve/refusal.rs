@@ -35,6 +35,8 @@ impl Refusal {
             Outcome::BadRequest | Outcome::Malformed | Outcome::TooLarge => ErrorCode::BadRequest,
             Outcome::NotFound => ErrorCode::NotFound,
             Outcome::WrongContent => ErrorCode::WrongContent,
+            Outcome::PrivateNetwork => ErrorCode::PrivateNetwork,
+            Outcome::NotAllowed => ErrorCode::NotAllowed,
             // `busy`, `error`, and the words of the downloader's side, which no refusal uses.
             _ => ErrorCode::Internal,
         };
@@ -125,6 +127,8 @@ mod tests {
         assert_eq!(code(Outcome::NotFound), ErrorCode::NotFound);
         assert_eq!(code(Outcome::WrongContent), ErrorCode::WrongContent);
         assert_eq!(code(Outcome::Error), ErrorCode::Internal);
+        assert_eq!(code(Outcome::PrivateNetwork), ErrorCode::PrivateNetwork);
+        assert_eq!(code(Outcome::NotAllowed), ErrorCode::NotAllowed);
     }
 
     #[test]

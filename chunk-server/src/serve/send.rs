@@ -7,7 +7,8 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+
+use shared::connection::Transport;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -111,7 +112,7 @@ impl WriteWatch {
     /// Writes all of `data`, adding each byte the socket takes to `sent`.
     fn write_all(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut Transport,
         mut data: &[u8],
         sent: &mut u64,
     ) -> Result<(), SendError> {
@@ -167,7 +168,7 @@ impl WriteWatch {
 /// since later changes to the file could show in bytes already "sent"), and its fallback copies
 /// through an 8 KiB buffer. Our own loop uses a larger buffer and counts exactly what was sent.
 pub(super) fn send_file(
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     file: &mut File,
     length: u64,
     max_rate: Option<u64>,
@@ -205,6 +206,14 @@ pub(super) fn send_file(
         if let Err(e) = watch.write_all(stream, &buf[..want], &mut sent) {
             return (sent, Err(e));
         }
+        // Throttled, each step goes out at once: the encrypted channel would otherwise hold it
+        // back until a whole frame (64 KiB) is due, which at a low rate is longer than the
+        // client waits.
+        if rate.is_some() {
+            if let Err(e) = stream.flush() {
+                return (sent, Err(SendError::Io(e)));
+            }
+        }
         // Sleep until the bytes so far are due at `rate`: the average never exceeds it.
         if let Some(due) = rate.and_then(|rate| started.checked_add(due_after(sent, rate))) {
             let now = Instant::now();
@@ -212,6 +221,10 @@ pub(super) fn send_file(
                 thread::sleep(due - now);
             }
         }
+    }
+    // The encrypted channel holds back a partial frame until flushed.
+    if let Err(e) = stream.flush() {
+        return (sent, Err(SendError::Io(e)));
     }
     (sent, Ok(()))
 }
@@ -237,14 +250,16 @@ mod tests {
         assert_eq!(due_after(u64::MAX, 1), Duration::from_nanos(u64::MAX));
     }
 
-    fn socket_pair() -> (TcpStream, TcpStream) {
+    use std::net::TcpStream;
+
+    fn socket_pair() -> (Transport, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
         client
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
-        (server, client)
+        (Transport::Plain(server), client)
     }
 
     #[test]
@@ -333,6 +348,49 @@ mod tests {
         assert!(result.is_ok(), "{result:?}");
         drop(server);
         assert_eq!((sent, reader.join().unwrap()), (30_000, 30_000));
+    }
+
+    #[test]
+    fn a_throttled_answer_over_the_encrypted_channel_flows_without_waiting_for_whole_frames() {
+        use shared::trust::channel::{accept, connect, ChannelKeys};
+        use shared::trust::{Identity, NetworkKey};
+        use std::sync::Arc;
+        let keys = |seed| {
+            ChannelKeys::new(
+                &NetworkKey::from_bytes([9; 32]),
+                Arc::new(Identity::from_seed(&[seed; 32])),
+            )
+        };
+        let (server, client) = socket_pair();
+        let Transport::Plain(server) = server else {
+            unreachable!()
+        };
+        let handshake = thread::spawn(move || {
+            accept(
+                server,
+                Some(&keys(1)),
+                Instant::now() + Duration::from_secs(5),
+            )
+            .unwrap()
+        });
+        let mut client = connect(client, &keys(2), None, Duration::from_secs(5)).unwrap();
+        let mut server = Transport::from(handshake.join().unwrap());
+        let mut source = tempfile::tempfile().unwrap();
+        source.write_all(&[3u8; 3000]).unwrap();
+        source.seek(SeekFrom::Start(0)).unwrap();
+        // 1.5 s at 2000 bytes/s; the client gives up after 1 s without a byte.
+        client
+            .get_ref()
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let reader = thread::spawn(move || {
+            let mut got = vec![0u8; 3000];
+            client.read_exact(&mut got).map(|()| got)
+        });
+        let (sent, result) = send_file(&mut server, &mut source, 3000, Some(2000), None);
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(sent, 3000);
+        assert_eq!(reader.join().unwrap().unwrap(), vec![3u8; 3000]);
     }
 
     #[test]

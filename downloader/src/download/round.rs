@@ -175,7 +175,7 @@ impl Round<'_> {
             placement: &placement,
             expected: &expected,
             vouching: plan::vouching(&target.holders, root, trusted),
-            net: self.config.net,
+            net: self.config.net.clone(),
             endgame_after: self.config.endgame_after,
             shutdown: self.cancel,
             avoid: Mutex::new(HashSet::new()),

@@ -276,7 +276,14 @@ fn fetch_ours(
             length,
             sha256,
         }) => (size, length, sha256),
-        Ok(Response::Error { code, message }) => return Err(FetchError::Refused { code, message }),
+        Ok(Response::Error { code, message }) => {
+            return Err(FetchError::refused(
+                job.holder.addr,
+                net.keys.is_none(),
+                code,
+                message,
+            ))
+        }
         Ok(other) => return Err(FetchError::Protocol(format!("{other:?}"))),
         Err(ConnectionError::Timeout(waited)) => {
             return match transfer_error(ConnectionError::Timeout(waited), &out, part) {

@@ -1,13 +1,18 @@
 //! The connection to a holder, made the same way for every request (manifest or chunk): one
 //! bind rule ([`Network::source_for`]), one connect timeout, and a [`CancelHandle`] that can cut
-//! it off from another thread.
+//! it off from another thread. On a private network (the network has [`Network::keys`]) a
+//! holder of ours is reached only through the encrypted channel, which must prove the peer ID
+//! the holder announced with; a legacy holder (listed only when the listener allows legacy
+//! peers) stays plaintext, as it knows nothing else.
 
 use std::net::{Shutdown as SocketShutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use shared::connection::Connection;
+use shared::connection::{self, Connection};
+use shared::tags::Proto;
+use shared::trust::channel;
 
 use super::error::FetchError;
 use super::network::Network;
@@ -88,15 +93,30 @@ pub(crate) fn connect(
     if handle.is_cancelled() {
         return Err(FetchError::Cancelled);
     }
-    let conn = Connection::connect_with(
-        holder.addr,
-        net.source_for(holder.addr),
-        net.connect,
-        read_timeout,
-    )
-    .map_err(FetchError::Connect)?;
-    if let Ok(clone) = conn.try_clone_stream() {
+    let stream = connection::dial(holder.addr, net.source_for(holder.addr), net.connect)
+        .map_err(FetchError::Connect)?;
+    if let Ok(clone) = stream.try_clone() {
         handle.register(clone);
     }
-    Ok(conn)
+    let conn = match (&net.keys, holder.proto) {
+        (Some(keys), Proto::P2p(_)) => {
+            // The handshake is answered at once by our servers, like a request. The holder must
+            // prove the peer ID it announced with (`None`, any member, for a holder known
+            // otherwise: an offer's sender, a probe).
+            let secure =
+                channel::connect(stream, keys, holder.id, net.first_byte).map_err(|error| {
+                    if handle.is_cancelled() {
+                        FetchError::Cancelled
+                    } else {
+                        FetchError::Channel {
+                            addr: holder.addr,
+                            error,
+                        }
+                    }
+                })?;
+            Connection::new(secure, read_timeout)
+        }
+        _ => Connection::new(stream, read_timeout),
+    };
+    conn.map_err(FetchError::Connect)
 }

@@ -1,6 +1,7 @@
 //! Why one request to one holder failed, and the word the log gives it.
 
 use std::io;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use shared::connection::ConnectionError;
 use shared::digest::Digest;
 use shared::events::Outcome;
 use shared::protocol::ErrorCode;
+use shared::trust::ChannelError;
 
 /// Why a fetch from one holder failed. Each is a reason to try another holder.
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +17,17 @@ pub enum FetchError {
     /// The holder could not be reached.
     #[error("cannot connect: {0}")]
     Connect(io::Error),
+    /// The encrypted channel of a private network could not be opened with the holder.
+    #[error("{}", channel_message(*addr, error))]
+    Channel {
+        /// The holder's chunk server.
+        addr: SocketAddr,
+        /// Why.
+        error: ChannelError,
+    },
+    /// This peer has no network key, and the holder is on a private network.
+    #[error("peer at {0} is on a private network; this peer has no network key")]
+    PrivateNetwork(SocketAddr),
     /// The request could not be sent.
     #[error("cannot send the request: {0}")]
     Send(io::Error),
@@ -75,11 +88,57 @@ pub enum FetchError {
     Cancelled,
 }
 
+/// What the user is told when the channel with the chunk server at `addr` failed.
+fn channel_message(addr: SocketAddr, error: &ChannelError) -> String {
+    match error {
+        ChannelError::DifferentKey => format!("peer at {addr} uses a different network key"),
+        ChannelError::PeerHasNoKey => {
+            format!("peer at {addr} has no network key (an open network)")
+        }
+        ChannelError::WrongPeer { expected, actual } => {
+            format!("peer at {addr} is not {expected} (it proved to be {actual})")
+        }
+        other => format!("peer at {addr}: secure channel failed: {other}"),
+    }
+}
+
 impl FetchError {
+    /// The error of a refusal by the holder at `addr`; `keyless` when this peer has no network
+    /// key, so that a private network's refusal says what to do.
+    pub(crate) fn refused(
+        addr: SocketAddr,
+        keyless: bool,
+        code: ErrorCode,
+        message: String,
+    ) -> FetchError {
+        match code {
+            ErrorCode::PrivateNetwork if keyless => FetchError::PrivateNetwork(addr),
+            code => FetchError::Refused { code, message },
+        }
+    }
+
     /// The log's `outcome` field for this failure.
     pub fn outcome(&self) -> Outcome {
         match self {
             FetchError::Connect(_) => Outcome::Unreachable,
+            FetchError::Channel {
+                error: ChannelError::DifferentKey | ChannelError::PeerHasNoKey,
+                ..
+            } => Outcome::WrongKey,
+            FetchError::Channel {
+                error: ChannelError::Timeout(_),
+                ..
+            } => Outcome::Timeout,
+            FetchError::Channel { .. } => Outcome::Refused,
+            FetchError::PrivateNetwork(_) => Outcome::PrivateNetwork,
+            FetchError::Refused {
+                code: ErrorCode::PrivateNetwork,
+                ..
+            } => Outcome::PrivateNetwork,
+            FetchError::Refused {
+                code: ErrorCode::NotAllowed,
+                ..
+            } => Outcome::NotAllowed,
             FetchError::Send(_) => Outcome::SendFailed,
             FetchError::Silent(_) => Outcome::Timeout,
             FetchError::TooLarge { .. } => Outcome::TooLarge,
@@ -103,15 +162,67 @@ impl FetchError {
         }
     }
 
-    /// Whether the holder is unreachable or does not answer at all: it is skipped for the
-    /// rest of the download rather than asked again for every chunk.
+    /// Whether the holder is unreachable, does not answer at all, or cannot be talked to
+    /// (another network key, another peer ID, not allowed): it is skipped for the rest of the
+    /// download rather than asked again for every chunk.
     pub fn is_unresponsive(&self) -> bool {
-        matches!(self, FetchError::Connect(_) | FetchError::Silent(_))
+        matches!(
+            self,
+            FetchError::Connect(_)
+                | FetchError::Silent(_)
+                | FetchError::Channel { .. }
+                | FetchError::PrivateNetwork(_)
+                | FetchError::Refused {
+                    code: ErrorCode::PrivateNetwork | ErrorCode::NotAllowed,
+                    ..
+                }
+        )
     }
 
     /// Whether the holder sent bytes that are provably wrong: such a holder is avoided for the
     /// rest of the download, and what it sent is discarded.
     pub fn is_bad_data(&self) -> bool {
         matches!(self, FetchError::BadData { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::trust::Identity;
+
+    #[test]
+    fn trust_failures_say_which_peer_and_what_to_do() {
+        let addr = SocketAddr::from(([127, 0, 0, 2], 5001));
+        let channel = |error| FetchError::Channel { addr, error }.to_string();
+        assert_eq!(
+            channel(ChannelError::DifferentKey),
+            "peer at 127.0.0.2:5001 uses a different network key"
+        );
+        assert_eq!(
+            channel(ChannelError::PeerHasNoKey),
+            "peer at 127.0.0.2:5001 has no network key (an open network)"
+        );
+        let (expected, actual) = (
+            Identity::from_seed(&[1; 32]).id(),
+            Identity::from_seed(&[2; 32]).id(),
+        );
+        assert_eq!(
+            channel(ChannelError::WrongPeer { expected, actual }),
+            format!("peer at 127.0.0.2:5001 is not {expected} (it proved to be {actual})")
+        );
+        let keyless = FetchError::refused(addr, true, ErrorCode::PrivateNetwork, "x".into());
+        assert_eq!(
+            keyless.to_string(),
+            "peer at 127.0.0.2:5001 is on a private network; this peer has no network key"
+        );
+        assert_eq!(keyless.outcome(), Outcome::PrivateNetwork);
+        assert!(keyless.is_unresponsive());
+        let member = FetchError::refused(addr, false, ErrorCode::NotAllowed, "not listed".into());
+        assert_eq!(member.outcome(), Outcome::NotAllowed);
+        assert!(member.is_unresponsive());
+        let other = FetchError::refused(addr, true, ErrorCode::NotFound, "gone".into());
+        assert_eq!(other.outcome(), Outcome::NotFound);
+        assert!(!other.is_unresponsive());
     }
 }

@@ -31,7 +31,12 @@ pub fn fetch_manifest(
     .map_err(FetchError::Send)?;
     match conn.read_response() {
         Ok(Response::Manifest(m)) => Ok(m),
-        Ok(Response::Error { code, message }) => Err(FetchError::Refused { code, message }),
+        Ok(Response::Error { code, message }) => Err(FetchError::refused(
+            holder.addr,
+            net.keys.is_none(),
+            code,
+            message,
+        )),
         Ok(other) => Err(FetchError::Protocol(format!("answered {other:?}"))),
         Err(e) => Err(FetchError::Transfer(e)),
     }

@@ -3,8 +3,9 @@
 //! [`CancelHandle`]), and fail with the same [`FetchError`], whose [`FetchError::outcome`] is the
 //! word the log gives it.
 //!
-//! - `network`: the settings ([`Network`], [`Limits`]);
-//! - `connect`: the connection to a holder and its [`CancelHandle`];
+//! - `network`: the settings ([`Network`], [`Limits`], the channel keys);
+//! - `connect`: the connection to a holder (over the encrypted channel on a private network)
+//!   and its [`CancelHandle`];
 //! - `chunk`: one chunk into a part file, checked, resumed where it can be;
 //! - `manifest`: one manifest request;
 //! - `error`: [`FetchError`].
@@ -21,4 +22,6 @@ pub use chunk::{fetch_chunk, Expected, Fetched, Job};
 pub use connect::CancelHandle;
 pub use error::FetchError;
 pub use manifest::fetch_manifest;
-pub use network::{Limits, Network, DEFAULT_MAX_SIZE, DEFAULT_MIN_FREE, FIRST_BYTE_TIMEOUT};
+pub use network::{
+    channel_keys, Limits, Network, DEFAULT_MAX_SIZE, DEFAULT_MIN_FREE, FIRST_BYTE_TIMEOUT,
+};

@@ -3,10 +3,15 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// How to talk to chunk servers: source address, timeouts, and when a transfer is too slow.
-#[derive(Debug, Clone, Copy)]
+use shared::trust::{ChannelKeys, Identity, NetworkKey, TrustError};
+
+/// How to talk to chunk servers: source address, timeouts, when a transfer is too slow, and
+/// (on a private network) the keys of the encrypted channel.
+#[derive(Debug, Clone)]
 pub struct Network {
     /// Source address of outgoing connections; `None` lets the system choose.
     pub bind: Option<IpAddr>,
@@ -26,6 +31,22 @@ pub struct Network {
     pub stall_bytes: u64,
     /// Size and disk limits.
     pub limits: Limits,
+    /// The keys of the encrypted channel, on a private network: our holders are then asked
+    /// only through it ([`channel_keys`]). `None` on an open network.
+    pub keys: Option<ChannelKeys>,
+}
+
+/// The channel keys of the peer folder `dir`: `None` without a network key (an open network;
+/// no identity is made then), else the key and this peer's identity (made if missing).
+///
+/// # Errors
+/// A key or identity file that exists but cannot be used: never silently an open network.
+pub fn channel_keys(dir: &Path) -> Result<Option<ChannelKeys>, TrustError> {
+    let Some(key) = NetworkKey::load(dir)? else {
+        return Ok(None);
+    };
+    let identity = Identity::load_or_create(dir)?;
+    Ok(Some(ChannelKeys::new(&key, Arc::new(identity))))
 }
 
 impl Default for Network {
@@ -39,6 +60,7 @@ impl Default for Network {
             stall_window: Duration::from_secs(10),
             stall_bytes: 64 * 1024,
             limits: Limits::default(),
+            keys: None,
         }
     }
 }

@@ -200,6 +200,12 @@ impl Index {
         std::mem::take(&mut self.new_pins)
     }
 
+    /// Whether `user` speaking as `id` is an impostor (the name is pinned to another ID);
+    /// pins the name to `id` when it is the first.
+    pub fn is_impostor(&mut self, user: &str, id: PeerId) -> bool {
+        self.check_pin(user, id)
+    }
+
     /// Whether `user` announcing as `id` is an impostor (the name is pinned to another ID);
     /// pins the name to `id` when it is the first. Warns once per (name, ID) at most.
     fn check_pin(&mut self, user: &str, id: PeerId) -> bool {

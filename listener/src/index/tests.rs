@@ -1024,3 +1024,13 @@ fn a_member_cannot_replace_or_erase_another_members_entries_even_from_its_addres
         .iter()
         .all(|e| e.id != Some(alice)));
 }
+
+#[test]
+fn an_offer_signer_is_checked_against_the_pins() {
+    let (alice, mallory) = ids();
+    let mut index = Index::new();
+    assert!(!index.is_impostor("alice", alice), "the first ID is pinned");
+    assert!(!index.is_impostor("alice", alice));
+    assert!(index.is_impostor("alice", mallory));
+    assert_eq!(index.take_new_pins(), vec![("alice".to_owned(), alice)]);
+}

@@ -38,6 +38,11 @@ pub enum ErrorCode {
     WrongContent,
     /// The server failed while reading its own store.
     Internal,
+    /// The server is on a private network and refuses plaintext requests: only the encrypted
+    /// channel, keyed by the network key, is answered.
+    PrivateNetwork,
+    /// The client is a member of the network, but the server's allow list does not name it.
+    NotAllowed,
 }
 
 #[cfg(test)]

@@ -94,6 +94,14 @@ mod tests {
                 code: ErrorCode::Internal,
                 message: "y".into(),
             },
+            Response::Error {
+                code: ErrorCode::PrivateNetwork,
+                message: "z".into(),
+            },
+            Response::Error {
+                code: ErrorCode::NotAllowed,
+                message: "w".into(),
+            },
         ]
     }
 

@@ -6,10 +6,14 @@
 //! - [`envelope`]: sealed datagrams (encrypted with the network key, signed by the sender).
 //! - [`replay`]: refusing datagrams sent again; [`gate`]: what a receiver lets in.
 //! - [`pins`]: `DIR/known-peers.txt`, the peer ID each username was first heard with.
+//! - [`channel`]: the encrypted, mutually authenticated transfer channel (Noise, keyed by the
+//!   network key); [`allow`]: the allow list of peers that may download from this one.
 //!
 //! [`Trust::load`] reads both files of a peer folder; every program calls it at start.
 //! `docs/PROTOCOL.md` ("Private networks") gives the design and the threat model.
 
+pub mod allow;
+pub mod channel;
 pub mod envelope;
 pub mod gate;
 pub mod identity;
@@ -22,6 +26,8 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::sync::Arc;
 
+pub use allow::{AllowList, AllowWatch, ALLOW_FILE};
+pub use channel::{ChannelError, ChannelKeys, SecureStream};
 pub use envelope::{is_sealed, Opened, Opener, Sealer, Unsealed, MAX_SEALED_PAYLOAD};
 pub use gate::{Gate, Passed, Refused};
 pub use identity::{Identity, IdentityError, PeerId};
@@ -75,6 +81,13 @@ impl Trust {
     /// Whether the network is private.
     pub fn is_private(&self) -> bool {
         self.key.is_some()
+    }
+
+    /// The keys of the transfer channel; `None` on an open network.
+    pub fn channel_keys(&self) -> Option<ChannelKeys> {
+        self.key
+            .as_ref()
+            .map(|key| ChannelKeys::new(key, Arc::clone(&self.identity)))
     }
 
     /// A sealer for this program run's datagrams; `None` on an open network.
