@@ -359,7 +359,9 @@ fn holder_name(h: &Holder) -> String {
     match (h.proto, h.impostor, h.id) {
         (Proto::Legacy, _, _) => format!("{} (legacy)", terminal_safe(&h.user)),
         (Proto::P2p(_), true, Some(id)) => format!("{} (impostor {id})", terminal_safe(&h.user)),
-        (Proto::P2p(_), _, _) => terminal_safe(&h.user).into_owned(),
+        // On a private network: the first letters of the peer ID (`find` shows it whole).
+        (Proto::P2p(_), _, Some(id)) => format!("{} [{}]", terminal_safe(&h.user), id.short()),
+        (Proto::P2p(_), _, None) => terminal_safe(&h.user).into_owned(),
     }
 }
 
@@ -638,10 +640,14 @@ mod tests {
         );
         let notes = c.targets.iter().find(|t| t.name == "notes.txt").unwrap();
         assert!(notes.held_by("alice"));
-        assert_eq!(c.users(), ["alice"]);
+        assert_eq!(c.users(), [format!("alice [{}]", alice.short())]);
         let text = c.render();
         assert!(
             text.contains(&format!("alice (impostor {mallory})")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("alice [{}]", alice.short())),
             "{text}"
         );
         let all: Vec<(usize, &Target)> = c

@@ -46,6 +46,14 @@ impl PeerId {
     }
 }
 
+impl PeerId {
+    /// The first group of four letters (`7QXM`), where a listing has no room for the whole
+    /// ID: enough to tell a few peers apart at a glance, not to identify one.
+    pub fn short(&self) -> String {
+        self.to_string()[..4].to_owned()
+    }
+}
+
 impl fmt::Display for PeerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // 80 bits are exactly 16 groups of 5.
