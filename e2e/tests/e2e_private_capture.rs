@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use testkit::netns::{lab_or_skip, Lab};
 use testkit::prelude::*;
-use testkit::process::{wait_exit, ChildGuard};
+use testkit::process::{find_tool, wait_exit, ChildGuard};
 
 /// The shared file's name: found nowhere else in a capture.
 const NAME: &str = "Kestrel-ledger-zq7781.bin";
@@ -35,24 +35,8 @@ const SIZE: usize = 600 * 1024;
 
 const BUDGET: Duration = Duration::from_secs(150);
 
-/// `tcpdump`: on `PATH` or in the sbin folders.
-fn tcpdump() -> Option<PathBuf> {
-    let from_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    from_path
-        .into_iter()
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
-        .map(|dir| dir.join("tcpdump"))
-        .find(|p| p.is_file())
-}
-
 fn ip() -> PathBuf {
-    ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from("ip"))
+    find_tool("ip").unwrap_or_else(|| PathBuf::from("ip"))
 }
 
 /// tcpdump recording a namespace's `lo` into a pcap file.
@@ -222,7 +206,7 @@ fn capture_of_a_download(lab: &Lab, tcpdump: &Path, private: bool) -> Vec<u8> {
 
 #[test]
 fn a_capture_of_a_keyed_download_shows_neither_the_name_nor_the_content() {
-    let Some(tcpdump) = tcpdump() else {
+    let Some(tcpdump) = find_tool("tcpdump") else {
         eprintln!("skipping the capture test: tcpdump is not installed");
         return;
     };

@@ -72,6 +72,19 @@ impl Drop for ChildGuard {
     }
 }
 
+/// The program `name` (`ip`, `tcpdump`): on `PATH`, or in the usual sbin folders (not always
+/// on a user's `PATH`).
+pub fn find_tool(name: &str) -> Option<PathBuf> {
+    let from_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    from_path
+        .into_iter()
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
 /// Kills `child` if it still runs and reaps it; its exit status.
 ///
 /// # Errors

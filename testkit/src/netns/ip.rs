@@ -10,17 +10,8 @@ use std::sync::OnceLock;
 /// The `ip` command: on `PATH`, or in the usual sbin folders (not always on a user's `PATH`).
 pub(crate) fn ip_binary() -> Option<&'static Path> {
     static IP: OnceLock<Option<PathBuf>> = OnceLock::new();
-    IP.get_or_init(|| {
-        let from_path = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-            .unwrap_or_default();
-        from_path
-            .into_iter()
-            .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
-            .map(|dir| dir.join("ip"))
-            .find(|p| p.is_file())
-    })
-    .as_deref()
+    IP.get_or_init(|| crate::process::find_tool("ip"))
+        .as_deref()
 }
 
 /// Runs a command to completion; its stdout, or an error with its status and stderr.
