@@ -143,7 +143,7 @@ fn show_contents(
             });
         }
     }
-    let numbered = catalog.targets.iter().enumerate().map(|(i, t)| (i + 1, t));
+    let numbered = catalog.numbered();
     let shown: Vec<_> = numbered
         .filter(|(_, t)| {
             filter

@@ -272,14 +272,14 @@ impl Catalog {
             .map(|(_, candidate)| candidate)
     }
 
+    /// Every target with its number in the listing (from 1).
+    pub fn numbered(&self) -> impl Iterator<Item = (usize, &Target)> {
+        self.targets.iter().enumerate().map(|(i, t)| (i + 1, t))
+    }
+
     /// The listing shown by `list` and at the prompt.
     pub fn render(&self) -> String {
-        let all: Vec<(usize, &Target)> = self
-            .targets
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (i + 1, t))
-            .collect();
+        let all: Vec<(usize, &Target)> = self.numbered().collect();
         self.render_some(&all)
     }
 
@@ -600,12 +600,7 @@ mod tests {
         assert_eq!(c.users(), ["alice", "bob", "carol", "ece (legacy)"]);
         assert!(c.targets[1].held_by("BOB"));
         assert!(!c.targets[1].held_by("alice"));
-        let all: Vec<(usize, &Target)> = c
-            .targets
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (i + 1, t))
-            .collect();
+        let all: Vec<(usize, &Target)> = c.numbered().collect();
         let text = c.render_with(&all, HolderColumn::Addresses);
         assert!(
             text.contains("ece@127.0.0.9:5001 (legacy, 123--)"),
@@ -650,12 +645,7 @@ mod tests {
             text.contains(&format!("alice [{}]", alice.short())),
             "{text}"
         );
-        let all: Vec<(usize, &Target)> = c
-            .targets
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (i + 1, t))
-            .collect();
+        let all: Vec<(usize, &Target)> = c.numbered().collect();
         let detail = c.render_with(&all, HolderColumn::Addresses);
         assert!(detail.contains(&format!("ID {alice}")), "{detail}");
         assert!(detail.contains(&format!("impostor {mallory}")), "{detail}");

@@ -45,11 +45,32 @@ impl Digest {
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for byte in self.0 {
-            write!(f, "{byte:02x}")?;
-        }
-        Ok(())
+        f.write_str(&to_hex(&self.0))
     }
+}
+
+/// `bytes` as lowercase hex: the one hex form of digests, keys and seeds.
+pub fn to_hex(bytes: &[u8]) -> String {
+    use fmt::Write as _;
+    let mut out = String::with_capacity(2 * bytes.len());
+    for byte in bytes {
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
+/// The 32 bytes written as exactly 64 lowercase hex digits (what [`to_hex`] writes), or
+/// `None`: no sign, no upper case (see [`Digest::from_str`]).
+pub fn parse_hex32(text: &str) -> Option<[u8; 32]> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        *byte = hex_digit(pair[0])? << 4 | hex_digit(pair[1])?;
+    }
+    Some(out)
 }
 
 impl fmt::Debug for Digest {
@@ -79,17 +100,7 @@ impl FromStr for Digest {
     /// sign (`u8::from_str_radix` would take `+e`), no upper case, so that one digest has one
     /// spelling everywhere (on the wire, in `tags.txt`, in logs) and text comparisons hold.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bytes = s.as_bytes();
-        if bytes.len() != 64 {
-            return Err(ParseDigestError);
-        }
-        let mut out = [0u8; 32];
-        for (byte, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-            let high = hex_digit(pair[0]).ok_or(ParseDigestError)?;
-            let low = hex_digit(pair[1]).ok_or(ParseDigestError)?;
-            *byte = high << 4 | low;
-        }
-        Ok(Digest(out))
+        parse_hex32(s).map(Digest).ok_or(ParseDigestError)
     }
 }
 

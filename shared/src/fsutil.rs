@@ -11,8 +11,30 @@ use std::path::Path;
 /// # Errors
 /// Any I/O error; `tmp` is removed on failure.
 pub fn write_atomic_via(path: &Path, tmp: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_mode(path, tmp, bytes, None)
+}
+
+/// [`write_atomic_via`] for a secret: `tmp` is created with mode 0600 (on Unix), so the bytes
+/// are never readable by others, not even for a moment.
+///
+/// # Errors
+/// Any I/O error; `tmp` is removed on failure.
+pub fn write_atomic_private(path: &Path, tmp: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_mode(path, tmp, bytes, Some(0o600))
+}
+
+fn write_atomic_mode(path: &Path, tmp: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<()> {
     let result = (|| {
-        let mut file = File::create(tmp)?;
+        let mut options = OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        if let Some(mode) = mode {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(mode);
+        }
+        #[cfg(not(unix))]
+        let _ = mode;
+        let mut file = options.open(tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);

@@ -191,20 +191,19 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// A new offer id: 32 hex digits from the system's random source (`/dev/urandom`), or, where
-/// there is none, from a hash of the time, the process and a counter. Not a secret (the
-/// network is open): it only has to never collide.
+/// A new offer id: 32 hex digits from the system's random source, or, should it fail, from a
+/// hash of the time, the process and a counter. Not a secret: it only has to never collide.
 pub fn new_offer_id() -> String {
-    use std::io::Read;
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut random = [0u8; 16];
-    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut random));
+    if let Ok(random) = crate::trust::random_bytes::<16>() {
+        return crate::digest::to_hex(&random);
+    }
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let seed = format!(
-        "{random:?}/{read:?}/{nanos}/{}/{}",
+        "{nanos}/{}/{}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     );

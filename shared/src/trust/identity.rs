@@ -13,8 +13,8 @@ use std::str::FromStr;
 
 use ring::signature::{self, Ed25519KeyPair, KeyPair};
 
-use super::key::{decode_hex32, encode_hex};
 use super::{random_bytes, write_secret};
+use crate::digest::{parse_hex32, to_hex};
 
 /// Name of the identity file in the peer folder.
 pub const IDENTITY_FILE: &str = "identity.key";
@@ -186,11 +186,11 @@ impl Identity {
             "# This peer's identity (peer ID {}): an Ed25519 seed. Secret; made on first start.\n\
              seed {}\n",
             Identity::from_seed(&seed).id(),
-            encode_hex(&seed)
+            to_hex(&seed)
         );
         // A random name: programs in containers sharing the folder may all be pid 1.
         let unique: [u8; 8] = random_bytes().map_err(io_err)?;
-        let tmp = dir.join(format!(".{IDENTITY_FILE}.{}.tmp", encode_hex(&unique)));
+        let tmp = dir.join(format!(".{IDENTITY_FILE}.{}.tmp", to_hex(&unique)));
         write_secret(&tmp, text.as_bytes()).map_err(io_err)?;
         let linked = fs::hard_link(&tmp, &path);
         let _ = fs::remove_file(&tmp);
@@ -214,7 +214,7 @@ impl Identity {
             .filter_map(|l| l.trim().strip_prefix("seed "))
             .map(str::trim)
             .next()?;
-        Some(Identity::from_seed(&decode_hex32(hex)?))
+        Some(Identity::from_seed(&parse_hex32(hex)?))
     }
 
     /// The public key.

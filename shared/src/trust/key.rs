@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 
 use ring::hkdf;
 
+use crate::digest::{parse_hex32, to_hex};
+
 use super::{random_bytes, write_secret};
 
 /// Words in a passphrase made by `network new`.
@@ -199,7 +201,7 @@ impl NetworkKey {
             .map(str::trim)
             .next()
             .ok_or_else(|| KeyFileError::Malformed { path: path.clone() })?;
-        let master = decode_hex32(hex).ok_or(KeyFileError::Malformed { path })?;
+        let master = parse_hex32(hex).ok_or(KeyFileError::Malformed { path })?;
         Ok(Some(NetworkKey { master }))
     }
 
@@ -213,7 +215,7 @@ impl NetworkKey {
              # Secret: whoever holds this file is a member. Written by `downloader network`.\n\
              key {}\n",
             self.id(),
-            encode_hex(&self.master)
+            to_hex(&self.master)
         );
         write_secret(&NetworkKey::path_in(dir), text.as_bytes())
     }
@@ -256,25 +258,8 @@ impl NetworkKey {
 
 /// How a network [`tag`](NetworkKey::tag) is shown: `1a2b-3c4d`.
 pub fn tag_id(tag: [u8; TAG_BYTES]) -> String {
-    let hex = encode_hex(&tag);
+    let hex = to_hex(&tag);
     format!("{}-{}", &hex[..4], &hex[4..])
-}
-
-/// Lower-case hex.
-pub(crate) fn encode_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// 64 hex digits as 32 bytes.
-pub(crate) fn decode_hex32(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 || !text.is_ascii() {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
 }
 
 #[cfg(test)]
