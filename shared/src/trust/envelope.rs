@@ -161,7 +161,10 @@ fn signed_message(tag: [u8; TAG_BYTES], fields: &[u8], payload: &[u8]) -> Vec<u8
 
 /// Whether `bytes` is a sealed datagram (of any network), by its outer form only.
 pub fn is_sealed(bytes: &[u8]) -> bool {
-    bytes.starts_with(PREFIX) && bytes.ends_with(SUFFIX)
+    // The prefix and the suffix must not overlap: `…"sealed":"}` ends with `"}` too.
+    bytes.len() >= PREFIX.len() + SUFFIX.len()
+        && bytes.starts_with(PREFIX)
+        && bytes.ends_with(SUFFIX)
 }
 
 /// A datagram opened: who sent it, when, and what.
@@ -338,6 +341,10 @@ mod tests {
             bad[i] = if bad[i] == b'A' { b'B' } else { b'A' };
             assert!(ours.open(&bad).is_err(), "byte {i}");
         }
+        // The prefix and the suffix overlapping (found by fuzzing: it used to panic).
+        let overlap = [PREFIX, b"}"].concat();
+        assert!(overlap.ends_with(SUFFIX) && !is_sealed(&overlap));
+        assert_eq!(ours.open(&overlap), Err(Unsealed::Plain));
         // Truncated, and garbage between the prefix and the suffix.
         assert_eq!(
             ours.open(&[PREFIX, b"AAAA", SUFFIX].concat()),
