@@ -639,6 +639,7 @@ mod tests {
     fn manifest(name: &str) -> StoredManifest {
         StoredManifest {
             manifest: Manifest {
+                states: None,
                 name: name.into(),
                 size: 3,
                 sha256: Digest::of(b"abc"),

@@ -82,6 +82,7 @@ impl FakeHolder {
             data
         };
         let manifest = Manifest {
+            states: None,
             sha256: real_sha256,
             ..manifest_of(content, &data)
         };

@@ -181,12 +181,7 @@ pub fn add_content(dir: &Path, content: &str, bytes: &[u8]) -> Manifest {
         fs::write(store.chunk_path(name), part).expect("write a chunk");
         *digest = Digest::of(part);
     }
-    let manifest = Manifest {
-        name: content.to_owned(),
-        size: bytes.len() as u64,
-        sha256: Digest::of(bytes),
-        chunks: digests,
-    };
+    let manifest = Manifest::of_bytes(content, bytes);
     store
         .save_manifest(&StoredManifest {
             manifest: manifest.clone(),
@@ -199,18 +194,10 @@ pub fn add_content(dir: &Path, content: &str, bytes: &[u8]) -> Manifest {
     manifest
 }
 
-/// The manifest of `data` named `name`: its size, digest and the digests of its five chunks.
+/// The manifest of `data` named `name`: its size, digest, the digests of its five chunks and
+/// the midstates between them.
 pub fn manifest_of(name: &str, data: &[u8]) -> Manifest {
-    let ranges = shared::chunk::chunk_ranges(data.len() as u64);
-    Manifest {
-        name: name.into(),
-        size: data.len() as u64,
-        sha256: Digest::of(data),
-        chunks: std::array::from_fn(|i| {
-            let r = ranges[i];
-            Digest::of(&data[r.start as usize..r.end as usize])
-        }),
-    }
+    Manifest::of_bytes(name, data)
 }
 
 /// The bytes of the five chunks of `content` as the store under `dir` serves them: byte ranges

@@ -203,6 +203,7 @@ impl Round<'_> {
         let (path, size, sha256, already_present) =
             assemble(store, &placement, target, names, &downloads)?;
         let received = Manifest {
+            states: None,
             name: target.name.clone(),
             size,
             sha256,

@@ -262,6 +262,7 @@ fn fetch_ours(
         filename: job.chunk.to_string(),
         content_sha256: job.content_sha256,
         offset,
+        length: None,
     })
     .map_err(FetchError::Send)?;
     // Our servers answer at once: a holder that accepts and then says nothing is given up
