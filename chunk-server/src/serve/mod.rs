@@ -48,7 +48,7 @@ use shared::trust::PeerId;
 use shared::IO_IDLE_TIMEOUT;
 
 pub(crate) use self::gate::Gate;
-use self::prepare::{open_chunk, prepare_chunk, prepare_manifest};
+use self::prepare::{open_chunk, prepare_chunk, prepare_manifest, FileVersion};
 pub(crate) use self::refusal::log_refused;
 use self::refusal::{loggable, read_refusal, Refusal};
 pub(crate) use self::send::RateFloor;
@@ -101,7 +101,7 @@ fn log_served(
     let outcome = match result {
         Ok(()) => Outcome::Ok,
         Err(SendError::TooSlow { .. }) => Outcome::TooSlow,
-        Err(SendError::Io(_)) => Outcome::Error,
+        Err(SendError::Io(_) | SendError::Changed) => Outcome::Error,
     };
     let mut event = Event::new("served").with("chunk", name).with("peer", peer);
     // On a private network: the client's proved peer ID.
@@ -117,7 +117,7 @@ fn log_served(
         .with("bytes", sent)
         .with("ms", started.elapsed().as_millis())
         .with("outcome", outcome);
-    if let Err(e @ SendError::TooSlow { .. }) = result {
+    if let Err(e @ (SendError::TooSlow { .. } | SendError::Changed)) = result {
         event = event.with("reason", e);
     }
     log::info!("{event}");
@@ -220,7 +220,9 @@ pub(crate) fn handle_connection(
             Ok(())
         }
     };
-    if matches!(result, Err(SendError::TooSlow { .. })) {
+    // A client too slow, or sent bytes of a file that changed meanwhile, is reset: it must
+    // not take what it got for a whole answer.
+    if matches!(result, Err(SendError::TooSlow { .. } | SendError::Changed)) {
         abort(&conn);
     } else {
         close(&mut conn);
@@ -280,6 +282,7 @@ fn serve_chunk(
         ),
         Err(e) => (0, Err(SendError::Io(e))),
     };
+    let result = result.and_then(|()| unchanged(&chunk.file, chunk.version));
     log_served(
         &chunk.name,
         (peer, conn.peer_id()),
@@ -290,6 +293,16 @@ fn serve_chunk(
         &result,
     );
     result
+}
+
+/// After a send: [`SendError::Changed`] when `file` is no longer the `version` its digest
+/// describes (a file served in place, rewritten while it was sent).
+fn unchanged(file: &std::fs::File, version: FileVersion) -> Result<(), SendError> {
+    match version.still_in(file) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(SendError::Changed),
+        Err(e) => Err(SendError::Io(e)),
+    }
 }
 
 /// Answers our manifest request: the manifest as a header line, or an error reply. A sent
@@ -375,6 +388,7 @@ fn serve_legacy(
                 ctx.max_rate,
                 ctx.min_rate,
             );
+            let result = result.and_then(|()| unchanged(&chunk.file, chunk.version));
             let who = (peer, conn.peer_id());
             log_served(&name, who, "legacy", None, sent, started, &result);
             result

@@ -7,15 +7,24 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
-
-use shared::connection::Transport;
+#[cfg(target_os = "linux")]
+use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use shared::connection::Transport;
+
 use shared::IO_IDLE_TIMEOUT;
 
-/// Buffer of an unthrottled transfer: few system calls, little memory per connection.
+/// Buffer of an unthrottled transfer over the encrypted channel: few system calls, little
+/// memory per connection.
 const SEND_BUFFER: usize = 128 * 1024;
+
+/// Most bytes one unthrottled `sendfile` step asks for. A non-blocking `sendfile` returns once
+/// the socket's buffer is full whatever it is asked, so this only bounds one call; far more
+/// than a socket buffer holds, so a fast client is fed in few calls.
+#[cfg(target_os = "linux")]
+const KERNEL_STEP: usize = 64 * 1024 * 1024;
 
 /// Largest read-and-write step of a throttled transfer.
 const THROTTLE_BUFFER: usize = 64 * 1024;
@@ -54,6 +63,9 @@ pub(super) enum SendError {
     },
     /// The file or the socket failed (the client went away, say).
     Io(io::Error),
+    /// The file changed while it was sent: the bytes sent may not be those its digest
+    /// describes.
+    Changed,
 }
 
 impl fmt::Display for SendError {
@@ -68,6 +80,7 @@ impl fmt::Display for SendError {
                 "the client took {moved} bytes in {waited:.1?} of waiting, fewer than {required}"
             ),
             SendError::Io(e) => e.fmt(f),
+            SendError::Changed => f.write_str("the file changed while it was sent"),
         }
     }
 }
@@ -85,7 +98,8 @@ struct WriteWatch {
     floor: Option<RateFloor>,
     /// Bytes the socket took in the current window.
     moved: u64,
-    /// Time spent inside `write` in the current window.
+    /// Time spent waiting for the socket to take bytes (inside a blocking `write`, or in
+    /// `poll`) in the current window.
     waited: Duration,
     /// When the socket last took a byte.
     last_progress: Instant,
@@ -109,7 +123,8 @@ impl WriteWatch {
             .max(Duration::from_millis(1))
     }
 
-    /// Writes all of `data`, adding each byte the socket takes to `sent`.
+    /// Writes all of `data`, adding each byte the socket takes to `sent`. The socket blocks,
+    /// at most its write timeout ([`Self::write_timeout`]) at a time.
     fn write_all(
         &mut self,
         stream: &mut Transport,
@@ -124,34 +139,101 @@ impl WriteWatch {
                 Ok(0) => return Err(SendError::Io(io::ErrorKind::WriteZero.into())),
                 Ok(n) => {
                     data = &data[n..];
-                    *sent += n as u64;
-                    self.moved += n as u64;
-                    self.last_progress = Instant::now();
+                    self.took(n, sent);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_timeout(&e) => {
-                    if self.last_progress.elapsed() >= IO_IDLE_TIMEOUT {
-                        return Err(SendError::Io(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            format!("the client took nothing for {IO_IDLE_TIMEOUT:?}"),
-                        )));
-                    }
-                }
+                Err(e) if is_timeout(&e) => self.still_taking()?,
                 Err(e) => return Err(SendError::Io(e)),
             }
-            if let Some(floor) = self.floor {
-                if self.waited >= floor.window {
-                    let required = floor.min_bytes();
-                    if self.moved < required {
-                        return Err(SendError::TooSlow {
-                            moved: self.moved,
-                            waited: self.waited,
-                            required,
-                        });
-                    }
-                    self.moved = 0;
-                    self.waited = Duration::ZERO;
+            self.check_floor()?;
+        }
+        Ok(())
+    }
+
+    /// Moves `want` bytes of `file`, from its position, to the non-blocking socket `tcp` by
+    /// `sendfile`, adding each byte the socket takes to `sent`; in between, waits for the
+    /// socket to take more (`poll`), at most the write timeout at a time. Only that wait counts
+    /// as waiting for the client, never the time the kernel spends reading the file. `length`
+    /// is the whole body's, for the error when the file ends first.
+    #[cfg(target_os = "linux")]
+    fn sendfile_all(
+        &mut self,
+        tcp: &TcpStream,
+        file: &File,
+        mut want: usize,
+        length: u64,
+        sent: &mut u64,
+    ) -> Result<(), SendError> {
+        use nix::errno::Errno;
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        // poll(2) counts whole milliseconds: round up, so a wait is never a busy loop.
+        let timeout_ms = self.write_timeout().as_micros().div_ceil(1000);
+        let timeout = PollTimeout::try_from(timeout_ms).unwrap_or(PollTimeout::MAX);
+        while want > 0 {
+            match nix::sys::sendfile::sendfile64(tcp, file, None, want) {
+                Ok(0) => {
+                    let eof = io::Error::from(io::ErrorKind::UnexpectedEof);
+                    return Err(SendError::Io(ended_early(eof, length)));
                 }
+                Ok(n) => {
+                    want -= n;
+                    self.took(n, sent);
+                }
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => {
+                    let started = Instant::now();
+                    let mut fds = [PollFd::new(tcp.as_fd(), PollFlags::POLLOUT)];
+                    let ready = poll(&mut fds, timeout);
+                    self.waited += started.elapsed();
+                    match ready {
+                        Ok(0) => self.still_taking()?,
+                        // Writable, or an error the next `sendfile` reports.
+                        Ok(_) | Err(Errno::EINTR) => {}
+                        Err(e) => return Err(SendError::Io(e.into())),
+                    }
+                }
+                Err(e) => return Err(SendError::Io(e.into())),
+            }
+            self.check_floor()?;
+        }
+        Ok(())
+    }
+
+    /// The socket took `n` bytes.
+    fn took(&mut self, n: usize, sent: &mut u64) {
+        *sent += n as u64;
+        self.moved += n as u64;
+        self.last_progress = Instant::now();
+    }
+
+    /// After a wait that moved nothing: an error once the client took nothing for
+    /// [`IO_IDLE_TIMEOUT`].
+    fn still_taking(&self) -> Result<(), SendError> {
+        if self.last_progress.elapsed() >= IO_IDLE_TIMEOUT {
+            return Err(SendError::Io(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the client took nothing for {IO_IDLE_TIMEOUT:?}"),
+            )));
+        }
+        Ok(())
+    }
+
+    /// At the end of each window of waiting: an error when the client took less than the
+    /// [`RateFloor`] asks.
+    fn check_floor(&mut self) -> Result<(), SendError> {
+        if let Some(floor) = self.floor {
+            if self.waited >= floor.window {
+                let required = floor.min_bytes();
+                if self.moved < required {
+                    return Err(SendError::TooSlow {
+                        moved: self.moved,
+                        waited: self.waited,
+                        required,
+                    });
+                }
+                self.moved = 0;
+                self.waited = Duration::ZERO;
             }
         }
         Ok(())
@@ -163,10 +245,14 @@ impl WriteWatch {
 /// how many bytes were handed to the socket (a lower bound when the transfer failed) and how
 /// the transfer ended.
 ///
-/// This is a plain read/write loop through one buffer rather than `io::copy`: the standard
-/// library no longer uses `sendfile` from a file to a socket (its `safe_kernel_copy` refuses,
-/// since later changes to the file could show in bytes already "sent"), and its fallback copies
-/// through an 8 KiB buffer. Our own loop uses a larger buffer and counts exactly what was sent.
+/// In plaintext the bytes go by `sendfile(2)` ([`Sender::Kernel`]): from the page cache to the
+/// socket without a copy through this process, the socket non-blocking so that only the wait
+/// for the client's socket counts against it (`poll`), as in the copy. The standard library's
+/// `io::copy` would not do it: it refuses `sendfile` from a file to a socket, since a later
+/// change to the file can show in bytes already "sent" (still queued in the socket); so can
+/// ours, which is why a file served in place is checked after its send (`prepare`) and every
+/// client of ours verifies each chunk's digest. The encrypted channel must see every byte: it
+/// is fed by a read/write loop through one buffer ([`Sender::Copy`]).
 pub(super) fn send_file(
     stream: &mut Transport,
     file: &mut File,
@@ -175,42 +261,33 @@ pub(super) fn send_file(
     min_rate: Option<RateFloor>,
 ) -> (u64, Result<(), SendError>) {
     let rate = max_rate.filter(|&r| r > 0);
+    let mut watch = WriteWatch::new(min_rate.filter(|f| f.bytes_per_sec > 0));
+    if let Err(e) = stream.set_write_timeout(Some(watch.write_timeout())) {
+        return (0, Err(SendError::Io(e)));
+    }
+    let mut sender = match Sender::new(stream, length, rate) {
+        Ok(sender) => sender,
+        Err(e) => return (0, Err(SendError::Io(e))),
+    };
     // Throttled: about ten steps a second, so that the sleeps between them stay short.
     let step = match rate {
         Some(rate) => {
             usize::try_from(rate / 10).map_or(THROTTLE_BUFFER, |s| s.clamp(1, THROTTLE_BUFFER))
         }
-        None => SEND_BUFFER,
+        None => sender.step(),
     };
-    let mut watch = WriteWatch::new(min_rate.filter(|f| f.bytes_per_sec > 0));
-    if let Err(e) = stream.set_write_timeout(Some(watch.write_timeout())) {
-        return (0, Err(SendError::Io(e)));
-    }
-    let mut buf = vec![0u8; usize::try_from(length).map_or(step, |l| l.min(step))];
-    let step = buf.len();
     let started = Instant::now();
     let mut sent = 0;
     while sent < length {
         let want = usize::try_from(length - sent).map_or(step, |r| r.min(step));
-        if let Err(e) = file.read_exact(&mut buf[..want]) {
-            let e = if e.kind() == io::ErrorKind::UnexpectedEof {
-                io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("chunk file ended before {length} bytes"),
-                )
-            } else {
-                e
-            };
-            return (sent, Err(SendError::Io(e)));
-        }
-        if let Err(e) = watch.write_all(stream, &buf[..want], &mut sent) {
+        if let Err(e) = sender.send(file, want, length, &mut watch, &mut sent) {
             return (sent, Err(e));
         }
         // Throttled, each step goes out at once: the encrypted channel would otherwise hold it
         // back until a whole frame (64 KiB) is due, which at a low rate is longer than the
         // client waits.
         if rate.is_some() {
-            if let Err(e) = stream.flush() {
+            if let Err(e) = sender.flush() {
                 return (sent, Err(SendError::Io(e)));
             }
         }
@@ -223,10 +300,116 @@ pub(super) fn send_file(
         }
     }
     // The encrypted channel holds back a partial frame until flushed.
-    if let Err(e) = stream.flush() {
+    if let Err(e) = sender.flush() {
         return (sent, Err(SendError::Io(e)));
     }
     (sent, Ok(()))
+}
+
+/// How an answer's body reaches the client's socket.
+enum Sender<'a> {
+    /// `sendfile(2)` from the file to the plaintext socket, made non-blocking for the body.
+    #[cfg(target_os = "linux")]
+    Kernel(NonBlocking<'a>),
+    /// A read and a write through `buf`: the encrypted channel, which must see every byte.
+    Copy {
+        stream: &'a mut Transport,
+        buf: Vec<u8>,
+    },
+}
+
+impl<'a> Sender<'a> {
+    /// The sender for `stream`, for a body of `length` bytes sent at most `rate` bytes per
+    /// second.
+    fn new(stream: &'a mut Transport, length: u64, rate: Option<u64>) -> io::Result<Sender<'a>> {
+        #[cfg(target_os = "linux")]
+        if let Transport::Plain(tcp) = stream {
+            return NonBlocking::new(tcp).map(Sender::Kernel);
+        }
+        let step = if rate.is_some() {
+            THROTTLE_BUFFER
+        } else {
+            SEND_BUFFER
+        };
+        // Never more memory than the body needs.
+        let buf = vec![0u8; usize::try_from(length).map_or(step, |l| l.min(step))];
+        Ok(Sender::Copy { stream, buf })
+    }
+
+    /// The most an unthrottled step moves.
+    fn step(&self) -> usize {
+        match self {
+            #[cfg(target_os = "linux")]
+            Sender::Kernel(_) => KERNEL_STEP,
+            Sender::Copy { buf, .. } => buf.len().max(1),
+        }
+    }
+
+    /// Moves exactly `want` bytes of `file`, from its position, to the socket (of a body of
+    /// `length` bytes, for the error when the file ends first), adding each byte the socket
+    /// takes to `sent`.
+    fn send(
+        &mut self,
+        file: &mut File,
+        want: usize,
+        length: u64,
+        watch: &mut WriteWatch,
+        sent: &mut u64,
+    ) -> Result<(), SendError> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Sender::Kernel(socket) => watch.sendfile_all(socket.0, file, want, length, sent),
+            Sender::Copy { stream, buf } => {
+                let buf = &mut buf[..want];
+                file.read_exact(buf)
+                    .map_err(|e| SendError::Io(ended_early(e, length)))?;
+                watch.write_all(stream, buf, sent)
+            }
+        }
+    }
+
+    /// Pushes out what the transport holds back (the encrypted channel's partial frame).
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Sender::Kernel(_) => Ok(()),
+            Sender::Copy { stream, .. } => stream.flush(),
+        }
+    }
+}
+
+/// A read error, worded for a file that ended before the `length` bytes announced.
+fn ended_early(e: io::Error, length: u64) -> io::Error {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("chunk file ended before {length} bytes"),
+        )
+    } else {
+        e
+    }
+}
+
+/// A socket made non-blocking while a body is sent by `sendfile`, blocking again when dropped:
+/// what follows the body (the graceful close) relies on the socket's timeouts.
+#[cfg(target_os = "linux")]
+struct NonBlocking<'a>(&'a TcpStream);
+
+#[cfg(target_os = "linux")]
+impl<'a> NonBlocking<'a> {
+    fn new(tcp: &'a TcpStream) -> io::Result<NonBlocking<'a>> {
+        tcp.set_nonblocking(true)?;
+        Ok(NonBlocking(tcp))
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for NonBlocking<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.set_nonblocking(false) {
+            log::debug!("cannot make a client socket blocking again: {e}");
+        }
+    }
 }
 
 /// How long sending `bytes` takes at `rate` bytes per second.
