@@ -115,8 +115,7 @@ fn hash_ranges(file: &mut File, size: u64, shutdown: &Shutdown) -> io::Result<Ha
             (whole.finish(), states)
         });
         let mut digests = [Digest::of(b""); CHUNKS_PER_FILE];
-        for (position, (range, digest)) in chunk_ranges(size).iter().zip(&mut digests).enumerate()
-        {
+        for (position, (range, digest)) in chunk_ranges(size).iter().zip(&mut digests).enumerate() {
             // Every buffer ends at or before its chunk's end, so this falls between buffers.
             if position > 0 && full_tx.send(Piece::ChunkStart).is_err() {
                 return Err(io::Error::other("the hashing thread stopped"));

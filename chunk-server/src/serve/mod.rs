@@ -64,6 +64,11 @@ const CLOSE_LINGER: Duration = Duration::from_millis(500);
 /// At most this much is read and discarded from a client while closing.
 const DRAIN_LIMIT: usize = 64 * 1024;
 
+/// The read buffer of a connection: a request is at most [`shared::MAX_REQUEST_BYTES`] (4 KiB),
+/// read through a buffer of this size in one or two reads. Each open connection holds one, so it
+/// is kept small (hundreds of clients at once).
+const REQUEST_READ_BUFFER: usize = 4096;
+
 /// How long a complete request waits for a transfer slot before it is refused as `busy`.
 /// Shorter than the clients' idle timeout ([`IO_IDLE_TIMEOUT`]), so they get the refusal
 /// rather than time out.
@@ -146,14 +151,15 @@ pub(crate) fn handle_connection(
             return;
         }
     };
-    let mut conn = match Connection::new(transport, ctx.request_timeout) {
-        Ok(conn) => conn,
-        Err(e) => {
-            let reason = format!("cannot set up the connection: {e}");
-            log_refused(peer, Outcome::Error, None, &reason);
-            return;
-        }
-    };
+    let mut conn =
+        match Connection::with_read_buffer(transport, ctx.request_timeout, REQUEST_READ_BUFFER) {
+            Ok(conn) => conn,
+            Err(e) => {
+                let reason = format!("cannot set up the connection: {e}");
+                log_refused(peer, Outcome::Error, None, &reason);
+                return;
+            }
+        };
     let request = match conn.read_request_until(deadline) {
         Ok(request) => request,
         Err(e) => {
