@@ -447,6 +447,39 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_manifests_documented_in_protocol_md_are_what_a_split_records() {
+        // docs/PROTOCOL.md's examples: `seq 1 100000 > numbers.txt`, and `hello world\n`.
+        let numbers: Vec<u8> = (1..=100_000u32)
+            .flat_map(|i| format!("{i}\n").into_bytes())
+            .collect();
+        let doc = include_str!("../../docs/PROTOCOL.md");
+        let f = fixture();
+        let mut missing = Vec::new();
+        for (name, data) in [
+            ("numbers.txt", &numbers[..]),
+            ("hello.txt", b"hello world\n"),
+        ] {
+            let path = f.root.join("share").join(name);
+            fs::write(&path, data).unwrap();
+            let SplitOutcome::Done(manifest) =
+                split_file(&f.store, name, &path, &Shutdown::new()).unwrap()
+            else {
+                panic!("{name} not split");
+            };
+            let answer = shared::protocol::Response::Manifest(*manifest).encode();
+            let line = String::from_utf8(answer).unwrap();
+            if !doc.contains(line.trim_end()) {
+                missing.push(format!("{name} ({} bytes):\n{line}", line.len()));
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "docs/PROTOCOL.md lacks the manifest of {}",
+            missing.join("")
+        );
+    }
+
+    #[test]
     fn interrupted_split_installs_nothing() {
         let f = fixture();
         let path = f.root.join("share").join("big.bin");

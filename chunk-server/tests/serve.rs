@@ -569,3 +569,34 @@ fn chunks_and_ranges_of_a_file_served_in_place_arrive_byte_for_byte() {
         );
     }
 }
+
+#[test]
+fn the_documented_range_request_and_its_answer_are_what_the_server_does() {
+    // docs/PROTOCOL.md's running example: `seq 1 100000 > numbers.txt`.
+    let data: Vec<u8> = (1..=100_000u32)
+        .flat_map(|i| format!("{i}\n").into_bytes())
+        .collect();
+    let (_dir, config) = peer_with(&[("numbers.txt", &data)]);
+    let server = start_chunk_server(config);
+    let request = Request::Chunk {
+        filename: "numbers.txt_3".into(),
+        content_sha256: Some(Digest::of(&data)),
+        offset: 1000,
+        length: Some(65536),
+    };
+    let (response, body) = p2p_request(server.addr, &request);
+    let doc = include_str!("../../docs/PROTOCOL.md");
+    let request_bytes = String::from_utf8(request.encode()).unwrap();
+    assert!(
+        doc.contains(&request_bytes),
+        "not documented: {request_bytes}"
+    );
+    let header = String::from_utf8(response.encode()).unwrap();
+    assert!(
+        doc.contains(&format!("{}\\n<65536 bytes", header.trim_end())),
+        "not documented: {header}"
+    );
+    let chunk = chunk_ranges(data.len() as u64)[2];
+    let start = usize::try_from(chunk.start + 1000).unwrap();
+    assert!(body == data[start..start + 65536]);
+}

@@ -17,7 +17,8 @@
 //! - `refusal`: why a request gets no data, the `refused` event and the protocol's error reply;
 //! - `prepare`: checking a request against the store and opening what it names (the only way
 //!   a request name reaches the file system);
-//! - `send`: sending a body, throttled, with the slow-reader floor ([`RateFloor`]).
+//! - `send`: sending a body (by `sendfile` in plaintext), throttled, with the slow-reader floor
+//!   ([`RateFloor`]); a file served in place that changed meanwhile ends it with a reset.
 //!
 //! Hostile clients are bounded at each step: the whole request must arrive within the request
 //! deadline, counted from accept; an answer waits at most [`SLOT_WAIT`] for a transfer slot

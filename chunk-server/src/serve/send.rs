@@ -445,30 +445,120 @@ mod tests {
         (Transport::Plain(server), client)
     }
 
+    /// A server transport over the encrypted channel, and its client.
+    fn secure_pair() -> (Transport, shared::trust::channel::SecureStream) {
+        use shared::trust::channel::{accept, connect, ChannelKeys};
+        use shared::trust::{Identity, NetworkKey};
+        use std::sync::Arc;
+        let keys = |seed| {
+            ChannelKeys::new(
+                &NetworkKey::from_bytes([9; 32]),
+                Arc::new(Identity::from_seed(&[seed; 32])),
+            )
+        };
+        let (server, client) = socket_pair();
+        let Transport::Plain(server) = server else {
+            unreachable!()
+        };
+        let handshake = thread::spawn(move || {
+            accept(
+                server,
+                Some(&keys(1)),
+                Instant::now() + Duration::from_secs(5),
+            )
+            .unwrap()
+        });
+        let client = connect(client, &keys(2), None, Duration::from_secs(5)).unwrap();
+        (Transport::from(handshake.join().unwrap()), client)
+    }
+
     #[test]
-    fn both_senders_send_exactly_the_requested_range() {
+    fn every_sender_sends_exactly_the_requested_range() {
+        use shared::digest::Digest;
         let mut source = tempfile::tempfile().unwrap();
         let data: Vec<u8> = (0..3_000_000u32)
             .map(|i| u8::try_from(i % 253).unwrap())
             .collect();
         source.write_all(&data).unwrap();
-        for rate in [None, Some(1_000_000_000)] {
-            let (mut server, mut client) = socket_pair();
+        // Plaintext by sendfile, unthrottled and throttled; the encrypted channel by copying.
+        for (secure, rate) in [(false, None), (false, Some(1_000_000_000)), (true, None)] {
+            let (mut server, reader) = if secure {
+                let (server, mut client) = secure_pair();
+                let reader = thread::spawn(move || {
+                    let mut got = vec![0u8; 2_500_000];
+                    client.read_exact(&mut got).unwrap();
+                    got
+                });
+                (server, reader)
+            } else {
+                let (server, mut client) = socket_pair();
+                let reader = thread::spawn(move || {
+                    let mut got = Vec::new();
+                    client.read_to_end(&mut got).unwrap();
+                    got
+                });
+                (server, reader)
+            };
             source.seek(SeekFrom::Start(17)).unwrap();
-            let reader = thread::spawn(move || {
-                let mut got = Vec::new();
-                client.read_to_end(&mut got).unwrap();
-                got
-            });
             let (sent, result) = send_file(&mut server, &mut source, 2_500_000, rate, None);
             result.unwrap();
             drop(server);
             assert_eq!(sent, 2_500_000);
-            assert!(
-                reader.join().unwrap() == data[17..2_500_017],
-                "rate {rate:?}"
+            assert_eq!(
+                Digest::of(&reader.join().unwrap()),
+                Digest::of(&data[17..2_500_017]),
+                "secure {secure} rate {rate:?}"
             );
+            // Only the bytes sent were taken from the file.
+            assert_eq!(source.stream_position().unwrap(), 2_500_017);
         }
+    }
+
+    #[test]
+    fn plaintext_bodies_go_by_sendfile_and_the_channel_by_copying() {
+        let (mut plain, _client) = socket_pair();
+        let sender = Sender::new(&mut plain, 10, None).unwrap();
+        #[cfg(target_os = "linux")]
+        assert!(matches!(sender, Sender::Kernel(_)));
+        drop(sender);
+        // The socket is blocking again after the body, for the graceful close.
+        #[cfg(target_os = "linux")]
+        {
+            use nix::fcntl::{fcntl, FcntlArg, OFlag};
+            let flags = fcntl(plain.tcp(), FcntlArg::F_GETFL).unwrap();
+            assert!(!OFlag::from_bits_truncate(flags).contains(OFlag::O_NONBLOCK));
+        }
+        let (mut secure, _client) = secure_pair();
+        assert!(matches!(
+            Sender::new(&mut secure, 10, None).unwrap(),
+            Sender::Copy { .. }
+        ));
+    }
+
+    #[test]
+    fn closing_the_socket_under_a_waiting_send_ends_it_at_once() {
+        // What shutdown does to a transfer past its grace: the send waits for a client that
+        // reads nothing, and must stop as soon as its socket is shut down.
+        let source = tempfile::tempfile().unwrap();
+        source.set_len(64 * 1024 * 1024).unwrap();
+        let (mut server, _client) = socket_pair();
+        let handle = server.tcp().try_clone().unwrap();
+        let closer = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(300));
+            handle.shutdown(std::net::Shutdown::Both).unwrap();
+        });
+        let started = Instant::now();
+        let (sent, result) = send_file(
+            &mut server,
+            &mut source.try_clone().unwrap(),
+            64 * 1024 * 1024,
+            None,
+            None,
+        );
+        closer.join().unwrap();
+        assert!(matches!(result, Err(SendError::Io(_))), "{result:?}");
+        assert!(sent < 64 * 1024 * 1024);
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[test]
@@ -535,29 +625,7 @@ mod tests {
 
     #[test]
     fn a_throttled_answer_over_the_encrypted_channel_flows_without_waiting_for_whole_frames() {
-        use shared::trust::channel::{accept, connect, ChannelKeys};
-        use shared::trust::{Identity, NetworkKey};
-        use std::sync::Arc;
-        let keys = |seed| {
-            ChannelKeys::new(
-                &NetworkKey::from_bytes([9; 32]),
-                Arc::new(Identity::from_seed(&[seed; 32])),
-            )
-        };
-        let (server, client) = socket_pair();
-        let Transport::Plain(server) = server else {
-            unreachable!()
-        };
-        let handshake = thread::spawn(move || {
-            accept(
-                server,
-                Some(&keys(1)),
-                Instant::now() + Duration::from_secs(5),
-            )
-            .unwrap()
-        });
-        let mut client = connect(client, &keys(2), None, Duration::from_secs(5)).unwrap();
-        let mut server = Transport::from(handshake.join().unwrap());
+        let (mut server, mut client) = secure_pair();
         let mut source = tempfile::tempfile().unwrap();
         source.write_all(&[3u8; 3000]).unwrap();
         source.seek(SeekFrom::Start(0)).unwrap();
