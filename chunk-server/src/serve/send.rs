@@ -1,5 +1,7 @@
-//! Sending an answer's body: a chunk file's bytes to the client's socket, at most at the
-//! `--max-rate` throttle, dropping a client that reads slower than the [`RateFloor`].
+//! Sending an answer's body: a chunk file's bytes to the client's socket (in plaintext by
+//! `sendfile(2)`, with no copy through this process; over the encrypted channel through a
+//! buffer), at most at the `--max-rate` throttle, dropping a client that reads slower than the
+//! [`RateFloor`].
 //!
 //! Only the sending: what to send was decided by `prepare`, and the event is logged by the
 //! caller, from the count and the [`SendError`] returned here.
