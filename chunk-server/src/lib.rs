@@ -57,7 +57,7 @@ use crate::digest_cache::DigestCache;
 pub use crate::error::Error;
 use crate::listed::{Listed, SHARES_POLL};
 use crate::offered::Offered;
-use crate::serve::{Gate, RateFloor, ServeContext};
+use crate::serve::{Gate, LocalCopies, RateFloor, ServeContext};
 use crate::share::Sharer;
 
 /// Seconds between two scans of the shared files: short, so a file dropped into the share
@@ -65,7 +65,8 @@ use crate::share::Sharer;
 pub const DEFAULT_RESCAN_SECS: u64 = 2;
 
 /// Answers sent at once by default. Each holds a thread and an open file (in plaintext the
-/// kernel sends the bytes: no buffer of ours; over the encrypted channel, its buffers); a
+/// kernel sends the bytes by `sendfile`: no buffer of ours, but for a few copies to clients on
+/// this host; over the encrypted channel, its buffers); a
 /// complete request waits for a free one (`serve::SLOT_WAIT`, 10 s), then is refused as `busy`.
 /// Enough for 100 of our downloaders fetching from this server at once (five chunks each), so
 /// that none waits: they give up on a chunk header that takes more than 5 s.
@@ -272,6 +273,7 @@ pub fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> Result<
         digests: DigestCache::default(),
         shutdown: shutdown.clone(),
         gate: Gate::new(&trust, dir.root(), config.allow_legacy),
+        local_copies: LocalCopies::default(),
     });
     let admission = Admission::new(Limits {
         max_transfers: config.max_connections,

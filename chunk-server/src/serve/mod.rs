@@ -17,8 +17,9 @@
 //! - `refusal`: why a request gets no data, the `refused` event and the protocol's error reply;
 //! - `prepare`: checking a request against the store and opening what it names (the only way
 //!   a request name reaches the file system);
-//! - `send`: sending a body (by `sendfile` in plaintext), throttled, with the slow-reader floor
-//!   ([`RateFloor`]); a file served in place that changed meanwhile ends it with a reset.
+//! - `send`: sending a body (by `sendfile` to another host in plaintext), throttled, with the
+//!   slow-reader floor ([`RateFloor`]); a file served in place that changed meanwhile ends it
+//!   with a reset.
 //!
 //! Hostile clients are bounded at each step: the whole request must arrive within the request
 //! deadline, counted from accept; an answer waits at most [`SLOT_WAIT`] for a transfer slot
@@ -52,6 +53,7 @@ pub(crate) use self::gate::Gate;
 use self::prepare::{open_chunk, prepare_chunk, prepare_manifest, FileVersion};
 pub(crate) use self::refusal::log_refused;
 use self::refusal::{loggable, read_refusal, Refusal};
+pub(crate) use self::send::LocalCopies;
 pub(crate) use self::send::RateFloor;
 use self::send::{send_file, SendError};
 use crate::admission::Ticket;
@@ -92,6 +94,8 @@ pub(crate) struct ServeContext {
     pub(crate) shutdown: Shutdown,
     /// Who is answered: the network key, `--allow-legacy`, the allow list.
     pub(crate) gate: Gate,
+    /// The copies to clients on this host under way (the others get `sendfile`).
+    pub(crate) local_copies: LocalCopies,
 }
 
 /// Logs one `served` event: what was sent to whom, how much, how fast, and how it ended.
@@ -279,13 +283,15 @@ fn serve_chunk(
             return Ok(());
         }
     };
+    // Held until the body is sent.
+    let path = ctx.local_copies.choose(peer.ip());
     let (sent, result) = match conn.write_response(&chunk.header) {
         Ok(()) => send_file(
             conn.stream(),
             &mut chunk.file,
             chunk.length,
-            ctx.max_rate,
-            ctx.min_rate,
+            path.path,
+            (ctx.max_rate, ctx.min_rate),
         ),
         Err(e) => (0, Err(SendError::Io(e))),
     };
@@ -388,12 +394,14 @@ fn serve_legacy(
     };
     match open_chunk(&ctx.store, &name) {
         Ok((mut chunk, _)) => {
+            // Held until the body is sent.
+            let path = ctx.local_copies.choose(peer.ip());
             let (sent, result) = send_file(
                 conn.stream(),
                 &mut chunk.file,
                 chunk.len,
-                ctx.max_rate,
-                ctx.min_rate,
+                path.path,
+                (ctx.max_rate, ctx.min_rate),
             );
             let result = result.and_then(|()| unchanged(&chunk.file, chunk.version));
             let who = (peer, conn.peer_id());
