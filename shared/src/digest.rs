@@ -269,6 +269,11 @@ impl<W: Write> HashingWriter<W> {
         (self.inner, self.hasher.finish())
     }
 
+    /// The inner writer and the hash, unfinished (to be checked against a [`Midstate`]).
+    pub fn into_parts(self) -> (W, Hasher) {
+        (self.inner, self.hasher)
+    }
+
     /// The inner writer.
     pub fn get_ref(&self) -> &W {
         &self.inner
