@@ -244,6 +244,7 @@ impl Round<'_> {
         let verified = manifest.is_some() && results.iter().all(|r| r.fetched.verified);
         let sources: BTreeSet<String> = results.iter().filter_map(|r| r.source.clone()).collect();
         let downloads = self.config.dir.downloads();
+        let mut hashed_once = false;
         let (path, size, sha256, already_present) = match receiving {
             Some(receiving) => {
                 for (i, result) in results.iter().enumerate() {
@@ -254,6 +255,7 @@ impl Round<'_> {
                 // Every chunk a proven step of the file's SHA-256: the file has it, and is
                 // not read again. Otherwise it is hashed whole, as assembled files are.
                 let proven = results.iter().all(|r| r.fetched.step == Some(true));
+                hashed_once = proven;
                 let digest = match (proven, manifest) {
                     (true, Some(m)) => m.sha256,
                     _ => receiving.hash_whole()?,
@@ -277,6 +279,7 @@ impl Round<'_> {
             sha256,
             verified,
             already_present,
+            hashed_once,
             sources,
         })
     }

@@ -91,6 +91,9 @@ struct Attempt<'a> {
     dest: Place,
     /// Whether what an earlier transfer left there may be continued (not for endgame copies).
     resume: bool,
+    /// Bytes of the chunk there before the attempt (continued when `resume`): wrong bytes in
+    /// a continued chunk may be this peer's own (a power cut), so they blame no holder.
+    earlier: u64,
     handle: Arc<CancelHandle>,
 }
 
@@ -229,7 +232,9 @@ impl<'a> FetchContext<'a> {
         // an empty answer only when no other holder sends bytes.
         let mut empty_from: Option<usize> = None;
 
-        for &h in candidates {
+        let mut tries = candidates.iter().map(|&h| (h, true)).collect::<Vec<_>>();
+        tries.reverse();
+        while let Some((h, first_try)) = tries.pop() {
             if self.is_done(chunk) {
                 return Ok(());
             }
@@ -258,15 +263,20 @@ impl<'a> FetchContext<'a> {
                 }
                 board.add_flight(chunk.position(), h)
             };
-            let dest = match self.receiving {
-                Some(_) => Place::InFile,
-                None => Place::Part(self.placement.part_path(self.store, chunk)),
+            let (dest, earlier) = match self.receiving {
+                Some(receiving) => (Place::InFile, receiving.recorded(chunk.position())),
+                None => {
+                    let part = self.placement.part_path(self.store, chunk);
+                    let earlier = fs::metadata(&part).map_or(0, |m| m.len());
+                    (Place::Part(part), earlier)
+                }
             };
             let attempt = Attempt {
                 chunk,
                 holder: h,
                 dest,
                 resume: true,
+                earlier,
                 handle,
             };
             match self.attempt(&attempt, progress) {
@@ -282,6 +292,10 @@ impl<'a> FetchContext<'a> {
                 }
                 AttemptEnd::Failed(FetchError::Write { path, source }) => {
                     return Err(WorkerError::Local { path, source });
+                }
+                // What was continued did not match: the same holder once more, from byte 0.
+                AttemptEnd::Failed(e) if e.is_bad_data() && earlier > 0 && first_try => {
+                    tries.push((h, false));
                 }
                 AttemptEnd::Failed(_) => {}
             }
@@ -413,25 +427,29 @@ impl<'a> FetchContext<'a> {
                     attempt.failed(Outcome::Superseded, &e);
                     return AttemptEnd::Lost;
                 }
-                self.failed(chunk, h, &received, millis, &e, progress);
+                let continued = attempt.resume && attempt.earlier > 0;
+                self.failed(chunk, (h, continued), &received, millis, &e, progress);
                 AttemptEnd::Failed(e)
             }
         }
     }
 
     /// A holder failed to deliver `chunk`: avoided when it does not answer or, vouching for the
-    /// manifest, sent wrong bytes; logged and reported unless the fetch was cancelled.
+    /// manifest, sent wrong bytes (into a chunk it sent whole: `continued` says the attempt
+    /// continued bytes already here, which may be what was wrong); logged and reported unless
+    /// the fetch was cancelled.
     fn failed(
         &self,
         chunk: &ChunkName,
-        h: usize,
+        (h, continued): (usize, bool),
         received: &Fetched,
         millis: u128,
         e: &FetchError,
         progress: &SyncSender<Progress>,
     ) {
         let holder = &self.target.holders[h];
-        let blamed = e.is_bad_data() && self.vouching.get(h).copied().unwrap_or(false);
+        let blamed =
+            e.is_bad_data() && !continued && self.vouching.get(h).copied().unwrap_or(false);
         if e.is_unresponsive() || blamed {
             self.avoid(holder.addr);
         }
@@ -517,6 +535,7 @@ impl<'a> FetchContext<'a> {
                 holder: h,
                 dest: Place::Part(self.placement.copy_part_path(self.store, chunk, h)),
                 resume: false,
+                earlier: 0,
                 handle,
             };
             if let AttemptEnd::Failed(FetchError::Write { .. }) = self.attempt(&attempt, progress) {
