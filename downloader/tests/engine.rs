@@ -441,6 +441,47 @@ fn damaged_bytes_in_a_continued_chunk_are_fetched_again_without_blaming_the_hold
 }
 
 #[test]
+fn idle_holders_take_the_end_of_a_slow_holders_chunks_and_the_file_is_hashed_once() {
+    // 10 MiB: chunks of 2 MiB. The slow holder sends 300 kB per 100 ms on each connection;
+    // the two fast ones finish their chunks at once, then take over the rest of the slow
+    // holder's (range requests: these fake holders ignore `length` and send to the chunk's
+    // end, as servers older than ranges do, so the downloader reads only what it asked for).
+    let bytes = data(10 << 20);
+    let slow = start_holder("b.bin", bytes.clone(), Behaviour::Trickle(300_000));
+    let fast1 = start_holder("b.bin", bytes.clone(), Behaviour::Honest);
+    let fast2 = start_holder("b.bin", bytes.clone(), Behaviour::Honest);
+    let dir = tempfile::tempdir().unwrap();
+    let t = target(
+        "b.bin",
+        &bytes,
+        &[("slow", &slow), ("fast1", &fast1), ("fast2", &fast2)],
+    );
+    let mut config = config(dir.path());
+    // No whole-chunk duplicates: the pieces alone must finish the slow holder's chunks.
+    config.endgame_after = Duration::from_secs(3600);
+    let outcome = download::download(&config, &t, &Shutdown::new(), &mut |_| {}).unwrap();
+    assert_eq!(std::fs::read(&outcome.path).unwrap(), bytes);
+    assert!(outcome.verified);
+    assert!(outcome.hashed_once, "pieces are hashed once too, in order");
+    let pieces: Vec<u64> = [&fast1, &fast2]
+        .iter()
+        .flat_map(|h| h.offsets())
+        .filter(|&offset| offset > 0)
+        .collect();
+    assert!(
+        !pieces.is_empty(),
+        "the fast holders should have been asked for the end of a chunk"
+    );
+    // The slow holder sent far less than the chunks it was first asked for.
+    let asked_of_slow = slow.offsets().len() as u64 * (2 << 20);
+    assert!(
+        (slow.bytes_sent() as u64) < asked_of_slow,
+        "slow sent {} of {asked_of_slow}",
+        slow.bytes_sent()
+    );
+}
+
+#[test]
 fn a_trickling_holder_is_abandoned_for_another() {
     let bytes = data(200_000);
     let slow = start_holder("t.bin", bytes.clone(), Behaviour::Trickle(1));

@@ -122,6 +122,12 @@ impl<'de> Deserialize<'de> for Digest {
 #[derive(Default, Clone)]
 pub struct Hasher(Sha256);
 
+impl fmt::Debug for Hasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Hasher(..)")
+    }
+}
+
 impl Hasher {
     /// Adds bytes.
     pub fn update(&mut self, bytes: &[u8]) {

@@ -30,7 +30,10 @@ use super::placement::Placement;
 use super::progress::Progress;
 use super::receiving::Receiving;
 use crate::catalog::{Holder, Target};
-use crate::fetch::{fetch_chunk, CancelHandle, Dest, Expected, FetchError, Fetched, Job, Network};
+use crate::fetch::{
+    check_pieces, fetch_chunk, CancelHandle, Delivery, Dest, Expected, FetchError, Fetched, InFile,
+    Job, Network,
+};
 
 /// How often the thread that reports progress looks at the Ctrl-C flag.
 const CANCEL_POLL: Duration = Duration::from_millis(50);
@@ -40,6 +43,14 @@ const TRANSFERS_EVERY: Duration = Duration::from_millis(100);
 
 /// How long an idle worker waits for a flight to end or age before looking again.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
+
+/// A transfer is split for an idle holder only when it has this much left to receive...
+const MIN_STEAL: u64 = 1 << 20;
+/// ...and keeps at least this much of it (what it may be writing while the split is decided;
+/// a transfer reads where it must stop before every write of at most 64 KiB)...
+const STEAL_MARGIN: u64 = 512 << 10;
+/// ...and the idle holder gets at least this much.
+const MIN_PIECE: u64 = 512 << 10;
 
 /// Why a worker's chunk did not arrive.
 pub(super) enum WorkerError {
@@ -94,6 +105,8 @@ struct Attempt<'a> {
     /// Bytes of the chunk there before the attempt (continued when `resume`): wrong bytes in
     /// a continued chunk may be this peer's own (a power cut), so they blame no holder.
     earlier: u64,
+    /// Only this piece of the chunk (see [`FetchContext::steal`]).
+    range: Option<(u64, u64)>,
     handle: Arc<CancelHandle>,
 }
 
@@ -261,7 +274,7 @@ impl<'a> FetchContext<'a> {
                 if board.results[chunk.position()].is_some() {
                     return Ok(());
                 }
-                board.add_flight(chunk.position(), h)
+                board.add_flight(chunk.position(), h, self.receiving.is_some())
             };
             let (dest, earlier) = match self.receiving {
                 Some(receiving) => (Place::InFile, receiving.recorded(chunk.position())),
@@ -277,6 +290,7 @@ impl<'a> FetchContext<'a> {
                 dest,
                 resume: true,
                 earlier,
+                range: None,
                 handle,
             };
             match self.attempt(&attempt, progress) {
@@ -325,6 +339,7 @@ impl<'a> FetchContext<'a> {
             expected,
             step: self.steps[position].as_ref(),
             resume: attempt.resume,
+            range: attempt.range,
         };
         let record = |bytes| {
             if let Some(receiving) = self.receiving {
@@ -342,6 +357,25 @@ impl<'a> FetchContext<'a> {
         };
         let started = Instant::now();
         let result = fetch_chunk(&job, dest, &self.net, self.shutdown, &attempt.handle);
+        let (_, reached) = attempt.handle.position();
+        let sent = reached.saturating_sub(attempt.handle.position().0);
+        self.board().note_rate(h, sent, started.elapsed());
+        if attempt.range.is_some() {
+            return self.piece_ended(attempt, result, progress);
+        }
+        // A transfer cut short because other holders were given the rest of the chunk: the
+        // chunk is whole, and checked, once their pieces are in.
+        let split = matches!(result, Ok(Delivery::Piece { .. }));
+        let result = match (result, &in_file) {
+            (Ok(Delivery::Chunk(fetched)), _) => Ok(fetched),
+            (Ok(Delivery::Piece { end, hashed }), Some(place)) => {
+                self.complete_pieces(attempt, place, end, hashed)
+            }
+            (Ok(Delivery::Piece { .. }), None) => {
+                unreachable!("only a chunk received in place is split")
+            }
+            (Err(e), _) => Err(e),
+        };
         let millis = started.elapsed().as_millis();
         let part = match &attempt.dest {
             Place::Part(part) => Some(part.as_path()),
@@ -427,7 +461,9 @@ impl<'a> FetchContext<'a> {
                     attempt.failed(Outcome::Superseded, &e);
                     return AttemptEnd::Lost;
                 }
-                let continued = attempt.resume && attempt.earlier > 0;
+                // Wrong bytes in a chunk received in pieces, or continued, blame nobody in
+                // particular.
+                let continued = (attempt.resume && attempt.earlier > 0) || split;
                 self.failed(chunk, (h, continued), &received, millis, &e, progress);
                 AttemptEnd::Failed(e)
             }
@@ -512,7 +548,28 @@ impl<'a> FetchContext<'a> {
             }
             let (position, h, handle) = {
                 let mut board = self.board();
-                let avoided = holders.iter().map(|h| self.is_avoided(h.addr)).collect();
+                let avoided: Vec<bool> = holders.iter().map(|h| self.is_avoided(h.addr)).collect();
+                if let Some((position, h, handle, range)) = self.steal(&mut board, &avoided) {
+                    drop(board);
+                    let Ok(names) = ChunkName::all_of(&self.target.name) else {
+                        unreachable!("validated at the start of the download")
+                    };
+                    let attempt = Attempt {
+                        chunk: &names[position],
+                        holder: h,
+                        dest: Place::InFile,
+                        resume: false,
+                        earlier: 0,
+                        range: Some(range),
+                        handle,
+                    };
+                    if let AttemptEnd::Failed(FetchError::Write { .. }) =
+                        self.attempt(&attempt, progress)
+                    {
+                        return;
+                    }
+                    continue;
+                }
                 let view = board.endgame_view(holders, avoided, self.endgame_after);
                 if !view.in_flight() {
                     return;
@@ -523,7 +580,7 @@ impl<'a> FetchContext<'a> {
                     let _ = self.changed.wait_timeout(board, IDLE_WAIT);
                     continue;
                 };
-                (position, h, board.add_flight(position, h))
+                (position, h, board.add_flight(position, h, false))
             };
             let Ok(names) = ChunkName::all_of(&self.target.name) else {
                 unreachable!("validated at the start of the download")
@@ -536,12 +593,196 @@ impl<'a> FetchContext<'a> {
                 dest: Place::Part(self.placement.copy_part_path(self.store, chunk, h)),
                 resume: false,
                 earlier: 0,
+                range: None,
                 handle,
             };
             if let AttemptEnd::Failed(FetchError::Write { .. }) = self.attempt(&attempt, progress) {
                 return;
             }
         }
+    }
+
+    /// Splits a transfer in flight so that an idle holder fetches the end of its range
+    /// (content received in place only): the transfer with the most time left (bytes left at
+    /// its rate) keeps the part its rate can send while the idle holder (at its own last rate)
+    /// sends the rest, so both finish together. This is how several holders share one chunk,
+    /// and why a download from three holders is not held up by the last of five chunks.
+    /// Returns the chunk, the holder, its flight and its piece.
+    fn steal(
+        &self,
+        board: &mut Board,
+        avoided: &[bool],
+    ) -> Option<(usize, usize, Arc<CancelHandle>, (u64, u64))> {
+        self.receiving?;
+        let holders = &self.target.holders;
+        let idle = |h: usize| {
+            matches!(holders[h].proto, Proto::P2p(_)) && !avoided[h] && !board.is_busy(h)
+        };
+        let rate_of = |flight: &super::board::Flight| {
+            let (start, pos) = flight.handle.position();
+            let secs = flight.started.elapsed().as_secs_f64();
+            (secs > 0.0).then(|| (pos.saturating_sub(start)) as f64 / secs)
+        };
+        // The flight with the most time left.
+        let mut best: Option<(f64, usize, usize, u64, u64, f64)> = None;
+        for (position, flights) in board.flights.iter().enumerate() {
+            let Some(exp) = self.expected[position] else {
+                continue;
+            };
+            if board.results[position].is_some() {
+                continue;
+            }
+            for (f, flight) in flights.iter().enumerate() {
+                let (_, pos) = flight.handle.position();
+                let end = flight.handle.end().min(exp.len);
+                let left = end.saturating_sub(pos);
+                if left < MIN_STEAL || !flight.in_file || flight.handle.is_cancelled() {
+                    continue;
+                }
+                let rate = rate_of(flight).unwrap_or(1.0).max(1.0);
+                let time_left = left as f64 / rate;
+                if best.is_none_or(|b| time_left > b.0) {
+                    best = Some((time_left, position, f, pos, end, rate));
+                }
+            }
+        }
+        let (_, position, f, pos, end, victim_rate) = best?;
+        let index = u8::try_from(position + 1).ok()?;
+        let thief = (0..holders.len())
+            .filter(|&h| idle(h) && holders[h].chunks.contains(index))
+            .filter(|h| !board.failed[position].contains(h))
+            .max_by(|a, b| {
+                let rate = |h| board.rates.get(h).copied().unwrap_or(0.0);
+                rate(a).total_cmp(&rate(b))
+            })?;
+        let thief_rate = board.rates.get(&thief).copied().unwrap_or(victim_rate);
+        // The victim keeps a margin (what it may be writing as we decide) and its share of the
+        // rest; the thief takes the end.
+        let rest = (end - pos - STEAL_MARGIN) as f64;
+        let keep = STEAL_MARGIN + (rest * victim_rate / (victim_rate + thief_rate)) as u64;
+        let mid = pos + keep;
+        if end.saturating_sub(mid) < MIN_PIECE {
+            return None;
+        }
+        let victim = board.flights[position][f].handle.clone();
+        victim.cut_at(mid);
+        let handle = board.add_flight(position, thief, true);
+        board.pieces[position].push(super::board::Piece {
+            start: mid,
+            handle: handle.clone(),
+            received: None,
+        });
+        log::info!(
+            "{} takes bytes {mid}..{end} of {}_{} from {}",
+            holders[thief].label(),
+            self.target.name,
+            position + 1,
+            holders[board.flights[position][f].holder].label()
+        );
+        Some((position, thief, handle, (mid, end)))
+    }
+
+    /// A piece of a chunk ([`Self::steal`]) ended: recorded for the transfer waiting for it
+    /// ([`Self::complete_pieces`]), and logged.
+    fn piece_ended(
+        &self,
+        attempt: &Attempt<'_>,
+        result: Result<Delivery, FetchError>,
+        progress: &SyncSender<Progress>,
+    ) -> AttemptEnd {
+        let position = attempt.chunk.position();
+        let mut board = self.board();
+        board.remove_flight(position, &attempt.handle);
+        let received = result.is_ok();
+        for piece in &mut board.pieces[position] {
+            if Arc::ptr_eq(&piece.handle, &attempt.handle) {
+                piece.received = Some(received);
+            }
+        }
+        drop(board);
+        self.changed.notify_all();
+        match result {
+            Ok(_) => AttemptEnd::Won,
+            Err(e) => {
+                let holder = &self.target.holders[attempt.holder];
+                let (start, reached) = attempt.handle.position();
+                let got = Fetched::unverified(reached.saturating_sub(start));
+                self.failed(attempt.chunk, (attempt.holder, true), &got, 0, &e, progress);
+                log::info!(
+                    "{} did not deliver its piece of {}",
+                    holder.label(),
+                    attempt.chunk
+                );
+                AttemptEnd::Failed(e)
+            }
+        }
+    }
+
+    /// The transfer that started a chunk was cut at `end`, other holders fetching the rest in
+    /// pieces: waits for them, fetches itself any piece that failed, then checks the whole
+    /// chunk (its hash up to `end` continued over the rest, read back from the file).
+    fn complete_pieces(
+        &self,
+        attempt: &Attempt<'_>,
+        place: &InFile<'_>,
+        end: u64,
+        hashed: Option<shared::digest::Hasher>,
+    ) -> Result<Fetched, FetchError> {
+        let position = attempt.chunk.position();
+        let Some(expected) = self.expected[position] else {
+            return Err(FetchError::Protocol(
+                "a chunk of no manifest was split".into(),
+            ));
+        };
+        let Some(hashed) = hashed else {
+            return Err(FetchError::Protocol("a split chunk was not hashed".into()));
+        };
+        loop {
+            let failed: Vec<(u64, u64)> = {
+                let mut board = self.board();
+                while board.pieces[position].iter().any(|p| p.received.is_none()) {
+                    if self.shutdown.is_triggered() || attempt.handle.is_cancelled() {
+                        return Err(FetchError::Cancelled);
+                    }
+                    board = self
+                        .changed
+                        .wait_timeout(board, IDLE_WAIT)
+                        .map_or_else(|p| p.into_inner().0, |(b, _)| b);
+                }
+                let pieces = &mut board.pieces[position];
+                let failed = (pieces.iter())
+                    .filter(|p| p.received == Some(false))
+                    .map(|p| (p.start, p.end(expected.len)))
+                    .collect();
+                pieces.retain(|p| p.received != Some(false));
+                failed
+            };
+            if failed.is_empty() {
+                break;
+            }
+            // What another holder did not deliver, this one fetches.
+            for (start, stop) in failed {
+                let handle = self.board().add_flight(position, attempt.holder, true);
+                let job = Job {
+                    holder: &self.target.holders[attempt.holder],
+                    chunk: attempt.chunk,
+                    content_sha256: self.target.sha256,
+                    expected: Some(expected),
+                    step: None,
+                    resume: false,
+                    range: Some((start, stop)),
+                };
+                let result =
+                    fetch_chunk(&job, Dest::InFile(place), &self.net, self.shutdown, &handle);
+                self.board().remove_flight(position, &handle);
+                self.changed.notify_all();
+                result?;
+            }
+        }
+        self.board().pieces[position].clear();
+        let fetched = check_pieces(place, hashed, end, expected, self.steps[position].as_ref())?;
+        (place.record)(expected.len);
+        Ok(fetched)
     }
 
     /// Keeps an empty chunk from a legacy holder when no holder sent bytes for it.

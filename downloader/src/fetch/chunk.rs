@@ -133,6 +133,27 @@ pub struct Job<'a> {
     pub step: Option<&'a ChunkStep<'a>>,
     /// Continue what an earlier transfer left from its last byte when possible.
     pub resume: bool,
+    /// Only bytes `start..end` of the chunk (our peers, into the file): a piece, the rest of
+    /// the chunk coming from other holders. A piece is not checked here: the chunk is, whole,
+    /// once all its pieces are in.
+    pub range: Option<(u64, u64)>,
+}
+
+/// What a fetch delivered.
+#[derive(Debug)]
+pub enum Delivery {
+    /// The whole chunk, checked.
+    Chunk(Fetched),
+    /// A piece of it, up to byte `end` of the chunk: a [`Job::range`], or a transfer cut short
+    /// because another holder was given the rest ([`CancelHandle::cut_at`]). `hashed` is the
+    /// hash of the chunk's bytes up to `end` when this transfer hashed them from the chunk's
+    /// start (it continued them), `None` for a piece hashed later, in order.
+    Piece {
+        /// Where in the chunk the piece ends.
+        end: u64,
+        /// The chunk's hash so far.
+        hashed: Option<Hasher>,
+    },
 }
 
 /// The writer every received byte goes through: it stops the transfer on Ctrl-C, on
@@ -150,6 +171,8 @@ struct Guard<'a, W> {
     written: u64,
     max_len: u64,
     oversized: bool,
+    /// The transfer reached the end it was cut at ([`CancelHandle::cut_at`]).
+    cut: bool,
     /// Where free space is watched, how much must stay free, and when to look next.
     space: PathBuf,
     min_free: u64,
@@ -162,6 +185,15 @@ const SPACE_CHECK_EVERY: u64 = 8 << 20;
 
 impl<W: Write> Write for Guard<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let end = self.handle.end();
+        if self.written >= end {
+            self.cut = true;
+            return Err(io::Error::other(
+                "the rest of the chunk comes from another holder",
+            ));
+        }
+        let room = usize::try_from(end - self.written).unwrap_or(usize::MAX);
+        let buf = &buf[..buf.len().min(room)];
         let after = self.written + buf.len() as u64;
         if after > self.max_len {
             // A holder that sends more than the chunk can hold is stopped here, before the
@@ -208,9 +240,11 @@ impl<W: Write> Write for Guard<'_, W> {
 /// [`RECORD_EVERY`] bytes.
 struct AtOffset<'a> {
     place: &'a InFile<'a>,
-    /// Bytes of the chunk written so far.
+    /// Where in the chunk the next byte goes.
     written: u64,
-    recorded: u64,
+    /// What the record says; `None` for a piece, which records nothing: the record counts the
+    /// bytes from the chunk's start.
+    recorded: Option<u64>,
 }
 
 /// How often a transfer into the file records how far it got.
@@ -222,8 +256,11 @@ impl Write for AtOffset<'_> {
             .file
             .write_all_at(buf, self.place.offset + self.written)?;
         self.written += buf.len() as u64;
-        if self.written - self.recorded >= RECORD_EVERY {
-            self.recorded = self.written;
+        if self
+            .recorded
+            .is_some_and(|r| self.written - r >= RECORD_EVERY)
+        {
+            self.recorded = Some(self.written);
             (self.place.record)(self.written);
         }
         Ok(buf.len())
@@ -263,7 +300,9 @@ impl Out<'_> {
         match self {
             Out::Part(w) => w.into_inner().map_err(|e| e.into_error())?.sync_all(),
             Out::InFile(w) => {
-                (w.place.record)(w.written);
+                if w.recorded.is_some() {
+                    (w.place.record)(w.written);
+                }
                 Ok(())
             }
         }
@@ -286,7 +325,7 @@ pub fn fetch_chunk<'a>(
     net: &Network,
     shutdown: &'a Shutdown,
     handle: &'a CancelHandle,
-) -> Result<Fetched, FetchError> {
+) -> Result<Delivery, FetchError> {
     if shutdown.is_triggered() {
         return Err(FetchError::Cancelled);
     }
@@ -325,6 +364,16 @@ pub fn fetch_chunk<'a>(
                 resume_from,
             )
         }
+        Dest::InFile(place) if job.range.is_some() => {
+            let (start, end) = job.range.unwrap_or_default();
+            handle.cut_at(end);
+            let out = AtOffset {
+                place,
+                written: start,
+                recorded: None,
+            };
+            (Out::InFile(out), start)
+        }
         Dest::InFile(place) => {
             let resume_from = resumable(place.resumable);
             if resume_from > 0 {
@@ -334,7 +383,7 @@ pub fn fetch_chunk<'a>(
             let out = AtOffset {
                 place,
                 written: resume_from,
-                recorded: resume_from,
+                recorded: Some(resume_from),
             };
             (Out::InFile(out), resume_from)
         }
@@ -354,6 +403,7 @@ pub fn fetch_chunk<'a>(
             written: resume_from,
             max_len: job.expected.map_or(net.limits.max_chunk_len(), |e| e.len),
             oversized: false,
+            cut: false,
             space: path.parent().unwrap_or(&path).to_owned(),
             min_free: net.limits.min_free,
             next_space_check: resume_from,
@@ -366,6 +416,14 @@ pub fn fetch_chunk<'a>(
         Proto::P2p(_) => fetch_ours(job, net, conn, out, resume_from, &path),
         Proto::Legacy => fetch_legacy(job, conn, out, net, &path),
     }?;
+    if received.cut || job.range.is_some() {
+        // Only a transfer that started with the chunk has hashed its bytes in order.
+        let hashed = job.range.is_none().then_some(received.hasher);
+        return Ok(Delivery::Piece {
+            end: received.bytes,
+            hashed,
+        });
+    }
     let bytes = received.bytes;
     check(
         (job.expected, job.step),
@@ -380,6 +438,7 @@ pub fn fetch_chunk<'a>(
             }
         },
     )
+    .map(Delivery::Chunk)
     .map_err(|e| match e {
         CheckError::Read(source) => FetchError::Write { path, source },
         CheckError::Fetch(e) => e,
@@ -402,6 +461,7 @@ pub fn check_in_file(
         bytes: expected.len,
         announced: None,
         hasher,
+        cut: false,
     };
     let reread = || {
         let mut hasher = Hasher::default();
@@ -412,6 +472,45 @@ pub fn check_in_file(
         Ok(fetched) => Ok(Some(fetched)),
         Err(CheckError::Read(e)) => Err(e),
         Err(CheckError::Fetch(_)) => Ok(None),
+    }
+}
+
+/// Checks a chunk received in pieces into the file: `hashed` is its hash up to byte `from`
+/// (the transfer that started with it); the rest is read back from the file, hashed, and the
+/// chunk checked as [`fetch_chunk`] checks a whole one.
+///
+/// # Errors
+/// [`FetchError::BadData`] when it does not match; [`FetchError::Write`] when the file cannot
+/// be read.
+pub fn check_pieces(
+    place: &InFile<'_>,
+    mut hashed: Hasher,
+    from: u64,
+    expected: Expected,
+    step: Option<&ChunkStep<'_>>,
+) -> Result<Fetched, FetchError> {
+    let path = place.path.to_owned();
+    let read_err = |source| FetchError::Write {
+        path: path.clone(),
+        source,
+    };
+    let rest = expected.len.saturating_sub(from);
+    hash_range(place.file, place.offset + from, rest, &mut hashed).map_err(read_err)?;
+    let received = Received {
+        bytes: expected.len,
+        announced: None,
+        hasher: hashed,
+        cut: false,
+    };
+    let reread = || {
+        let mut hasher = Hasher::default();
+        hash_range(place.file, place.offset, expected.len, &mut hasher)?;
+        Ok(hasher.finish())
+    };
+    match check((Some(expected), step), received, 0, reread) {
+        Ok(fetched) => Ok(fetched),
+        Err(CheckError::Read(source)) => Err(read_err(source)),
+        Err(CheckError::Fetch(e)) => Err(e),
     }
 }
 
@@ -436,10 +535,13 @@ fn hash_range(file: &File, offset: u64, len: u64, hasher: &mut Hasher) -> io::Re
 
 /// A chunk received whole, not yet checked.
 struct Received {
+    /// Where in the chunk the bytes received end.
     bytes: u64,
     /// The header's length and digest, from our peers.
     announced: Option<(u64, Digest)>,
     hasher: Hasher,
+    /// Cut short: the rest of the chunk comes from another holder.
+    cut: bool,
 }
 
 enum CheckError {
@@ -460,6 +562,7 @@ fn check(
         bytes,
         announced,
         hasher,
+        cut: _,
     } = received;
     let fetched = |sha256, verified, step| Fetched {
         bytes,
@@ -546,11 +649,12 @@ fn fetch_ours(
     offset: u64,
     path: &Path,
 ) -> Result<Received, FetchError> {
+    let wanted = job.range.map(|(start, end)| end - start);
     conn.write_request(&Request::Chunk {
         filename: job.chunk.to_string(),
         content_sha256: job.content_sha256,
         offset,
-        length: None,
+        length: wanted,
     })
     .map_err(FetchError::Send)?;
     // Our servers answer at once: a holder that accepts and then says nothing is given up
@@ -582,7 +686,10 @@ fn fetch_ours(
         }
         Err(e) => return Err(transfer_error(e, &out, path)),
     };
-    if size.checked_sub(offset) != Some(length) {
+    // All to the chunk's end; or the range asked for (cut at the end), which servers older
+    // than ranges answer with all to the end: only what was asked for is read.
+    let to_end = size.checked_sub(offset);
+    if to_end != Some(length) && wanted.zip(to_end).map(|(w, t)| w.min(t)) != Some(length) {
         return Err(FetchError::Protocol(format!(
             "asked for bytes {offset}.. of the chunk, offered {length} of {size}"
         )));
@@ -601,11 +708,16 @@ fn fetch_ours(
             });
         }
     }
+    let length = wanted.map_or(length, |w| w.min(length));
+    let mut cut = false;
     if let Err(e) = conn.read_body_exact(length, &mut out, &mut |_| {}) {
-        let error = transfer_error(e, &out, path);
-        // Keep what arrived, so the next attempt continues from there.
-        let _ = finish(out);
-        return Err(error);
+        cut = out_guard(&out).cut;
+        if !cut {
+            let error = transfer_error(e, &out, path);
+            // Keep what arrived, so the next attempt continues from there.
+            let _ = finish(out);
+            return Err(error);
+        }
     }
     let (bytes, hasher) = finish(out).map_err(|source| FetchError::Write {
         path: path.to_owned(),
@@ -615,6 +727,7 @@ fn fetch_ours(
         bytes,
         announced: Some((size, announced)),
         hasher,
+        cut,
     })
 }
 
@@ -629,8 +742,12 @@ fn fetch_legacy(
         filename: job.chunk.to_legacy_string(),
     })
     .map_err(FetchError::Send)?;
+    let mut cut = false;
     if let Err(e) = conn.read_body_to_end(net.legacy_end, &mut out, &mut |_| {}) {
-        return Err(transfer_error(e, &out, path));
+        cut = out_guard(&out).cut;
+        if !cut {
+            return Err(transfer_error(e, &out, path));
+        }
     }
     let (bytes, hasher) = finish(out).map_err(|source| FetchError::Write {
         path: path.to_owned(),
@@ -640,6 +757,7 @@ fn fetch_legacy(
         bytes,
         announced: None,
         hasher,
+        cut,
     })
 }
 

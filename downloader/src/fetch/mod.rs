@@ -19,7 +19,9 @@ mod error;
 mod manifest;
 mod network;
 
-pub use chunk::{check_in_file, fetch_chunk, Dest, Expected, Fetched, InFile, Job};
+pub use chunk::{
+    check_in_file, check_pieces, fetch_chunk, Delivery, Dest, Expected, Fetched, InFile, Job,
+};
 pub use connect::CancelHandle;
 pub use error::FetchError;
 pub use manifest::fetch_manifest;
