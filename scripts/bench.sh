@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Speed and scale benchmarks (issue 12), in one run, with the release binaries; figures, not
 # pass/fail. Four sections, each selectable (--sections):
 #
@@ -8,16 +9,16 @@
 #            spread, receiver peak RSS, and the ratio of ours to every other row
 #   shaped   3 sources each shaped to 100 Mbit/s (network namespaces + veth + tc): ours from
 #            1 source vs 3, aria2c (nginx) from 1 vs 3, and the 3-vs-1 speedups
-#   files    a peer sharing 10,000 small files: time until the chunk server listens, until a
-#            listener lists them all, datagrams and bytes per announce interval, idle CPU of
-#            each program, receiver drops, peak RSS
+#   files    a peer sharing 10,000 small files: time until the chunk server listens and
+#            answers, until a listener lists them all, datagrams and bytes per announcement,
+#            idle CPU of each program, receiver drops, peak RSS
 #   clients  100 downloads started at once from one chunk server: completions (verified),
 #            listen-queue overflows and drops (nstat), total time
 #
 # Everything runs on loopback or in network namespaces made here; every process is stopped by
 # its PID or its process group from an EXIT trap, never by name. Run as root: missing tools are
 # installed with apt-get, and the shaped, files and clients sections use namespaces (shaped
-# needs them). The whole run takes about 20 minutes (--help: per section). See README,
+# needs them). The whole run takes about 12 minutes (--help: per section). See README,
 # "Benchmarks"; the method follows the loopback baselines harness (scripts/bench/harness.sh).
 #
 #   ./scripts/bench.sh                                   # everything, as in the README
@@ -51,7 +52,7 @@ CLIENTS_SIZE=10
 DO_INSTALL=0
 
 usage() {
-    sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '3,26p' "$0" | sed 's/^# \{0,1\}//'
     cat <<EOF
 
 Options:
@@ -76,9 +77,9 @@ Options:
   --install             apt-get install every tool the sections use (root), then exit
   --list                print the sections and rows, then exit
 
-Time per section on a 2-core VM with the defaults: single about 8 min (1 GiB rows: 5-10 s
-per run), shaped about 5 min, files 1.5 min (up to 4 min when the listener never lists all
-files: --files-timeout plus one interval), clients under 1 min.
+Time per section on a 2-core VM with the defaults: single about 4 min (most of it the 1 GiB
+rows), shaped about 4 min (a 1-source run takes 9 s), files 1.5 min (4 min when the listener
+never lists all files: --files-timeout, then 1.5 intervals), clients under 1 min.
 Results: WORKDIR/results/<time>.{log,tsv,txt}; logs and peer folders in WORKDIR/run/<time>/ (the
 folders are removed at the end unless KEEP=1). Environment: RUNS, WARMUP, SIZES, ONLY, SKIP,
 BENCH_WORKDIR, P2P_BIN_DIR, KEEP.
@@ -86,6 +87,11 @@ EOF
 }
 
 while (($#)); do
+    case $1 in
+        --sections | -n | --runs | --warmup | --sizes | --only | --skip | --workdir | --bin-dir | --shaped-* | \
+            --files | --files-* | --clients | --clients-size)
+            (($# >= 2)) || { echo "bench: $1 needs a value (see --help)" >&2; exit 2; } ;;
+    esac
     case $1 in
         --sections) SECTIONS=$2; shift 2 ;;
         -n | --runs) RUNS=$2; shift 2 ;;
@@ -208,10 +214,15 @@ chmod 755 "$WORKDIR" "$SRCDIR"
 : >"$TSV"
 exec > >(tee -a "$RESULTS/$TS.log") 2>&1
 
+# shellcheck source=bench/harness.sh
 . "$SCRIPTS/bench/harness.sh"
+# shellcheck source=bench/single.sh
 . "$SCRIPTS/bench/single.sh"
+# shellcheck source=bench/shaped.sh
 . "$SCRIPTS/bench/shaped.sh"
+# shellcheck source=bench/files.sh
 . "$SCRIPTS/bench/files.sh"
+# shellcheck source=bench/clients.sh
 . "$SCRIPTS/bench/clients.sh"
 
 cleanup() {
