@@ -53,6 +53,10 @@ pub use source::{InPlace, InPlaceError, PlacedFile};
 const PART: &str = ".part";
 /// The suffix of a file being assembled.
 const ASSEMBLY: &str = ".download";
+/// The suffix of a file being received, each chunk at its place ([`receiving_path_in`]).
+const RECEIVING: &str = ".receiving";
+/// The suffix of the record of how far it got.
+const PROGRESS: &str = ".progress";
 
 /// The form a content name takes in the file names under `temp/`: each `/` written `\`
 /// (`photos/a.jpg` → `photos\a.jpg`). Content names never hold a `\`, so this is one to one.
@@ -91,6 +95,19 @@ pub fn part_path_in(dir: &Path, chunk: &ChunkName) -> PathBuf {
 /// flight, is received in `dir`: `<chunk>.part.<holder>`, so the copies never share a file.
 pub fn copy_part_path_in(dir: &Path, chunk: &ChunkName, holder: usize) -> PathBuf {
     dir.join(format!("{}{PART}.{holder}", chunk_file_name(chunk)))
+}
+
+/// Where a download receives `content` in the folder `dir` (the store's `.incoming/`, or its
+/// private folder) when its manifest is known: `<content>.receiving`, every chunk written once,
+/// at its place, then renamed into `downloads/` once verified. Not named after the process: the
+/// next run (under the content's lock) continues it.
+pub fn receiving_path_in(dir: &Path, content: &str) -> PathBuf {
+    dir.join(format!("{}{RECEIVING}", file_stem(content)))
+}
+
+/// How far each chunk of [`receiving_path_in`] got: `<content>.receiving.progress`.
+pub fn receiving_progress_path_in(dir: &Path, content: &str) -> PathBuf {
+    dir.join(format!("{}{RECEIVING}{PROGRESS}", file_stem(content)))
 }
 
 /// `<content>.<pid>.download`: see [`ChunkStore::assembly_path`].
@@ -639,6 +656,7 @@ mod tests {
     fn manifest(name: &str) -> StoredManifest {
         StoredManifest {
             manifest: Manifest {
+                states: None,
                 name: name.into(),
                 size: 3,
                 sha256: Digest::of(b"abc"),

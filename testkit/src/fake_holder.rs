@@ -45,6 +45,9 @@ pub enum Behaviour {
     /// own garbage, answers manifest requests with that manifest, and serves the garbage, which
     /// matches it chunk by chunk: only the whole-file check can tell.
     ForgeManifest,
+    /// Serves the real bytes and a manifest with the real chunk digests and root, but with
+    /// midstates of other bytes: every chunk fails its step and matches its digest.
+    ForgeMidstates,
 }
 
 /// Pause between two pieces of a [`Behaviour::Trickle`].
@@ -81,10 +84,16 @@ impl FakeHolder {
         } else {
             data
         };
-        let manifest = Manifest {
+        // A forger's midstates are those of its own bytes: they lead to another file digest,
+        // so the last chunk's step fails, and its file must be hashed whole.
+        let mut manifest = Manifest {
             sha256: real_sha256,
             ..manifest_of(content, &data)
         };
+        if behaviour == Behaviour::ForgeMidstates {
+            let other: Vec<u8> = data.iter().map(|b| b ^ 0x55).collect();
+            manifest.states = manifest_of(content, &other).states;
+        }
         let listener = TcpListener::bind((ip, 0)).expect("fake holder: bind TCP");
         listener.set_nonblocking(true).expect("non-blocking accept");
         let addr = listener.local_addr().expect("fake holder address");

@@ -14,6 +14,7 @@ use shared::CHUNKS_PER_FILE;
 
 use super::error::{io_error, DownloadError};
 use super::placement::Placement;
+use super::receiving::Receiving;
 use crate::catalog::Target;
 
 /// Concatenates the chunks into `temp/.incoming/`, checks the digest, and moves the file into
@@ -62,6 +63,35 @@ pub(super) fn assemble(
         let _ = fs::remove_file(&assembly);
     }
     result
+}
+
+/// Moves a file received in place ([`Receiving`], its digest `digest` checked by the caller)
+/// into `downloads/`, as [`assemble`] does with an assembled one.
+pub(super) fn place_received(
+    receiving: Receiving,
+    target: &Target,
+    downloads: &Path,
+    size: u64,
+    digest: Digest,
+) -> Result<(PathBuf, u64, Digest, bool), DownloadError> {
+    if let Some(expected) = target.sha256 {
+        if digest != expected {
+            // Its chunks all matched a manifest the file contradicts: nothing to continue.
+            receiving.abandon();
+            return Err(DownloadError::WholeFileMismatch {
+                expected,
+                actual: digest,
+            });
+        }
+    }
+    let received = receiving.complete()?;
+    let (dest, already_present) = destination(downloads, &target.name, digest)?;
+    if already_present {
+        let _ = fs::remove_file(&received);
+    } else {
+        move_into_place(&received, &dest)?;
+    }
+    Ok((dest, size, digest, already_present))
 }
 
 /// The file of `target` when it is already in `downloads/` and the store serves it from there

@@ -22,6 +22,9 @@ pub(super) struct ChunkResult {
     pub(super) source: Option<String>,
     /// The sender's index among the round's holders.
     pub(super) holder: Option<usize>,
+    /// Where the chunk is when it was received into a file of its own although the content is
+    /// received in place (an endgame copy): copied to its place once the round is over.
+    pub(super) copy: Option<std::path::PathBuf>,
 }
 
 impl ChunkResult {
@@ -31,6 +34,7 @@ impl ChunkResult {
             fetched,
             source: None,
             holder: None,
+            copy: None,
         }
     }
 }

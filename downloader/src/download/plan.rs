@@ -305,6 +305,7 @@ mod tests {
     #[test]
     fn expected_chunks_follow_the_manifest() {
         let m = Manifest {
+            states: None,
             name: "f".into(),
             size: 12,
             sha256: Digest::of(b"f"),

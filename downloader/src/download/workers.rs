@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use shared::chunk::ChunkName;
 use shared::events::Outcome;
+use shared::protocol::ChunkStep;
 use shared::shutdown::Shutdown;
 use shared::store::ChunkStore;
 use shared::tags::Proto;
@@ -27,8 +28,9 @@ use super::board::{Board, ChunkResult};
 use super::fetch_log::FetchedLog;
 use super::placement::Placement;
 use super::progress::Progress;
+use super::receiving::Receiving;
 use crate::catalog::{Holder, Target};
-use crate::fetch::{fetch_chunk, CancelHandle, Expected, FetchError, Fetched, Job, Network};
+use crate::fetch::{fetch_chunk, CancelHandle, Dest, Expected, FetchError, Fetched, Job, Network};
 
 /// How often the thread that reports progress looks at the Ctrl-C flag.
 const CANCEL_POLL: Duration = Duration::from_millis(50);
@@ -60,6 +62,11 @@ pub(super) struct FetchContext<'a> {
     pub(super) store: &'a ChunkStore,
     pub(super) placement: &'a Placement,
     pub(super) expected: &'a [Option<Expected>; CHUNKS_PER_FILE],
+    /// Each chunk as a step of the file's SHA-256, when the manifest carries midstates.
+    pub(super) steps: &'a [Option<ChunkStep<'a>>; CHUNKS_PER_FILE],
+    /// The file the content is received into, each chunk at its place, when the manifest is
+    /// known; otherwise chunks are received into part files and assembled.
+    pub(super) receiving: Option<&'a Receiving>,
     pub(super) net: Network,
     pub(super) endgame_after: Duration,
     pub(super) shutdown: &'a Shutdown,
@@ -81,10 +88,21 @@ struct Attempt<'a> {
     /// The holder's index in the round.
     holder: usize,
     /// Where the bytes go.
-    part: PathBuf,
-    /// Whether a part file there may be continued (not for endgame copies).
+    dest: Place,
+    /// Whether what an earlier transfer left there may be continued (not for endgame copies).
     resume: bool,
+    /// Bytes of the chunk there before the attempt (continued when `resume`): wrong bytes in
+    /// a continued chunk may be this peer's own (a power cut), so they blame no holder.
+    earlier: u64,
     handle: Arc<CancelHandle>,
+}
+
+/// Where an attempt's bytes go.
+enum Place {
+    /// A part file of their own.
+    Part(PathBuf),
+    /// Their place in the file being received ([`FetchContext::receiving`]).
+    InFile,
 }
 
 /// How one attempt ended.
@@ -214,7 +232,9 @@ impl<'a> FetchContext<'a> {
         // an empty answer only when no other holder sends bytes.
         let mut empty_from: Option<usize> = None;
 
-        for &h in candidates {
+        let mut tries = candidates.iter().map(|&h| (h, true)).collect::<Vec<_>>();
+        tries.reverse();
+        while let Some((h, first_try)) = tries.pop() {
             if self.is_done(chunk) {
                 return Ok(());
             }
@@ -243,11 +263,20 @@ impl<'a> FetchContext<'a> {
                 }
                 board.add_flight(chunk.position(), h)
             };
+            let (dest, earlier) = match self.receiving {
+                Some(receiving) => (Place::InFile, receiving.recorded(chunk.position())),
+                None => {
+                    let part = self.placement.part_path(self.store, chunk);
+                    let earlier = fs::metadata(&part).map_or(0, |m| m.len());
+                    (Place::Part(part), earlier)
+                }
+            };
             let attempt = Attempt {
                 chunk,
                 holder: h,
-                part: self.placement.part_path(self.store, chunk),
+                dest,
                 resume: true,
+                earlier,
                 handle,
             };
             match self.attempt(&attempt, progress) {
@@ -263,6 +292,10 @@ impl<'a> FetchContext<'a> {
                 }
                 AttemptEnd::Failed(FetchError::Write { path, source }) => {
                     return Err(WorkerError::Local { path, source });
+                }
+                // What was continued did not match: the same holder once more, from byte 0.
+                AttemptEnd::Failed(e) if e.is_bad_data() && earlier > 0 && first_try => {
+                    tries.push((h, false));
                 }
                 AttemptEnd::Failed(_) => {}
             }
@@ -281,7 +314,7 @@ impl<'a> FetchContext<'a> {
 
     /// Runs one attempt and records how it ended on the board, in the log and in the progress.
     fn attempt(&self, attempt: &Attempt<'_>, progress: &SyncSender<Progress>) -> AttemptEnd {
-        let (chunk, h, part) = (attempt.chunk, attempt.holder, attempt.part.as_path());
+        let (chunk, h) = (attempt.chunk, attempt.holder);
         let holder = &self.target.holders[h];
         let position = chunk.position();
         let expected = self.expected[position];
@@ -290,11 +323,35 @@ impl<'a> FetchContext<'a> {
             chunk,
             content_sha256: self.target.sha256,
             expected,
+            step: self.steps[position].as_ref(),
             resume: attempt.resume,
         };
+        let record = |bytes| {
+            if let Some(receiving) = self.receiving {
+                receiving.record(position, bytes);
+            }
+        };
+        let in_file = match (&attempt.dest, self.receiving) {
+            (Place::InFile, Some(receiving)) => Some(receiving.place(position, &record)),
+            _ => None,
+        };
+        let dest = match (&attempt.dest, &in_file) {
+            (Place::Part(part), _) => Dest::Part(part),
+            (Place::InFile, Some(place)) => Dest::InFile(place),
+            (Place::InFile, None) => unreachable!("received in place only with a Receiving"),
+        };
         let started = Instant::now();
-        let result = fetch_chunk(&job, part, &self.net, self.shutdown, &attempt.handle);
+        let result = fetch_chunk(&job, dest, &self.net, self.shutdown, &attempt.handle);
         let millis = started.elapsed().as_millis();
+        let part = match &attempt.dest {
+            Place::Part(part) => Some(part.as_path()),
+            Place::InFile => None,
+        };
+        let discard = || {
+            if let Some(part) = part {
+                let _ = fs::remove_file(part);
+            }
+        };
         let mut board = self.board();
         board.remove_flight(position, &attempt.handle);
         // A flight ended: endgame helpers waiting for one look again.
@@ -302,25 +359,35 @@ impl<'a> FetchContext<'a> {
         match result {
             Ok(fetched) if fetched.bytes == 0 && expected.is_none() => {
                 drop(board);
-                let _ = fs::remove_file(part);
+                discard();
                 AttemptEnd::EmptyLegacyAnswer
             }
             Ok(fetched) => {
                 if board.results[position].is_some() {
                     drop(board);
-                    let _ = fs::remove_file(part);
+                    discard();
                     return AttemptEnd::Lost;
                 }
-                let dest = self.placement.chunk_path(self.store, chunk);
-                if let Err(source) = fs::rename(part, &dest) {
-                    drop(board);
-                    let _ = fs::remove_file(part);
-                    return AttemptEnd::Failed(FetchError::Write { path: dest, source });
+                let mut copy = None;
+                match (part, self.receiving) {
+                    // Received in place: already where it belongs.
+                    (None, _) => {}
+                    // A copy while the content is received in place: placed after the round.
+                    (Some(part), Some(_)) => copy = Some(part.to_owned()),
+                    (Some(part), None) => {
+                        let dest = self.placement.chunk_path(self.store, chunk);
+                        if let Err(source) = fs::rename(part, &dest) {
+                            drop(board);
+                            discard();
+                            return AttemptEnd::Failed(FetchError::Write { path: dest, source });
+                        }
+                    }
                 }
                 board.results[position] = Some(ChunkResult {
                     fetched,
                     source: Some(holder.label()),
                     holder: Some(h),
+                    copy,
                 });
                 // The other copies in flight are no longer needed.
                 for flight in &board.flights[position] {
@@ -336,17 +403,23 @@ impl<'a> FetchContext<'a> {
                     board.failed[position].insert(h);
                 }
                 drop(board);
-                // Keep a part file that can be continued (our peers, a known chunk, nothing
-                // wrong in it); anything else is discarded.
+                // Keep what can be continued (our peers, a known chunk, nothing wrong in it);
+                // anything else is discarded.
                 let resumable = matches!(holder.proto, Proto::P2p(_))
                     && expected.is_some()
                     && attempt.resume
                     && !e.is_bad_data()
                     && !superseded;
                 // What arrived before the failure, for the log.
-                let received = Fetched::unverified(fs::metadata(part).map_or(0, |m| m.len()));
+                let received = Fetched::unverified(match part {
+                    Some(part) => fs::metadata(part).map_or(0, |m| m.len()),
+                    None => self.receiving.map_or(0, |r| r.recorded(position)),
+                });
                 if !resumable {
-                    let _ = fs::remove_file(part);
+                    discard();
+                    if part.is_none() && !superseded {
+                        record(0);
+                    }
                 }
                 if superseded {
                     // Say so: a transfer cut short by a faster copy is worth seeing in the log.
@@ -354,25 +427,29 @@ impl<'a> FetchContext<'a> {
                     attempt.failed(Outcome::Superseded, &e);
                     return AttemptEnd::Lost;
                 }
-                self.failed(chunk, h, &received, millis, &e, progress);
+                let continued = attempt.resume && attempt.earlier > 0;
+                self.failed(chunk, (h, continued), &received, millis, &e, progress);
                 AttemptEnd::Failed(e)
             }
         }
     }
 
     /// A holder failed to deliver `chunk`: avoided when it does not answer or, vouching for the
-    /// manifest, sent wrong bytes; logged and reported unless the fetch was cancelled.
+    /// manifest, sent wrong bytes (into a chunk it sent whole: `continued` says the attempt
+    /// continued bytes already here, which may be what was wrong); logged and reported unless
+    /// the fetch was cancelled.
     fn failed(
         &self,
         chunk: &ChunkName,
-        h: usize,
+        (h, continued): (usize, bool),
         received: &Fetched,
         millis: u128,
         e: &FetchError,
         progress: &SyncSender<Progress>,
     ) {
         let holder = &self.target.holders[h];
-        let blamed = e.is_bad_data() && self.vouching.get(h).copied().unwrap_or(false);
+        let blamed =
+            e.is_bad_data() && !continued && self.vouching.get(h).copied().unwrap_or(false);
         if e.is_unresponsive() || blamed {
             self.avoid(holder.addr);
         }
@@ -456,8 +533,9 @@ impl<'a> FetchContext<'a> {
             let attempt = Attempt {
                 chunk,
                 holder: h,
-                part: self.placement.copy_part_path(self.store, chunk, h),
+                dest: Place::Part(self.placement.copy_part_path(self.store, chunk, h)),
                 resume: false,
+                earlier: 0,
                 handle,
             };
             if let AttemptEnd::Failed(FetchError::Write { .. }) = self.attempt(&attempt, progress) {
@@ -484,6 +562,7 @@ impl<'a> FetchContext<'a> {
             fetched,
             source: Some(holder.label()),
             holder: Some(h),
+            copy: None,
         });
         self.delivered(chunk, holder, fetched, 0, progress);
         Ok(())
