@@ -94,7 +94,7 @@ pub(super) struct Board {
     /// Pieces of each chunk handed to other holders.
     pub(super) pieces: [Vec<Piece>; CHUNKS_PER_FILE],
     /// Per holder: its rate in bytes per second over its last finished transfer.
-    pub(super) rates: std::collections::HashMap<usize, f64>,
+    pub(super) rates: std::collections::HashMap<usize, u64>,
 }
 
 impl Board {
@@ -137,14 +137,6 @@ impl Board {
         let handle = flight.handle.clone();
         self.flights[position].push(flight);
         handle
-    }
-
-    /// Notes how fast `holder` sent `bytes` in `elapsed`.
-    pub(super) fn note_rate(&mut self, holder: usize, bytes: u64, elapsed: Duration) {
-        let secs = elapsed.as_secs_f64();
-        if bytes >= 64 << 10 && secs > 0.0 {
-            self.rates.insert(holder, bytes as f64 / secs);
-        }
     }
 
     /// What the endgame sees: see [`EndgameView::pick`].

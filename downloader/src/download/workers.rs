@@ -27,6 +27,7 @@ use shared::CHUNKS_PER_FILE;
 use super::board::{Board, ChunkResult};
 use super::fetch_log::FetchedLog;
 use super::placement::Placement;
+use super::plan;
 use super::progress::Progress;
 use super::receiving::Receiving;
 use crate::catalog::{Holder, Target};
@@ -44,13 +45,8 @@ const TRANSFERS_EVERY: Duration = Duration::from_millis(100);
 /// How long an idle worker waits for a flight to end or age before looking again.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
 
-/// A transfer is split for an idle holder only when it has this much left to receive...
+/// A transfer is split for an idle holder only when it has this much left to receive.
 const MIN_STEAL: u64 = 1 << 20;
-/// ...and keeps at least this much of it (what it may be writing while the split is decided;
-/// a transfer reads where it must stop before every write of at most 64 KiB)...
-const STEAL_MARGIN: u64 = 512 << 10;
-/// ...and the idle holder gets at least this much.
-const MIN_PIECE: u64 = 512 << 10;
 
 /// Why a worker's chunk did not arrive.
 pub(super) enum WorkerError {
@@ -116,6 +112,18 @@ enum Place {
     Part(PathBuf),
     /// Their place in the file being received ([`FetchContext::receiving`]).
     InFile,
+}
+
+/// A piece of a chunk in flight, given to an idle holder ([`FetchContext::steal`]).
+struct Stolen {
+    /// The chunk's position.
+    position: usize,
+    /// The holder now fetching the piece.
+    holder: usize,
+    /// Its flight.
+    handle: Arc<CancelHandle>,
+    /// The piece: bytes `start..end` of the chunk.
+    range: (u64, u64),
 }
 
 /// How one attempt ended.
@@ -359,7 +367,9 @@ impl<'a> FetchContext<'a> {
         let result = fetch_chunk(&job, dest, &self.net, self.shutdown, &attempt.handle);
         let (_, reached) = attempt.handle.position();
         let sent = reached.saturating_sub(attempt.handle.position().0);
-        self.board().note_rate(h, sent, started.elapsed());
+        self.board()
+            .rates
+            .insert(h, plan::rate(sent, started.elapsed()));
         if attempt.range.is_some() {
             return self.piece_ended(attempt, result, progress);
         }
@@ -549,19 +559,19 @@ impl<'a> FetchContext<'a> {
             let (position, h, handle) = {
                 let mut board = self.board();
                 let avoided: Vec<bool> = holders.iter().map(|h| self.is_avoided(h.addr)).collect();
-                if let Some((position, h, handle, range)) = self.steal(&mut board, &avoided) {
+                if let Some(stolen) = self.steal(&mut board, &avoided) {
                     drop(board);
                     let Ok(names) = ChunkName::all_of(&self.target.name) else {
                         unreachable!("validated at the start of the download")
                     };
                     let attempt = Attempt {
-                        chunk: &names[position],
-                        holder: h,
+                        chunk: &names[stolen.position],
+                        holder: stolen.holder,
                         dest: Place::InFile,
                         resume: false,
                         earlier: 0,
-                        range: Some(range),
-                        handle,
+                        range: Some(stolen.range),
+                        handle: stolen.handle,
                     };
                     if let AttemptEnd::Failed(FetchError::Write { .. }) =
                         self.attempt(&attempt, progress)
@@ -604,27 +614,17 @@ impl<'a> FetchContext<'a> {
 
     /// Splits a transfer in flight so that an idle holder fetches the end of its range
     /// (content received in place only): the transfer with the most time left (bytes left at
-    /// its rate) keeps the part its rate can send while the idle holder (at its own last rate)
-    /// sends the rest, so both finish together. This is how several holders share one chunk,
-    /// and why a download from three holders is not held up by the last of five chunks.
-    /// Returns the chunk, the holder, its flight and its piece.
-    fn steal(
-        &self,
-        board: &mut Board,
-        avoided: &[bool],
-    ) -> Option<(usize, usize, Arc<CancelHandle>, (u64, u64))> {
+    /// its rate) is cut where both finish together ([`plan::split_point`]). This is how
+    /// several holders share one chunk, and why a download from three holders is not held up
+    /// by the last of five chunks.
+    fn steal(&self, board: &mut Board, avoided: &[bool]) -> Option<Stolen> {
         self.receiving?;
         let holders = &self.target.holders;
         let idle = |h: usize| {
             matches!(holders[h].proto, Proto::P2p(_)) && !avoided[h] && !board.is_busy(h)
         };
-        let rate_of = |flight: &super::board::Flight| {
-            let (start, pos) = flight.handle.position();
-            let secs = flight.started.elapsed().as_secs_f64();
-            (secs > 0.0).then(|| (pos.saturating_sub(start)) as f64 / secs)
-        };
-        // The flight with the most time left.
-        let mut best: Option<(f64, usize, usize, u64, u64, f64)> = None;
+        // The flight with the most time left: (ms left, position, flight, where, end, rate).
+        let mut best: Option<(u64, usize, usize, u64, u64, u64)> = None;
         for (position, flights) in board.flights.iter().enumerate() {
             let Some(exp) = self.expected[position] else {
                 continue;
@@ -633,16 +633,16 @@ impl<'a> FetchContext<'a> {
                 continue;
             }
             for (f, flight) in flights.iter().enumerate() {
-                let (_, pos) = flight.handle.position();
+                let (start, pos) = flight.handle.position();
                 let end = flight.handle.end().min(exp.len);
                 let left = end.saturating_sub(pos);
                 if left < MIN_STEAL || !flight.in_file || flight.handle.is_cancelled() {
                     continue;
                 }
-                let rate = rate_of(flight).unwrap_or(1.0).max(1.0);
-                let time_left = left as f64 / rate;
-                if best.is_none_or(|b| time_left > b.0) {
-                    best = Some((time_left, position, f, pos, end, rate));
+                let rate = plan::rate(pos.saturating_sub(start), flight.started.elapsed());
+                let ms_left = left.saturating_mul(1000) / rate;
+                if best.is_none_or(|b| ms_left > b.0) {
+                    best = Some((ms_left, position, f, pos, end, rate));
                 }
             }
         }
@@ -651,19 +651,9 @@ impl<'a> FetchContext<'a> {
         let thief = (0..holders.len())
             .filter(|&h| idle(h) && holders[h].chunks.contains(index))
             .filter(|h| !board.failed[position].contains(h))
-            .max_by(|a, b| {
-                let rate = |h| board.rates.get(h).copied().unwrap_or(0.0);
-                rate(a).total_cmp(&rate(b))
-            })?;
+            .max_by_key(|h| board.rates.get(h).copied().unwrap_or(0))?;
         let thief_rate = board.rates.get(&thief).copied().unwrap_or(victim_rate);
-        // The victim keeps a margin (what it may be writing as we decide) and its share of the
-        // rest; the thief takes the end.
-        let rest = (end - pos - STEAL_MARGIN) as f64;
-        let keep = STEAL_MARGIN + (rest * victim_rate / (victim_rate + thief_rate)) as u64;
-        let mid = pos + keep;
-        if end.saturating_sub(mid) < MIN_PIECE {
-            return None;
-        }
+        let mid = plan::split_point(pos, end, victim_rate, thief_rate)?;
         let victim = board.flights[position][f].handle.clone();
         victim.cut_at(mid);
         let handle = board.add_flight(position, thief, true);
@@ -679,7 +669,12 @@ impl<'a> FetchContext<'a> {
             position + 1,
             holders[board.flights[position][f].holder].label()
         );
-        Some((position, thief, handle, (mid, end)))
+        Some(Stolen {
+            position,
+            holder: thief,
+            handle,
+            range: (mid, end),
+        })
     }
 
     /// A piece of a chunk ([`Self::steal`]) ended: recorded for the transfer waiting for it
