@@ -250,7 +250,11 @@ mod tests {
         assert_eq!(rate(1_000_000, Duration::from_secs(2)), 500_000);
         assert_eq!(rate(0, Duration::from_secs(1)), 1);
         assert_eq!(rate(5, Duration::ZERO), 5000);
-        assert_eq!(rate(u64::MAX, Duration::from_millis(1)), u64::MAX, "saturates");
+        assert_eq!(
+            rate(u64::MAX, Duration::from_millis(1)),
+            u64::MAX,
+            "saturates"
+        );
     }
     use shared::chunk::ChunkSet;
     use shared::tags::Proto;
