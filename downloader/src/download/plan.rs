@@ -119,9 +119,9 @@ pub(super) fn vouched_by(holder: &Holder, root: Digest) -> bool {
 /// A transfer splits for an idle holder keeps at least this much of its range (what it may be
 /// writing while the split is decided: it reads where it must stop before each write of at
 /// most 64 KiB)...
-pub(super) const STEAL_MARGIN: u64 = 512 << 10;
+pub(super) const STEAL_MARGIN: u64 = 128 << 10;
 /// ...and the idle holder gets at least this much.
-pub(super) const MIN_PIECE: u64 = 512 << 10;
+pub(super) const MIN_PIECE: u64 = 256 << 10;
 
 /// A rate in bytes per second (at least 1): `bytes` in `elapsed`.
 pub(super) fn rate(bytes: u64, elapsed: Duration) -> u64 {

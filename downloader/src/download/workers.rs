@@ -46,7 +46,7 @@ const TRANSFERS_EVERY: Duration = Duration::from_millis(100);
 const IDLE_WAIT: Duration = Duration::from_millis(100);
 
 /// A transfer is split for an idle holder only when it has this much left to receive.
-const MIN_STEAL: u64 = 1 << 20;
+const MIN_STEAL: u64 = 512 << 10;
 
 /// Why a worker's chunk did not arrive.
 pub(super) enum WorkerError {
