@@ -6,7 +6,9 @@
 //! photo.png_1 … photo.png_5            complete chunks of a content in transit (being downloaded)
 //! .incoming/photo.png_3.part           a chunk being received; never announced or served
 //! .incoming/photo.png_3.part.2         an endgame copy of that chunk, from holder 2
-//! .incoming/photo.png.4242.download    the file being assembled by downloader 4242
+//! .incoming/photo.png.receiving        a file being received, each chunk written at its place
+//! .incoming/photo.png.receiving.progress   how far each of its chunks got
+//! .incoming/photo.png.4242.download    the file being assembled by downloader 4242 (from chunk files)
 //! .incoming/4242-photo.png/            the private folder of a download kept out of the store
 //! .locks/photo.png.lock                held while a downloader fetches photo.png
 //! photos\2024\a.jpg_1                 a chunk of the nested content photos/2024/a.jpg
