@@ -245,7 +245,13 @@ struct AtOffset<'a> {
     /// What the record says; `None` for a piece, which records nothing: the record counts the
     /// bytes from the chunk's start.
     recorded: Option<u64>,
+    /// Where in the chunk writing back to disk was last started ([`WRITEBACK_EVERY`]).
+    written_back: u64,
 }
+
+/// How often a transfer into the file starts writing what it received to disk, so that the
+/// one `fsync` at the end has little left to write.
+const WRITEBACK_EVERY: u64 = 8 << 20;
 
 /// How often a transfer into the file records how far it got.
 const RECORD_EVERY: u64 = 256 << 10;
@@ -262,6 +268,11 @@ impl Write for AtOffset<'_> {
         {
             self.recorded = Some(self.written);
             (self.place.record)(self.written);
+        }
+        if self.written - self.written_back >= WRITEBACK_EVERY {
+            let (from, len) = (self.written_back, self.written - self.written_back);
+            shared::fsutil::start_writeback(self.place.file, self.place.offset + from, len);
+            self.written_back = self.written;
         }
         Ok(buf.len())
     }
@@ -371,6 +382,7 @@ pub fn fetch_chunk<'a>(
                 place,
                 written: start,
                 recorded: None,
+                written_back: start,
             };
             (Out::InFile(out), start)
         }
@@ -384,6 +396,7 @@ pub fn fetch_chunk<'a>(
                 place,
                 written: resume_from,
                 recorded: Some(resume_from),
+                written_back: resume_from,
             };
             (Out::InFile(out), resume_from)
         }
