@@ -482,6 +482,40 @@ fn idle_holders_take_the_end_of_a_slow_holders_chunks_and_the_file_is_hashed_onc
 }
 
 #[test]
+fn a_holder_sending_wrong_pieces_costs_one_fetch_of_the_chunk_and_cannot_stop_the_download() {
+    // The fast holder is honest for whole chunks and inverts every piece it is asked for: the
+    // slow holder's chunks it takes the end of fail, and are fetched again whole.
+    let bytes = data(10 << 20);
+    let slow = start_holder("w.bin", bytes.clone(), Behaviour::Trickle(300_000));
+    let slow2 = start_holder("w.bin", bytes.clone(), Behaviour::Trickle(300_000));
+    let liar = start_holder("w.bin", bytes.clone(), Behaviour::CorruptPieces);
+    let dir = tempfile::tempdir().unwrap();
+    let t = target(
+        "w.bin",
+        &bytes,
+        &[("slow", &slow), ("slow2", &slow2), ("liar", &liar)],
+    );
+    let mut config = config(dir.path());
+    config.endgame_after = Duration::from_secs(3600);
+    let outcome = download::download(&config, &t, &Shutdown::new(), &mut |_| {}).unwrap();
+    assert_eq!(std::fs::read(&outcome.path).unwrap(), bytes);
+    assert!(outcome.verified);
+    let pieces: Vec<String> = (liar.timed_chunk_requests().into_iter())
+        .filter(|(_, _, offset)| *offset > 0)
+        .map(|(_, chunk, _)| chunk)
+        .collect();
+    assert!(
+        !pieces.is_empty(),
+        "the liar should have been given a piece"
+    );
+    // Once a chunk received in pieces fails, it is fetched whole: never a second piece of it.
+    let mut seen = std::collections::BTreeSet::new();
+    for chunk in &pieces {
+        assert!(seen.insert(chunk), "{chunk} was split twice: {pieces:?}");
+    }
+}
+
+#[test]
 fn a_trickling_holder_is_abandoned_for_another() {
     let bytes = data(200_000);
     let slow = start_holder("t.bin", bytes.clone(), Behaviour::Trickle(1));

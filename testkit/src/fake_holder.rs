@@ -48,6 +48,9 @@ pub enum Behaviour {
     /// Serves the real bytes and a manifest with the real chunk digests and root, but with
     /// midstates of other bytes: every chunk fails its step and matches its digest.
     ForgeMidstates,
+    /// Honest for whole chunks; every byte of a request from an offset (a piece of a chunk,
+    /// or a resumed transfer) inverted.
+    CorruptPieces,
 }
 
 /// Pause between two pieces of a [`Behaviour::Trickle`].
@@ -296,6 +299,7 @@ fn answer_chunk(conn: &mut Connection, state: &State, filename: &str, offset: u6
     let mut body = bytes[offset..].to_vec();
     match state.behaviour {
         Behaviour::Corrupt => body.iter_mut().for_each(|b| *b = !*b),
+        Behaviour::CorruptPieces if offset > 0 => body.iter_mut().for_each(|b| *b = !*b),
         Behaviour::CorruptLastByte => {
             if let Some(b) = body.last_mut() {
                 *b ^= 0xff;

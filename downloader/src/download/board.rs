@@ -93,6 +93,9 @@ pub(super) struct Board {
     pub(super) failed: [HashSet<usize>; CHUNKS_PER_FILE],
     /// Pieces of each chunk handed to other holders.
     pub(super) pieces: [Vec<Piece>; CHUNKS_PER_FILE],
+    /// Chunks received in pieces that did not match: fetched whole from then on, so that a
+    /// holder sending wrong pieces, which cannot be told from the others, costs one fetch.
+    pub(super) unsplit: [bool; CHUNKS_PER_FILE],
     /// Per holder: its rate in bytes per second over its last finished transfer.
     pub(super) rates: std::collections::HashMap<usize, u64>,
 }

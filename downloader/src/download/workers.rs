@@ -443,6 +443,9 @@ impl<'a> FetchContext<'a> {
             }
             Err(e) => {
                 let superseded = board.results[position].is_some();
+                if split && e.is_bad_data() {
+                    board.unsplit[position] = true;
+                }
                 if !superseded && !matches!(e, FetchError::Cancelled) {
                     board.failed[position].insert(h);
                 }
@@ -629,7 +632,7 @@ impl<'a> FetchContext<'a> {
             let Some(exp) = self.expected[position] else {
                 continue;
             };
-            if board.results[position].is_some() {
+            if board.results[position].is_some() || board.unsplit[position] {
                 continue;
             }
             for (f, flight) in flights.iter().enumerate() {
