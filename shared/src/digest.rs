@@ -63,15 +63,26 @@ pub fn to_hex(bytes: &[u8]) -> String {
 /// The 32 bytes written as exactly 64 lowercase hex digits (what [`to_hex`] writes), or
 /// `None`: no sign, no upper case (see [`Digest::from_str`]).
 pub fn parse_hex32(text: &str) -> Option<[u8; 32]> {
+    parse_hex(text)?.try_into().ok()
+}
+
+/// The bytes written as lowercase hex digits, two per byte (what [`to_hex`] writes), or `None`.
+fn parse_hex(text: &str) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
-    if bytes.len() != 64 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
-    let mut out = [0u8; 32];
-    for (byte, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-        *byte = hex_digit(pair[0])? << 4 | hex_digit(pair[1])?;
-    }
-    Some(out)
+    (bytes.chunks_exact(2))
+        .map(|pair| Some(hex_digit(pair[0])? << 4 | hex_digit(pair[1])?))
+        .collect()
+}
+
+/// Deserializes a value written as its text form (`Display`), parsed by its `FromStr`.
+fn deserialize_text<'de, D: Deserializer<'de>, T: FromStr<Err: fmt::Display>>(
+    deserializer: D,
+) -> Result<T, D::Error> {
+    let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+    text.parse().map_err(serde::de::Error::custom)
 }
 
 impl fmt::Debug for Digest {
@@ -113,14 +124,19 @@ impl Serialize for Digest {
 
 impl<'de> Deserialize<'de> for Digest {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
+        deserialize_text(deserializer)
     }
 }
 
 /// An incremental SHA-256 that is also a [`Write`] sink, so `io::copy` can feed it.
 #[derive(Default, Clone)]
 pub struct Hasher(Sha256);
+
+impl fmt::Debug for Hasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Hasher(..)")
+    }
+}
 
 impl Hasher {
     /// Adds bytes.
@@ -203,15 +219,7 @@ impl FromStr for Midstate {
     type Err = ParseMidstateError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bytes = s.as_bytes();
-        if !bytes.len().is_multiple_of(2) {
-            return Err(ParseMidstateError);
-        }
-        let bytes = bytes
-            .chunks_exact(2)
-            .map(|pair| Some(hex_digit(pair[0])? << 4 | hex_digit(pair[1])?))
-            .collect::<Option<Vec<u8>>>()
-            .ok_or(ParseMidstateError)?;
+        let bytes = parse_hex(s).ok_or(ParseMidstateError)?;
         let state = SerializedState::<Sha256>::try_from(bytes.as_slice())
             .map_err(|_| ParseMidstateError)?;
         Sha256::deserialize(&state).map_err(|_| ParseMidstateError)?;
@@ -227,8 +235,7 @@ impl Serialize for Midstate {
 
 impl<'de> Deserialize<'de> for Midstate {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
+        deserialize_text(deserializer)
     }
 }
 
@@ -267,6 +274,11 @@ impl<W: Write> HashingWriter<W> {
     /// The inner writer and the digest of everything written.
     pub fn finish(self) -> (W, Digest) {
         (self.inner, self.hasher.finish())
+    }
+
+    /// The inner writer and the hash, unfinished (to be checked against a [`Midstate`]).
+    pub fn into_parts(self) -> (W, Hasher) {
+        (self.inner, self.hasher)
     }
 
     /// The inner writer.

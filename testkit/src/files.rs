@@ -194,6 +194,37 @@ pub fn add_content(dir: &Path, content: &str, bytes: &[u8]) -> Manifest {
     manifest
 }
 
+/// What the record of a download received in place (`.incoming/<content>.receiving.progress`
+/// in the store `temp`) says of each chunk: bytes of it on disk. `None` without a record.
+pub fn receiving_record(temp: &Path, content: &str) -> Option<[u64; 5]> {
+    let dir = temp.join(".incoming");
+    let text = fs::read_to_string(shared::store::receiving_progress_path_in(&dir, content)).ok()?;
+    let counts: Vec<u64> = text.lines().skip(1).map_while(|l| l.parse().ok()).collect();
+    counts.try_into().ok()
+}
+
+/// Bytes received of downloads in transit under the store `temp`: part files, and what the
+/// records of files received in place count.
+pub fn incoming_bytes(temp: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(temp.join(".incoming")) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".part") {
+                e.metadata().map_or(0, |m| m.len())
+            } else if let Some(content) = name.strip_suffix(".receiving.progress") {
+                receiving_record(temp, &shared::store::content_of_stem(content))
+                    .map_or(0, |counts| counts.iter().sum())
+            } else {
+                0
+            }
+        })
+        .sum()
+}
+
 /// The manifest of `data` named `name`: its size, digest, the digests of its five chunks and
 /// the midstates between them.
 pub fn manifest_of(name: &str, data: &[u8]) -> Manifest {
