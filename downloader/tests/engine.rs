@@ -345,6 +345,11 @@ fn forged_midstates_cost_a_read_back_and_blame_no_honest_byte() {
     assert!(!outcome.hashed_once);
     assert!(failures.is_empty(), "{failures:?}");
     assert_eq!(liar.bytes_sent(), bytes.len());
+    // The wrong midstates are not kept, so not served on to others.
+    let store = ChunkStore::open(dir.path().join("temp")).unwrap();
+    let stored = store.load_manifest("s.bin").unwrap().unwrap().manifest;
+    assert_eq!(stored.states, None);
+    assert!(stored.describes_same(&manifest_of("s.bin", &bytes)));
 }
 
 /// The record of a download received in place, in `dir`'s store.

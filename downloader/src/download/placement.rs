@@ -70,7 +70,9 @@ impl Placement {
         if shared_in_store {
             match (obtained, &existing) {
                 (Some(o), existing)
-                    if existing.as_ref().is_none_or(|e| e.manifest != o.manifest) =>
+                    if existing
+                        .as_ref()
+                        .is_none_or(|e| !e.manifest.describes_same(&o.manifest)) =>
                 {
                     store.save_manifest(&StoredManifest {
                         manifest: o.manifest.clone(),
@@ -205,7 +207,7 @@ impl Placement {
         }
         let served_in_place = |m: &StoredManifest| {
             matches!(m.origin, Origin::Shared { .. })
-                && manifest.is_some_and(|wanted| *wanted == m.manifest)
+                && manifest.is_some_and(|wanted| wanted.describes_same(&m.manifest))
                 && m.in_place().is_some_and(|f| f.matches())
         };
         if !store

@@ -280,7 +280,12 @@ impl Round<'_> {
             sha256,
             chunks: std::array::from_fn(|i| results[i].fetched.sha256),
         };
-        placement.finish(store, manifest, received, &path)?;
+        // Midstates that did not prove the file may be forged: they are not kept, nor served on.
+        let kept = manifest.map(|m| Manifest {
+            states: m.states.clone().filter(|_| hashed_once),
+            ..m.clone()
+        });
+        placement.finish(store, kept.as_ref(), received, &path)?;
         Ok(DownloadedFile {
             path,
             size,

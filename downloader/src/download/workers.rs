@@ -282,7 +282,13 @@ impl<'a> FetchContext<'a> {
                 if board.results[chunk.position()].is_some() {
                     return Ok(());
                 }
-                board.add_flight(chunk.position(), h, self.receiving.is_some())
+                let handle = board.add_flight(chunk.position(), h, self.receiving.is_some());
+                // Pieces other holders took of this chunk before an earlier attempt failed are
+                // kept: this one stops where they start (and fetches any that failed).
+                if let Some(start) = board.pieces[chunk.position()].iter().map(|p| p.start).min() {
+                    handle.cut_at(start);
+                }
+                handle
             };
             let (dest, earlier) = match self.receiving {
                 Some(receiving) => (Place::InFile, receiving.recorded(chunk.position())),
@@ -780,7 +786,12 @@ impl<'a> FetchContext<'a> {
         self.board().pieces[position].clear();
         let fetched = check_pieces(place, hashed, end, expected, self.steps[position].as_ref())?;
         (place.record)(expected.len);
-        Ok(fetched)
+        // What this transfer continued from is what was here before it.
+        let (resumed_from, _) = attempt.handle.position();
+        Ok(Fetched {
+            resumed_from,
+            ..fetched
+        })
     }
 
     /// Keeps an empty chunk from a legacy holder when no holder sent bytes for it.

@@ -662,7 +662,25 @@ fn fetch_ours(
     offset: u64,
     path: &Path,
 ) -> Result<Received, FetchError> {
-    let wanted = job.range.map(|(start, end)| end - start);
+    // A range, or a transfer that already knows where it stops (other holders have the rest):
+    // only that much is asked for, so no byte beyond it crosses the network.
+    let end = out_guard(&out).handle.end();
+    let wanted = match job.range {
+        Some((start, end)) => Some(end - start),
+        None => (end != u64::MAX).then(|| end.saturating_sub(offset)),
+    };
+    if wanted == Some(0) {
+        let (bytes, hasher) = finish(out).map_err(|source| FetchError::Write {
+            path: path.to_owned(),
+            source,
+        })?;
+        return Ok(Received {
+            bytes,
+            announced: None,
+            hasher,
+            cut: true,
+        });
+    }
     conn.write_request(&Request::Chunk {
         filename: job.chunk.to_string(),
         content_sha256: job.content_sha256,
@@ -740,7 +758,8 @@ fn fetch_ours(
         bytes,
         announced: Some((size, announced)),
         hasher,
-        cut,
+        // Stopped where it was told to, before the chunk's end: the rest is others'.
+        cut: cut || (job.range.is_none() && wanted.is_some()),
     })
 }
 

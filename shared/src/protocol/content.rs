@@ -89,6 +89,13 @@ impl Manifest {
         }
     }
 
+    /// Whether `other` describes the same bytes under the same name (midstates aside: a
+    /// manifest hashed before they existed describes the same content as one with them).
+    pub fn describes_same(&self, other: &Manifest) -> bool {
+        (&self.name, self.size, self.sha256, &self.chunks)
+            == (&other.name, other.size, other.sha256, &other.chunks)
+    }
+
     /// The check that proves chunk `position` (0 to 4) one step of the file's SHA-256, when
     /// this manifest carries midstates: hash the chunk from [`ChunkStep::start`], then ask
     /// [`ChunkStep::reached_by`].
@@ -195,6 +202,16 @@ pub(super) mod tests {
                 }
             }
             assert!(m.chunk_step(5).is_none());
+            let bare = Manifest {
+                states: None,
+                ..m.clone()
+            };
+            assert!(bare.describes_same(&m) && m.describes_same(&bare));
+            let renamed = Manifest {
+                name: "g".into(),
+                ..m.clone()
+            };
+            assert!(!renamed.describes_same(&m));
             // Midstates survive the wire; a manifest without them has no steps.
             let json = serde_json::to_string(&m).unwrap();
             assert_eq!(serde_json::from_str::<Manifest>(&json).unwrap(), m);
