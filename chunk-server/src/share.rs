@@ -31,7 +31,7 @@ use shared::chunk::{
 use shared::latch::Latches;
 use shared::shares::exclusion_covers;
 use shared::shutdown::Shutdown;
-use shared::store::{ChunkStore, Origin};
+use shared::store::{ChunkStore, ManifestCache, Origin};
 use shared::tree::list_tree;
 
 use crate::split::{split_file_as, SplitOutcome};
@@ -86,6 +86,9 @@ pub(crate) struct ScanReport {
     pub(crate) removed: Vec<String>,
     /// Contents whose split failed or must be retried.
     pub(crate) failed: Vec<String>,
+    /// The scan stopped before the end (shutdown, or the caller asked it to yield): what it
+    /// did is kept, the rest waits for the next scan.
+    pub(crate) cut_short: bool,
 }
 
 /// The conditions a scan logs, each once while it lasts: the message is the key, so a
@@ -124,6 +127,9 @@ impl Notes {
 #[derive(Debug)]
 pub(crate) struct Sharer {
     store: ChunkStore,
+    /// The store's manifests as last read: a scan reads again only those that changed, so
+    /// 10,000 unchanged files cost no read at all.
+    manifests: ManifestCache,
     /// The share paths, in `--share` order: on a name conflict, the first wins.
     shares: Vec<PathBuf>,
     /// The paths of `DIR/shares.txt`, after `shares` ([`Sharer::set_list`]).
@@ -141,6 +147,7 @@ impl Sharer {
     /// A sharer of `shares` into `store`.
     pub(crate) fn new(store: ChunkStore, shares: Vec<PathBuf>) -> Sharer {
         Sharer {
+            manifests: ManifestCache::new(store.clone()),
             store,
             shares,
             listed: Vec::new(),
@@ -165,25 +172,49 @@ impl Sharer {
         self.offered = offered;
     }
 
+    /// The paths whose changes a scan would see: the share paths, those of `DIR/shares.txt`
+    /// and the offered files ([`crate::watch`] watches them).
+    pub(crate) fn watched_paths(&self) -> Vec<PathBuf> {
+        self.shares
+            .iter()
+            .chain(&self.listed)
+            .chain(self.offered.iter().map(|(_, path)| path))
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+            .collect()
+    }
+
     /// Brings the store up to date with the shared files: splits new and changed files, removes
     /// contents whose file is gone. Stops early, installing nothing half-done, on shutdown.
+    #[cfg(test)]
     pub(crate) fn scan(&mut self, shutdown: &Shutdown) -> ScanReport {
+        self.scan_yielding(shutdown, &mut || false)
+    }
+
+    /// [`Sharer::scan`], stopping between two files when `yield_now` says so (the caller has
+    /// news: the shares list changed), with [`ScanReport::cut_short`] set.
+    ///
+    /// Contents no longer shared are removed first, then new and changed files hashed one by
+    /// one, each served and announced as soon as its manifest is in the store.
+    pub(crate) fn scan_yielding(
+        &mut self,
+        shutdown: &Shutdown,
+        yield_now: &mut dyn FnMut() -> bool,
+    ) -> ScanReport {
         self.notes.met.clear();
         let mut report = ScanReport::default();
         let (candidates, complete) = self.candidates();
+        self.manifests.refresh();
+        // A share that could not be listed says nothing about which files are gone.
+        if complete {
+            self.remove_unshared(&candidates, &mut report);
+        }
         for candidate in &candidates {
-            if shutdown.is_triggered() {
+            if shutdown.is_triggered() || yield_now() {
+                report.cut_short = true;
                 return report;
             }
             let name = &candidate.name;
-            let existing = match self.store.load_manifest(name) {
-                Ok(existing) => existing,
-                Err(e) => {
-                    log::warn!("{e}; splitting {name} again");
-                    None
-                }
-            };
-            if let Some(stored) = &existing {
+            if let Some(stored) = self.manifests.get(name) {
                 match &stored.origin {
                     Origin::Shared { path, modified } | Origin::Offered { path, modified }
                         // The listing's `stat` of the file is the check: as hashed, or hash again.
@@ -221,40 +252,16 @@ impl Sharer {
                     );
                     report.failed.push(name.clone());
                 }
-                Ok(SplitOutcome::Interrupted) => return report,
+                Ok(SplitOutcome::Interrupted) => {
+                    report.cut_short = true;
+                    return report;
+                }
                 Err(e) => {
                     self.notes.note(
                         log::Level::Warn,
                         format!("cannot share {}: {e}", candidate.path.display()),
                     );
                     report.failed.push(name.clone());
-                }
-            }
-        }
-        // A share that could not be listed says nothing about which files are gone.
-        if complete {
-            let shared: HashSet<&str> = candidates.iter().map(|c| c.name.as_str()).collect();
-            for stored in self.store.manifests() {
-                let (Origin::Shared { path, .. } | Origin::Offered { path, .. }) = &stored.origin
-                else {
-                    continue;
-                };
-                let name = &stored.manifest.name;
-                if shared.contains(name.as_str()) {
-                    continue;
-                }
-                match self.store.remove_content(name) {
-                    Ok(()) => {
-                        log::info!(
-                            "stopped sharing {name}: {} is gone or no longer shared",
-                            path.display()
-                        );
-                        report.removed.push(name.clone());
-                    }
-                    Err(e) => self.notes.note(
-                        log::Level::Warn,
-                        format!("cannot remove {name} from the store: {e}"),
-                    ),
                 }
             }
         }
@@ -267,6 +274,39 @@ impl Sharer {
             report.failed.len()
         );
         report
+    }
+
+    /// Removes from the store the contents this server described (shared or offered) that
+    /// are no longer among `candidates`: their file is gone, or no longer shared.
+    fn remove_unshared(&mut self, candidates: &[Candidate], report: &mut ScanReport) {
+        let shared: HashSet<&str> = candidates.iter().map(|c| c.name.as_str()).collect();
+        let gone: Vec<(String, PathBuf)> = self
+            .manifests
+            .manifests()
+            .filter_map(|stored| match &stored.origin {
+                Origin::Shared { path, .. } | Origin::Offered { path, .. }
+                    if !shared.contains(stored.manifest.name.as_str()) =>
+                {
+                    Some((stored.manifest.name.clone(), path.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        for (name, path) in gone {
+            match self.store.remove_content(&name) {
+                Ok(()) => {
+                    log::info!(
+                        "stopped sharing {name}: {} is gone or no longer shared",
+                        path.display()
+                    );
+                    report.removed.push(name);
+                }
+                Err(e) => self.notes.note(
+                    log::Level::Warn,
+                    format!("cannot remove {name} from the store: {e}"),
+                ),
+            }
+        }
     }
 
     /// The files to share, one per content name, and whether every share could be listed.
