@@ -13,9 +13,10 @@
 #   idle CPU      of each program over IDLE_SECS with nothing changing (utime+stime from
 #                 /proc/PID/stat), after SETTLE seconds of calm
 #   peak RSS      of each program (VmHWM), at the end
-#   restart       the chunk server stopped and started again on the same folder: time to listen
-#                 and until the announcer announces all FILES again (nothing is hashed again:
-#                 the manifests in temp/.manifests match each file's path, size and mtime)
+#   hashed        how long the chunk server's first scan took (every file hashed; its log)
+#   restart       the chunk server stopped and started again on the same folder: time to answer,
+#                 how long its first scan took, and how many files it hashed again (none: the
+#                 manifests in temp/.manifests match each file's path, size and mtime)
 #
 # Usage: ./scripts/bench-many-files.sh
 #   env: FILES=10000, FOLDERS=100 (the files are spread over this many subfolders),
@@ -105,10 +106,8 @@ answers() {
 } 2>/dev/null
 
 # announced_all LOG: whether the announcer's log (at debug level) says it announced FILES
-# contents; with SKIP, only lines after the first SKIP count.
-announced_all() {
-    tail -n "+$((${SKIP:-0} + 1))" "$1" | grep -q "announced [0-9]* chunks of $FILES contents"
-}
+# contents.
+announced_all() { grep -q "announced [0-9]* chunks of $FILES contents" "$1"; }
 
 # listed: how many contents of alice bob's tags.txt lists with all five chunks.
 listed() {
@@ -202,8 +201,13 @@ rss() { awk -v k="$(peak_rss_kib "$1")" 'BEGIN { printf "%.1f MiB", k / 1024 }';
 rss_server=$(rss "$SERVER") rss_announcer=$(rss "$ANNOUNCER") rss_listener=$(rss "$LISTENER")
 listed_end=$(listed)
 
+# first_scan LOG: the seconds the chunk server says its first scan took, empty before.
+first_scan() { sed -n 's/.*first scan of the shares done in \([0-9.]*\) s.*/\1/p' "$1" | tail -n 1; }
+hashed_s=$(first_scan "$RUN/alice/server.log")
+hashed_s=${hashed_s:-"(no 'first scan' line in server.log)"}
+
 say "Restarting the chunk server on the same folder"
-SKIP=$(wc -l <"$RUN/announcer.log")
+before_restart=$(grep -c '\] split ' "$RUN/alice/server.log" || true)
 stop_pids INT 50 KILL "$SERVER"
 PIDS=("$LISTENER" "$ANNOUNCER")
 t1=$(now_ns)
@@ -215,20 +219,20 @@ until answers; do
     sleep 0.005
 done
 relisten_s=$(secs_between "$t1" "$(now_ns)")
-until SKIP=$SKIP announced_all "$RUN/announcer.log"; do
+# Both runs log to server.log: the second "first scan" line is the restarted server's.
+scans() { grep -c 'first scan of the shares done' "$RUN/alice/server.log" || true; }
+until [ "$(scans)" -ge 2 ]; do
     check_alive
     [ "$(elapsed_s "$t1")" -lt "$TIMEOUT" ] || break
     sleep 0.05
 done
-if SKIP=$SKIP announced_all "$RUN/announcer.log"; then
-    reannounced_s=$(secs_between "$t1" "$(now_ns)")
-else
-    reannounced_s="not within ${TIMEOUT}s"
-fi
-rehashed=$(grep -c '\] split ' "$RUN/alice/server.log" || true)
+rescan_s=$(first_scan "$RUN/alice/server.log")
+[ "$(scans)" -ge 2 ] || rescan_s="not within ${TIMEOUT}s"
+rehashed=$(($(grep -c '\] split ' "$RUN/alice/server.log" || true) - before_restart))
 
 printf '\n== a peer sharing %d small files (%d folders), loopback ==\n' "$FILES" "$FOLDERS"
 printf '  listen          %s s   (chunk-server start until it answers a request)\n' "$listen_s"
+printf '  hashed          %s s   (its first scan, all %d files hashed: server.log)\n' "$hashed_s" "$FILES"
 printf '  announced       %s s   (until the announcer announces all %d)\n' "$announced_s" "$FILES"
 printf '  listed          %s s   (until the listener'"'"'s tags.txt lists all %d)\n' "$listed_s" "$FILES"
 printf '  idle CPU        chunk-server %s\n' "$idle_server"
@@ -237,5 +241,5 @@ printf '                  listener     %s\n' "$idle_listener"
 printf '  peak RSS        chunk-server %s, announcer %s, listener %s\n' "$rss_server" \
     "$rss_announcer" "$rss_listener"
 printf '  listed at end   %s of %d\n' "$listed_end" "$FILES"
-printf '  restart         listen %s s, announced all %s s; files hashed in both runs: %s\n' \
-    "$relisten_s" "$reannounced_s" "$rehashed"
+printf '  restart         listen %s s, first scan done in %s s, files hashed again: %s\n' \
+    "$relisten_s" "$rescan_s" "$rehashed"

@@ -84,9 +84,9 @@ pub const QUERY_POLL: Duration = Duration::from_millis(100);
 /// are looked at every [`Config::watch`].
 pub const STORE_POLL: Duration = Duration::from_millis(50);
 
-/// Least time between an announcement and one made because the store changed: a single change
-/// is announced at once, a store changing all the time (a batch of files being hashed) twice
-/// a second at most.
+/// Least time between two announcements made because the store changed: a single change is
+/// announced at once, a store changing all the time (a batch of files being hashed) twice a
+/// second at most.
 pub const CHANGE_ANNOUNCE_GAP: Duration = Duration::from_millis(500);
 
 /// How often the chunk server's record is read again (with [`ChunkPort::Recorded`]): a chunk
@@ -183,8 +183,10 @@ pub fn run(
     announcer.look_around();
     announcer.refresh_server();
     announcer.announce();
-    let mut last_announce = Instant::now();
-    let mut next_announce = last_announce + announcer.config.interval;
+    let mut next_announce = Instant::now() + announcer.config.interval;
+    // When the store last made us announce, and whether the next announcement is for that.
+    let mut last_change_announce: Option<Instant> = None;
+    let mut for_change = false;
     let mut next_files = Instant::now() + announcer.config.watch;
     let mut next_server = Instant::now() + SERVER_POLL;
     let mut next_store = Instant::now() + STORE_POLL;
@@ -199,9 +201,13 @@ pub fn run(
             let started = Instant::now();
             if announcer.refresh(look_at_files) {
                 log::debug!("chunk store changed: announcing now");
-                // At once, unless the last announcement was a moment ago: while a batch of
-                // files is being hashed the store changes all the time.
-                next_announce = next_announce.min((last_announce + CHANGE_ANNOUNCE_GAP).max(now));
+                // At once, unless a change was announced a moment ago: while a batch of files
+                // is being hashed the store changes all the time.
+                let at = last_change_announce.map_or(now, |t| (t + CHANGE_ANNOUNCE_GAP).max(now));
+                if at < next_announce {
+                    next_announce = at;
+                    for_change = true;
+                }
             }
             // A store changing all the time (a batch of files being hashed) is read again
             // at most a fifth of the time.
@@ -231,8 +237,10 @@ pub fn run(
         }
         if now >= next_announce {
             announcer.announce();
-            last_announce = Instant::now();
-            next_announce = last_announce + announcer.config.interval;
+            if std::mem::take(&mut for_change) {
+                last_change_announce = Some(Instant::now());
+            }
+            next_announce = Instant::now() + announcer.config.interval;
             next_withdraw = Instant::now() + WITHDRAW_REPEAT;
         } else if now >= next_withdraw && (announcer.is_withdrawing() || announcer.has_new_offers())
         {

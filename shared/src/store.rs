@@ -460,14 +460,23 @@ impl ChunkStore {
             .map_err(|source| StoreError::CorruptManifest { path, source })
     }
 
-    /// Writes the manifest of a content, atomically.
+    /// Writes the manifest of a content, atomically: readers see the old manifest or the new
+    /// one, whole. That of a download is flushed to disk; that of a shared or offered file is
+    /// not (after a crash it may not parse, and the file is then hashed again).
     ///
     /// # Errors
     /// When the write fails.
     pub fn save_manifest(&self, stored: &StoredManifest) -> Result<(), StoreError> {
         let path = self.manifest_path(&stored.manifest.name);
         let bytes = serde_json::to_vec_pretty(stored).unwrap_or_default();
-        fsutil::write_atomic(&path, &bytes).map_err(io_err("write", &path))
+        let write = match stored.origin {
+            // Made again from the file if lost (a manifest that does not parse is hashed
+            // again): not worth two `fsync`s each when 10,000 files are shared at once.
+            Origin::Shared { .. } | Origin::Offered { .. } => fsutil::write_replacing,
+            // What a download verified cannot be made again without downloading it again.
+            Origin::Downloaded { .. } | Origin::Downloading => fsutil::write_atomic,
+        };
+        write(&path, &bytes).map_err(io_err("write", &path))
     }
 
     /// All manifests in the store; unreadable ones are skipped (logged at debug level).
