@@ -1,22 +1,25 @@
 //! Sharing: keeps the chunk store in step with the files this peer shares.
 //!
 //! A [`Sharer`] owns the list of share paths (`--share`, or `DIR/served_files`, then those of
-//! `DIR/shares.txt`, less its excluded names: [`shared::shares`]). Each [`Sharer::scan`] lists
-//! the files under them, whole trees of folders ([`shared::tree`]), and, for each one, makes sure the store holds a manifest whose origin
-//! is [`Origin::Shared`] with the file's path, size and modification time: the file is then
-//! served in place, its five chunks being byte ranges of it. New and changed files are hashed
-//! again ([`crate::split`]); until then, the store neither announces nor serves a changed file
-//! ([`shared::store::InPlace`]). Contents whose shared file is gone are removed. Only contents
-//! that the server split itself (origin
-//! `Shared`) are ever removed: what the downloader put in the store is not ours to delete,
-//! although a shared file of the same name replaces it.
+//! `DIR/shares.txt`, less its excluded names: [`shared::shares`]). Each scan
+//! ([`Sharer::scan_yielding`]) lists the files under them, whole trees of folders
+//! ([`shared::tree`]), removes the contents whose shared file is gone or no longer shared,
+//! then, file by file, makes sure the store holds a manifest whose origin is [`Origin::Shared`]
+//! with the file's path, size and modification time: the file is then served in place, its
+//! five chunks being byte ranges of it, from the moment its manifest is in the store. New and
+//! changed files are hashed again ([`crate::split`]); until then, the store neither announces
+//! nor serves a changed file ([`shared::store::InPlace`]). A file whose manifest matches is not
+//! hashed again, whichever run hashed it; the manifests are read through a
+//! [`ManifestCache`], so a scan of 10,000 unchanged files reads none of them. Only contents
+//! that the server split itself (origin `Shared`) are ever removed: what the downloader put in
+//! the store is not ours to delete, although a shared file of the same name replaces it.
 //!
-//! A scan runs every few seconds, so what it finds wrong (a missing share, a name conflict, a
-//! file that cannot be read) is logged once while it lasts ([`Latches`]), and again if it comes
-//! back after clearing.
+//! Scans repeat (on every change in the shares, and every `--rescan`), so what one finds wrong
+//! (a missing share, a name conflict, a file that cannot be read) is logged once while it
+//! lasts ([`Latches`]), and again if it comes back after clearing.
 //!
-//! This module serves nothing and runs no thread of its own: [`crate::run`] calls
-//! [`Sharer::scan`] once before accepting and then from a background thread.
+//! This module serves nothing and runs no thread of its own: `rescan` calls it from the
+//! background thread that decides when to scan.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -562,6 +565,66 @@ mod tests {
         let report = sharer.scan(&Shutdown::new());
         assert!(report.split.is_empty(), "{report:?}");
         assert_eq!(report.unchanged.len(), sizes.len());
+    }
+
+    #[test]
+    fn each_file_is_servable_as_soon_as_it_is_hashed_and_a_scan_cut_short_goes_on_later() {
+        let f = fixture();
+        let names: Vec<String> = (1..=4).map(|i| format!("f{i}.bin")).collect();
+        for (i, name) in names.iter().enumerate() {
+            fs::write(f.root.join("share").join(name), pattern(1000 * (i + 1))).unwrap();
+        }
+        let mut sharer = Sharer::new(f.store.clone(), vec![f.root.join("share")]);
+        // Between two files, what is servable: the files hashed so far, and no other.
+        let mut seen: Vec<Vec<bool>> = Vec::new();
+        let store = f.store.clone();
+        let mut look = || {
+            seen.push(
+                names
+                    .iter()
+                    .map(|n| store.chunks_of(n).is_complete())
+                    .collect(),
+            );
+            seen.len() == 3 // cut short before the third file
+        };
+        let report = sharer.scan_yielding(&Shutdown::new(), &mut look);
+        assert!(report.cut_short);
+        assert_eq!(report.split, ["f1.bin", "f2.bin"]);
+        assert_eq!(
+            seen,
+            [
+                vec![false, false, false, false],
+                vec![true, false, false, false],
+                vec![true, true, false, false],
+            ]
+        );
+        // The next scan goes on from there: nothing hashed twice.
+        let report = sharer.scan(&Shutdown::new());
+        assert!(!report.cut_short);
+        assert_eq!(report.unchanged, ["f1.bin", "f2.bin"]);
+        assert_eq!(report.split, ["f3.bin", "f4.bin"]);
+        for (i, name) in names.iter().enumerate() {
+            assert_stored(&f.store, name, &pattern(1000 * (i + 1)));
+        }
+    }
+
+    #[test]
+    fn contents_no_longer_shared_are_removed_before_anything_is_hashed() {
+        let f = fixture();
+        fs::write(f.root.join("share").join("old.txt"), b"old").unwrap();
+        let mut sharer = Sharer::new(f.store.clone(), vec![f.root.join("share")]);
+        sharer.scan(&Shutdown::new());
+        fs::remove_file(f.root.join("share").join("old.txt")).unwrap();
+        fs::write(f.root.join("share").join("new.txt"), b"new").unwrap();
+        let store = f.store.clone();
+        let mut old_gone_first = None;
+        let report = sharer.scan_yielding(&Shutdown::new(), &mut || {
+            old_gone_first.get_or_insert(store.load_manifest("old.txt").unwrap().is_none());
+            false
+        });
+        assert_eq!(old_gone_first, Some(true));
+        assert_eq!(report.removed, ["old.txt"]);
+        assert_eq!(report.split, ["new.txt"]);
     }
 
     #[test]
