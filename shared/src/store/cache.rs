@@ -273,7 +273,8 @@ impl SnapshotWatch {
     /// # Errors
     /// When `temp/` cannot be listed.
     pub fn refresh(&mut self, look_at_files: bool) -> Result<Option<Snapshot>, StoreError> {
-        let mut changed = self.manifests.refresh();
+        let manifests_changed = self.manifests.refresh();
+        let mut changed = manifests_changed;
         let root = self.manifests.store().root().to_owned();
         let taken = SystemTime::now();
         let stamp = Stamp::of_path(&root);
@@ -283,22 +284,31 @@ impl SnapshotWatch {
             self.chunk_files = chunk_files;
             self.listed = trusted(stamp, taken);
         }
-        let mut in_place = HashMap::with_capacity(self.in_place.len());
-        for m in self.manifests.manifests() {
-            let Some(file) = m.in_place() else { continue };
-            let name = &m.manifest.name;
-            let matches = match self.in_place.remove(name) {
-                Some((old, matches)) if old == file && !look_at_files => matches,
-                old => {
-                    let matches = file.matches();
-                    changed |= old.is_none_or(|(_, was)| was != matches);
-                    matches
-                }
-            };
-            in_place.insert(name.clone(), (file, matches));
+        if manifests_changed {
+            let mut in_place = HashMap::with_capacity(self.in_place.len());
+            for m in self.manifests.manifests() {
+                let Some(file) = m.in_place() else { continue };
+                let name = &m.manifest.name;
+                let matches = match self.in_place.remove(name) {
+                    Some((old, matches)) if old == file && !look_at_files => matches,
+                    old => {
+                        let matches = file.matches();
+                        changed |= old.is_none_or(|(_, was)| was != matches);
+                        matches
+                    }
+                };
+                in_place.insert(name.clone(), (file, matches));
+            }
+            changed |= !self.in_place.is_empty();
+            self.in_place = in_place;
+        } else if look_at_files {
+            // The same contents as last time: only their files are looked at.
+            for (file, matches) in self.in_place.values_mut() {
+                let now = file.matches();
+                changed |= now != *matches;
+                *matches = now;
+            }
         }
-        changed |= !self.in_place.is_empty();
-        self.in_place = in_place;
         if self.current && !changed {
             return Ok(None);
         }
