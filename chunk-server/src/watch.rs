@@ -186,7 +186,9 @@ impl ShareWatch {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let next = if news {
-                self.events.try_recv().map_err(|_| RecvTimeoutError::Timeout)
+                self.events
+                    .try_recv()
+                    .map_err(|_| RecvTimeoutError::Timeout)
             } else {
                 self.events.recv_timeout(left)
             };
@@ -368,7 +370,10 @@ mod tests {
         assert!(news_within(&mut watch, 10));
         drain(&mut watch);
         fs::write(share.join("later").join("b.txt"), b"b").unwrap();
-        assert!(news_within(&mut watch, 10), "a folder made later is watched too");
+        assert!(
+            news_within(&mut watch, 10),
+            "a folder made later is watched too"
+        );
     }
 
     #[test]

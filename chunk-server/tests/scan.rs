@@ -81,14 +81,18 @@ fn a_file_is_served_while_a_much_bigger_one_is_still_being_hashed() {
     assert!(is_not_found(&response), "{response:?}");
     // small.txt is served as soon as it is hashed...
     assert!(
-        poll_until(WAIT, || fetch_whole(server.addr, "small.txt") == pattern(1000)),
+        poll_until(WAIT, || fetch_whole(server.addr, "small.txt")
+            == pattern(1000)),
         "small.txt never served"
     );
     // ... while the first scan is still on huge.bin, which is not served before it is hashed.
     assert_eq!(server.progress.scans_done(), 0, "the first scan is over");
     let (response, _) = p2p_request(server.addr, &manifest_request("huge.bin"));
     assert!(is_not_found(&response), "{response:?}");
-    assert!(store(dir.path()).load_manifest("huge.bin").unwrap().is_none());
+    assert!(store(dir.path())
+        .load_manifest("huge.bin")
+        .unwrap()
+        .is_none());
     // Dropping the server stops the hash half-way, recording nothing.
 }
 
@@ -150,7 +154,10 @@ fn changes_in_the_shares_are_picked_up_at_once_though_the_server_never_rescans()
         poll_until(WAIT, || manifest_size("a.txt") == Some(26)),
         "a.txt not hashed again"
     );
-    assert_eq!(fetch_whole(server.addr, "a.txt"), b"the second, longer version");
+    assert_eq!(
+        fetch_whole(server.addr, "a.txt"),
+        b"the second, longer version"
+    );
 
     // A folder made, with a file in it: shared under its nested name.
     fs::create_dir(share.join("later")).unwrap();

@@ -572,11 +572,9 @@ impl ChunkStore {
     /// When the folder cannot be listed.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
         let manifests = self.manifests();
-        Ok(Snapshot::build(
-            &manifests,
-            self.list_chunks()?,
-            |m| m.in_place().is_some_and(|f| f.matches()),
-        ))
+        Ok(Snapshot::build(&manifests, self.list_chunks()?, |m| {
+            m.in_place().is_some_and(|f| f.matches())
+        }))
     }
 
     /// Where the chunk server writes a chunk of a shared file while splitting it, before the

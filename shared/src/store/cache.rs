@@ -336,7 +336,9 @@ mod tests {
                 name: name.to_owned(),
                 size: 3,
                 sha256: Digest::of(&[seed]),
-                chunks: std::array::from_fn(|i| Digest::of(&[seed, i as u8])),
+                chunks: std::array::from_fn(|i| {
+                    Digest::of(&[&[seed][..], &i.to_le_bytes()].concat())
+                }),
             },
             origin,
         }
@@ -389,14 +391,21 @@ mod tests {
     fn the_cache_reads_only_what_changed_and_sees_additions_rewrites_and_removals() {
         let dir = tempfile::tempdir().unwrap();
         let store = ChunkStore::open(dir.path()).unwrap();
-        store.save_manifest(&manifest("a", 1, downloaded())).unwrap();
-        store.save_manifest(&manifest("b", 2, downloaded())).unwrap();
+        store
+            .save_manifest(&manifest("a", 1, downloaded()))
+            .unwrap();
+        store
+            .save_manifest(&manifest("b", 2, downloaded()))
+            .unwrap();
         fs::write(store.manifest_path("bad"), b"{not json").unwrap();
         age(&store.manifests_dir());
         let mut cache = ManifestCache::new(store.clone());
         assert!(cache.may_have_changed());
         assert!(cache.refresh());
-        let names: Vec<&str> = cache.manifests().map(|m| m.manifest.name.as_str()).collect();
+        let names: Vec<&str> = cache
+            .manifests()
+            .map(|m| m.manifest.name.as_str())
+            .collect();
         assert_eq!(names, ["a", "b"], "the corrupt one counts as absent");
         assert!(!cache.may_have_changed(), "a settled folder, unchanged");
         assert!(!cache.refresh());
@@ -413,11 +422,16 @@ mod tests {
         assert_eq!(cache.get("a").unwrap().manifest.size, 3);
 
         // The programs' own changes (rename, removal) are seen at once.
-        store.save_manifest(&manifest("c", 3, downloaded())).unwrap();
+        store
+            .save_manifest(&manifest("c", 3, downloaded()))
+            .unwrap();
         store.remove_content("b").unwrap();
         assert!(cache.may_have_changed());
         assert!(cache.refresh());
-        let names: Vec<&str> = cache.manifests().map(|m| m.manifest.name.as_str()).collect();
+        let names: Vec<&str> = cache
+            .manifests()
+            .map(|m| m.manifest.name.as_str())
+            .collect();
         assert_eq!(names, ["a", "c"]);
         // "a" was read again: its stamp changed when it was edited.
         assert_eq!(cache.get("a").unwrap().manifest.size, 4);
@@ -429,11 +443,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = ChunkStore::open(dir.path()).unwrap();
         let mut cache = ManifestCache::new(store.clone());
-        store.save_manifest(&manifest("a", 1, downloaded())).unwrap();
+        store
+            .save_manifest(&manifest("a", 1, downloaded()))
+            .unwrap();
         assert!(cache.refresh());
         // Rewritten at once, quite possibly within the same tick of the file system's clock:
         // the folder's stamp may not have moved, but it was too fresh to be trusted.
-        store.save_manifest(&manifest("a", 2, downloaded())).unwrap();
+        store
+            .save_manifest(&manifest("a", 2, downloaded()))
+            .unwrap();
         assert!(cache.may_have_changed());
         assert!(cache.refresh());
         assert_eq!(cache.get("a").unwrap().manifest.sha256, Digest::of(&[2]));
@@ -449,7 +467,9 @@ mod tests {
     fn a_full_read_is_made_when_due_whatever_the_stamps_say() {
         let dir = tempfile::tempdir().unwrap();
         let store = ChunkStore::open(dir.path()).unwrap();
-        store.save_manifest(&manifest("a", 1, downloaded())).unwrap();
+        store
+            .save_manifest(&manifest("a", 1, downloaded()))
+            .unwrap();
         age(&store.manifests_dir());
         let mut cache = ManifestCache::new(store.clone());
         cache.refresh();
@@ -458,7 +478,10 @@ mod tests {
             serde_json::to_vec_pretty(&manifest("a", 2, downloaded())).unwrap(),
         )
         .unwrap();
-        assert!(!cache.refresh(), "edited in place: the folder did not change");
+        assert!(
+            !cache.refresh(),
+            "edited in place: the folder did not change"
+        );
         cache.last_full = Instant::now().checked_sub(FULL_READ_EVERY);
         assert!(cache.may_have_changed());
         assert!(cache.refresh());
@@ -475,8 +498,12 @@ mod tests {
             verified: true,
             file: Some(PlacedFile::of(&file).unwrap()),
         };
-        store.save_manifest(&manifest("placed.bin", 1, placed)).unwrap();
-        store.save_manifest(&manifest("old.bin", 2, downloaded())).unwrap();
+        store
+            .save_manifest(&manifest("placed.bin", 1, placed))
+            .unwrap();
+        store
+            .save_manifest(&manifest("old.bin", 2, downloaded()))
+            .unwrap();
         fs::write(store.root().join("old.bin_2"), b"x").unwrap();
         let mut watch = SnapshotWatch::new(store.clone());
         let first = watch.refresh(false).unwrap().expect("the first read");
