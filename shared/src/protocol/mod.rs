@@ -34,7 +34,7 @@ pub use announcement::{
     MAX_ANNOUNCE_INTERVAL_SECS, MAX_OFFER_ID_BYTES, MAX_OFFER_SECS, MAX_QUERY_DATAGRAM,
     QUERY_USERNAME,
 };
-pub use content::{ContentMeta, Manifest};
+pub use content::{ChunkStep, ContentMeta, Manifest};
 pub use error::{DecodeError, ErrorCode};
 pub use request::Request;
 pub use response::{Response, MAX_RESPONSE_HEADER};

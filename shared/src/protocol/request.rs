@@ -22,13 +22,17 @@ pub enum Request {
         /// The chunk name as sent (validated by the server).
         filename: String,
     },
-    /// Our request for a chunk, from `offset` on, of the content with digest `content_sha256`
-    /// (when the client knows it): answered by a [`Response`](super::Response) header, then the
-    /// bytes.
+    /// Our request for a chunk, from `offset` on and for `length` bytes (to its end when
+    /// absent), of the content with digest `content_sha256` (when the client knows it):
+    /// answered by a [`Response`](super::Response) header, then the bytes.
+    ///
+    /// Servers older than `length` ignore it and send to the end of the chunk; their header
+    /// says so (its `length`), and a client wanting less reads what it asked for and closes.
     ///
     /// # Format
     /// ```text
     /// {"filename":"photo.png_3","p2p":{"v":1,"sha256":"<content digest>","offset":0}}
+    /// {"filename":"photo.png_3","p2p":{"v":1,"sha256":"<content digest>","offset":4096,"length":65536}}
     /// ```
     Chunk {
         /// The chunk name as sent (validated by the server).
@@ -37,6 +41,8 @@ pub enum Request {
         content_sha256: Option<Digest>,
         /// Where in the chunk to start (0 for the whole chunk).
         offset: u64,
+        /// How many bytes from `offset` (never 0); `None` for all to the chunk's end.
+        length: Option<u64>,
     },
     /// Our request for the [`Manifest`](super::Manifest) of a content: answered by a
     /// [`Response`](super::Response) header only.
@@ -71,6 +77,8 @@ struct RequestExtWire {
     sha256: Option<Digest>,
     #[serde(default, skip_serializing_if = "is_zero")]
     offset: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    length: Option<u64>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -103,6 +111,7 @@ impl Request {
                 filename,
                 content_sha256,
                 offset,
+                length,
             } => RequestWire {
                 filename: Some(filename.clone()),
                 p2p: Some(RequestExtWire {
@@ -110,6 +119,7 @@ impl Request {
                     manifest: None,
                     sha256: *content_sha256,
                     offset: *offset,
+                    length: *length,
                 }),
             },
             Request::Manifest {
@@ -122,6 +132,7 @@ impl Request {
                     manifest: Some(content.clone()),
                     sha256: *content_sha256,
                     offset: 0,
+                    length: None,
                 }),
             },
         };
@@ -154,10 +165,11 @@ impl Request {
             RequestWire {
                 filename: Some(filename),
                 p2p: Some(ext),
-            } if ext.manifest.is_none() => Request::Chunk {
+            } if ext.manifest.is_none() && ext.length != Some(0) => Request::Chunk {
                 filename,
                 content_sha256: ext.sha256,
                 offset: ext.offset,
+                length: ext.length,
             },
             RequestWire {
                 filename: None,
@@ -165,17 +177,17 @@ impl Request {
                     Some(RequestExtWire {
                         manifest: Some(content),
                         sha256,
+                        length: None,
                         ..
                     }),
             } => Request::Manifest {
                 content,
                 content_sha256: sha256,
             },
-            _ => {
-                return Err(DecodeError::Malformed(
-                    "request names neither a chunk (\"filename\") nor a manifest".into(),
-                ))
-            }
+            _ => return Err(DecodeError::Malformed(
+                "request names neither a chunk (\"filename\") nor a manifest, or asks for 0 bytes"
+                    .into(),
+            )),
         };
         Ok((request, used))
     }
@@ -196,11 +208,25 @@ mod tests {
                 filename: "photo.png_3".into(),
                 content_sha256: Some(digest(9)),
                 offset: 0,
+                length: None,
             },
             Request::Chunk {
                 filename: "photo.png_3".into(),
                 content_sha256: None,
                 offset: 12_345,
+                length: None,
+            },
+            Request::Chunk {
+                filename: "photo.png_3".into(),
+                content_sha256: Some(digest(9)),
+                offset: 4_096,
+                length: Some(65_536),
+            },
+            Request::Chunk {
+                filename: "b_5".into(),
+                content_sha256: None,
+                offset: 0,
+                length: Some(u64::MAX),
             },
             Request::Manifest {
                 content: "photo.png".into(),
@@ -289,6 +315,21 @@ mod tests {
     }
 
     #[test]
+    fn a_range_request_is_the_documented_bytes() {
+        let bytes = Request::Chunk {
+            filename: "photo.png_3".into(),
+            content_sha256: None,
+            offset: 4096,
+            length: Some(65536),
+        }
+        .encode();
+        assert_eq!(
+            bytes,
+            br#"{"filename":"photo.png_3","p2p":{"v":1,"offset":4096,"length":65536}}"#
+        );
+    }
+
+    #[test]
     fn request_leaves_trailing_bytes_to_the_caller() {
         let mut bytes = Request::LegacyChunk {
             filename: "a_1".into(),
@@ -313,6 +354,9 @@ mod tests {
             b"{\"p2p\": {\"v\": 1, \"manifest\": \"x\"}, \"filename\": \"x_1\"}",
             b"{\"filename\": \"a_1\", \"p2p\": {\"v\": \"one\"}}",
             b"{\"filename\": \"a_1\", \"p2p\": {\"v\": 1, \"offset\": -1}}",
+            b"{\"filename\": \"a_1\", \"p2p\": {\"v\": 1, \"length\": 0}}",
+            b"{\"filename\": \"a_1\", \"p2p\": {\"v\": 1, \"length\": -5}}",
+            b"{\"p2p\": {\"v\": 1, \"manifest\": \"x\", \"length\": 5}}",
             b"\xff\xfe\x00garbage",
             b"}",
         ] {
