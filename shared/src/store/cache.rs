@@ -339,6 +339,7 @@ mod tests {
                 chunks: std::array::from_fn(|i| {
                     Digest::of(&[&[seed][..], &i.to_le_bytes()].concat())
                 }),
+                states: None,
             },
             origin,
         }
