@@ -517,7 +517,7 @@ impl ChunkStore {
             match self.load_manifest(&content) {
                 Ok(Some(m)) if m.manifest.name == content => out.push(m),
                 Ok(_) => {}
-                // Callers poll this every second: a warning here would repeat forever.
+                // Callers look often: a warning here would repeat forever.
                 Err(e) => log::debug!("skipping {e}"),
             }
         }
