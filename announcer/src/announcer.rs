@@ -17,7 +17,7 @@ use shared::peers::PeersFile;
 use shared::protocol::{Announcement, AnnouncementExt, Kind, OfferHeard};
 use shared::queries::QueryBox;
 use shared::sends::{unix_now, SendsWatch};
-use shared::store::{ChunkStore, Snapshot};
+use shared::store::{ChunkStore, Snapshot, SnapshotWatch};
 use shared::trust::Wire;
 
 use crate::budget::{self, AnswerBudget, Refusal};
@@ -69,8 +69,8 @@ pub(crate) struct Announcer {
     new_offers: BTreeMap<String, u8>,
     /// `sends.txt` cannot be read.
     sends_unreadable: Latch,
-    /// The store's modification stamp when last read ([`Announcer::store_changed`]).
-    store_stamp: StoreStamp,
+    /// The store as last read, read again only where it changed ([`Announcer::refresh`]).
+    watch: SnapshotWatch,
     /// The chunk-server port we announce; `None` while no chunk server runs for the folder
     /// ([`ChunkPort::Recorded`]): then nothing is sent.
     port: Option<u16>,
@@ -108,6 +108,7 @@ impl Announcer {
         Announcer {
             socket,
             wire,
+            watch: SnapshotWatch::new(store.clone()),
             store,
             peers_file,
             queries,
@@ -118,7 +119,6 @@ impl Announcer {
             ready_offers: BTreeSet::new(),
             new_offers: BTreeMap::new(),
             sends_unreadable: Latch::default(),
-            store_stamp: None,
             port: match config.chunk_port {
                 ChunkPort::Fixed(port) => Some(port),
                 ChunkPort::Recorded => None,
@@ -138,39 +138,30 @@ impl Announcer {
 
     /// The first look at the store and at `peers.txt`, before the first announcement.
     pub(crate) fn look_around(&mut self) {
-        self.refresh();
+        self.refresh(true);
         self.peers_file.poll();
     }
 
-    /// Whether the store's folders (`temp/` and its manifests) were modified since the last
-    /// call: one `stat` each, cheap enough to look many times a second. Every chunk and
-    /// manifest appears or goes by a rename or removal in one of them, which sets its
-    /// modification time; changes within one tick of the file system's clock can hide each
-    /// other, so [`crate::run`] still reads the whole store every [`Config::watch`].
-    pub(crate) fn store_changed(&mut self) -> bool {
-        let modified =
-            |path: &std::path::Path| std::fs::metadata(path).ok().and_then(|m| m.modified().ok());
-        let stamp = Some((
-            modified(self.store.root()),
-            modified(&self.store.manifests_dir()),
-        ));
-        if stamp == self.store_stamp {
-            return false;
-        }
-        self.store_stamp = stamp;
-        true
+    /// Whether the store's folders (`temp/` and its manifests) may have changed since the last
+    /// [`Announcer::refresh`]: one `stat` each, cheap enough to look many times a second.
+    /// Every chunk and manifest appears or goes by a rename or removal in one of them
+    /// ([`SnapshotWatch`]).
+    pub(crate) fn store_may_have_changed(&self) -> bool {
+        self.watch.may_have_changed()
     }
 
-    /// Re-reads the store; returns whether what we announce changed.
-    pub(crate) fn refresh(&mut self) -> bool {
-        match self.store.snapshot() {
-            Ok(snapshot) => {
+    /// Reads again what changed in the store, and with `look_at_files` every file served in
+    /// place (one `stat` each: a file in `downloads/` edited or deleted tells nobody); returns
+    /// whether what we announce changed.
+    pub(crate) fn refresh(&mut self, look_at_files: bool) -> bool {
+        match self.watch.refresh(look_at_files) {
+            Ok(read) => {
                 if self.store_unreadable.reset() {
                     log::info!("chunk store {} readable again", self.store.root().display());
                 }
-                if snapshot == self.snapshot {
+                let Some(snapshot) = read.filter(|s| *s != self.snapshot) else {
                     return false;
-                }
+                };
                 let now: BTreeSet<&str> = snapshot.chunks.iter().map(|c| c.content()).collect();
                 for chunk in &self.snapshot.chunks {
                     if !now.contains(chunk.content()) {
@@ -665,9 +656,6 @@ pub(crate) fn interval_secs(interval: Duration) -> u64 {
     let secs = interval.as_secs() + u64::from(interval.subsec_nanos() > 0);
     secs.max(1)
 }
-
-/// The modification times of the store's two folders; `None` before the first look.
-type StoreStamp = Option<(Option<std::time::SystemTime>, Option<std::time::SystemTime>)>;
 
 /// Addresses as one comma-separated line, for the log.
 pub(crate) fn list(targets: &[SocketAddr]) -> String {

@@ -12,8 +12,11 @@ use shared::{DEFAULT_ANNOUNCE_INTERVAL_SECS, DEFAULT_ANNOUNCE_PORT, DEFAULT_CHUN
 
 use crate::{budget, prompt};
 
-/// Default of [`Config::watch`]: a new chunk is announced within about a second.
-pub const DEFAULT_WATCH: Duration = Duration::from_secs(1);
+/// Default of [`Config::watch`]: a file served in place that is edited or deleted (a download
+/// in `downloads/`, a shared file the chunk server has not hashed again yet) is withdrawn
+/// within about ten seconds, for a `stat` of each such file every ten seconds (with 10,000 of
+/// them, a few hundredths of a second). Changes to the store itself are seen at once.
+pub const DEFAULT_WATCH: Duration = Duration::from_secs(10);
 
 /// Everything [`run`](crate::run) needs, resolved by `main` (or a test) beforehand.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +38,9 @@ pub struct Config {
     pub interval: Duration,
     /// Where the TCP port of our chunk server, announced in the `p2p` extension, comes from.
     pub chunk_port: ChunkPort,
-    /// How often the chunk store is checked for changes.
+    /// How often every file served in place is looked at again (one `stat` each), so one
+    /// edited or deleted behind the store's back is withdrawn; the store's own changes are
+    /// seen within [`crate::STORE_POLL`].
     pub watch: Duration,
     /// This run's identity, sent in every datagram ([`new_instance_id`]).
     pub instance: String,

@@ -4,10 +4,11 @@
 //! - [`run`] is the timer loop, the whole program once `main` has parsed flags, settled the
 //!   username ([`prompt::resolve`]) and bound the UDP socket: it reads the chunk store
 //!   (`DIR/temp`), announces at once, then every [`Config::interval`], and also promptly
-//!   whenever the store changes (its folders' modification times looked at every
-//!   [`STORE_POLL`], the whole store read every [`Config::watch`]), so a freshly downloaded
-//!   chunk or a newly shared file is offered within a fraction of a second rather than a
-//!   minute; a content no longer held (unshared, removed) is *withdrawn* at once
+//!   whenever the store changes (its folders' stamps looked at every [`STORE_POLL`], then only
+//!   what changed read again: [`shared::store::SnapshotWatch`]; the files served in place
+//!   looked at every [`Config::watch`]), so a freshly downloaded chunk or a newly shared file
+//!   is offered within a fraction of a second rather than a minute, and a peer sharing 10,000
+//!   files costs next to nothing while nothing changes; a content no longer held (unshared, removed) is *withdrawn* at once
 //!   ([`shared::protocol::Kind::Withdraw`], sent three times [`WITHDRAW_REPEAT`] apart), so
 //!   listeners drop it without waiting for expiry. The offers of `DIR/sends.txt` (`downloader
 //!   send`) whose content the chunk server has hashed (unlisted) are sent as offer datagrams
@@ -40,7 +41,7 @@
 //!
 //! The port announced is [`Config::chunk_port`]: a fixed one (`--chunk-port`), or, by default,
 //! the one the folder's chunk server recorded when it started ([`shared::instance`]), looked at
-//! every [`Config::watch`]. While no chunk server runs for the folder the announcer sends
+//! every [`SERVER_POLL`]. While no chunk server runs for the folder the announcer sends
 //! nothing and answers no query (and says goodbye when its server goes away), so listeners never
 //! list files that nobody can serve.
 //!
@@ -78,9 +79,19 @@ use ears::Ears;
 pub const QUERY_POLL: Duration = Duration::from_millis(100);
 
 /// How often the store's folders are looked at (one `stat` each) for a change, which is then
-/// read and announced at once: a file shared or unshared reaches the listeners well within a
-/// second. The whole store is read anyway every [`Config::watch`].
+/// read (only what changed: [`shared::store::SnapshotWatch`]) and announced at once: a file
+/// shared or unshared reaches the listeners well within a second. The files served in place
+/// are looked at every [`Config::watch`].
 pub const STORE_POLL: Duration = Duration::from_millis(50);
+
+/// Least time between two announcements made because the store changed: a single change is
+/// announced at once, a store changing all the time (a batch of files being hashed) twice a
+/// second at most.
+pub const CHANGE_ANNOUNCE_GAP: Duration = Duration::from_millis(500);
+
+/// How often the chunk server's record is read again (with [`ChunkPort::Recorded`]): a chunk
+/// server started, restarted on another port or stopped is followed within a second.
+pub const SERVER_POLL: Duration = Duration::from_secs(1);
 
 /// Time between the sends of one withdrawal (three in all), so that one lost datagram does not
 /// leave an unshared file listed until it expires.
@@ -173,7 +184,11 @@ pub fn run(
     announcer.refresh_server();
     announcer.announce();
     let mut next_announce = Instant::now() + announcer.config.interval;
-    let mut next_watch = Instant::now() + announcer.config.watch;
+    // When the store last made us announce, and whether the next announcement is for that.
+    let mut last_change_announce: Option<Instant> = None;
+    let mut for_change = false;
+    let mut next_files = Instant::now() + announcer.config.watch;
+    let mut next_server = Instant::now() + SERVER_POLL;
     let mut next_store = Instant::now() + STORE_POLL;
     let mut next_withdraw = Instant::now();
     let mut next_peers = Instant::now() + PEERS_POLL;
@@ -181,17 +196,30 @@ pub fn run(
     let mut next_sends = Instant::now();
     loop {
         let now = Instant::now();
-        let mut look = now >= next_watch;
-        if now >= next_store {
-            next_store = now + STORE_POLL;
-            look |= announcer.store_changed();
-        }
-        if look {
-            next_watch = now + announcer.config.watch;
-            if announcer.refresh() {
+        let look_at_files = now >= next_files;
+        if look_at_files || (now >= next_store && announcer.store_may_have_changed()) {
+            let started = Instant::now();
+            if announcer.refresh(look_at_files) {
                 log::debug!("chunk store changed: announcing now");
-                next_announce = now;
+                // At once, unless a change was announced a moment ago: while a batch of files
+                // is being hashed the store changes all the time.
+                let at = last_change_announce.map_or(now, |t| (t + CHANGE_ANNOUNCE_GAP).max(now));
+                if at < next_announce {
+                    next_announce = at;
+                    for_change = true;
+                }
             }
+            // A store changing all the time (a batch of files being hashed) is read again
+            // at most a fifth of the time.
+            next_store = Instant::now() + STORE_POLL.max(started.elapsed() * 4);
+            if look_at_files {
+                next_files = Instant::now() + announcer.config.watch;
+            }
+        } else if now >= next_store {
+            next_store = now + STORE_POLL;
+        }
+        if now >= next_server {
+            next_server = now + SERVER_POLL;
             if announcer.refresh_server() {
                 next_announce = now;
             }
@@ -209,6 +237,9 @@ pub fn run(
         }
         if now >= next_announce {
             announcer.announce();
+            if std::mem::take(&mut for_change) {
+                last_change_announce = Some(Instant::now());
+            }
             next_announce = Instant::now() + announcer.config.interval;
             next_withdraw = Instant::now() + WITHDRAW_REPEAT;
         } else if now >= next_withdraw && (announcer.is_withdrawing() || announcer.has_new_offers())
@@ -224,7 +255,8 @@ pub fn run(
         // A withdrawal or a new offer still to repeat wakes the loop too.
         let withdraw_at = Some(next_withdraw)
             .filter(|_| announcer.is_withdrawing() || announcer.has_new_offers());
-        let wake = next_watch
+        let wake = next_files
+            .min(next_server)
             .min(next_store)
             .min(withdraw_at.unwrap_or(next_announce))
             .min(next_announce)

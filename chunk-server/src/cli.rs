@@ -45,10 +45,16 @@ pub(crate) struct Args {
     /// 2024/a.jpg); repeatable. Default: DIR/served_files.
     #[arg(long = "share", value_name = "PATH")]
     shares: Vec<PathBuf>,
-    /// Seconds between two scans of the shared files.
+    /// Longest time in seconds between two scans of the shared files. Changes are noticed at
+    /// once (the shares are watched) unless --no-watch; a share that cannot be watched is
+    /// scanned every 2 s at most.
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_RESCAN_SECS,
           value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
     rescan: u64,
+    /// Do not watch the shares for changes: scan them only every --rescan seconds (for file
+    /// systems whose change notifications are missing or costly).
+    #[arg(long)]
+    no_watch: bool,
     /// Most answers sent at once; a complete request waits up to 10 s for a free slot, then is
     /// refused as busy. Clients still sending their request do not count here.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS,
@@ -113,6 +119,7 @@ impl Args {
             dir: self.dir,
             shares: self.shares,
             rescan: Duration::from_secs(self.rescan),
+            watch: !self.no_watch,
             max_connections: self.max_connections,
             max_pending: self.max_pending,
             max_per_ip: self.max_per_ip,

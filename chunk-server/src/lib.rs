@@ -9,7 +9,8 @@
 //!   served unlisted while the offer lasts).
 //! - `share` keeps the chunk store (`DIR/temp`) in step with the shared files: it lists them,
 //!   has new and changed ones split, and removes what is no longer shared; `split` splits one
-//!   file into five chunks and a manifest.
+//!   file into five chunks and a manifest. `rescan` decides when to scan, on a thread of its
+//!   own; `watch` tells it when the shares changed.
 //! - `server` runs the accept loop and one handler thread per admitted connection, and stops
 //!   them on shutdown; `admission` decides which connections are taken on (per source address,
 //!   pending and transfer budgets).
@@ -21,8 +22,9 @@
 //!   logged.
 //!
 //! # Threads
-//! [`run`] scans the shares once, then runs the accept loop on the calling thread, one handler
-//! thread per admitted connection, and one rescan thread. The accept loop never waits for a
+//! [`run`] runs the accept loop on the calling thread from the start, one handler thread per
+//! admitted connection, and one rescan thread, which makes the first scan of the shares (each
+//! file served as soon as it is hashed) and the later ones. The accept loop never waits for a
 //! handler: a connection over a limit is closed at once. All threads watch the same
 //! [`Shutdown`] flag; [`run`] returns within 2.5 s of it being set (`server::SHUTDOWN_LIMIT`).
 #![deny(missing_docs)]
@@ -33,17 +35,19 @@ mod digest_cache;
 pub mod error;
 mod listed;
 mod offered;
+mod rescan;
 mod serve;
 mod server;
 mod share;
 mod split;
+mod watch;
 
 use std::fs;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shared::instance::{RecordGuard, ServerRecord};
 use shared::peer_dir::PeerDir;
@@ -55,14 +59,20 @@ use shared::REQUEST_TIMEOUT;
 use crate::admission::{Admission, Limits};
 use crate::digest_cache::DigestCache;
 pub use crate::error::Error;
-use crate::listed::{Listed, SHARES_POLL};
+use crate::listed::Listed;
 use crate::offered::Offered;
+use crate::rescan::Rescan;
+pub use crate::rescan::{ScanProgress, FALLBACK_SCAN, FIRST_SCAN_DONE, SETTLE};
 use crate::serve::{Gate, LocalCopies, RateFloor, ServeContext};
 use crate::share::Sharer;
+use crate::watch::ShareWatch;
 
-/// Seconds between two scans of the shared files: short, so a file dropped into the share
-/// folder is announced soon; a scan of unchanged files only reads metadata.
-pub const DEFAULT_RESCAN_SECS: u64 = 2;
+/// Longest time, in seconds, between two scans of the shared files by default. A change in the
+/// shares is told by the operating system and scanned for at once ([`Config::watch`]); this
+/// scan catches what no notification tells (a network file system changed from another
+/// machine). A scan of unchanged files only reads metadata, but with 10,000 files that is a
+/// few hundredths of a second of CPU: every minute, nothing at rest.
+pub const DEFAULT_RESCAN_SECS: u64 = 60;
 
 /// Answers sent at once by default. Each holds a thread and an open file (in plaintext the
 /// kernel sends the bytes by `sendfile`: no buffer of ours, but for a few copies to clients on
@@ -108,8 +118,13 @@ pub struct Config {
     /// Files and folders to share, in priority order (on a name conflict the first wins).
     /// Empty means `dir/served_files`, created if missing.
     pub shares: Vec<PathBuf>,
-    /// Time between two scans of the shares.
+    /// Longest time between two scans of the shares (with [`Config::watch`], scans also run
+    /// as soon as the shares change; without, only this often).
     pub rescan: Duration,
+    /// Watch the shares for changes (inotify on Linux) and scan soon after one; off with
+    /// `--no-watch`. A share that cannot be watched is scanned every [`FALLBACK_SCAN`] at
+    /// most.
+    pub watch: bool,
     /// Most answers sent at once (at least 1).
     pub max_connections: usize,
     /// Most connections still sending their request, or waiting to be answered (at least 1).
@@ -137,6 +152,7 @@ impl Default for Config {
             dir: PathBuf::from("."),
             shares: Vec::new(),
             rescan: Duration::from_secs(DEFAULT_RESCAN_SECS),
+            watch: true,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_pending: DEFAULT_MAX_PENDING,
             max_per_ip: DEFAULT_MAX_PER_IP,
@@ -187,16 +203,33 @@ pub fn record_address(listener: &TcpListener, dir: &Path) -> Result<RecordGuard,
 
 /// Runs the chunk server on `listener` until `shutdown` is triggered.
 ///
-/// Creates the peer folder, the chunk store and (when no share is given) `served_files/`,
-/// splits the shared files once, then accepts connections while a background thread rescans the
-/// shares every [`Config::rescan`], and at once when `DIR/shares.txt` changes (looked at every
-/// 200 ms). On shutdown it stops accepting, gives transfers in progress
-/// a short grace period, closes what is left and joins its threads (each wait bounded).
+/// Creates the peer folder, the chunk store and (when no share is given) `served_files/`, then
+/// accepts connections at once while a background thread scans the shares: each file is served
+/// (and announced) as soon as it is hashed, and a file hashed by an earlier run that did not
+/// change is not hashed again. Later scans run soon after the shares change (watched, unless
+/// [`Config::watch`] is off), at once when `DIR/shares.txt` or `DIR/sends.txt` changes (looked
+/// at every 200 ms), and every [`Config::rescan`] anyway. On shutdown it stops accepting, gives
+/// transfers in progress a short grace period, closes what is left and joins its threads (each
+/// wait bounded).
 ///
 /// # Errors
 /// [`Error`] when the folders, the store, the listener or a thread cannot be set up. Failures on
 /// single connections or files are logged, never returned.
 pub fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> Result<(), Error> {
+    run_with_progress(listener, config, shutdown, ScanProgress::default())
+}
+
+/// [`run`], counting the completed scans of the shares in `progress`: whoever must wait until
+/// the files shared at start are all servable waits for the first.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_with_progress(
+    listener: TcpListener,
+    config: Config,
+    shutdown: Shutdown,
+    progress: ScanProgress,
+) -> Result<(), Error> {
     let dir = PeerDir::new(&config.dir);
     create_dir(dir.root())?;
     let trust = Trust::load(dir.root()).map_err(Error::Trust)?;
@@ -221,41 +254,30 @@ pub fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> Result<
         config.shares.clone()
     };
 
-    split::remove_leftovers(&store);
-    let mut sharer = Sharer::new(store.clone(), shares.clone());
-    let mut listed = Listed::new(&dir);
-    listed.poll(&mut sharer);
-    let mut offered = Offered::new(&dir);
-    offered.poll(&mut sharer);
-    sharer.scan(&shutdown);
-
     listener.set_nonblocking(true).map_err(Error::Listener)?;
     let addr = listener.local_addr().map_err(Error::Listener)?;
     let shared_list: Vec<String> = shares.iter().map(|p| p.display().to_string()).collect();
     log::info!(
-        "listening on {addr}, sharing {} and what {} lists",
+        "listening on {addr}, sharing {} and what {} lists (scanning them in the background)",
         shared_list.join(", "),
         shared::shares::path_in(&dir).display()
     );
 
     let rescan = {
         let shutdown = shutdown.clone();
-        let interval = config.rescan;
+        let rescan = Rescan {
+            sharer: Sharer::new(store.clone(), shares),
+            listed: Listed::new(&dir),
+            offered: Offered::new(&dir),
+            watch: config.watch.then(|| ShareWatch::new(store.root())),
+            interval: config.rescan,
+            progress,
+            lists: Rescan::lists_of(&dir),
+            store: store.clone(),
+        };
         thread::Builder::new()
             .name("rescan".into())
-            .spawn(move || {
-                // The list is looked at often and scanned for at once when it changed; the
-                // shared files themselves every `interval`.
-                let mut next_scan = Instant::now() + interval;
-                while !shutdown.sleep(SHARES_POLL.min(interval)) {
-                    // Both lists are polled each time (`|`, not `||`).
-                    let changed = listed.poll(&mut sharer) | offered.poll(&mut sharer);
-                    if changed || Instant::now() >= next_scan {
-                        sharer.scan(&shutdown);
-                        next_scan = Instant::now() + interval;
-                    }
-                }
-            })
+            .spawn(move || rescan.run(&shutdown))
             .map_err(|source| Error::SpawnThread {
                 what: "rescan",
                 source,

@@ -1,4 +1,4 @@
-//! `DIR/shares.txt` as the chunk server sees it: polled every [`SHARES_POLL`], and handed to
+//! `DIR/shares.txt` as the chunk server sees it: polled every [`shared::shares::SHARES_POLL`], and handed to
 //! the [`Sharer`] when it changed, so a `downloader share` or `unshare` takes effect while the
 //! server runs. The format and its combination with `--share` are [`shared::shares`]'s.
 
@@ -7,7 +7,6 @@ use std::collections::HashSet;
 use shared::latch::Latches;
 use shared::peer_dir::PeerDir;
 use shared::shares::SharesWatch;
-pub(crate) use shared::shares::SHARES_POLL;
 
 use crate::share::Sharer;
 

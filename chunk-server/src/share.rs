@@ -1,22 +1,25 @@
 //! Sharing: keeps the chunk store in step with the files this peer shares.
 //!
 //! A [`Sharer`] owns the list of share paths (`--share`, or `DIR/served_files`, then those of
-//! `DIR/shares.txt`, less its excluded names: [`shared::shares`]). Each [`Sharer::scan`] lists
-//! the files under them, whole trees of folders ([`shared::tree`]), and, for each one, makes sure the store holds a manifest whose origin
-//! is [`Origin::Shared`] with the file's path, size and modification time: the file is then
-//! served in place, its five chunks being byte ranges of it. New and changed files are hashed
-//! again ([`crate::split`]); until then, the store neither announces nor serves a changed file
-//! ([`shared::store::InPlace`]). Contents whose shared file is gone are removed. Only contents
-//! that the server split itself (origin
-//! `Shared`) are ever removed: what the downloader put in the store is not ours to delete,
-//! although a shared file of the same name replaces it.
+//! `DIR/shares.txt`, less its excluded names: [`shared::shares`]). Each scan
+//! ([`Sharer::scan_yielding`]) lists the files under them, whole trees of folders
+//! ([`shared::tree`]), removes the contents whose shared file is gone or no longer shared,
+//! then, file by file, makes sure the store holds a manifest whose origin is [`Origin::Shared`]
+//! with the file's path, size and modification time: the file is then served in place, its
+//! five chunks being byte ranges of it, from the moment its manifest is in the store. New and
+//! changed files are hashed again ([`crate::split`]); until then, the store neither announces
+//! nor serves a changed file ([`shared::store::InPlace`]). A file whose manifest matches is not
+//! hashed again, whichever run hashed it; the manifests are read through a
+//! [`ManifestCache`], so a scan of 10,000 unchanged files reads none of them. Only contents
+//! that the server split itself (origin `Shared`) are ever removed: what the downloader put in
+//! the store is not ours to delete, although a shared file of the same name replaces it.
 //!
-//! A scan runs every few seconds, so what it finds wrong (a missing share, a name conflict, a
-//! file that cannot be read) is logged once while it lasts ([`Latches`]), and again if it comes
-//! back after clearing.
+//! Scans repeat (on every change in the shares, and every `--rescan`), so what one finds wrong
+//! (a missing share, a name conflict, a file that cannot be read) is logged once while it
+//! lasts ([`Latches`]), and again if it comes back after clearing.
 //!
-//! This module serves nothing and runs no thread of its own: [`crate::run`] calls
-//! [`Sharer::scan`] once before accepting and then from a background thread.
+//! This module serves nothing and runs no thread of its own: `rescan` calls it from the
+//! background thread that decides when to scan.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -31,7 +34,7 @@ use shared::chunk::{
 use shared::latch::Latches;
 use shared::shares::exclusion_covers;
 use shared::shutdown::Shutdown;
-use shared::store::{ChunkStore, Origin};
+use shared::store::{ChunkStore, ManifestCache, Origin};
 use shared::tree::list_tree;
 
 use crate::split::{split_file_as, SplitOutcome};
@@ -86,6 +89,9 @@ pub(crate) struct ScanReport {
     pub(crate) removed: Vec<String>,
     /// Contents whose split failed or must be retried.
     pub(crate) failed: Vec<String>,
+    /// The scan stopped before the end (shutdown, or the caller asked it to yield): what it
+    /// did is kept, the rest waits for the next scan.
+    pub(crate) cut_short: bool,
 }
 
 /// The conditions a scan logs, each once while it lasts: the message is the key, so a
@@ -124,6 +130,9 @@ impl Notes {
 #[derive(Debug)]
 pub(crate) struct Sharer {
     store: ChunkStore,
+    /// The store's manifests as last read: a scan reads again only those that changed, so
+    /// 10,000 unchanged files cost no read at all.
+    manifests: ManifestCache,
     /// The share paths, in `--share` order: on a name conflict, the first wins.
     shares: Vec<PathBuf>,
     /// The paths of `DIR/shares.txt`, after `shares` ([`Sharer::set_list`]).
@@ -141,6 +150,7 @@ impl Sharer {
     /// A sharer of `shares` into `store`.
     pub(crate) fn new(store: ChunkStore, shares: Vec<PathBuf>) -> Sharer {
         Sharer {
+            manifests: ManifestCache::new(store.clone()),
             store,
             shares,
             listed: Vec::new(),
@@ -165,25 +175,49 @@ impl Sharer {
         self.offered = offered;
     }
 
+    /// The paths whose changes a scan would see: the share paths, those of `DIR/shares.txt`
+    /// and the offered files ([`crate::watch`] watches them).
+    pub(crate) fn watched_paths(&self) -> Vec<PathBuf> {
+        self.shares
+            .iter()
+            .chain(&self.listed)
+            .chain(self.offered.iter().map(|(_, path)| path))
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+            .collect()
+    }
+
     /// Brings the store up to date with the shared files: splits new and changed files, removes
     /// contents whose file is gone. Stops early, installing nothing half-done, on shutdown.
+    #[cfg(test)]
     pub(crate) fn scan(&mut self, shutdown: &Shutdown) -> ScanReport {
+        self.scan_yielding(shutdown, &mut || false)
+    }
+
+    /// [`Sharer::scan`], stopping between two files when `yield_now` says so (the caller has
+    /// news: the shares list changed), with [`ScanReport::cut_short`] set.
+    ///
+    /// Contents no longer shared are removed first, then new and changed files hashed one by
+    /// one, each served and announced as soon as its manifest is in the store.
+    pub(crate) fn scan_yielding(
+        &mut self,
+        shutdown: &Shutdown,
+        yield_now: &mut dyn FnMut() -> bool,
+    ) -> ScanReport {
         self.notes.met.clear();
         let mut report = ScanReport::default();
         let (candidates, complete) = self.candidates();
+        self.manifests.refresh();
+        // A share that could not be listed says nothing about which files are gone.
+        if complete {
+            self.remove_unshared(&candidates, &mut report);
+        }
         for candidate in &candidates {
-            if shutdown.is_triggered() {
+            if shutdown.is_triggered() || yield_now() {
+                report.cut_short = true;
                 return report;
             }
             let name = &candidate.name;
-            let existing = match self.store.load_manifest(name) {
-                Ok(existing) => existing,
-                Err(e) => {
-                    log::warn!("{e}; splitting {name} again");
-                    None
-                }
-            };
-            if let Some(stored) = &existing {
+            if let Some(stored) = self.manifests.get(name) {
                 match &stored.origin {
                     Origin::Shared { path, modified } | Origin::Offered { path, modified }
                         // The listing's `stat` of the file is the check: as hashed, or hash again.
@@ -221,40 +255,16 @@ impl Sharer {
                     );
                     report.failed.push(name.clone());
                 }
-                Ok(SplitOutcome::Interrupted) => return report,
+                Ok(SplitOutcome::Interrupted) => {
+                    report.cut_short = true;
+                    return report;
+                }
                 Err(e) => {
                     self.notes.note(
                         log::Level::Warn,
                         format!("cannot share {}: {e}", candidate.path.display()),
                     );
                     report.failed.push(name.clone());
-                }
-            }
-        }
-        // A share that could not be listed says nothing about which files are gone.
-        if complete {
-            let shared: HashSet<&str> = candidates.iter().map(|c| c.name.as_str()).collect();
-            for stored in self.store.manifests() {
-                let (Origin::Shared { path, .. } | Origin::Offered { path, .. }) = &stored.origin
-                else {
-                    continue;
-                };
-                let name = &stored.manifest.name;
-                if shared.contains(name.as_str()) {
-                    continue;
-                }
-                match self.store.remove_content(name) {
-                    Ok(()) => {
-                        log::info!(
-                            "stopped sharing {name}: {} is gone or no longer shared",
-                            path.display()
-                        );
-                        report.removed.push(name.clone());
-                    }
-                    Err(e) => self.notes.note(
-                        log::Level::Warn,
-                        format!("cannot remove {name} from the store: {e}"),
-                    ),
                 }
             }
         }
@@ -267,6 +277,39 @@ impl Sharer {
             report.failed.len()
         );
         report
+    }
+
+    /// Removes from the store the contents this server described (shared or offered) that
+    /// are no longer among `candidates`: their file is gone, or no longer shared.
+    fn remove_unshared(&mut self, candidates: &[Candidate], report: &mut ScanReport) {
+        let shared: HashSet<&str> = candidates.iter().map(|c| c.name.as_str()).collect();
+        let gone: Vec<(String, PathBuf)> = self
+            .manifests
+            .manifests()
+            .filter_map(|stored| match &stored.origin {
+                Origin::Shared { path, .. } | Origin::Offered { path, .. }
+                    if !shared.contains(stored.manifest.name.as_str()) =>
+                {
+                    Some((stored.manifest.name.clone(), path.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        for (name, path) in gone {
+            match self.store.remove_content(&name) {
+                Ok(()) => {
+                    log::info!(
+                        "stopped sharing {name}: {} is gone or no longer shared",
+                        path.display()
+                    );
+                    report.removed.push(name);
+                }
+                Err(e) => self.notes.note(
+                    log::Level::Warn,
+                    format!("cannot remove {name} from the store: {e}"),
+                ),
+            }
+        }
     }
 
     /// The files to share, one per content name, and whether every share could be listed.
@@ -522,6 +565,66 @@ mod tests {
         let report = sharer.scan(&Shutdown::new());
         assert!(report.split.is_empty(), "{report:?}");
         assert_eq!(report.unchanged.len(), sizes.len());
+    }
+
+    #[test]
+    fn each_file_is_servable_as_soon_as_it_is_hashed_and_a_scan_cut_short_goes_on_later() {
+        let f = fixture();
+        let names: Vec<String> = (1..=4).map(|i| format!("f{i}.bin")).collect();
+        for (i, name) in names.iter().enumerate() {
+            fs::write(f.root.join("share").join(name), pattern(1000 * (i + 1))).unwrap();
+        }
+        let mut sharer = Sharer::new(f.store.clone(), vec![f.root.join("share")]);
+        // Between two files, what is servable: the files hashed so far, and no other.
+        let mut seen: Vec<Vec<bool>> = Vec::new();
+        let store = f.store.clone();
+        let mut look = || {
+            seen.push(
+                names
+                    .iter()
+                    .map(|n| store.chunks_of(n).is_complete())
+                    .collect(),
+            );
+            seen.len() == 3 // cut short before the third file
+        };
+        let report = sharer.scan_yielding(&Shutdown::new(), &mut look);
+        assert!(report.cut_short);
+        assert_eq!(report.split, ["f1.bin", "f2.bin"]);
+        assert_eq!(
+            seen,
+            [
+                vec![false, false, false, false],
+                vec![true, false, false, false],
+                vec![true, true, false, false],
+            ]
+        );
+        // The next scan goes on from there: nothing hashed twice.
+        let report = sharer.scan(&Shutdown::new());
+        assert!(!report.cut_short);
+        assert_eq!(report.unchanged, ["f1.bin", "f2.bin"]);
+        assert_eq!(report.split, ["f3.bin", "f4.bin"]);
+        for (i, name) in names.iter().enumerate() {
+            assert_stored(&f.store, name, &pattern(1000 * (i + 1)));
+        }
+    }
+
+    #[test]
+    fn contents_no_longer_shared_are_removed_before_anything_is_hashed() {
+        let f = fixture();
+        fs::write(f.root.join("share").join("old.txt"), b"old").unwrap();
+        let mut sharer = Sharer::new(f.store.clone(), vec![f.root.join("share")]);
+        sharer.scan(&Shutdown::new());
+        fs::remove_file(f.root.join("share").join("old.txt")).unwrap();
+        fs::write(f.root.join("share").join("new.txt"), b"new").unwrap();
+        let store = f.store.clone();
+        let mut old_gone_first = None;
+        let report = sharer.scan_yielding(&Shutdown::new(), &mut || {
+            old_gone_first.get_or_insert(store.load_manifest("old.txt").unwrap().is_none());
+            false
+        });
+        assert_eq!(old_gone_first, Some(true));
+        assert_eq!(report.removed, ["old.txt"]);
+        assert_eq!(report.split, ["new.txt"]);
     }
 
     #[test]

@@ -348,6 +348,7 @@ fn help_lists_every_flag() {
         "--port",
         "--share",
         "--rescan",
+        "--no-watch",
         "--max-connections",
         "--max-pending",
         "--max-per-ip",

@@ -157,7 +157,8 @@ fn a_shared_file_changed_in_place_is_never_served_as_its_old_content() {
     const SIZE: u64 = 8 << 20;
     let (path, old_digest) = a.write_share("doc.bin", SIZE, 1);
     let old = fs::read(&path).unwrap();
-    a.start_chunk_server(&[], &["--rescan", "3600"]);
+    // Neither watched nor rescanned: the change below stays unhashed for the whole test.
+    a.start_chunk_server(&[], &["--no-watch", "--rescan", "3600"]);
     a.start_announcer("alice", ANNOUNCE_INTERVAL_SECS);
     c.start_listener(&[]);
     net.wait_for_entry(&c, &a, "alice", "doc.bin", old_digest);
@@ -165,8 +166,10 @@ fn a_shared_file_changed_in_place_is_never_served_as_its_old_content() {
     let old_chunk = &old[range.start as usize..range.end as usize];
     assert!(legacy_fetch(&a, "doc.bin_1") == old_chunk);
 
-    // Same size, new content, new modification time. The chunk server rescans only once an
-    // hour here, so it has not hashed the new content: until it does, nothing is served.
+    // Same size, new content, new modification time. The chunk server neither watches nor
+    // rescans here (once an hour), so it has not hashed the new content: until it does,
+    // nothing is served, and the announcer, which looks at the files served in place, withdraws
+    // it.
     let new_digest = write_random_file(&path, SIZE, 2);
     bump_mtime(&path, 2);
     let new = fs::read(&path).unwrap();
@@ -214,7 +217,10 @@ fn a_shared_file_rewritten_during_a_download_never_gives_a_mixed_file() {
     let (path, old_digest) = a.write_share("live.bin", SIZE, 3);
     let old = fs::read(&path).unwrap();
     // Slow enough that the five chunks are still on their way when the file is rewritten.
-    a.start_chunk_server(&[], &["--max-rate", "2000000", "--rescan", "3600"]);
+    a.start_chunk_server(
+        &[],
+        &["--max-rate", "2000000", "--no-watch", "--rescan", "3600"],
+    );
     a.start_announcer("alice", ANNOUNCE_INTERVAL_SECS);
     c.start_listener(&[]);
     net.wait_for_entry(&c, &a, "alice", "live.bin", old_digest);

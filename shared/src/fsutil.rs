@@ -11,7 +11,7 @@ use std::path::Path;
 /// # Errors
 /// Any I/O error; `tmp` is removed on failure.
 pub fn write_atomic_via(path: &Path, tmp: &Path, bytes: &[u8]) -> io::Result<()> {
-    write_atomic_mode(path, tmp, bytes, None)
+    write_atomic_mode(path, tmp, bytes, None, true)
 }
 
 /// [`write_atomic_via`] for a secret: `tmp` is created with mode 0600 (on Unix), so the bytes
@@ -20,10 +20,16 @@ pub fn write_atomic_via(path: &Path, tmp: &Path, bytes: &[u8]) -> io::Result<()>
 /// # Errors
 /// Any I/O error; `tmp` is removed on failure.
 pub fn write_atomic_private(path: &Path, tmp: &Path, bytes: &[u8]) -> io::Result<()> {
-    write_atomic_mode(path, tmp, bytes, Some(0o600))
+    write_atomic_mode(path, tmp, bytes, Some(0o600), true)
 }
 
-fn write_atomic_mode(path: &Path, tmp: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<()> {
+fn write_atomic_mode(
+    path: &Path,
+    tmp: &Path,
+    bytes: &[u8],
+    mode: Option<u32>,
+    durable: bool,
+) -> io::Result<()> {
     let result = (|| {
         let mut options = OpenOptions::new();
         options.write(true).create(true).truncate(true);
@@ -36,10 +42,14 @@ fn write_atomic_mode(path: &Path, tmp: &Path, bytes: &[u8], mode: Option<u32>) -
         let _ = mode;
         let mut file = options.open(tmp)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
+        if durable {
+            file.sync_all()?;
+        }
         drop(file);
         fs::rename(tmp, path)?;
-        sync_parent(path);
+        if durable {
+            sync_parent(path);
+        }
         Ok(())
     })();
     if result.is_err() {
@@ -59,6 +69,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         std::process::id()
     ));
     write_atomic_via(path, &tmp, bytes)
+}
+
+/// [`write_atomic`] without flushing anything to disk: readers still see the old file or the
+/// new one, whole, but after a crash the file may be empty or torn. For what can be made again
+/// (a shared file's manifest, hashed again when it does not parse), where two `fsync`s per file
+/// would cost far more than the writing: 10,000 files shared at once would take tens of
+/// seconds on a slow disk.
+///
+/// # Errors
+/// Any I/O error; the temporary file is removed on failure.
+pub fn write_replacing(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_file_name(format!(
+        ".{}.{}.tmp",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    write_atomic_mode(path, &tmp, bytes, None, false)
 }
 
 /// What identifies one version of a file another program rewrites by rename: modification

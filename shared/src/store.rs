@@ -47,8 +47,10 @@ const MANIFESTS: &str = ".manifests";
 const INCOMING: &str = ".incoming";
 const LOCKS: &str = ".locks";
 
+mod cache;
 mod lock;
 mod source;
+pub use cache::{ManifestCache, SnapshotWatch, FULL_READ_EVERY, RACY};
 pub use lock::ContentLock;
 pub use source::{InPlace, InPlaceError, PlacedFile};
 /// The suffix of a chunk being received.
@@ -231,6 +233,65 @@ pub struct Snapshot {
     /// Size and digest of each content offered to one user ([`Origin::Offered`]) whose file is
     /// still as hashed: never announced, only offered.
     pub offered: BTreeMap<String, ContentMeta>,
+}
+
+impl Snapshot {
+    /// The snapshot of a store holding `manifests` and the chunk files `chunk_files`, where
+    /// `matches` tells whether the file a content is served from in place is still as hashed
+    /// ([`ChunkStore::snapshot`] gives the rules).
+    pub(crate) fn build<'a>(
+        manifests: impl IntoIterator<Item = &'a StoredManifest>,
+        chunk_files: impl IntoIterator<Item = ChunkName>,
+        matches: impl Fn(&StoredManifest) -> bool,
+    ) -> Snapshot {
+        let mut metas = BTreeMap::new();
+        // Contents whose chunk files are not announced: unverified, or served in place.
+        let mut no_files: BTreeSet<&str> = BTreeSet::new();
+        let mut chunks = Vec::new();
+        let mut offered = BTreeMap::new();
+        for m in manifests {
+            let name = m.manifest.name.as_str();
+            if matches!(m.origin, Origin::Offered { .. }) {
+                // Unlisted: no chunk and no digest of it is announced.
+                no_files.insert(name);
+                if m.in_place().is_some() && matches(m) {
+                    offered.insert(m.manifest.name.clone(), m.manifest.meta());
+                }
+                continue;
+            }
+            let servable = match m.in_place() {
+                Some(_) => {
+                    no_files.insert(name);
+                    let matches = matches(m);
+                    if matches {
+                        if let Ok(names) = ChunkName::all_of(name) {
+                            chunks.extend(names);
+                        }
+                    }
+                    matches
+                }
+                None if m.origin == Origin::Downloading => {
+                    no_files.insert(name);
+                    false
+                }
+                None => true,
+            };
+            if servable && m.origin.vouches() {
+                metas.insert(m.manifest.name.clone(), m.manifest.meta());
+            }
+        }
+        chunks.extend(
+            chunk_files
+                .into_iter()
+                .filter(|c| !no_files.contains(&c.content())),
+        );
+        chunks.sort();
+        Snapshot {
+            chunks,
+            metas,
+            offered,
+        }
+    }
 }
 
 /// Why the store could not be read or written.
@@ -418,14 +479,23 @@ impl ChunkStore {
             .map_err(|source| StoreError::CorruptManifest { path, source })
     }
 
-    /// Writes the manifest of a content, atomically.
+    /// Writes the manifest of a content, atomically: readers see the old manifest or the new
+    /// one, whole. That of a download is flushed to disk; that of a shared or offered file is
+    /// not (after a crash it may not parse, and the file is then hashed again).
     ///
     /// # Errors
     /// When the write fails.
     pub fn save_manifest(&self, stored: &StoredManifest) -> Result<(), StoreError> {
         let path = self.manifest_path(&stored.manifest.name);
         let bytes = serde_json::to_vec_pretty(stored).unwrap_or_default();
-        fsutil::write_atomic(&path, &bytes).map_err(io_err("write", &path))
+        let write = match stored.origin {
+            // Made again from the file if lost (a manifest that does not parse is hashed
+            // again): not worth two `fsync`s each when 10,000 files are shared at once.
+            Origin::Shared { .. } | Origin::Offered { .. } => fsutil::write_replacing,
+            // What a download verified cannot be made again without downloading it again.
+            Origin::Downloaded { .. } | Origin::Downloading => fsutil::write_atomic,
+        };
+        write(&path, &bytes).map_err(io_err("write", &path))
     }
 
     /// All manifests in the store; unreadable ones are skipped (logged at debug level).
@@ -447,7 +517,7 @@ impl ChunkStore {
             match self.load_manifest(&content) {
                 Ok(Some(m)) if m.manifest.name == content => out.push(m),
                 Ok(_) => {}
-                // Callers poll this every second: a warning here would repeat forever.
+                // Callers look often: a warning here would repeat forever.
                 Err(e) => log::debug!("skipping {e}"),
             }
         }
@@ -521,53 +591,9 @@ impl ChunkStore {
     /// When the folder cannot be listed.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
         let manifests = self.manifests();
-        let mut metas = BTreeMap::new();
-        // Contents whose chunk files are not announced: unverified, or served in place.
-        let mut no_files: BTreeSet<&str> = BTreeSet::new();
-        let mut chunks = Vec::new();
-        let mut offered = BTreeMap::new();
-        for m in &manifests {
-            let name = m.manifest.name.as_str();
-            if matches!(m.origin, Origin::Offered { .. }) {
-                // Unlisted: no chunk and no digest of it is announced.
-                no_files.insert(name);
-                if m.in_place().is_some_and(|f| f.matches()) {
-                    offered.insert(m.manifest.name.clone(), m.manifest.meta());
-                }
-                continue;
-            }
-            let servable = match m.in_place() {
-                Some(in_place) => {
-                    no_files.insert(name);
-                    let matches = in_place.matches();
-                    if matches {
-                        if let Ok(names) = ChunkName::all_of(name) {
-                            chunks.extend(names);
-                        }
-                    }
-                    matches
-                }
-                None if m.origin == Origin::Downloading => {
-                    no_files.insert(name);
-                    false
-                }
-                None => true,
-            };
-            if servable && m.origin.vouches() {
-                metas.insert(m.manifest.name.clone(), m.manifest.meta());
-            }
-        }
-        chunks.extend(
-            self.list_chunks()?
-                .into_iter()
-                .filter(|c| !no_files.contains(&c.content())),
-        );
-        chunks.sort();
-        Ok(Snapshot {
-            chunks,
-            metas,
-            offered,
-        })
+        Ok(Snapshot::build(&manifests, self.list_chunks()?, |m| {
+            m.in_place().is_some_and(|f| f.matches())
+        }))
     }
 
     /// Where the chunk server writes a chunk of a shared file while splitting it, before the

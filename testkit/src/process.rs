@@ -229,7 +229,9 @@ impl ServerProcess {
 }
 
 /// Starts the chunk-server binary on a free loopback port with `dir` as its peer folder (stderr
-/// goes to `dir/stderr.txt`) and waits until it logs that it listens.
+/// goes to `dir/stderr.txt`) and waits until it logs that its first scan of the shares is
+/// complete (it listens from the start, but hashes in the background): every file shared at
+/// start is then servable.
 ///
 /// # Panics
 /// When it does not start within 20 s.
@@ -252,7 +254,7 @@ pub fn start_chunk_server_process(dir: &Path, extra: &[&str]) -> ServerProcess {
         dir: dir.to_owned(),
     };
     let ready = poll_until(Duration::from_secs(20), || {
-        server.log_text().contains("listening on")
+        server.log_text().contains(chunk_server::FIRST_SCAN_DONE)
             || server.child.try_wait().ok().flatten().is_some()
     });
     assert!(

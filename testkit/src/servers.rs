@@ -14,7 +14,7 @@ use shared::tags::TagsIndex;
 
 use crate::files::read_tags;
 use crate::ports::free_udp_port;
-use crate::wait::{poll_until, PATIENCE};
+use crate::wait::{poll_until, PATIENCE, WAIT};
 
 /// A library's `run` on a thread; its shutdown triggered and its thread joined on drop.
 pub struct InProcess<E: Debug> {
@@ -37,6 +37,11 @@ impl<E: Debug + Send + 'static> InProcess<E> {
             thread: Some(thread::spawn(move || run(stop))),
             check_on_drop,
         }
+    }
+
+    /// Whether `run` returned.
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
     /// Triggers shutdown and returns what `run` returned.
@@ -70,18 +75,38 @@ impl<E: Debug> Drop for InProcess<E> {
 pub struct TestServer {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Its completed scans of the shares.
+    pub progress: chunk_server::ScanProgress,
     running: InProcess<chunk_server::Error>,
 }
 
-/// Binds `127.0.0.1:0` *before* spawning the server, so the address is known and connections
-/// made right away wait in the backlog until the server, done with its first scan, accepts.
+/// Binds `127.0.0.1:0` *before* spawning the server, so the address is known at once, and
+/// returns once the server's first scan of the shares is complete (it accepts connections at
+/// once, but hashes the shared files in the background), so every file shared at start is
+/// servable; or once `run` returned, for tests of failures.
 pub fn start_chunk_server(config: chunk_server::Config) -> TestServer {
+    let server = start_chunk_server_scanning(config);
+    poll_until(WAIT, || {
+        server.progress.scans_done() > 0 || server.running.is_finished()
+    });
+    server
+}
+
+/// [`start_chunk_server`] without waiting for the first scan: for tests of what the server
+/// does while it hashes.
+pub fn start_chunk_server_scanning(config: chunk_server::Config) -> TestServer {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("local addr");
+    let progress = chunk_server::ScanProgress::default();
+    let counted = progress.clone();
     let running = InProcess::spawn(true, move |shutdown| {
-        chunk_server::run(listener, config, shutdown)
+        chunk_server::run_with_progress(listener, config, shutdown, counted)
     });
-    TestServer { addr, running }
+    TestServer {
+        addr,
+        progress,
+        running,
+    }
 }
 
 impl TestServer {
