@@ -214,6 +214,15 @@ pub struct Snapshot {
     pub offered: BTreeMap<String, ContentMeta>,
 }
 
+impl Snapshot {
+    /// What this snapshot announces as a [`Catalog`](crate::protocol::Catalog): the one rule
+    /// by which the announcer's summary and the chunk server's answer to a catalog request
+    /// agree, byte for byte, on the same store.
+    pub fn catalog(&self) -> crate::protocol::Catalog {
+        crate::protocol::Catalog::from_parts(&self.chunks, &self.metas)
+    }
+}
+
 /// Why the store could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

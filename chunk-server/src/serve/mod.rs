@@ -5,7 +5,8 @@
 //!   when the name is invalid or the chunk missing (legacy clients know no error reply);
 //! - our chunk request, answered with a [`Response`] header and then exactly the announced bytes
 //!   from the requested offset;
-//! - our manifest request, answered with a header only.
+//! - our manifest request, answered with a header only;
+//! - our catalog request, answered with a header and the catalog's bytes (`catalog`).
 //!
 //! Every outcome is logged as one `served` or `refused` event ([`Event`]) with the fields
 //! `docs/ARCHITECTURE.md` lists, its `outcome` a word of [`Outcome`].
@@ -17,7 +18,8 @@
 //! - `refusal`: why a request gets no data, the `refused` event and the protocol's error reply;
 //! - `prepare`: checking a request against the store and opening what it names (the only way
 //!   a request name reaches the file system);
-//! - `send`: sending a body, throttled, with the slow-reader floor ([`RateFloor`]).
+//! - `send`: sending a body, throttled, with the slow-reader floor ([`RateFloor`]);
+//! - `catalog`: the catalog request, and the last catalog kept for it ([`CatalogCache`]).
 //!
 //! Hostile clients are bounded at each step: the whole request must arrive within the request
 //! deadline, counted from accept; an answer waits at most [`SLOT_WAIT`] for a transfer slot
@@ -28,6 +30,7 @@
 //! This module neither accepts connections nor counts them: `server` and [`crate::admission`]
 //! do. Failures here concern one client and are logged, never returned.
 
+mod catalog;
 mod gate;
 mod prepare;
 mod refusal;
@@ -47,6 +50,8 @@ use shared::store::ChunkStore;
 use shared::trust::PeerId;
 use shared::IO_IDLE_TIMEOUT;
 
+pub(crate) use self::catalog::CatalogCache;
+use self::catalog::serve_catalog;
 pub(crate) use self::gate::Gate;
 use self::prepare::{open_chunk, prepare_chunk, prepare_manifest};
 pub(crate) use self::refusal::log_refused;
@@ -86,6 +91,8 @@ pub(crate) struct ServeContext {
     pub(crate) shutdown: Shutdown,
     /// Who is answered: the network key, `--allow-legacy`, the allow list.
     pub(crate) gate: Gate,
+    /// The last catalog computed for a catalog request.
+    pub(crate) catalog: CatalogCache,
 }
 
 /// Logs one `served` event: what was sent to whom, how much, how fast, and how it ended.
@@ -166,7 +173,12 @@ pub(crate) fn handle_connection(
             return;
         }
     };
-    if let Err(refusal) = ctx.gate.admit(conn.peer_id()) {
+    let admitted = match &request {
+        // A list every member reads in the announcements anyway: not bound by the allow list.
+        Request::Catalog { .. } => ctx.gate.admit_listing(conn.peer_id()),
+        _ => ctx.gate.admit(conn.peer_id()),
+    };
+    if let Err(refusal) = admitted {
         match &request {
             // All a legacy client understands: the close (a missing chunk, to it).
             Request::LegacyChunk { filename } => ctx.gate.log(peer, Some(filename), &refusal),
@@ -174,7 +186,7 @@ pub(crate) fn handle_connection(
                 ctx.gate.log(peer, Some(filename), &refusal);
                 reply_error(&mut conn, peer, &refusal);
             }
-            Request::Manifest { .. } => {
+            Request::Manifest { .. } | Request::Catalog { .. } => {
                 ctx.gate.log(peer, None, &refusal);
                 reply_error(&mut conn, peer, &refusal);
             }
@@ -219,6 +231,10 @@ pub(crate) fn handle_connection(
             serve_manifest(&mut conn, peer, &content, content_sha256, ctx);
             Ok(())
         }
+        Request::Catalog { sha256 } => {
+            serve_catalog(&mut conn, peer, sha256, ctx);
+            Ok(())
+        }
     };
     if matches!(result, Err(SendError::TooSlow { .. })) {
         abort(&conn);
@@ -241,7 +257,9 @@ fn refuse_busy(conn: &mut Connection, peer: SocketAddr, request: &Request, shutd
             log_refused(peer, refusal.outcome, Some(filename), &refusal.reason);
         }
         Request::Chunk { filename, .. } => refuse_p2p(conn, peer, Some(filename), &refusal),
-        Request::Manifest { .. } => refuse_p2p(conn, peer, None, &refusal),
+        Request::Manifest { .. } | Request::Catalog { .. } => {
+            refuse_p2p(conn, peer, None, &refusal)
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use std::ops::RangeInclusive;
 
 use serde::{Deserialize, Serialize};
 
+use super::catalog::CatalogSummary;
 use super::content::ContentMeta;
 use super::error::DecodeError;
 use crate::chunk::{legacy_flat_name, validate_content_name, ChunkName};
@@ -46,6 +47,12 @@ pub struct AnnouncementExt {
     /// peers' clocks need not agree.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in: Option<u64>,
+    /// A *compact* announcement: the sender's contents are in its catalog, fetched from its
+    /// chunk server ([`super::Request::Catalog`]) by a listener that does not hold a catalog
+    /// of this digest yet. Our listeners then ignore `files` and `contents`: `files` is there
+    /// for legacy listeners only (or empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<CatalogSummary>,
 }
 
 /// The versions of our extension this build speaks: today only [`PROTOCOL_VERSION`].
@@ -67,6 +74,7 @@ impl AnnouncementExt {
             to: None,
             offer: None,
             expires_in: None,
+            catalog: None,
         }
     }
 

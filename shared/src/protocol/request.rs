@@ -1,6 +1,7 @@
 //! The TCP request a client sends a chunk server: a legacy chunk request, our chunk request
-//! (with a content digest and an offset) or our manifest request. Decoded as bytes arrive, so a
-//! valid request cut anywhere is [`DecodeError::Incomplete`], never malformed.
+//! (with a content digest and an offset), our manifest request or our catalog request.
+//! Decoded as bytes arrive, so a valid request cut anywhere is [`DecodeError::Incomplete`],
+//! never malformed.
 
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +52,19 @@ pub enum Request {
         /// SHA-256 of the whole content, when the client knows it.
         content_sha256: Option<Digest>,
     },
+    /// Our request for the server's [`Catalog`](super::Catalog), the one whose digest a
+    /// compact announcement named: answered by a [`Response::Catalog`](super::Response)
+    /// header and the catalog's bytes, or an error (`wrong_content` when the catalog changed
+    /// since).
+    ///
+    /// # Format
+    /// ```text
+    /// {"p2p":{"v":1,"catalog":"<catalog digest>"}}
+    /// ```
+    Catalog {
+        /// SHA-256 of the catalog wanted, as announced.
+        sha256: Digest,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -71,6 +85,8 @@ struct RequestExtWire {
     sha256: Option<Digest>,
     #[serde(default, skip_serializing_if = "is_zero")]
     offset: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    catalog: Option<Digest>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -110,6 +126,7 @@ impl Request {
                     manifest: None,
                     sha256: *content_sha256,
                     offset: *offset,
+                    catalog: None,
                 }),
             },
             Request::Manifest {
@@ -122,6 +139,17 @@ impl Request {
                     manifest: Some(content.clone()),
                     sha256: *content_sha256,
                     offset: 0,
+                    catalog: None,
+                }),
+            },
+            Request::Catalog { sha256 } => RequestWire {
+                filename: None,
+                p2p: Some(RequestExtWire {
+                    v: PROTOCOL_VERSION,
+                    manifest: None,
+                    sha256: None,
+                    offset: 0,
+                    catalog: Some(*sha256),
                 }),
             },
         };
@@ -154,7 +182,7 @@ impl Request {
             RequestWire {
                 filename: Some(filename),
                 p2p: Some(ext),
-            } if ext.manifest.is_none() => Request::Chunk {
+            } if ext.manifest.is_none() && ext.catalog.is_none() => Request::Chunk {
                 filename,
                 content_sha256: ext.sha256,
                 offset: ext.offset,
@@ -165,15 +193,27 @@ impl Request {
                     Some(RequestExtWire {
                         manifest: Some(content),
                         sha256,
+                        catalog: None,
                         ..
                     }),
             } => Request::Manifest {
                 content,
                 content_sha256: sha256,
             },
+            RequestWire {
+                filename: None,
+                p2p:
+                    Some(RequestExtWire {
+                        manifest: None,
+                        catalog: Some(sha256),
+                        ..
+                    }),
+            } => Request::Catalog { sha256 },
             _ => {
                 return Err(DecodeError::Malformed(
-                    "request names neither a chunk (\"filename\") nor a manifest".into(),
+                    "request names not exactly one of a chunk (\"filename\"), a manifest or \
+                     a catalog"
+                        .into(),
                 ))
             }
         };
@@ -210,6 +250,7 @@ mod tests {
                 content: "my notes.txt".into(),
                 content_sha256: None,
             },
+            Request::Catalog { sha256: digest(4) },
         ]
     }
 
@@ -300,6 +341,32 @@ mod tests {
     }
 
     #[test]
+    fn a_catalog_request_names_nothing_else() {
+        let d = digest(4);
+        let (request, _) =
+            Request::decode(format!(r#"{{"p2p":{{"v":1,"catalog":"{d}"}}}}"#).as_bytes()).unwrap();
+        assert_eq!(request, Request::Catalog { sha256: d });
+        assert_eq!(
+            Request::Catalog { sha256: d }.encode(),
+            format!(r#"{{"p2p":{{"v":1,"catalog":"{d}"}}}}"#).into_bytes()
+        );
+        // Fields of other requests beside it are ignored, like any unknown field of `p2p`.
+        let (request, _) = Request::decode(
+            format!(r#"{{"p2p":{{"v":1,"catalog":"{d}","sha256":"{d}","offset":5}}}}"#).as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(request, Request::Catalog { sha256: d });
+        // With a chunk or a manifest it names two things: malformed.
+        for junk in [
+            format!(r#"{{"filename":"a_1","p2p":{{"v":1,"catalog":"{d}"}}}}"#),
+            format!(r#"{{"p2p":{{"v":1,"catalog":"{d}","manifest":"a"}}}}"#),
+            format!(r#"{{"p2p":{{"v":1,"catalog":"{}"}}}}"#, d.to_string().to_uppercase()),
+        ] {
+            assert_malformed(Request::decode(junk.as_bytes()), junk.as_bytes());
+        }
+    }
+
+    #[test]
     fn hostile_requests_are_malformed() {
         for junk in [
             &b"GET / HTTP/1.1\r\n\r\n"[..],
@@ -313,6 +380,10 @@ mod tests {
             b"{\"p2p\": {\"v\": 1, \"manifest\": \"x\"}, \"filename\": \"x_1\"}",
             b"{\"filename\": \"a_1\", \"p2p\": {\"v\": \"one\"}}",
             b"{\"filename\": \"a_1\", \"p2p\": {\"v\": 1, \"offset\": -1}}",
+            // A catalog request names only the catalog's digest.
+            b"{\"p2p\": {\"v\": 1, \"catalog\": \"x\"}}",
+            b"{\"p2p\": {\"v\": 1, \"catalog\": null}}",
+            b"{\"p2p\": {\"v\": 1, \"catalog\": true}}",
             b"\xff\xfe\x00garbage",
             b"}",
         ] {
