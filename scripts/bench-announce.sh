@@ -109,7 +109,8 @@ listed() {
 intake_drops() {
     # "dropped N datagrams (… bytes) from … sending more than …[; M datagrams because more
     # than … bytes were waiting]", or "dropped M datagrams because …".
-    grep -oE '(dropped|;) [0-9]+ datagrams' "$WORK/listener.log" 2>/dev/null | awk '{ n += $2 } END { print n + 0 }'
+    { grep -oE '(dropped|;) [0-9]+ datagrams' "$WORK/listener.log" 2>/dev/null || true; } |
+        awk '{ n += $2 } END { print n + 0 }'
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -253,6 +254,9 @@ printf '  receiver drops       in the window: kernel %d (UdpRcvbufErrors of the 
     "$((end_rcvbuf - window_rcvbuf))" "$((end_sock - window_sock))" "$((end_legacy - window_legacy))" "$((end_ears - window_ears))" "$((end_intake - window_intake))"
 printf '                       since the listener started: kernel %d\n' "$((end_rcvbuf - drops_before))"
 printf '  tags.txt in window   %d..%d of %d files listed\n' "$min_listed" "$max_listed" "$FILES"
+hwm() { awk '/^VmHWM/ { printf "%.1f MiB", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo "?"; }
+printf '  peak RSS             chunk-server %s, announcer %s, listener %s\n' \
+    "$(hwm "${PIDS[0]}")" "$(hwm "$ANNOUNCER_PID")" "$(hwm "$LISTENER_PID")"
 if [ "$LEGACY" = 1 ] && [ -f "$WORK/legacy/stats" ]; then
     read -r l_datagrams l_names <"$WORK/legacy/stats"
     printf '  legacy peer          received %d datagrams from alice, %d distinct chunk names (of %d)\n' \

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+use shared::catalog_file;
 use shared::chunk::ChunkName;
 use shared::instance::ServerRecord;
 use shared::latch::{Latch, Latches};
@@ -94,6 +95,8 @@ pub(crate) struct Announcer {
     record_unreadable: Latch,
     /// The store cannot be read.
     store_unreadable: Latch,
+    /// The catalog cannot be published.
+    catalog_unwritable: Latch,
     /// The query folder cannot be read.
     queries_unreadable: Latch,
     /// The targets sends fail to.
@@ -144,6 +147,7 @@ impl Announcer {
             no_server: Latch::default(),
             record_unreadable: Latch::default(),
             store_unreadable: Latch::default(),
+            catalog_unwritable: Latch::default(),
             queries_unreadable: Latch::default(),
             unreachable: Latches::default(),
             too_big: Latches::default(),
@@ -201,18 +205,10 @@ impl Announcer {
                     .retain(|name, _| !now.contains(name.as_str()));
                 self.legacy_added
                     .extend(shape::added(&self.snapshot.chunks, &snapshot.chunks));
-                self.shape = Shape::of(
-                    &snapshot,
-                    &self.config.username,
-                    self.wire.payload_limit(),
-                );
-                if let Shape::Compact(summary) = self.shape {
-                    log::debug!(
-                        "announcing compactly: catalog {} of {} contents",
-                        summary.sha256.short(16),
-                        summary.count
-                    );
-                }
+                let (shape, catalog) =
+                    Shape::of(&snapshot, &self.config.username, self.wire.payload_limit());
+                self.publish(shape, &catalog);
+                self.shape = shape;
                 self.snapshot = snapshot;
                 true
             }
@@ -222,6 +218,48 @@ impl Announcer {
                 }
                 false
             }
+        }
+    }
+
+    /// Publishes the catalog of a compact announcement for the chunk server to serve
+    /// ([`catalog_file`]), or withdraws the one published when the announcement is inline.
+    /// A catalog that cannot be written is warned about once; listeners then fail to fetch it
+    /// and keep what they had.
+    fn publish(&mut self, shape: Shape, catalog: &[u8]) {
+        let dir = PeerDir::new(&self.config.dir);
+        let Shape::Compact(summary) = shape else {
+            if matches!(self.shape, Shape::Compact(_)) {
+                catalog_file::withdraw(&dir);
+            }
+            return;
+        };
+        match catalog_file::publish(&dir, catalog, &summary.sha256) {
+            Ok(()) => {
+                if self.catalog_unwritable.reset() {
+                    log::info!("the catalog can be written again");
+                }
+                log::debug!(
+                    "announcing compactly: catalog {} of {} contents ({} bytes)",
+                    summary.sha256.short(16),
+                    summary.count,
+                    catalog.len()
+                );
+            }
+            Err(e) => {
+                if self.catalog_unwritable.trip_because(&e) {
+                    log::warn!(
+                        "cannot write the catalog {}: {e}; our listeners cannot fetch it",
+                        catalog_file::path(&dir, &summary.sha256).display()
+                    );
+                }
+            }
+        }
+    }
+
+    /// Removes the catalog published, if any: the announcer stops.
+    pub(crate) fn withdraw_catalog(&self) {
+        if matches!(self.shape, Shape::Compact(_)) {
+            catalog_file::withdraw(&PeerDir::new(&self.config.dir));
         }
     }
 

@@ -245,6 +245,7 @@ pub fn run(
         }
     }
     announcer.goodbye();
+    announcer.withdraw_catalog();
     log::info!("stopped");
     Ok(())
 }

@@ -32,13 +32,14 @@ pub(crate) enum Shape {
 
 impl Shape {
     /// How `snapshot` is announced by `username` in datagrams of at most `limit` bytes: inline
-    /// when that takes at most [`INLINE_MAX_DATAGRAMS`] datagrams, else compact (the
-    /// catalog's summary is computed then: its bytes are hashed).
-    pub(crate) fn of(snapshot: &Snapshot, username: &str, limit: usize) -> Shape {
+    /// when that takes at most [`INLINE_MAX_DATAGRAMS`] datagrams, else compact, with the
+    /// catalog's bytes (to publish for the chunk server, [`shared::catalog_file`]).
+    pub(crate) fn of(snapshot: &Snapshot, username: &str, limit: usize) -> (Shape, Vec<u8>) {
         if fits_inline(snapshot, username, limit) {
-            Shape::Inline
+            (Shape::Inline, Vec::new())
         } else {
-            Shape::Compact(snapshot.catalog().encode().1)
+            let (bytes, summary) = snapshot.catalog().encode();
+            (Shape::Compact(summary), bytes)
         }
     }
 }
@@ -104,21 +105,22 @@ mod tests {
     fn few_contents_stay_inline_many_turn_compact() {
         assert_eq!(
             Shape::of(&snapshot(0), "alice", MAX_ANNOUNCE_DATAGRAM),
-            Shape::Inline
+            (Shape::Inline, Vec::new())
         );
         assert_eq!(
-            Shape::of(&snapshot(20), "alice", MAX_ANNOUNCE_DATAGRAM),
+            Shape::of(&snapshot(20), "alice", MAX_ANNOUNCE_DATAGRAM).0,
             Shape::Inline
         );
         let many = snapshot(10_000);
-        let shape = Shape::of(&many, "alice", MAX_ANNOUNCE_DATAGRAM);
+        let (shape, published) = Shape::of(&many, "alice", MAX_ANNOUNCE_DATAGRAM);
         let (bytes, summary) = many.catalog().encode();
         assert_eq!(shape, Shape::Compact(summary));
+        assert_eq!(published, bytes);
         assert_eq!(summary.count, 10_000);
         assert_eq!(summary.sha256, Digest::of(&bytes));
         // The threshold is the number of datagrams, whatever their limit.
         let mut threshold = 1;
-        while Shape::of(&snapshot(threshold), "alice", MAX_ANNOUNCE_DATAGRAM) == Shape::Inline {
+        while Shape::of(&snapshot(threshold), "alice", MAX_ANNOUNCE_DATAGRAM).0 == Shape::Inline {
             threshold += 1;
         }
         let (datagrams, _) = Announcement::pack(
@@ -132,7 +134,7 @@ mod tests {
         assert!(threshold > 30, "{threshold} contents");
         // Sealed datagrams are smaller: compact sooner.
         assert!(matches!(
-            Shape::of(&snapshot(threshold - 1), "alice", 549),
+            Shape::of(&snapshot(threshold - 1), "alice", 549).0,
             Shape::Compact(_)
         ));
     }

@@ -57,7 +57,7 @@ use crate::digest_cache::DigestCache;
 pub use crate::error::Error;
 use crate::listed::{Listed, SHARES_POLL};
 use crate::offered::Offered;
-use crate::serve::{CatalogCache, Gate, RateFloor, ServeContext};
+use crate::serve::{Gate, RateFloor, ServeContext};
 use crate::share::Sharer;
 
 /// Seconds between two scans of the shared files: short, so a file dropped into the share
@@ -268,7 +268,7 @@ pub fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> Result<
         digests: DigestCache::default(),
         shutdown: shutdown.clone(),
         gate: Gate::new(&trust, dir.root(), config.allow_legacy),
-        catalog: CatalogCache::default(),
+        peer_dir: dir.clone(),
     });
     let admission = Admission::new(Limits {
         max_transfers: config.max_connections,

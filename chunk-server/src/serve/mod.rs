@@ -19,7 +19,7 @@
 //! - `prepare`: checking a request against the store and opening what it names (the only way
 //!   a request name reaches the file system);
 //! - `send`: sending a body, throttled, with the slow-reader floor ([`RateFloor`]);
-//! - `catalog`: the catalog request, and the last catalog kept for it ([`CatalogCache`]).
+//! - `catalog`: the catalog request, answered with the catalog the announcer published.
 //!
 //! Hostile clients are bounded at each step: the whole request must arrive within the request
 //! deadline, counted from accept; an answer waits at most [`SLOT_WAIT`] for a transfer slot
@@ -44,13 +44,13 @@ use shared::chunk::ChunkName;
 use shared::connection::Connection;
 use shared::digest::Digest;
 use shared::events::{Event, Outcome};
+use shared::peer_dir::PeerDir;
 use shared::protocol::{Request, Response};
 use shared::shutdown::Shutdown;
 use shared::store::ChunkStore;
 use shared::trust::PeerId;
 use shared::IO_IDLE_TIMEOUT;
 
-pub(crate) use self::catalog::CatalogCache;
 use self::catalog::serve_catalog;
 pub(crate) use self::gate::Gate;
 use self::prepare::{open_chunk, prepare_chunk, prepare_manifest};
@@ -91,8 +91,8 @@ pub(crate) struct ServeContext {
     pub(crate) shutdown: Shutdown,
     /// Who is answered: the network key, `--allow-legacy`, the allow list.
     pub(crate) gate: Gate,
-    /// The last catalog computed for a catalog request.
-    pub(crate) catalog: CatalogCache,
+    /// The peer folder, where the announcer publishes the catalog it announces.
+    pub(crate) peer_dir: PeerDir,
 }
 
 /// Logs one `served` event: what was sent to whom, how much, how fast, and how it ended.

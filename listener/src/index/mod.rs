@@ -41,6 +41,12 @@
 //! digest for a name at an address replaces the old entry at once (a file replaced, or
 //! announced before its digest was known).
 //!
+//! # Compact announcements
+//! A peer with many contents announces a summary of its catalog instead of its chunks; the
+//! caller fetches the catalog the summary names ([`Index::catalog_wanted`]) and applies it
+//! once checked ([`Index::apply_catalog`]): it replaces that peer's entries. The rules are in
+//! `catalog`.
+//!
 //! # Legacy peers
 //! Legacy entries carry no instance and no digest and are never touched by any of that. They
 //! announce no interval either: the index observes it, as the time between two announcements
@@ -52,6 +58,7 @@
 //! a fake offer `photo` holding chunk 2 only. A legacy entry whose every chunk is such a name,
 //! the content name of other chunks the same peer announces, is not shown.
 
+mod catalog;
 mod holding;
 mod limits;
 #[cfg(test)]
@@ -72,6 +79,8 @@ use shared::{CHUNKS_PER_FILE, DEFAULT_ANNOUNCE_INTERVAL_SECS};
 #[cfg(test)]
 use holding::MAX_INSTANCE_BYTES;
 use holding::{clamp_interval, is_original_file_name, truncate_instance, Holding, Key};
+use catalog::CatalogRecord;
+pub use catalog::{compact_summary, CatalogPeer, CatalogWanted};
 pub use holding::{readable_extension, MAX_INTERVAL_SECS};
 pub use holding::{LEGACY_MAX_INTERVAL_SECS, LEGACY_MIN_INTERVAL_SECS};
 use limits::SourceCounts;
@@ -99,6 +108,8 @@ pub struct Index {
     refusals: Refusals,
     /// The impostors already warned about.
     impostors_warned: BTreeSet<(String, PeerId)>,
+    /// The catalog applied for each peer that announces compactly (see `catalog`).
+    catalogs: BTreeMap<CatalogPeer, CatalogRecord>,
 }
 
 /// Who sent a datagram: its username and, on a private network, the peer ID that signed it.
@@ -293,7 +304,15 @@ impl Index {
             let instance = ext.instance.as_deref().map(truncate_instance);
             return self.withdraw(ip, &user, ext.port, instance, &ext.withdrawn);
         }
+        if compact_summary(announcement).is_some() {
+            // Its `files` are for legacy listeners; the list is the catalog's.
+            return self.hear_summary(ip, announcement, signer, now);
+        }
         let listed = self.listed_chunks(announcement);
+        if let Some(ext) = ext.filter(|_| !listed.is_empty()) {
+            // Announced inline now: the catalog recorded is no longer the peer's list.
+            self.forget_catalogs(ip, &user, Some(ext.port));
+        }
         let impostor = match signer {
             Some(id) if !listed.is_empty() => self.check_pin(&user.user, id),
             _ => false,
@@ -442,6 +461,7 @@ impl Index {
                     "{user:?} at {ip} restarted (instance {last} -> {instance}): dropping its entries"
                 );
                 let dropped = self.drop_p2p(ip, user, None);
+                self.forget_catalogs(ip, user, None);
                 self.instances.insert(peer, instance.to_owned());
                 dropped
             }
@@ -466,6 +486,7 @@ impl Index {
         }
         log::debug!("{user:?} at {ip} (port {port}) said goodbye: dropping its entries");
         let dropped = self.drop_p2p(ip, user, Some(port));
+        self.forget_catalogs(ip, user, Some(port));
         let left = self
             .entries_of(ip)
             .any(|(_, h)| h.is(user) && matches!(h.proto, Proto::P2p(_)));
@@ -602,6 +623,7 @@ impl Index {
             self.instances
                 .retain(|(ip, who), _| live.contains(&(*ip, who.user.as_str(), who.id)));
         }
+        self.forget_empty_catalogs();
         changed
     }
 
