@@ -19,7 +19,8 @@
 #
 # Prints: the time until the listener's tags.txt lists all FILES contents of alice with their
 # five chunks (from the listener's start), then, over ROUNDS announce intervals in steady
-# state, datagrams and bytes per interval, drops, and what the legacy peer got.
+# state (during which one file is added, 2 s in), datagrams and bytes per interval, drops, how
+# long the added file took to be listed, peak memory, and what the legacy peer got.
 #
 # Usage: ./scripts/bench-announce.sh
 #   env: FILES=10000, INTERVAL=30 (alice's announce interval, s), ROUNDS=2 (intervals measured
@@ -226,9 +227,22 @@ window_sock=$(socket_drops "$LISTENER_PID")
 window_ears=$(socket_drops "$ANNOUNCER_PID")
 window_legacy=$( [ -n "$LEGACY_PID" ] && socket_drops "$LEGACY_PID" || echo 0)
 window_intake=$(intake_drops)
+# A file added 2 s into the window: how long until the listener lists it.
+added_ms=""
+added_at=$((($(date +%s%N) + 2000000000)))
 samples=()
-for _ in $(seq $((ROUNDS * INTERVAL))); do
-    sleep 1
+for _ in $(seq $((ROUNDS * INTERVAL * 10))); do
+    sleep 0.1
+    now=$(date +%s%N)
+    if [ "$now" -ge "$added_at" ] && [ ! -e "$WORK/alice/served_files/added-later.txt" ]; then
+        echo "a file added during the benchmark" >"$WORK/alice/served_files/added-later.txt"
+        added_at=$(date +%s%N)
+    fi
+    if [ -z "$added_ms" ] && [ -e "$WORK/alice/served_files/added-later.txt" ] &&
+        awk '$1 == "alice" && $5 == "added-later.txt" && $6 == "12345" { f = 1 } END { exit !f }' \
+            "$WORK/listener/tags.txt"; then
+        added_ms=$(((now - added_at) / 1000000))
+    fi
     samples+=("$(listed)")
     check_alive
 done
@@ -253,7 +267,12 @@ printf '  per interval         %s datagrams, %s bytes of UDP payload to the anno
 printf '  receiver drops       in the window: kernel %d (UdpRcvbufErrors of the namespace), of which listener socket %d, legacy peer socket %d, announcer query sockets %d; listener intake (its own limits) %d\n' \
     "$((end_rcvbuf - window_rcvbuf))" "$((end_sock - window_sock))" "$((end_legacy - window_legacy))" "$((end_ears - window_ears))" "$((end_intake - window_intake))"
 printf '                       since the listener started: kernel %d\n' "$((end_rcvbuf - drops_before))"
-printf '  tags.txt in window   %d..%d of %d files listed\n' "$min_listed" "$max_listed" "$FILES"
+printf '  tags.txt in window   %d..%d of %d files listed (%d with the one added)\n' "$min_listed" "$max_listed" "$FILES" "$((FILES + 1))"
+if [ -n "$added_ms" ]; then
+    printf '  a file added         listed %d ms after it was written (hashed, announced, fetched)\n' "$added_ms"
+else
+    printf '  a file added         not listed by the end of the window\n'
+fi
 hwm() { awk '/^VmHWM/ { printf "%.1f MiB", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo "?"; }
 printf '  peak RSS             chunk-server %s, announcer %s, listener %s\n' \
     "$(hwm "${PIDS[0]}")" "$(hwm "$ANNOUNCER_PID")" "$(hwm "$LISTENER_PID")"
