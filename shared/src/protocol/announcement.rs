@@ -533,6 +533,52 @@ mod tests {
     }
 
     #[test]
+    fn compact_announcements_round_trip_and_carry_their_legacy_list_for_legacy_listeners() {
+        let summary = CatalogSummary {
+            count: 10_000,
+            sha256: Digest::of(b"catalog"),
+        };
+        let compact = AnnouncementExt {
+            catalog: Some(summary),
+            ..ext()
+        };
+        // The summary alone (what our listeners need), 300-odd bytes whatever the catalog.
+        let alone = Announcement::ours("alice", &[], compact.clone());
+        let bytes = alone.encode();
+        assert!(bytes.len() < 300, "{} bytes", bytes.len());
+        assert_eq!(Announcement::decode(&bytes).unwrap(), alone);
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(
+            text.contains(&format!(
+                r#""catalog":{{"count":10000,"sha256":"{}"}}"#,
+                summary.sha256
+            )),
+            "{text}"
+        );
+        // With chunk names for legacy listeners: they read username and files as always.
+        let chunks: Vec<ChunkName> = ChunkName::all_of("photos/a.jpg").unwrap().into();
+        let (datagrams, dropped) = Announcement::pack(
+            "alice",
+            Some(&compact),
+            &chunks,
+            &BTreeMap::new(),
+            MAX_ANNOUNCE_DATAGRAM,
+        );
+        assert!(dropped.is_empty());
+        let a = Announcement::decode(&datagrams[0]).unwrap();
+        assert_eq!(a.p2p.as_ref().unwrap().catalog, Some(summary));
+        assert_eq!(a.files[0], "photos%2Fa.jpg_1");
+        // Without the catalog: an announcement of ours never carries it.
+        assert!(!String::from_utf8(Announcement::ours("a", &[], ext()).encode())
+            .unwrap()
+            .contains("catalog"));
+        // A summary that does not parse makes the extension unreadable, as any broken field
+        // does: the datagram is a legacy one.
+        let broken = text.replace(&summary.sha256.to_string(), "not a digest");
+        assert_eq!(Announcement::decode(broken.as_bytes()).unwrap().p2p, None);
+    }
+
+    #[test]
     fn withdrawals_round_trip_fill_datagrams_and_read_as_empty_legacy_announcements() {
         let names: Vec<String> = (0..60).map(|i| format!("file number {i:03}.bin")).collect();
         let datagrams =
