@@ -238,7 +238,8 @@ impl Hearing<'_> {
         self.querier.schedule(&start_targets, Instant::now());
         let mut next_peers = Instant::now() + PEERS_POLL;
         let mut next_expire = Instant::now() + EXPIRE_EVERY;
-        let mut dirty = false;
+        // The last write failed: write again, whatever the index says.
+        let mut retry = false;
         while !shutdown.is_triggered() {
             let now = Instant::now();
             self.querier.send_due(now);
@@ -247,10 +248,13 @@ impl Hearing<'_> {
                 self.poll_peers(now);
             }
             let mut timeout = RECV_TIMEOUT;
-            if dirty {
+            if retry || self.index.write_due(Utc::now()) {
                 if let Some(wait) = self.writer().and_then(|w| w.wait(now)) {
                     timeout = timeout.min(wait);
                 }
+            } else if let Some(due) = self.index.next_write_due() {
+                let left = (due - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                timeout = timeout.min(left);
             }
             if let Some(due) = self.querier.next_due() {
                 timeout = timeout.min(due.saturating_duration_since(now));
@@ -264,9 +268,9 @@ impl Hearing<'_> {
             match receiver.recv_timeout(timeout.max(Duration::from_millis(1))) {
                 Ok(first) => {
                     let batch = Instant::now();
-                    dirty |= self.handle(&first);
+                    self.handle(&first);
                     for datagram in receiver.try_iter().take(MAX_BATCH - 1) {
-                        dirty |= self.handle(&datagram);
+                        self.handle(&datagram);
                         if batch.elapsed() >= MAX_BATCH_TIME {
                             break;
                         }
@@ -279,24 +283,26 @@ impl Hearing<'_> {
             self.keep_pins();
             let now = Instant::now();
             self.inbox.tick(now);
-            dirty |= self.take_fetched(now);
+            self.take_fetched(now);
             self.start_fetches(now);
             if now >= next_expire {
                 next_expire = now + EXPIRE_EVERY;
-                dirty |= self.index.expire(Utc::now());
+                self.index.expire(Utc::now());
                 self.catalogs.expire(now);
             }
             self.report_refusals(now, false);
-            dirty |= !self.check_write();
-            if dirty && self.writer().is_some_and(|w| w.ready(now)) {
+            retry |= !self.check_write();
+            let due = retry || self.index.write_due(Utc::now());
+            if due && self.writer().is_some_and(|w| w.ready(now)) {
                 self.submit();
-                dirty = false;
+                retry = false;
             }
         }
         self.report_refusals(Instant::now(), true);
-        dirty |= !self.check_write();
+        retry |= !self.check_write();
         if let Some(writer) = self.writer.take() {
-            if dirty {
+            // Refreshes not due yet are written too: nothing heard is lost.
+            if retry || self.index.has_unwritten() {
                 writer.submit(self.index.to_tags(Utc::now()));
             }
             if !writer.finish(writer::FINAL_WRITE_WAIT) {
@@ -314,10 +320,11 @@ impl Hearing<'_> {
         self.writer.as_ref()
     }
 
-    /// Hands the writer a snapshot of the index.
-    fn submit(&self) {
-        if let Some(writer) = self.writer() {
+    /// Hands the writer a snapshot of the index, which then has nothing left to write.
+    fn submit(&mut self) {
+        if let Some(writer) = self.writer.as_ref() {
             writer.submit(self.index.to_tags(Utc::now()));
+            self.index.written();
         }
     }
 
@@ -382,23 +389,20 @@ impl Hearing<'_> {
         }
     }
 
-    /// Hears one datagram: into the index, on to the announcer, or into the log. Returns
-    /// whether the index changed.
-    fn handle(&mut self, datagram: &Datagram) -> bool {
+    /// Hears one datagram: into the index (which keeps what is to be written), on to the
+    /// announcer, or into the log.
+    fn handle(&mut self, datagram: &Datagram) {
         let Datagram { bytes, from } = datagram;
         self.queued.taken(bytes.len());
         match hear(bytes, *from, &mut self.gate) {
             Heard::Malformed(why) => {
                 self.warn_malformed(*from, bytes, &why);
-                false
             }
             Heard::Refused(refused) => {
                 self.warn_refused(*from, refused);
-                false
             }
             Heard::Query => {
                 self.asker.ask(*from);
-                false
             }
             Heard::Offer(offer, user, port, signer) => {
                 // An offer in a pinned name from another ID would pass an impostor's file off
@@ -409,14 +413,13 @@ impl Hearing<'_> {
                          belongs to another peer ID",
                         offer.name
                     );
-                    return false;
+                    return;
                 }
                 self.inbox.hear(
                     &offer,
                     &user,
                     SocketAddr::new(from.ip().to_canonical(), port),
                 );
-                false
             }
             Heard::Announcement(announcement, signer) => {
                 if let Some(wanted) = self.index.catalog_wanted(from.ip(), &announcement, signer)
@@ -440,7 +443,7 @@ impl Hearing<'_> {
                     signer,
                     self.config.legacy_chunk_port,
                     Utc::now(),
-                )
+                );
             }
         }
     }
@@ -468,9 +471,8 @@ impl Hearing<'_> {
 
     /// Applies the catalogs fetched since the last call (those still wanted, their bytes
     /// matching their digest), and warns about the fetches that failed (at most once per peer
-    /// every [`MALFORMED_LOG_GAP`]). Returns whether the index changed.
-    fn take_fetched(&mut self, now: Instant) -> bool {
-        let mut changed = false;
+    /// every [`MALFORMED_LOG_GAP`]).
+    fn take_fetched(&mut self, now: Instant) {
         let outcomes: Vec<Fetched> = self.fetched.1.try_iter().collect();
         for Fetched {
             wanted,
@@ -482,7 +484,7 @@ impl Hearing<'_> {
             let peer = &wanted.peer;
             match result {
                 Ok(catalog) if apply => {
-                    changed |= self.index.apply_catalog(&wanted, &catalog.entries, Utc::now());
+                    self.index.apply_catalog(&wanted, &catalog.entries, Utc::now());
                     log::debug!(
                         "applied the catalog {} of {:?} at {}:{}: {} contents in {} ms",
                         wanted.summary.sha256.short(16),
@@ -526,7 +528,6 @@ impl Hearing<'_> {
                 }
             }
         }
-        changed
     }
 
     /// Stores the pins in `known-peers.txt` when a username was pinned (rare: the first time a

@@ -167,6 +167,9 @@ impl Index {
                 changed = true;
             }
         }
+        if changed {
+            self.pending.refreshed(now, record.interval);
+        }
         changed
     }
 
@@ -233,6 +236,7 @@ impl Index {
             let Some(holding) = self.holdings.get_mut(&key) else {
                 continue;
             };
+            let before = holding.shown(now);
             holding.user.clone_from(&who.user);
             holding.impostor = impostor;
             holding.proto = proto;
@@ -241,6 +245,11 @@ impl Index {
             holding.interval = wanted.interval;
             holding.observed = false;
             holding.seen = seen_at(entry.chunks, now);
+            if holding.shown(now) == before {
+                self.pending.refreshed(now, wanted.interval);
+            } else {
+                self.pending.shown();
+            }
             changed = true;
         }
         self.catalogs.insert(

@@ -61,6 +61,7 @@
 mod catalog;
 mod holding;
 mod limits;
+mod pending;
 #[cfg(test)]
 mod tests;
 
@@ -84,6 +85,8 @@ pub use catalog::{compact_summary, CatalogPeer, CatalogWanted};
 pub use holding::{readable_extension, MAX_INTERVAL_SECS};
 pub use holding::{LEGACY_MAX_INTERVAL_SECS, LEGACY_MIN_INTERVAL_SECS};
 use limits::SourceCounts;
+use pending::Pending;
+pub use pending::MAX_REFRESH_DELAY_SECS;
 pub use limits::{
     Limits, Refusals, DEFAULT_MAX_CHUNKS_PER_DATAGRAM, DEFAULT_MAX_ENTRIES,
     DEFAULT_MAX_ENTRIES_PER_SOURCE,
@@ -110,6 +113,8 @@ pub struct Index {
     impostors_warned: BTreeSet<(String, PeerId)>,
     /// The catalog applied for each peer that announces compactly (see `catalog`).
     catalogs: BTreeMap<CatalogPeer, CatalogRecord>,
+    /// What is not written to `tags.txt` yet, and by when it is to be (see `pending`).
+    pending: Pending,
 }
 
 /// Who sent a datagram: its username and, on a private network, the peer ID that signed it.
@@ -357,6 +362,7 @@ impl Index {
             let Some(holding) = self.holdings.get_mut(&key) else {
                 continue;
             };
+            let before = holding.shown(now);
             holding.user.clone_from(&user.user);
             holding.impostor = impostor;
             holding.proto = proto;
@@ -371,9 +377,35 @@ impl Index {
             for i in chunks.indexes() {
                 holding.seen[usize::from(i - 1)] = Some(now);
             }
+            if holding.shown(now) == before {
+                self.pending.refreshed(now, holding.interval);
+            } else {
+                self.pending.shown();
+            }
             changed = true;
         }
         changed
+    }
+
+    /// Whether `tags.txt` should be written at `now`: something it shows changed, or a refresh
+    /// waited long enough (see `pending`).
+    pub fn write_due(&self, now: DateTime<Utc>) -> bool {
+        self.pending.due(now)
+    }
+
+    /// When `tags.txt` will be due if nothing else changes; `None` when it is up to date.
+    pub fn next_write_due(&self) -> Option<DateTime<Utc>> {
+        self.pending.next_due()
+    }
+
+    /// Whether anything is not written yet (due or not): what a stopping listener writes.
+    pub fn has_unwritten(&self) -> bool {
+        self.pending.any()
+    }
+
+    /// A snapshot ([`Index::to_tags`]) was handed to the writer: nothing is pending.
+    pub fn written(&mut self) {
+        self.pending = Pending::default();
     }
 
     /// The chunks `announcement` lists, by content, at most
@@ -430,6 +462,7 @@ impl Index {
         let ip = key.ip;
         if self.holdings.insert(key, holding).is_none() {
             self.counts.set(ip, self.counts.count(ip) + 1);
+            self.pending.shown();
         }
     }
 
@@ -439,6 +472,7 @@ impl Index {
         if removed {
             self.counts
                 .set(key.ip, self.counts.count(key.ip).saturating_sub(1));
+            self.pending.shown();
         }
         removed
     }
@@ -611,6 +645,9 @@ impl Index {
         });
         if self.holdings.len() != before {
             self.counts = SourceCounts::of(self.holdings.keys().map(|k| &k.ip));
+        }
+        if changed {
+            self.pending.shown();
         }
         // An address and user with no entry left have nothing a restart could duplicate:
         // forget their instance, so spoofed sources cannot grow the map for ever.

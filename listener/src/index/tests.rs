@@ -1244,3 +1244,41 @@ fn a_catalog_is_bounded_by_the_index_limits_and_a_member_cannot_take_anothers_en
     assert!(mallorys[0].impostor);
     assert!(index.take_refusals().foreign > 0);
 }
+
+#[test]
+fn a_change_tags_txt_shows_is_due_at_once_a_mere_refresh_later() {
+    let mut index = Index::new();
+    let hello = ours("alice", 6001, 60, &["a_1", "a_2"], &[("a", meta("a", 1))]);
+    index.apply(ip(2), &hello, LEGACY_PORT, t0());
+    assert!(index.write_due(t0()), "a new entry");
+    index.written();
+    assert!(!index.has_unwritten());
+    // The same announcement again: only LAST_SEEN moves; written within half a minute.
+    index.apply(ip(2), &hello, LEGACY_PORT, at(10));
+    assert!(index.has_unwritten());
+    assert!(!index.write_due(at(39)));
+    assert_eq!(index.next_write_due(), Some(at(40)));
+    assert!(index.write_due(at(40)));
+    // Anything shown changes: due at once (and carries the refresh with it).
+    for change in [
+        ours("alice", 6001, 60, &["a_3"], &[("a", meta("a", 1))]),
+        ours("alice", 6001, 60, &["a_1"], &[("a", meta("a2", 1))]),
+        ours("bob", 6001, 60, &["a_1"], &[("a", meta("a2", 1))]),
+        ours("bob", 6001, 30, &["a_1"], &[("a", meta("a2", 1))]),
+    ] {
+        index.written();
+        index.apply(ip(2), &change, LEGACY_PORT, at(11));
+        assert!(index.write_due(at(11)), "{change:?}");
+    }
+    // A peer of a short interval is written within its interval.
+    index.written();
+    let quick = ours("carol", 6001, 2, &["c_1"], &[("c", meta("c", 1))]);
+    index.apply(ip(3), &quick, LEGACY_PORT, at(20));
+    index.written();
+    index.apply(ip(3), &quick, LEGACY_PORT, at(21));
+    assert_eq!(index.next_write_due(), Some(at(23)));
+    // Expiry is a change shown.
+    index.written();
+    assert!(index.expire(at(21 + 7)));
+    assert!(index.write_due(at(28)));
+}

@@ -513,6 +513,65 @@ mod tests {
         assert_eq!(catalog.entries()[1].chunks.to_string(), "--3--");
     }
 
+    /// docs/PROTOCOL.md's example: a legacy download, `hello.txt` and `numbers.txt` whole,
+    /// and three chunks of a nested content.
+    #[test]
+    fn the_documented_catalog_is_what_the_encoder_writes() {
+        let meta = |size, sha256: &str, root: &str| ContentMeta {
+            size,
+            sha256: sha256.parse().unwrap(),
+            root: Some(root.parse().unwrap()),
+        };
+        let hello = crate::protocol::Manifest {
+            name: "hello.txt".into(),
+            size: 12,
+            sha256: "a948904f2f0f479b8f8197694b30184b0d2ed1c1cd2a1ec0fb85d299a192a447"
+                .parse()
+                .unwrap(),
+            chunks: [
+                "d6a81f224bbf2f7c22baddbd5d40730eb20cfb0b3d74e10cab61788214caceb1",
+                "96d8aa58bf484b7907284fe9613729ad647c0c9f37755be0ee34350eea054cef",
+                "32c044dfea70a1f4bee5e8668210707a516c20bf3493c78ae8312021d215df9c",
+                "3b6cb8ae51045d062a7c7de7cc488ad8785144cfbc0a7fc9546ed52429e0d97f",
+                "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            ]
+            .map(|d| d.parse().unwrap()),
+        };
+        let mut chunks: Vec<ChunkName> = Vec::new();
+        for name in ["numbers.txt", "ece", "hello.txt"] {
+            chunks.extend(ChunkName::all_of(name).unwrap());
+        }
+        for i in [1, 2, 4] {
+            chunks.push(ChunkName::new("photos/2024/a.jpg", i).unwrap());
+        }
+        let metas = BTreeMap::from([
+            (
+                "numbers.txt".to_owned(),
+                meta(
+                    588_895,
+                    "b2bc7d3f8b652d2ec96865b68ad8f80e22cca174abe1aed7889e242a747d590f",
+                    "388078cc9899f7c8213ffc2845cad1b5e39191e5c34f4fd6213ba847378354ac",
+                ),
+            ),
+            ("hello.txt".to_owned(), hello.meta()),
+        ]);
+        let (bytes, summary) = Catalog::from_parts(&chunks, &metas).encode();
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            concat!(
+                "{\"name\":\"ece\"}\n",
+                "{\"name\":\"hello.txt\",\"size\":12,\"sha256\":\"a948904f2f0f479b8f8197694b30184b0d2ed1c1cd2a1ec0fb85d299a192a447\",\"root\":\"d6bca3114a9913000344535cd06e828a1bfcbcfe5812c068c1c3424b3cb84196\"}\n",
+                "{\"name\":\"numbers.txt\",\"size\":588895,\"sha256\":\"b2bc7d3f8b652d2ec96865b68ad8f80e22cca174abe1aed7889e242a747d590f\",\"root\":\"388078cc9899f7c8213ffc2845cad1b5e39191e5c34f4fd6213ba847378354ac\"}\n",
+                "{\"name\":\"photos/2024/a.jpg\",\"chunks\":[1,2,4]}\n",
+            )
+        );
+        assert_eq!(summary.count, 4);
+        assert_eq!(
+            summary.sha256.to_string(),
+            "d48c0d2319331575ca30f9c24e0881e0f11753a393df9fecdf807ad3cad25235"
+        );
+    }
+
     #[test]
     fn summaries_round_trip_as_json() {
         let summary = sample().encode().1;
