@@ -9,8 +9,8 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::Parser;
 use cli_support::{peer_toml, GenerateFlag};
 
-use announcer::prompt::{self, Username, UsernameError};
 use announcer::legacy::LegacyPolicy;
+use announcer::prompt::{self, Username, UsernameError};
 use announcer::{ChunkPort, Config};
 use shared::peer_dir::PeerDir;
 use shared::program::{MainError, Program};

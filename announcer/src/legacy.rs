@@ -165,7 +165,9 @@ mod tests {
     use super::*;
 
     fn datagrams(n: usize) -> Vec<Vec<u8>> {
-        (0..n).map(|i| vec![u8::try_from(i % 256).unwrap()]).collect()
+        (0..n)
+            .map(|i| vec![u8::try_from(i % 256).unwrap()])
+            .collect()
     }
 
     #[test]
@@ -214,7 +216,10 @@ mod tests {
             sent += pacer.due(t).len();
         }
         assert_eq!(sent, 1000);
-        assert!(t <= t0 + interval.mul_f64(SPREAD), "over by half the interval: {t:?}");
+        assert!(
+            t <= t0 + interval.mul_f64(SPREAD),
+            "over by half the interval: {t:?}"
+        );
         assert!(pacer.is_idle() && pacer.due(t + interval).is_empty());
         // The next round waits for the next interval.
         assert!(!pacer.may_start(interval, t0 + Duration::from_secs(59)));

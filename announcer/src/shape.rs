@@ -11,9 +11,7 @@
 //! list apart, paced, when the policy says so ([`crate::legacy`]).
 
 use shared::chunk::ChunkName;
-use shared::protocol::{
-    Announcement, AnnouncementExt, CatalogSummary, MAX_ANNOUNCE_INTERVAL_SECS,
-};
+use shared::protocol::{Announcement, AnnouncementExt, CatalogSummary, MAX_ANNOUNCE_INTERVAL_SECS};
 use shared::store::Snapshot;
 
 /// Most datagrams an inline announcement may take; a peer whose announcement needs more
@@ -49,7 +47,11 @@ impl Shape {
 /// chunk name quoted, and a comma) does not already say no: a store of thousands of contents
 /// is not packed at every change just to learn that.
 fn fits_inline(snapshot: &Snapshot, username: &str, limit: usize) -> bool {
-    let at_least: usize = snapshot.chunks.iter().map(|c| c.to_string().len() + 3).sum();
+    let at_least: usize = snapshot
+        .chunks
+        .iter()
+        .map(|c| c.to_string().len() + 3)
+        .sum();
     if at_least > INLINE_MAX_DATAGRAMS * limit {
         return false;
     }
@@ -150,6 +152,8 @@ mod tests {
             .collect();
         assert_eq!(added.len(), 10);
         assert!(added.iter().all(|c| c.starts_with("holiday-photo-000")));
-        assert!(!added.iter().any(|c| c.contains("0000") || c.contains("0002")));
+        assert!(!added
+            .iter()
+            .any(|c| c.contains("0000") || c.contains("0002")));
     }
 }

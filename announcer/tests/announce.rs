@@ -562,7 +562,10 @@ fn a_large_store_is_announced_by_its_catalog_in_one_datagram_the_chunk_server_se
     assert_eq!(shared::digest::Digest::of(&published), summary.sha256);
     let catalog = shared::protocol::Catalog::decode(&published).unwrap();
     assert_eq!(catalog.len(), 300);
-    assert!(catalog.entries().iter().all(|e| e.chunks.is_complete() && e.meta.is_some()));
+    assert!(catalog
+        .entries()
+        .iter()
+        .all(|e| e.chunks.is_complete() && e.meta.is_some()));
     // No legacy peer heard (auto): every announcement is that one datagram.
     for _ in 0..3 {
         let next = receiver.next(PATIENCE).expect("periodic announcement");
@@ -648,7 +651,11 @@ fn the_legacy_list_is_off_by_policy_and_auto_until_a_legacy_peer_is_heard() {
         let end = Instant::now() + Duration::from_secs(2);
         let mut heard = 0;
         while let Some(r) = receiver.next(end.saturating_duration_since(Instant::now())) {
-            assert!(r.announcement.files.is_empty(), "{policy}: {:?}", r.announcement);
+            assert!(
+                r.announcement.files.is_empty(),
+                "{policy}: {:?}",
+                r.announcement
+            );
             heard += 1;
         }
         assert!(heard >= 2, "{policy}: {heard}");
@@ -673,5 +680,7 @@ fn the_legacy_list_is_off_by_policy_and_auto_until_a_legacy_peer_is_heard() {
         &["ece_1".to_owned()],
     );
     let got = receiver.until_chunks(&wanted, PATIENCE);
-    assert!(got.iter().any(|r| r.announcement.username == "alice" && !r.announcement.files.is_empty()));
+    assert!(got
+        .iter()
+        .any(|r| r.announcement.username == "alice" && !r.announcement.files.is_empty()));
 }

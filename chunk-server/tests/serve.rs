@@ -208,8 +208,10 @@ fn catalog_request_is_answered_with_the_catalog_published_under_that_digest() {
     let (dir, config) = peer_with(&[("a.txt", b"abc")]);
     let server = start_chunk_server(config);
     // What an announcer publishes before it announces the catalog's summary.
-    let mut snapshot = shared::store::Snapshot::default();
-    snapshot.chunks = ChunkName::all_of("a.txt").unwrap().into();
+    let snapshot = shared::store::Snapshot {
+        chunks: ChunkName::all_of("a.txt").unwrap().into(),
+        ..shared::store::Snapshot::default()
+    };
     let (bytes, summary) = snapshot.catalog().encode();
     let peer_dir = shared::peer_dir::PeerDir::new(dir.path());
     shared::catalog_file::publish(&peer_dir, &bytes, &summary.sha256).unwrap();

@@ -5,7 +5,6 @@
 //! catalog that does not match what was announced.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use shared::chunk::ChunkName;
@@ -71,7 +70,7 @@ fn a_listener_learns_a_large_catalog_by_fetching_it_and_follows_it_as_files_come
     let first = wait_listed(&net, &carol, "alice", FILES);
     assert!(first.contains("file-000.txt") && first.contains("file-199.txt"));
 
-    // What alice sends: one compact datagram per announcement (no legacy peer is heard), 
+    // What alice sends: one compact datagram per announcement (no legacy peer is heard),
     // naming her catalog; no chunk names.
     let heard = legacy_listen_once(net.udp_port(), Duration::from_millis(2500));
     let from_alice: Vec<&serde_json::Value> = heard
@@ -96,7 +95,10 @@ fn a_listener_learns_a_large_catalog_by_fetching_it_and_follows_it_as_files_come
 
     // The entries carry what a verified download needs.
     let out = carol.downloader(&["get", "file-123.txt"]);
-    assert_success(&out, "downloader get file-123.txt (a content of alice's catalog)");
+    assert_success(
+        &out,
+        "downloader get file-123.txt (a content of alice's catalog)",
+    );
     assert_same_file(
         &alice.share_dir().join("file-123.txt"),
         &printed_path(&out, &carol.dir),
@@ -255,7 +257,11 @@ fn the_listener_believes_no_catalog_that_does_not_match_its_announcement() {
     let carol = net.peer("carol");
     carol.start_listener(&[]);
     let honest_ip = net.next_ip();
-    let honest = CatalogServer::start(honest_ip, &catalog_of("honest", 120), CatalogBehaviour::Honest);
+    let honest = CatalogServer::start(
+        honest_ip,
+        &catalog_of("honest", 120),
+        CatalogBehaviour::Honest,
+    );
     let lying: Vec<(UdpPeer, CatalogServer, &str)> = [
         ("wrong", CatalogBehaviour::WrongBytes),
         ("oversized", CatalogBehaviour::Oversized),
@@ -269,25 +275,32 @@ fn the_listener_believes_no_catalog_that_does_not_match_its_announcement() {
     .collect();
     let honest_peer = UdpPeer::new(honest_ip.octets()[3]);
     let mut last = Instant::now() - Duration::from_secs(1);
-    net.wait_until(WAIT, "carol lists the honest catalog and asked the others", || {
-        if last.elapsed() > Duration::from_millis(300) {
-            honest_peer.announce(net.udp_port(), &honest.announcement("honest", "h1"));
-            for (peer, server, user) in &lying {
-                peer.announce(net.udp_port(), &server.announcement(user, "l1"));
+    net.wait_until(
+        WAIT,
+        "carol lists the honest catalog and asked the others",
+        || {
+            if last.elapsed() > Duration::from_millis(300) {
+                honest_peer.announce(net.udp_port(), &honest.announcement("honest", "h1"));
+                for (peer, server, user) in &lying {
+                    peer.announce(net.udp_port(), &server.announcement(user, "l1"));
+                }
+                last = Instant::now();
             }
-            last = Instant::now();
-        }
-        let asked = lying.iter().all(|(_, s, _)| s.requests() > 0);
-        let n = listed(&carol, "honest").len();
-        if n == 120 && asked {
-            Ok(())
-        } else {
-            Err(format!("{n} listed, lying servers asked: {asked}"))
-        }
-    });
+            let asked = lying.iter().all(|(_, s, _)| s.requests() > 0);
+            let n = listed(&carol, "honest").len();
+            if n == 120 && asked {
+                Ok(())
+            } else {
+                Err(format!("{n} listed, lying servers asked: {asked}"))
+            }
+        },
+    );
     std::thread::sleep(Duration::from_millis(500));
     for (_, _, user) in &lying {
-        assert!(listed(&carol, user).is_empty(), "{user}'s catalog was believed");
+        assert!(
+            listed(&carol, user).is_empty(),
+            "{user}'s catalog was believed"
+        );
     }
     carol
         .check_running(Program::Listener)
@@ -299,5 +312,5 @@ fn the_listener_believes_no_catalog_that_does_not_match_its_announcement() {
         .into_iter()
         .find(|e| e.user == "honest")
         .unwrap();
-    assert_eq!(entry.addr, SocketAddr::from(honest.addr()));
+    assert_eq!(entry.addr, honest.addr());
 }

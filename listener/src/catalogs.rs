@@ -112,11 +112,7 @@ impl Catalogs {
             .filter(|(_, w)| !w.in_flight && w.not_before <= now)
             .collect();
         due.sort_by_key(|(_, w)| w.heard);
-        let peers: Vec<CatalogPeer> = due
-            .into_iter()
-            .take(free)
-            .map(|(p, _)| p.clone())
-            .collect();
+        let peers: Vec<CatalogPeer> = due.into_iter().take(free).map(|(p, _)| p.clone()).collect();
         peers
             .iter()
             .filter_map(|peer| {
@@ -156,7 +152,10 @@ impl Catalogs {
     /// given: they said goodbye, so a fetch of theirs still running is not applied.
     pub(crate) fn forget(&mut self, ip: IpAddr, user: &str, id: Option<PeerId>, port: Option<u16>) {
         self.wants.retain(|peer, _| {
-            !(peer.ip == ip && peer.user == user && peer.id == id && port.is_none_or(|p| p == peer.port))
+            !(peer.ip == ip
+                && peer.user == user
+                && peer.id == id
+                && port.is_none_or(|p| p == peer.port))
         });
     }
 
@@ -165,7 +164,8 @@ impl Catalogs {
     pub(crate) fn expire(&mut self, now: Instant) {
         self.wants.retain(|_, w| {
             let interval = Duration::from_secs(w.wanted.interval);
-            w.in_flight || now.saturating_duration_since(w.heard) < interval * FORGET_AFTER_INTERVALS
+            w.in_flight
+                || now.saturating_duration_since(w.heard) < interval * FORGET_AFTER_INTERVALS
         });
     }
 
@@ -261,7 +261,9 @@ mod tests {
             waits.push((next - now).as_secs());
             // The same summary heard again does not hurry it.
             catalogs.want(wanted(5, "a"), now + Duration::from_millis(1));
-            assert!(catalogs.start_due(next - Duration::from_millis(1)).is_empty());
+            assert!(catalogs
+                .start_due(next - Duration::from_millis(1))
+                .is_empty());
             now = next;
         }
         assert_eq!(waits, [2, 4, 8, 16, 32, 60, 60, 60]);
@@ -303,6 +305,9 @@ mod tests {
             catalogs.want(w, t0 + Duration::from_millis(i as u64));
         }
         assert_eq!(catalogs.len(), MAX_WANTED);
-        assert!(!catalogs.wants.keys().any(|p| p.port < 10), "the oldest went");
+        assert!(
+            !catalogs.wants.keys().any(|p| p.port < 10),
+            "the oldest went"
+        );
     }
 }

@@ -60,7 +60,9 @@ pub(crate) enum FetchError {
     #[error("{0}")]
     Protocol(String),
     /// The catalog is longer than a listener reads.
-    #[error("a catalog of {0} bytes is longer than the {MAX_CATALOG_BYTES} bytes a listener reads")]
+    #[error(
+        "a catalog of {0} bytes is longer than the {MAX_CATALOG_BYTES} bytes a listener reads"
+    )]
     TooLarge(u64),
     /// The bytes do not hash to the digest announced.
     #[error("the catalog received hashes to {got}, not to the {wanted} announced")]
@@ -153,7 +155,10 @@ pub(crate) fn fetch(
             sha256: said,
         }) if said == sha256 && count == wanted.summary.count => (count, length),
         Ok(Response::Catalog { sha256: said, .. }) if said != sha256 => {
-            return Err(FetchError::Mismatch { wanted: sha256, got: said })
+            return Err(FetchError::Mismatch {
+                wanted: sha256,
+                got: said,
+            })
         }
         Ok(Response::Catalog { count, .. }) => {
             return Err(FetchError::Protocol(format!(
@@ -161,9 +166,7 @@ pub(crate) fn fetch(
                 wanted.summary.count
             )))
         }
-        Ok(Response::Error { code, message }) => {
-            return Err(FetchError::Refused { code, message })
-        }
+        Ok(Response::Error { code, message }) => return Err(FetchError::Refused { code, message }),
         Ok(other) => return Err(FetchError::Protocol(format!("answered {other:?}"))),
         Err(ConnectionError::Timeout(_)) if left().is_zero() => return Err(FetchError::TooSlow),
         Err(e) => return Err(FetchError::Transfer(e)),

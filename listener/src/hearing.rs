@@ -422,8 +422,7 @@ impl Hearing<'_> {
                 );
             }
             Heard::Announcement(announcement, signer) => {
-                if let Some(wanted) = self.index.catalog_wanted(from.ip(), &announcement, signer)
-                {
+                if let Some(wanted) = self.index.catalog_wanted(from.ip(), &announcement, signer) {
                     self.catalogs.want(wanted, Instant::now());
                 }
                 if let Some(ext) =
@@ -484,7 +483,8 @@ impl Hearing<'_> {
             let peer = &wanted.peer;
             match result {
                 Ok(catalog) if apply => {
-                    self.index.apply_catalog(&wanted, &catalog.entries, Utc::now());
+                    self.index
+                        .apply_catalog(&wanted, &catalog.entries, Utc::now());
                     log::debug!(
                         "applied the catalog {} of {:?} at {}:{}: {} contents in {} ms",
                         wanted.summary.sha256.short(16),

@@ -99,7 +99,10 @@ mod tests {
     fn one_catalog_is_published_at_a_time_under_its_digest() {
         let root = tempfile::tempdir().unwrap();
         let dir = PeerDir::new(root.path());
-        let (a, b) = (b"{\"name\":\"a\"}\n".to_vec(), b"{\"name\":\"b\"}\n".to_vec());
+        let (a, b) = (
+            b"{\"name\":\"a\"}\n".to_vec(),
+            b"{\"name\":\"b\"}\n".to_vec(),
+        );
         let (da, db) = (Digest::of(&a), Digest::of(&b));
         publish(&dir, &a, &da).unwrap();
         let mut text = Vec::new();

@@ -121,8 +121,8 @@ impl TestAnnouncer {
         config: announcer::Config,
         query_sockets: Vec<UdpSocket>,
     ) -> TestAnnouncer {
-        let socket = bind_udp_shared(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-            .expect("bind 127.0.0.1:0");
+        let socket =
+            bind_udp_shared(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).expect("bind 127.0.0.1:0");
         TestAnnouncer {
             running: InProcess::spawn(false, move |shutdown| {
                 announcer::run(socket, query_sockets, config, shutdown)

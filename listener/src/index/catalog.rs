@@ -109,7 +109,10 @@ impl Index {
             user: sanitize_username(&announcement.username),
             id: signer,
         };
-        let instance = ext.instance.as_deref().map(|i| truncate_instance(i).to_owned());
+        let instance = ext
+            .instance
+            .as_deref()
+            .map(|i| truncate_instance(i).to_owned());
         let held = self
             .catalogs
             .get(&peer)
@@ -287,9 +290,8 @@ impl Index {
             .filter(|(_, h)| h.proto != Proto::Legacy)
             .map(|(k, h)| (k.ip, k.port, h.user.as_str(), h.id))
             .collect();
-        self.catalogs.retain(|peer, _| {
-            live.contains(&(peer.ip, peer.port, peer.user.as_str(), peer.id))
-        });
+        self.catalogs
+            .retain(|peer, _| live.contains(&(peer.ip, peer.port, peer.user.as_str(), peer.id)));
     }
 
     /// How many catalogs the index holds.

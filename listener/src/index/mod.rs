@@ -77,20 +77,20 @@ use shared::trust::PeerId;
 use shared::username::sanitize as sanitize_username;
 use shared::{CHUNKS_PER_FILE, DEFAULT_ANNOUNCE_INTERVAL_SECS};
 
+use catalog::CatalogRecord;
+pub use catalog::{compact_summary, CatalogPeer, CatalogWanted};
 #[cfg(test)]
 use holding::MAX_INSTANCE_BYTES;
 use holding::{clamp_interval, is_original_file_name, truncate_instance, Holding, Key};
-use catalog::CatalogRecord;
-pub use catalog::{compact_summary, CatalogPeer, CatalogWanted};
 pub use holding::{readable_extension, MAX_INTERVAL_SECS};
 pub use holding::{LEGACY_MAX_INTERVAL_SECS, LEGACY_MIN_INTERVAL_SECS};
 use limits::SourceCounts;
-use pending::Pending;
-pub use pending::MAX_REFRESH_DELAY_SECS;
 pub use limits::{
     Limits, Refusals, DEFAULT_MAX_CHUNKS_PER_DATAGRAM, DEFAULT_MAX_ENTRIES,
     DEFAULT_MAX_ENTRIES_PER_SOURCE,
 };
+use pending::Pending;
+pub use pending::MAX_REFRESH_DELAY_SECS;
 
 /// The listener's index of holders.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -1101,7 +1101,11 @@ fn a_compact_announcement_lists_nothing_until_its_catalog_is_applied() {
     assert_eq!(tags.entries[1].size, Some(20));
     // Held now: not wanted again; another run's summary of the same catalog is.
     assert_eq!(index.catalog_wanted(ip(2), &summary, None), None);
-    let (restarted, _) = compact("r2", &[], &[("a", "12345", meta("a", 10)), ("b", "12-4-", meta("b", 20))]);
+    let (restarted, _) = compact(
+        "r2",
+        &[],
+        &[("a", "12345", meta("a", 10)), ("b", "12-4-", meta("b", 20))],
+    );
     assert!(index.catalog_wanted(ip(2), &restarted, None).is_some());
     assert_eq!(index.catalogs_held(), 1);
 }
@@ -1137,13 +1141,27 @@ fn a_new_catalog_replaces_the_peers_entries_and_no_one_elses() {
     let mut index = Index::new();
     // Bob's and a legacy program's entries on the same address, and alice's inline entry at
     // another port: none of them is alice's catalog.
-    index.apply(ip(2), &run_of("bob", 6001, &["x_1"], Some("b1"), Kind::Announce), LEGACY_PORT, t0());
+    index.apply(
+        ip(2),
+        &run_of("bob", 6001, &["x_1"], Some("b1"), Kind::Announce),
+        LEGACY_PORT,
+        t0(),
+    );
     index.apply(ip(2), &legacy("ece", &["e_1"]), LEGACY_PORT, t0());
-    index.apply(ip(2), &run_of("alice", 7001, &["old_1"], Some("r1"), Kind::Announce), LEGACY_PORT, t0());
+    index.apply(
+        ip(2),
+        &run_of("alice", 7001, &["old_1"], Some("r1"), Kind::Announce),
+        LEGACY_PORT,
+        t0(),
+    );
     let (summary, entries) = compact(
         "r1",
         &[],
-        &[("a", "12345", meta("a", 1)), ("b", "12345", meta("b", 2)), ("c", "1----", meta("c", 3))],
+        &[
+            ("a", "12345", meta("a", 1)),
+            ("b", "12345", meta("b", 2)),
+            ("c", "1----", meta("c", 3)),
+        ],
     );
     let wanted = index.catalog_wanted(ip(2), &summary, None).unwrap();
     index.apply_catalog(&wanted, &entries, t0());
@@ -1151,7 +1169,11 @@ fn a_new_catalog_replaces_the_peers_entries_and_no_one_elses() {
     let (summary2, entries2) = compact(
         "r1",
         &[],
-        &[("a", "12345", meta("a2", 1)), ("c", "12345", meta("c", 3)), ("d", "--3--", meta("d", 4))],
+        &[
+            ("a", "12345", meta("a2", 1)),
+            ("c", "12345", meta("c", 3)),
+            ("d", "--3--", meta("d", 4)),
+        ],
     );
     let wanted2 = index.catalog_wanted(ip(2), &summary2, None).unwrap();
     assert!(index.apply_catalog(&wanted2, &entries2, at(5)));
@@ -1178,7 +1200,12 @@ fn a_new_catalog_replaces_the_peers_entries_and_no_one_elses() {
 #[test]
 fn a_catalog_of_a_new_run_drops_the_old_runs_entries_and_a_goodbye_forgets_the_catalog() {
     let mut index = Index::new();
-    index.apply(ip(2), &run_of("alice", 7001, &["old_1"], Some("r1"), Kind::Announce), LEGACY_PORT, t0());
+    index.apply(
+        ip(2),
+        &run_of("alice", 7001, &["old_1"], Some("r1"), Kind::Announce),
+        LEGACY_PORT,
+        t0(),
+    );
     let (summary, entries) = compact("r2", &[], &[("a", "12345", meta("a", 1))]);
     let wanted = index.catalog_wanted(ip(2), &summary, None).unwrap();
     // The summary alone drops nothing: only its catalog, fetched from the peer, does.
@@ -1232,14 +1259,28 @@ fn a_catalog_is_bounded_by_the_index_limits_and_a_member_cannot_take_anothers_en
     let (summary, entries) = compact("r1", &[], &[("a", "12345", meta("a", 1))]);
     let by_alice = index.catalog_wanted(ip(2), &summary, Some(alice)).unwrap();
     index.apply_catalog(&by_alice, &entries, t0());
-    let by_mallory = index.catalog_wanted(ip(2), &summary, Some(mallory)).unwrap();
-    let (_, forged) = compact("m1", &[], &[("a", "12345", meta("a", 1)), ("z", "12345", meta("z", 1))]);
+    let by_mallory = index
+        .catalog_wanted(ip(2), &summary, Some(mallory))
+        .unwrap();
+    let (_, forged) = compact(
+        "m1",
+        &[],
+        &[("a", "12345", meta("a", 1)), ("z", "12345", meta("z", 1))],
+    );
     index.apply_catalog(&by_mallory, &forged, at(1));
     let tags = index.to_tags(at(1));
-    let alices: Vec<_> = tags.entries.iter().filter(|e| e.id == Some(alice)).collect();
+    let alices: Vec<_> = tags
+        .entries
+        .iter()
+        .filter(|e| e.id == Some(alice))
+        .collect();
     assert_eq!(alices.len(), 1);
     assert_eq!(alices[0].last_seen, t0());
-    let mallorys: Vec<_> = tags.entries.iter().filter(|e| e.id == Some(mallory)).collect();
+    let mallorys: Vec<_> = tags
+        .entries
+        .iter()
+        .filter(|e| e.id == Some(mallory))
+        .collect();
     assert_eq!(mallorys.len(), 1, "only what alice does not hold");
     assert!(mallorys[0].impostor);
     assert!(index.take_refusals().foreign > 0);

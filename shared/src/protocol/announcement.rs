@@ -569,9 +569,11 @@ mod tests {
         assert_eq!(a.p2p.as_ref().unwrap().catalog, Some(summary));
         assert_eq!(a.files[0], "photos%2Fa.jpg_1");
         // Without the catalog: an announcement of ours never carries it.
-        assert!(!String::from_utf8(Announcement::ours("a", &[], ext()).encode())
-            .unwrap()
-            .contains("catalog"));
+        assert!(
+            !String::from_utf8(Announcement::ours("a", &[], ext()).encode())
+                .unwrap()
+                .contains("catalog")
+        );
         // A summary that does not parse makes the extension unreadable, as any broken field
         // does: the datagram is a legacy one.
         let broken = text.replace(&summary.sha256.to_string(), "not a digest");

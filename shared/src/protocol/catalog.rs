@@ -319,8 +319,7 @@ impl CatalogDecoder {
 fn chunk_set(indexes: &[u8]) -> Option<ChunkSet> {
     let increasing = indexes.windows(2).all(|w| w[0] < w[1]);
     let in_range = indexes.iter().all(|i| (1..=MAX_INDEX).contains(i));
-    if !increasing || !in_range || indexes.is_empty() || indexes.len() >= usize::from(MAX_INDEX)
-    {
+    if !increasing || !in_range || indexes.is_empty() || indexes.len() >= usize::from(MAX_INDEX) {
         return None;
     }
     let mut set = ChunkSet::EMPTY;
@@ -490,7 +489,10 @@ mod tests {
             "{\"name\":\"a\",\"size\":3}\n".into(),
             format!("{{\"name\":\"a\",\"root\":\"{d}\"}}\n"),
             format!("{{\"name\":\"a\",\"size\":-1,\"sha256\":\"{d}\"}}\n"),
-            format!("{{\"name\":\"a\",\"size\":1,\"sha256\":\"{}\"}}\n", d.to_uppercase()),
+            format!(
+                "{{\"name\":\"a\",\"size\":1,\"sha256\":\"{}\"}}\n",
+                d.to_uppercase()
+            ),
             format!("{{\"name\":\"{}\"}}\n", "n".repeat(MAX_CATALOG_LINE)),
         ] {
             assert_malformed(Catalog::decode(junk.as_bytes()), junk.as_bytes());
@@ -576,7 +578,10 @@ mod tests {
     fn summaries_round_trip_as_json() {
         let summary = sample().encode().1;
         let json = serde_json::to_string(&summary).unwrap();
-        assert_eq!(json, format!(r#"{{"count":5,"sha256":"{}"}}"#, summary.sha256));
+        assert_eq!(
+            json,
+            format!(r#"{{"count":5,"sha256":"{}"}}"#, summary.sha256)
+        );
         assert_eq!(
             serde_json::from_str::<CatalogSummary>(&json).unwrap(),
             summary

@@ -360,7 +360,10 @@ mod tests {
         for junk in [
             format!(r#"{{"filename":"a_1","p2p":{{"v":1,"catalog":"{d}"}}}}"#),
             format!(r#"{{"p2p":{{"v":1,"catalog":"{d}","manifest":"a"}}}}"#),
-            format!(r#"{{"p2p":{{"v":1,"catalog":"{}"}}}}"#, d.to_string().to_uppercase()),
+            format!(
+                r#"{{"p2p":{{"v":1,"catalog":"{}"}}}}"#,
+                d.to_string().to_uppercase()
+            ),
         ] {
             assert_malformed(Request::decode(junk.as_bytes()), junk.as_bytes());
         }
