@@ -113,7 +113,8 @@ start listener "$BIN_DIR/listener" --dir "$WORK/listener" --port "$UDP_PORT" \
     --broadcast "127.0.0.1:9" -v
 sleep 1
 start peers python3 "$WORK/peers.py" "$PEERS" "$FILES" "$INTERVAL" "$UDP_PORT"
-WAIT_CHECK=check_alive wait_for $((INTERVAL + 30)) 0.5 test "$(peers_listed)" -ge "$PEERS" ||
+all_listed() { [ "$(peers_listed)" -ge "$PEERS" ]; }
+WAIT_CHECK=check_alive wait_for $((INTERVAL + 30)) 0.5 all_listed ||
     fail "not every peer listed after one interval"
 sleep 2
 

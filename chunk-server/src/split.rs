@@ -193,6 +193,7 @@ pub(crate) fn split_file_as(
         size,
         sha256,
         chunks: digests,
+        states: None,
     };
     store.save_manifest(&StoredManifest {
         manifest: manifest.clone(),

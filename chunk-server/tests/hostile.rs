@@ -324,6 +324,7 @@ fn stored_manifest(name: &str, data: &[u8]) -> StoredManifest {
     });
     StoredManifest {
         manifest: Manifest {
+            states: None,
             name: name.into(),
             size: data.len() as u64,
             sha256: Digest::of(data),
@@ -397,6 +398,7 @@ fn symbolic_links_and_special_files_planted_in_the_store_are_not_served() {
                 filename: filename.into(),
                 content_sha256: None,
                 offset: 0,
+                length: None,
             },
         );
         assert_eq!(
@@ -457,6 +459,7 @@ fn a_chunk_without_a_manifest_is_not_hashed_again_for_every_request() {
                 filename: "legacy.bin_2".into(),
                 content_sha256: None,
                 offset: SIZE,
+                length: None,
             },
         );
         assert_eq!(
@@ -484,6 +487,7 @@ fn a_chunk_without_a_manifest_is_not_hashed_again_for_every_request() {
             filename: "legacy.bin_2".into(),
             content_sha256: None,
             offset: 0,
+            length: None,
         },
     );
     assert!(

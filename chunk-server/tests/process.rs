@@ -50,6 +50,7 @@ fn binary_logs_served_and_refused_events_and_survives_junk() {
             filename: "hello world.txt_2".into(),
             content_sha256: Some(Digest::of(&data)),
             offset: 1,
+            length: None,
         },
     );
     assert!(matches!(response, Response::Chunk { length: 20000, .. }));

@@ -81,7 +81,7 @@ fn legacy_request_gets_the_raw_chunk_then_a_close() {
 }
 
 #[test]
-fn p2p_chunk_request_sends_a_header_then_the_bytes_from_the_offset() {
+fn p2p_chunk_request_sends_a_header_then_the_bytes_of_the_range_asked() {
     let data = pattern(1000);
     let (dir, config) = peer_with(&[("data.bin", &data)]);
     let server = start_chunk_server(config);
@@ -92,6 +92,7 @@ fn p2p_chunk_request_sends_a_header_then_the_bytes_from_the_offset() {
             filename: "data.bin_1".into(),
             content_sha256: None,
             offset: 0,
+            length: None,
         },
     );
     let manifest = store(dir.path())
@@ -108,10 +109,16 @@ fn p2p_chunk_request_sends_a_header_then_the_bytes_from_the_offset() {
         }
     );
 
-    for (offset, expected) in [
-        (0u64, &data[200..400]),
-        (150, &data[350..400]),
-        (200, &[][..]),
+    assert_eq!(manifest.chunks[1], Digest::of(&data[200..400]));
+    // From an offset to the end; a range: `length` bytes from `offset`, cut at the chunk's end.
+    for (offset, length, expected) in [
+        (0u64, None, &data[200..400]),
+        (150, None, &data[350..400]),
+        (200, None, &[][..]),
+        (0, Some(1u64), &data[200..201]),
+        (10, Some(90), &data[210..300]),
+        (150, Some(50), &data[350..400]),
+        (150, Some(1_000_000), &data[350..400]),
     ] {
         let (response, body) = p2p_request(
             server.addr,
@@ -119,20 +126,20 @@ fn p2p_chunk_request_sends_a_header_then_the_bytes_from_the_offset() {
                 filename: "data.bin_2".into(),
                 content_sha256: Some(manifest.sha256),
                 offset,
+                length,
             },
         );
         assert_eq!(
             response,
             Response::Chunk {
                 size: 200,
-                length: 200 - offset,
+                length: expected.len() as u64,
                 sha256: manifest.chunks[1]
             },
-            "offset {offset}"
+            "offset {offset} length {length:?}"
         );
-        assert_eq!(body, expected, "offset {offset}");
+        assert_eq!(body, expected, "offset {offset} length {length:?}");
     }
-    assert_eq!(manifest.chunks[1], Digest::of(&data[200..400]));
 }
 
 #[test]
@@ -151,6 +158,7 @@ fn chunk_without_a_manifest_is_hashed_and_served() {
             filename: "old.txt_3".into(),
             content_sha256: None,
             offset: 0,
+            length: None,
         },
     );
     assert_eq!(
@@ -169,6 +177,7 @@ fn chunk_without_a_manifest_is_hashed_and_served() {
             filename: "old.txt_3".into(),
             content_sha256: Some(Digest::of(b"anything")),
             offset: 0,
+            length: None,
         },
     );
     assert_eq!(error_code(&response), Some(ErrorCode::WrongContent));
@@ -260,6 +269,7 @@ fn p2p_errors_say_not_found_wrong_content_and_bad_request() {
         filename: filename.into(),
         content_sha256,
         offset,
+        length: None,
     };
     let manifest = |content: &str, content_sha256| Request::Manifest {
         content: content.into(),
@@ -346,6 +356,7 @@ fn hostile_requests_get_nothing_and_never_reach_outside_the_store() {
             filename: "../secret_1".into(),
             content_sha256: None,
             offset: 0,
+            length: None,
         },
     );
     assert_eq!(error_code(&response), Some(ErrorCode::BadRequest));

@@ -76,6 +76,10 @@ fn chunks_come_from_both_holders_and_the_file_is_identical() {
     assert_eq!(std::fs::read(&outcome.path).unwrap(), bytes);
     assert_eq!(outcome.path, dir.path().join("downloads/f.bin"));
     assert!(outcome.verified);
+    assert!(
+        outcome.hashed_once,
+        "received in place, each chunk a step of the file's SHA-256: not read back"
+    );
     assert_eq!(outcome.sources.len(), 2, "{:?}", outcome.sources);
     assert_eq!(a.served() + b.served(), 5);
     // The chunks stay in the store, with the manifest, to be served to others.
@@ -319,6 +323,196 @@ fn a_damaged_part_file_is_fetched_again_whole() {
         }
     };
     assert_eq!(std::fs::read(outcome.path).unwrap(), bytes);
+}
+
+#[test]
+fn forged_midstates_cost_a_read_back_and_blame_no_honest_byte() {
+    let bytes = data(300_007);
+    let liar = start_holder("s.bin", bytes.clone(), Behaviour::ForgeMidstates);
+    let dir = tempfile::tempdir().unwrap();
+    let t = target("s.bin", &bytes, &[("mallory", &liar)]);
+    let mut failures = Vec::new();
+    let outcome = download::download(&config(dir.path()), &t, &Shutdown::new(), &mut |p| {
+        if let Progress::AttemptFailed { .. } = p {
+            failures.push(p.clone());
+        }
+    })
+    .unwrap();
+    // Every chunk failed its step and matched its digest: the bytes are right, the midstates
+    // are not, so the file was hashed whole (and matched), and nothing was fetched twice.
+    assert_eq!(std::fs::read(&outcome.path).unwrap(), bytes);
+    assert!(outcome.verified);
+    assert!(!outcome.hashed_once);
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(liar.bytes_sent(), bytes.len());
+}
+
+/// The record of a download received in place, in `dir`'s store.
+fn record_of(dir: &std::path::Path, content: &str) -> [u64; 5] {
+    testkit::files::receiving_record(&dir.join("temp"), content).expect("a progress record")
+}
+
+#[test]
+fn a_download_cut_mid_chunk_continues_from_the_recorded_bytes() {
+    // Chunks of 2 MiB, sent 300 kB every 100 ms: cut after about 0.45 s, each is part-way.
+    let bytes = data(10 << 20);
+    let slow = start_holder("m.bin", bytes.clone(), Behaviour::Trickle(300_000));
+    let dir = tempfile::tempdir().unwrap();
+    let cancel = Shutdown::new();
+    let first = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_millis(450));
+            cancel.trigger();
+        });
+        let t = target("m.bin", &bytes, &[("alice", &slow)]);
+        download::download(&config(dir.path()), &t, &cancel, &mut |_| {})
+    });
+    assert!(matches!(first, Err(DownloadError::Cancelled)), "{first:?}");
+    let record = record_of(dir.path(), "m.bin");
+    let len = 2u64 << 20;
+    assert!(
+        record.iter().any(|&n| n > 0 && n < len),
+        "some chunk should be part-way: {record:?}"
+    );
+    assert!(files_under(&dir.path().join("downloads")).is_empty());
+
+    let fast = start_holder("m.bin", bytes.clone(), Behaviour::Honest);
+    let t = target("m.bin", &bytes, &[("alice", &fast)]);
+    let outcome =
+        download::download(&config(dir.path()), &t, &Shutdown::new(), &mut |_| {}).unwrap();
+    assert_eq!(std::fs::read(&outcome.path).unwrap(), bytes);
+    assert!(outcome.hashed_once);
+    // Each chunk was asked for from where the record said its bytes end, and only the rest
+    // crossed the network.
+    let mut offsets = fast.offsets();
+    offsets.sort_unstable();
+    let mut expected: Vec<u64> = record.iter().copied().filter(|&n| n < len).collect();
+    expected.sort_unstable();
+    assert_eq!(offsets, expected);
+    let recorded: u64 = record.iter().sum();
+    assert_eq!(fast.bytes_sent() as u64, bytes.len() as u64 - recorded);
+    let store = ChunkStore::open(dir.path().join("temp")).unwrap();
+    assert_eq!(std::fs::read_dir(store.incoming_dir()).unwrap().count(), 0);
+}
+
+#[test]
+fn damaged_bytes_in_a_continued_chunk_are_fetched_again_without_blaming_the_holder() {
+    let bytes = data(10 << 20);
+    let slow = start_holder("p.bin", bytes.clone(), Behaviour::Trickle(300_000));
+    let dir = tempfile::tempdir().unwrap();
+    let cancel = Shutdown::new();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_millis(450));
+            cancel.trigger();
+        });
+        let t = target("p.bin", &bytes, &[("alice", &slow)]);
+        let _ = download::download(&config(dir.path()), &t, &cancel, &mut |_| {});
+    });
+    let record = record_of(dir.path(), "p.bin");
+    let (position, &kept) = (record.iter().enumerate())
+        .find(|&(_, &n)| n > 0 && n < 2 << 20)
+        .expect("a chunk part-way");
+    // Zeros where the recorded bytes of that chunk should be (a power cut, say).
+    let file = dir.path().join("temp/.incoming/p.bin.receiving");
+    let mut received = std::fs::read(&file).unwrap();
+    let start = usize::try_from(chunk_ranges(bytes.len() as u64)[position].start).unwrap();
+    received[start..start + usize::try_from(kept).unwrap()].fill(0);
+    std::fs::write(&file, received).unwrap();
+
+    let honest = start_holder("p.bin", bytes.clone(), Behaviour::Honest);
+    let t = target("p.bin", &bytes, &[("alice", &honest)]);
+    let mut failures = Vec::new();
+    let outcome = download::download(&config(dir.path()), &t, &Shutdown::new(), &mut |p| {
+        if let Progress::AttemptFailed { .. } = p {
+            failures.push(p.clone());
+        }
+    })
+    .expect("the chunk is fetched again whole from the same holder, in the same run");
+    assert_eq!(std::fs::read(&outcome.path).unwrap(), bytes);
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    // Asked from the recorded byte first, then from 0.
+    let chunk = format!("p.bin_{}", position + 1);
+    let asked: Vec<u64> = (honest.timed_chunk_requests().into_iter())
+        .filter(|(_, name, _)| *name == chunk)
+        .map(|(_, _, offset)| offset)
+        .collect();
+    assert_eq!(asked, [kept, 0]);
+}
+
+#[test]
+fn idle_holders_take_the_end_of_a_slow_holders_chunks_and_the_file_is_hashed_once() {
+    // 10 MiB: chunks of 2 MiB. The slow holder sends 300 kB per 100 ms on each connection;
+    // the two fast ones finish their chunks at once, then take over the rest of the slow
+    // holder's (range requests: these fake holders ignore `length` and send to the chunk's
+    // end, as servers older than ranges do, so the downloader reads only what it asked for).
+    let bytes = data(10 << 20);
+    let slow = start_holder("b.bin", bytes.clone(), Behaviour::Trickle(300_000));
+    let fast1 = start_holder("b.bin", bytes.clone(), Behaviour::Honest);
+    let fast2 = start_holder("b.bin", bytes.clone(), Behaviour::Honest);
+    let dir = tempfile::tempdir().unwrap();
+    let t = target(
+        "b.bin",
+        &bytes,
+        &[("slow", &slow), ("fast1", &fast1), ("fast2", &fast2)],
+    );
+    let mut config = config(dir.path());
+    // No whole-chunk duplicates: the pieces alone must finish the slow holder's chunks.
+    config.endgame_after = Duration::from_secs(3600);
+    let outcome = download::download(&config, &t, &Shutdown::new(), &mut |_| {}).unwrap();
+    assert_eq!(std::fs::read(&outcome.path).unwrap(), bytes);
+    assert!(outcome.verified);
+    assert!(outcome.hashed_once, "pieces are hashed once too, in order");
+    let pieces: Vec<u64> = [&fast1, &fast2]
+        .iter()
+        .flat_map(|h| h.offsets())
+        .filter(|&offset| offset > 0)
+        .collect();
+    assert!(
+        !pieces.is_empty(),
+        "the fast holders should have been asked for the end of a chunk"
+    );
+    // The slow holder sent far less than the chunks it was first asked for.
+    let asked_of_slow = slow.offsets().len() as u64 * (2 << 20);
+    assert!(
+        (slow.bytes_sent() as u64) < asked_of_slow,
+        "slow sent {} of {asked_of_slow}",
+        slow.bytes_sent()
+    );
+}
+
+#[test]
+fn a_holder_sending_wrong_pieces_costs_one_fetch_of_the_chunk_and_cannot_stop_the_download() {
+    // The fast holder is honest for whole chunks and inverts every piece it is asked for: the
+    // slow holder's chunks it takes the end of fail, and are fetched again whole.
+    let bytes = data(10 << 20);
+    let slow = start_holder("w.bin", bytes.clone(), Behaviour::Trickle(300_000));
+    let slow2 = start_holder("w.bin", bytes.clone(), Behaviour::Trickle(300_000));
+    let liar = start_holder("w.bin", bytes.clone(), Behaviour::CorruptPieces);
+    let dir = tempfile::tempdir().unwrap();
+    let t = target(
+        "w.bin",
+        &bytes,
+        &[("slow", &slow), ("slow2", &slow2), ("liar", &liar)],
+    );
+    let mut config = config(dir.path());
+    config.endgame_after = Duration::from_secs(3600);
+    let outcome = download::download(&config, &t, &Shutdown::new(), &mut |_| {}).unwrap();
+    assert_eq!(std::fs::read(&outcome.path).unwrap(), bytes);
+    assert!(outcome.verified);
+    let pieces: Vec<String> = (liar.timed_chunk_requests().into_iter())
+        .filter(|(_, _, offset)| *offset > 0)
+        .map(|(_, chunk, _)| chunk)
+        .collect();
+    assert!(
+        !pieces.is_empty(),
+        "the liar should have been given a piece"
+    );
+    // Once a chunk received in pieces fails, it is fetched whole: never a second piece of it.
+    let mut seen = std::collections::BTreeSet::new();
+    for chunk in &pieces {
+        assert!(seen.insert(chunk), "{chunk} was split twice: {pieces:?}");
+    }
 }
 
 #[test]

@@ -342,6 +342,7 @@ fn hostile_error_messages_are_escaped_in_progress_logs_and_history() {
     let content: Vec<u8> = (0u8..100).collect();
     let ranges = chunk_ranges(content.len() as u64);
     let manifest = Manifest {
+        states: None,
         name: "victim.bin".to_owned(),
         size: content.len() as u64,
         sha256: Digest::of(&content),

@@ -31,20 +31,12 @@ fn download_survives_a_holder_killed_mid_transfer() {
     net.wait_for_entry(&c, &b, "bob", "movie.mkv", digest);
 
     let mut download = c.spawn_downloader(&["get", "movie.mkv"]);
-    // Kill alice once some chunk is well under way (bytes in a .part file), so that the
-    // downloader must drop or resume a partly received chunk; give up waiting after 5 s and
-    // kill her anyway.
-    let incoming = c.temp_dir().join(".incoming");
+    // Kill alice once some chunk is well under way (bytes received), so that the downloader
+    // must drop or resume a partly received chunk; give up waiting after 5 s and kill her
+    // anyway.
     let largest_part = || {
-        fs::read_dir(&incoming)
-            .map(|d| {
-                d.flatten()
-                    .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
-                    .filter_map(|e| e.metadata().ok().map(|m| m.len()))
-                    .max()
-                    .unwrap_or(0)
-            })
-            .unwrap_or(0)
+        testkit::files::receiving_record(&c.temp_dir(), "movie.mkv")
+            .map_or(0, |counts| counts.into_iter().max().unwrap_or(0))
     };
     let give_up = Instant::now() + Duration::from_secs(5);
     let mut part = largest_part();
@@ -55,8 +47,8 @@ fn download_survives_a_holder_killed_mid_transfer() {
     a.stop_all();
     assert!(
         download.is_running(),
-        "the download should still be in progress when alice is killed (largest .part: {part} \
-         bytes); raise SIZE or lower MAX_RATE"
+        "the download should still be in progress when alice is killed (most bytes of a chunk: \
+         {part}); raise SIZE or lower MAX_RATE"
     );
 
     let out = download.wait(Duration::from_secs(120));

@@ -8,6 +8,7 @@ use std::io::{self, Read, Write};
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::digest::common::hazmat::{SerializableState, SerializedState};
 use sha2::{Digest as _, Sha256};
 
 /// A SHA-256 digest, written (and parsed) as exactly 64 lowercase hex digits.
@@ -62,15 +63,26 @@ pub fn to_hex(bytes: &[u8]) -> String {
 /// The 32 bytes written as exactly 64 lowercase hex digits (what [`to_hex`] writes), or
 /// `None`: no sign, no upper case (see [`Digest::from_str`]).
 pub fn parse_hex32(text: &str) -> Option<[u8; 32]> {
+    parse_hex(text)?.try_into().ok()
+}
+
+/// The bytes written as lowercase hex digits, two per byte (what [`to_hex`] writes), or `None`.
+fn parse_hex(text: &str) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
-    if bytes.len() != 64 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
-    let mut out = [0u8; 32];
-    for (byte, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-        *byte = hex_digit(pair[0])? << 4 | hex_digit(pair[1])?;
-    }
-    Some(out)
+    (bytes.chunks_exact(2))
+        .map(|pair| Some(hex_digit(pair[0])? << 4 | hex_digit(pair[1])?))
+        .collect()
+}
+
+/// Deserializes a value written as its text form (`Display`), parsed by its `FromStr`.
+fn deserialize_text<'de, D: Deserializer<'de>, T: FromStr<Err: fmt::Display>>(
+    deserializer: D,
+) -> Result<T, D::Error> {
+    let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+    text.parse().map_err(serde::de::Error::custom)
 }
 
 impl fmt::Debug for Digest {
@@ -112,14 +124,19 @@ impl Serialize for Digest {
 
 impl<'de> Deserialize<'de> for Digest {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
+        deserialize_text(deserializer)
     }
 }
 
 /// An incremental SHA-256 that is also a [`Write`] sink, so `io::copy` can feed it.
 #[derive(Default, Clone)]
 pub struct Hasher(Sha256);
+
+impl fmt::Debug for Hasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Hasher(..)")
+    }
+}
 
 impl Hasher {
     /// Adds bytes.
@@ -141,6 +158,84 @@ impl Write for Hasher {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+impl Hasher {
+    /// Where this computation stands: resumable by [`Midstate::resume`], anywhere.
+    pub fn midstate(&self) -> Midstate {
+        Midstate(self.0.serialize().to_vec())
+    }
+}
+
+/// A SHA-256 computation paused after some prefix of a file: the `sha2` crate's serialized
+/// state (the chaining value, the number of blocks hashed and the bytes of the unfinished
+/// block), which is canonical, so two equal states serialize to equal bytes.
+///
+/// The manifest carries the midstate at the start of chunks 2 to 5. A downloader then checks
+/// each chunk, as it arrives and in parallel with the others, as one step of the whole file's
+/// SHA-256: resumed from the midstate at its start, hashing the chunk must give the midstate at
+/// the next chunk's start (the file's digest, after the last chunk). When every chunk passes,
+/// the file has the SHA-256 asked for, and no byte was hashed twice. Finding a chunk that
+/// passes from forged midstates means finding a SHA-256 collision.
+///
+/// # Format
+/// 208 lowercase hex digits (104 bytes), parsed strictly: a state `sha2` cannot resume is refused.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Midstate(Vec<u8>);
+
+impl Midstate {
+    /// The state before any byte: where the first chunk starts.
+    pub fn initial() -> Midstate {
+        Hasher::default().midstate()
+    }
+
+    /// A hasher that continues from here.
+    pub fn resume(&self) -> Hasher {
+        let state = SerializedState::<Sha256>::try_from(self.0.as_slice())
+            .expect("a Midstate holds a serialized state of the right length");
+        Hasher(Sha256::deserialize(&state).expect("a Midstate holds a state sha2 accepted"))
+    }
+}
+
+impl fmt::Display for Midstate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&to_hex(&self.0))
+    }
+}
+
+impl fmt::Debug for Midstate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Midstate({})", to_hex(&self.0[..8]))
+    }
+}
+
+/// The text was not the hex form of a SHA-256 state that can be resumed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a SHA-256 midstate: expected 208 lowercase hex digits of a valid state")]
+pub struct ParseMidstateError;
+
+impl FromStr for Midstate {
+    type Err = ParseMidstateError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bytes = parse_hex(s).ok_or(ParseMidstateError)?;
+        let state = SerializedState::<Sha256>::try_from(bytes.as_slice())
+            .map_err(|_| ParseMidstateError)?;
+        Sha256::deserialize(&state).map_err(|_| ParseMidstateError)?;
+        Ok(Midstate(bytes))
+    }
+}
+
+impl Serialize for Midstate {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Midstate {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserialize_text(deserializer)
     }
 }
 
@@ -179,6 +274,11 @@ impl<W: Write> HashingWriter<W> {
     /// The inner writer and the digest of everything written.
     pub fn finish(self) -> (W, Digest) {
         (self.inner, self.hasher.finish())
+    }
+
+    /// The inner writer and the hash, unfinished (to be checked against a [`Midstate`]).
+    pub fn into_parts(self) -> (W, Hasher) {
+        (self.inner, self.hasher)
     }
 
     /// The inner writer.
@@ -271,5 +371,65 @@ mod tests {
             Digest::of_reader(&data[..]).unwrap(),
             (digest, data.len() as u64)
         );
+    }
+
+    #[test]
+    fn chunks_checked_from_midstates_in_any_order_give_the_file_digest() {
+        let file: Vec<u8> = (0..10_007u32).map(|i| (i * 31 % 251) as u8).collect();
+        // Boundaries on and off the 64-byte block size.
+        let bounds = [0, 1, 64, 2_001, 6_400, file.len()];
+        let mut whole = Hasher::default();
+        let mut states = Vec::new();
+        for w in bounds.windows(2) {
+            states.push(whole.midstate());
+            whole.update(&file[w[0]..w[1]]);
+        }
+        let digest = whole.clone().finish();
+        assert_eq!(digest, Digest::of(&file));
+        // Each piece, resumed from its own start, reaches the next start; backwards on purpose.
+        for i in (0..bounds.len() - 1).rev() {
+            let mut step = states[i].resume();
+            step.update(&file[bounds[i]..bounds[i + 1]]);
+            match states.get(i + 1) {
+                Some(next) => assert_eq!(&step.midstate(), next, "piece {i}"),
+                None => assert_eq!(step.finish(), digest),
+            }
+        }
+        assert_eq!(states[0], Midstate::initial());
+        // One changed byte breaks the step.
+        let mut forged = file[2_001..6_400].to_vec();
+        forged[17] ^= 1;
+        let mut step = states[3].resume();
+        step.update(&forged);
+        assert_ne!(step.midstate(), states[4]);
+    }
+
+    #[test]
+    fn midstates_round_trip_as_hex_and_junk_is_refused() {
+        let mut h = Hasher::default();
+        h.update(b"abc");
+        let m = h.midstate();
+        let text = m.to_string();
+        assert_eq!(text.len(), 208);
+        assert_eq!(text.parse::<Midstate>(), Ok(m.clone()));
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(serde_json::from_str::<Midstate>(&json).unwrap(), m);
+        // Wrong lengths, non-hex, upper case.
+        for bad in [
+            "",
+            "00",
+            &text[..206],
+            &format!("{text}00"),
+            &text.to_uppercase(),
+        ] {
+            assert_eq!(bad.parse::<Midstate>(), Err(ParseMidstateError), "{bad:?}");
+        }
+        // A buffered-byte count beyond the block, and bytes past the count: states sha2 refuses.
+        let mut bytes = text.clone();
+        bytes.replace_range(80..82, "ff");
+        assert_eq!(bytes.parse::<Midstate>(), Err(ParseMidstateError));
+        let mut tail = text.clone();
+        tail.replace_range(206..208, "01");
+        assert_eq!(tail.parse::<Midstate>(), Err(ParseMidstateError));
     }
 }

@@ -85,6 +85,29 @@ pub fn file_stamp(path: &Path) -> io::Result<FileStamp> {
     }
 }
 
+/// Starts writing `len` bytes of `file` from `offset` to disk, without waiting
+/// (`sync_file_range` with `SYNC_FILE_RANGE_WRITE`): a file written over many seconds is then
+/// mostly on disk when it is `fsync`ed, instead of all of it being written at that moment. A
+/// hint: where it is not supported, nothing happens, and the `fsync` does it all.
+pub fn start_writeback(file: &File, offset: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd as _;
+        let (Ok(offset), Ok(len)) = (
+            libc::off64_t::try_from(offset),
+            libc::off64_t::try_from(len),
+        ) else {
+            return;
+        };
+        // SAFETY: a valid open descriptor and plain integers; the call only schedules I/O.
+        let _ = unsafe {
+            libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+        };
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, offset, len);
+}
+
 /// Flushes a directory entry change (a rename) to disk; best effort, as not every file system
 /// supports syncing a directory.
 pub fn sync_parent(path: &Path) {

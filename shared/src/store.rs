@@ -6,7 +6,9 @@
 //! photo.png_1 … photo.png_5            complete chunks of a content in transit (being downloaded)
 //! .incoming/photo.png_3.part           a chunk being received; never announced or served
 //! .incoming/photo.png_3.part.2         an endgame copy of that chunk, from holder 2
-//! .incoming/photo.png.4242.download    the file being assembled by downloader 4242
+//! .incoming/photo.png.receiving        a file being received, each chunk written at its place
+//! .incoming/photo.png.receiving.progress   how far each of its chunks got
+//! .incoming/photo.png.4242.download    the file being assembled by downloader 4242 (from chunk files)
 //! .incoming/4242-photo.png/            the private folder of a download kept out of the store
 //! .locks/photo.png.lock                held while a downloader fetches photo.png
 //! photos\2024\a.jpg_1                 a chunk of the nested content photos/2024/a.jpg
@@ -53,6 +55,10 @@ pub use source::{InPlace, InPlaceError, PlacedFile};
 const PART: &str = ".part";
 /// The suffix of a file being assembled.
 const ASSEMBLY: &str = ".download";
+/// The suffix of a file being received, each chunk at its place ([`receiving_path_in`]).
+const RECEIVING: &str = ".receiving";
+/// The suffix of the record of how far it got.
+const PROGRESS: &str = ".progress";
 
 /// The form a content name takes in the file names under `temp/`: each `/` written `\`
 /// (`photos/a.jpg` → `photos\a.jpg`). Content names never hold a `\`, so this is one to one.
@@ -91,6 +97,19 @@ pub fn part_path_in(dir: &Path, chunk: &ChunkName) -> PathBuf {
 /// flight, is received in `dir`: `<chunk>.part.<holder>`, so the copies never share a file.
 pub fn copy_part_path_in(dir: &Path, chunk: &ChunkName, holder: usize) -> PathBuf {
     dir.join(format!("{}{PART}.{holder}", chunk_file_name(chunk)))
+}
+
+/// Where a download receives `content` in the folder `dir` (the store's `.incoming/`, or its
+/// private folder) when its manifest is known: `<content>.receiving`, every chunk written once,
+/// at its place, then renamed into `downloads/` once verified. Not named after the process: the
+/// next run (under the content's lock) continues it.
+pub fn receiving_path_in(dir: &Path, content: &str) -> PathBuf {
+    dir.join(format!("{}{RECEIVING}", file_stem(content)))
+}
+
+/// How far each chunk of [`receiving_path_in`] got: `<content>.receiving.progress`.
+pub fn receiving_progress_path_in(dir: &Path, content: &str) -> PathBuf {
+    dir.join(format!("{}{RECEIVING}{PROGRESS}", file_stem(content)))
 }
 
 /// `<content>.<pid>.download`: see [`ChunkStore::assembly_path`].
@@ -648,6 +667,7 @@ mod tests {
     fn manifest(name: &str) -> StoredManifest {
         StoredManifest {
             manifest: Manifest {
+                states: None,
                 name: name.into(),
                 size: 3,
                 sha256: Digest::of(b"abc"),

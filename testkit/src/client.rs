@@ -86,6 +86,7 @@ pub fn p2p_fetch_from(
         filename: chunk.into(),
         content_sha256: None,
         offset: 0,
+        length: None,
     })
     .map_err(|e| format!("send: {e}"))?;
     let length = match conn.read_response() {

@@ -45,6 +45,12 @@ pub enum Behaviour {
     /// own garbage, answers manifest requests with that manifest, and serves the garbage, which
     /// matches it chunk by chunk: only the whole-file check can tell.
     ForgeManifest,
+    /// Serves the real bytes and a manifest with the real chunk digests and root, but with
+    /// midstates of other bytes: every chunk fails its step and matches its digest.
+    ForgeMidstates,
+    /// Honest for whole chunks; every byte of a request from an offset (a piece of a chunk,
+    /// or a resumed transfer) inverted.
+    CorruptPieces,
 }
 
 /// Pause between two pieces of a [`Behaviour::Trickle`].
@@ -81,10 +87,16 @@ impl FakeHolder {
         } else {
             data
         };
-        let manifest = Manifest {
+        // A forger's midstates are those of its own bytes: they lead to another file digest,
+        // so the last chunk's step fails, and its file must be hashed whole.
+        let mut manifest = Manifest {
             sha256: real_sha256,
             ..manifest_of(content, &data)
         };
+        if behaviour == Behaviour::ForgeMidstates {
+            let other: Vec<u8> = data.iter().map(|b| b ^ 0x55).collect();
+            manifest.states = manifest_of(content, &other).states;
+        }
         let listener = TcpListener::bind((ip, 0)).expect("fake holder: bind TCP");
         listener.set_nonblocking(true).expect("non-blocking accept");
         let addr = listener.local_addr().expect("fake holder address");
@@ -287,6 +299,7 @@ fn answer_chunk(conn: &mut Connection, state: &State, filename: &str, offset: u6
     let mut body = bytes[offset..].to_vec();
     match state.behaviour {
         Behaviour::Corrupt => body.iter_mut().for_each(|b| *b = !*b),
+        Behaviour::CorruptPieces if offset > 0 => body.iter_mut().for_each(|b| *b = !*b),
         Behaviour::CorruptLastByte => {
             if let Some(b) = body.last_mut() {
                 *b ^= 0xff;

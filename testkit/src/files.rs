@@ -181,12 +181,7 @@ pub fn add_content(dir: &Path, content: &str, bytes: &[u8]) -> Manifest {
         fs::write(store.chunk_path(name), part).expect("write a chunk");
         *digest = Digest::of(part);
     }
-    let manifest = Manifest {
-        name: content.to_owned(),
-        size: bytes.len() as u64,
-        sha256: Digest::of(bytes),
-        chunks: digests,
-    };
+    let manifest = Manifest::of_bytes(content, bytes);
     store
         .save_manifest(&StoredManifest {
             manifest: manifest.clone(),
@@ -199,18 +194,41 @@ pub fn add_content(dir: &Path, content: &str, bytes: &[u8]) -> Manifest {
     manifest
 }
 
-/// The manifest of `data` named `name`: its size, digest and the digests of its five chunks.
+/// What the record of a download received in place (`.incoming/<content>.receiving.progress`
+/// in the store `temp`) says of each chunk: bytes of it on disk. `None` without a record.
+pub fn receiving_record(temp: &Path, content: &str) -> Option<[u64; 5]> {
+    let dir = temp.join(".incoming");
+    let text = fs::read_to_string(shared::store::receiving_progress_path_in(&dir, content)).ok()?;
+    let counts: Vec<u64> = text.lines().skip(1).map_while(|l| l.parse().ok()).collect();
+    counts.try_into().ok()
+}
+
+/// Bytes received of downloads in transit under the store `temp`: part files, and what the
+/// records of files received in place count.
+pub fn incoming_bytes(temp: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(temp.join(".incoming")) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".part") {
+                e.metadata().map_or(0, |m| m.len())
+            } else if let Some(content) = name.strip_suffix(".receiving.progress") {
+                receiving_record(temp, &shared::store::content_of_stem(content))
+                    .map_or(0, |counts| counts.iter().sum())
+            } else {
+                0
+            }
+        })
+        .sum()
+}
+
+/// The manifest of `data` named `name`: its size, digest, the digests of its five chunks and
+/// the midstates between them.
 pub fn manifest_of(name: &str, data: &[u8]) -> Manifest {
-    let ranges = shared::chunk::chunk_ranges(data.len() as u64);
-    Manifest {
-        name: name.into(),
-        size: data.len() as u64,
-        sha256: Digest::of(data),
-        chunks: std::array::from_fn(|i| {
-            let r = ranges[i];
-            Digest::of(&data[r.start as usize..r.end as usize])
-        }),
-    }
+    Manifest::of_bytes(name, data)
 }
 
 /// The bytes of the five chunks of `content` as the store under `dir` serves them: byte ranges

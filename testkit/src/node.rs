@@ -314,16 +314,10 @@ impl Node {
         fs::read_to_string(self.dir.join(format!("{}.stderr", program.name()))).unwrap_or_default()
     }
 
-    /// Bytes in the downloader's part files (`temp/.incoming/*.part`).
+    /// Bytes of downloads in transit: part files, and chunks received in place
+    /// ([`crate::files::incoming_bytes`]).
     pub fn incoming_bytes(&self) -> u64 {
-        fs::read_dir(self.temp_dir().join(".incoming"))
-            .map(|d| {
-                d.flatten()
-                    .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
-                    .filter_map(|e| e.metadata().ok().map(|m| m.len()))
-                    .sum()
-            })
-            .unwrap_or(0)
+        crate::files::incoming_bytes(&self.temp_dir())
     }
 
     /// Its files and the tails of its output, logs and `tags.txt`, for failure diagnostics.

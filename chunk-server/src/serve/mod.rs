@@ -215,12 +215,12 @@ pub(crate) fn handle_connection(
             filename,
             content_sha256,
             offset,
+            length,
         } => serve_chunk(
             &mut conn,
             peer,
             &filename,
-            content_sha256,
-            offset,
+            (content_sha256, offset, length),
             ctx,
             started,
         ),
@@ -263,13 +263,13 @@ fn refuse_busy(conn: &mut Connection, peer: SocketAddr, request: &Request, shutd
     }
 }
 
-/// Answers our chunk request: the header, then the bytes from `offset`; or an error reply.
+/// Answers our chunk request (of content `content_sha256`, `length` bytes from `offset`): the
+/// header, then the bytes; or an error reply.
 fn serve_chunk(
     conn: &mut Connection,
     peer: SocketAddr,
     filename: &str,
-    content_sha256: Option<Digest>,
-    offset: u64,
+    (content_sha256, offset, length): (Option<Digest>, u64, Option<u64>),
     ctx: &ServeContext,
     started: Instant,
 ) -> Result<(), SendError> {
@@ -280,6 +280,7 @@ fn serve_chunk(
         filename,
         content_sha256,
         offset,
+        length,
     ) {
         Ok(chunk) => chunk,
         Err(refusal) => {

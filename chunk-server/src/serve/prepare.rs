@@ -146,6 +146,7 @@ pub(super) fn prepare_chunk(
     filename: &str,
     content_sha256: Option<Digest>,
     offset: u64,
+    length: Option<u64>,
 ) -> Result<PreparedChunk, Refusal> {
     let name = ChunkName::parse(filename)
         .map_err(|e| Refusal::new(Outcome::BadRequest, format!("invalid chunk name: {e}")))?;
@@ -231,7 +232,8 @@ pub(super) fn prepare_chunk(
     };
     file.seek(SeekFrom::Start(start + offset))
         .map_err(|e| Refusal::new(Outcome::Error, format!("cannot read {name}: {e}")))?;
-    let length = size - offset;
+    // A range past the end is cut at the end: the header tells the client what it gets.
+    let length = length.map_or(size - offset, |wanted| wanted.min(size - offset));
     Ok(PreparedChunk {
         name,
         file,

@@ -14,6 +14,7 @@ use shared::CHUNKS_PER_FILE;
 
 use super::error::{io_error, DownloadError};
 use super::placement::Placement;
+use super::receiving::Receiving;
 use crate::catalog::Target;
 
 /// Concatenates the chunks into `temp/.incoming/`, checks the digest, and moves the file into
@@ -42,26 +43,62 @@ pub(super) fn assemble(
             .into_inner()
             .map_err(|e| io_error("write", &assembly)(e.into_error()))?;
         file.sync_all().map_err(io_error("write", &assembly))?;
-        if let Some(expected) = target.sha256 {
-            if digest != expected {
-                return Err(DownloadError::WholeFileMismatch {
-                    expected,
-                    actual: digest,
-                });
-            }
-        }
-        let (dest, already_present) = destination(downloads, &target.name, digest)?;
-        if already_present {
-            let _ = fs::remove_file(&assembly);
-        } else {
-            move_into_place(&assembly, &dest)?;
-        }
+        check_digest(target, digest)?;
+        let (dest, already_present) = into_downloads(&assembly, downloads, &target.name, digest)?;
         Ok((dest, size, digest, already_present))
     })();
     if result.is_err() {
         let _ = fs::remove_file(&assembly);
     }
     result
+}
+
+/// Moves a file received in place ([`Receiving`], its digest `digest` checked by the caller)
+/// into `downloads/`, as [`assemble`] does with an assembled one.
+pub(super) fn place_received(
+    receiving: Receiving,
+    target: &Target,
+    downloads: &Path,
+    size: u64,
+    digest: Digest,
+) -> Result<(PathBuf, u64, Digest, bool), DownloadError> {
+    if let Err(mismatch) = check_digest(target, digest) {
+        // Its chunks all matched a manifest the file contradicts: nothing to continue.
+        receiving.abandon();
+        return Err(mismatch);
+    }
+    let received = receiving.complete()?;
+    let (dest, already_present) = into_downloads(&received, downloads, &target.name, digest)?;
+    Ok((dest, size, digest, already_present))
+}
+
+/// Fails unless `digest` is the content's, when it has one.
+fn check_digest(target: &Target, digest: Digest) -> Result<(), DownloadError> {
+    match target.sha256 {
+        Some(expected) if digest != expected => Err(DownloadError::WholeFileMismatch {
+            expected,
+            actual: digest,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Moves the complete, checked `file` (of content `name`, digest `digest`) to its
+/// [`destination`] in `downloads/`, or removes it when an identical file is already there
+/// (the flag).
+fn into_downloads(
+    file: &Path,
+    downloads: &Path,
+    name: &str,
+    digest: Digest,
+) -> Result<(PathBuf, bool), DownloadError> {
+    let (dest, already_present) = destination(downloads, name, digest)?;
+    if already_present {
+        let _ = fs::remove_file(file);
+    } else {
+        move_into_place(file, &dest)?;
+    }
+    Ok((dest, already_present))
 }
 
 /// The file of `target` when it is already in `downloads/` and the store serves it from there

@@ -22,6 +22,9 @@ pub(super) struct ChunkResult {
     pub(super) source: Option<String>,
     /// The sender's index among the round's holders.
     pub(super) holder: Option<usize>,
+    /// Where the chunk is when it was received into a file of its own although the content is
+    /// received in place (an endgame copy): copied to its place once the round is over.
+    pub(super) copy: Option<std::path::PathBuf>,
 }
 
 impl ChunkResult {
@@ -31,6 +34,7 @@ impl ChunkResult {
             fetched,
             source: None,
             holder: None,
+            copy: None,
         }
     }
 }
@@ -43,16 +47,38 @@ pub(super) struct Flight {
     pub(super) started: Instant,
     /// Cuts it off when another copy wins, or on Ctrl-C.
     pub(super) handle: Arc<CancelHandle>,
+    /// It writes the chunk at its place in the file being received, so it can be split (an
+    /// endgame copy into a file of its own cannot).
+    pub(super) in_file: bool,
 }
 
 impl Flight {
     /// A fetch from `holder` starting now.
-    pub(super) fn start(holder: usize) -> Flight {
+    pub(super) fn start(holder: usize, in_file: bool) -> Flight {
         Flight {
             holder,
             started: Instant::now(),
             handle: Arc::new(CancelHandle::default()),
+            in_file,
         }
+    }
+}
+
+/// A piece of a chunk received in place, handed to another holder than the one whose transfer
+/// started the chunk (see `workers::FetchContext::steal`).
+pub(super) struct Piece {
+    /// Where in the chunk it starts.
+    pub(super) start: u64,
+    /// The transfer fetching it (its `end` says where it stops).
+    pub(super) handle: Arc<CancelHandle>,
+    /// How it ended: `None` while in flight.
+    pub(super) received: Option<bool>,
+}
+
+impl Piece {
+    /// Where in the chunk it ends (moved earlier when it is split again).
+    pub(super) fn end(&self, chunk_len: u64) -> u64 {
+        self.handle.end().min(chunk_len)
     }
 }
 
@@ -65,6 +91,13 @@ pub(super) struct Board {
     pub(super) flights: [Vec<Flight>; CHUNKS_PER_FILE],
     /// Holders that failed each chunk during this download.
     pub(super) failed: [HashSet<usize>; CHUNKS_PER_FILE],
+    /// Pieces of each chunk handed to other holders.
+    pub(super) pieces: [Vec<Piece>; CHUNKS_PER_FILE],
+    /// Chunks received in pieces that did not match: fetched whole from then on, so that a
+    /// holder sending wrong pieces, which cannot be told from the others, costs one fetch.
+    pub(super) unsplit: [bool; CHUNKS_PER_FILE],
+    /// Per holder: its rate in bytes per second over its last finished transfer.
+    pub(super) rates: std::collections::HashMap<usize, u64>,
 }
 
 impl Board {
@@ -95,9 +128,15 @@ impl Board {
         self.flights[position].retain(|f| !Arc::ptr_eq(&f.handle, handle));
     }
 
-    /// Starts a flight for the chunk at `position`, returning its handle.
-    pub(super) fn add_flight(&mut self, position: usize, holder: usize) -> Arc<CancelHandle> {
-        let flight = Flight::start(holder);
+    /// Starts a flight for the chunk at `position`, returning its handle; `in_file` when it
+    /// writes at the chunk's place in the file being received.
+    pub(super) fn add_flight(
+        &mut self,
+        position: usize,
+        holder: usize,
+        in_file: bool,
+    ) -> Arc<CancelHandle> {
+        let flight = Flight::start(holder, in_file);
         let handle = flight.handle.clone();
         self.flights[position].push(flight);
         handle

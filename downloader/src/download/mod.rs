@@ -17,6 +17,7 @@ mod manifest;
 mod placement;
 mod plan;
 mod progress;
+mod receiving;
 mod round;
 mod workers;
 

@@ -121,7 +121,24 @@ impl Placement {
         copy_part_path_in(self.parts_dir(store).as_path(), chunk, holder)
     }
 
-    fn parts_dir(&self, store: &ChunkStore) -> PathBuf {
+    /// Whether chunks of this content are here in any other form than the file being
+    /// received: chunk files or part files an earlier run left, or the file the store serves
+    /// the content from in place. Those are kept, and the chunks assembled as before.
+    pub(super) fn has_chunks(
+        &self,
+        store: &ChunkStore,
+        names: &[ChunkName; CHUNKS_PER_FILE],
+    ) -> bool {
+        names.iter().any(|chunk| {
+            self.chunk_path(store, chunk).exists() || self.part_path(store, chunk).exists()
+        }) || (matches!(self, Placement::Store)
+            && names
+                .first()
+                .is_some_and(|c| in_place(store, c.content()).is_some()))
+    }
+
+    /// Where parts, and the file being received, go.
+    pub(super) fn parts_dir(&self, store: &ChunkStore) -> PathBuf {
         match self {
             Placement::Store => store.incoming_dir(),
             Placement::Private(dir) => dir.clone(),
@@ -273,6 +290,7 @@ pub(super) fn roll_back(
             remove_if_exists(&store.incoming_path(chunk))?;
         }
     }
+    super::receiving::Receiving::discard(&store.incoming_dir(), name);
     store.clean_leftovers(name);
     Ok(())
 }

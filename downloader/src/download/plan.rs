@@ -116,6 +116,36 @@ pub(super) fn vouched_by(holder: &Holder, root: Digest) -> bool {
     holder.root.is_none_or(|r| r == root)
 }
 
+/// A transfer splits for an idle holder keeps at least this much of its range (what it may be
+/// writing while the split is decided: it reads where it must stop before each write of at
+/// most 64 KiB)...
+pub(super) const STEAL_MARGIN: u64 = 128 << 10;
+/// ...and the idle holder gets at least this much.
+pub(super) const MIN_PIECE: u64 = 256 << 10;
+
+/// A rate in bytes per second (at least 1): `bytes` in `elapsed`.
+pub(super) fn rate(bytes: u64, elapsed: Duration) -> u64 {
+    let ms = u64::try_from(elapsed.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    (bytes.saturating_mul(1000) / ms).max(1)
+}
+
+/// Where to cut a transfer at byte `pos` of a range ending at `end`, sending `victim_rate`
+/// bytes per second, so that an idle holder sending `thief_rate` takes the rest and both
+/// finish together: the transfer keeps [`STEAL_MARGIN`] and its share of what is left beyond.
+/// `None` when the idle holder's part would be under [`MIN_PIECE`].
+pub(super) fn split_point(pos: u64, end: u64, victim_rate: u64, thief_rate: u64) -> Option<u64> {
+    let rest = end.checked_sub(pos)?.checked_sub(STEAL_MARGIN)?;
+    let (v, t) = (
+        u128::from(victim_rate.max(1)),
+        u128::from(thief_rate.max(1)),
+    );
+    let share = u64::try_from(u128::from(rest) * v / (v + t)).ok()?;
+    let mid = pos + STEAL_MARGIN + share;
+    (end - mid >= MIN_PIECE).then_some(mid)
+}
+
 /// What the endgame sees of one chunk.
 #[derive(Debug, Clone, Default)]
 pub(super) struct ChunkState {
@@ -186,6 +216,46 @@ impl EndgameView<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_split_lets_both_holders_finish_together() {
+        const MIB: u64 = 1 << 20;
+        // Equal rates: the margin, then half of the rest each.
+        let mid = split_point(0, 20 * MIB, 100, 100).unwrap();
+        assert_eq!(mid, STEAL_MARGIN + (20 * MIB - STEAL_MARGIN) / 2);
+        // A thief three times faster takes three quarters of what is left beyond the margin.
+        let mid = split_point(4 * MIB, 20 * MIB, 100, 300).unwrap();
+        assert_eq!(mid, 4 * MIB + STEAL_MARGIN + (16 * MIB - STEAL_MARGIN) / 4);
+        // Both finish together: what each has left over its rate.
+        let (v, t) = (100u64, 300u64);
+        let kept = mid - 4 * MIB - STEAL_MARGIN;
+        let taken = 20 * MIB - mid;
+        assert!((kept * t).abs_diff(taken * v) <= t + v);
+        // A stalled transfer keeps only the margin.
+        assert_eq!(split_point(0, 10 * MIB, 1, 1 << 30), Some(STEAL_MARGIN));
+        // Too little for a piece, or past the end: no split.
+        assert_eq!(
+            split_point(0, STEAL_MARGIN + MIN_PIECE - 1, 1, 1 << 30),
+            None
+        );
+        assert_eq!(split_point(5 * MIB, 4 * MIB, 1, 1), None);
+        assert_eq!(split_point(0, 2 * MIB, 1 << 30, 1), None);
+        // No rate yet, or absurd ones: no overflow, no panic.
+        assert!(split_point(0, u64::MAX, u64::MAX, u64::MAX).is_some());
+        assert!(split_point(0, 8 * MIB, 0, 0).is_some());
+    }
+
+    #[test]
+    fn rates_are_bytes_per_second_and_never_zero() {
+        assert_eq!(rate(1_000_000, Duration::from_secs(2)), 500_000);
+        assert_eq!(rate(0, Duration::from_secs(1)), 1);
+        assert_eq!(rate(5, Duration::ZERO), 5000);
+        assert_eq!(
+            rate(u64::MAX, Duration::from_millis(1)),
+            u64::MAX,
+            "saturates"
+        );
+    }
     use shared::chunk::ChunkSet;
     use shared::tags::Proto;
     use std::net::SocketAddr;
@@ -305,6 +375,7 @@ mod tests {
     #[test]
     fn expected_chunks_follow_the_manifest() {
         let m = Manifest {
+            states: None,
             name: "f".into(),
             size: 12,
             sha256: Digest::of(b"f"),

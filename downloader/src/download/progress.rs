@@ -94,6 +94,9 @@ pub struct DownloadedFile {
     pub verified: bool,
     /// Whether an identical file was already in `downloads/`.
     pub already_present: bool,
+    /// Whether the file was checked in one pass: every byte hashed once, as it arrived, each
+    /// chunk a proven step of the file's SHA-256 (manifest midstates), the file not read back.
+    pub hashed_once: bool,
     /// `user@address` of every holder that sent a chunk.
     pub sources: BTreeSet<String>,
 }
@@ -135,6 +138,7 @@ mod tests {
             sha256: Digest::of(b"abcdef"),
             verified: true,
             already_present: false,
+            hashed_once: true,
             sources: BTreeSet::new(),
         };
         let event = download_event("a b", &Ok(done)).unwrap();

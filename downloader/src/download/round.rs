@@ -11,22 +11,23 @@ use std::sync::{Condvar, Mutex};
 
 use shared::chunk::{chunk_ranges, ChunkName};
 use shared::digest::Digest;
-use shared::protocol::Manifest;
+use shared::protocol::{ChunkStep, Manifest};
 use shared::shutdown::Shutdown;
 use shared::store::ChunkStore;
 use shared::CHUNKS_PER_FILE;
 
-use super::assemble::assemble;
+use super::assemble::{assemble, place_received};
 use super::board::{Board, ChunkResult};
 use super::config::Config;
-use super::error::DownloadError;
+use super::error::{io_error, DownloadError};
 use super::manifest::{self, NoManifest, Obtained};
 use super::placement::{self, Placement};
 use super::plan;
 use super::progress::{DownloadedFile, Progress};
+use super::receiving::Receiving;
 use super::workers::{FetchContext, WorkerError};
 use crate::catalog::Target;
-use crate::fetch::Fetched;
+use crate::fetch::{check_in_file, Fetched};
 
 /// What every round of one download shares.
 pub(super) struct Round<'a> {
@@ -129,15 +130,57 @@ impl Round<'_> {
         let manifest = obtained.map(|o| &o.manifest);
         let placement = Placement::choose(store, target, obtained)?;
         let expected = plan::expected_chunks(manifest);
+        let steps: [Option<ChunkStep<'_>>; CHUNKS_PER_FILE] =
+            std::array::from_fn(|i| manifest.and_then(|m| m.chunk_step(i)));
+        // With a manifest, chunks go straight to their place in the file, unless an earlier
+        // run left chunk files (or the store serves the content in place): those are kept.
+        let min_free = self.config.net.limits.min_free;
+        let receiving = match manifest {
+            Some(m) if !placement.has_chunks(store, names) => {
+                let dir = placement.parts_dir(store);
+                // The whole file is reserved at once: room for what is not reserved yet.
+                let reserved = Receiving::reserved(&dir, &m.name);
+                placement::check_free_space(
+                    store.root(),
+                    m.size.saturating_sub(reserved),
+                    min_free,
+                )?;
+                Some(Receiving::open(&dir, m)?)
+            }
+            _ => None,
+        };
         let mut board = Board::default();
         for (i, chunk) in names.iter().enumerate() {
             let Some(exp) = expected[i] else { continue };
+            if let Some(receiving) = &receiving {
+                // (An empty chunk is asked for all the same: nothing tells it from one never begun.)
+                if exp.len > 0 && receiving.recorded(i) == exp.len {
+                    let record = |_| {};
+                    let place = receiving.place(i, &record);
+                    match check_in_file(&place, exp, steps[i].as_ref()) {
+                        Ok(Some(fetched)) => {
+                            board.results[i] = Some(ChunkResult::kept(Fetched {
+                                resumed_from: exp.len,
+                                ..fetched
+                            }));
+                            on_progress(&Progress::ChunkKept {
+                                index: chunk.index(),
+                                bytes: exp.len,
+                            });
+                        }
+                        Ok(None) => receiving.record(i, 0),
+                        Err(e) => return Err(io_error("read", receiving.path())(e)),
+                    }
+                }
+                continue;
+            }
             if placement.keeps(store, chunk, exp) {
                 let fetched = Fetched {
                     bytes: exp.len,
                     resumed_from: exp.len,
                     sha256: exp.sha256,
                     verified: true,
+                    step: None,
                 };
                 board.results[i] = Some(ChunkResult::kept(fetched));
                 on_progress(&Progress::ChunkKept {
@@ -150,10 +193,10 @@ impl Round<'_> {
             .filter(|c| board.results[c.position()].is_none())
             .cloned()
             .collect();
-        if let Some(m) = manifest {
+        if let (Some(m), None) = (manifest, &receiving) {
             let ranges = chunk_ranges(m.size);
             let need: u64 = missing.iter().map(|c| ranges[c.position()].len()).sum();
-            placement::check_free_space(store.root(), need, self.config.net.limits.min_free)?;
+            placement::check_free_space(store.root(), need, min_free)?;
         }
         let (implied_empty, missing): (Vec<ChunkName>, Vec<ChunkName>) = (missing.into_iter())
             .partition(|c| plan::implied_empty(&target.holders, c, manifest.is_some()));
@@ -174,6 +217,8 @@ impl Round<'_> {
             store,
             placement: &placement,
             expected: &expected,
+            steps: &steps,
+            receiving: receiving.as_ref(),
             vouching: plan::vouching(&target.holders, root, trusted),
             net: self.config.net.clone(),
             endgame_after: self.config.endgame_after,
@@ -200,9 +245,29 @@ impl Round<'_> {
         let verified = manifest.is_some() && results.iter().all(|r| r.fetched.verified);
         let sources: BTreeSet<String> = results.iter().filter_map(|r| r.source.clone()).collect();
         let downloads = self.config.dir.downloads();
-        let (path, size, sha256, already_present) =
-            assemble(store, &placement, target, names, &downloads)?;
+        let mut hashed_once = false;
+        let (path, size, sha256, already_present) = match receiving {
+            Some(receiving) => {
+                for (i, result) in results.iter().enumerate() {
+                    if let Some(copy) = &result.copy {
+                        receiving.place_copy(i, copy)?;
+                    }
+                }
+                // Every chunk a proven step of the file's SHA-256: the file has it, and is
+                // not read again. Otherwise it is hashed whole, as assembled files are.
+                let proven = results.iter().all(|r| r.fetched.step == Some(true));
+                hashed_once = proven;
+                let digest = match (proven, manifest) {
+                    (true, Some(m)) => m.sha256,
+                    _ => receiving.hash_whole()?,
+                };
+                let size = manifest.map_or(0, |m| m.size);
+                place_received(receiving, target, &downloads, size, digest)?
+            }
+            None => assemble(store, &placement, target, names, &downloads)?,
+        };
         let received = Manifest {
+            states: None,
             name: target.name.clone(),
             size,
             sha256,
@@ -215,6 +280,7 @@ impl Round<'_> {
             sha256,
             verified,
             already_present,
+            hashed_once,
             sources,
         })
     }

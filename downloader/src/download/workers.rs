@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use shared::chunk::ChunkName;
 use shared::events::Outcome;
+use shared::protocol::ChunkStep;
 use shared::shutdown::Shutdown;
 use shared::store::ChunkStore;
 use shared::tags::Proto;
@@ -26,9 +27,14 @@ use shared::CHUNKS_PER_FILE;
 use super::board::{Board, ChunkResult};
 use super::fetch_log::FetchedLog;
 use super::placement::Placement;
+use super::plan;
 use super::progress::Progress;
+use super::receiving::Receiving;
 use crate::catalog::{Holder, Target};
-use crate::fetch::{fetch_chunk, CancelHandle, Expected, FetchError, Fetched, Job, Network};
+use crate::fetch::{
+    check_pieces, fetch_chunk, CancelHandle, Delivery, Dest, Expected, FetchError, Fetched, InFile,
+    Job, Network,
+};
 
 /// How often the thread that reports progress looks at the Ctrl-C flag.
 const CANCEL_POLL: Duration = Duration::from_millis(50);
@@ -38,6 +44,9 @@ const TRANSFERS_EVERY: Duration = Duration::from_millis(100);
 
 /// How long an idle worker waits for a flight to end or age before looking again.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
+
+/// A transfer is split for an idle holder only when it has this much left to receive.
+const MIN_STEAL: u64 = 512 << 10;
 
 /// Why a worker's chunk did not arrive.
 pub(super) enum WorkerError {
@@ -60,6 +69,11 @@ pub(super) struct FetchContext<'a> {
     pub(super) store: &'a ChunkStore,
     pub(super) placement: &'a Placement,
     pub(super) expected: &'a [Option<Expected>; CHUNKS_PER_FILE],
+    /// Each chunk as a step of the file's SHA-256, when the manifest carries midstates.
+    pub(super) steps: &'a [Option<ChunkStep<'a>>; CHUNKS_PER_FILE],
+    /// The file the content is received into, each chunk at its place, when the manifest is
+    /// known; otherwise chunks are received into part files and assembled.
+    pub(super) receiving: Option<&'a Receiving>,
     pub(super) net: Network,
     pub(super) endgame_after: Duration,
     pub(super) shutdown: &'a Shutdown,
@@ -81,10 +95,35 @@ struct Attempt<'a> {
     /// The holder's index in the round.
     holder: usize,
     /// Where the bytes go.
-    part: PathBuf,
-    /// Whether a part file there may be continued (not for endgame copies).
+    dest: Place,
+    /// Whether what an earlier transfer left there may be continued (not for endgame copies).
     resume: bool,
+    /// Bytes of the chunk there before the attempt (continued when `resume`): wrong bytes in
+    /// a continued chunk may be this peer's own (a power cut), so they blame no holder.
+    earlier: u64,
+    /// Only this piece of the chunk (see [`FetchContext::steal`]).
+    range: Option<(u64, u64)>,
     handle: Arc<CancelHandle>,
+}
+
+/// Where an attempt's bytes go.
+enum Place {
+    /// A part file of their own.
+    Part(PathBuf),
+    /// Their place in the file being received ([`FetchContext::receiving`]).
+    InFile,
+}
+
+/// A piece of a chunk in flight, given to an idle holder ([`FetchContext::steal`]).
+struct Stolen {
+    /// The chunk's position.
+    position: usize,
+    /// The holder now fetching the piece.
+    holder: usize,
+    /// Its flight.
+    handle: Arc<CancelHandle>,
+    /// The piece: bytes `start..end` of the chunk.
+    range: (u64, u64),
 }
 
 /// How one attempt ended.
@@ -214,7 +253,9 @@ impl<'a> FetchContext<'a> {
         // an empty answer only when no other holder sends bytes.
         let mut empty_from: Option<usize> = None;
 
-        for &h in candidates {
+        let mut tries = candidates.iter().map(|&h| (h, true)).collect::<Vec<_>>();
+        tries.reverse();
+        while let Some((h, first_try)) = tries.pop() {
             if self.is_done(chunk) {
                 return Ok(());
             }
@@ -241,13 +282,23 @@ impl<'a> FetchContext<'a> {
                 if board.results[chunk.position()].is_some() {
                     return Ok(());
                 }
-                board.add_flight(chunk.position(), h)
+                board.add_flight(chunk.position(), h, self.receiving.is_some())
+            };
+            let (dest, earlier) = match self.receiving {
+                Some(receiving) => (Place::InFile, receiving.recorded(chunk.position())),
+                None => {
+                    let part = self.placement.part_path(self.store, chunk);
+                    let earlier = fs::metadata(&part).map_or(0, |m| m.len());
+                    (Place::Part(part), earlier)
+                }
             };
             let attempt = Attempt {
                 chunk,
                 holder: h,
-                part: self.placement.part_path(self.store, chunk),
+                dest,
                 resume: true,
+                earlier,
+                range: None,
                 handle,
             };
             match self.attempt(&attempt, progress) {
@@ -263,6 +314,10 @@ impl<'a> FetchContext<'a> {
                 }
                 AttemptEnd::Failed(FetchError::Write { path, source }) => {
                     return Err(WorkerError::Local { path, source });
+                }
+                // What was continued did not match: the same holder once more, from byte 0.
+                AttemptEnd::Failed(e) if e.is_bad_data() && earlier > 0 && first_try => {
+                    tries.push((h, false));
                 }
                 AttemptEnd::Failed(_) => {}
             }
@@ -281,7 +336,7 @@ impl<'a> FetchContext<'a> {
 
     /// Runs one attempt and records how it ended on the board, in the log and in the progress.
     fn attempt(&self, attempt: &Attempt<'_>, progress: &SyncSender<Progress>) -> AttemptEnd {
-        let (chunk, h, part) = (attempt.chunk, attempt.holder, attempt.part.as_path());
+        let (chunk, h) = (attempt.chunk, attempt.holder);
         let holder = &self.target.holders[h];
         let position = chunk.position();
         let expected = self.expected[position];
@@ -290,11 +345,57 @@ impl<'a> FetchContext<'a> {
             chunk,
             content_sha256: self.target.sha256,
             expected,
+            step: self.steps[position].as_ref(),
             resume: attempt.resume,
+            range: attempt.range,
+        };
+        let record = |bytes| {
+            if let Some(receiving) = self.receiving {
+                receiving.record(position, bytes);
+            }
+        };
+        let in_file = match (&attempt.dest, self.receiving) {
+            (Place::InFile, Some(receiving)) => Some(receiving.place(position, &record)),
+            _ => None,
+        };
+        let dest = match (&attempt.dest, &in_file) {
+            (Place::Part(part), _) => Dest::Part(part),
+            (Place::InFile, Some(place)) => Dest::InFile(place),
+            (Place::InFile, None) => unreachable!("received in place only with a Receiving"),
         };
         let started = Instant::now();
-        let result = fetch_chunk(&job, part, &self.net, self.shutdown, &attempt.handle);
+        let result = fetch_chunk(&job, dest, &self.net, self.shutdown, &attempt.handle);
+        let (_, reached) = attempt.handle.position();
+        let sent = reached.saturating_sub(attempt.handle.position().0);
+        self.board()
+            .rates
+            .insert(h, plan::rate(sent, started.elapsed()));
+        if attempt.range.is_some() {
+            return self.piece_ended(attempt, result, progress);
+        }
+        // A transfer cut short because other holders were given the rest of the chunk: the
+        // chunk is whole, and checked, once their pieces are in.
+        let split = matches!(result, Ok(Delivery::Piece { .. }));
+        let result = match (result, &in_file) {
+            (Ok(Delivery::Chunk(fetched)), _) => Ok(fetched),
+            (Ok(Delivery::Piece { end, hashed }), Some(place)) => {
+                self.complete_pieces(attempt, place, end, hashed)
+            }
+            (Ok(Delivery::Piece { .. }), None) => {
+                unreachable!("only a chunk received in place is split")
+            }
+            (Err(e), _) => Err(e),
+        };
         let millis = started.elapsed().as_millis();
+        let part = match &attempt.dest {
+            Place::Part(part) => Some(part.as_path()),
+            Place::InFile => None,
+        };
+        let discard = || {
+            if let Some(part) = part {
+                let _ = fs::remove_file(part);
+            }
+        };
         let mut board = self.board();
         board.remove_flight(position, &attempt.handle);
         // A flight ended: endgame helpers waiting for one look again.
@@ -302,25 +403,35 @@ impl<'a> FetchContext<'a> {
         match result {
             Ok(fetched) if fetched.bytes == 0 && expected.is_none() => {
                 drop(board);
-                let _ = fs::remove_file(part);
+                discard();
                 AttemptEnd::EmptyLegacyAnswer
             }
             Ok(fetched) => {
                 if board.results[position].is_some() {
                     drop(board);
-                    let _ = fs::remove_file(part);
+                    discard();
                     return AttemptEnd::Lost;
                 }
-                let dest = self.placement.chunk_path(self.store, chunk);
-                if let Err(source) = fs::rename(part, &dest) {
-                    drop(board);
-                    let _ = fs::remove_file(part);
-                    return AttemptEnd::Failed(FetchError::Write { path: dest, source });
+                let mut copy = None;
+                match (part, self.receiving) {
+                    // Received in place: already where it belongs.
+                    (None, _) => {}
+                    // A copy while the content is received in place: placed after the round.
+                    (Some(part), Some(_)) => copy = Some(part.to_owned()),
+                    (Some(part), None) => {
+                        let dest = self.placement.chunk_path(self.store, chunk);
+                        if let Err(source) = fs::rename(part, &dest) {
+                            drop(board);
+                            discard();
+                            return AttemptEnd::Failed(FetchError::Write { path: dest, source });
+                        }
+                    }
                 }
                 board.results[position] = Some(ChunkResult {
                     fetched,
                     source: Some(holder.label()),
                     holder: Some(h),
+                    copy,
                 });
                 // The other copies in flight are no longer needed.
                 for flight in &board.flights[position] {
@@ -332,21 +443,30 @@ impl<'a> FetchContext<'a> {
             }
             Err(e) => {
                 let superseded = board.results[position].is_some();
+                if split && e.is_bad_data() {
+                    board.unsplit[position] = true;
+                }
                 if !superseded && !matches!(e, FetchError::Cancelled) {
                     board.failed[position].insert(h);
                 }
                 drop(board);
-                // Keep a part file that can be continued (our peers, a known chunk, nothing
-                // wrong in it); anything else is discarded.
+                // Keep what can be continued (our peers, a known chunk, nothing wrong in it);
+                // anything else is discarded.
                 let resumable = matches!(holder.proto, Proto::P2p(_))
                     && expected.is_some()
                     && attempt.resume
                     && !e.is_bad_data()
                     && !superseded;
                 // What arrived before the failure, for the log.
-                let received = Fetched::unverified(fs::metadata(part).map_or(0, |m| m.len()));
+                let received = Fetched::unverified(match part {
+                    Some(part) => fs::metadata(part).map_or(0, |m| m.len()),
+                    None => self.receiving.map_or(0, |r| r.recorded(position)),
+                });
                 if !resumable {
-                    let _ = fs::remove_file(part);
+                    discard();
+                    if part.is_none() && !superseded {
+                        record(0);
+                    }
                 }
                 if superseded {
                     // Say so: a transfer cut short by a faster copy is worth seeing in the log.
@@ -354,25 +474,31 @@ impl<'a> FetchContext<'a> {
                     attempt.failed(Outcome::Superseded, &e);
                     return AttemptEnd::Lost;
                 }
-                self.failed(chunk, h, &received, millis, &e, progress);
+                // Wrong bytes in a chunk received in pieces, or continued, blame nobody in
+                // particular.
+                let continued = (attempt.resume && attempt.earlier > 0) || split;
+                self.failed(chunk, (h, continued), &received, millis, &e, progress);
                 AttemptEnd::Failed(e)
             }
         }
     }
 
     /// A holder failed to deliver `chunk`: avoided when it does not answer or, vouching for the
-    /// manifest, sent wrong bytes; logged and reported unless the fetch was cancelled.
+    /// manifest, sent wrong bytes (into a chunk it sent whole: `continued` says the attempt
+    /// continued bytes already here, which may be what was wrong); logged and reported unless
+    /// the fetch was cancelled.
     fn failed(
         &self,
         chunk: &ChunkName,
-        h: usize,
+        (h, continued): (usize, bool),
         received: &Fetched,
         millis: u128,
         e: &FetchError,
         progress: &SyncSender<Progress>,
     ) {
         let holder = &self.target.holders[h];
-        let blamed = e.is_bad_data() && self.vouching.get(h).copied().unwrap_or(false);
+        let blamed =
+            e.is_bad_data() && !continued && self.vouching.get(h).copied().unwrap_or(false);
         if e.is_unresponsive() || blamed {
             self.avoid(holder.addr);
         }
@@ -435,7 +561,28 @@ impl<'a> FetchContext<'a> {
             }
             let (position, h, handle) = {
                 let mut board = self.board();
-                let avoided = holders.iter().map(|h| self.is_avoided(h.addr)).collect();
+                let avoided: Vec<bool> = holders.iter().map(|h| self.is_avoided(h.addr)).collect();
+                if let Some(stolen) = self.steal(&mut board, &avoided) {
+                    drop(board);
+                    let Ok(names) = ChunkName::all_of(&self.target.name) else {
+                        unreachable!("validated at the start of the download")
+                    };
+                    let attempt = Attempt {
+                        chunk: &names[stolen.position],
+                        holder: stolen.holder,
+                        dest: Place::InFile,
+                        resume: false,
+                        earlier: 0,
+                        range: Some(stolen.range),
+                        handle: stolen.handle,
+                    };
+                    if let AttemptEnd::Failed(FetchError::Write { .. }) =
+                        self.attempt(&attempt, progress)
+                    {
+                        return;
+                    }
+                    continue;
+                }
                 let view = board.endgame_view(holders, avoided, self.endgame_after);
                 if !view.in_flight() {
                     return;
@@ -446,7 +593,7 @@ impl<'a> FetchContext<'a> {
                     let _ = self.changed.wait_timeout(board, IDLE_WAIT);
                     continue;
                 };
-                (position, h, board.add_flight(position, h))
+                (position, h, board.add_flight(position, h, false))
             };
             let Ok(names) = ChunkName::all_of(&self.target.name) else {
                 unreachable!("validated at the start of the download")
@@ -456,14 +603,184 @@ impl<'a> FetchContext<'a> {
             let attempt = Attempt {
                 chunk,
                 holder: h,
-                part: self.placement.copy_part_path(self.store, chunk, h),
+                dest: Place::Part(self.placement.copy_part_path(self.store, chunk, h)),
                 resume: false,
+                earlier: 0,
+                range: None,
                 handle,
             };
             if let AttemptEnd::Failed(FetchError::Write { .. }) = self.attempt(&attempt, progress) {
                 return;
             }
         }
+    }
+
+    /// Splits a transfer in flight so that an idle holder fetches the end of its range
+    /// (content received in place only): the transfer with the most time left (bytes left at
+    /// its rate) is cut where both finish together ([`plan::split_point`]). This is how
+    /// several holders share one chunk, and why a download from three holders is not held up
+    /// by the last of five chunks.
+    fn steal(&self, board: &mut Board, avoided: &[bool]) -> Option<Stolen> {
+        self.receiving?;
+        let holders = &self.target.holders;
+        let idle = |h: usize| {
+            matches!(holders[h].proto, Proto::P2p(_)) && !avoided[h] && !board.is_busy(h)
+        };
+        // The flight with the most time left: (ms left, position, flight, where, end, rate).
+        let mut best: Option<(u64, usize, usize, u64, u64, u64)> = None;
+        for (position, flights) in board.flights.iter().enumerate() {
+            let Some(exp) = self.expected[position] else {
+                continue;
+            };
+            if board.results[position].is_some() || board.unsplit[position] {
+                continue;
+            }
+            for (f, flight) in flights.iter().enumerate() {
+                let (start, pos) = flight.handle.position();
+                let end = flight.handle.end().min(exp.len);
+                let left = end.saturating_sub(pos);
+                if left < MIN_STEAL || !flight.in_file || flight.handle.is_cancelled() {
+                    continue;
+                }
+                let rate = plan::rate(pos.saturating_sub(start), flight.started.elapsed());
+                let ms_left = left.saturating_mul(1000) / rate;
+                if best.is_none_or(|b| ms_left > b.0) {
+                    best = Some((ms_left, position, f, pos, end, rate));
+                }
+            }
+        }
+        let (_, position, f, pos, end, victim_rate) = best?;
+        let index = u8::try_from(position + 1).ok()?;
+        let thief = (0..holders.len())
+            .filter(|&h| idle(h) && holders[h].chunks.contains(index))
+            .filter(|h| !board.failed[position].contains(h))
+            .max_by_key(|h| board.rates.get(h).copied().unwrap_or(0))?;
+        let thief_rate = board.rates.get(&thief).copied().unwrap_or(victim_rate);
+        let mid = plan::split_point(pos, end, victim_rate, thief_rate)?;
+        let victim = board.flights[position][f].handle.clone();
+        victim.cut_at(mid);
+        let handle = board.add_flight(position, thief, true);
+        board.pieces[position].push(super::board::Piece {
+            start: mid,
+            handle: handle.clone(),
+            received: None,
+        });
+        log::info!(
+            "{} takes bytes {mid}..{end} of {}_{} from {}",
+            holders[thief].label(),
+            self.target.name,
+            position + 1,
+            holders[board.flights[position][f].holder].label()
+        );
+        Some(Stolen {
+            position,
+            holder: thief,
+            handle,
+            range: (mid, end),
+        })
+    }
+
+    /// A piece of a chunk ([`Self::steal`]) ended: recorded for the transfer waiting for it
+    /// ([`Self::complete_pieces`]), and logged.
+    fn piece_ended(
+        &self,
+        attempt: &Attempt<'_>,
+        result: Result<Delivery, FetchError>,
+        progress: &SyncSender<Progress>,
+    ) -> AttemptEnd {
+        let position = attempt.chunk.position();
+        let mut board = self.board();
+        board.remove_flight(position, &attempt.handle);
+        let received = result.is_ok();
+        for piece in &mut board.pieces[position] {
+            if Arc::ptr_eq(&piece.handle, &attempt.handle) {
+                piece.received = Some(received);
+            }
+        }
+        drop(board);
+        self.changed.notify_all();
+        match result {
+            Ok(_) => AttemptEnd::Won,
+            Err(e) => {
+                let holder = &self.target.holders[attempt.holder];
+                let (start, reached) = attempt.handle.position();
+                let got = Fetched::unverified(reached.saturating_sub(start));
+                self.failed(attempt.chunk, (attempt.holder, true), &got, 0, &e, progress);
+                log::info!(
+                    "{} did not deliver its piece of {}",
+                    holder.label(),
+                    attempt.chunk
+                );
+                AttemptEnd::Failed(e)
+            }
+        }
+    }
+
+    /// The transfer that started a chunk was cut at `end`, other holders fetching the rest in
+    /// pieces: waits for them, fetches itself any piece that failed, then checks the whole
+    /// chunk (its hash up to `end` continued over the rest, read back from the file).
+    fn complete_pieces(
+        &self,
+        attempt: &Attempt<'_>,
+        place: &InFile<'_>,
+        end: u64,
+        hashed: Option<shared::digest::Hasher>,
+    ) -> Result<Fetched, FetchError> {
+        let position = attempt.chunk.position();
+        let Some(expected) = self.expected[position] else {
+            return Err(FetchError::Protocol(
+                "a chunk of no manifest was split".into(),
+            ));
+        };
+        let Some(hashed) = hashed else {
+            return Err(FetchError::Protocol("a split chunk was not hashed".into()));
+        };
+        loop {
+            let failed: Vec<(u64, u64)> = {
+                let mut board = self.board();
+                while board.pieces[position].iter().any(|p| p.received.is_none()) {
+                    if self.shutdown.is_triggered() || attempt.handle.is_cancelled() {
+                        return Err(FetchError::Cancelled);
+                    }
+                    board = self
+                        .changed
+                        .wait_timeout(board, IDLE_WAIT)
+                        .map_or_else(|p| p.into_inner().0, |(b, _)| b);
+                }
+                let pieces = &mut board.pieces[position];
+                let failed = (pieces.iter())
+                    .filter(|p| p.received == Some(false))
+                    .map(|p| (p.start, p.end(expected.len)))
+                    .collect();
+                pieces.retain(|p| p.received != Some(false));
+                failed
+            };
+            if failed.is_empty() {
+                break;
+            }
+            // What another holder did not deliver, this one fetches.
+            for (start, stop) in failed {
+                let handle = self.board().add_flight(position, attempt.holder, true);
+                let job = Job {
+                    holder: &self.target.holders[attempt.holder],
+                    chunk: attempt.chunk,
+                    content_sha256: self.target.sha256,
+                    expected: Some(expected),
+                    step: None,
+                    resume: false,
+                    range: Some((start, stop)),
+                };
+                let result =
+                    fetch_chunk(&job, Dest::InFile(place), &self.net, self.shutdown, &handle);
+                self.board().remove_flight(position, &handle);
+                self.changed.notify_all();
+                result?;
+            }
+        }
+        self.board().pieces[position].clear();
+        let fetched = check_pieces(place, hashed, end, expected, self.steps[position].as_ref())?;
+        (place.record)(expected.len);
+        Ok(fetched)
     }
 
     /// Keeps an empty chunk from a legacy holder when no holder sent bytes for it.
@@ -484,6 +801,7 @@ impl<'a> FetchContext<'a> {
             fetched,
             source: Some(holder.label()),
             holder: Some(h),
+            copy: None,
         });
         self.delivered(chunk, holder, fetched, 0, progress);
         Ok(())

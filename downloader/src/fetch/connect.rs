@@ -19,16 +19,32 @@ use crate::catalog::Holder;
 
 /// Cancels one fetch from another thread, and tells it how far the fetch got (for the
 /// progress bar: one relaxed store per write, read a few times a second).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CancelHandle {
     cancelled: AtomicBool,
     /// Bytes of the chunk already in the part file when the transfer started.
     resumed: AtomicU64,
-    /// Bytes of the chunk so far, those resumed from included.
+    /// Bytes of the chunk so far, those resumed from included (for a range of the chunk: where
+    /// in the chunk the transfer has got to).
     written: AtomicU64,
+    /// Where in the chunk the transfer stops: its end, or earlier once another holder was
+    /// given the rest ([`CancelHandle::cut_at`]). `u64::MAX` until cut.
+    end: AtomicU64,
     /// A clone of the fetch's socket, written by the fetching thread once connected, taken by
     /// [`CancelHandle::cancel`] to shut it down.
     stream: Mutex<Option<TcpStream>>,
+}
+
+impl Default for CancelHandle {
+    fn default() -> CancelHandle {
+        CancelHandle {
+            cancelled: AtomicBool::new(false),
+            resumed: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            end: AtomicU64::new(u64::MAX),
+            stream: Mutex::new(None),
+        }
+    }
 }
 
 impl CancelHandle {
@@ -54,6 +70,18 @@ impl CancelHandle {
             self.resumed.load(Ordering::Relaxed),
             self.written.load(Ordering::Relaxed),
         )
+    }
+
+    /// Ends the transfer at byte `end` of the chunk, another holder fetching the rest. The
+    /// receiving thread reads it before every write, so it never writes past `end` once this
+    /// returns (a write under way ends below `end` when `end` leaves it room: see the caller).
+    pub fn cut_at(&self, end: u64) {
+        self.end.fetch_min(end, Ordering::SeqCst);
+    }
+
+    /// Where the transfer stops ([`CancelHandle::cut_at`]); `u64::MAX` when not cut.
+    pub fn end(&self) -> u64 {
+        self.end.load(Ordering::SeqCst)
     }
 
     /// The transfer continues a part file of `bytes`.

@@ -6,7 +6,8 @@
 //! - `network`: the settings ([`Network`], [`Limits`], the channel keys);
 //! - `connect`: the connection to a holder (over the encrypted channel on a private network)
 //!   and its [`CancelHandle`];
-//! - `chunk`: one chunk into a part file, checked, resumed where it can be;
+//! - `chunk`: one chunk into a part file or its place in the file, checked, resumed where it
+//!   can be;
 //! - `manifest`: one manifest request;
 //! - `error`: [`FetchError`].
 //!
@@ -18,7 +19,9 @@ mod error;
 mod manifest;
 mod network;
 
-pub use chunk::{fetch_chunk, Expected, Fetched, Job};
+pub use chunk::{
+    check_in_file, check_pieces, fetch_chunk, Delivery, Dest, Expected, Fetched, InFile, Job,
+};
 pub use connect::CancelHandle;
 pub use error::FetchError;
 pub use manifest::fetch_manifest;

@@ -538,6 +538,7 @@ mod tests {
                 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
             ]
             .map(|d| d.parse().unwrap()),
+            states: None,
         };
         let mut chunks: Vec<ChunkName> = Vec::new();
         for name in ["numbers.txt", "ece", "hello.txt"] {

@@ -41,7 +41,7 @@ pub use catalog::{
     Catalog, CatalogDecoder, CatalogEntry, CatalogSummary, DecodedCatalog, MAX_CATALOG_BYTES,
     MAX_CATALOG_LINE,
 };
-pub use content::{ContentMeta, Manifest};
+pub use content::{ChunkStep, ContentMeta, Manifest};
 pub use error::{DecodeError, ErrorCode};
 pub use request::Request;
 pub use response::{Response, MAX_RESPONSE_HEADER};

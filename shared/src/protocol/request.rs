@@ -23,13 +23,17 @@ pub enum Request {
         /// The chunk name as sent (validated by the server).
         filename: String,
     },
-    /// Our request for a chunk, from `offset` on, of the content with digest `content_sha256`
-    /// (when the client knows it): answered by a [`Response`](super::Response) header, then the
-    /// bytes.
+    /// Our request for a chunk, from `offset` on and for `length` bytes (to its end when
+    /// absent), of the content with digest `content_sha256` (when the client knows it):
+    /// answered by a [`Response`](super::Response) header, then the bytes.
+    ///
+    /// Servers older than `length` ignore it and send to the end of the chunk; their header
+    /// says so (its `length`), and a client wanting less reads what it asked for and closes.
     ///
     /// # Format
     /// ```text
     /// {"filename":"photo.png_3","p2p":{"v":1,"sha256":"<content digest>","offset":0}}
+    /// {"filename":"photo.png_3","p2p":{"v":1,"sha256":"<content digest>","offset":4096,"length":65536}}
     /// ```
     Chunk {
         /// The chunk name as sent (validated by the server).
@@ -38,6 +42,8 @@ pub enum Request {
         content_sha256: Option<Digest>,
         /// Where in the chunk to start (0 for the whole chunk).
         offset: u64,
+        /// How many bytes from `offset` (never 0); `None` for all to the chunk's end.
+        length: Option<u64>,
     },
     /// Our request for the [`Manifest`](super::Manifest) of a content: answered by a
     /// [`Response`](super::Response) header only.
@@ -87,6 +93,8 @@ struct RequestExtWire {
     offset: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     catalog: Option<Digest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    length: Option<u64>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -119,6 +127,7 @@ impl Request {
                 filename,
                 content_sha256,
                 offset,
+                length,
             } => RequestWire {
                 filename: Some(filename.clone()),
                 p2p: Some(RequestExtWire {
@@ -127,6 +136,7 @@ impl Request {
                     sha256: *content_sha256,
                     offset: *offset,
                     catalog: None,
+                    length: *length,
                 }),
             },
             Request::Manifest {
@@ -140,6 +150,7 @@ impl Request {
                     sha256: *content_sha256,
                     offset: 0,
                     catalog: None,
+                    length: None,
                 }),
             },
             Request::Catalog { sha256 } => RequestWire {
@@ -150,6 +161,7 @@ impl Request {
                     sha256: None,
                     offset: 0,
                     catalog: Some(*sha256),
+                    length: None,
                 }),
             },
         };
@@ -182,11 +194,14 @@ impl Request {
             RequestWire {
                 filename: Some(filename),
                 p2p: Some(ext),
-            } if ext.manifest.is_none() && ext.catalog.is_none() => Request::Chunk {
-                filename,
-                content_sha256: ext.sha256,
-                offset: ext.offset,
-            },
+            } if ext.manifest.is_none() && ext.catalog.is_none() && ext.length != Some(0) => {
+                Request::Chunk {
+                    filename,
+                    content_sha256: ext.sha256,
+                    offset: ext.offset,
+                    length: ext.length,
+                }
+            }
             RequestWire {
                 filename: None,
                 p2p:
@@ -194,6 +209,7 @@ impl Request {
                         manifest: Some(content),
                         sha256,
                         catalog: None,
+                        length: None,
                         ..
                     }),
             } => Request::Manifest {
@@ -206,13 +222,14 @@ impl Request {
                     Some(RequestExtWire {
                         manifest: None,
                         catalog: Some(sha256),
+                        length: None,
                         ..
                     }),
             } => Request::Catalog { sha256 },
             _ => {
                 return Err(DecodeError::Malformed(
                     "request names not exactly one of a chunk (\"filename\"), a manifest or \
-                     a catalog"
+                     a catalog, or asks for 0 bytes"
                         .into(),
                 ))
             }
@@ -236,11 +253,25 @@ mod tests {
                 filename: "photo.png_3".into(),
                 content_sha256: Some(digest(9)),
                 offset: 0,
+                length: None,
             },
             Request::Chunk {
                 filename: "photo.png_3".into(),
                 content_sha256: None,
                 offset: 12_345,
+                length: None,
+            },
+            Request::Chunk {
+                filename: "photo.png_3".into(),
+                content_sha256: Some(digest(9)),
+                offset: 4_096,
+                length: Some(65_536),
+            },
+            Request::Chunk {
+                filename: "b_5".into(),
+                content_sha256: None,
+                offset: 0,
+                length: Some(u64::MAX),
             },
             Request::Manifest {
                 content: "photo.png".into(),
@@ -330,6 +361,21 @@ mod tests {
     }
 
     #[test]
+    fn a_range_request_is_the_documented_bytes() {
+        let bytes = Request::Chunk {
+            filename: "photo.png_3".into(),
+            content_sha256: None,
+            offset: 4096,
+            length: Some(65536),
+        }
+        .encode();
+        assert_eq!(
+            bytes,
+            br#"{"filename":"photo.png_3","p2p":{"v":1,"offset":4096,"length":65536}}"#
+        );
+    }
+
+    #[test]
     fn request_leaves_trailing_bytes_to_the_caller() {
         let mut bytes = Request::LegacyChunk {
             filename: "a_1".into(),
@@ -387,6 +433,10 @@ mod tests {
             b"{\"p2p\": {\"v\": 1, \"catalog\": \"x\"}}",
             b"{\"p2p\": {\"v\": 1, \"catalog\": null}}",
             b"{\"p2p\": {\"v\": 1, \"catalog\": true}}",
+            b"{\"filename\": \"a_1\", \"p2p\": {\"v\": 1, \"length\": 0}}",
+            b"{\"filename\": \"a_1\", \"p2p\": {\"v\": 1, \"length\": -5}}",
+            b"{\"p2p\": {\"v\": 1, \"manifest\": \"x\", \"length\": 5}}",
+            b"{\"p2p\": {\"v\": 1, \"catalog\": \"abababababababababababababababababababababababababababababababab\", \"length\": 5}}",
             b"\xff\xfe\x00garbage",
             b"}",
         ] {
