@@ -96,7 +96,9 @@ rcvbuf_errors() { in_ns awk '/^Udp:/ { if (!h) { h = 1; for (i = 1; i <= NF; i++
 # port (summed).
 socket_drops() {
     local pid=$1 inodes
-    inodes=$(find "/proc/$pid/fd" -lname 'socket:*' -printf '%l\n' 2>/dev/null | tr -dc '0-9\n' | paste -sd '|')
+    # A descriptor closed while find walks the folder makes it fail: what it found still counts.
+    inodes=$({ find "/proc/$pid/fd" -lname 'socket:*' -printf '%l\n' 2>/dev/null || true; } |
+        tr -dc '0-9\n' | paste -sd '|')
     [ -n "$inodes" ] || { echo 0; return; }
     in_ns awk -v port="$(printf '%04X' "$UDP_PORT")" -v inodes="^($inodes)\$" '
         NR > 1 { split($2, a, ":"); if (a[2] == port && $10 ~ inodes) d += $NF } END { print d + 0 }' /proc/net/udp
