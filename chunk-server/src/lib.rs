@@ -57,16 +57,20 @@ use crate::digest_cache::DigestCache;
 pub use crate::error::Error;
 use crate::listed::{Listed, SHARES_POLL};
 use crate::offered::Offered;
-use crate::serve::{Gate, RateFloor, ServeContext};
+use crate::serve::{Gate, LocalCopies, RateFloor, ServeContext};
 use crate::share::Sharer;
 
 /// Seconds between two scans of the shared files: short, so a file dropped into the share
 /// folder is announced soon; a scan of unchanged files only reads metadata.
 pub const DEFAULT_RESCAN_SECS: u64 = 2;
 
-/// Answers sent at once by default. Each holds a thread, an open file and a send buffer; a
+/// Answers sent at once by default. Each holds a thread and an open file (in plaintext the
+/// kernel sends the bytes by `sendfile`: no buffer of ours, but for a few copies to clients on
+/// this host; over the encrypted channel, its buffers); a
 /// complete request waits for a free one (`serve::SLOT_WAIT`, 10 s), then is refused as `busy`.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+/// Enough for 100 of our downloaders fetching from this server at once (five chunks each), so
+/// that none waits: they give up on a chunk header that takes more than 5 s.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 
 /// Connections accepted by default that have not yet sent a complete request (or wait for a
 /// slot to answer it). Each holds a thread and two descriptors for at most the request
@@ -207,6 +211,7 @@ pub fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> Result<
             log::info!("plaintext requests (legacy peers, peers without the key) are refused");
         }
     }
+    raise_open_files_limit(descriptors_needed(&config));
     let store = ChunkStore::open(dir.temp()).map_err(Error::OpenStore)?;
     let shares = if config.shares.is_empty() {
         let default = dir.default_share_dir();
@@ -269,6 +274,7 @@ pub fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> Result<
         shutdown: shutdown.clone(),
         gate: Gate::new(&trust, dir.root(), config.allow_legacy),
         peer_dir: dir.clone(),
+        local_copies: LocalCopies::default(),
     });
     let admission = Admission::new(Limits {
         max_transfers: config.max_connections,
@@ -279,6 +285,51 @@ pub fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> Result<
     log::info!("stopped");
     Ok(())
 }
+
+/// File descriptors the connection budgets may hold at once: three per connection (its
+/// socket, a second handle on it that shutdown closes, the file it sends), plus a margin for
+/// the listener, the store and the logs.
+fn descriptors_needed(config: &Config) -> u64 {
+    let connections = config.max_connections.saturating_add(config.max_pending);
+    u64::try_from(connections)
+        .unwrap_or(u64::MAX)
+        .saturating_mul(3)
+        .saturating_add(64)
+}
+
+/// Raises the soft limit on open files to `needed`, as far as the hard limit allows: many
+/// systems start programs with a soft limit of 1024, below what the default budgets need
+/// ([`descriptors_needed`]), and a server out of descriptors cannot accept (connections then
+/// wait in the listen queue until others close). Says so when even the hard limit is lower.
+#[cfg(unix)]
+fn raise_open_files_limit(needed: u64) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok(limits) => limits,
+        Err(e) => {
+            log::debug!("cannot read the open-file limit: {e}");
+            return;
+        }
+    };
+    let wanted = needed.clamp(soft, hard);
+    if wanted > soft {
+        match setrlimit(Resource::RLIMIT_NOFILE, wanted, hard) {
+            Ok(()) => log::debug!("open-file limit raised from {soft} to {wanted}"),
+            Err(e) => log::debug!("cannot raise the open-file limit from {soft}: {e}"),
+        }
+    }
+    if hard < needed {
+        log::warn!(
+            "the open-file limit ({hard}) is below the {needed} descriptors the connection \
+             budgets may need: past it, connections wait until others close (raise it with \
+             `ulimit -n`, or lower --max-connections and --max-pending)"
+        );
+    }
+}
+
+/// Elsewhere, the limit is left as it is.
+#[cfg(not(unix))]
+fn raise_open_files_limit(_needed: u64) {}
 
 fn create_dir(path: &std::path::Path) -> Result<(), Error> {
     fs::create_dir_all(path).map_err(|source| Error::CreateDir {

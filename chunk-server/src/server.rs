@@ -22,9 +22,12 @@ use shared::shutdown::Shutdown;
 use crate::admission::{Admission, Turned};
 use crate::serve::{self, ServeContext};
 
-/// How long the accept loop sleeps when no connection is waiting before it looks again, and
-/// at the shutdown flag.
-const ACCEPT_POLL: Duration = Duration::from_millis(20);
+/// How long the accept loop waits for a connection before it looks at the shutdown flag (and
+/// reaps finished handlers). A connection that arrives ends the wait at once.
+const ACCEPT_WAIT: Duration = Duration::from_millis(100);
+
+/// While shutting down, how often the threads left are looked at.
+const REAP_POLL: Duration = Duration::from_millis(20);
 
 /// After an `accept` error (out of file descriptors, say), wait this long before retrying, so
 /// the log is not flooded.
@@ -87,7 +90,7 @@ fn reap_until(workers: &mut Vec<Worker>, deadline: Instant) -> bool {
         if Instant::now() >= deadline {
             return false;
         }
-        thread::sleep(ACCEPT_POLL);
+        thread::sleep(REAP_POLL);
     }
 }
 
@@ -108,7 +111,7 @@ pub(crate) fn run_until_shutdown(
     // The rescan thread saw the flag too; it gets what is left of the same budget.
     let deadline = stopping + SHUTDOWN_LIMIT;
     while !rescan.is_finished() && Instant::now() < deadline {
-        thread::sleep(ACCEPT_POLL);
+        thread::sleep(REAP_POLL);
     }
     if rescan.is_finished() {
         if rescan.join().is_err() {
@@ -136,7 +139,7 @@ fn accept_loop(
         let (stream, peer) = match listener.accept() {
             Ok(accepted) => accepted,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                thread::sleep(ACCEPT_POLL);
+                wait_for_connection(listener, ACCEPT_WAIT);
                 continue;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -184,6 +187,30 @@ fn accept_loop(
         }
     }
     workers
+}
+
+/// Waits until a connection is ready to be accepted on the non-blocking `listener`, or
+/// `timeout` passes: a burst of connections is taken as it arrives, never after a sleep (the
+/// accept loop then accepts until the queue is empty).
+#[cfg(unix)]
+fn wait_for_connection(listener: &TcpListener, timeout: Duration) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+    let wait = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+    if let Err(e) = poll(&mut fds, wait) {
+        if e != nix::errno::Errno::EINTR {
+            // Not expected; never spin on it.
+            log::debug!("cannot wait for connections: {e}");
+            thread::sleep(timeout);
+        }
+    }
+}
+
+/// Without `poll`, the accept loop looks again after a short sleep.
+#[cfg(not(unix))]
+fn wait_for_connection(_listener: &TcpListener, timeout: Duration) {
+    thread::sleep(timeout.min(Duration::from_millis(20)));
 }
 
 /// The `refused` events of connections turned away at accept, at most

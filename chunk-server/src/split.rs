@@ -4,7 +4,9 @@
 //!
 //! [`split_file`] reads the file once, through a few fixed buffers: this thread hashes each
 //! chunk's range while another hashes the whole file from the same buffers, so hashing costs
-//! one read of the file and about the time of one SHA-256 over it on two cores. The manifest is
+//! one read of the file and about the time of one SHA-256 over it on two cores. No buffer spans
+//! two chunks, so the whole-file hasher also records, for free, where it stands as each of
+//! chunks 2 to 5 starts: the manifest's midstates ([`Manifest::states`]). The manifest is
 //! recorded only when the file did not change during the read (same size and modification
 //! time after as before), so the store never describes a mix of two versions. Memory use does
 //! not depend on the file's size. What a killed chunk server left behind is removed at the next
@@ -21,7 +23,7 @@ use std::thread;
 use std::time::{Instant, SystemTime};
 
 use shared::chunk::{chunk_ranges, ChunkName, NameError};
-use shared::digest::{Digest, Hasher};
+use shared::digest::{Digest, Hasher, Midstate};
 use shared::protocol::Manifest;
 use shared::shutdown::Shutdown;
 use shared::store::{ChunkStore, Origin, StoreError, StoredManifest};
@@ -64,32 +66,60 @@ pub(crate) enum SplitOutcome {
     Interrupted,
 }
 
-/// What reading the file gave: the five chunk digests and the whole file's, or why not.
+/// What reading the file gave: the five chunk digests, the whole file's and its midstates at
+/// chunks 2 to 5, or why not.
 enum Hashed {
-    Done([Digest; CHUNKS_PER_FILE], Digest),
+    Done(Box<WholeFile>),
     Changed,
     Interrupted,
 }
 
-/// Hashes the five chunk ranges of `file` (of `size` bytes) and the whole file, in one read.
+/// What hashing a whole file gives, besides the chunk digests.
+struct WholeFile {
+    chunks: [Digest; CHUNKS_PER_FILE],
+    sha256: Digest,
+    states: [Midstate; CHUNKS_PER_FILE - 1],
+}
+
+/// What the reading thread hands the whole-file hasher, in file order.
+enum Piece {
+    /// The next bytes of the file.
+    Bytes(Vec<u8>),
+    /// The next chunk starts here: record where the hash stands.
+    ChunkStart,
+}
+
+/// Hashes the five chunk ranges of `file` (of `size` bytes) and the whole file, in one read,
+/// noting the whole file's midstate as each chunk after the first starts.
 fn hash_ranges(file: &mut File, size: u64, shutdown: &Shutdown) -> io::Result<Hashed> {
     thread::scope(|scope| {
-        let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(BUFFERS);
+        let (full_tx, full_rx) = mpsc::sync_channel::<Piece>(BUFFERS + 1);
         let (free_tx, free_rx) = mpsc::sync_channel::<Vec<u8>>(BUFFERS);
         for _ in 0..BUFFERS {
             let _ = free_tx.send(Vec::with_capacity(SPLIT_BUFFER));
         }
         let whole = scope.spawn(move || {
             let mut whole = Hasher::default();
-            for buf in full_rx {
-                whole.update(&buf);
-                // The reader may have stopped early: a buffer nobody takes back is dropped.
-                let _ = free_tx.send(buf);
+            let mut states = Vec::with_capacity(CHUNKS_PER_FILE - 1);
+            for piece in full_rx {
+                match piece {
+                    Piece::Bytes(buf) => {
+                        whole.update(&buf);
+                        // The reader may have stopped early: a buffer nobody takes back is
+                        // dropped.
+                        let _ = free_tx.send(buf);
+                    }
+                    Piece::ChunkStart => states.push(whole.midstate()),
+                }
             }
-            whole.finish()
+            (whole.finish(), states)
         });
         let mut digests = [Digest::of(b""); CHUNKS_PER_FILE];
-        for (range, digest) in chunk_ranges(size).iter().zip(&mut digests) {
+        for (position, (range, digest)) in chunk_ranges(size).iter().zip(&mut digests).enumerate() {
+            // Every buffer ends at or before its chunk's end, so this falls between buffers.
+            if position > 0 && full_tx.send(Piece::ChunkStart).is_err() {
+                return Err(io::Error::other("the hashing thread stopped"));
+            }
             let mut chunk = Hasher::default();
             let mut remaining = range.len();
             while remaining > 0 {
@@ -107,7 +137,7 @@ fn hash_ranges(file: &mut File, size: u64, shutdown: &Shutdown) -> io::Result<Ha
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {
                         buf.clear();
-                        let _ = full_tx.send(buf);
+                        let _ = full_tx.send(Piece::Bytes(buf));
                         continue;
                     }
                     Err(e) => return Err(e),
@@ -115,17 +145,24 @@ fn hash_ranges(file: &mut File, size: u64, shutdown: &Shutdown) -> io::Result<Ha
                 buf.truncate(n);
                 chunk.update(&buf);
                 remaining -= n as u64;
-                if full_tx.send(buf).is_err() {
+                if full_tx.send(Piece::Bytes(buf)).is_err() {
                     return Err(io::Error::other("the hashing thread stopped"));
                 }
             }
             *digest = chunk.finish();
         }
         drop(full_tx);
-        let whole = whole
+        let (sha256, states) = whole
             .join()
             .map_err(|_| io::Error::other("the hashing thread panicked"))?;
-        Ok(Hashed::Done(digests, whole))
+        let states = states
+            .try_into()
+            .map_err(|_| io::Error::other("a chunk start was not hashed"))?;
+        Ok(Hashed::Done(Box::new(WholeFile {
+            chunks: digests,
+            sha256,
+            states,
+        })))
     })
 }
 
@@ -172,8 +209,8 @@ pub(crate) fn split_file_as(
     let size = before.len();
     let modified = before.modified().map_err(read_err)?;
 
-    let (digests, sha256) = match hash_ranges(&mut file, size, shutdown).map_err(read_err)? {
-        Hashed::Done(digests, whole) => (digests, whole),
+    let hashed = match hash_ranges(&mut file, size, shutdown).map_err(read_err)? {
+        Hashed::Done(hashed) => *hashed,
         Hashed::Changed => return Ok(SplitOutcome::Changed),
         Hashed::Interrupted => return Ok(SplitOutcome::Interrupted),
     };
@@ -191,9 +228,9 @@ pub(crate) fn split_file_as(
     let manifest = Manifest {
         name: name.to_owned(),
         size,
-        sha256,
-        chunks: digests,
-        states: None,
+        sha256: hashed.sha256,
+        chunks: hashed.chunks,
+        states: Some(Box::new(hashed.states)),
     };
     store.save_manifest(&StoredManifest {
         manifest: manifest.clone(),
@@ -294,6 +331,8 @@ pub(crate) mod tests {
         assert_eq!(stored.manifest.name, name);
         assert_eq!(stored.manifest.size, data.len() as u64);
         assert_eq!(stored.manifest.sha256, Digest::of(data));
+        // Midstates included: what a split streams is what the whole file in memory gives.
+        assert_eq!(stored.manifest, Manifest::of_bytes(name, data));
         for (i, (chunk, range)) in chunks
             .iter()
             .zip(chunk_ranges(data.len() as u64))
@@ -378,20 +417,66 @@ pub(crate) mod tests {
     #[test]
     fn hashing_reads_the_chunks_of_awkward_sizes_in_one_pass() {
         let f = fixture();
-        // Sizes around the buffer, so chunk ends fall inside, on and across buffer ends.
+        // Sizes around the buffer, so chunk ends fall inside, on and across buffer ends; and
+        // around SHA-256's 64-byte block, so midstates hold 0 to 63 unhashed bytes.
         for size in [
             0,
             1,
+            4,
             5,
+            64 * 5,
+            64 * 5 + 1,
+            64 * 5 - 1,
+            1000,
             SPLIT_BUFFER * 5,
             SPLIT_BUFFER * 5 + 3,
             SPLIT_BUFFER * 11 + 7,
         ] {
             let path = f.root.join("share").join("x.bin");
             fs::write(&path, pattern(size)).unwrap();
-            split_file(&f.store, "x.bin", &path, &Shutdown::new()).unwrap();
+            let SplitOutcome::Done(manifest) =
+                split_file(&f.store, "x.bin", &path, &Shutdown::new()).unwrap()
+            else {
+                panic!("{size} bytes not split");
+            };
+            let expected = Manifest::of_bytes("x.bin", &pattern(size));
+            assert!(expected.states.is_some());
+            assert_eq!(*manifest, expected, "{size} bytes");
             assert_stored(&f.store, "x.bin", &pattern(size));
         }
+    }
+
+    #[test]
+    fn the_manifests_documented_in_protocol_md_are_what_a_split_records() {
+        // docs/PROTOCOL.md's examples: `seq 1 100000 > numbers.txt`, and `hello world\n`.
+        let numbers: Vec<u8> = (1..=100_000u32)
+            .flat_map(|i| format!("{i}\n").into_bytes())
+            .collect();
+        let doc = include_str!("../../docs/PROTOCOL.md");
+        let f = fixture();
+        let mut missing = Vec::new();
+        for (name, data) in [
+            ("numbers.txt", &numbers[..]),
+            ("hello.txt", b"hello world\n"),
+        ] {
+            let path = f.root.join("share").join(name);
+            fs::write(&path, data).unwrap();
+            let SplitOutcome::Done(manifest) =
+                split_file(&f.store, name, &path, &Shutdown::new()).unwrap()
+            else {
+                panic!("{name} not split");
+            };
+            let answer = shared::protocol::Response::Manifest(*manifest).encode();
+            let line = String::from_utf8(answer).unwrap();
+            if !doc.contains(line.trim_end()) {
+                missing.push(format!("{name} ({} bytes):\n{line}", line.len()));
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "docs/PROTOCOL.md lacks the manifest of {}",
+            missing.join("")
+        );
     }
 
     #[test]

@@ -362,3 +362,66 @@ fn help_lists_every_flag() {
     let bad = Command::new(BIN).arg("--rescan").arg("0").output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn a_chunk_whose_file_changes_while_it_is_sent_ends_in_a_reset_not_a_clean_close() {
+    // 16 MiB chunks: far more than the socket buffers hold, so the send is under way when the
+    // file changes.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("peer");
+    share_sparse(&dir, 80 * 1024 * 1024);
+    let path = dir.join("served_files").join("big.bin");
+    let server = start(&dir, &[]);
+    let mut client = small_window_client(server.addr);
+    client
+        .write_all(br#"{"filename":"big.bin_1","p2p":{"v":1}}"#)
+        .unwrap();
+    let mut header = Vec::new();
+    let mut byte = [0u8; 1];
+    while byte[0] != b'\n' {
+        client.read_exact(&mut byte).unwrap();
+        header.push(byte[0]);
+    }
+    let mut first = vec![0u8; 1024 * 1024];
+    client.read_exact(&mut first).unwrap();
+
+    // The file is rewritten in place, further into the chunk than was sent.
+    let old = fs::metadata(&path).unwrap().modified().unwrap();
+    let mut file = File::options().write(true).open(&path).unwrap();
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(12 * 1024 * 1024)).unwrap();
+    file.write_all(b"changed").unwrap();
+    file.set_modified(old + Duration::from_secs(2)).unwrap();
+    drop(file);
+
+    let mut rest = Vec::new();
+    let end = client.read_to_end(&mut rest);
+    assert!(
+        matches!(&end, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the answer ended with {end:?} after {} bytes, not a reset",
+        first.len() + rest.len()
+    );
+    server.expect_event("served", &[("chunk", "big.bin_1"), ("outcome", "error")]);
+    let events = server.events();
+    let served = testkit::events::matching(&events, "served", &[("chunk", "big.bin_1")]);
+    assert_eq!(
+        served[0].get("reason"),
+        Some("the file changed while it was sent"),
+        "{}",
+        server.log_text()
+    );
+}
+
+/// A client whose receive buffer is small (64 KiB): the server can only send what it reads.
+fn small_window_client(addr: std::net::SocketAddr) -> std::net::TcpStream {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    socket
+        .connect_timeout(&addr.into(), Duration::from_secs(5))
+        .unwrap();
+    let stream: std::net::TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+}

@@ -520,3 +520,106 @@ fn run_reports_a_peer_folder_it_cannot_create() {
         other => panic!("expected CreateDir, got {other:?}"),
     }
 }
+
+#[test]
+fn chunks_and_ranges_of_a_file_served_in_place_arrive_byte_for_byte() {
+    // Large enough that each chunk takes many `sendfile` calls and the chunks start at odd
+    // offsets of the file (5 × 4_000_001 + 3 bytes); served in place from `served_files/`.
+    let data = testkit::files::random_bytes(20_000_008, 12);
+    let (_dir, config) = peer_with(&[("big.bin", &data)]);
+    let server = start_chunk_server(config);
+    let ranges = chunk_ranges(data.len() as u64);
+    let slice = |start: u64, end: u64| {
+        &data[usize::try_from(start).unwrap()..usize::try_from(end).unwrap()]
+    };
+    for (i, range) in ranges.iter().enumerate() {
+        let name = format!("big.bin_{}", i + 1);
+        let expected = slice(range.start, range.end);
+        let legacy = legacy_fetch(server.addr, &name);
+        assert!(
+            Digest::of(&legacy) == Digest::of(expected),
+            "{name}: legacy answer differs"
+        );
+        let (response, body) = p2p_request(
+            server.addr,
+            &Request::Chunk {
+                filename: name.clone(),
+                content_sha256: Some(Digest::of(&data)),
+                offset: 0,
+                length: None,
+            },
+        );
+        assert_eq!(
+            response,
+            Response::Chunk {
+                size: range.len(),
+                length: range.len(),
+                sha256: Digest::of(expected)
+            },
+            "{name}"
+        );
+        assert!(
+            Digest::of(&body) == Digest::of(expected),
+            "{name}: body differs"
+        );
+    }
+    // Ranges inside chunk 4, at offsets that are not page or block multiples, and to the end.
+    let chunk = ranges[3];
+    for (offset, length) in [
+        (1u64, Some(1u64)),
+        (4_095, Some(3_000_001)),
+        (123_457, None),
+        (chunk.len() - 1, Some(10)),
+    ] {
+        let (response, body) = p2p_request(
+            server.addr,
+            &Request::Chunk {
+                filename: "big.bin_4".into(),
+                content_sha256: Some(Digest::of(&data)),
+                offset,
+                length,
+            },
+        );
+        let end = length.map_or(chunk.end, |l| (chunk.start + offset + l).min(chunk.end));
+        let expected = slice(chunk.start + offset, end);
+        assert!(
+            matches!(response, Response::Chunk { length, .. } if length == expected.len() as u64),
+            "offset {offset} length {length:?}: {response:?}"
+        );
+        assert!(
+            Digest::of(&body) == Digest::of(expected),
+            "offset {offset} length {length:?}: body differs"
+        );
+    }
+}
+
+#[test]
+fn the_documented_range_request_and_its_answer_are_what_the_server_does() {
+    // docs/PROTOCOL.md's running example: `seq 1 100000 > numbers.txt`.
+    let data: Vec<u8> = (1..=100_000u32)
+        .flat_map(|i| format!("{i}\n").into_bytes())
+        .collect();
+    let (_dir, config) = peer_with(&[("numbers.txt", &data)]);
+    let server = start_chunk_server(config);
+    let request = Request::Chunk {
+        filename: "numbers.txt_3".into(),
+        content_sha256: Some(Digest::of(&data)),
+        offset: 1000,
+        length: Some(65536),
+    };
+    let (response, body) = p2p_request(server.addr, &request);
+    let doc = include_str!("../../docs/PROTOCOL.md");
+    let request_bytes = String::from_utf8(request.encode()).unwrap();
+    assert!(
+        doc.contains(&request_bytes),
+        "not documented: {request_bytes}"
+    );
+    let header = String::from_utf8(response.encode()).unwrap();
+    assert!(
+        doc.contains(&format!("{}\\n<65536 bytes", header.trim_end())),
+        "not documented: {header}"
+    );
+    let chunk = chunk_ranges(data.len() as u64)[2];
+    let start = usize::try_from(chunk.start + 1000).unwrap();
+    assert!(body == data[start..start + 65536]);
+}

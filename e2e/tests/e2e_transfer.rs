@@ -50,6 +50,13 @@ fn share_download_and_reshare(size: u64, budget: Duration) {
         describe_output(&out)
     );
     assert_same_file(&original, &expected_path);
+    // The chunk server's manifest carries the file's SHA-256 midstates: every chunk was checked
+    // as a step of it as it arrived, and the file was not read again.
+    let client_log = std::fs::read_to_string(c.dir.join(shared::CLIENT_LOG)).unwrap_or_default();
+    assert!(
+        !client_log.contains("hashing the whole file"),
+        "the download should be proven in one pass:\n{client_log}"
+    );
 
     wait_for_served_all(&net, &a, "sample.bin");
     let (fetched, download) = assert_fetched_all(&c, "sample.bin");

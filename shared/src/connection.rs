@@ -180,6 +180,21 @@ impl Connection {
     /// # Errors
     /// When the socket options cannot be set.
     pub fn new(stream: impl Into<Transport>, timeout: Duration) -> io::Result<Connection> {
+        Connection::with_read_buffer(stream, timeout, 64 * 1024)
+    }
+
+    /// [`Connection::new`] with a read buffer of `capacity` bytes. A server, which reads only
+    /// a request of at most [`MAX_REQUEST_BYTES`], wants a small one: the whole buffer is
+    /// written (zeroed) on the first read, so each of hundreds of connections would otherwise
+    /// hold 64 KiB of resident memory.
+    ///
+    /// # Errors
+    /// When the socket options cannot be set.
+    pub fn with_read_buffer(
+        stream: impl Into<Transport>,
+        timeout: Duration,
+        capacity: usize,
+    ) -> io::Result<Connection> {
         let stream = stream.into();
         let tcp = stream.tcp();
         tcp.set_read_timeout(Some(timeout))?;
@@ -187,7 +202,7 @@ impl Connection {
         // Requests and headers are small single writes; do not let Nagle delay them.
         tcp.set_nodelay(true)?;
         Ok(Connection {
-            reader: BufReader::with_capacity(64 * 1024, stream),
+            reader: BufReader::with_capacity(capacity.max(1), stream),
         })
     }
 

@@ -18,7 +18,9 @@
 //! - `refusal`: why a request gets no data, the `refused` event and the protocol's error reply;
 //! - `prepare`: checking a request against the store and opening what it names (the only way
 //!   a request name reaches the file system);
-//! - `send`: sending a body, throttled, with the slow-reader floor ([`RateFloor`]);
+//! - `send`: sending a body (by `sendfile` to another host in plaintext), throttled, with the
+//!   slow-reader floor ([`RateFloor`]); a file served in place that changed meanwhile ends it
+//!   with a reset;
 //! - `catalog`: the catalog request, answered with the catalog the announcer published.
 //!
 //! Hostile clients are bounded at each step: the whole request must arrive within the request
@@ -53,9 +55,10 @@ use shared::IO_IDLE_TIMEOUT;
 
 use self::catalog::serve_catalog;
 pub(crate) use self::gate::Gate;
-use self::prepare::{open_chunk, prepare_chunk, prepare_manifest};
+use self::prepare::{open_chunk, prepare_chunk, prepare_manifest, FileVersion};
 pub(crate) use self::refusal::log_refused;
 use self::refusal::{loggable, read_refusal, Refusal};
+pub(crate) use self::send::LocalCopies;
 pub(crate) use self::send::RateFloor;
 use self::send::{send_file, SendError};
 use crate::admission::Ticket;
@@ -68,6 +71,11 @@ const CLOSE_LINGER: Duration = Duration::from_millis(500);
 
 /// At most this much is read and discarded from a client while closing.
 const DRAIN_LIMIT: usize = 64 * 1024;
+
+/// The read buffer of a connection: a request is at most [`shared::MAX_REQUEST_BYTES`] (4 KiB),
+/// read through a buffer of this size in one or two reads. Each open connection holds one, so it
+/// is kept small (hundreds of clients at once).
+const REQUEST_READ_BUFFER: usize = 4096;
 
 /// How long a complete request waits for a transfer slot before it is refused as `busy`.
 /// Shorter than the clients' idle timeout ([`IO_IDLE_TIMEOUT`]), so they get the refusal
@@ -91,6 +99,8 @@ pub(crate) struct ServeContext {
     pub(crate) shutdown: Shutdown,
     /// Who is answered: the network key, `--allow-legacy`, the allow list.
     pub(crate) gate: Gate,
+    /// The copies to clients on this host under way (the others get `sendfile`).
+    pub(crate) local_copies: LocalCopies,
     /// The peer folder, where the announcer publishes the catalog it announces.
     pub(crate) peer_dir: PeerDir,
 }
@@ -108,7 +118,7 @@ fn log_served(
     let outcome = match result {
         Ok(()) => Outcome::Ok,
         Err(SendError::TooSlow { .. }) => Outcome::TooSlow,
-        Err(SendError::Io(_)) => Outcome::Error,
+        Err(SendError::Io(_) | SendError::Changed) => Outcome::Error,
     };
     let mut event = Event::new("served").with("chunk", name).with("peer", peer);
     // On a private network: the client's proved peer ID.
@@ -124,7 +134,7 @@ fn log_served(
         .with("bytes", sent)
         .with("ms", started.elapsed().as_millis())
         .with("outcome", outcome);
-    if let Err(e @ SendError::TooSlow { .. }) = result {
+    if let Err(e @ (SendError::TooSlow { .. } | SendError::Changed)) = result {
         event = event.with("reason", e);
     }
     log::info!("{event}");
@@ -153,14 +163,15 @@ pub(crate) fn handle_connection(
             return;
         }
     };
-    let mut conn = match Connection::new(transport, ctx.request_timeout) {
-        Ok(conn) => conn,
-        Err(e) => {
-            let reason = format!("cannot set up the connection: {e}");
-            log_refused(peer, Outcome::Error, None, &reason);
-            return;
-        }
-    };
+    let mut conn =
+        match Connection::with_read_buffer(transport, ctx.request_timeout, REQUEST_READ_BUFFER) {
+            Ok(conn) => conn,
+            Err(e) => {
+                let reason = format!("cannot set up the connection: {e}");
+                log_refused(peer, Outcome::Error, None, &reason);
+                return;
+            }
+        };
     let request = match conn.read_request_until(deadline) {
         Ok(request) => request,
         Err(e) => {
@@ -236,7 +247,9 @@ pub(crate) fn handle_connection(
             Ok(())
         }
     };
-    if matches!(result, Err(SendError::TooSlow { .. })) {
+    // A client too slow, or sent bytes of a file that changed meanwhile, is reset: it must
+    // not take what it got for a whole answer.
+    if matches!(result, Err(SendError::TooSlow { .. } | SendError::Changed)) {
         abort(&conn);
     } else {
         close(&mut conn);
@@ -288,16 +301,19 @@ fn serve_chunk(
             return Ok(());
         }
     };
+    // Held until the body is sent.
+    let path = ctx.local_copies.choose(peer.ip());
     let (sent, result) = match conn.write_response(&chunk.header) {
         Ok(()) => send_file(
             conn.stream(),
             &mut chunk.file,
             chunk.length,
-            ctx.max_rate,
-            ctx.min_rate,
+            path.path,
+            (ctx.max_rate, ctx.min_rate),
         ),
         Err(e) => (0, Err(SendError::Io(e))),
     };
+    let result = result.and_then(|()| unchanged(&chunk.file, chunk.version));
     log_served(
         &chunk.name,
         (peer, conn.peer_id()),
@@ -308,6 +324,16 @@ fn serve_chunk(
         &result,
     );
     result
+}
+
+/// After a send: [`SendError::Changed`] when `file` is no longer the `version` its digest
+/// describes (a file served in place, rewritten while it was sent).
+fn unchanged(file: &std::fs::File, version: FileVersion) -> Result<(), SendError> {
+    match version.still_in(file) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(SendError::Changed),
+        Err(e) => Err(SendError::Io(e)),
+    }
 }
 
 /// Answers our manifest request: the manifest as a header line, or an error reply. A sent
@@ -386,13 +412,16 @@ fn serve_legacy(
     };
     match open_chunk(&ctx.store, &name) {
         Ok((mut chunk, _)) => {
+            // Held until the body is sent.
+            let path = ctx.local_copies.choose(peer.ip());
             let (sent, result) = send_file(
                 conn.stream(),
                 &mut chunk.file,
                 chunk.len,
-                ctx.max_rate,
-                ctx.min_rate,
+                path.path,
+                (ctx.max_rate, ctx.min_rate),
             );
+            let result = result.and_then(|()| unchanged(&chunk.file, chunk.version));
             let who = (peer, conn.peer_id());
             log_served(&name, who, "legacy", None, sent, started, &result);
             result

@@ -6,7 +6,8 @@
 //! symbolic link ([`fsutil::open_regular`]).
 
 use std::fs::{File, Metadata};
-use std::io::{Seek, SeekFrom};
+use std::io::{self, Seek, SeekFrom};
+use std::time::SystemTime;
 
 use shared::chunk::{chunk_ranges, nested_name_of_flat, validate_content_name, ChunkName};
 use shared::digest::Digest;
@@ -30,6 +31,37 @@ pub(super) struct OpenedChunk {
     /// The chunk file's metadata, for the digest cache; `None` for a file served in place,
     /// whose manifest always has the digest.
     pub(super) meta: Option<Metadata>,
+    /// `file` as its digest describes it, checked again once the chunk is sent.
+    pub(super) version: FileVersion,
+}
+
+/// The size and modification time of a file whose bytes a digest describes: a file served in
+/// place as it was hashed, a chunk file as it was opened. A send that ends with the file no
+/// longer so ([`FileVersion::still_in`]) may have sent bytes of another version (a file
+/// rewritten in place while it was read), and is aborted rather than completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FileVersion {
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+impl FileVersion {
+    fn of(meta: &Metadata) -> FileVersion {
+        FileVersion {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        }
+    }
+
+    /// Whether the open `file` is still this version: one `fstat`. Pages of the file still
+    /// queued in the socket after a `sendfile` could change after this check; our clients
+    /// verify every chunk's digest, which catches that.
+    ///
+    /// # Errors
+    /// When the file's metadata cannot be read.
+    pub(super) fn still_in(&self, file: &File) -> io::Result<bool> {
+        Ok(FileVersion::of(&file.metadata()?) == *self)
+    }
 }
 
 /// The chunk a request names: `name` itself, or, when the store has no content of that name
@@ -85,6 +117,11 @@ pub(super) fn open_chunk(
                         start: range.start,
                         len: range.len(),
                         meta: None,
+                        // What `open_range` checked the file against.
+                        version: FileVersion {
+                            len: in_place.size,
+                            modified: Some(in_place.modified),
+                        },
                     },
                     stored,
                 )),
@@ -105,6 +142,7 @@ pub(super) fn open_chunk(
                 file,
                 start: 0,
                 len: meta.len(),
+                version: FileVersion::of(&meta),
                 meta: Some(meta),
             },
             stored,
@@ -135,6 +173,8 @@ pub(super) struct PreparedChunk {
     pub(super) length: u64,
     /// The header: size, length and the chunk's digest.
     pub(super) header: Response,
+    /// `file` as the digest in `header` describes it.
+    pub(super) version: FileVersion,
 }
 
 /// Checks an extended chunk request against the store, in the order the protocol gives the
@@ -157,6 +197,7 @@ pub(super) fn prepare_chunk(
         start,
         len: size,
         meta,
+        version,
     } = opened;
     let stored = match stored {
         Ok(stored) => stored,
@@ -243,6 +284,7 @@ pub(super) fn prepare_chunk(
             length,
             sha256,
         },
+        version,
     })
 }
 

@@ -257,6 +257,13 @@ impl Round<'_> {
                 // not read again. Otherwise it is hashed whole, as assembled files are.
                 let proven = results.iter().all(|r| r.fetched.step == Some(true));
                 hashed_once = proven;
+                if !proven {
+                    log::info!(
+                        "{:?}: its chunks were not all checked as steps of the file's SHA-256 \
+                         (a manifest without midstates, or wrong ones); hashing the whole file",
+                        target.name
+                    );
+                }
                 let digest = match (proven, manifest) {
                     (true, Some(m)) => m.sha256,
                     _ => receiving.hash_whole()?,
