@@ -1,5 +1,6 @@
-//! What the announcer knows and says: the last snapshot of the chunk store, the targets, and
-//! the three things it sends (an announcement, an answer to a query, a goodbye).
+//! What the announcer knows and says: the last snapshot of the chunk store and its
+//! [`Shape`] (inline or compact), the targets, and the things it sends (an announcement, the
+//! legacy list beside a compact one, an answer to a query, a goodbye).
 //!
 //! [`crate::run`] owns the clock (when to do each); this module owns the doing, and copes with
 //! the network or the disk saying no: every lasting failure is warned about once
@@ -9,11 +10,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+use shared::catalog_file;
 use shared::chunk::ChunkName;
 use shared::instance::ServerRecord;
 use shared::latch::{Latch, Latches};
 use shared::peer_dir::PeerDir;
 use shared::peers::PeersFile;
+use shared::protocol::CatalogSummary;
 use shared::protocol::{Announcement, AnnouncementExt, Kind, OfferHeard};
 use shared::queries::QueryBox;
 use shared::sends::{unix_now, SendsWatch};
@@ -23,6 +26,8 @@ use shared::trust::Wire;
 use crate::budget::{self, AnswerBudget, Refusal};
 use crate::config::{ChunkPort, Config};
 use crate::ears::Ears;
+use crate::legacy::{LegacyPolicy, Pacer};
+use crate::shape::{self, Shape};
 
 /// Most queries looked at in one poll, from each of the two ways they come (heard directly,
 /// query files), so a flood of them cannot stall the loop; the query files left wait for the
@@ -56,6 +61,16 @@ pub(crate) struct Announcer {
     ears: Ears,
     /// The last snapshot read successfully; what we announce.
     snapshot: Snapshot,
+    /// How `snapshot` is announced, worked out when it changes.
+    shape: Shape,
+    /// The legacy list's rounds, when a compact announcement is to be read by legacy peers
+    /// too ([`crate::legacy`]).
+    legacy: Pacer,
+    /// Chunks that joined the snapshot since the last announcement: what legacy peers are told
+    /// at once between two rounds.
+    legacy_added: Vec<ChunkName>,
+    /// Whether the legacy list was wanted when last looked at, to log when that changes.
+    legacy_wanted: bool,
     /// Contents the last snapshots dropped, to withdraw, with how many more times
     /// ([`WITHDRAW_SENDS`] in all: one lost datagram must not leave them listed until they
     /// expire).
@@ -80,6 +95,8 @@ pub(crate) struct Announcer {
     record_unreadable: Latch,
     /// The store cannot be read.
     store_unreadable: Latch,
+    /// The catalog cannot be published.
+    catalog_unwritable: Latch,
     /// The query folder cannot be read.
     queries_unreadable: Latch,
     /// The targets sends fail to.
@@ -114,6 +131,10 @@ impl Announcer {
             queries,
             ears,
             snapshot: Snapshot::default(),
+            shape: Shape::Inline,
+            legacy: Pacer::default(),
+            legacy_added: Vec::new(),
+            legacy_wanted: false,
             withdrawing: BTreeMap::new(),
             sends: SendsWatch::new(&PeerDir::new(&config.dir)),
             ready_offers: BTreeSet::new(),
@@ -126,6 +147,7 @@ impl Announcer {
             no_server: Latch::default(),
             record_unreadable: Latch::default(),
             store_unreadable: Latch::default(),
+            catalog_unwritable: Latch::default(),
             queries_unreadable: Latch::default(),
             unreachable: Latches::default(),
             too_big: Latches::default(),
@@ -172,6 +194,12 @@ impl Announcer {
                 // Held again: nothing to withdraw any more.
                 self.withdrawing
                     .retain(|name, _| !now.contains(name.as_str()));
+                self.legacy_added
+                    .extend(shape::added(&self.snapshot.chunks, &snapshot.chunks));
+                let (shape, catalog) =
+                    Shape::of(&snapshot, &self.config.username, self.wire.payload_limit());
+                self.publish(shape, &catalog);
+                self.shape = shape;
                 self.snapshot = snapshot;
                 true
             }
@@ -181,6 +209,48 @@ impl Announcer {
                 }
                 false
             }
+        }
+    }
+
+    /// Publishes the catalog of a compact announcement for the chunk server to serve
+    /// ([`catalog_file`]), or withdraws the one published when the announcement is inline.
+    /// A catalog that cannot be written is warned about once; listeners then fail to fetch it
+    /// and keep what they had.
+    fn publish(&mut self, shape: Shape, catalog: &[u8]) {
+        let dir = PeerDir::new(&self.config.dir);
+        let Shape::Compact(summary) = shape else {
+            if matches!(self.shape, Shape::Compact(_)) {
+                catalog_file::withdraw(&dir);
+            }
+            return;
+        };
+        match catalog_file::publish(&dir, catalog, &summary.sha256) {
+            Ok(()) => {
+                if self.catalog_unwritable.reset() {
+                    log::info!("the catalog can be written again");
+                }
+                log::debug!(
+                    "announcing compactly: catalog {} of {} contents ({} bytes)",
+                    summary.sha256.short(16),
+                    summary.count,
+                    catalog.len()
+                );
+            }
+            Err(e) => {
+                if self.catalog_unwritable.trip_because(&e) {
+                    log::warn!(
+                        "cannot write the catalog {}: {e}; our listeners cannot fetch it",
+                        catalog_file::path(&dir, &summary.sha256).display()
+                    );
+                }
+            }
+        }
+    }
+
+    /// Removes the catalog published, if any: the announcer stops.
+    pub(crate) fn withdraw_catalog(&self) {
+        if matches!(self.shape, Shape::Compact(_)) {
+            catalog_file::withdraw(&PeerDir::new(&self.config.dir));
         }
     }
 
@@ -287,11 +357,25 @@ impl Announcer {
         }
     }
 
-    /// The current snapshot, packed into datagrams; none while no chunk server runs.
+    /// The extension of a compact announcement's datagrams: the catalog's summary, no
+    /// contents.
+    fn compact_ext(&self, port: u16, summary: CatalogSummary) -> AnnouncementExt {
+        AnnouncementExt {
+            catalog: Some(summary),
+            ..self.ext(Kind::Announce, port)
+        }
+    }
+
+    /// The current snapshot as datagrams: the inline ones, or the one datagram of a compact
+    /// announcement; none while no chunk server runs.
     fn datagrams(&mut self) -> Vec<Vec<u8>> {
         let Some(port) = self.port else {
             return Vec::new();
         };
+        if let Shape::Compact(summary) = self.shape {
+            let ext = self.compact_ext(port, summary);
+            return vec![Announcement::ours(&self.config.username, &[], ext).encode()];
+        }
         let (datagrams, dropped) = Announcement::pack(
             &self.config.username,
             Some(&self.ext(Kind::Announce, port)),
@@ -314,7 +398,8 @@ impl Announcer {
     /// Sends the current snapshot to every target, after withdrawing the contents no longer
     /// held (so listeners drop them at once, not when they expire; a legacy listener that
     /// shows only a peer's last datagram sees the announcement last); nothing while no chunk
-    /// server runs.
+    /// server runs. A compact announcement tells legacy peers, between two rounds of the
+    /// legacy list, the contents added since the last announcement.
     pub(crate) fn announce(&mut self) {
         self.withdraw();
         if self.port.is_none() {
@@ -326,14 +411,116 @@ impl Announcer {
         let offers = self.offers();
         datagrams.extend(self.offer_datagrams(&offers));
         self.send_all(&datagrams, &targets);
+        let added = std::mem::take(&mut self.legacy_added);
+        let now = Instant::now();
+        if self.legacy_wanted(now) && !self.legacy.may_start(self.config.interval, now) {
+            let at_once = Pacer::send_added(self.legacy_datagrams(&added));
+            self.send_all(&at_once, &targets);
+        }
         let contents: BTreeSet<&str> = self.snapshot.chunks.iter().map(|c| c.content()).collect();
-        log::debug!(
-            "announced {} chunks of {} contents in {} datagrams to {} targets",
-            self.snapshot.chunks.len(),
-            contents.len(),
-            datagrams.len(),
-            targets.len()
+        let bytes: usize = datagrams.iter().map(Vec::len).sum();
+        match self.shape {
+            Shape::Inline => log::debug!(
+                "announced {} chunks of {} contents in {} datagrams ({bytes} bytes) to {} targets",
+                self.snapshot.chunks.len(),
+                contents.len(),
+                datagrams.len(),
+                targets.len()
+            ),
+            Shape::Compact(summary) => log::debug!(
+                "announced the catalog {} of {} contents ({} chunks) in {} datagrams ({bytes} \
+                 bytes) to {} targets",
+                summary.sha256.short(16),
+                summary.count,
+                self.snapshot.chunks.len(),
+                datagrams.len(),
+                targets.len()
+            ),
+        }
+    }
+
+    /// Whether the legacy list is to be sent at `now`: a compact announcement, a chunk server
+    /// to announce, and the policy ([`crate::legacy::LegacyPolicy`]) says so.
+    fn legacy_wanted(&self, now: Instant) -> bool {
+        self.port.is_some()
+            && matches!(self.shape, Shape::Compact(_))
+            && self.config.legacy_list.wants_list(
+                self.wire.is_sealed(),
+                self.ears.legacy_heard().map(|(t, _)| t),
+                now,
+            )
+    }
+
+    /// The legacy-list datagrams of `chunks`: their names in `files`, for legacy listeners,
+    /// and the catalog's summary, so ours read them as the compact announcement they belong
+    /// to (and never as a legacy peer's list).
+    fn legacy_datagrams(&mut self, chunks: &[ChunkName]) -> Vec<Vec<u8>> {
+        let (Some(port), Shape::Compact(summary)) = (self.port, self.shape) else {
+            return Vec::new();
+        };
+        if chunks.is_empty() {
+            return Vec::new();
+        }
+        let ext = self.compact_ext(port, summary);
+        let (datagrams, dropped) = Announcement::pack(
+            &self.config.username,
+            Some(&ext),
+            chunks,
+            &BTreeMap::new(),
+            self.wire.payload_limit(),
         );
+        for name in dropped {
+            let text = name.to_string();
+            if self.too_big.trip(name) {
+                log::warn!("chunk {text} cannot fit in one datagram: not in the legacy list");
+            }
+        }
+        datagrams
+    }
+
+    /// Sends the legacy list's datagrams that are due: starts a round when one may start
+    /// (once per interval), ends it when the list is not wanted any more.
+    pub(crate) fn pace_legacy(&mut self) {
+        let now = Instant::now();
+        let wanted = self.legacy_wanted(now);
+        if wanted != self.legacy_wanted {
+            self.legacy_wanted = wanted;
+            match (wanted, self.ears.legacy_heard()) {
+                (true, Some((_, from))) if self.config.legacy_list == LegacyPolicy::Auto => {
+                    log::info!(
+                        "a legacy peer announced from {from}: sending legacy peers the list of \
+                         chunk names too, paced, while one is heard"
+                    );
+                }
+                (true, _) => log::info!("sending legacy peers the list of chunk names, paced"),
+                (false, _) => log::info!("not sending the list of chunk names to legacy peers"),
+            }
+        }
+        if !wanted {
+            self.legacy.stop();
+            return;
+        }
+        if self.legacy.may_start(self.config.interval, now) {
+            let chunks = self.snapshot.chunks.clone();
+            let round = self.legacy_datagrams(&chunks);
+            log::debug!(
+                "legacy list: {} datagrams over the next {:.0?}",
+                round.len(),
+                self.config.interval.mul_f64(crate::legacy::SPREAD)
+            );
+            self.legacy.start(round, self.config.interval, now);
+            self.legacy_added.clear();
+        }
+        let due = self.legacy.due(now).to_vec();
+        if !due.is_empty() {
+            let targets = self.targets();
+            self.send_all(&due, &targets);
+        }
+    }
+
+    /// When the next datagram of the legacy list is due, if a round is in progress.
+    pub(crate) fn next_legacy(&self) -> Option<Instant> {
+        self.legacy.next_due()
     }
 
     /// Whether contents are still to be withdrawn (again): [`crate::run`] then calls

@@ -5,9 +5,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::Parser;
 use cli_support::{peer_toml, GenerateFlag};
 
+use announcer::legacy::LegacyPolicy;
 use announcer::prompt::{self, Username, UsernameError};
 use announcer::{ChunkPort, Config};
 use shared::peer_dir::PeerDir;
@@ -64,6 +66,14 @@ pub struct Args {
     /// address also gets at most 4 answers at once, then one a second.
     #[arg(long, value_name = "BYTES_PER_SEC", default_value_t = announcer::budget::DEFAULT_ANSWER_RATE)]
     max_answer_rate: u64,
+    /// With many files the announcement is compact (a summary; our listeners fetch the list
+    /// from the chunk server): whether legacy peers still get the list of chunk names, paced
+    /// over the interval: auto = while a legacy peer has been heard in the last 5 minutes, on
+    /// = always, off = never. Never on a private network.
+    #[arg(long, value_name = "WHEN", default_value = "auto",
+          value_parser = PossibleValuesParser::new(["auto", "on", "off"])
+              .map(|s| s.parse::<LegacyPolicy>().unwrap_or_default()))]
+    legacy_list: LegacyPolicy,
     #[command(flatten)]
     pub(crate) generate: GenerateFlag,
     /// Log debugging details.
@@ -124,6 +134,7 @@ impl Args {
             watch: announcer::DEFAULT_WATCH,
             instance: announcer::new_instance_id(),
             answer_rate: self.max_answer_rate,
+            legacy_list: self.legacy_list,
         })
     }
 }

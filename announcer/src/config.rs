@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use shared::digest::Digest;
 use shared::{DEFAULT_ANNOUNCE_INTERVAL_SECS, DEFAULT_ANNOUNCE_PORT, DEFAULT_CHUNK_PORT};
 
+use crate::legacy::LegacyPolicy;
 use crate::{budget, prompt};
 
 /// Default of [`Config::watch`]: a file served in place that is edited or deleted (a download
@@ -47,6 +48,9 @@ pub struct Config {
     /// Bytes per second of answers to queries, all queriers together
     /// (`--max-answer-rate`; 0 = no limit). See [`budget`].
     pub answer_rate: u64,
+    /// When a compact announcement is accompanied by the list of chunk names, for legacy
+    /// listeners (`--legacy-list`). See [`crate::legacy`].
+    pub legacy_list: LegacyPolicy,
 }
 
 impl Default for Config {
@@ -65,6 +69,7 @@ impl Default for Config {
             watch: DEFAULT_WATCH,
             instance: new_instance_id(),
             answer_rate: budget::DEFAULT_ANSWER_RATE,
+            legacy_list: LegacyPolicy::Auto,
         }
     }
 }

@@ -20,27 +20,43 @@
 //! [`budget`](crate::budget) answers each querier once per [`shared::QUERY_ANSWER_GAP`], so it
 //! is answered once.
 //!
+//! # Legacy peers
+//! They also tell whether a legacy peer announces on the LAN (its datagrams carry no `p2p`),
+//! which is when `--legacy-list auto` sends the list of chunk names beside a compact
+//! announcement ([`crate::legacy`]).
+//!
 //! # Cost
 //! These sockets hear every announcement of the LAN too, possibly thousands a minute. Each
-//! datagram is read into a buffer of [`MAX_QUERY_DATAGRAM`] bytes plus one (the kernel drops the
-//! rest of a longer one, which therefore cannot be a query), and only a short one that contains
-//! the bytes `query` is parsed ([`shared::protocol::is_query`]). At most
-//! [`MAX_DATAGRAMS_PER_POLL`] are read per socket per poll; what a flood leaves in the socket
-//! is dropped by the kernel, and those queriers ask again or hear the periodic announcement.
+//! datagram is read into a buffer of [`MAX_LEGACY_DATAGRAM`] bytes plus one (the kernel drops
+//! the rest of a longer one, which therefore can be neither a query nor a legacy
+//! announcement), and only a short one that contains the bytes `query` is parsed as a query
+//! ([`shared::protocol::is_query`]); as a legacy announcement, only one without the bytes
+//! `"p2p"`, at most once a second. At most [`MAX_DATAGRAMS_PER_POLL`] are read per socket per
+//! poll; what a flood leaves in the socket is dropped by the kernel, and those queriers ask
+//! again or hear the periodic announcement.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
 
 use shared::latch::Latches;
-use shared::protocol::{is_query, MAX_QUERY_DATAGRAM};
+use shared::protocol::{is_query, Announcement, MAX_QUERY_DATAGRAM};
 use shared::trust::envelope::now_ms;
-use shared::trust::{Gate, Passed};
+use shared::trust::{is_sealed, Gate, Passed};
 
 use crate::config::Config;
 
 /// Most datagrams read from one socket per poll (every [`crate::QUERY_POLL`]), so a flood of
 /// announcements cannot stall the loop.
 pub const MAX_DATAGRAMS_PER_POLL: usize = 1024;
+
+/// Longest datagram looked at as a legacy announcement: legacy peers keep theirs under 1024
+/// bytes (some of them read no more).
+pub const MAX_LEGACY_DATAGRAM: usize = 1024;
+
+/// A legacy announcement is looked for at most once per this long: one a second is all
+/// `--legacy-list auto` needs to know.
+const LEGACY_LOOK_GAP: Duration = Duration::from_secs(1);
 
 /// Where the announcer listens for queries itself: each of `config.targets` that is a broadcast
 /// address of this host (see the module documentation), once.
@@ -84,6 +100,8 @@ pub(crate) struct Ears {
     failing: Latches<usize>,
     /// On a private network, lets in only sealed, fresh queries of members.
     gate: Gate,
+    /// When and from where a legacy peer's announcement was last heard.
+    legacy_heard: Option<(Instant, SocketAddr)>,
 }
 
 impl Ears {
@@ -102,10 +120,17 @@ impl Ears {
             .collect();
         Ears {
             sockets,
-            buf: vec![0; MAX_QUERY_DATAGRAM + 1],
+            buf: vec![0; MAX_LEGACY_DATAGRAM + 1],
             failing: Latches::default(),
             gate,
+            legacy_heard: None,
         }
+    }
+
+    /// When and from where a legacy peer's announcement was last heard (on an open network;
+    /// on a private one, legacy peers are not looked for).
+    pub(crate) fn legacy_heard(&self) -> Option<(Instant, SocketAddr)> {
+        self.legacy_heard
     }
 
     /// Where queries are heard, for the log.
@@ -124,12 +149,24 @@ impl Ears {
                         if self.failing.reset(&i) {
                             log::info!("hearing queries on {} works again", name(socket));
                         }
+                        let bytes = &self.buf[..n];
                         if n <= MAX_QUERY_DATAGRAM
-                            && admits_query(&mut self.gate, &self.buf[..n], from)
+                            && admits_query(&mut self.gate, bytes, from)
                             && queriers.len() < max
                             && !queriers.contains(&from)
                         {
                             queriers.push(from);
+                        }
+                        let now = Instant::now();
+                        let looked = self
+                            .legacy_heard
+                            .is_some_and(|(t, _)| now.duration_since(t) < LEGACY_LOOK_GAP);
+                        if !looked
+                            && n <= MAX_LEGACY_DATAGRAM
+                            && !self.gate.is_private()
+                            && is_legacy_announcement(bytes)
+                        {
+                            self.legacy_heard = Some((now, from));
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -164,6 +201,16 @@ fn admits_query(gate: &mut Gate, bytes: &[u8], from: SocketAddr) -> bool {
             false
         }
     }
+}
+
+/// Whether `bytes` is a legacy peer's announcement: a JSON object with `username` and
+/// `files` and no `p2p` key (every datagram of ours has one; a sealed one is no legacy peer's
+/// either). Datagrams holding the bytes `"p2p"` are not parsed.
+fn is_legacy_announcement(bytes: &[u8]) -> bool {
+    const OURS: &[u8] = b"\"p2p\"";
+    !bytes.windows(OURS.len()).any(|w| w == OURS)
+        && !is_sealed(bytes)
+        && Announcement::decode(bytes).is_ok_and(|a| a.p2p.is_none())
 }
 
 /// A socket's address, for the log.
@@ -232,5 +279,38 @@ mod tests {
         }
         assert_eq!(got, want);
         assert_eq!(ears.take(64), []);
+        assert_eq!(ears.legacy_heard(), None, "no legacy peer among them");
+    }
+
+    #[test]
+    fn legacy_announcements_are_told_from_ours() {
+        assert!(is_legacy_announcement(
+            br#"{"username": "ece", "files": ["ece_1", "ece_2"]}"#
+        ));
+        assert!(is_legacy_announcement(br#"{"username":"ece","files":[]}"#));
+        assert!(!is_legacy_announcement(&query()));
+        let ours = Announcement::ours("alice", &["a_1"], AnnouncementExt::new(5001, 60));
+        assert!(!is_legacy_announcement(&ours.encode()));
+        assert!(!is_legacy_announcement(b"not json"));
+        assert!(!is_legacy_announcement(br#"{"username":"x"}"#));
+        // Heard on a socket: its time and source are kept.
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = socket.local_addr().unwrap();
+        let mut ears = Ears::new(vec![socket], Gate::new(None, false));
+        let legacy = UdpSocket::bind("127.0.0.1:0").unwrap();
+        legacy
+            .send_to(br#"{"username": "ece", "files": ["ece_1"]}"#, to)
+            .unwrap();
+        for _ in 0..100 {
+            ears.take(64);
+            if ears.legacy_heard().is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(
+            ears.legacy_heard().map(|(_, from)| from),
+            Some(legacy.local_addr().unwrap())
+        );
     }
 }

@@ -18,7 +18,12 @@
 //! - `announcer` holds the state and does the sending: announce, answer, goodbye.
 //! - [`prompt`] settles the name announced (flag, stored file, terminal, host name); the rules
 //!   a name must follow are [`shared::username`]'s.
-//! - [`ears`] hears queries directly; [`budget`] bounds the answers to queries.
+//! - [`ears`] hears queries (and legacy peers) directly; [`budget`] bounds the answers to
+//!   queries.
+//! - [`shape`] decides how the store is announced: inline (the chunk names in the datagrams)
+//!   or, beyond a few datagrams, compact (one datagram naming the catalog, which our listeners
+//!   fetch from the chunk server); [`legacy`] when legacy peers still get the chunk names of a
+//!   compact announcement (`--legacy-list`), and paces them over the interval.
 //!
 //! Each announcement is packed by [`Announcement::pack`](shared::protocol::Announcement::pack) into datagrams of at most
 //! [`shared::MAX_ANNOUNCE_DATAGRAM`] bytes, each a complete legacy-readable message, and every
@@ -55,7 +60,9 @@ mod announcer;
 pub mod budget;
 mod config;
 pub mod ears;
+pub mod legacy;
 pub mod prompt;
+pub mod shape;
 
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
@@ -252,6 +259,7 @@ pub fn run(
             next_queries = now + QUERY_POLL;
             announcer.answer_queries();
         }
+        announcer.pace_legacy();
         // A withdrawal or a new offer still to repeat wakes the loop too.
         let withdraw_at = Some(next_withdraw)
             .filter(|_| announcer.is_withdrawing() || announcer.has_new_offers());
@@ -262,12 +270,14 @@ pub fn run(
             .min(next_announce)
             .min(next_peers)
             .min(next_sends)
-            .min(next_queries);
+            .min(next_queries)
+            .min(announcer.next_legacy().unwrap_or(next_announce));
         if shutdown.sleep(wake.saturating_duration_since(Instant::now()).min(TICK)) {
             break;
         }
     }
     announcer.goodbye();
+    announcer.withdraw_catalog();
     log::info!("stopped");
     Ok(())
 }

@@ -162,7 +162,8 @@ fn announcements_repeat_every_interval() {
 fn large_store_is_split_into_datagrams_that_legacy_listeners_can_read() {
     let dir = tempfile::tempdir().unwrap();
     let mut wanted = BTreeSet::new();
-    for i in 0..60 {
+    // Several datagrams, still few enough to be announced inline (see `shape`).
+    for i in 0..10 {
         let name = format!("holiday photo number {i:03} with a fairly long name.jpeg");
         add_content(dir.path(), &name, name.as_bytes());
         wanted.extend(names_of(&name));
@@ -308,7 +309,7 @@ fn goodbye_goes_to_every_target_and_peer_on_shutdown() {
 fn query_file_is_answered_by_unicast_with_the_whole_announcement_then_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let mut wanted = BTreeSet::new();
-    for i in 0..40 {
+    for i in 0..20 {
         let name = format!("a rather long content name number {i:03}.bin");
         add_content(dir.path(), &name, name.as_bytes());
         wanted.extend(names_of(&name));
@@ -493,7 +494,9 @@ fn queries_from_one_address_are_answered_a_few_times_a_second_whatever_their_por
 fn answers_to_queries_are_bounded_in_bytes_per_second() {
     let dir = tempfile::tempdir().unwrap();
     let mut wanted = BTreeSet::new();
-    for i in 0..200 {
+    // As many as an inline announcement holds (about 14 KB): twenty answers are more than the
+    // budget.
+    for i in 0..40 {
         let name = format!("content-{i:04}.bin");
         add_content(dir.path(), &name, name.as_bytes());
         wanted.extend(names_of(&name));
@@ -520,4 +523,164 @@ fn answers_to_queries_are_bounded_in_bytes_per_second() {
     eprintln!("answer of {answer} bytes; {total} bytes answered in {window:?}; bound {bound}");
     assert!(total >= answer, "not even one answer: {got:?}");
     assert!(total <= bound, "{total} bytes answered in {window:?}");
+}
+
+/// A store of `n` contents, more than an inline announcement holds when `n` is in the hundreds;
+/// returns their chunk names as a legacy listener reads them (`photos%2Fholiday-0000.jpg_1`).
+fn many_contents(dir: &std::path::Path, n: usize) -> BTreeSet<String> {
+    let mut wanted = BTreeSet::new();
+    for i in 0..n {
+        let name = format!("photos/holiday-{i:04}.jpg");
+        add_content(dir, &name, name.as_bytes());
+        for chunk in shared::chunk::ChunkName::all_of(&name).unwrap() {
+            wanted.insert(chunk.to_legacy_string());
+        }
+    }
+    wanted
+}
+
+#[test]
+fn a_large_store_is_announced_by_its_catalog_in_one_datagram_the_chunk_server_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    many_contents(dir.path(), 300);
+    let receiver = Receiver::new();
+    let _announcer = TestAnnouncer::start(Config {
+        interval: Duration::from_millis(500),
+        ..config(dir.path(), &receiver)
+    });
+    let first = receiver.next(PATIENCE).expect("no announcement");
+    let a = &first.announcement;
+    let ext = a.p2p.as_ref().unwrap();
+    let summary = ext.catalog.expect("a compact announcement");
+    assert!(a.files.is_empty() && ext.contents.is_empty(), "{a:?}");
+    assert_eq!(summary.count, 300);
+    assert!(first.len < 400, "{} bytes", first.len);
+    // The catalog it names is published for the chunk server, byte for byte.
+    let peer_dir = shared::peer_dir::PeerDir::new(dir.path());
+    let published = std::fs::read(shared::catalog_file::path(&peer_dir, &summary.sha256))
+        .expect("the catalog announced is published");
+    assert_eq!(shared::digest::Digest::of(&published), summary.sha256);
+    let catalog = shared::protocol::Catalog::decode(&published).unwrap();
+    assert_eq!(catalog.len(), 300);
+    assert!(catalog
+        .entries()
+        .iter()
+        .all(|e| e.chunks.is_complete() && e.meta.is_some()));
+    // No legacy peer heard (auto): every announcement is that one datagram.
+    for _ in 0..3 {
+        let next = receiver.next(PATIENCE).expect("periodic announcement");
+        assert_eq!(next.announcement.p2p.unwrap().catalog, Some(summary));
+        assert!(next.announcement.files.is_empty());
+    }
+    // A content removed: another catalog, published in place of the first.
+    shared::store::ChunkStore::open(dir.path().join("temp"))
+        .unwrap()
+        .remove_content("photos/holiday-0000.jpg")
+        .unwrap();
+    let changed = testkit::wait::wait_until(Instant::now() + PATIENCE, "a new catalog", || {
+        let r = receiver.next(PATIENCE).ok_or("nothing heard")?;
+        let ext = r.announcement.p2p.ok_or("no p2p")?;
+        match ext.catalog {
+            Some(s) if s != summary => Ok(s),
+            _ => Err(format!("{ext:?}")),
+        }
+    });
+    assert_eq!(changed.count, 299);
+    assert!(shared::catalog_file::open(&peer_dir, &changed.sha256).is_ok());
+    assert!(shared::catalog_file::open(&peer_dir, &summary.sha256).is_err());
+}
+
+#[test]
+fn the_legacy_list_of_a_compact_announcement_is_paced_and_read_as_ours() {
+    let dir = tempfile::tempdir().unwrap();
+    let wanted = many_contents(dir.path(), 200);
+    let receiver = Receiver::new();
+    let interval = Duration::from_secs(2);
+    let _announcer = TestAnnouncer::start(Config {
+        interval,
+        legacy_list: announcer::legacy::LegacyPolicy::On,
+        ..config(dir.path(), &receiver)
+    });
+    let started = Instant::now();
+    let got = receiver.until_chunks(&wanted, PATIENCE);
+    let spent = started.elapsed();
+    let mut summary = None;
+    let mut legacy_datagrams = 0;
+    for r in &got {
+        assert!(r.len <= MAX_ANNOUNCE_DATAGRAM, "{} bytes", r.len);
+        let a = &r.announcement;
+        let ext = a.p2p.as_ref().unwrap();
+        // Every datagram names the catalog, so our listeners never take its names as a
+        // legacy peer's; its names are plain (flattened) for legacy listeners.
+        let s = ext.catalog.expect("the summary in every datagram");
+        assert_eq!(*summary.get_or_insert(s), s);
+        assert!(ext.contents.is_empty());
+        assert!(a.files.iter().all(|f| !f.contains('/')), "{:?}", a.files);
+        if !a.files.is_empty() {
+            legacy_datagrams += 1;
+        }
+    }
+    assert!(legacy_datagrams > 10, "{legacy_datagrams} datagrams");
+    // Paced: spread over half the interval, not sent in one burst.
+    assert!(
+        spent >= interval / 4,
+        "{legacy_datagrams} datagrams in {spent:?}"
+    );
+    // The legacy list's names are what a legacy listener reads.
+    let names: BTreeSet<String> = got
+        .iter()
+        .flat_map(|r| r.announcement.files.iter().cloned())
+        .collect();
+    assert!(names.contains("photos%2Fholiday-0007.jpg_3"), "{names:?}");
+}
+
+#[test]
+fn the_legacy_list_is_off_by_policy_and_auto_until_a_legacy_peer_is_heard() {
+    let dir = tempfile::tempdir().unwrap();
+    let wanted = many_contents(dir.path(), 200);
+    for policy in [
+        announcer::legacy::LegacyPolicy::Off,
+        announcer::legacy::LegacyPolicy::Auto,
+    ] {
+        let receiver = Receiver::new();
+        let _announcer = TestAnnouncer::start(Config {
+            interval: Duration::from_millis(500),
+            legacy_list: policy,
+            ..config(dir.path(), &receiver)
+        });
+        let end = Instant::now() + Duration::from_secs(2);
+        let mut heard = 0;
+        while let Some(r) = receiver.next(end.saturating_duration_since(Instant::now())) {
+            assert!(
+                r.announcement.files.is_empty(),
+                "{policy}: {:?}",
+                r.announcement
+            );
+            heard += 1;
+        }
+        assert!(heard >= 2, "{policy}: {heard}");
+    }
+    // `auto` starts the list once the announcer hears a legacy peer on its broadcast address.
+    let (socket, port) = testkit::servers::shared_port_socket();
+    let broadcast = std::net::SocketAddr::from(([127, 255, 255, 255], port));
+    let receiver = Receiver::with_socket(socket);
+    let config = Config {
+        targets: vec![broadcast],
+        interval: Duration::from_secs(2),
+        ..config(dir.path(), &receiver)
+    };
+    let query_sockets = announcer::ears::bind_query_sockets(&config);
+    assert!(!query_sockets.is_empty(), "the announcer hears {broadcast}");
+    let _announcer = TestAnnouncer::start_hearing(config, query_sockets);
+    std::thread::sleep(Duration::from_millis(500));
+    testkit::legacy::legacy_announce(
+        std::net::Ipv4Addr::new(127, 0, 0, 9),
+        broadcast,
+        "ece",
+        &["ece_1".to_owned()],
+    );
+    let got = receiver.until_chunks(&wanted, PATIENCE);
+    assert!(got
+        .iter()
+        .any(|r| r.announcement.username == "alice" && !r.announcement.files.is_empty()));
 }

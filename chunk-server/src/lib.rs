@@ -295,6 +295,7 @@ pub fn run_with_progress(
         digests: DigestCache::default(),
         shutdown: shutdown.clone(),
         gate: Gate::new(&trust, dir.root(), config.allow_legacy),
+        peer_dir: dir.clone(),
         local_copies: LocalCopies::default(),
     });
     let admission = Admission::new(Limits {

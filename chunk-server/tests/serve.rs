@@ -213,6 +213,52 @@ fn manifest_request_returns_the_stored_manifest() {
 }
 
 #[test]
+fn catalog_request_is_answered_with_the_catalog_published_under_that_digest() {
+    let (dir, config) = peer_with(&[("a.txt", b"abc")]);
+    let server = start_chunk_server(config);
+    // What an announcer publishes before it announces the catalog's summary.
+    let snapshot = shared::store::Snapshot {
+        chunks: ChunkName::all_of("a.txt").unwrap().into(),
+        ..shared::store::Snapshot::default()
+    };
+    let (bytes, summary) = snapshot.catalog().encode();
+    let peer_dir = shared::peer_dir::PeerDir::new(dir.path());
+    shared::catalog_file::publish(&peer_dir, &bytes, &summary.sha256).unwrap();
+    let (response, body) = p2p_request(
+        server.addr,
+        &Request::Catalog {
+            sha256: summary.sha256,
+        },
+    );
+    assert_eq!(
+        response,
+        Response::Catalog {
+            count: 1,
+            length: bytes.len() as u64,
+            sha256: summary.sha256,
+        }
+    );
+    assert_eq!(body, bytes);
+    // Another digest (the catalog changed since it was announced): wrong_content, at once.
+    let (response, _) = p2p_request(
+        server.addr,
+        &Request::Catalog {
+            sha256: Digest::of(b"an older catalog"),
+        },
+    );
+    assert_eq!(error_code(&response), Some(ErrorCode::WrongContent));
+    // Withdrawn (the folder announces inline now): the same.
+    shared::catalog_file::withdraw(&peer_dir);
+    let (response, _) = p2p_request(
+        server.addr,
+        &Request::Catalog {
+            sha256: summary.sha256,
+        },
+    );
+    assert_eq!(error_code(&response), Some(ErrorCode::WrongContent));
+}
+
+#[test]
 fn p2p_errors_say_not_found_wrong_content_and_bad_request() {
     let data = pattern(500);
     let (_dir, config) = peer_with(&[("data.bin", &data)]);

@@ -85,6 +85,7 @@ impl RawInput {
             to: None,
             offer: None,
             expires_in: None,
+            catalog: None,
         });
         PackInput {
             username: self.username,

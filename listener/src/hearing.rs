@@ -8,12 +8,16 @@
 //! [`MALFORMED_LOG_GAP`]), a query (passed on to the announcer, [`crate::query`]) or an
 //! announcement for the [`Index`]. What the index limits refused is logged at most once every
 //! [`LIMIT_LOG_GAP`].
+//!
+//! A compact announcement whose catalog the index does not hold is a catalog wanted
+//! ([`crate::catalogs`]): the loop starts its fetch on a thread of its own ([`crate::fetch`]),
+//! collects the outcome in a later turn, and applies what matched its digest.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -24,10 +28,12 @@ use shared::peers::{PeersFile, PEERS_POLL};
 use shared::protocol::{Announcement, Kind, OfferHeard};
 use shared::shutdown::Shutdown;
 use shared::trust::envelope::now_ms;
-use shared::trust::{Gate, NetworkKey, Passed, PeerId, Refused, Trust};
+use shared::trust::{ChannelKeys, Gate, NetworkKey, Passed, PeerId, Refused, Trust};
 use shared::username::sanitize as sanitize_username;
 
+use crate::catalogs::Catalogs;
 use crate::config::Config;
+use crate::fetch::{self, Fetched};
 use crate::inbox::InboxKeeper;
 use crate::index::{self, Index, Limits, Refusals};
 use crate::intake::QueuedBytes;
@@ -56,6 +62,9 @@ pub const MALFORMED_LOG_GAP: Duration = Duration::from_secs(10);
 
 /// Most sources whose malformed datagrams are remembered before the quiet ones are forgotten.
 const MAX_MALFORMED_SOURCES: usize = 1024;
+
+/// While catalogs are being fetched, the loop looks for their outcome at least this often.
+const FETCH_POLL: Duration = Duration::from_millis(50);
 
 /// What one datagram is, once decoded.
 #[derive(Debug)]
@@ -170,6 +179,15 @@ pub(crate) struct Hearing<'a> {
     refused_sources: MalformedSources<(IpAddr, std::mem::Discriminant<Refused>)>,
     /// The offers heard for this peer's user (`DIR/offers.txt`).
     inbox: InboxKeeper,
+    /// The catalogs wanted, and their fetches.
+    catalogs: Catalogs,
+    /// The keys of the transfer channel, on a private network: catalogs are fetched through
+    /// it.
+    channel_keys: Option<ChannelKeys>,
+    /// Where fetching threads send their outcome, and where the loop takes it.
+    fetched: (Sender<Fetched>, Receiver<Fetched>),
+    /// Peers (address and port) whose catalog could not be fetched, for the warnings.
+    fetch_failures: MalformedSources<(IpAddr, u16)>,
 }
 
 impl<'a> Hearing<'a> {
@@ -202,6 +220,10 @@ impl<'a> Hearing<'a> {
             key: trust.key.clone(),
             refused_sources: MalformedSources::default(),
             inbox: InboxKeeper::new(peer),
+            catalogs: Catalogs::default(),
+            channel_keys: trust.channel_keys(),
+            fetched: mpsc::channel(),
+            fetch_failures: MalformedSources::default(),
         }
     }
 }
@@ -216,7 +238,8 @@ impl Hearing<'_> {
         self.querier.schedule(&start_targets, Instant::now());
         let mut next_peers = Instant::now() + PEERS_POLL;
         let mut next_expire = Instant::now() + EXPIRE_EVERY;
-        let mut dirty = false;
+        // The last write failed: write again, whatever the index says.
+        let mut retry = false;
         while !shutdown.is_triggered() {
             let now = Instant::now();
             self.querier.send_due(now);
@@ -225,20 +248,29 @@ impl Hearing<'_> {
                 self.poll_peers(now);
             }
             let mut timeout = RECV_TIMEOUT;
-            if dirty {
+            if retry || self.index.write_due(Utc::now()) {
                 if let Some(wait) = self.writer().and_then(|w| w.wait(now)) {
                     timeout = timeout.min(wait);
                 }
+            } else if let Some(due) = self.index.next_write_due() {
+                let left = (due - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                timeout = timeout.min(left);
             }
             if let Some(due) = self.querier.next_due() {
+                timeout = timeout.min(due.saturating_duration_since(now));
+            }
+            if self.catalogs.fetching() {
+                timeout = timeout.min(FETCH_POLL);
+            }
+            if let Some(due) = self.catalogs.next_due() {
                 timeout = timeout.min(due.saturating_duration_since(now));
             }
             match receiver.recv_timeout(timeout.max(Duration::from_millis(1))) {
                 Ok(first) => {
                     let batch = Instant::now();
-                    dirty |= self.handle(&first);
+                    self.handle(&first);
                     for datagram in receiver.try_iter().take(MAX_BATCH - 1) {
-                        dirty |= self.handle(&datagram);
+                        self.handle(&datagram);
                         if batch.elapsed() >= MAX_BATCH_TIME {
                             break;
                         }
@@ -251,21 +283,26 @@ impl Hearing<'_> {
             self.keep_pins();
             let now = Instant::now();
             self.inbox.tick(now);
+            self.take_fetched(now);
+            self.start_fetches(now);
             if now >= next_expire {
                 next_expire = now + EXPIRE_EVERY;
-                dirty |= self.index.expire(Utc::now());
+                self.index.expire(Utc::now());
+                self.catalogs.expire(now);
             }
             self.report_refusals(now, false);
-            dirty |= !self.check_write();
-            if dirty && self.writer().is_some_and(|w| w.ready(now)) {
+            retry |= !self.check_write();
+            let due = retry || self.index.write_due(Utc::now());
+            if due && self.writer().is_some_and(|w| w.ready(now)) {
                 self.submit();
-                dirty = false;
+                retry = false;
             }
         }
         self.report_refusals(Instant::now(), true);
-        dirty |= !self.check_write();
+        retry |= !self.check_write();
         if let Some(writer) = self.writer.take() {
-            if dirty {
+            // Refreshes not due yet are written too: nothing heard is lost.
+            if retry || self.index.has_unwritten() {
                 writer.submit(self.index.to_tags(Utc::now()));
             }
             if !writer.finish(writer::FINAL_WRITE_WAIT) {
@@ -283,10 +320,11 @@ impl Hearing<'_> {
         self.writer.as_ref()
     }
 
-    /// Hands the writer a snapshot of the index.
-    fn submit(&self) {
-        if let Some(writer) = self.writer() {
+    /// Hands the writer a snapshot of the index, which then has nothing left to write.
+    fn submit(&mut self) {
+        if let Some(writer) = self.writer.as_ref() {
             writer.submit(self.index.to_tags(Utc::now()));
+            self.index.written();
         }
     }
 
@@ -351,23 +389,20 @@ impl Hearing<'_> {
         }
     }
 
-    /// Hears one datagram: into the index, on to the announcer, or into the log. Returns
-    /// whether the index changed.
-    fn handle(&mut self, datagram: &Datagram) -> bool {
+    /// Hears one datagram: into the index (which keeps what is to be written), on to the
+    /// announcer, or into the log.
+    fn handle(&mut self, datagram: &Datagram) {
         let Datagram { bytes, from } = datagram;
         self.queued.taken(bytes.len());
         match hear(bytes, *from, &mut self.gate) {
             Heard::Malformed(why) => {
                 self.warn_malformed(*from, bytes, &why);
-                false
             }
             Heard::Refused(refused) => {
                 self.warn_refused(*from, refused);
-                false
             }
             Heard::Query => {
                 self.asker.ask(*from);
-                false
             }
             Heard::Offer(offer, user, port, signer) => {
                 // An offer in a pinned name from another ID would pass an impostor's file off
@@ -378,22 +413,120 @@ impl Hearing<'_> {
                          belongs to another peer ID",
                         offer.name
                     );
-                    return false;
+                    return;
                 }
                 self.inbox.hear(
                     &offer,
                     &user,
                     SocketAddr::new(from.ip().to_canonical(), port),
                 );
-                false
             }
-            Heard::Announcement(announcement, signer) => self.index.apply_signed(
-                from.ip(),
-                &announcement,
-                signer,
-                self.config.legacy_chunk_port,
-                Utc::now(),
-            ),
+            Heard::Announcement(announcement, signer) => {
+                if let Some(wanted) = self.index.catalog_wanted(from.ip(), &announcement, signer) {
+                    self.catalogs.want(wanted, Instant::now());
+                }
+                if let Some(ext) =
+                    index::readable_extension(&announcement).filter(|e| e.kind == Kind::Goodbye)
+                {
+                    // A fetch of its catalog still running is not to be applied.
+                    self.catalogs.forget(
+                        from.ip().to_canonical(),
+                        &sanitize_username(&announcement.username),
+                        signer,
+                        Some(ext.port),
+                    );
+                }
+                self.index.apply_signed(
+                    from.ip(),
+                    &announcement,
+                    signer,
+                    self.config.legacy_chunk_port,
+                    Utc::now(),
+                );
+            }
+        }
+    }
+
+    /// Starts the catalog fetches that are due, each on a thread of its own.
+    fn start_fetches(&mut self, now: Instant) {
+        for wanted in self.catalogs.start_due(now) {
+            let peer = &wanted.peer;
+            log::debug!(
+                "fetching the catalog {} ({} contents) of {:?} from {}:{}",
+                wanted.summary.sha256.short(16),
+                wanted.summary.count,
+                peer.user,
+                peer.ip,
+                peer.port
+            );
+            let keep = self.index.limits().max_entries_per_source;
+            let done = self.fetched.0.clone();
+            if let Err(e) = fetch::spawn(wanted.clone(), self.channel_keys.clone(), keep, done) {
+                log::warn!("cannot start fetching a catalog: {e}");
+                self.catalogs.finished(&wanted, false, now);
+            }
+        }
+    }
+
+    /// Applies the catalogs fetched since the last call (those still wanted, their bytes
+    /// matching their digest), and warns about the fetches that failed (at most once per peer
+    /// every [`MALFORMED_LOG_GAP`]).
+    fn take_fetched(&mut self, now: Instant) {
+        let outcomes: Vec<Fetched> = self.fetched.1.try_iter().collect();
+        for Fetched {
+            wanted,
+            result,
+            took,
+        } in outcomes
+        {
+            let apply = self.catalogs.finished(&wanted, result.is_ok(), now);
+            let peer = &wanted.peer;
+            match result {
+                Ok(catalog) if apply => {
+                    self.index
+                        .apply_catalog(&wanted, &catalog.entries, Utc::now());
+                    log::debug!(
+                        "applied the catalog {} of {:?} at {}:{}: {} contents in {} ms",
+                        wanted.summary.sha256.short(16),
+                        peer.user,
+                        peer.ip,
+                        peer.port,
+                        catalog.count,
+                        took.as_millis()
+                    );
+                    if (catalog.entries.len() as u64) < catalog.count {
+                        log::warn!(
+                            "the catalog of {:?} at {} lists {} contents: kept the first {}                              (--max-entries-per-source)",
+                            peer.user,
+                            peer.ip,
+                            catalog.count,
+                            catalog.entries.len()
+                        );
+                    }
+                }
+                Ok(_) => log::debug!(
+                    "fetched the catalog {} of {:?} at {}, which it no longer announces",
+                    wanted.summary.sha256.short(16),
+                    peer.user,
+                    peer.ip
+                ),
+                Err(e) => {
+                    let what = format!(
+                        "cannot fetch the catalog {} of {:?} from {}:{}: {e}",
+                        wanted.summary.sha256.short(16),
+                        peer.user,
+                        peer.ip,
+                        peer.port
+                    );
+                    match self.fetch_failures.note((peer.ip, peer.port), now) {
+                        // A catalog that changed since its announcement: the next is on its way.
+                        Some(_) if is_changed(&e) => log::debug!("{what}"),
+                        Some(0) => log::warn!("{what}"),
+                        Some(n) => log::warn!("{what} ({n} more failures not logged before this)"),
+                        None => log::debug!("{what}"),
+                    }
+                }
+            }
         }
     }
 
@@ -481,6 +614,18 @@ impl<K: Eq + std::hash::Hash> MalformedSources<K> {
         self.0.insert(source, (now, 0));
         Some(skipped)
     }
+}
+
+/// Whether a fetch failed only because the catalog changed since it was announced: normal
+/// while the peer's files change, and followed by the announcement of the new one.
+fn is_changed(error: &fetch::FetchError) -> bool {
+    matches!(
+        error,
+        fetch::FetchError::Refused {
+            code: shared::protocol::ErrorCode::WrongContent,
+            ..
+        }
+    )
 }
 
 /// The first [`EXCERPT_BYTES`] of a datagram, escaped, with `…` when there is more.

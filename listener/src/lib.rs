@@ -10,6 +10,9 @@
 //!   what it shows changed.
 //! - `query` sends the start-up query and passes the queries it hears on to this peer's
 //!   announcer.
+//! - `catalogs` decides which catalogs to fetch and when (a peer with many files announces a
+//!   summary of its catalog, not its chunks); `fetch` fetches one from the peer's chunk server
+//!   over TCP and checks it against the digest announced, on a thread of its own.
 //! - `inbox` keeps `DIR/offers.txt`: the offers (`downloader send` elsewhere) heard for this
 //!   peer's user, bounded, answered ones dropped; nothing of an offered content is fetched.
 //! - [`index`] holds the pure logic (apply, expire, render) with an injected clock, and the
@@ -51,7 +54,9 @@
 #![deny(missing_docs)]
 #![warn(clippy::cast_possible_truncation)]
 
+mod catalogs;
 mod config;
+mod fetch;
 mod hearing;
 mod inbox;
 pub mod index;

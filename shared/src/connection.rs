@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::protocol::{DecodeError, Request, Response, MAX_RESPONSE_HEADER};
-use crate::trust::channel::SecureStream;
+use crate::trust::channel::{self, ChannelError, ChannelKeys, SecureStream};
 use crate::trust::PeerId;
 use crate::{IO_IDLE_TIMEOUT, MAX_REQUEST_BYTES};
 
@@ -148,6 +148,17 @@ pub fn dial(
     }
 }
 
+/// Why [`Connection::open`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The encrypted channel could not be opened (another key, another peer, no answer…).
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+    /// The socket options could not be set.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
 /// A TCP connection with protocol-aware reads.
 pub struct Connection {
     reader: BufReader<Transport>,
@@ -192,6 +203,32 @@ impl Connection {
         tcp.set_nodelay(true)?;
         Ok(Connection {
             reader: BufReader::with_capacity(capacity.max(1), stream),
+        })
+    }
+
+    /// Client side: the connection to one of our chunk servers over the connected `stream`,
+    /// the one way every client of ours reaches one (the downloader for chunks and manifests,
+    /// the listener for catalogs). With `secure` (a private network: the channel keys, and the
+    /// peer ID the server announced with, when known) the encrypted channel is opened first,
+    /// within `handshake`, and the server must prove that ID; without, the stream is used as
+    /// it is (an open network, or a legacy server, which knows nothing else). Reads then wait
+    /// at most `read_timeout`.
+    ///
+    /// # Errors
+    /// [`OpenError::Channel`] when the handshake fails, [`OpenError::Io`] when the socket
+    /// options cannot be set.
+    pub fn open(
+        stream: TcpStream,
+        secure: Option<(&ChannelKeys, Option<PeerId>)>,
+        handshake: Duration,
+        read_timeout: Duration,
+    ) -> Result<Connection, OpenError> {
+        Ok(match secure {
+            Some((keys, expected)) => Connection::new(
+                channel::connect(stream, keys, expected, handshake)?,
+                read_timeout,
+            )?,
+            None => Connection::new(stream, read_timeout)?,
         })
     }
 

@@ -8,6 +8,8 @@
 //! - [`connection`]: framing over a `TcpStream`; the only place where the protocol meets I/O.
 //! - [`tags`]: the `tags.txt` index the listener writes and the downloader reads.
 //! - [`store`]: the chunk store (`temp/`) and the manifests that describe its contents.
+//! - [`catalog_file`]: the catalog the announcer announces, published in `.run/` for the chunk
+//!   server to serve.
 //! - [`peer_dir`]: where each file of a peer folder lives.
 //! - [`events`]: the structured lines of `server.log` and `client.log`.
 //! - [`text`]: which characters never reach a terminal raw, and how they are escaped.
@@ -30,6 +32,7 @@
 #![deny(missing_docs)]
 #![warn(clippy::cast_possible_truncation)]
 
+pub mod catalog_file;
 pub mod chunk;
 pub mod connection;
 pub mod digest;

@@ -292,6 +292,13 @@ impl Snapshot {
             offered,
         }
     }
+
+    /// What this snapshot announces as a [`Catalog`](crate::protocol::Catalog): the one rule
+    /// by which the announcer's summary and the chunk server's answer to a catalog request
+    /// agree, byte for byte, on the same store.
+    pub fn catalog(&self) -> crate::protocol::Catalog {
+        crate::protocol::Catalog::from_parts(&self.chunks, &self.metas)
+    }
 }
 
 /// Why the store could not be read or written.

@@ -49,14 +49,14 @@ pub fn legacy_fetch(addr: SocketAddr, chunk: &str) -> Vec<u8> {
     send_raw(addr, request.as_bytes()).expect("legacy fetch")
 }
 
-/// One extended request: the response header and, for a chunk, its body.
+/// One extended request: the response header and, for a chunk or a catalog, its body.
 pub fn p2p_request(addr: SocketAddr, request: &Request) -> (Response, Vec<u8>) {
     let mut conn = Connection::connect_with(addr, None, Duration::from_secs(5), CLIENT_TIMEOUT)
         .expect("connect to the server");
     conn.write_request(request).expect("send the request");
     let response = conn.read_response().expect("read the response header");
     let mut body = Vec::new();
-    if let Response::Chunk { length, .. } = response {
+    if let Response::Chunk { length, .. } | Response::Catalog { length, .. } = response {
         conn.read_body_exact(length, &mut body, &mut |_| {})
             .expect("read the body");
     }

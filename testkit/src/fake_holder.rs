@@ -237,7 +237,7 @@ fn serve(stream: TcpStream, state: &State) {
                 return;
             }
         }
-        Request::LegacyChunk { .. } => {}
+        Request::LegacyChunk { .. } | Request::Catalog { .. } => {}
     }
     conn.shutdown_write();
     idle(&state.stop, Duration::from_millis(500));

@@ -11,7 +11,8 @@
 //! - [`servers`]: chunk server, listener and announcer `run` in a thread of the test.
 //! - [`client`]: raw and extended clients of a chunk server.
 //! - [`announce`]: announcement builders, a UDP peer, a receiver, a flood.
-//! - [`fake_holder`]: one fake holder of our protocol with every misbehaviour.
+//! - [`fake_holder`]: one fake holder of our protocol with every misbehaviour;
+//!   [`fake_catalog`]: a fake chunk server answering catalog requests, honestly or not.
 //! - [`legacy`]: a legacy peer (the course's Python implementations, imitated).
 //! - [`network`], [`node`], [`loopback`], [`netns`]: the host API of the whole-system tests, a
 //!   machine's folder and programs, and its loopback and network-namespace implementations.
@@ -24,6 +25,7 @@
 pub mod announce;
 pub mod client;
 pub mod events;
+pub mod fake_catalog;
 pub mod fake_holder;
 pub mod files;
 pub mod instance;

@@ -241,6 +241,11 @@ impl Peer {
     /// `announcer` bound to this peer's IP, broadcasting to the test's UDP port every
     /// `interval_secs`, announcing this peer's chunk port.
     pub fn start_announcer(&self, username: &str, interval_secs: u64) {
+        self.start_announcer_with(username, interval_secs, &[]);
+    }
+
+    /// [`Peer::start_announcer`] with `extra` flags (`--legacy-list on`, say).
+    pub fn start_announcer_with(&self, username: &str, interval_secs: u64, extra: &[&str]) {
         let args = [
             "--bind".to_owned(),
             self.ip.to_string(),
@@ -255,7 +260,8 @@ impl Peer {
             "--chunk-port".to_owned(),
             self.chunk_port().to_string(),
         ];
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+        args.extend_from_slice(extra);
         self.start(Program::Announcer, &args);
     }
 

@@ -139,6 +139,22 @@ impl TestAnnouncer {
         }
     }
 
+    /// Starts an announcer sending from `127.0.0.1:<free port>` (allowed to broadcast) that
+    /// also hears queries and legacy peers on `query_sockets`
+    /// ([`announcer::ears::bind_query_sockets`]).
+    pub fn start_hearing(
+        config: announcer::Config,
+        query_sockets: Vec<UdpSocket>,
+    ) -> TestAnnouncer {
+        let socket =
+            bind_udp_shared(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).expect("bind 127.0.0.1:0");
+        TestAnnouncer {
+            running: InProcess::spawn(false, move |shutdown| {
+                announcer::run(socket, query_sockets, config, shutdown)
+            }),
+        }
+    }
+
     /// Stops the announcer and returns what `run` returned.
     pub fn stop(self) -> Result<(), announcer::Error> {
         self.running.stop()

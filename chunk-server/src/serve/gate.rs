@@ -119,6 +119,20 @@ impl Gate {
         }
     }
 
+    /// Whether a request for what this peer lists (its catalog) that came over a transport
+    /// whose client proved `id` may be answered: as [`Gate::admit`], except that every member
+    /// of the network may, whatever the allow list says. Members read the same list in the
+    /// sealed announcements; the allow list bounds downloads, not listing.
+    ///
+    /// # Errors
+    /// The refusal to answer with.
+    pub(super) fn admit_listing(&self, id: Option<PeerId>) -> Result<(), Refusal> {
+        match id {
+            Some(_) if self.keys.is_some() => Ok(()),
+            _ => self.admit(id),
+        }
+    }
+
     /// Logs a refusal of the gate's, unless too many were logged lately.
     pub(super) fn log(&self, peer: SocketAddr, chunk: Option<&str>, refusal: &Refusal) {
         let Ok(mut budget) = self.log_budget.lock() else {
@@ -219,5 +233,11 @@ mod tests {
         let refusal = gate.admit(Some(bob)).unwrap_err();
         assert_eq!(refusal.outcome, Outcome::NotAllowed);
         assert!(refusal.reason.contains(&bob.to_string()));
+        // Listing is not downloading: every member may read the catalog.
+        assert!(gate.admit_listing(Some(bob)).is_ok());
+        assert_eq!(
+            gate.admit_listing(None).unwrap_err().outcome,
+            Outcome::PrivateNetwork
+        );
     }
 }

@@ -5,7 +5,8 @@
 //!   when the name is invalid or the chunk missing (legacy clients know no error reply);
 //! - our chunk request, answered with a [`Response`] header and then exactly the announced bytes
 //!   from the requested offset;
-//! - our manifest request, answered with a header only.
+//! - our manifest request, answered with a header only;
+//! - our catalog request, answered with a header and the catalog's bytes (`catalog`).
 //!
 //! Every outcome is logged as one `served` or `refused` event ([`Event`]) with the fields
 //! `docs/ARCHITECTURE.md` lists, its `outcome` a word of [`Outcome`].
@@ -19,7 +20,8 @@
 //!   a request name reaches the file system);
 //! - `send`: sending a body (by `sendfile` to another host in plaintext), throttled, with the
 //!   slow-reader floor ([`RateFloor`]); a file served in place that changed meanwhile ends it
-//!   with a reset.
+//!   with a reset;
+//! - `catalog`: the catalog request, answered with the catalog the announcer published.
 //!
 //! Hostile clients are bounded at each step: the whole request must arrive within the request
 //! deadline, counted from accept; an answer waits at most [`SLOT_WAIT`] for a transfer slot
@@ -30,6 +32,7 @@
 //! This module neither accepts connections nor counts them: `server` and [`crate::admission`]
 //! do. Failures here concern one client and are logged, never returned.
 
+mod catalog;
 mod gate;
 mod prepare;
 mod refusal;
@@ -43,12 +46,14 @@ use shared::chunk::ChunkName;
 use shared::connection::Connection;
 use shared::digest::Digest;
 use shared::events::{Event, Outcome};
+use shared::peer_dir::PeerDir;
 use shared::protocol::{Request, Response};
 use shared::shutdown::Shutdown;
 use shared::store::ChunkStore;
 use shared::trust::PeerId;
 use shared::IO_IDLE_TIMEOUT;
 
+use self::catalog::serve_catalog;
 pub(crate) use self::gate::Gate;
 use self::prepare::{open_chunk, prepare_chunk, prepare_manifest, FileVersion};
 pub(crate) use self::refusal::log_refused;
@@ -96,6 +101,8 @@ pub(crate) struct ServeContext {
     pub(crate) gate: Gate,
     /// The copies to clients on this host under way (the others get `sendfile`).
     pub(crate) local_copies: LocalCopies,
+    /// The peer folder, where the announcer publishes the catalog it announces.
+    pub(crate) peer_dir: PeerDir,
 }
 
 /// Logs one `served` event: what was sent to whom, how much, how fast, and how it ended.
@@ -177,7 +184,12 @@ pub(crate) fn handle_connection(
             return;
         }
     };
-    if let Err(refusal) = ctx.gate.admit(conn.peer_id()) {
+    let admitted = match &request {
+        // A list every member reads in the announcements anyway: not bound by the allow list.
+        Request::Catalog { .. } => ctx.gate.admit_listing(conn.peer_id()),
+        _ => ctx.gate.admit(conn.peer_id()),
+    };
+    if let Err(refusal) = admitted {
         match &request {
             // All a legacy client understands: the close (a missing chunk, to it).
             Request::LegacyChunk { filename } => ctx.gate.log(peer, Some(filename), &refusal),
@@ -185,7 +197,7 @@ pub(crate) fn handle_connection(
                 ctx.gate.log(peer, Some(filename), &refusal);
                 reply_error(&mut conn, peer, &refusal);
             }
-            Request::Manifest { .. } => {
+            Request::Manifest { .. } | Request::Catalog { .. } => {
                 ctx.gate.log(peer, None, &refusal);
                 reply_error(&mut conn, peer, &refusal);
             }
@@ -230,6 +242,10 @@ pub(crate) fn handle_connection(
             serve_manifest(&mut conn, peer, &content, content_sha256, ctx);
             Ok(())
         }
+        Request::Catalog { sha256 } => {
+            serve_catalog(&mut conn, peer, sha256, ctx);
+            Ok(())
+        }
     };
     // A client too slow, or sent bytes of a file that changed meanwhile, is reset: it must
     // not take what it got for a whole answer.
@@ -254,7 +270,9 @@ fn refuse_busy(conn: &mut Connection, peer: SocketAddr, request: &Request, shutd
             log_refused(peer, refusal.outcome, Some(filename), &refusal.reason);
         }
         Request::Chunk { filename, .. } => refuse_p2p(conn, peer, Some(filename), &refusal),
-        Request::Manifest { .. } => refuse_p2p(conn, peer, None, &refusal),
+        Request::Manifest { .. } | Request::Catalog { .. } => {
+            refuse_p2p(conn, peer, None, &refusal)
+        }
     }
 }
 

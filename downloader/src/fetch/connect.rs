@@ -10,9 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use shared::connection::{self, Connection};
+use shared::connection::{self, Connection, OpenError};
 use shared::tags::Proto;
-use shared::trust::channel;
 
 use super::error::FetchError;
 use super::network::Network;
@@ -126,25 +125,19 @@ pub(crate) fn connect(
     if let Ok(clone) = stream.try_clone() {
         handle.register(clone);
     }
-    let conn = match (&net.keys, holder.proto) {
-        (Some(keys), Proto::P2p(_)) => {
-            // The handshake is answered at once by our servers, like a request. The holder must
-            // prove the peer ID it announced with (`None`, any member, for a holder known
-            // otherwise: an offer's sender, a probe).
-            let secure =
-                channel::connect(stream, keys, holder.id, net.first_byte).map_err(|error| {
-                    if handle.is_cancelled() {
-                        FetchError::Cancelled
-                    } else {
-                        FetchError::Channel {
-                            addr: holder.addr,
-                            error,
-                        }
-                    }
-                })?;
-            Connection::new(secure, read_timeout)
-        }
-        _ => Connection::new(stream, read_timeout),
+    // The handshake is answered at once by our servers, like a request. The holder must
+    // prove the peer ID it announced with (`None`, any member, for a holder known otherwise:
+    // an offer's sender, a probe).
+    let secure = match (&net.keys, holder.proto) {
+        (Some(keys), Proto::P2p(_)) => Some((keys, holder.id)),
+        _ => None,
     };
-    conn.map_err(FetchError::Connect)
+    Connection::open(stream, secure, net.first_byte, read_timeout).map_err(|e| match e {
+        OpenError::Channel(_) if handle.is_cancelled() => FetchError::Cancelled,
+        OpenError::Channel(error) => FetchError::Channel {
+            addr: holder.addr,
+            error,
+        },
+        OpenError::Io(e) => FetchError::Connect(e),
+    })
 }

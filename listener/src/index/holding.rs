@@ -110,6 +110,20 @@ impl Holding {
         (set, last)
     }
 
+    /// What `tags.txt` shows of this entry at `now`, but its `LAST_SEEN`: what makes a change
+    /// one to write at once rather than a refresh (see `pending`).
+    pub(crate) fn shown(&self, now: DateTime<Utc>) -> Shown {
+        (
+            self.visible(now).0,
+            self.user.clone(),
+            self.impostor,
+            self.proto,
+            self.size,
+            self.root,
+            self.interval,
+        )
+    }
+
     /// A legacy holder announced `chunks` again at `now`: updates the interval observed from
     /// it (see the module documentation).
     pub(crate) fn observe_legacy_interval(&mut self, chunks: ChunkSet, now: DateTime<Utc>) {
@@ -136,6 +150,17 @@ impl Holding {
         self.observed = true;
     }
 }
+
+/// The columns of a line of `tags.txt` but its `LAST_SEEN` ([`Holding::shown`]).
+pub(crate) type Shown = (
+    ChunkSet,
+    String,
+    bool,
+    Proto,
+    Option<u64>,
+    Option<Digest>,
+    u64,
+);
 
 /// Longest announce interval we honour, in seconds
 /// ([`MAX_ANNOUNCE_INTERVAL_SECS`], ten minutes). A peer claiming more is taken at this value,

@@ -41,6 +41,12 @@
 //! digest for a name at an address replaces the old entry at once (a file replaced, or
 //! announced before its digest was known).
 //!
+//! # Compact announcements
+//! A peer with many contents announces a summary of its catalog instead of its chunks; the
+//! caller fetches the catalog the summary names ([`Index::catalog_wanted`]) and applies it
+//! once checked ([`Index::apply_catalog`]): it replaces that peer's entries. The rules are in
+//! `catalog`.
+//!
 //! # Legacy peers
 //! Legacy entries carry no instance and no digest and are never touched by any of that. They
 //! announce no interval either: the index observes it, as the time between two announcements
@@ -52,8 +58,10 @@
 //! a fake offer `photo` holding chunk 2 only. A legacy entry whose every chunk is such a name,
 //! the content name of other chunks the same peer announces, is not shown.
 
+mod catalog;
 mod holding;
 mod limits;
+mod pending;
 #[cfg(test)]
 mod tests;
 
@@ -69,6 +77,8 @@ use shared::trust::PeerId;
 use shared::username::sanitize as sanitize_username;
 use shared::{CHUNKS_PER_FILE, DEFAULT_ANNOUNCE_INTERVAL_SECS};
 
+use catalog::CatalogRecord;
+pub use catalog::{compact_summary, CatalogPeer, CatalogWanted};
 #[cfg(test)]
 use holding::MAX_INSTANCE_BYTES;
 use holding::{clamp_interval, is_original_file_name, truncate_instance, Holding, Key};
@@ -79,6 +89,8 @@ pub use limits::{
     Limits, Refusals, DEFAULT_MAX_CHUNKS_PER_DATAGRAM, DEFAULT_MAX_ENTRIES,
     DEFAULT_MAX_ENTRIES_PER_SOURCE,
 };
+use pending::Pending;
+pub use pending::MAX_REFRESH_DELAY_SECS;
 
 /// The listener's index of holders.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -99,6 +111,10 @@ pub struct Index {
     refusals: Refusals,
     /// The impostors already warned about.
     impostors_warned: BTreeSet<(String, PeerId)>,
+    /// The catalog applied for each peer that announces compactly (see `catalog`).
+    catalogs: BTreeMap<CatalogPeer, CatalogRecord>,
+    /// What is not written to `tags.txt` yet, and by when it is to be (see `pending`).
+    pending: Pending,
 }
 
 /// Who sent a datagram: its username and, on a private network, the peer ID that signed it.
@@ -293,7 +309,15 @@ impl Index {
             let instance = ext.instance.as_deref().map(truncate_instance);
             return self.withdraw(ip, &user, ext.port, instance, &ext.withdrawn);
         }
+        if compact_summary(announcement).is_some() {
+            // Its `files` are for legacy listeners; the list is the catalog's.
+            return self.hear_summary(ip, announcement, signer, now);
+        }
         let listed = self.listed_chunks(announcement);
+        if let Some(ext) = ext.filter(|_| !listed.is_empty()) {
+            // Announced inline now: the catalog recorded is no longer the peer's list.
+            self.forget_catalogs(ip, &user, Some(ext.port));
+        }
         let impostor = match signer {
             Some(id) if !listed.is_empty() => self.check_pin(&user.user, id),
             _ => false,
@@ -338,6 +362,7 @@ impl Index {
             let Some(holding) = self.holdings.get_mut(&key) else {
                 continue;
             };
+            let before = holding.shown(now);
             holding.user.clone_from(&user.user);
             holding.impostor = impostor;
             holding.proto = proto;
@@ -352,9 +377,35 @@ impl Index {
             for i in chunks.indexes() {
                 holding.seen[usize::from(i - 1)] = Some(now);
             }
+            if holding.shown(now) == before {
+                self.pending.refreshed(now, holding.interval);
+            } else {
+                self.pending.shown();
+            }
             changed = true;
         }
         changed
+    }
+
+    /// Whether `tags.txt` should be written at `now`: something it shows changed, or a refresh
+    /// waited long enough (see `pending`).
+    pub fn write_due(&self, now: DateTime<Utc>) -> bool {
+        self.pending.due(now)
+    }
+
+    /// When `tags.txt` will be due if nothing else changes; `None` when it is up to date.
+    pub fn next_write_due(&self) -> Option<DateTime<Utc>> {
+        self.pending.next_due()
+    }
+
+    /// Whether anything is not written yet (due or not): what a stopping listener writes.
+    pub fn has_unwritten(&self) -> bool {
+        self.pending.any()
+    }
+
+    /// A snapshot ([`Index::to_tags`]) was handed to the writer: nothing is pending.
+    pub fn written(&mut self) {
+        self.pending = Pending::default();
     }
 
     /// The chunks `announcement` lists, by content, at most
@@ -411,6 +462,7 @@ impl Index {
         let ip = key.ip;
         if self.holdings.insert(key, holding).is_none() {
             self.counts.set(ip, self.counts.count(ip) + 1);
+            self.pending.shown();
         }
     }
 
@@ -420,6 +472,7 @@ impl Index {
         if removed {
             self.counts
                 .set(key.ip, self.counts.count(key.ip).saturating_sub(1));
+            self.pending.shown();
         }
         removed
     }
@@ -442,6 +495,7 @@ impl Index {
                     "{user:?} at {ip} restarted (instance {last} -> {instance}): dropping its entries"
                 );
                 let dropped = self.drop_p2p(ip, user, None);
+                self.forget_catalogs(ip, user, None);
                 self.instances.insert(peer, instance.to_owned());
                 dropped
             }
@@ -466,6 +520,7 @@ impl Index {
         }
         log::debug!("{user:?} at {ip} (port {port}) said goodbye: dropping its entries");
         let dropped = self.drop_p2p(ip, user, Some(port));
+        self.forget_catalogs(ip, user, Some(port));
         let left = self
             .entries_of(ip)
             .any(|(_, h)| h.is(user) && matches!(h.proto, Proto::P2p(_)));
@@ -591,6 +646,9 @@ impl Index {
         if self.holdings.len() != before {
             self.counts = SourceCounts::of(self.holdings.keys().map(|k| &k.ip));
         }
+        if changed {
+            self.pending.shown();
+        }
         // An address and user with no entry left have nothing a restart could duplicate:
         // forget their instance, so spoofed sources cannot grow the map for ever.
         if !self.instances.is_empty() {
@@ -602,6 +660,7 @@ impl Index {
             self.instances
                 .retain(|(ip, who), _| live.contains(&(*ip, who.user.as_str(), who.id)));
         }
+        self.forget_empty_catalogs();
         changed
     }
 

@@ -1034,3 +1034,292 @@ fn an_offer_signer_is_checked_against_the_pins() {
     assert!(index.is_impostor("alice", mallory));
     assert_eq!(index.take_new_pins(), vec![("alice".to_owned(), alice)]);
 }
+
+/// A compact announcement of alice's (port 6001, interval 60, instance `run`) naming the
+/// catalog of `entries`, with `files` as its legacy list; and that catalog's entries.
+fn compact(
+    run: &str,
+    files: &[&str],
+    entries: &[(&str, &str, ContentMeta)],
+) -> (Announcement, Vec<shared::protocol::CatalogEntry>) {
+    let catalog_entries: Vec<shared::protocol::CatalogEntry> = entries
+        .iter()
+        .map(|(name, chunks, meta)| shared::protocol::CatalogEntry {
+            name: (*name).to_owned(),
+            chunks: shared::chunk::ChunkSet::parse(chunks).unwrap(),
+            meta: Some(*meta),
+        })
+        .collect();
+    let text: String = catalog_entries
+        .iter()
+        .map(|e| format!("{}{}", e.name, e.chunks))
+        .collect();
+    let ext = AnnouncementExt {
+        instance: Some(run.to_owned()),
+        catalog: Some(shared::protocol::CatalogSummary {
+            count: entries.len() as u64,
+            sha256: Digest::of(text.as_bytes()),
+        }),
+        ..AnnouncementExt::new(6001, 60)
+    };
+    (Announcement::ours("alice", files, ext), catalog_entries)
+}
+
+#[test]
+fn a_compact_announcement_lists_nothing_until_its_catalog_is_applied() {
+    let mut index = Index::new();
+    let (summary, entries) = compact(
+        "r1",
+        &["legacy_1", "list_2"],
+        &[("a", "12345", meta("a", 10)), ("b", "12-4-", meta("b", 20))],
+    );
+    // Its `files` are for legacy listeners: nothing of them is listed, legacy or ours.
+    assert!(!index.apply(ip(2), &summary, LEGACY_PORT, t0()));
+    assert!(index.is_empty());
+    let wanted = index.catalog_wanted(ip(2), &summary, None).expect("wanted");
+    assert_eq!(
+        wanted.peer,
+        CatalogPeer {
+            ip: ip(2),
+            port: 6001,
+            user: "alice".into(),
+            id: None
+        }
+    );
+    assert_eq!((wanted.interval, wanted.version), (60, 1));
+    assert!(index.apply_catalog(&wanted, &entries, t0()));
+    assert_eq!(
+        as_arrays(lines(&index, t0())),
+        vec![
+            line("alice", "127.0.0.2:6001", "p2p/1", "a", "12345"),
+            line("alice", "127.0.0.2:6001", "p2p/1", "b", "12-4-"),
+        ]
+    );
+    let tags = index.to_tags(t0());
+    assert_eq!(tags.entries[1].sha256, Some(meta("b", 20).sha256));
+    assert_eq!(tags.entries[1].root, meta("b", 20).root);
+    assert_eq!(tags.entries[1].size, Some(20));
+    // Held now: not wanted again; another run's summary of the same catalog is.
+    assert_eq!(index.catalog_wanted(ip(2), &summary, None), None);
+    let (restarted, _) = compact(
+        "r2",
+        &[],
+        &[("a", "12345", meta("a", 10)), ("b", "12-4-", meta("b", 20))],
+    );
+    assert!(index.catalog_wanted(ip(2), &restarted, None).is_some());
+    assert_eq!(index.catalogs_held(), 1);
+}
+
+#[test]
+fn summaries_of_the_catalog_held_refresh_its_entries_at_most_every_half_interval() {
+    let mut index = Index::new();
+    let (summary, entries) = compact("r1", &[], &[("a", "12345", meta("a", 10))]);
+    let wanted = index.catalog_wanted(ip(2), &summary, None).unwrap();
+    index.apply_catalog(&wanted, &entries, t0());
+    let last_seen = |index: &Index, now| index.to_tags(now).entries[0].last_seen;
+    // Within half the interval: nothing to write.
+    assert!(!index.apply(ip(2), &summary, LEGACY_PORT, at(29)));
+    assert_eq!(last_seen(&index, at(29)), t0());
+    assert!(index.apply(ip(2), &summary, LEGACY_PORT, at(30)));
+    assert_eq!(last_seen(&index, at(30)), at(30));
+    // Kept alive by summaries alone, as by re-announcing every chunk.
+    for t in [90, 150, 210, 270] {
+        index.apply(ip(2), &summary, LEGACY_PORT, at(t));
+        assert!(!index.expire(at(t)));
+    }
+    assert_eq!(index.len(), 1);
+    // Silent for three intervals: gone, and its catalog forgotten, so the next summary
+    // fetches it again.
+    assert!(index.expire(at(270 + 180)));
+    assert!(index.is_empty());
+    assert_eq!(index.catalogs_held(), 0);
+    assert!(index.catalog_wanted(ip(2), &summary, None).is_some());
+}
+
+#[test]
+fn a_new_catalog_replaces_the_peers_entries_and_no_one_elses() {
+    let mut index = Index::new();
+    // Bob's and a legacy program's entries on the same address, and alice's inline entry at
+    // another port: none of them is alice's catalog.
+    index.apply(
+        ip(2),
+        &run_of("bob", 6001, &["x_1"], Some("b1"), Kind::Announce),
+        LEGACY_PORT,
+        t0(),
+    );
+    index.apply(ip(2), &legacy("ece", &["e_1"]), LEGACY_PORT, t0());
+    index.apply(
+        ip(2),
+        &run_of("alice", 7001, &["old_1"], Some("r1"), Kind::Announce),
+        LEGACY_PORT,
+        t0(),
+    );
+    let (summary, entries) = compact(
+        "r1",
+        &[],
+        &[
+            ("a", "12345", meta("a", 1)),
+            ("b", "12345", meta("b", 2)),
+            ("c", "1----", meta("c", 3)),
+        ],
+    );
+    let wanted = index.catalog_wanted(ip(2), &summary, None).unwrap();
+    index.apply_catalog(&wanted, &entries, t0());
+    // b is gone, a is another file now, c is complete, d is new.
+    let (summary2, entries2) = compact(
+        "r1",
+        &[],
+        &[
+            ("a", "12345", meta("a2", 1)),
+            ("c", "12345", meta("c", 3)),
+            ("d", "--3--", meta("d", 4)),
+        ],
+    );
+    let wanted2 = index.catalog_wanted(ip(2), &summary2, None).unwrap();
+    assert!(index.apply_catalog(&wanted2, &entries2, at(5)));
+    assert_eq!(
+        as_arrays(lines(&index, at(5))),
+        vec![
+            line("alice", "127.0.0.2:6001", "p2p/1", "a", "12345"),
+            line("alice", "127.0.0.2:6001", "p2p/1", "c", "12345"),
+            line("alice", "127.0.0.2:6001", "p2p/1", "d", "--3--"),
+            line("ece", "127.0.0.2:5001", "legacy", "e", "1----"),
+            line("alice", "127.0.0.2:7001", "p2p/1", "old", "1----"),
+            line("bob", "127.0.0.2:6001", "p2p/1", "x", "1----"),
+        ]
+    );
+    let a = &index.to_tags(at(5)).entries[0];
+    assert_eq!(a.sha256, Some(meta("a2", 1).sha256), "the new digest only");
+    // An empty catalog empties alice's list at that port, and only hers.
+    let (empty, _) = compact("r1", &[], &[]);
+    let wanted3 = index.catalog_wanted(ip(2), &empty, None).unwrap();
+    assert!(index.apply_catalog(&wanted3, &[], at(6)));
+    assert_eq!(index.len(), 3);
+}
+
+#[test]
+fn a_catalog_of_a_new_run_drops_the_old_runs_entries_and_a_goodbye_forgets_the_catalog() {
+    let mut index = Index::new();
+    index.apply(
+        ip(2),
+        &run_of("alice", 7001, &["old_1"], Some("r1"), Kind::Announce),
+        LEGACY_PORT,
+        t0(),
+    );
+    let (summary, entries) = compact("r2", &[], &[("a", "12345", meta("a", 1))]);
+    let wanted = index.catalog_wanted(ip(2), &summary, None).unwrap();
+    // The summary alone drops nothing: only its catalog, fetched from the peer, does.
+    index.apply(ip(2), &summary, LEGACY_PORT, t0());
+    assert_eq!(index.len(), 1);
+    index.apply_catalog(&wanted, &entries, at(1));
+    assert_eq!(
+        as_arrays(lines(&index, at(1))),
+        vec![line("alice", "127.0.0.2:6001", "p2p/1", "a", "12345")]
+    );
+    // Goodbye: the entries go, and the catalog is no longer held.
+    let bye = run_of("alice", 6001, &[], Some("r2"), Kind::Goodbye);
+    assert!(index.apply(ip(2), &bye, LEGACY_PORT, at(2)));
+    assert!(index.is_empty());
+    assert!(index.catalog_wanted(ip(2), &summary, None).is_some());
+}
+
+#[test]
+fn an_inline_announcement_after_a_catalog_makes_the_next_summary_fetch_it_again() {
+    let mut index = Index::new();
+    let (summary, entries) = compact("r1", &[], &[("a", "12345", meta("a", 1))]);
+    let wanted = index.catalog_wanted(ip(2), &summary, None).unwrap();
+    index.apply_catalog(&wanted, &entries, t0());
+    // The peer shrank and announces inline: the catalog held is no longer its list.
+    let inline = ours("alice", 6001, 60, &["a_1"], &[("a", meta("a", 1))]);
+    index.apply(ip(2), &inline, LEGACY_PORT, at(1));
+    assert!(index.catalog_wanted(ip(2), &summary, None).is_some());
+}
+
+#[test]
+fn a_catalog_is_bounded_by_the_index_limits_and_a_member_cannot_take_anothers_entries() {
+    let limits = Limits {
+        max_entries_per_source: 3,
+        ..Limits::default()
+    };
+    let mut index = Index::with_limits(limits);
+    let names: Vec<String> = (0..10).map(|i| format!("f{i}")).collect();
+    let many: Vec<(&str, &str, ContentMeta)> = names
+        .iter()
+        .map(|n| (n.as_str(), "12345", meta(n, 1)))
+        .collect();
+    let (summary, entries) = compact("r1", &[], &many);
+    let wanted = index.catalog_wanted(ip(2), &summary, None).unwrap();
+    index.apply_catalog(&wanted, &entries, t0());
+    assert_eq!(index.len(), 3);
+    assert!(index.take_refusals().over_source > 0);
+    // On a private network: mallory's catalog, fetched from alice's address and port (a
+    // chunk server proving mallory's ID), under alice's name, takes nothing of alice's.
+    let (alice, mallory) = ids();
+    let mut index = Index::new();
+    let (summary, entries) = compact("r1", &[], &[("a", "12345", meta("a", 1))]);
+    let by_alice = index.catalog_wanted(ip(2), &summary, Some(alice)).unwrap();
+    index.apply_catalog(&by_alice, &entries, t0());
+    let by_mallory = index
+        .catalog_wanted(ip(2), &summary, Some(mallory))
+        .unwrap();
+    let (_, forged) = compact(
+        "m1",
+        &[],
+        &[("a", "12345", meta("a", 1)), ("z", "12345", meta("z", 1))],
+    );
+    index.apply_catalog(&by_mallory, &forged, at(1));
+    let tags = index.to_tags(at(1));
+    let alices: Vec<_> = tags
+        .entries
+        .iter()
+        .filter(|e| e.id == Some(alice))
+        .collect();
+    assert_eq!(alices.len(), 1);
+    assert_eq!(alices[0].last_seen, t0());
+    let mallorys: Vec<_> = tags
+        .entries
+        .iter()
+        .filter(|e| e.id == Some(mallory))
+        .collect();
+    assert_eq!(mallorys.len(), 1, "only what alice does not hold");
+    assert!(mallorys[0].impostor);
+    assert!(index.take_refusals().foreign > 0);
+}
+
+#[test]
+fn a_change_tags_txt_shows_is_due_at_once_a_mere_refresh_later() {
+    let mut index = Index::new();
+    let hello = ours("alice", 6001, 60, &["a_1", "a_2"], &[("a", meta("a", 1))]);
+    index.apply(ip(2), &hello, LEGACY_PORT, t0());
+    assert!(index.write_due(t0()), "a new entry");
+    index.written();
+    assert!(!index.has_unwritten());
+    // The same announcement again: only LAST_SEEN moves; written within half a minute.
+    index.apply(ip(2), &hello, LEGACY_PORT, at(10));
+    assert!(index.has_unwritten());
+    assert!(!index.write_due(at(39)));
+    assert_eq!(index.next_write_due(), Some(at(40)));
+    assert!(index.write_due(at(40)));
+    // Anything shown changes: due at once (and carries the refresh with it).
+    for change in [
+        ours("alice", 6001, 60, &["a_3"], &[("a", meta("a", 1))]),
+        ours("alice", 6001, 60, &["a_1"], &[("a", meta("a2", 1))]),
+        ours("bob", 6001, 60, &["a_1"], &[("a", meta("a2", 1))]),
+        ours("bob", 6001, 30, &["a_1"], &[("a", meta("a2", 1))]),
+    ] {
+        index.written();
+        index.apply(ip(2), &change, LEGACY_PORT, at(11));
+        assert!(index.write_due(at(11)), "{change:?}");
+    }
+    // A peer of a short interval is written within its interval.
+    index.written();
+    let quick = ours("carol", 6001, 2, &["c_1"], &[("c", meta("c", 1))]);
+    index.apply(ip(3), &quick, LEGACY_PORT, at(20));
+    index.written();
+    index.apply(ip(3), &quick, LEGACY_PORT, at(21));
+    assert_eq!(index.next_write_due(), Some(at(23)));
+    // Expiry is a change shown.
+    index.written();
+    assert!(index.expire(at(21 + 7)));
+    assert!(index.write_due(at(28)));
+}

@@ -8,6 +8,7 @@ use std::ops::RangeInclusive;
 
 use serde::{Deserialize, Serialize};
 
+use super::catalog::CatalogSummary;
 use super::content::ContentMeta;
 use super::error::DecodeError;
 use crate::chunk::{legacy_flat_name, validate_content_name, ChunkName};
@@ -46,6 +47,12 @@ pub struct AnnouncementExt {
     /// peers' clocks need not agree.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in: Option<u64>,
+    /// A *compact* announcement: the sender's contents are in its catalog, fetched from its
+    /// chunk server ([`super::Request::Catalog`]) by a listener that does not hold a catalog
+    /// of this digest yet. Our listeners then ignore `files` and `contents`: `files` is there
+    /// for legacy listeners only (or empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<CatalogSummary>,
 }
 
 /// The versions of our extension this build speaks: today only [`PROTOCOL_VERSION`].
@@ -67,6 +74,7 @@ impl AnnouncementExt {
             to: None,
             offer: None,
             expires_in: None,
+            catalog: None,
         }
     }
 
@@ -522,6 +530,54 @@ mod tests {
         let old = br#"{"username":"x","files":[],"p2p":{"v":1,"port":1,"interval":5}}"#;
         let ext = Announcement::decode(old).unwrap().p2p.unwrap();
         assert_eq!((ext.kind, ext.instance), (Kind::Announce, None));
+    }
+
+    #[test]
+    fn compact_announcements_round_trip_and_carry_their_legacy_list_for_legacy_listeners() {
+        let summary = CatalogSummary {
+            count: 10_000,
+            sha256: Digest::of(b"catalog"),
+        };
+        let compact = AnnouncementExt {
+            catalog: Some(summary),
+            ..ext()
+        };
+        // The summary alone (what our listeners need), 300-odd bytes whatever the catalog.
+        let alone = Announcement::ours("alice", &[], compact.clone());
+        let bytes = alone.encode();
+        assert!(bytes.len() < 300, "{} bytes", bytes.len());
+        assert_eq!(Announcement::decode(&bytes).unwrap(), alone);
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(
+            text.contains(&format!(
+                r#""catalog":{{"count":10000,"sha256":"{}"}}"#,
+                summary.sha256
+            )),
+            "{text}"
+        );
+        // With chunk names for legacy listeners: they read username and files as always.
+        let chunks: Vec<ChunkName> = ChunkName::all_of("photos/a.jpg").unwrap().into();
+        let (datagrams, dropped) = Announcement::pack(
+            "alice",
+            Some(&compact),
+            &chunks,
+            &BTreeMap::new(),
+            MAX_ANNOUNCE_DATAGRAM,
+        );
+        assert!(dropped.is_empty());
+        let a = Announcement::decode(&datagrams[0]).unwrap();
+        assert_eq!(a.p2p.as_ref().unwrap().catalog, Some(summary));
+        assert_eq!(a.files[0], "photos%2Fa.jpg_1");
+        // Without the catalog: an announcement of ours never carries it.
+        assert!(
+            !String::from_utf8(Announcement::ours("a", &[], ext()).encode())
+                .unwrap()
+                .contains("catalog")
+        );
+        // A summary that does not parse makes the extension unreadable, as any broken field
+        // does: the datagram is a legacy one.
+        let broken = text.replace(&summary.sha256.to_string(), "not a digest");
+        assert_eq!(Announcement::decode(broken.as_bytes()).unwrap().p2p, None);
     }
 
     #[test]

@@ -20,10 +20,13 @@
 //! - `response`: [`Response`], the header line a chunk server answers with.
 //! - `content`: [`ContentMeta`] and [`Manifest`], the identity of a content, carried by both
 //!   channels.
+//! - `catalog`: [`Catalog`], a peer's whole list of contents, fetched over TCP when a compact
+//!   announcement ([`CatalogSummary`]) says it changed.
 //! - `error`: [`DecodeError`] (bytes that are no message) and [`ErrorCode`] (why a server
 //!   refused).
 
 mod announcement;
+mod catalog;
 mod content;
 mod error;
 mod request;
@@ -33,6 +36,10 @@ pub use announcement::{
     is_offer_id, is_query, Announcement, AnnouncementExt, Kind, OfferHeard, KNOWN_VERSIONS,
     MAX_ANNOUNCE_INTERVAL_SECS, MAX_OFFER_ID_BYTES, MAX_OFFER_SECS, MAX_QUERY_DATAGRAM,
     QUERY_USERNAME,
+};
+pub use catalog::{
+    Catalog, CatalogDecoder, CatalogEntry, CatalogSummary, DecodedCatalog, MAX_CATALOG_BYTES,
+    MAX_CATALOG_LINE,
 };
 pub use content::{ChunkStep, ContentMeta, Manifest};
 pub use error::{DecodeError, ErrorCode};

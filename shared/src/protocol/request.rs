@@ -1,6 +1,7 @@
 //! The TCP request a client sends a chunk server: a legacy chunk request, our chunk request
-//! (with a content digest and an offset) or our manifest request. Decoded as bytes arrive, so a
-//! valid request cut anywhere is [`DecodeError::Incomplete`], never malformed.
+//! (with a content digest and an offset), our manifest request or our catalog request.
+//! Decoded as bytes arrive, so a valid request cut anywhere is [`DecodeError::Incomplete`],
+//! never malformed.
 
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +58,19 @@ pub enum Request {
         /// SHA-256 of the whole content, when the client knows it.
         content_sha256: Option<Digest>,
     },
+    /// Our request for the server's [`Catalog`](super::Catalog), the one whose digest a
+    /// compact announcement named: answered by a [`Response::Catalog`](super::Response)
+    /// header and the catalog's bytes, or an error (`wrong_content` when the catalog changed
+    /// since).
+    ///
+    /// # Format
+    /// ```text
+    /// {"p2p":{"v":1,"catalog":"<catalog digest>"}}
+    /// ```
+    Catalog {
+        /// SHA-256 of the catalog wanted, as announced.
+        sha256: Digest,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -77,6 +91,8 @@ struct RequestExtWire {
     sha256: Option<Digest>,
     #[serde(default, skip_serializing_if = "is_zero")]
     offset: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    catalog: Option<Digest>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     length: Option<u64>,
 }
@@ -119,6 +135,7 @@ impl Request {
                     manifest: None,
                     sha256: *content_sha256,
                     offset: *offset,
+                    catalog: None,
                     length: *length,
                 }),
             },
@@ -132,6 +149,18 @@ impl Request {
                     manifest: Some(content.clone()),
                     sha256: *content_sha256,
                     offset: 0,
+                    catalog: None,
+                    length: None,
+                }),
+            },
+            Request::Catalog { sha256 } => RequestWire {
+                filename: None,
+                p2p: Some(RequestExtWire {
+                    v: PROTOCOL_VERSION,
+                    manifest: None,
+                    sha256: None,
+                    offset: 0,
+                    catalog: Some(*sha256),
                     length: None,
                 }),
             },
@@ -165,18 +194,21 @@ impl Request {
             RequestWire {
                 filename: Some(filename),
                 p2p: Some(ext),
-            } if ext.manifest.is_none() && ext.length != Some(0) => Request::Chunk {
-                filename,
-                content_sha256: ext.sha256,
-                offset: ext.offset,
-                length: ext.length,
-            },
+            } if ext.manifest.is_none() && ext.catalog.is_none() && ext.length != Some(0) => {
+                Request::Chunk {
+                    filename,
+                    content_sha256: ext.sha256,
+                    offset: ext.offset,
+                    length: ext.length,
+                }
+            }
             RequestWire {
                 filename: None,
                 p2p:
                     Some(RequestExtWire {
                         manifest: Some(content),
                         sha256,
+                        catalog: None,
                         length: None,
                         ..
                     }),
@@ -184,10 +216,23 @@ impl Request {
                 content,
                 content_sha256: sha256,
             },
-            _ => return Err(DecodeError::Malformed(
-                "request names neither a chunk (\"filename\") nor a manifest, or asks for 0 bytes"
-                    .into(),
-            )),
+            RequestWire {
+                filename: None,
+                p2p:
+                    Some(RequestExtWire {
+                        manifest: None,
+                        catalog: Some(sha256),
+                        length: None,
+                        ..
+                    }),
+            } => Request::Catalog { sha256 },
+            _ => {
+                return Err(DecodeError::Malformed(
+                    "request names not exactly one of a chunk (\"filename\"), a manifest or \
+                     a catalog, or asks for 0 bytes"
+                        .into(),
+                ))
+            }
         };
         Ok((request, used))
     }
@@ -236,6 +281,7 @@ mod tests {
                 content: "my notes.txt".into(),
                 content_sha256: None,
             },
+            Request::Catalog { sha256: digest(4) },
         ]
     }
 
@@ -341,6 +387,35 @@ mod tests {
     }
 
     #[test]
+    fn a_catalog_request_names_nothing_else() {
+        let d = digest(4);
+        let (request, _) =
+            Request::decode(format!(r#"{{"p2p":{{"v":1,"catalog":"{d}"}}}}"#).as_bytes()).unwrap();
+        assert_eq!(request, Request::Catalog { sha256: d });
+        assert_eq!(
+            Request::Catalog { sha256: d }.encode(),
+            format!(r#"{{"p2p":{{"v":1,"catalog":"{d}"}}}}"#).into_bytes()
+        );
+        // Fields of other requests beside it are ignored, like any unknown field of `p2p`.
+        let (request, _) = Request::decode(
+            format!(r#"{{"p2p":{{"v":1,"catalog":"{d}","sha256":"{d}","offset":5}}}}"#).as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(request, Request::Catalog { sha256: d });
+        // With a chunk or a manifest it names two things: malformed.
+        for junk in [
+            format!(r#"{{"filename":"a_1","p2p":{{"v":1,"catalog":"{d}"}}}}"#),
+            format!(r#"{{"p2p":{{"v":1,"catalog":"{d}","manifest":"a"}}}}"#),
+            format!(
+                r#"{{"p2p":{{"v":1,"catalog":"{}"}}}}"#,
+                d.to_string().to_uppercase()
+            ),
+        ] {
+            assert_malformed(Request::decode(junk.as_bytes()), junk.as_bytes());
+        }
+    }
+
+    #[test]
     fn hostile_requests_are_malformed() {
         for junk in [
             &b"GET / HTTP/1.1\r\n\r\n"[..],
@@ -354,9 +429,14 @@ mod tests {
             b"{\"p2p\": {\"v\": 1, \"manifest\": \"x\"}, \"filename\": \"x_1\"}",
             b"{\"filename\": \"a_1\", \"p2p\": {\"v\": \"one\"}}",
             b"{\"filename\": \"a_1\", \"p2p\": {\"v\": 1, \"offset\": -1}}",
+            // A catalog request names only the catalog's digest.
+            b"{\"p2p\": {\"v\": 1, \"catalog\": \"x\"}}",
+            b"{\"p2p\": {\"v\": 1, \"catalog\": null}}",
+            b"{\"p2p\": {\"v\": 1, \"catalog\": true}}",
             b"{\"filename\": \"a_1\", \"p2p\": {\"v\": 1, \"length\": 0}}",
             b"{\"filename\": \"a_1\", \"p2p\": {\"v\": 1, \"length\": -5}}",
             b"{\"p2p\": {\"v\": 1, \"manifest\": \"x\", \"length\": 5}}",
+            b"{\"p2p\": {\"v\": 1, \"catalog\": \"abababababababababababababababababababababababababababababababab\", \"length\": 5}}",
             b"\xff\xfe\x00garbage",
             b"}",
         ] {

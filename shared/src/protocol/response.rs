@@ -1,5 +1,5 @@
 //! The header line a chunk server answers an extended request with: a chunk follows, a
-//! manifest, or a refusal with its [`ErrorCode`].
+//! manifest, a catalog follows, or a refusal with its [`ErrorCode`].
 
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +14,7 @@ use crate::digest::Digest;
 /// ```text
 /// {"chunk":{"size":209716,"length":209716,"sha256":"<chunk digest>"}}\n<bytes>
 /// {"manifest":{"name":"photo.png","size":1048579,"sha256":"…","chunks":["…",…]}}\n
+/// {"catalog":{"count":10000,"length":1987654,"sha256":"<catalog digest>"}}\n<bytes>
 /// {"error":{"code":"not_found","message":"no chunk photo.png_3 here"}}\n
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +31,15 @@ pub enum Response {
     },
     /// The requested manifest.
     Manifest(Manifest),
+    /// The server's catalog follows: exactly `length` bytes, then a close.
+    Catalog {
+        /// How many contents it lists.
+        count: u64,
+        /// Bytes that follow this header.
+        length: u64,
+        /// SHA-256 of those bytes.
+        sha256: Digest,
+    },
     /// The request was refused.
     Error {
         /// What kind of refusal.
@@ -78,6 +88,11 @@ mod tests {
                 sha256: digest(3),
             },
             Response::Manifest(manifest()),
+            Response::Catalog {
+                count: 10_000,
+                length: 1_987_654,
+                sha256: digest(5),
+            },
             Response::Error {
                 code: ErrorCode::NotFound,
                 message: "no such chunk".into(),
