@@ -513,8 +513,9 @@ if [ "$FAILOVER" = 1 ]; then
     start=$(now_ms)
     get carol archive.bin >"$RUN/archive.out" 2>"$RUN/archive.err" &
     GET_PID=$!
-    # Wait until chunks are on their way (part files in carol's temp/.incoming/), then stop alice.
-    until compgen -G "$RUN/carol/temp/.incoming/archive.bin_*" >/dev/null; do
+    # Wait until chunks are on their way (the file being received, or part files, in carol's
+    # temp/.incoming/), then stop alice.
+    until compgen -G "$RUN/carol/temp/.incoming/archive.bin[._]*" >/dev/null; do
         kill -0 "$GET_PID" 2>/dev/null || break
         [ $(($(now_ms) - start)) -lt $((TIMEOUT * 1000)) ] || fail "archive.bin's chunks did not start arriving"
         sleep 0.1
