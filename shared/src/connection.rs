@@ -174,6 +174,15 @@ enum Filled {
     Idle,
 }
 
+/// The read buffer of a client's connection ([`Connection::open`]): a chunk's bytes are
+/// received, hashed and written in steps of at most this much, so larger steps than the 64 KiB
+/// of [`Connection::new`] mean fewer system calls, and fewer turns at the lock the file system
+/// takes for each write into the file being received. Measured on a 1 GiB download from one
+/// source over loopback (2 cores, medians of 5, twice): 1.00-1.03 s with 64 KiB, 0.83-0.85 s
+/// with 256 KiB, 0.87-0.91 s with 1 MiB (whose steps no longer stay in the CPU's cache between
+/// receiving and hashing).
+const CLIENT_READ_BUFFER: usize = 256 * 1024;
+
 impl Connection {
     /// Wraps an accepted or connected stream and sets its read and write timeouts.
     ///
@@ -223,13 +232,15 @@ impl Connection {
         handshake: Duration,
         read_timeout: Duration,
     ) -> Result<Connection, OpenError> {
-        Ok(match secure {
-            Some((keys, expected)) => Connection::new(
-                channel::connect(stream, keys, expected, handshake)?,
-                read_timeout,
-            )?,
-            None => Connection::new(stream, read_timeout)?,
-        })
+        let transport = match secure {
+            Some((keys, expected)) => channel::connect(stream, keys, expected, handshake)?.into(),
+            None => Transport::from(stream),
+        };
+        Ok(Connection::with_read_buffer(
+            transport,
+            read_timeout,
+            CLIENT_READ_BUFFER,
+        )?)
     }
 
     /// Connects to a chunk server from a chosen source address (`bind`: several peers on one
