@@ -13,22 +13,16 @@ use shared::store::ChunkStore;
 use tempfile::TempDir;
 use testkit::client::{legacy_fetch, p2p_request};
 use testkit::files::pattern;
-use testkit::servers::{start_chunk_server, start_chunk_server_scanning};
+use testkit::servers::{chunk_server_peer_with, start_chunk_server, start_chunk_server_scanning};
 use testkit::wait::{poll_until, WAIT};
 
 /// A peer folder whose `served_files/` holds `files`, and a config serving it that never
 /// rescans by the clock: what changes is seen by watching, or not at all.
 fn peer_with(files: &[(&str, &[u8])]) -> (TempDir, Config) {
-    let dir = tempfile::tempdir().unwrap();
-    let share = dir.path().join("served_files");
-    fs::create_dir(&share).unwrap();
-    for (name, data) in files {
-        fs::write(share.join(name), data).unwrap();
-    }
+    let (dir, config) = chunk_server_peer_with(files);
     let config = Config {
-        dir: dir.path().to_owned(),
         rescan: Duration::from_secs(3600),
-        ..Config::default()
+        ..config
     };
     (dir, config)
 }

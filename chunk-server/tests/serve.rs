@@ -14,26 +14,12 @@ use shared::protocol::{ErrorCode, Request, Response};
 use shared::shutdown::Shutdown;
 use shared::store::ChunkStore;
 use shared::REQUEST_TIMEOUT;
-use tempfile::TempDir;
 use testkit::client::{connect, legacy_fetch, p2p_request, read_until_close, send_raw};
 use testkit::files::{chunk_files, pattern};
 use testkit::servers::start_chunk_server;
 use testkit::wait::poll_until;
 
-/// A peer folder whose `served_files/` holds `files`, and a config serving it.
-fn peer_with(files: &[(&str, &[u8])]) -> (TempDir, Config) {
-    let dir = tempfile::tempdir().unwrap();
-    let share = dir.path().join("served_files");
-    fs::create_dir(&share).unwrap();
-    for (name, data) in files {
-        fs::write(share.join(name), data).unwrap();
-    }
-    let config = Config {
-        dir: dir.path().to_owned(),
-        ..Config::default()
-    };
-    (dir, config)
-}
+use testkit::servers::chunk_server_peer_with as peer_with;
 
 fn store(dir: &Path) -> ChunkStore {
     ChunkStore::open(dir.join("temp")).unwrap()

@@ -80,6 +80,24 @@ pub struct TestServer {
     running: InProcess<chunk_server::Error>,
 }
 
+/// A peer folder whose `served_files/` holds `files`, and a chunk server's config serving it
+/// (the defaults otherwise).
+pub fn chunk_server_peer_with(
+    files: &[(&str, &[u8])],
+) -> (tempfile::TempDir, chunk_server::Config) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let share = dir.path().join("served_files");
+    std::fs::create_dir(&share).expect("create served_files");
+    for (name, data) in files {
+        std::fs::write(share.join(name), data).expect("write a shared file");
+    }
+    let config = chunk_server::Config {
+        dir: dir.path().to_owned(),
+        ..chunk_server::Config::default()
+    };
+    (dir, config)
+}
+
 /// Binds `127.0.0.1:0` *before* spawning the server, so the address is known at once, and
 /// returns once the server's first scan of the shares is complete (it accepts connections at
 /// once, but hashes the shared files in the background), so every file shared at start is

@@ -666,35 +666,44 @@ mod tests {
         assert_eq!(copies.0.load(Ordering::SeqCst), 0);
     }
 
+    /// Sends 64 MiB by `path` to a client that reads nothing, far more than the socket
+    /// buffers hold, so the send must wait for it; `meanwhile` gets the server's socket first.
+    /// Returns what `send_file` did and how long it took.
+    fn send_to_a_client_reading_nothing(
+        path: BodyPath,
+        floor: Option<RateFloor>,
+        meanwhile: impl FnOnce(TcpStream),
+    ) -> (u64, Result<(), SendError>, Duration) {
+        const LEN: u64 = 64 * 1024 * 1024;
+        let mut source = tempfile::tempfile().unwrap();
+        source.set_len(LEN).unwrap();
+        let (mut server, _client) = socket_pair();
+        meanwhile(server.tcp().try_clone().unwrap());
+        let started = Instant::now();
+        let (sent, result) = send_file(&mut server, &mut source, LEN, path, (None, floor));
+        assert!(sent < LEN, "{path:?}: the client took everything");
+        (sent, result, started.elapsed())
+    }
+
     #[test]
     fn closing_the_socket_under_a_waiting_send_ends_it_at_once() {
         // What shutdown does to a transfer past its grace: the send waits for a client that
         // reads nothing, and must stop as soon as its socket is shut down.
-        let source = tempfile::tempfile().unwrap();
-        source.set_len(64 * 1024 * 1024).unwrap();
         for path in [BodyPath::Kernel, BodyPath::Copy] {
-            let (mut server, _client) = socket_pair();
-            let handle = server.tcp().try_clone().unwrap();
-            let closer = thread::spawn(move || {
-                thread::sleep(Duration::from_millis(300));
-                handle.shutdown(std::net::Shutdown::Both).unwrap();
+            let mut closer = None;
+            let (_, result, took) = send_to_a_client_reading_nothing(path, None, |socket| {
+                closer = Some(thread::spawn(move || {
+                    thread::sleep(Duration::from_millis(300));
+                    socket.shutdown(std::net::Shutdown::Both).unwrap();
+                }));
             });
-            let started = Instant::now();
-            let (sent, result) = send_file(
-                &mut server,
-                &mut source.try_clone().unwrap(),
-                64 * 1024 * 1024,
-                path,
-                (None, None),
-            );
-            closer.join().unwrap();
+            closer.unwrap().join().unwrap();
             assert!(
                 matches!(result, Err(SendError::Io(_))),
                 "{path:?}: {result:?}"
             );
-            assert!(sent < 64 * 1024 * 1024);
             // Not the 15 s idle timeout.
-            assert!(started.elapsed() < Duration::from_secs(5), "{path:?}");
+            assert!(took < Duration::from_secs(5), "{path:?}");
         }
     }
 
@@ -715,29 +724,17 @@ mod tests {
 
     #[test]
     fn a_client_that_takes_nothing_is_dropped_as_too_slow() {
-        // Far more than the socket buffers hold, so the writes must wait for the client.
-        let source = tempfile::tempfile().unwrap();
-        source.set_len(64 * 1024 * 1024).unwrap();
         let floor = RateFloor {
             bytes_per_sec: 1_000_000,
             window: Duration::from_millis(200),
         };
         for path in [BodyPath::Kernel, BodyPath::Copy] {
-            let (mut server, _client) = socket_pair();
-            let started = Instant::now();
-            let (sent, result) = send_file(
-                &mut server,
-                &mut source.try_clone().unwrap(),
-                64 * 1024 * 1024,
-                path,
-                (None, Some(floor)),
-            );
+            let (sent, result, took) = send_to_a_client_reading_nothing(path, Some(floor), drop);
             assert!(
                 matches!(result, Err(SendError::TooSlow { .. })),
                 "{path:?}: {result:?} after {sent} bytes"
             );
-            assert!(sent < 64 * 1024 * 1024);
-            assert!(started.elapsed() < Duration::from_secs(5));
+            assert!(took < Duration::from_secs(5));
         }
     }
 
