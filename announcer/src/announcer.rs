@@ -184,23 +184,30 @@ impl Announcer {
                 let Some(snapshot) = read.filter(|s| *s != self.snapshot) else {
                     return false;
                 };
-                let now: BTreeSet<&str> = snapshot.chunks.iter().map(|c| c.content()).collect();
-                for chunk in &self.snapshot.chunks {
-                    if !now.contains(chunk.content()) {
-                        self.withdrawing
-                            .insert(chunk.content().to_owned(), WITHDRAW_SENDS);
+                {
+                    let now: BTreeSet<&str> = snapshot.chunks.iter().map(|c| c.content()).collect();
+                    for chunk in &self.snapshot.chunks {
+                        if !now.contains(chunk.content()) {
+                            self.withdrawing
+                                .insert(chunk.content().to_owned(), WITHDRAW_SENDS);
+                        }
                     }
+                    // Held again: nothing to withdraw any more.
+                    self.withdrawing
+                        .retain(|name, _| !now.contains(name.as_str()));
                 }
-                // Held again: nothing to withdraw any more.
-                self.withdrawing
-                    .retain(|name, _| !now.contains(name.as_str()));
                 self.legacy_added
                     .extend(shape::added(&self.snapshot.chunks, &snapshot.chunks));
-                let (shape, catalog) =
-                    Shape::of(&snapshot, &self.config.username, self.wire.payload_limit());
+                // The old snapshot goes before the catalog is made: with 10,000 contents each
+                // is megabytes, and so is the catalog; all three at once were the heap's peak.
+                self.snapshot = snapshot;
+                let (shape, catalog) = Shape::of(
+                    &self.snapshot,
+                    &self.config.username,
+                    self.wire.payload_limit(),
+                );
                 self.publish(shape, &catalog);
                 self.shape = shape;
-                self.snapshot = snapshot;
                 true
             }
             Err(e) => {

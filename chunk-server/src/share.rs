@@ -34,7 +34,7 @@ use shared::chunk::{
 use shared::latch::Latches;
 use shared::shares::exclusion_covers;
 use shared::shutdown::Shutdown;
-use shared::store::{ChunkStore, ManifestCache, Origin};
+use shared::store::{ChunkStore, ManifestCache, ManifestSummary, Origin};
 use shared::tree::list_tree;
 
 use crate::split::{split_file_as, SplitOutcome};
@@ -47,6 +47,29 @@ fn origin_of(offered: bool, path: &Path, modified: SystemTime) -> Origin {
         Origin::Offered { path, modified }
     } else {
         Origin::Shared { path, modified }
+    }
+}
+
+/// Saves the manifest summed up in `summary` again with `origin` (shared now as well as
+/// offered, or no longer), loading it whole from the store: the cache keeps no chunk digests,
+/// and this happens seldom. A manifest changed since the cache read it is left alone: the next
+/// scan sees it.
+fn relist(store: &ChunkStore, summary: &ManifestSummary, origin: Origin) {
+    let name = &summary.name;
+    let mut stored = match store.load_manifest(name) {
+        Ok(Some(stored)) if ManifestSummary::from(stored.clone()) == *summary => stored,
+        Ok(_) => {
+            log::debug!("not relisting {name}: its manifest changed since it was read");
+            return;
+        }
+        Err(e) => {
+            log::warn!("cannot update the manifest of {name}: {e}");
+            return;
+        }
+    };
+    stored.origin = origin;
+    if let Err(e) = store.save_manifest(&stored) {
+        log::warn!("cannot update the manifest of {name}: {e}");
     }
 }
 
@@ -217,23 +240,20 @@ impl Sharer {
                 return report;
             }
             let name = &candidate.name;
-            if let Some(stored) = self.manifests.get(name) {
-                match &stored.origin {
+            if let Some(summary) = self.manifests.get(name) {
+                match &summary.origin {
                     Origin::Shared { path, modified } | Origin::Offered { path, modified }
                         // The listing's `stat` of the file is the check: as hashed, or hash again.
                         if *path == candidate.path
                             && Some(*modified) == candidate.modified
-                            && stored.manifest.size == candidate.size =>
+                            && summary.meta.size == candidate.size =>
                     {
-                        let offered = matches!(stored.origin, Origin::Offered { .. });
+                        let offered = matches!(summary.origin, Origin::Offered { .. });
                         if offered != candidate.offered {
                             // Shared now as well as offered, or no longer: the same bytes,
                             // listed or not; no need to hash them again.
-                            let mut relisted = stored.clone();
-                            relisted.origin = origin_of(candidate.offered, path, *modified);
-                            if let Err(e) = self.store.save_manifest(&relisted) {
-                                log::warn!("cannot update the manifest of {name}: {e}");
-                            }
+                            let origin = origin_of(candidate.offered, path, *modified);
+                            relist(&self.store, summary, origin);
                         }
                         report.unchanged.push(name.clone());
                         continue;
@@ -285,12 +305,12 @@ impl Sharer {
         let shared: HashSet<&str> = candidates.iter().map(|c| c.name.as_str()).collect();
         let gone: Vec<(String, PathBuf)> = self
             .manifests
-            .manifests()
-            .filter_map(|stored| match &stored.origin {
+            .summaries()
+            .filter_map(|summary| match &summary.origin {
                 Origin::Shared { path, .. } | Origin::Offered { path, .. }
-                    if !shared.contains(stored.manifest.name.as_str()) =>
+                    if !shared.contains(summary.name.as_str()) =>
                 {
-                    Some((stored.manifest.name.clone(), path.clone()))
+                    Some((summary.name.clone(), path.clone()))
                 }
                 _ => None,
             })
@@ -657,12 +677,17 @@ mod tests {
         assert!(!snap.metas.contains_key("report.pdf"));
         assert!(snap.chunks.iter().all(|c| c.content() != "report.pdf"));
 
-        // Shared as well, from the same path: listed, without hashing it again.
+        // Shared as well, from the same path: listed, without hashing it again, its chunk
+        // digests and midstates kept (the cache holds none of them: loaded from the store).
+        let hashed = f.store.load_manifest("report.pdf").unwrap().unwrap();
         let mut both = Sharer::new(f.store.clone(), vec![f.root.join("share"), report.clone()]);
         both.set_offered(vec![("report.pdf".into(), report.clone())]);
         let done = both.scan(&Shutdown::new());
         assert!(done.split.is_empty(), "{done:?}");
-        assert!(matches!(origin("report.pdf"), Some(Origin::Shared { .. })));
+        let relisted = f.store.load_manifest("report.pdf").unwrap().unwrap();
+        assert!(matches!(relisted.origin, Origin::Shared { .. }));
+        assert_eq!(relisted.manifest, hashed.manifest);
+        assert!(relisted.manifest.states.is_some());
 
         // No longer offered (expired, cancelled) nor shared: removed from the store.
         sharer.set_offered(Vec::new());

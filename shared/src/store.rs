@@ -221,6 +221,31 @@ pub struct StoredManifest {
     pub origin: Origin,
 }
 
+/// What is read again and again of a stored manifest: the content's name, its identity as
+/// announced and its origin, without the five chunk digests and the midstates, which are most of
+/// a manifest's size (and 10,000 of them are kept at once: [`ManifestCache`]). Whoever needs the
+/// chunk digests loads the manifest ([`ChunkStore::load_manifest`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestSummary {
+    /// The content (file) name.
+    pub name: String,
+    /// Size, SHA-256 and manifest root ([`Manifest::meta`]): the root is a digest over the size
+    /// and the five chunk digests, so two summaries differ whenever the chunks announced do.
+    pub meta: ContentMeta,
+    /// Where the content came from.
+    pub origin: Origin,
+}
+
+impl From<StoredManifest> for ManifestSummary {
+    fn from(stored: StoredManifest) -> ManifestSummary {
+        ManifestSummary {
+            meta: stored.manifest.meta(),
+            name: stored.manifest.name,
+            origin: stored.origin,
+        }
+    }
+}
+
 /// What the announcer needs: the complete chunks it can serve, and the identity of each content
 /// that has a manifest.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -236,26 +261,32 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// The snapshot of a store holding `manifests` and the chunk files `chunk_files`, where
-    /// `matches` tells whether the file a content is served from in place is still as hashed
-    /// ([`ChunkStore::snapshot`] gives the rules).
+    /// The snapshot of a store holding the manifests summed up in `manifests` and the chunk
+    /// files `chunk_files`, where `matches` tells whether the file a content is served from in
+    /// place is still as hashed ([`ChunkStore::snapshot`] gives the rules).
     pub(crate) fn build<'a>(
-        manifests: impl IntoIterator<Item = &'a StoredManifest>,
+        manifests: impl IntoIterator<Item = &'a ManifestSummary>,
         chunk_files: impl IntoIterator<Item = ChunkName>,
-        matches: impl Fn(&StoredManifest) -> bool,
+        matches: impl Fn(&ManifestSummary) -> bool,
     ) -> Snapshot {
+        let manifests: Vec<&ManifestSummary> = manifests.into_iter().collect();
+        let chunk_files = chunk_files.into_iter();
+        // Sized at once: grown by doubling, the 50,000 chunks of 10,000 contents were copied
+        // as the list grew, and a quarter of its room stayed unused.
+        let mut chunks = Vec::with_capacity(
+            manifests.len() * crate::CHUNKS_PER_FILE + chunk_files.size_hint().0,
+        );
         let mut metas = BTreeMap::new();
         // Contents whose chunk files are not announced: unverified, or served in place.
         let mut no_files: BTreeSet<&str> = BTreeSet::new();
-        let mut chunks = Vec::new();
         let mut offered = BTreeMap::new();
         for m in manifests {
-            let name = m.manifest.name.as_str();
+            let name = m.name.as_str();
             if matches!(m.origin, Origin::Offered { .. }) {
                 // Unlisted: no chunk and no digest of it is announced.
                 no_files.insert(name);
                 if m.in_place().is_some() && matches(m) {
-                    offered.insert(m.manifest.name.clone(), m.manifest.meta());
+                    offered.insert(m.name.clone(), m.meta);
                 }
                 continue;
             }
@@ -277,15 +308,13 @@ impl Snapshot {
                 None => true,
             };
             if servable && m.origin.vouches() {
-                metas.insert(m.manifest.name.clone(), m.manifest.meta());
+                metas.insert(m.name.clone(), m.meta);
             }
         }
-        chunks.extend(
-            chunk_files
-                .into_iter()
-                .filter(|c| !no_files.contains(&c.content())),
-        );
-        chunks.sort();
+        chunks.extend(chunk_files.filter(|c| !no_files.contains(&c.content())));
+        // Chunk names that compare equal are identical: an unstable sort gives the same order,
+        // without the stable sort's scratch buffer (up to the list's own size).
+        chunks.sort_unstable();
         Snapshot {
             chunks,
             metas,
@@ -505,31 +534,31 @@ impl ChunkStore {
         write(&path, &bytes).map_err(io_err("write", &path))
     }
 
-    /// All manifests in the store; unreadable ones are skipped (logged at debug level).
+    /// All manifests in the store, sorted by name; unreadable ones are skipped (logged at debug
+    /// level).
     pub fn manifests(&self) -> Vec<StoredManifest> {
-        let dir = self.root.join(MANIFESTS);
-        let Ok(entries) = fs::read_dir(&dir) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(content) = name
-                .to_str()
-                .and_then(|n| n.strip_suffix(".json"))
-                .map(content_of_stem)
-            else {
-                continue;
-            };
-            match self.load_manifest(&content) {
-                Ok(Some(m)) if m.manifest.name == content => out.push(m),
-                Ok(_) => {}
-                // Callers look often: a warning here would repeat forever.
-                Err(e) => log::debug!("skipping {e}"),
-            }
-        }
+        let mut out: Vec<StoredManifest> = self.read_manifests().collect();
         out.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
         out
+    }
+
+    /// Each manifest in the store, read one at a time, in the order of the folder's listing;
+    /// unreadable ones are skipped (logged at debug level).
+    fn read_manifests(&self) -> impl Iterator<Item = StoredManifest> + '_ {
+        let dir = self.root.join(MANIFESTS);
+        let entries = fs::read_dir(&dir).into_iter().flatten().flatten();
+        entries.filter_map(|entry| {
+            let content = content_of_stem(entry.file_name().to_str()?.strip_suffix(".json")?);
+            match self.load_manifest(&content) {
+                Ok(Some(m)) if m.manifest.name == content => Some(m),
+                Ok(_) => None,
+                // Callers look often: a warning here would repeat forever.
+                Err(e) => {
+                    log::debug!("skipping {e}");
+                    None
+                }
+            }
+        })
     }
 
     /// Removes the chunks and manifest of `content`.
@@ -597,8 +626,11 @@ impl ChunkStore {
     /// # Errors
     /// When the folder cannot be listed.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        let manifests = self.manifests();
-        Ok(Snapshot::build(&manifests, self.list_chunks()?, |m| {
+        // Summed up as read: the chunk digests and midstates of every manifest are never all
+        // held at once.
+        let summaries: Vec<ManifestSummary> =
+            self.read_manifests().map(ManifestSummary::from).collect();
+        Ok(Snapshot::build(&summaries, self.list_chunks()?, |m| {
             m.in_place().is_some_and(|f| f.matches())
         }))
     }

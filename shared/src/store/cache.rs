@@ -3,12 +3,13 @@
 //! manifest opened and parsed, every file served in place looked at) costs a tenth of a second
 //! of CPU or more.
 //!
-//! [`ManifestCache`] keeps the manifests last read, each with the stamp of its file (inode,
-//! size, modification and change times). The programs only ever change a manifest by a rename
-//! into `.manifests/` or a removal from it ([`crate::fsutil::write_atomic`]), which sets that
-//! folder's modification time: while the folder's stamp is unchanged nothing is read (one
-//! `stat`); when it changed, the folder is listed, each manifest `stat`ed, and only those whose
-//! stamp changed are read again.
+//! [`ManifestCache`] keeps a [summary](ManifestSummary) of each manifest last read (name,
+//! identity as announced, origin; not the chunk digests nor the midstates, most of a
+//! manifest's size), each with the stamp of its file (inode, size, modification and change
+//! times). The programs only ever change a manifest by a rename into `.manifests/` or a removal
+//! from it ([`crate::fsutil::write_atomic`]), which sets that folder's modification time: while
+//! the folder's stamp is unchanged nothing is read (one `stat`); when it changed, the folder is
+//! listed, each manifest `stat`ed, and only those whose stamp changed are read again.
 //!
 //! A stamp cannot tell apart two changes made within one tick of the file system's clock, so a
 //! stamp less than [`RACY`] old when it was taken is not trusted: what it covers is read again
@@ -29,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::chunk::ChunkName;
 
-use super::{content_of_stem, ChunkStore, InPlace, Snapshot, StoreError, StoredManifest};
+use super::{content_of_stem, ChunkStore, InPlace, ManifestSummary, Snapshot, StoreError};
 
 /// How old a stamp must be when taken to be trusted: far more than the tick of any local file
 /// system's clock (a few milliseconds), so a change made after the look gives another stamp.
@@ -89,14 +90,14 @@ fn trusted(stamp: Option<Stamp>, taken: SystemTime) -> Option<Stamp> {
     stamp.filter(|s| s.settled(taken))
 }
 
-/// One manifest as last read.
+/// One manifest as last read, summed up.
 #[derive(Debug)]
 struct Entry {
     stamp: Stamp,
     /// Whether `stamp` was settled when taken: otherwise the file is read again next time.
     trusted: bool,
     /// `None` when the file could not be read or parsed, or names another content.
-    manifest: Option<StoredManifest>,
+    summary: Option<ManifestSummary>,
 }
 
 /// The manifests of a store, read again only where they changed; see the
@@ -158,7 +159,7 @@ impl ManifestCache {
             Err(e) => {
                 log::debug!("cannot list {}: {e}", dir.display());
                 self.listed = None;
-                let changed = self.entries.values().any(|e| e.manifest.is_some());
+                let changed = self.entries.values().any(|e| e.summary.is_some());
                 self.entries.clear();
                 return changed;
             }
@@ -183,25 +184,28 @@ impl ManifestCache {
             let entry = match old {
                 Some(old) if !full && old.trusted && old.stamp == stamp => old,
                 old => {
-                    let manifest = match self.store.load_manifest(&content) {
-                        Ok(Some(m)) if m.manifest.name == content => Some(m),
+                    let summary = match self.store.load_manifest(&content) {
+                        Ok(Some(m)) if m.manifest.name == content => Some(m.into()),
                         Ok(_) => None,
                         Err(e) => {
                             log::debug!("skipping {e}");
                             None
                         }
                     };
-                    changed |= old.and_then(|o| o.manifest) != manifest;
+                    // As strong as comparing whole manifests for all that is announced: the
+                    // root in the summary is a digest over the size and the chunk digests. A
+                    // change of the midstates alone is not one (no announcement carries them).
+                    changed |= old.and_then(|o| o.summary) != summary;
                     Entry {
                         stamp,
                         trusted: stamp.settled(taken),
-                        manifest,
+                        summary,
                     }
                 }
             };
             self.entries.insert(content, entry);
         }
-        changed |= previous.values().any(|e| e.manifest.is_some());
+        changed |= previous.values().any(|e| e.summary.is_some());
         self.listed = trusted(stamp, taken);
         if full {
             self.last_full = Some(Instant::now());
@@ -209,19 +213,19 @@ impl ManifestCache {
         changed
     }
 
-    /// The manifest of `content` as last read.
-    pub fn get(&self, content: &str) -> Option<&StoredManifest> {
-        self.entries.get(content)?.manifest.as_ref()
+    /// The summary of the manifest of `content` as last read.
+    pub fn get(&self, content: &str) -> Option<&ManifestSummary> {
+        self.entries.get(content)?.summary.as_ref()
     }
 
-    /// Every manifest as last read, by content name.
-    pub fn manifests(&self) -> impl Iterator<Item = &StoredManifest> {
-        self.entries.values().filter_map(|e| e.manifest.as_ref())
+    /// The summary of every manifest as last read, by content name.
+    pub fn summaries(&self) -> impl Iterator<Item = &ManifestSummary> {
+        self.entries.values().filter_map(|e| e.summary.as_ref())
     }
 
     /// How many manifests were read.
     pub fn len(&self) -> usize {
-        self.manifests().count()
+        self.summaries().count()
     }
 
     /// Whether no manifest was read.
@@ -286,9 +290,9 @@ impl SnapshotWatch {
         }
         if manifests_changed {
             let mut in_place = HashMap::with_capacity(self.in_place.len());
-            for m in self.manifests.manifests() {
+            for m in self.manifests.summaries() {
                 let Some(file) = m.in_place() else { continue };
-                let name = &m.manifest.name;
+                let name = &m.name;
                 let matches = match self.in_place.remove(name) {
                     Some((old, matches)) if old == file && !look_at_files => matches,
                     old => {
@@ -315,9 +319,9 @@ impl SnapshotWatch {
         self.current = true;
         let in_place = &self.in_place;
         Ok(Some(Snapshot::build(
-            self.manifests.manifests(),
+            self.manifests.summaries(),
             self.chunk_files.iter().cloned(),
-            |m| in_place.get(&m.manifest.name).is_some_and(|(_, ok)| *ok),
+            |m| in_place.get(&m.name).is_some_and(|(_, ok)| *ok),
         )))
     }
 }
@@ -326,8 +330,8 @@ impl SnapshotWatch {
 mod tests {
     use super::*;
     use crate::digest::Digest;
-    use crate::protocol::Manifest;
-    use crate::store::{Origin, PlacedFile};
+    use crate::protocol::{ContentMeta, Manifest};
+    use crate::store::{Origin, PlacedFile, StoredManifest};
     use std::fs::File;
 
     fn manifest(name: &str, seed: u8, origin: Origin) -> StoredManifest {
@@ -403,10 +407,7 @@ mod tests {
         let mut cache = ManifestCache::new(store.clone());
         assert!(cache.may_have_changed());
         assert!(cache.refresh());
-        let names: Vec<&str> = cache
-            .manifests()
-            .map(|m| m.manifest.name.as_str())
-            .collect();
+        let names: Vec<&str> = cache.summaries().map(|m| m.name.as_str()).collect();
         assert_eq!(names, ["a", "b"], "the corrupt one counts as absent");
         assert!(!cache.may_have_changed(), "a settled folder, unchanged");
         assert!(!cache.refresh());
@@ -420,7 +421,7 @@ mod tests {
         fs::write(&sneaky, serde_json::to_vec_pretty(&edited).unwrap()).unwrap();
         assert!(!cache.may_have_changed());
         assert!(!cache.refresh());
-        assert_eq!(cache.get("a").unwrap().manifest.size, 3);
+        assert_eq!(cache.get("a").unwrap().meta.size, 3);
 
         // The programs' own changes (rename, removal) are seen at once.
         store
@@ -429,14 +430,59 @@ mod tests {
         store.remove_content("b").unwrap();
         assert!(cache.may_have_changed());
         assert!(cache.refresh());
-        let names: Vec<&str> = cache
-            .manifests()
-            .map(|m| m.manifest.name.as_str())
-            .collect();
+        let names: Vec<&str> = cache.summaries().map(|m| m.name.as_str()).collect();
         assert_eq!(names, ["a", "c"]);
         // "a" was read again: its stamp changed when it was edited.
-        assert_eq!(cache.get("a").unwrap().manifest.size, 4);
+        assert_eq!(cache.get("a").unwrap().meta.size, 4);
         assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn the_cache_sees_every_change_announced_but_keeps_no_chunk_digests() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let mut cache = ManifestCache::new(store.clone());
+        let mut stored = manifest("a", 1, downloaded());
+        store.save_manifest(&stored).unwrap();
+        assert!(cache.refresh());
+        // Each save is within the racy window, so each refresh reads the manifest again: what
+        // it returns is the comparison of the summaries alone.
+        let mut seen = |stored: &StoredManifest| {
+            store.save_manifest(stored).unwrap();
+            cache.refresh()
+        };
+        stored.origin = Origin::Downloaded {
+            verified: false,
+            file: None,
+        };
+        assert!(seen(&stored), "another origin");
+        stored.manifest.sha256 = Digest::of(b"other");
+        assert!(seen(&stored), "another SHA-256");
+        stored.manifest.size += 1;
+        assert!(seen(&stored), "another size");
+        stored.manifest.chunks[4] = Digest::of(b"other chunk");
+        assert!(seen(&stored), "another chunk digest, through the root");
+        stored.manifest.states = Manifest::of_bytes("a", b"abcdef").states;
+        assert!(
+            !seen(&stored),
+            "midstates alone: never announced, not a change"
+        );
+        let summary = cache.get("a").unwrap();
+        assert_eq!(
+            (summary.meta, &summary.origin),
+            (stored.manifest.meta(), &stored.origin)
+        );
+        // Every field named: a chunk digest or a midstate kept here fails to compile.
+        let ManifestSummary {
+            name: _,
+            meta:
+                ContentMeta {
+                    size: _,
+                    sha256: _,
+                    root: _,
+                },
+            origin: _,
+        } = summary;
     }
 
     #[test]
@@ -455,13 +501,13 @@ mod tests {
             .unwrap();
         assert!(cache.may_have_changed());
         assert!(cache.refresh());
-        assert_eq!(cache.get("a").unwrap().manifest.sha256, Digest::of(&[2]));
+        assert_eq!(cache.get("a").unwrap().meta.sha256, Digest::of(&[2]));
         // And the same in place, same size, same inode if the file system reuses it.
         let path = store.manifest_path("a");
         let third = serde_json::to_vec_pretty(&manifest("a", 3, downloaded())).unwrap();
         fs::write(&path, third).unwrap();
         assert!(cache.refresh());
-        assert_eq!(cache.get("a").unwrap().manifest.sha256, Digest::of(&[3]));
+        assert_eq!(cache.get("a").unwrap().meta.sha256, Digest::of(&[3]));
     }
 
     #[test]
@@ -486,7 +532,7 @@ mod tests {
         cache.last_full = Instant::now().checked_sub(FULL_READ_EVERY);
         assert!(cache.may_have_changed());
         assert!(cache.refresh());
-        assert_eq!(cache.get("a").unwrap().manifest.sha256, Digest::of(&[2]));
+        assert_eq!(cache.get("a").unwrap().meta.sha256, Digest::of(&[2]));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::time::SystemTime;
 
 use crate::chunk::{chunk_ranges, ChunkName};
 
-use super::{Origin, StoredManifest};
+use super::{ManifestSummary, Origin, StoredManifest};
 
 /// A file served in place: the path and what it looked like when hashed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,12 +101,13 @@ impl InPlace {
     }
 }
 
-impl StoredManifest {
-    /// The file this content is served from in place, if it is: a shared file, or a verified
-    /// download in `downloads/`. `None` for a content whose chunks are files in `temp/` (a
-    /// download in progress, or a store written before contents were served in place).
-    pub fn in_place(&self) -> Option<InPlace> {
-        let (path, modified) = match &self.origin {
+impl Origin {
+    /// The file a content of `size` bytes with this origin is served from in place, if it is:
+    /// a shared or offered file, or a verified download in `downloads/`. `None` for a content
+    /// whose chunks are files in `temp/` (a download in progress, or a store written before
+    /// contents were served in place).
+    pub fn in_place(&self, size: u64) -> Option<InPlace> {
+        let (path, modified) = match self {
             Origin::Shared { path, modified } | Origin::Offered { path, modified } => {
                 (path, *modified)
             }
@@ -117,9 +118,23 @@ impl StoredManifest {
         };
         Some(InPlace {
             path: path.clone(),
-            size: self.manifest.size,
+            size,
             modified,
         })
+    }
+}
+
+impl StoredManifest {
+    /// The file this content is served from in place, if it is ([`Origin::in_place`]).
+    pub fn in_place(&self) -> Option<InPlace> {
+        self.origin.in_place(self.manifest.size)
+    }
+}
+
+impl ManifestSummary {
+    /// The file this content is served from in place, if it is ([`Origin::in_place`]).
+    pub fn in_place(&self) -> Option<InPlace> {
+        self.origin.in_place(self.meta.size)
     }
 }
 
