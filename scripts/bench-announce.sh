@@ -43,7 +43,6 @@ ROUNDS=${ROUNDS:-2}
 UDP_PORT=${BENCH_UDP_PORT:-15300}
 TCP_PORT=${BENCH_TCP_PORT:-15301}
 LEGACY=${LEGACY:-1}
-KEEP=${KEEP:-0}
 A_IP=127.0.0.2
 LEGACY_IP=127.0.0.9
 BROADCAST=127.255.255.255:$UDP_PORT
@@ -53,34 +52,14 @@ PIDS=()
 NAMES=()
 NAME_LOGS=()
 WORK=""
-NS_MADE=0
 LEGACY_PID=""
 
-fail() {
-    printf '\nbench-announce failed: %s\n' "$*" >&2
-    if [ -n "$WORK" ]; then tail_logs ' (last lines)' "$WORK"/*.log; fi
-    exit 1
-}
-
-cleanup() {
-    local status=$?
-    trap - EXIT INT TERM
-    stop_pids INT 50 KILL "${PIDS[@]}"
-    if [ "$NS_MADE" = 1 ]; then ip netns delete "$NS" 2>/dev/null || true; fi
-    if [ -n "$WORK" ]; then
-        if [ "$KEEP" = 1 ]; then echo "Kept $WORK (KEEP=1)."; else rm -rf "$WORK"; fi
-    fi
-    exit "$status"
-}
-on_exit cleanup
+fail() { bench_fail "$@"; }
+on_exit bench_cleanup
 
 in_ns() { ip netns exec "$NS" "$@"; }
 # start NAME PROGRAM ARGS...: a program in the namespace, its output in WORK/NAME.log.
-start() {
-    local name=$1
-    shift
-    start_named "$name" "$WORK/$name.log" ip netns exec "$NS" "$@"
-}
+start() { start_in_ns "$@"; }
 
 # The packets and bytes (UDP payload) alice sent to the announce port, and the bytes her chunk
 # server sent over TCP (payload and headers), since the counters were last zeroed.
@@ -131,9 +110,8 @@ for b in chunk-server announcer listener; do
 done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench-announce.XXXXXX")
-ip netns add "$NS" || fail "cannot create the network namespace $NS"
-NS_MADE=1
-in_ns ip link set lo up
+BENCH_WORK=$WORK
+bench_netns "$NS" || fail "cannot create the network namespace $NS"
 in_ns iptables -A OUTPUT -p udp -s "$A_IP" --dport "$UDP_PORT"
 in_ns iptables -A OUTPUT -p tcp -s "$A_IP" --sport "$TCP_PORT"
 

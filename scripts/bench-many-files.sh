@@ -40,7 +40,6 @@ IDLE_SECS=${IDLE_SECS:-30}
 SETTLE=${SETTLE:-5}
 TIMEOUT=${BENCH_TIMEOUT:-120}
 BASE=${BENCH_DIR:-target}
-KEEP=${KEEP:-0}
 BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release}
 A_IP=127.0.0.2
 # A listener keeps at most 1,000 entries per source by default: room for all the files.
@@ -49,23 +48,8 @@ LISTENER_ARGS=${LISTENER_ARGS:---max-entries $((FILES * 2)) --max-entries-per-so
 PIDS=()  # every process started and not yet stopped
 RUN=""
 
-fail() {
-    printf '\nbench-many-files failed: %s\n' "$*" >&2
-    if [ -n "$RUN" ]; then tail_logs ' (last lines)' "$RUN"/*.log; fi
-    exit 1
-}
-
-cleanup() {
-    local status=$?
-    trap - EXIT INT TERM
-    stop_pids INT 50 KILL "${PIDS[@]}"
-    PIDS=()
-    if [ -n "$RUN" ]; then
-        if [ "$KEEP" = 1 ]; then echo "Kept $RUN (KEEP=1)."; else rm -rf "$RUN"; fi
-    fi
-    exit "$status"
-}
-on_exit cleanup
+fail() { bench_fail "$@"; }
+on_exit bench_cleanup
 
 check_alive() {
     local pid
@@ -136,6 +120,7 @@ done
 mkdir -p "$BASE"
 RUN=$(mktemp -d "$BASE/bench-many-files.XXXXXX")
 RUN=$(cd "$RUN" && pwd)
+BENCH_WORK=$RUN
 mkdir -p "$RUN/share" "$RUN/alice" "$RUN/bob"
 
 say "Writing $FILES small files in $FOLDERS folders under $RUN/share"

@@ -29,38 +29,18 @@ FILES=${FILES:-3}
 INTERVAL=${INTERVAL:-60}
 ROUNDS=${ROUNDS:-2}
 UDP_PORT=${BENCH_UDP_PORT:-15400}
-KEEP=${KEEP:-0}
 NS=p2ptags$$
 
 PIDS=()
 NAMES=()
 NAME_LOGS=()
 WORK=""
-NS_MADE=0
 
-fail() {
-    printf '\nbench-tags-writes failed: %s\n' "$*" >&2
-    if [ -n "$WORK" ]; then tail_logs ' (last lines)' "$WORK"/*.log; fi
-    exit 1
-}
+fail() { bench_fail "$@"; }
+on_exit bench_cleanup
 
-cleanup() {
-    local status=$?
-    trap - EXIT INT TERM
-    stop_pids INT 50 KILL "${PIDS[@]}"
-    if [ "$NS_MADE" = 1 ]; then ip netns delete "$NS" 2>/dev/null || true; fi
-    if [ -n "$WORK" ]; then
-        if [ "$KEEP" = 1 ]; then echo "Kept $WORK (KEEP=1)."; else rm -rf "$WORK"; fi
-    fi
-    exit "$status"
-}
-on_exit cleanup
-
-start() {
-    local name=$1
-    shift
-    start_named "$name" "$WORK/$name.log" ip netns exec "$NS" "$@"
-}
+# start NAME PROGRAM ARGS...: a program in the namespace, its output in WORK/NAME.log.
+start() { start_in_ns "$@"; }
 writes() { grep -c 'debug: wrote [0-9]* entries' "$WORK/listener.log" || true; }
 peers_listed() {
     [ -f "$WORK/listener/tags.txt" ] || { echo 0; return; }
@@ -77,9 +57,8 @@ fi
 [ -x "$BIN_DIR/listener" ] || fail "no listener binary in $BIN_DIR"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench-tags-writes.XXXXXX")
-ip netns add "$NS" || fail "cannot create the network namespace $NS"
-NS_MADE=1
-ip netns exec "$NS" ip link set lo up
+BENCH_WORK=$WORK
+bench_netns "$NS" || fail "cannot create the network namespace $NS"
 mkdir -p "$WORK/listener"
 
 cat >"$WORK/peers.py" <<'PY'

@@ -4,6 +4,8 @@
 # - Output: say/ok/indent (colours only after `use_colors`, and only on a terminal), tail_logs.
 # - Cleanup: on_exit installs the traps (EXIT runs the script's cleanup; Ctrl-C exits 130,
 #   SIGTERM 143); stop_pids stops exactly the processes a script started, by their PIDs only.
+# - Benchmarks: bench_fail and bench_cleanup, the failure and the cleanup of a benchmark that
+#   works in BENCH_WORK (and, as root, in the network namespace of bench_netns); start_in_ns.
 # - Processes: start_bg runs a program in the background and records its PID in PIDS;
 #   start_named also records its name and log, for check_alive.
 # - Waiting: wait_for polls a condition with a deadline instead of sleeping blindly.
@@ -86,6 +88,50 @@ stop_pids() {
     done
     for pid in "$@"; do kill "-$last" "$pid" 2>/dev/null || true; done
     wait "$@" 2>/dev/null || true
+}
+
+# What a benchmark made, undone by bench_cleanup: its work folder (logs as WORK/*.log), once
+# created, and its network namespace, once created by bench_netns.
+BENCH_WORK=""
+BENCH_NS=""
+
+# bench_fail MESSAGE...: says that the script failed, and why, shows the last lines of the logs
+# in BENCH_WORK, and exits 1 (bench_cleanup then runs). A benchmark's `fail` calls it.
+bench_fail() {
+    printf '\n%s failed: %s\n' "$(basename "$0" .sh)" "$*" >&2
+    if [ -n "$BENCH_WORK" ]; then tail_logs ' (last lines)' "$BENCH_WORK"/*.log; fi
+    exit 1
+}
+
+# bench_cleanup: the EXIT trap of a benchmark (`on_exit bench_cleanup`): stops the processes in
+# PIDS (SIGINT, then SIGKILL after 5 s), deletes the namespace of bench_netns, removes
+# BENCH_WORK unless KEEP=1, and exits with the script's status.
+bench_cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    stop_pids INT 50 KILL "${PIDS[@]}"
+    PIDS=()
+    if [ -n "$BENCH_NS" ]; then ip netns delete "$BENCH_NS" 2>/dev/null || true; fi
+    if [ -n "$BENCH_WORK" ]; then
+        if [ "${KEEP:-0}" = 1 ]; then echo "Kept $BENCH_WORK (KEEP=1)."; else rm -rf "$BENCH_WORK"; fi
+    fi
+    exit "$status"
+}
+
+# bench_netns NAME: creates the network namespace NAME with its loopback up, and records it in
+# BENCH_NS for bench_cleanup to delete; fails when it cannot be created.
+bench_netns() {
+    ip netns add "$1" || return 1
+    BENCH_NS=$1
+    ip netns exec "$1" ip link set lo up
+}
+
+# start_in_ns NAME PROGRAM ARGS...: start_named NAME BENCH_WORK/NAME.log, PROGRAM running in the
+# namespace BENCH_NS (`ip netns exec` execs it: the PID recorded is the program's own).
+start_in_ns() {
+    local name=$1
+    shift
+    start_named "$name" "$BENCH_WORK/$name.log" ip netns exec "$BENCH_NS" "$@"
 }
 
 # wait_for SECONDS STEP COMMAND...: runs COMMAND every STEP seconds until it succeeds (0), or
