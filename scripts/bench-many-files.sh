@@ -90,8 +90,9 @@ answers() {
 } 2>/dev/null
 
 # announced_all LOG: whether the announcer's log (at debug level) says it announced FILES
-# contents.
-announced_all() { grep -q "announced [0-9]* chunks of $FILES contents" "$1"; }
+# contents, inline ("announced N chunks of F contents") or compactly ("announced the catalog H
+# of F contents").
+announced_all() { grep -Eq "announced ([0-9]* chunks|the catalog [0-9a-f]*) of $FILES contents" "$1"; }
 
 # listed: how many contents of alice bob's tags.txt lists with all five chunks.
 listed() {
