@@ -314,6 +314,9 @@ impl Out<'_> {
                 if w.recorded.is_some() {
                     (w.place.record)(w.written);
                 }
+                // The rest goes to disk while other transfers go on, not at the one `fsync`.
+                let (from, len) = (w.written_back, w.written - w.written_back);
+                shared::fsutil::start_writeback(w.place.file, w.place.offset + from, len);
                 Ok(())
             }
         }
