@@ -18,7 +18,7 @@
 # Everything runs on loopback or in network namespaces made here; every process is stopped by
 # its PID or its process group from an EXIT trap, never by name. Run as root: missing tools are
 # installed with apt-get, and the shaped, files and clients sections use namespaces (shaped
-# needs them). The whole run takes about 12 minutes (--help: per section). See README,
+# needs them). The whole run takes 6 to 9 minutes (--help: per section). See README,
 # "Benchmarks"; the method follows the loopback baselines harness (scripts/bench/harness.sh).
 #
 #   ./scripts/bench.sh                                   # everything, as in the README
@@ -77,9 +77,10 @@ Options:
   --install             apt-get install every tool the sections use (root), then exit
   --list                print the sections and rows, then exit
 
-Time per section on a 2-core VM with the defaults: single about 4 min (most of it the 1 GiB
-rows), shaped about 4 min (a 1-source run takes 9 s), files 1.5 min (4 min when the listener
-never lists all files: --files-timeout, then 1.5 intervals), clients under 1 min.
+Time per section on a 2-core VM with the defaults: single about 1.5 min (most of it the 1 GiB
+rows; a little more the first time, which writes the test files), shaped about 3 min (a
+1-source run takes 9 s), files 1.5 min (4 min when the listener never lists all files:
+--files-timeout, then 1.5 intervals), clients under 1 min.
 Results: WORKDIR/results/<time>.{log,tsv,txt}; logs and peer folders in WORKDIR/run/<time>/ (the
 folders are removed at the end unless KEEP=1). Environment: RUNS, WARMUP, SIZES, ONLY, SKIP,
 BENCH_WORKDIR, P2P_BIN_DIR, KEEP.
