@@ -42,17 +42,7 @@ fail() {
     exit 1
 }
 
-cleanup() {
-    local status=$?
-    trap - EXIT INT TERM
-    stop_pids INT 50 KILL "${PIDS[@]}"
-    PIDS=()
-    if [ -n "$RUN" ]; then
-        if [ "$KEEP" = 1 ]; then echo "Kept $RUN (KEEP=1)."; else rm -rf "$RUN"; fi
-    fi
-    exit "$status"
-}
-on_exit cleanup
+on_exit bench_cleanup # stops PIDS, removes BENCH_WORK (= RUN once made) unless KEEP=1
 
 check_alive() {
     local pid
@@ -77,6 +67,7 @@ build_release chunk-server || fail "the build failed"
 mkdir -p "$BASE"
 RUN=$(mktemp -d "$BASE/bench-share.XXXXXX")
 RUN=$(cd "$RUN" && pwd)
+BENCH_WORK=$RUN
 free=$(df -B1 --output=avail "$RUN" | tail -n 1)
 [ "$free" -gt $((total * 2 + (1 << 30))) ] ||
     fail "$RUN has $free bytes free; the run needs twice SIZE ($total) and 1 GiB to spare"
