@@ -120,10 +120,7 @@ pub fn start_writeback(file: &File, offset: u64, len: u64) {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd as _;
-        let (Ok(offset), Ok(len)) = (
-            libc::off64_t::try_from(offset),
-            libc::off64_t::try_from(len),
-        ) else {
+        let Some((offset, len)) = writeback_range(offset, len) else {
             return;
         };
         // SAFETY: a valid open descriptor and plain integers; the call only schedules I/O.
@@ -133,6 +130,17 @@ pub fn start_writeback(file: &File, offset: u64, len: u64) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = (file, offset, len);
+}
+
+/// The arguments of `sync_file_range` for `len` bytes from `offset`; `None` when there is
+/// nothing to write (`sync_file_range` reads a length of 0 as "to the end of the file") or the
+/// range does not fit its types.
+#[cfg(target_os = "linux")]
+fn writeback_range(offset: u64, len: u64) -> Option<(libc::off64_t, libc::off64_t)> {
+    if len == 0 {
+        return None;
+    }
+    Some((offset.try_into().ok()?, len.try_into().ok()?))
 }
 
 /// Flushes a directory entry change (a rename) to disk; best effort, as not every file system
@@ -206,6 +214,14 @@ pub fn open_regular(path: &Path) -> Result<(File, Metadata), OpenError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_empty_writeback_range_writes_nothing_rather_than_the_rest_of_the_file() {
+        assert_eq!(writeback_range(4096, 0), None);
+        assert_eq!(writeback_range(4096, 8192), Some((4096, 8192)));
+        assert_eq!(writeback_range(u64::MAX, 1), None);
+    }
 
     #[cfg(unix)]
     #[test]
