@@ -14,7 +14,7 @@ use shared::protocol::Manifest;
 use shared::CHUNKS_PER_FILE;
 
 use crate::catalog::Holder;
-use crate::fetch::Expected;
+use crate::fetch::{Expected, MAX_WRITE};
 
 /// Orders each chunk's holders: first the least-loaded holder that has it, so the chunks are
 /// spread over the holders, then the others as fallbacks. Among equally loaded holders,
@@ -116,10 +116,10 @@ pub(super) fn vouched_by(holder: &Holder, root: Digest) -> bool {
     holder.root.is_none_or(|r| r == root)
 }
 
-/// A transfer splits for an idle holder keeps at least this much of its range (what it may be
-/// writing while the split is decided: it reads where it must stop before each write of at
-/// most 64 KiB)...
-pub(super) const STEAL_MARGIN: u64 = 128 << 10;
+/// A transfer split for an idle holder keeps at least this much of its range: what it may be
+/// writing while the split is decided (it reads where it must stop before each write of at
+/// most [`MAX_WRITE`]), twice over...
+pub(super) const STEAL_MARGIN: u64 = 2 * MAX_WRITE as u64;
 /// ...and the idle holder gets at least this much.
 pub(super) const MIN_PIECE: u64 = 256 << 10;
 

@@ -45,8 +45,9 @@ const TRANSFERS_EVERY: Duration = Duration::from_millis(100);
 /// How long an idle worker waits for a flight to end or age before looking again.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
 
-/// A transfer is split for an idle holder only when it has this much left to receive.
-const MIN_STEAL: u64 = 512 << 10;
+/// A transfer is split for an idle holder only when it has this much left to receive: room
+/// for its margin and a piece of twice the smallest.
+const MIN_STEAL: u64 = plan::STEAL_MARGIN + 2 * plan::MIN_PIECE;
 
 /// Why a worker's chunk did not arrive.
 pub(super) enum WorkerError {

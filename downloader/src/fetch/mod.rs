@@ -21,6 +21,7 @@ mod network;
 
 pub use chunk::{
     check_in_file, check_pieces, fetch_chunk, Delivery, Dest, Expected, Fetched, InFile, Job,
+    MAX_WRITE,
 };
 pub use connect::CancelHandle;
 pub use error::FetchError;
