@@ -42,7 +42,7 @@ TIMEOUT=${BENCH_TIMEOUT:-120}
 BASE=${BENCH_DIR:-target}
 BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release}
 A_IP=127.0.0.2
-# A listener keeps at most 1,000 entries per source by default: room for all the files.
+# The listener's defaults hold 10,000 entries per source; raised so that any FILES fits.
 LISTENER_ARGS=${LISTENER_ARGS:---max-entries $((FILES * 2)) --max-entries-per-source $((FILES * 2))}
 
 PIDS=()  # every process started and not yet stopped

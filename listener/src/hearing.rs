@@ -496,7 +496,7 @@ impl Hearing<'_> {
                     );
                     if (catalog.entries.len() as u64) < catalog.count {
                         log::warn!(
-                            "the catalog of {:?} at {} lists {} contents: kept the first {}                              (--max-entries-per-source)",
+                            "the catalog of {:?} at {} lists {} contents: kept the first {} (--max-entries-per-source)",
                             peer.user,
                             peer.ip,
                             catalog.count,

@@ -125,3 +125,29 @@ fn a_catalog_beyond_the_per_source_limit_is_listed_up_to_it() {
     std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(listed(&listener, "alice"), 120);
 }
+
+/// Issue 12's scale with the listener's default limits: a peer sharing 10,000 files is listed
+/// whole (the per-source default was 1,000, which hid nine tenths of it).
+#[test]
+fn a_peer_sharing_ten_thousand_files_is_listed_whole_with_the_default_limits() {
+    const FILES: usize = 10_000;
+    let dir = temp_dir();
+    let listener = TestListener::start(dir.path(), 0);
+    let server = CatalogServer::start(
+        [127, 0, 0, 2].into(),
+        &catalog_of("many", FILES),
+        CatalogBehaviour::Honest,
+    );
+    let alice = UdpPeer::new(2);
+    let listed_all = poll_until(PATIENCE, || {
+        alice.announce(listener.port, &server.announcement("alice", "a1"));
+        std::thread::sleep(Duration::from_millis(200));
+        listed(&listener, "alice") >= FILES
+    });
+    assert!(
+        listed_all,
+        "{} of {FILES} listed",
+        listed(&listener, "alice")
+    );
+    assert_eq!(listed(&listener, "alice"), FILES);
+}

@@ -14,6 +14,7 @@
 #   FLOOD_BYTES      size of each flood datagram (default 64000)
 #   FLOOD_SOURCES    how many flooding addresses, 127.0.0.21 and up (default 4, at most 200;
 #                    the honest peer is 127.0.0.20)
+#   LISTENER_ARGS    more listener flags, e.g. "--max-entries 50000" (default: none)
 #   KEEP=1           keep the work folder (tags.txt, the listener's log)
 #
 # Only 127.0.0.x addresses are used. Bounded: the flood lasts FLOOD_SECS, the honest peer is
@@ -60,8 +61,9 @@ trap cleanup EXIT
 mkdir -p "$WORK/peer"
 TAGS="$WORK/peer/tags.txt"
 # The start-up query goes to the listener's own port: nobody else is there to answer.
+# shellcheck disable=SC2086 # LISTENER_ARGS is a list of flags
 "$LISTENER" --dir "$WORK/peer" --port "$PORT" --broadcast "127.0.0.1:$PORT" \
-    2>"$WORK/listener.log" &
+    ${LISTENER_ARGS:-} 2>"$WORK/listener.log" &
 LISTENER_PID=$!
 wait_for 5 0.05 test -s "$TAGS" || { echo "the listener did not start; see $WORK/listener.log" >&2; exit 1; }
 

@@ -6,7 +6,8 @@
 # In a network namespace of its own (root; otherwise on this host's loopback, where nstat's
 # counters are the whole host's and nothing is captured): peer alice (127.0.0.2) runs a
 # chunk-server sharing the folder and an announcer (--interval $FILES_INTERVAL); peer bob runs
-# a listener (with $FILES_LISTENER_ARGS: room for every entry). All three start together.
+# a listener (its defaults, or $FILES_LISTENER_ARGS beyond 10,000 files: room for every entry).
+# All three start together.
 #
 #   listening after     chunk-server start until its TCP port is in the LISTEN state
 #                       (/proc/PID/net/tcp), and until it answers a request: a prober sends a
@@ -253,7 +254,7 @@ section_files() {
     local names=(chunk-server announcer listener) out k n ub tb dur
     out=$(
         printf '  files shared            %d (1 B - 4 KiB each); announce interval %d s; listener %s\n' \
-            "$FILES_N" "$FILES_INTERVAL" "${FILES_LISTENER_ARGS:-defaults}"
+            "$FILES_N" "$FILES_INTERVAL" "${FILES_LISTENER_ARGS:-with its defaults}"
         printf '  listening after         %s s; answering after %s s   (chunk-server start until its port listens; until it answers a request)\n' \
             "${t_listen:-never}" "${t_answer:-never}"
         if [[ -n $t_all ]]; then
