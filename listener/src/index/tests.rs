@@ -730,14 +730,16 @@ fn one_datagram_adds_at_most_the_per_datagram_cap() {
 #[test]
 fn one_source_holds_at_most_the_per_source_cap() {
     let mut index = Index::new();
-    for round in 0..10 {
+    // 400 new names a round, until well past the cap.
+    let rounds = DEFAULT_MAX_ENTRIES_PER_SOURCE / 400 + 3;
+    for round in 0..rounds {
         let a = many("flood", &format!("r{round}-"), 400);
-        index.apply(ip(5), &a, LEGACY_PORT, at(round));
+        index.apply(ip(5), &a, LEGACY_PORT, at(round as i64));
     }
-    assert!(
-        index.len() <= 1000,
-        "{} entries from one source",
-        index.len()
+    assert_eq!(
+        index.len(),
+        DEFAULT_MAX_ENTRIES_PER_SOURCE,
+        "entries from one source"
     );
     // Entries it already has are still refreshed.
     let first = many("flood", "r0-", 1);
@@ -749,15 +751,16 @@ fn one_source_holds_at_most_the_per_source_cap() {
 #[test]
 fn the_index_holds_at_most_the_total_cap_and_a_new_peer_still_gets_in() {
     let mut index = Index::new();
+    // 30 sources of 1,200 names each: three times the cap in all, each under its own cap.
     for source in 10..40u8 {
         for round in 0..3 {
             let a = many("flood", &format!("s{source}-r{round}-"), 400);
             index.apply(ip(source), &a, LEGACY_PORT, at(round.into()));
         }
     }
-    assert!(index.len() <= 10_000, "{} entries", index.len());
+    assert_eq!(index.len(), DEFAULT_MAX_ENTRIES);
     assert!(index.apply(ip(9), &legacy("ece", &["honest_1"]), LEGACY_PORT, at(5)));
-    assert!(index.len() <= 10_000, "{} entries", index.len());
+    assert_eq!(index.len(), DEFAULT_MAX_ENTRIES);
     assert!(index
         .to_tags(at(5))
         .entries
