@@ -16,10 +16,8 @@ use shared::store::ChunkStore;
 use shared::REQUEST_TIMEOUT;
 use testkit::client::{connect, legacy_fetch, p2p_request, read_until_close, send_raw};
 use testkit::files::{chunk_files, pattern};
-use testkit::servers::start_chunk_server;
+use testkit::servers::{chunk_server_peer_with as peer_with, start_chunk_server};
 use testkit::wait::poll_until;
-
-use testkit::servers::chunk_server_peer_with as peer_with;
 
 fn store(dir: &Path) -> ChunkStore {
     ChunkStore::open(dir.join("temp")).unwrap()
